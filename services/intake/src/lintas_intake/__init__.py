@@ -1,0 +1,1 @@
+"""Intake: partner NGOs submit workers' cases and follow what happens to them."""

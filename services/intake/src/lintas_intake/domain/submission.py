@@ -1,0 +1,126 @@
+"""The case document an NGO submits, validated field by field."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from lintas_shared.values import (
+    ClaimType,
+    ConsentPurpose,
+    CountryCode,
+    LanguageCode,
+    Money,
+    PhoneNumber,
+    Sector,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+def _not_future(value: date | None, field: str) -> None:
+    if value is not None and value > datetime.now(UTC).date():
+        raise ValueError(f"{field} is in the future")
+
+
+class Gender(StrEnum):
+    """As the worker describes herself."""
+
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+    UNDISCLOSED = "undisclosed"
+
+
+class ConsentChannel(StrEnum):
+    """How consent was given."""
+
+    IN_PERSON = "in_person"
+    PHONE = "phone"
+    PAPER_FORM = "paper_form"
+
+
+class Worker(_Strict):
+    """The worker. Everything here except language and country is personal data."""
+
+    full_name: str = Field(min_length=1, max_length=200)
+    phone: PhoneNumber
+    preferred_language: LanguageCode
+    date_of_birth: date | None = None
+    gender: Gender | None = None
+    home_region: str | None = Field(default=None, max_length=200)
+    current_country: CountryCode
+    passport_number: str | None = Field(default=None, max_length=40)
+
+    @model_validator(mode="after")
+    def _dates(self) -> Worker:
+        _not_future(self.date_of_birth, "date_of_birth")
+        return self
+
+
+class Employment(_Strict):
+    """The employment the claims arise from."""
+
+    country: CountryCode
+    sector: Sector
+    employer_name: str | None = Field(default=None, max_length=200)
+    placement_agency: str | None = Field(default=None, max_length=200)
+    started_on: date
+    ended_on: date | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> Employment:
+        _not_future(self.started_on, "started_on")
+        _not_future(self.ended_on, "ended_on")
+        if self.ended_on is not None and self.ended_on < self.started_on:
+            raise ValueError("ended_on is before started_on")
+        return self
+
+
+class Claim(_Strict):
+    """One legal claim."""
+
+    type: ClaimType
+    amount: Money | None = None
+    arose_on: date | None = None
+    claimants: int = Field(default=1, ge=1, le=1000)
+    description: str | None = Field(default=None, max_length=4000)
+
+    @model_validator(mode="after")
+    def _dates(self) -> Claim:
+        _not_future(self.arose_on, "arose_on")
+        return self
+
+
+class Consent(_Strict):
+    """The worker's recorded consent (UU 27/2022 Pasal 22, 24, 56; PDPA; PDPO DPP1/DPP3)."""
+
+    text_version: str = Field(min_length=1, max_length=100)
+    language: LanguageCode
+    given_at: AwareDatetime
+    channel: ConsentChannel
+    taken_by: str = Field(min_length=1, max_length=100)
+    purposes: tuple[ConsentPurpose, ...] = Field(min_length=1)
+    share_with_countries: tuple[CountryCode, ...] = ()
+    share_with_organisations: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _given_in_past(self) -> Consent:
+        if self.given_at > datetime.now(UTC):
+            raise ValueError("given_at is in the future")
+        return self
+
+
+class CaseSubmission(_Strict):
+    """A new case, exactly as the NGO sends it to `POST /v1/cases`."""
+
+    external_ref: str = Field(min_length=1, max_length=100,
+                              description="The NGO's own id for the case; unique per NGO.")
+    worker: Worker
+    employment: Employment
+    claims: tuple[Claim, ...] = Field(min_length=1, max_length=20)
+    consent: Consent

@@ -1,0 +1,1 @@
+"""How the outside world reaches intake: HTTP routes and Kafka subscribers."""

@@ -1,0 +1,1 @@
+"""Notify's adapters: MongoDB and SMS providers."""

@@ -1,0 +1,71 @@
+"""The embedded default SMS provider: one JSON line per message in a local file.
+
+It stands in for a gateway on a developer's machine and in the end-to-end tests, and
+behaves like one where it matters: it returns a message id, and it can say whether it
+already accepted a message under a client reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from lintas_notify.domain.message import OutgoingSms
+
+
+class FileSmsProvider:
+    """Appends each SMS as a JSON object on its own line."""
+
+    name = "file"
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = asyncio.Lock()
+
+    async def send(self, sms: OutgoingSms) -> str:
+        """Append the message; returns its provider message id."""
+        message_id = f"file-{uuid.uuid4()}"
+        line = json.dumps({
+            "to": sms.to,
+            "body": sms.body,
+            "encoding": sms.encoding,
+            "segments": sms.segments,
+            "case_reference": sms.case_reference,
+            "template": sms.template,
+            "language": sms.language,
+            "sent_at": datetime.now(UTC).isoformat(),
+            "message_id": message_id,
+            "client_reference": sms.id,
+        }, ensure_ascii=False)
+        async with self._lock:
+            await asyncio.to_thread(self._append, line)
+        return message_id
+
+    def _append(self, line: str) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        with self._path.open("a", encoding="utf-8") as out:
+            out.write(line + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+
+    async def find_sent(self, client_reference: str) -> str | None:
+        """The message id of an earlier line with this client reference, if any."""
+        async with self._lock:
+            return await asyncio.to_thread(self._find, client_reference)
+
+    def _find(self, client_reference: str) -> str | None:
+        if not self._path.exists():
+            return None
+        with self._path.open(encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a line cut short by a crash was never a sent message
+                if entry.get("client_reference") == client_reference:
+                    return str(entry["message_id"])
+        return None

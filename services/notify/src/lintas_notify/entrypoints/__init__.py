@@ -1,0 +1,1 @@
+"""How the outside world reaches notify: Kafka subscribers (and, later, SMS callbacks)."""

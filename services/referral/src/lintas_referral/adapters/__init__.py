@@ -1,0 +1,1 @@
+"""Referral's adapters to MongoDB."""

@@ -1,0 +1,1 @@
+"""How the outside world reaches referral: Kafka subscribers (and, later, the partner API)."""

@@ -1,0 +1,204 @@
+"""Reliable event consumption: parse, handle with bounded retries, park failures.
+
+Every subscriber in Lintas goes through `EventConsumer.consume`:
+- a record that is not a valid CloudEvent goes straight to `<topic>.dlq`;
+- an event whose payload is invalid, or that a handler rejects as permanently
+  impossible, goes to the DLQ with the reason;
+- an unexpected error is retried a bounded number of times with backoff, then parked;
+- when the store or broker is unreachable the error propagates after the retries, the
+  subscriber's ack policy (NACK_ON_ERROR) seeks back, and the record is redelivered
+  later: an outage must not empty a topic into its DLQ.
+Only then is the offset committed, so a record is never acknowledged unhandled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import structlog
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
+
+from lintas_shared.envelope import CloudEvent, MalformedEventError, from_kafka_record
+from lintas_shared.events import EventPayloadError
+from lintas_shared.logging import get_logger
+from lintas_shared.mongo import TRANSIENT_STORE_ERRORS
+from lintas_shared.topics import dead_letter_topic
+
+log = get_logger(__name__)
+
+EventHandler = Callable[[CloudEvent], Awaitable[None]]
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    *TRANSIENT_STORE_ERRORS,
+    KafkaError,
+    OSError,
+    TimeoutError,
+)
+#: Headers added to a dead letter; the original headers are kept as they were.
+DLQ_REASON = "lintas_dlq_reason"
+DLQ_SOURCE_TOPIC = "lintas_dlq_source_topic"
+DLQ_SOURCE_PARTITION = "lintas_dlq_source_partition"
+DLQ_SOURCE_OFFSET = "lintas_dlq_source_offset"
+DLQ_CONSUMER = "lintas_dlq_consumer"
+DLQ_FAILED_AT = "lintas_dlq_failed_at"
+
+
+class PermanentEventError(Exception):
+    """Raised by a handler for an event that can never be processed (e.g. unknown case)."""
+
+
+class RawPublisher(Protocol):
+    """Publishes bytes as they are; used to park dead letters."""
+
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: dict[str, str]
+    ) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A Kafka record as received, before any parsing."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a failing event is retried before it is parked."""
+
+    attempts: int = 3
+    base_delay: float = 0.2
+    max_delay: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        """Backoff before the next attempt (attempt counts from 1)."""
+        return float(min(self.base_delay * 2 ** (attempt - 1), self.max_delay))
+
+
+class EventConsumer:
+    """Dispatches events to handlers by CloudEvents type, with retries and a DLQ."""
+
+    def __init__(
+        self,
+        name: str,
+        handlers: Mapping[str, EventHandler],
+        dead_letters: RawPublisher,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.name = name
+        self._handlers = dict(handlers)
+        self._dead_letters = dead_letters
+        self._retry = retry or RetryPolicy()
+        self.parked = 0
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """The CloudEvents types this consumer handles; it ignores the rest."""
+        return tuple(self._handlers)
+
+    async def consume(self, record: RawRecord) -> None:
+        """Process one record; returns when it may be acknowledged."""
+        try:
+            event = from_kafka_record(record.value, record.headers)
+        except MalformedEventError as exc:
+            await self._park(record, f"malformed: {exc}")
+            return
+        handler = self._handlers.get(event.type)
+        if handler is None:
+            return  # another consumer's event on a shared topic
+        with structlog.contextvars.bound_contextvars(
+            case_id=event.subject, event_id=event.id, event_type=event.type
+        ):
+            await self._handle(record, event, handler)
+
+    async def _handle(self, record: RawRecord, event: CloudEvent, handler: EventHandler) -> None:
+        for attempt in range(1, self._retry.attempts + 1):
+            try:
+                await handler(event)
+                return
+            except (PermanentEventError, EventPayloadError) as exc:
+                await self._park(record, f"rejected: {exc}")
+                return
+            except TRANSIENT_ERRORS as exc:
+                if attempt == self._retry.attempts:
+                    log.warning("store or broker unavailable; record will be redelivered",
+                                error=type(exc).__name__)
+                    raise
+                await asyncio.sleep(self._retry.delay(attempt))
+            except Exception as exc:
+                if attempt == self._retry.attempts:
+                    log.exception("handler failed; parking event", attempts=attempt)
+                    await self._park(record, f"failed after {attempt} attempts: "
+                                             f"{type(exc).__name__}: {exc}")
+                    return
+                log.warning("handler failed; retrying", attempt=attempt,
+                            error=type(exc).__name__)
+                await asyncio.sleep(self._retry.delay(attempt))
+
+    async def _park(self, record: RawRecord, reason: str) -> None:
+        headers = {
+            **record.headers,
+            DLQ_REASON: reason[:1000],
+            DLQ_SOURCE_TOPIC: record.topic,
+            DLQ_SOURCE_PARTITION: str(record.partition),
+            DLQ_SOURCE_OFFSET: str(record.offset),
+            DLQ_CONSUMER: self.name,
+            DLQ_FAILED_AT: datetime.now(UTC).isoformat(),
+        }
+        await self._dead_letters.publish_raw(
+            dead_letter_topic(record.topic), record.key, record.value, headers
+        )
+        self.parked += 1
+        log.warning("event parked in dead-letter topic", topic=record.topic,
+                    partition=record.partition, offset=record.offset, reason=reason[:200])
+
+
+async def _raw_body(message: StreamMessage[Any]) -> bytes:
+    # Keep FastStream from decoding: parsing (and refusing) is EventConsumer's job.
+    return message.body
+
+
+def subscribe(
+    broker: KafkaBroker, topic: str, *, group_id: str, consumer: EventConsumer
+) -> None:
+    """Attach `consumer` to `topic` in consumer group `group_id`, acknowledging explicitly.
+
+    Offsets are committed only after `consume` returns (NACK_ON_ERROR seeks back when it
+    raises), and a new group starts from the earliest record so nothing published before
+    the service first started is skipped.
+    """
+
+    @broker.subscriber(
+        topic,
+        group_id=group_id,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        auto_offset_reset="earliest",
+        decoder=_raw_body,
+        title=f"{consumer.name}:{topic}",
+        description=f"Handles {', '.join(consumer.event_types)}",
+    )
+    async def on_record(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        assert not isinstance(raw, tuple)  # not a batch subscriber
+        await consumer.consume(
+            RawRecord(
+                topic=raw.topic,
+                partition=raw.partition,
+                offset=raw.offset,
+                key=raw.key,
+                value=raw.value,
+                headers=dict(message.headers),
+            )
+        )

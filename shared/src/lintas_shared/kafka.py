@@ -1,0 +1,85 @@
+"""Kafka broker factory, the event publisher, and topic administration."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from faststream.kafka import KafkaBroker
+
+from lintas_shared.envelope import CloudEvent, to_kafka_record
+from lintas_shared.logging import get_logger
+
+log = get_logger(__name__)
+
+#: Largest record value we produce or accept; Kafka's own default limit is 1 MiB.
+MAX_RECORD_BYTES = 1_000_000
+
+
+def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
+    """A broker whose producer is idempotent and waits for all in-sync replicas."""
+    return KafkaBroker(
+        bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        max_request_size=MAX_RECORD_BYTES + 64_000,
+        graceful_timeout=15.0,
+    )
+
+
+class KafkaEventPublisher:
+    """Publishes CloudEvents (binary mode) and raw records through a started broker."""
+
+    def __init__(self, broker: KafkaBroker) -> None:
+        self._broker = broker
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        """Publish one event; returns once the broker has acknowledged it."""
+        record = to_kafka_record(event)
+        await self.publish_raw(topic, record.key, record.value, record.headers)
+
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: dict[str, str]
+    ) -> None:
+        """Publish bytes as they are (used for dead letters and replays)."""
+        await self._broker.publish(value or b"", topic, key=key, headers=headers)
+
+
+async def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    *,
+    partitions: int,
+    replication_factor: int = 1,
+    config: dict[str, Any] | None = None,
+) -> list[str]:
+    """Create any of `names` that do not exist yet; returns the ones created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="lintas-admin")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [n for n in names if n not in existing]
+        if not wanted:
+            return []
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    n,
+                    num_partitions=partitions,
+                    replication_factor=replication_factor,
+                    topic_configs=config or {},
+                )
+                for n in wanted
+            ]
+        )
+        for name, code, *_ in response.topic_errors:
+            # Another instance may have created it between our check and our request.
+            if code not in (0, TopicAlreadyExistsError.errno):
+                raise RuntimeError(f"could not create Kafka topic {name}: error code {code}")
+        log.info("kafka topics created", topics=wanted, partitions=partitions)
+        return wanted
+    finally:
+        await admin.close()

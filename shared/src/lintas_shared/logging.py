@@ -1,0 +1,108 @@
+"""Structured JSON logging with personal data redacted before anything is written.
+
+Every log line, ours or a library's, goes through the same structlog processors, the
+last of which (before rendering) removes personal data: values under known personal
+keys are replaced, and anything shaped like a phone number is masked wherever it
+appears. Correlation ids (request id, case id, event id) come from contextvars.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, Final
+
+import structlog
+
+REDACTED: Final = "[redacted]"
+PERSONAL_KEYS: Final = frozenset(
+    {
+        "full_name",
+        "name",
+        "phone",
+        "to",
+        "from",
+        "date_of_birth",
+        "passport_number",
+        "id_number",
+        "address",
+        "home_region",
+        "description",
+        "body",
+        "employer_name",
+        "api_key",
+        "x-api-key",
+        "authorization",
+    }
+)
+# A run of 8+ digits, optionally with a leading + and separators: phones, ID numbers.
+_LONG_NUMBER = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LONG_NUMBER.sub(REDACTED, value)
+    if isinstance(value, Mapping):
+        return {
+            k: (REDACTED if str(k).lower() in PERSONAL_KEYS else _scrub(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def redact_personal_data(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: remove personal data from every field of a log event."""
+    for key in list(event_dict):
+        if key.lower() in PERSONAL_KEYS:
+            event_dict[key] = REDACTED
+        else:
+            event_dict[key] = _scrub(event_dict[key])
+    return event_dict
+
+
+def configure_logging(service: str, level: str = "INFO") -> None:
+    """Send all logs (structlog and stdlib) to stdout as redacted JSON lines."""
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact_personal_data,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "faststream", "aiokafka"):
+        lib = logging.getLogger(name)
+        lib.handlers[:] = []
+        lib.propagate = True
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A logger whose lines carry the service and the current correlation ids."""
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger

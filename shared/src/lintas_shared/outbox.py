@@ -1,0 +1,130 @@
+"""The transactional outbox: a state change and its events in one document write.
+
+A service never publishes to Kafka in the same breath as it writes MongoDB (that is a
+dual write: one can succeed while the other fails). Instead the events ride inside the
+changed document, in its `outbox` array, written by the same single-document update. A
+relay then publishes each entry (idempotent producer, acks=all) and only afterwards
+pulls it from the array. A crash between the two publishes the entry again on restart;
+consumers are idempotent on (ce_source, ce_id), so that duplicate changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Protocol
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from lintas_shared.envelope import CloudEvent
+from lintas_shared.logging import get_logger
+from lintas_shared.mongo import Document
+
+log = get_logger(__name__)
+
+OUTBOX_FIELD = "outbox"
+#: Documents with at least one unpublished entry (works on MongoDB 7 and FerretDB v1).
+PENDING_FILTER: dict[str, Any] = {f"{OUTBOX_FIELD}.0": {"$exists": True}}
+
+
+class EventPublisher(Protocol):
+    """Where the relay sends events (Kafka in production, a list in unit tests)."""
+
+    async def publish(self, topic: str, event: CloudEvent) -> None: ...
+
+
+def outbox_entry(topic: str, event: CloudEvent) -> Document:
+    """One outbox entry, as stored inside the changed document."""
+    return {"id": event.id, "topic": topic, "event": event.model_dump(mode="json")}
+
+
+def push_to_outbox(*entries: Document) -> Document:
+    """The update fragment that appends entries to a document's outbox."""
+    return {"$push": {OUTBOX_FIELD: {"$each": list(entries)}}}
+
+
+class OutboxRelay:
+    """Publishes the outbox entries of one collection, oldest document first.
+
+    `wake()` after a write makes it publish at once; the poll interval only matters for
+    entries left behind by a crash or a broker outage.
+    """
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        publisher: EventPublisher,
+        *,
+        poll_interval: float = 1.0,
+        batch_size: int = 100,
+    ) -> None:
+        self._collection = collection
+        self._publisher = publisher
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.published = 0
+
+    def wake(self) -> None:
+        """Ask the relay to look for new entries now."""
+        self._wake.set()
+
+    async def backlog(self) -> int:
+        """How many documents still have unpublished entries."""
+        return await self._collection.count_documents(PENDING_FILTER)
+
+    async def relay_once(self) -> int:
+        """Publish every pending entry found in one pass; returns how many were published."""
+        async with self._lock:  # the loop and a final flush must not interleave
+            count = 0
+            cursor = self._collection.find(PENDING_FILTER, {OUTBOX_FIELD: 1}).limit(
+                self._batch_size
+            )
+            async for doc in cursor:
+                for entry in doc.get(OUTBOX_FIELD, []):
+                    event = CloudEvent.model_validate(entry["event"])
+                    await self._publisher.publish(entry["topic"], event)
+                    await self._collection.update_one(
+                        {"_id": doc["_id"]}, {"$pull": {OUTBOX_FIELD: {"id": entry["id"]}}}
+                    )
+                    count += 1
+            self.published += count
+            return count
+
+    async def _run(self) -> None:
+        backoff = self._poll_interval
+        while True:
+            try:
+                published = await self.relay_once()
+                backoff = self._poll_interval
+                if published:
+                    continue  # there may be more than one batch
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Broker or store unavailable: keep the entries and try again later.
+                log.warning("outbox relay pass failed", error=type(exc).__name__)
+                backoff = min(backoff * 2, 30.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            self._wake.clear()
+
+    def start(self) -> None:
+        """Run the relay loop in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self, *, flush: bool = True) -> None:
+        """Stop the loop; by default publish what is pending first (graceful shutdown)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if flush:
+            try:
+                await self.relay_once()
+            except Exception as exc:
+                log.warning("outbox flush at shutdown failed", error=type(exc).__name__)

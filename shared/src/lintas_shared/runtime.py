@@ -1,0 +1,77 @@
+"""The lifecycle every service shares: connect, consume, relay, and shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from faststream.specification import AsyncAPI
+from pymongo import AsyncMongoClient
+
+from lintas_shared.kafka import ensure_topics
+from lintas_shared.logging import get_logger
+from lintas_shared.mongo import Document, ping
+from lintas_shared.outbox import OutboxRelay
+from lintas_shared.topics import ALL_TOPICS
+
+log = get_logger(__name__)
+
+
+@dataclass
+class ServiceRuntime:
+    """What a running service owns: its store client, its broker and its outbox relays."""
+
+    name: str
+    mongo: AsyncMongoClient[Document]
+    broker: KafkaBroker
+    kafka_bootstrap: str
+    topic_partitions: int
+    relays: Sequence[OutboxRelay] = field(default_factory=list)
+    version: str = "0.1.0"
+
+    async def start(self) -> None:
+        """Create topics, start consuming, start the relays (in that order)."""
+        await ensure_topics(self.kafka_bootstrap, ALL_TOPICS, partitions=self.topic_partitions)
+        await self.broker.start()
+        for relay in self.relays:
+            relay.start()
+        log.info("service started", service=self.name)
+
+    async def stop(self) -> None:
+        """Stop consuming (in-flight handlers finish), flush the outbox, then disconnect."""
+        # Subscribers first: the producer must stay open for the relays' final flush.
+        await asyncio.gather(*(subscriber.stop() for subscriber in self.broker.subscribers))
+        await asyncio.gather(*(relay.stop(flush=True) for relay in self.relays))
+        await self.broker.stop()
+        await self.mongo.close()
+        log.info("service stopped", service=self.name)
+
+    async def store_ready(self) -> bool:
+        """The store answers a ping."""
+        return await ping(self.mongo)
+
+    async def broker_ready(self) -> bool:
+        """The Kafka broker answers."""
+        try:
+            return bool(await self.broker.ping(timeout=2.0))
+        except Exception:
+            return False
+
+    def asyncapi(self) -> Any:
+        """This service's AsyncAPI 3.0 document, generated from its subscribers."""
+        spec = AsyncAPI(self.broker, title=f"Lintas {self.name}", version=self.version,
+                        schema_version="3.0.0")
+        return spec.to_specification().to_jsonable()
+
+    @asynccontextmanager
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        """FastAPI lifespan: the service runs between start and stop."""
+        await self.start()
+        try:
+            yield
+        finally:
+            await self.stop()

@@ -1,0 +1,35 @@
+"""Settings every service reads, from `LINTAS_*` environment variables.
+
+Each service adds its own settings class (prefix `LINTAS_<SERVICE>_`) that holds a
+`CommonSettings` for what they share.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_PREFIX = "dev-only-"
+
+
+class CommonSettings(BaseSettings):
+    """Connection and convention settings shared by all services."""
+
+    model_config = SettingsConfigDict(env_prefix="LINTAS_", extra="ignore")
+
+    environment: Literal["dev", "production"] = "dev"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/"
+    topic_partitions: int = 6
+    log_level: str = "INFO"
+    state_dir: Path = Path(".lintas")
+
+
+def require_real_secret(secret: SecretStr, name: str, environment: str) -> SecretStr:
+    """Refuse the shipped development placeholder for `name` outside the dev stack."""
+    if environment != "dev" and secret.get_secret_value().startswith(DEV_SECRET_PREFIX):
+        raise ValueError(f"{name} still has its development placeholder; set a real secret")
+    return secret
