@@ -133,18 +133,20 @@ class EventConsumer:
                 return
             except TRANSIENT_ERRORS as exc:
                 if attempt == self._retry.attempts:
-                    log.warning("store or broker unavailable; record will be redelivered",
-                                error=type(exc).__name__)
+                    log.warning(
+                        "store or broker unavailable; record will be redelivered",
+                        error=type(exc).__name__,
+                    )
                     raise
                 await asyncio.sleep(self._retry.delay(attempt))
             except Exception as exc:
                 if attempt == self._retry.attempts:
                     log.exception("handler failed; parking event", attempts=attempt)
-                    await self._park(record, f"failed after {attempt} attempts: "
-                                             f"{type(exc).__name__}: {exc}")
+                    await self._park(
+                        record, f"failed after {attempt} attempts: {type(exc).__name__}: {exc}"
+                    )
                     return
-                log.warning("handler failed; retrying", attempt=attempt,
-                            error=type(exc).__name__)
+                log.warning("handler failed; retrying", attempt=attempt, error=type(exc).__name__)
                 await asyncio.sleep(self._retry.delay(attempt))
 
     async def _park(self, record: RawRecord, reason: str) -> None:
@@ -161,8 +163,13 @@ class EventConsumer:
             dead_letter_topic(record.topic), record.key, record.value, headers
         )
         self.parked += 1
-        log.warning("event parked in dead-letter topic", topic=record.topic,
-                    partition=record.partition, offset=record.offset, reason=reason[:200])
+        log.warning(
+            "event parked in dead-letter topic",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            reason=reason[:200],
+        )
 
 
 async def _raw_body(message: StreamMessage[Any]) -> bytes:
@@ -170,9 +177,7 @@ async def _raw_body(message: StreamMessage[Any]) -> bytes:
     return message.body
 
 
-def subscribe(
-    broker: KafkaBroker, topic: str, *, group_id: str, consumer: EventConsumer
-) -> None:
+def subscribe(broker: KafkaBroker, topic: str, *, group_id: str, consumer: EventConsumer) -> None:
     """Attach `consumer` to `topic` in consumer group `group_id`, acknowledging explicitly.
 
     Offsets are committed only after `consume` returns (NACK_ON_ERROR seeks back when it

@@ -16,7 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SPEC_VERSION: Final = "1.0"
 JSON_CONTENT_TYPE: Final = "application/json"
-_REQUIRED_HEADERS: Final = ("ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time", "ce_subject")
+_REQUIRED_HEADERS: Final = (
+    "ce_id",
+    "ce_source",
+    "ce_type",
+    "ce_specversion",
+    "ce_time",
+    "ce_subject",
+)
 
 
 class MalformedEventError(ValueError):
@@ -117,7 +124,7 @@ def from_kafka_record(value: bytes | None, headers: dict[str, str]) -> CloudEven
             source=headers["ce_source"],
             type=headers["ce_type"],
             subject=headers["ce_subject"],
-            time=headers["ce_time"],  # type: ignore[arg-type]  # pydantic parses ISO 8601
+            time=headers["ce_time"],  # pydantic parses ISO 8601
             specversion=headers["ce_specversion"],
             datacontenttype=content_type,
             traceparent=headers.get("traceparent"),

@@ -51,11 +51,13 @@ def problem_response(
     **extra: Any,
 ) -> JSONResponse:
     """A problem-details response."""
-    body = Problem(title=title, status=status, detail=detail,
-                   errors=list(errors) if errors else None).model_dump(exclude_none=True)
+    body = Problem(
+        title=title, status=status, detail=detail, errors=list(errors) if errors else None
+    ).model_dump(exclude_none=True)
     body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON,
-                        headers=dict(headers or {}))
+    return JSONResponse(
+        body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {})
+    )
 
 
 def field_path(loc: Sequence[str | int]) -> str:
@@ -76,22 +78,30 @@ def validation_errors(errors: Sequence[Any]) -> list[FieldError]:
         message = str(err.get("msg", "invalid"))
         if err.get("type") == "extra_forbidden":
             message = "unknown field"
-        result.append(FieldError(field=field_path(err.get("loc", ())), message=message,
-                                 type=str(err.get("type", "value_error"))))
+        result.append(
+            FieldError(
+                field=field_path(err.get("loc", ())),
+                message=message,
+                type=str(err.get("type", "value_error")),
+            )
+        )
     return result
 
 
 async def _on_validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return problem_response(422, "Invalid request", "One or more fields are invalid.",
-                            errors=validation_errors(exc.errors()))
+    return problem_response(
+        422,
+        "Invalid request",
+        "One or more fields are invalid.",
+        errors=validation_errors(exc.errors()),
+    )
 
 
 async def _on_http_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail = exc.detail if isinstance(exc.detail, str) else None
-    return problem_response(exc.status_code, _title(exc.status_code), detail,
-                            headers=exc.headers)
+    return problem_response(exc.status_code, _title(exc.status_code), detail, headers=exc.headers)
 
 
 def _title(status: int) -> str:
@@ -114,14 +124,16 @@ def install_conventions(
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
     @app.middleware("http")
-    async def request_id(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                         ) -> Response:
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
         rid = request.headers.get("x-request-id") or str(uuid.uuid4())
         rid = rid[:64]
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > max_body_bytes:
-            return problem_response(413, "Content Too Large",
-                                    f"Request bodies are limited to {max_body_bytes} bytes.")
+            return problem_response(
+                413, "Content Too Large", f"Request bodies are limited to {max_body_bytes} bytes."
+            )
         with structlog.contextvars.bound_contextvars(request_id=rid):
             response = await call_next(request)
         response.headers["X-Request-ID"] = rid
@@ -131,18 +143,27 @@ def install_conventions(
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"], summary="Kafka and the store answer",
-             responses={503: {"description": "A dependency does not answer"}})
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="Kafka and the store answer",
+        responses={503: {"description": "A dependency does not answer"}},
+    )
     async def readyz() -> Response:
         checks = {name: await check() for name, check in readiness.items()}
         ok = all(checks.values())
-        return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
-                            status_code=200 if ok else 503)
+        return JSONResponse(
+            {"status": "ready" if ok else "not ready", "checks": checks},
+            status_code=200 if ok else 503,
+        )
 
     if asyncapi is not None:
         spec = asyncapi
 
-        @app.get("/v1/asyncapi.json", tags=["documentation"],
-                 summary="AsyncAPI 3.0 document of this service's events")
+        @app.get(
+            "/v1/asyncapi.json",
+            tags=["documentation"],
+            summary="AsyncAPI 3.0 document of this service's events",
+        )
         async def asyncapi_document() -> Any:
             return spec()

@@ -63,8 +63,9 @@ class ServiceRuntime:
 
     def asyncapi(self) -> Any:
         """This service's AsyncAPI 3.0 document, generated from its subscribers."""
-        spec = AsyncAPI(self.broker, title=f"Lintas {self.name}", version=self.version,
-                        schema_version="3.0.0")
+        spec = AsyncAPI(
+            self.broker, title=f"Lintas {self.name}", version=self.version, schema_version="3.0.0"
+        )
         return spec.to_specification().to_jsonable()
 
     @asynccontextmanager

@@ -6,18 +6,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-
-from lintas_intake.adapters.case_repository import MongoCaseRepository
-from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
-from lintas_intake.entrypoints.http import router
-from lintas_intake.entrypoints.subscribers import register_subscribers
-from lintas_intake.settings import IntakeSettings
 from lintas_shared.http import install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.runtime import ServiceRuntime
+
+from lintas_intake.adapters.case_repository import MongoCaseRepository
+from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
+from lintas_intake.entrypoints.http import router
+from lintas_intake.entrypoints.subscribers import register_subscribers
+from lintas_intake.settings import IntakeSettings
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
@@ -31,12 +31,19 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     relay = OutboxRelay(database["cases"], publisher)
     cases = MongoCaseRepository(database["cases"], on_write=relay.wake)
     organisations = MongoOrganisationDirectory(
-        database["organisations"], settings.api_key_pepper.get_secret_value())
-    register_subscribers(broker, group_id=settings.consumer_group, cases=cases,
-                         dead_letters=publisher)
-    runtime = ServiceRuntime(name="intake", mongo=mongo, broker=broker,
-                             kafka_bootstrap=settings.common.kafka_bootstrap,
-                             topic_partitions=settings.common.topic_partitions, relays=[relay])
+        database["organisations"], settings.api_key_pepper.get_secret_value()
+    )
+    register_subscribers(
+        broker, group_id=settings.consumer_group, cases=cases, dead_letters=publisher
+    )
+    runtime = ServiceRuntime(
+        name="intake",
+        mongo=mongo,
+        broker=broker,
+        kafka_bootstrap=settings.common.kafka_bootstrap,
+        topic_partitions=settings.common.topic_partitions,
+        relays=[relay],
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,13 +56,17 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         title="Lintas intake API",
         version="0.1.0",
         description="Partner NGOs submit migrant workers' cases and follow their handoff. "
-                    "Authenticate with your organisation's key in the `X-API-Key` header.",
+        "Authenticate with your organisation's key in the `X-API-Key` header.",
         lifespan=lifespan,
     )
     app.state.cases = cases
     app.state.organisations = organisations
     app.state.runtime = runtime
-    install_conventions(app, {"store": runtime.store_ready, "kafka": runtime.broker_ready},
-                        asyncapi=runtime.asyncapi, max_body_bytes=settings.max_body_bytes)
+    install_conventions(
+        app,
+        {"store": runtime.store_ready, "kafka": runtime.broker_ready},
+        asyncapi=runtime.asyncapi,
+        max_body_bytes=settings.max_body_bytes,
+    )
     app.include_router(router)
     return app

@@ -6,8 +6,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
-from lintas_intake.domain.submission import CaseSubmission
 from lintas_shared.consumer import PermanentEventError
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
@@ -22,6 +20,9 @@ from lintas_shared.events import (
     parse_payload,
 )
 from lintas_shared.ids import new_case_reference, new_id
+
+from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
+from lintas_intake.domain.submission import CaseSubmission
 
 SOURCE = "/lintas/intake"
 Clock = Callable[[], datetime]
@@ -51,8 +52,9 @@ class CaseRepository(Protocol):
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None: ...
 
-    async def save(self, case: Case, expected_version: int,
-                   events: Sequence[CloudEvent]) -> bool: ...
+    async def save(
+        self, case: Case, expected_version: int, events: Sequence[CloudEvent]
+    ) -> bool: ...
 
 
 def case_submitted_event(case: Case) -> CloudEvent:
@@ -67,30 +69,44 @@ def case_submitted_event(case: Case) -> CloudEvent:
         reference=case.reference,
         organisation_id=case.organisation_id,
         submitted_at=case.submitted_at,
-        worker=WorkerContact(phone=sub.worker.phone,
-                             preferred_language=sub.worker.preferred_language,
-                             current_country=sub.worker.current_country),
-        employment=EmploymentSummary(country=sub.employment.country,
-                                     sector=sub.employment.sector,
-                                     started_on=sub.employment.started_on,
-                                     ended_on=sub.employment.ended_on),
-        claims=tuple(ClaimSummary(type=c.type, amount=c.amount, arose_on=c.arose_on,
-                                  claimants=c.claimants) for c in sub.claims),
-        consent=ConsentSummary(purposes=sub.consent.purposes,
-                               share_with_countries=sub.consent.share_with_countries,
-                               share_with_organisations=sub.consent.share_with_organisations),
+        worker=WorkerContact(
+            phone=sub.worker.phone,
+            preferred_language=sub.worker.preferred_language,
+            current_country=sub.worker.current_country,
+        ),
+        employment=EmploymentSummary(
+            country=sub.employment.country,
+            sector=sub.employment.sector,
+            started_on=sub.employment.started_on,
+            ended_on=sub.employment.ended_on,
+        ),
+        claims=tuple(
+            ClaimSummary(type=c.type, amount=c.amount, arose_on=c.arose_on, claimants=c.claimants)
+            for c in sub.claims
+        ),
+        consent=ConsentSummary(
+            purposes=sub.consent.purposes,
+            share_with_countries=sub.consent.share_with_countries,
+            share_with_organisations=sub.consent.share_with_organisations,
+        ),
     )
     return make_event(payload, source=SOURCE, subject=case.id)
 
 
-async def submit_case(submission: CaseSubmission, organisation_id: str,
-                      cases: CaseRepository, clock: Clock = utc_now) -> Case:
+async def submit_case(
+    submission: CaseSubmission, organisation_id: str, cases: CaseRepository, clock: Clock = utc_now
+) -> Case:
     """Store a new case and its `case submitted` event in one write."""
     for _ in range(10):
         now = clock()
-        case = Case(id=new_id(), reference=new_case_reference(),
-                    organisation_id=organisation_id, submission=submission,
-                    submitted_at=now, updated_at=now)
+        case = Case(
+            id=new_id(),
+            reference=new_case_reference(),
+            organisation_id=organisation_id,
+            submission=submission,
+            submitted_at=now,
+            updated_at=now,
+        )
         try:
             await cases.add(case, [case_submitted_event(case)])
         except DuplicateReferenceError:
@@ -99,8 +115,9 @@ async def submit_case(submission: CaseSubmission, organisation_id: str,
     raise RuntimeError("could not draw a free case reference")
 
 
-async def _apply(event: CloudEvent, case_id: str, cases: CaseRepository,
-                 change: Callable[[Case], Case]) -> None:
+async def _apply(
+    event: CloudEvent, case_id: str, cases: CaseRepository, change: Callable[[Case], Case]
+) -> None:
     # Optimistic concurrency: re-read and retry if another writer got there first.
     for _ in range(10):
         case = await cases.get(case_id)
@@ -113,21 +130,35 @@ async def _apply(event: CloudEvent, case_id: str, cases: CaseRepository,
     raise RuntimeError(f"case {case_id} kept changing under us")
 
 
-async def on_referral_offered(event: CloudEvent, cases: CaseRepository,
-                              clock: Clock = utc_now) -> None:
+async def on_referral_offered(
+    event: CloudEvent, cases: CaseRepository, clock: Clock = utc_now
+) -> None:
     """The case was offered to a partner: the NGO sees it as referred."""
     offer = parse_payload(event, ReferralOffered)
-    summary = ReferralSummary(referral_id=offer.referral_id,
-                              partner_organisation_id=offer.partner_organisation_id,
-                              country=offer.country, offered_at=offer.offered_at)
-    await _apply(event, offer.case_id, cases,
-                 lambda case: case.referral_offered(summary, event.dedupe_key, clock()))
+    summary = ReferralSummary(
+        referral_id=offer.referral_id,
+        partner_organisation_id=offer.partner_organisation_id,
+        country=offer.country,
+        offered_at=offer.offered_at,
+    )
+    await _apply(
+        event,
+        offer.case_id,
+        cases,
+        lambda case: case.referral_offered(summary, event.dedupe_key, clock()),
+    )
 
 
-async def on_routing_blocked(event: CloudEvent, cases: CaseRepository,
-                             clock: Clock = utc_now) -> None:
+async def on_routing_blocked(
+    event: CloudEvent, cases: CaseRepository, clock: Clock = utc_now
+) -> None:
     """Routing could not offer the case; the NGO sees the status and the reason."""
     blocked = parse_payload(event, CaseRoutingBlocked)
-    await _apply(event, blocked.case_id, cases,
-                 lambda case: case.routing_blocked(CaseStatus(blocked.status), blocked.reason,
-                                                   event.dedupe_key, clock()))
+    await _apply(
+        event,
+        blocked.case_id,
+        cases,
+        lambda case: case.routing_blocked(
+            CaseStatus(blocked.status), blocked.reason, event.dedupe_key, clock()
+        ),
+    )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from lintas_shared.settings import CommonSettings, require_real_secret
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from lintas_shared.settings import CommonSettings, require_real_secret
 
 
 class IntakeSettings(BaseSettings):
@@ -23,6 +22,7 @@ class IntakeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> IntakeSettings:
-        require_real_secret(self.api_key_pepper, "LINTAS_INTAKE_API_KEY_PEPPER",
-                            self.common.environment)
+        require_real_secret(
+            self.api_key_pepper, "LINTAS_INTAKE_API_KEY_PEPPER", self.common.environment
+        )
         return self

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-
-from lintas_notify.adapters.file_provider import FileSmsProvider
-from lintas_notify.adapters.message_repository import MongoMessageRepository
-from lintas_notify.domain.templates import load_catalogue
-from lintas_notify.entrypoints.subscribers import register_subscribers
-from lintas_notify.settings import NotifySettings
 from lintas_shared.http import install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging, get_logger
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.runtime import ServiceRuntime
+
+from lintas_notify.adapters.file_provider import FileSmsProvider
+from lintas_notify.adapters.message_repository import MongoMessageRepository
+from lintas_notify.domain.templates import load_catalogue
+from lintas_notify.entrypoints.subscribers import register_subscribers
+from lintas_notify.settings import NotifySettings
 
 
 def create_app(settings: NotifySettings | None = None) -> FastAPI:
@@ -31,11 +31,22 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     relay = OutboxRelay(database["messages"], publisher)
     messages = MongoMessageRepository(database["messages"], on_write=relay.wake)
     provider = FileSmsProvider(settings.sms_outbox_path)
-    register_subscribers(broker, group_id=settings.consumer_group, messages=messages,
-                         provider=provider, catalogue=catalogue, dead_letters=publisher)
-    runtime = ServiceRuntime(name="notify", mongo=mongo, broker=broker,
-                             kafka_bootstrap=settings.common.kafka_bootstrap,
-                             topic_partitions=settings.common.topic_partitions, relays=[relay])
+    register_subscribers(
+        broker,
+        group_id=settings.consumer_group,
+        messages=messages,
+        provider=provider,
+        catalogue=catalogue,
+        dead_letters=publisher,
+    )
+    runtime = ServiceRuntime(
+        name="notify",
+        mongo=mongo,
+        broker=broker,
+        kafka_bootstrap=settings.common.kafka_bootstrap,
+        topic_partitions=settings.common.topic_partitions,
+        relays=[relay],
+    )
     app = FastAPI(
         title="Lintas notify API",
         version="0.1.0",
@@ -44,6 +55,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.messages = messages
-    install_conventions(app, {"store": runtime.store_ready, "kafka": runtime.broker_ready},
-                        asyncapi=runtime.asyncapi)
+    install_conventions(
+        app,
+        {"store": runtime.store_ready, "kafka": runtime.broker_ready},
+        asyncapi=runtime.asyncapi,
+    )
     return app

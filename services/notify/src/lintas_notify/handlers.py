@@ -6,13 +6,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from lintas_notify.domain.encoding import sms_cost
-from lintas_notify.domain.message import OutgoingSms, SmsStatus
-from lintas_notify.domain.templates import TemplateCatalogue
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import CaseSubmitted, SmsSent, make_event, parse_payload
 from lintas_shared.ids import deterministic_id
 from lintas_shared.values import ConsentPurpose
+
+from lintas_notify.domain.encoding import sms_cost
+from lintas_notify.domain.message import OutgoingSms, SmsStatus
+from lintas_notify.domain.templates import TemplateCatalogue
 
 SOURCE = "/lintas/notify"
 Clock = Callable[[], datetime]
@@ -44,14 +45,21 @@ class MessageRepository(Protocol):
         """Record the message as `sending`; None if newly claimed, else its existing status."""
         ...
 
-    async def mark_sent(self, sms: OutgoingSms, provider: str, provider_message_id: str,
-                        now: datetime, events: Sequence[CloudEvent]) -> None: ...
+    async def mark_sent(
+        self,
+        sms: OutgoingSms,
+        provider: str,
+        provider_message_id: str,
+        now: datetime,
+        events: Sequence[CloudEvent],
+    ) -> None: ...
 
     async def record_suppressed(self, sms: OutgoingSms, reason: str, now: datetime) -> None: ...
 
 
-async def send_once(sms: OutgoingSms, messages: MessageRepository, provider: SmsProvider,
-                    clock: Clock = utc_now) -> None:
+async def send_once(
+    sms: OutgoingSms, messages: MessageRepository, provider: SmsProvider, clock: Clock = utc_now
+) -> None:
     """Send `sms` unless it was sent before; a redelivered event sends nothing twice."""
     existing = await messages.claim(sms, clock())
     if existing in (SmsStatus.SENT, SmsStatus.SUPPRESSED):
@@ -63,26 +71,48 @@ async def send_once(sms: OutgoingSms, messages: MessageRepository, provider: Sms
     if provider_message_id is None:
         provider_message_id = await provider.send(sms)
     now = clock()
-    sent = SmsSent(case_id=sms.case_id, message_id=sms.id, template=sms.template,
-                   language=sms.language, sent_at=now)
-    await messages.mark_sent(sms, provider.name, provider_message_id, now,
-                             [make_event(sent, source=SOURCE, subject=sms.case_id)])
+    sent = SmsSent(
+        case_id=sms.case_id,
+        message_id=sms.id,
+        template=sms.template,
+        language=sms.language,
+        sent_at=now,
+    )
+    await messages.mark_sent(
+        sms,
+        provider.name,
+        provider_message_id,
+        now,
+        [make_event(sent, source=SOURCE, subject=sms.case_id)],
+    )
 
 
-async def on_case_submitted(event: CloudEvent, messages: MessageRepository,
-                            provider: SmsProvider, catalogue: TemplateCatalogue,
-                            clock: Clock = utc_now) -> None:
+async def on_case_submitted(
+    event: CloudEvent,
+    messages: MessageRepository,
+    provider: SmsProvider,
+    catalogue: TemplateCatalogue,
+    clock: Clock = utc_now,
+) -> None:
     """Tell the worker her case was received, with its reference and nothing else."""
     case = parse_payload(event, CaseSubmitted)
     template = "case_received"
-    body, language = catalogue.render(template, case.worker.preferred_language,
-                                      reference=case.reference)
+    body, language = catalogue.render(
+        template, case.worker.preferred_language, reference=case.reference
+    )
     cost = sms_cost(body)
-    sms = OutgoingSms(id=deterministic_id("sms", event.dedupe_key, template),
-                      case_id=case.case_id, case_reference=case.reference,
-                      to=case.worker.phone, body=body, language=language, template=template,
-                      encoding=cost.encoding, segments=cost.segments,
-                      causing_event=event.dedupe_key)
+    sms = OutgoingSms(
+        id=deterministic_id("sms", event.dedupe_key, template),
+        case_id=case.case_id,
+        case_reference=case.reference,
+        to=case.worker.phone,
+        body=body,
+        language=language,
+        template=template,
+        encoding=cost.encoding,
+        segments=cost.segments,
+        causing_event=event.dedupe_key,
+    )
     if ConsentPurpose.SMS_UPDATES not in case.consent.purposes:
         await messages.record_suppressed(sms, "consent does not cover sms_updates", clock())
         return

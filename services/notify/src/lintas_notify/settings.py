@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from lintas_shared.settings import CommonSettings
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from lintas_shared.settings import CommonSettings
 
 
 class NotifySettings(BaseSettings):

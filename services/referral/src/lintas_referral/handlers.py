@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from lintas_referral.domain.routing import Blocked, Offer, Partner, decide
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseRoutingBlocked,
@@ -16,6 +15,8 @@ from lintas_shared.events import (
     parse_payload,
 )
 from lintas_shared.ids import deterministic_id
+
+from lintas_referral.domain.routing import Blocked, Offer, Partner, decide
 
 SOURCE = "/lintas/referral"
 Clock = Callable[[], datetime]
@@ -35,15 +36,24 @@ class PartnerDirectory(Protocol):
 class RoutingRepository(Protocol):
     """One routing record per case; a write carries its events in the same update."""
 
-    async def create(self, case: CaseSubmitted, decision: Offer | Blocked,
-                     referral_id: str | None, now: datetime,
-                     events: Sequence[CloudEvent]) -> bool:
+    async def create(
+        self,
+        case: CaseSubmitted,
+        decision: Offer | Blocked,
+        referral_id: str | None,
+        now: datetime,
+        events: Sequence[CloudEvent],
+    ) -> bool:
         """Store the case's first routing; False if this case was already routed."""
         ...
 
 
-async def on_case_submitted(event: CloudEvent, routings: RoutingRepository,
-                            partners: PartnerDirectory, clock: Clock = utc_now) -> None:
+async def on_case_submitted(
+    event: CloudEvent,
+    routings: RoutingRepository,
+    partners: PartnerDirectory,
+    clock: Clock = utc_now,
+) -> None:
     """Route a new case: offer it to a partner, or say why nobody can be offered it."""
     case = parse_payload(event, CaseSubmitted)
     decision = decide(case, await partners.in_country(case.employment.country))
@@ -51,14 +61,17 @@ async def on_case_submitted(event: CloudEvent, routings: RoutingRepository,
     if isinstance(decision, Offer):
         referral_id = deterministic_id("referral", case.case_id, decision.partner.id)
         payload: ReferralOffered | CaseRoutingBlocked = ReferralOffered(
-            referral_id=referral_id, case_id=case.case_id,
-            partner_organisation_id=decision.partner.id, country=decision.country,
-            offered_at=now)
+            referral_id=referral_id,
+            case_id=case.case_id,
+            partner_organisation_id=decision.partner.id,
+            country=decision.country,
+            offered_at=now,
+        )
     else:
         referral_id = None
-        payload = CaseRoutingBlocked(case_id=case.case_id, status=decision.status,
-                                     reason=decision.reason)
-    out = make_event(payload, source=SOURCE, subject=case.case_id,
-                     traceparent=event.traceparent)
+        payload = CaseRoutingBlocked(
+            case_id=case.case_id, status=decision.status, reason=decision.reason
+        )
+    out = make_event(payload, source=SOURCE, subject=case.case_id, traceparent=event.traceparent)
     # A redelivered `case submitted` finds the routing already stored and changes nothing.
     await routings.create(case, decision, referral_id, now, [out])

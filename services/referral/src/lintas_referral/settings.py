@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from lintas_shared.settings import CommonSettings
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from lintas_shared.settings import CommonSettings
 
 
 class ReferralSettings(BaseSettings):

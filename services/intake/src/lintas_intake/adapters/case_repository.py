@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from lintas_shared.envelope import CloudEvent
+from lintas_shared.mongo import Document
+from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
+from lintas_shared.topics import CASES
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -12,10 +16,6 @@ from pymongo.errors import DuplicateKeyError
 from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
 from lintas_intake.domain.submission import CaseSubmission
 from lintas_intake.handlers import DuplicateExternalRefError, DuplicateReferenceError
-from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document
-from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
-from lintas_shared.topics import CASES
 
 
 def _to_document(case: Case) -> Document:
@@ -29,7 +29,9 @@ def _to_document(case: Case) -> Document:
         "updated_at": case.updated_at,
         "status": case.status.value,
         "status_reason": case.status_reason,
-        "referral": None if case.referral is None else {
+        "referral": None
+        if case.referral is None
+        else {
             "referral_id": case.referral.referral_id,
             "partner_organisation_id": case.referral.partner_organisation_id,
             "country": case.referral.country,
@@ -60,18 +62,22 @@ def _from_document(doc: Document) -> Case:
 class MongoCaseRepository:
     """The `CaseRepository` on MongoDB (and FerretDB): single-document atomic writes."""
 
-    def __init__(self, collection: AsyncCollection[Document],
-                 on_write: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, collection: AsyncCollection[Document], on_write: Callable[[], None] = lambda: None
+    ) -> None:
         self._collection = collection
         self._on_write = on_write
 
     async def ensure_indexes(self) -> None:
         """Unique reference; unique external_ref per organisation."""
-        await self._collection.create_index([("reference", ASCENDING)], unique=True,
-                                            name="reference_unique")
         await self._collection.create_index(
-            [("organisation_id", ASCENDING), ("external_ref", ASCENDING)], unique=True,
-            name="organisation_external_ref_unique")
+            [("reference", ASCENDING)], unique=True, name="reference_unique"
+        )
+        await self._collection.create_index(
+            [("organisation_id", ASCENDING), ("external_ref", ASCENDING)],
+            unique=True,
+            name="organisation_external_ref_unique",
+        )
 
     async def add(self, case: Case, events: Sequence[CloudEvent]) -> None:
         """Insert a new case with its events in its outbox."""
@@ -81,8 +87,12 @@ class MongoCaseRepository:
             await self._collection.insert_one(doc)
         except DuplicateKeyError:
             existing = await self._collection.find_one(
-                {"organisation_id": case.organisation_id,
-                 "external_ref": case.submission.external_ref}, {"_id": 1})
+                {
+                    "organisation_id": case.organisation_id,
+                    "external_ref": case.submission.external_ref,
+                },
+                {"_id": 1},
+            )
             if existing is not None:
                 raise DuplicateExternalRefError(existing["_id"]) from None
             raise DuplicateReferenceError from None
@@ -96,8 +106,7 @@ class MongoCaseRepository:
         doc = await self._collection.find_one(query, {OUTBOX_FIELD: 0})
         return None if doc is None else _from_document(doc)
 
-    async def save(self, case: Case, expected_version: int,
-                   events: Sequence[CloudEvent]) -> bool:
+    async def save(self, case: Case, expected_version: int, events: Sequence[CloudEvent]) -> bool:
         """Write the case if nobody changed it since `expected_version`; False otherwise."""
         doc = _to_document(case)
         del doc["_id"]
@@ -105,7 +114,8 @@ class MongoCaseRepository:
         if events:
             update["$push"] = {OUTBOX_FIELD: {"$each": [outbox_entry(CASES, e) for e in events]}}
         result = await self._collection.update_one(
-            {"_id": case.id, "version": expected_version}, update)
+            {"_id": case.id, "version": expected_version}, update
+        )
         if result.modified_count and events:
             self._on_write()
         return result.modified_count == 1

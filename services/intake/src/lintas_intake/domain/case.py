@@ -60,16 +60,25 @@ class Case:
         """A partner was offered the case."""
         if self.status in FINAL_STATUSES:
             return self._processed(event_key, now)
-        return replace(self._processed(event_key, now), status=CaseStatus.REFERRED,
-                       status_reason=None, referral=referral)
+        return replace(
+            self._processed(event_key, now),
+            status=CaseStatus.REFERRED,
+            status_reason=None,
+            referral=referral,
+        )
 
-    def routing_blocked(self, status: CaseStatus, reason: str, event_key: str,
-                        now: datetime) -> Case:
+    def routing_blocked(
+        self, status: CaseStatus, reason: str, event_key: str, now: datetime
+    ) -> Case:
         """Routing could not offer the case; the NGO sees why."""
         if self.status in FINAL_STATUSES:
             return self._processed(event_key, now)
         return replace(self._processed(event_key, now), status=status, status_reason=reason)
 
     def _processed(self, event_key: str, now: datetime) -> Case:
-        return replace(self, processed_events=(*self.processed_events, event_key),
-                       updated_at=now, version=self.version + 1)
+        return replace(
+            self,
+            processed_events=(*self.processed_events, event_key),
+            updated_at=now,
+            version=self.version + 1,
+        )

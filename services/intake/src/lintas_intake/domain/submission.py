@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
-
 from lintas_shared.values import (
     ClaimType,
     ConsentPurpose,
@@ -16,6 +14,7 @@ from lintas_shared.values import (
     PhoneNumber,
     Sector,
 )
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -118,8 +117,9 @@ class Consent(_Strict):
 class CaseSubmission(_Strict):
     """A new case, exactly as the NGO sends it to `POST /v1/cases`."""
 
-    external_ref: str = Field(min_length=1, max_length=100,
-                              description="The NGO's own id for the case; unique per NGO.")
+    external_ref: str = Field(
+        min_length=1, max_length=100, description="The NGO's own id for the case; unique per NGO."
+    )
     worker: Worker
     employment: Employment
     claims: tuple[Claim, ...] = Field(min_length=1, max_length=20)

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request, Response, status
+from lintas_shared.http import Problem, problem_response
 from pydantic import BaseModel
 
 from lintas_intake.adapters.case_repository import MongoCaseRepository
@@ -14,25 +15,43 @@ from lintas_intake.domain.case import Case, CaseStatus
 from lintas_intake.domain.organisation import Organisation, OrganisationKind
 from lintas_intake.domain.submission import CaseSubmission
 from lintas_intake.handlers import DuplicateExternalRefError, submit_case
-from lintas_shared.http import Problem, problem_response
 
 EXAMPLE_SUBMISSION: dict[str, Any] = {
     "external_ref": "NGO-LPG-2026-0042",
-    "worker": {"full_name": "Contoh Pekerja", "phone": "+6281234567890",
-               "preferred_language": "id", "date_of_birth": "1994-05-17",
-               "gender": "female", "home_region": "Lampung Timur, Lampung",
-               "current_country": "ID"},
-    "employment": {"country": "HK", "sector": "domestic_work",
-                   "employer_name": "Contoh Majikan",
-                   "placement_agency": "PT Contoh Penempatan",
-                   "started_on": "2023-02-01", "ended_on": "2026-08-31"},
-    "claims": [{"type": "unpaid_wages", "amount": {"currency": "HKD", "value": "12000.00"},
-                "arose_on": "2026-08-31",
-                "description": "Gaji tiga bulan terakhir tidak dibayar"}],
-    "consent": {"text_version": "lintas-consent-id-1", "language": "id",
-                "given_at": "2026-09-15T09:30:00+07:00", "channel": "in_person",
-                "taken_by": "caseworker-17", "purposes": ["legal_referral", "sms_updates"],
-                "share_with_countries": ["HK"]},
+    "worker": {
+        "full_name": "Contoh Pekerja",
+        "phone": "+6281234567890",
+        "preferred_language": "id",
+        "date_of_birth": "1994-05-17",
+        "gender": "female",
+        "home_region": "Lampung Timur, Lampung",
+        "current_country": "ID",
+    },
+    "employment": {
+        "country": "HK",
+        "sector": "domestic_work",
+        "employer_name": "Contoh Majikan",
+        "placement_agency": "PT Contoh Penempatan",
+        "started_on": "2023-02-01",
+        "ended_on": "2026-08-31",
+    },
+    "claims": [
+        {
+            "type": "unpaid_wages",
+            "amount": {"currency": "HKD", "value": "12000.00"},
+            "arose_on": "2026-08-31",
+            "description": "Gaji tiga bulan terakhir tidak dibayar",
+        }
+    ],
+    "consent": {
+        "text_version": "lintas-consent-id-1",
+        "language": "id",
+        "given_at": "2026-09-15T09:30:00+07:00",
+        "channel": "in_person",
+        "taken_by": "caseworker-17",
+        "purposes": ["legal_referral", "sms_updates"],
+        "share_with_countries": ["HK"],
+    },
 }
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
@@ -71,10 +90,17 @@ class CaseView(CaseCreated):
 
 def _view(case: Case) -> CaseView:
     referral = None if case.referral is None else ReferralView(**vars(case.referral))
-    return CaseView(id=case.id, reference=case.reference,
-                    external_ref=case.submission.external_ref, status=case.status,
-                    submitted_at=case.submitted_at, status_reason=case.status_reason,
-                    updated_at=case.updated_at, referral=referral, case=case.submission)
+    return CaseView(
+        id=case.id,
+        reference=case.reference,
+        external_ref=case.submission.external_ref,
+        status=case.status,
+        submitted_at=case.submitted_at,
+        status_reason=case.status_reason,
+        updated_at=case.updated_at,
+        referral=referral,
+        case=case.submission,
+    )
 
 
 def _cases(request: Request) -> MongoCaseRepository:
@@ -89,8 +115,11 @@ async def _caller(
     directory: MongoOrganisationDirectory = request.app.state.organisations
     organisation = await directory.by_api_key(x_api_key) if x_api_key else None
     if organisation is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "A valid X-API-Key header is required.",
-                            headers={"WWW-Authenticate": "ApiKey"})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "A valid X-API-Key header is required.",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
     return organisation
 
 
@@ -105,17 +134,27 @@ router = APIRouter(prefix="/v1", tags=["cases"], responses=PROBLEMS)
     status_code=status.HTTP_201_CREATED,
     response_model=CaseCreated,
     summary="Submit a new case",
-    responses={403: {"model": Problem, "description": "Only NGOs submit cases"},
-               409: {"model": Problem, "description": "external_ref already used"},
-               422: {"model": Problem, "description": "Invalid fields, each named"}},
+    responses={
+        403: {"model": Problem, "description": "Only NGOs submit cases"},
+        409: {"model": Problem, "description": "external_ref already used"},
+        422: {"model": Problem, "description": "Invalid fields, each named"},
+    },
 )
 async def create_case(
     caller: Caller,
     cases: Cases,
     response: Response,
-    submission: Annotated[CaseSubmission, Body(openapi_examples={
-        "hong_kong_unpaid_wages": {"summary": "Unpaid wages in Hong Kong",
-                                   "value": EXAMPLE_SUBMISSION}})],
+    submission: Annotated[
+        CaseSubmission,
+        Body(
+            openapi_examples={
+                "hong_kong_unpaid_wages": {
+                    "summary": "Unpaid wages in Hong Kong",
+                    "value": EXAMPLE_SUBMISSION,
+                }
+            }
+        ),
+    ],
 ) -> CaseCreated | Response:
     """Store the case and announce it; routing and the worker's SMS follow from the event."""
     if caller.kind is not OrganisationKind.NGO:
@@ -123,12 +162,15 @@ async def create_case(
     try:
         case = await submit_case(submission, caller.id, cases)
     except DuplicateExternalRefError as exc:
-        return problem_response(409, "Conflict", str(exc),
-                                existing_case_id=exc.existing_case_id)
+        return problem_response(409, "Conflict", str(exc), existing_case_id=exc.existing_case_id)
     response.headers["Location"] = f"/v1/cases/{case.id}"
-    return CaseCreated(id=case.id, reference=case.reference,
-                       external_ref=submission.external_ref, status=case.status,
-                       submitted_at=case.submitted_at)
+    return CaseCreated(
+        id=case.id,
+        reference=case.reference,
+        external_ref=submission.external_ref,
+        status=case.status,
+        submitted_at=case.submitted_at,
+    )
 
 
 @router.get("/cases/{case_id}", response_model=CaseView, summary="Read one of your cases")

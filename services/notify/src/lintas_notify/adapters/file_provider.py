@@ -29,18 +29,21 @@ class FileSmsProvider:
     async def send(self, sms: OutgoingSms) -> str:
         """Append the message; returns its provider message id."""
         message_id = f"file-{uuid.uuid4()}"
-        line = json.dumps({
-            "to": sms.to,
-            "body": sms.body,
-            "encoding": sms.encoding,
-            "segments": sms.segments,
-            "case_reference": sms.case_reference,
-            "template": sms.template,
-            "language": sms.language,
-            "sent_at": datetime.now(UTC).isoformat(),
-            "message_id": message_id,
-            "client_reference": sms.id,
-        }, ensure_ascii=False)
+        line = json.dumps(
+            {
+                "to": sms.to,
+                "body": sms.body,
+                "encoding": sms.encoding,
+                "segments": sms.segments,
+                "case_reference": sms.case_reference,
+                "template": sms.template,
+                "language": sms.language,
+                "sent_at": datetime.now(UTC).isoformat(),
+                "message_id": message_id,
+                "client_reference": sms.id,
+            },
+            ensure_ascii=False,
+        )
         async with self._lock:
             await asyncio.to_thread(self._append, line)
         return message_id

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
-
-from lintas_notify.domain.message import OutgoingSms, SmsStatus
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import NOTIFICATIONS
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from lintas_notify.domain.message import OutgoingSms, SmsStatus
 
 
 def _document(sms: OutgoingSms, status: SmsStatus, now: datetime, **extra: object) -> Document:
@@ -38,8 +38,9 @@ def _document(sms: OutgoingSms, status: SmsStatus, now: datetime, **extra: objec
 class MongoMessageRepository:
     """The `MessageRepository` on MongoDB (and FerretDB)."""
 
-    def __init__(self, collection: AsyncCollection[Document],
-                 on_write: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, collection: AsyncCollection[Document], on_write: Callable[[], None] = lambda: None
+    ) -> None:
         self._collection = collection
         self._on_write = on_write
 
@@ -52,16 +53,30 @@ class MongoMessageRepository:
             return SmsStatus(existing["status"]) if existing else SmsStatus.SENDING
         return None
 
-    async def mark_sent(self, sms: OutgoingSms, provider: str, provider_message_id: str,
-                        now: datetime, events: Sequence[CloudEvent]) -> None:
+    async def mark_sent(
+        self,
+        sms: OutgoingSms,
+        provider: str,
+        provider_message_id: str,
+        now: datetime,
+        events: Sequence[CloudEvent],
+    ) -> None:
         """Record the provider's acceptance and queue the `sms sent` event, in one update."""
         await self._collection.update_one(
             {"_id": sms.id, "status": SmsStatus.SENDING.value},
-            {"$set": {"status": SmsStatus.SENT.value, "provider": provider,
-                      "provider_message_id": provider_message_id, "updated_at": now},
-             "$push": {"status_history": {"status": SmsStatus.SENT.value, "at": now},
-                       OUTBOX_FIELD: {"$each": [outbox_entry(NOTIFICATIONS, e)
-                                                for e in events]}}})
+            {
+                "$set": {
+                    "status": SmsStatus.SENT.value,
+                    "provider": provider,
+                    "provider_message_id": provider_message_id,
+                    "updated_at": now,
+                },
+                "$push": {
+                    "status_history": {"status": SmsStatus.SENT.value, "at": now},
+                    OUTBOX_FIELD: {"$each": [outbox_entry(NOTIFICATIONS, e) for e in events]},
+                },
+            },
+        )
         self._on_write()
 
     async def record_suppressed(self, sms: OutgoingSms, reason: str, now: datetime) -> None:

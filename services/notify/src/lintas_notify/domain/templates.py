@@ -47,14 +47,17 @@ def _check(language: str, name: str, text: str, warnings: list[str]) -> None:
     rendered = normalise_typography(text.format(**LONGEST_VALUES))
     cost = sms_cost(rendered)
     if cost.segments > MAX_SEGMENTS:
-        raise TemplateError(f"{language}/{name}: {cost.segments} SMS parts with the longest "
-                            f"reference; at most {MAX_SEGMENTS}")
+        raise TemplateError(
+            f"{language}/{name}: {cost.segments} SMS parts with the longest "
+            f"reference; at most {MAX_SEGMENTS}"
+        )
     if not is_gsm7(rendered):
         warnings.append(f"{language}/{name} leaves GSM-7 (sent as UCS-2)")
 
 
-def load_catalogue(default_language: str = "en",
-                   files: Mapping[str, str] | None = None) -> tuple[TemplateCatalogue, list[str]]:
+def load_catalogue(
+    default_language: str = "en", files: Mapping[str, str] | None = None
+) -> tuple[TemplateCatalogue, list[str]]:
     """Load and check the templates; returns the catalogue and any GSM-7 warnings.
 
     `files` maps a language to TOML text; by default the files shipped in
@@ -62,8 +65,11 @@ def load_catalogue(default_language: str = "en",
     """
     if files is None:
         folder = resources.files("lintas_notify") / "templates"
-        files = {p.name.removesuffix(".toml"): p.read_text(encoding="utf-8")
-                 for p in folder.iterdir() if p.name.endswith(".toml")}
+        files = {
+            p.name.removesuffix(".toml"): p.read_text(encoding="utf-8")
+            for p in folder.iterdir()
+            if p.name.endswith(".toml")
+        }
     catalogue: dict[str, dict[str, str]] = {}
     warnings: list[str] = []
     for language, source in sorted(files.items()):

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
-
-from lintas_referral.domain.routing import Blocked, Offer
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import CaseSubmitted
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import REFERRALS
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from lintas_referral.domain.routing import Blocked, Offer
 
 OPEN_REFERRAL_STATUSES = ("offered", "accepted", "in_progress")
 
@@ -21,20 +21,32 @@ OPEN_REFERRAL_STATUSES = ("offered", "accepted", "in_progress")
 class MongoRoutingRepository:
     """The `RoutingRepository` on MongoDB (and FerretDB)."""
 
-    def __init__(self, collection: AsyncCollection[Document],
-                 on_write: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, collection: AsyncCollection[Document], on_write: Callable[[], None] = lambda: None
+    ) -> None:
         self._collection = collection
         self._on_write = on_write
 
-    async def create(self, case: CaseSubmitted, decision: Offer | Blocked,
-                     referral_id: str | None, now: datetime,
-                     events: Sequence[CloudEvent]) -> bool:
+    async def create(
+        self,
+        case: CaseSubmitted,
+        decision: Offer | Blocked,
+        referral_id: str | None,
+        now: datetime,
+        events: Sequence[CloudEvent],
+    ) -> bool:
         """Insert the routing keyed by case id; a duplicate means it was already routed."""
         referrals = []
         if isinstance(decision, Offer):
-            referrals.append({"id": referral_id, "partner_organisation_id": decision.partner.id,
-                              "country": decision.country, "status": "offered",
-                              "offered_at": now})
+            referrals.append(
+                {
+                    "id": referral_id,
+                    "partner_organisation_id": decision.partner.id,
+                    "country": decision.country,
+                    "status": "offered",
+                    "offered_at": now,
+                }
+            )
         doc: Document = {
             "_id": case.case_id,
             "organisation_id": case.organisation_id,

@@ -54,9 +54,10 @@ def decide(case: CaseSubmitted, partners: Sequence[Partner]) -> Offer | Blocked:
     """Pick the partner for a case, honouring the worker's consent."""
     country = case.employment.country
     if country not in ROUTED_JURISDICTIONS:
-        return Blocked("unassigned",
-                       f"no routing rule covers employment in {country} yet; "
-                       "a caseworker must pick a partner")
+        return Blocked(
+            "unassigned",
+            f"no routing rule covers employment in {country} yet; a caseworker must pick a partner",
+        )
     consent = case.consent
     if ConsentPurpose.LEGAL_REFERRAL not in consent.purposes:
         return Blocked("awaiting_consent", "consent does not cover the purpose legal_referral")
@@ -65,8 +66,10 @@ def decide(case: CaseSubmitted, partners: Sequence[Partner]) -> Offer | Blocked:
     claim_types = {claim.type.value for claim in case.claims}
     eligible = [p for p in partners if p.country == country and p.can_take(claim_types)]
     if not eligible:
-        return Blocked("unassigned", f"no legal partner in {country} has capacity for "
-                                     f"{', '.join(sorted(claim_types))}")
+        return Blocked(
+            "unassigned",
+            f"no legal partner in {country} has capacity for {', '.join(sorted(claim_types))}",
+        )
     # Least loaded first; the id breaks ties so the choice is deterministic.
     chosen = min(eligible, key=lambda p: (p.open_referrals / p.capacity, p.id))
     return Offer(partner=chosen, country=country)

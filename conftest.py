@@ -1,0 +1,39 @@
+"""Fixtures for every test tier: real servers, fresh databases, topics."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from lintas_shared.kafka import ensure_topics
+from lintas_shared.mongo import Document, make_mongo_client
+from lintas_shared.topics import ALL_TOPICS
+from tests.support.servers import Servers, provide_servers
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[Servers]:
+    """A real Kafka broker and MongoDB-protocol server for this session, with topics."""
+    with provide_servers() as found:
+        asyncio.run(ensure_topics(found.kafka_bootstrap, ALL_TOPICS, partitions=3))
+        yield found
+
+
+@pytest.fixture
+async def mongo(servers: Servers) -> AsyncIterator[AsyncMongoClient[Document]]:
+    """A client of the test store."""
+    client = make_mongo_client(servers.mongodb_uri, app_name="lintas-tests")
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def database_name(mongo: AsyncMongoClient[Document]) -> AsyncIterator[str]:
+    """A fresh database name, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield name
+    await mongo.drop_database(name)

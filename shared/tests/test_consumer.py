@@ -1,0 +1,129 @@
+"""EventConsumer: malformed and rejected events are parked, transient failures retried."""
+
+from __future__ import annotations
+
+import pytest
+from pymongo.errors import AutoReconnect
+
+from lintas_shared.consumer import (
+    DLQ_CONSUMER,
+    DLQ_REASON,
+    DLQ_SOURCE_OFFSET,
+    EventConsumer,
+    PermanentEventError,
+    RawRecord,
+    RetryPolicy,
+)
+from lintas_shared.envelope import CloudEvent, to_kafka_record
+from lintas_shared.events import CaseSubmitted
+from tests.support.fixtures import case_submitted
+
+pytestmark = pytest.mark.unit
+
+FAST = RetryPolicy(attempts=3, base_delay=0.0)
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.parked: list[tuple[str, bytes | None, bytes | None, dict[str, str]]] = []
+
+    async def publish_raw(self, topic: str, key: bytes | None, value: bytes | None,
+                          headers: dict[str, str]) -> None:
+        self.parked.append((topic, key, value, headers))
+
+
+def record_of(event: CloudEvent, offset: int = 7) -> RawRecord:
+    r = to_kafka_record(event)
+    return RawRecord("lintas.cases.v1", 0, offset, r.key, r.value, r.headers)
+
+
+async def test_good_event_reaches_its_handler() -> None:
+    seen: list[CloudEvent] = []
+
+    async def handle(event: CloudEvent) -> None:
+        seen.append(event)
+
+    dlq = DeadLetters()
+    event = case_submitted()
+    await EventConsumer("t", {CaseSubmitted.TYPE: handle}, dlq, FAST).consume(record_of(event))
+    assert seen == [event]
+    assert dlq.parked == []
+
+
+async def test_malformed_record_is_parked_with_reason_and_original_bytes() -> None:
+    async def handle(event: CloudEvent) -> None:
+        raise AssertionError("must not be called")
+
+    dlq = DeadLetters()
+    record = RawRecord("lintas.cases.v1", 2, 41, b"k", b"{not json", {"ce_id": "x"})
+    await EventConsumer("svc", {CaseSubmitted.TYPE: handle}, dlq, FAST).consume(record)
+    [(topic, key, value, headers)] = dlq.parked
+    assert topic == "lintas.cases.v1.dlq"
+    assert (key, value) == (b"k", b"{not json")
+    assert headers["ce_id"] == "x"
+    assert headers[DLQ_REASON].startswith("malformed: missing CloudEvents headers")
+    assert headers[DLQ_SOURCE_OFFSET] == "41"
+    assert headers[DLQ_CONSUMER] == "svc"
+
+
+async def test_permanent_error_is_parked_without_retry() -> None:
+    calls = 0
+
+    async def handle(event: CloudEvent) -> None:
+        nonlocal calls
+        calls += 1
+        raise PermanentEventError("no such case")
+
+    dlq = DeadLetters()
+    await EventConsumer("t", {CaseSubmitted.TYPE: handle}, dlq, FAST).consume(
+        record_of(case_submitted()))
+    assert calls == 1
+    assert "no such case" in dlq.parked[0][3][DLQ_REASON]
+
+
+async def test_flaky_handler_is_retried_then_succeeds() -> None:
+    calls = 0
+
+    async def handle(event: CloudEvent) -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise RuntimeError("flaky")
+
+    dlq = DeadLetters()
+    await EventConsumer("t", {CaseSubmitted.TYPE: handle}, dlq, FAST).consume(
+        record_of(case_submitted()))
+    assert calls == 3
+    assert dlq.parked == []
+
+
+async def test_handler_failing_every_time_is_parked_after_the_budget() -> None:
+    calls = 0
+
+    async def handle(event: CloudEvent) -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("bug")
+
+    dlq = DeadLetters()
+    await EventConsumer("t", {CaseSubmitted.TYPE: handle}, dlq, FAST).consume(
+        record_of(case_submitted()))
+    assert calls == FAST.attempts
+    assert "failed after 3 attempts: ValueError: bug" in dlq.parked[0][3][DLQ_REASON]
+
+
+async def test_store_outage_propagates_for_redelivery_and_parks_nothing() -> None:
+    async def handle(event: CloudEvent) -> None:
+        raise AutoReconnect("store down")
+
+    dlq = DeadLetters()
+    consumer = EventConsumer("t", {CaseSubmitted.TYPE: handle}, dlq, FAST)
+    with pytest.raises(AutoReconnect):
+        await consumer.consume(record_of(case_submitted()))
+    assert dlq.parked == []
+
+
+async def test_event_types_it_does_not_handle_are_ignored() -> None:
+    dlq = DeadLetters()
+    await EventConsumer("t", {}, dlq, FAST).consume(record_of(case_submitted()))
+    assert dlq.parked == []
