@@ -7,11 +7,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from pymongo import AsyncMongoClient
-
 from lintas_shared.kafka import ensure_topics
 from lintas_shared.mongo import Document, make_mongo_client
 from lintas_shared.topics import ALL_TOPICS
+from pymongo import AsyncMongoClient
+
 from tests.support.servers import Servers, provide_servers
 
 

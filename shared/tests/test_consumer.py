@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from pymongo.errors import AutoReconnect
-
 from lintas_shared.consumer import (
     DLQ_CONSUMER,
     DLQ_REASON,
@@ -16,6 +14,8 @@ from lintas_shared.consumer import (
 )
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.events import CaseSubmitted
+from pymongo.errors import AutoReconnect
+
 from tests.support.fixtures import case_submitted
 
 pytestmark = pytest.mark.unit
@@ -27,8 +27,9 @@ class DeadLetters:
     def __init__(self) -> None:
         self.parked: list[tuple[str, bytes | None, bytes | None, dict[str, str]]] = []
 
-    async def publish_raw(self, topic: str, key: bytes | None, value: bytes | None,
-                          headers: dict[str, str]) -> None:
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: dict[str, str]
+    ) -> None:
         self.parked.append((topic, key, value, headers))
 
 
@@ -76,7 +77,8 @@ async def test_permanent_error_is_parked_without_retry() -> None:
 
     dlq = DeadLetters()
     await EventConsumer("t", {CaseSubmitted.TYPE: handle}, dlq, FAST).consume(
-        record_of(case_submitted()))
+        record_of(case_submitted())
+    )
     assert calls == 1
     assert "no such case" in dlq.parked[0][3][DLQ_REASON]
 
@@ -92,7 +94,8 @@ async def test_flaky_handler_is_retried_then_succeeds() -> None:
 
     dlq = DeadLetters()
     await EventConsumer("t", {CaseSubmitted.TYPE: handle}, dlq, FAST).consume(
-        record_of(case_submitted()))
+        record_of(case_submitted())
+    )
     assert calls == 3
     assert dlq.parked == []
 
@@ -107,7 +110,8 @@ async def test_handler_failing_every_time_is_parked_after_the_budget() -> None:
 
     dlq = DeadLetters()
     await EventConsumer("t", {CaseSubmitted.TYPE: handle}, dlq, FAST).consume(
-        record_of(case_submitted()))
+        record_of(case_submitted())
+    )
     assert calls == FAST.attempts
     assert "failed after 3 attempts: ValueError: bug" in dlq.parked[0][3][DLQ_REASON]
 

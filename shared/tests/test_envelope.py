@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from lintas_shared.envelope import MalformedEventError, from_kafka_record, to_kafka_record
 from lintas_shared.events import CaseSubmitted, EventPayloadError, ReferralOffered, parse_payload
+
 from tests.support.fixtures import case_submitted
 
 pytestmark = pytest.mark.unit

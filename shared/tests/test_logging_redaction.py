@@ -7,7 +7,6 @@ import logging
 
 import pytest
 import structlog
-
 from lintas_shared.logging import configure_logging, get_logger
 
 pytestmark = pytest.mark.unit
@@ -18,8 +17,13 @@ def test_personal_values_are_redacted_from_structlog_and_stdlib_lines(
 ) -> None:
     configure_logging("test")
     try:
-        get_logger("t").info("case stored", full_name="Siti Rahayu Contoh", phone="+6281299990001",
-                             note="call +62 812 9999 0002 tomorrow", case_id="case-9")
+        get_logger("t").info(
+            "case stored",
+            full_name="Siti Rahayu Contoh",
+            phone="+6281299990001",
+            note="call +62 812 9999 0002 tomorrow",
+            case_id="case-9",
+        )
         logging.getLogger("some.library").warning("sent to +6281299990003")
         lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     finally:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import TypeAdapter, ValidationError
-
 from lintas_shared.ids import REFERENCE_ALPHABET, deterministic_id, new_case_reference
 from lintas_shared.values import CountryCode, Money, PhoneNumber
+from pydantic import TypeAdapter, ValidationError
 
 pytestmark = pytest.mark.unit
 

@@ -69,8 +69,10 @@ def case_submitted(
     *,
     country: str = "HK",
     share_with: tuple[str, ...] = ("HK",),
-    purposes: tuple[ConsentPurpose, ...] = (ConsentPurpose.LEGAL_REFERRAL,
-                                            ConsentPurpose.SMS_UPDATES),
+    purposes: tuple[ConsentPurpose, ...] = (
+        ConsentPurpose.LEGAL_REFERRAL,
+        ConsentPurpose.SMS_UPDATES,
+    ),
     claim_types: tuple[ClaimType, ...] = (ClaimType.UNPAID_WAGES,),
     language: str = "id",
     phone: str = "+6281234567890",
@@ -83,10 +85,13 @@ def case_submitted(
         organisation_id="org-ngo",
         submitted_at=datetime(2026, 9, 16, tzinfo=UTC),
         worker=WorkerContact(phone=phone, preferred_language=language, current_country="ID"),
-        employment=EmploymentSummary(country=country, sector=Sector.DOMESTIC_WORK,
-                                     started_on=datetime(2023, 2, 1).date()),
-        claims=tuple(ClaimSummary(type=t, amount=Money(currency="HKD", value="12000.00"))
-                     for t in claim_types),
+        employment=EmploymentSummary(
+            country=country, sector=Sector.DOMESTIC_WORK, started_on=datetime(2023, 2, 1).date()
+        ),
+        claims=tuple(
+            ClaimSummary(type=t, amount=Money(currency="HKD", value="12000.00"))
+            for t in claim_types
+        ),
         consent=ConsentSummary(purposes=purposes, share_with_countries=share_with),
     )
     return make_event(payload, source="/lintas/intake", subject=case_id)

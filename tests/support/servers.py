@@ -67,14 +67,18 @@ def _local_launcher(progress: Callable[[str], None]) -> Iterator[Servers]:
         process.stop()
     for data in (state / "kafka", state / "ferretdb"):
         shutil.rmtree(data, ignore_errors=True)
-    progress(f"starting test Kafka on 127.0.0.1:{kafka_port} and FerretDB on "
-             f"127.0.0.1:{mongo_port} (state in {state})")
-    kafka = start_kafka(state, cache, port=kafka_port, controller_port=controller_port,
-                        partitions=3)
+    progress(
+        f"starting test Kafka on 127.0.0.1:{kafka_port} and FerretDB on "
+        f"127.0.0.1:{mongo_port} (state in {state})"
+    )
+    kafka = start_kafka(
+        state, cache, port=kafka_port, controller_port=controller_port, partitions=3
+    )
     ferret = start_ferretdb(state, cache, port=mongo_port)
     try:
-        yield Servers(f"127.0.0.1:{kafka_port}", f"mongodb://127.0.0.1:{mongo_port}/",
-                      "local launcher")
+        yield Servers(
+            f"127.0.0.1:{kafka_port}", f"mongodb://127.0.0.1:{mongo_port}/", "local launcher"
+        )
     finally:
         ferret.stop()
         kafka.stop()

@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
-
 from lintas_intake.domain.case import Case, CaseStatus
 from lintas_intake.domain.submission import CaseSubmission
 from lintas_intake.handlers import on_referral_offered, on_routing_blocked, submit_case
@@ -20,6 +19,7 @@ from lintas_shared.events import (
     make_event,
     parse_payload,
 )
+
 from tests.support.fixtures import EXAMPLE_CASE
 
 pytestmark = pytest.mark.unit
@@ -40,8 +40,7 @@ class InMemoryCases:
             return None
         return case
 
-    async def save(self, case: Case, expected_version: int,
-                   events: Sequence[CloudEvent]) -> bool:
+    async def save(self, case: Case, expected_version: int, events: Sequence[CloudEvent]) -> bool:
         if self.cases[case.id].version != expected_version:
             return False
         self.cases[case.id] = case
@@ -72,10 +71,17 @@ async def test_submitting_stores_the_case_and_its_event_together() -> None:
 
 
 def offered(case_id: str) -> CloudEvent:
-    return make_event(ReferralOffered(referral_id="ref-1", case_id=case_id,
-                                      partner_organisation_id="org-hk", country="HK",
-                                      offered_at=now()),
-                      source="/lintas/referral", subject=case_id)
+    return make_event(
+        ReferralOffered(
+            referral_id="ref-1",
+            case_id=case_id,
+            partner_organisation_id="org-hk",
+            country="HK",
+            offered_at=now(),
+        ),
+        source="/lintas/referral",
+        subject=case_id,
+    )
 
 
 async def test_referral_offered_marks_the_case_referred_once() -> None:
@@ -95,9 +101,15 @@ async def test_referral_offered_marks_the_case_referred_once() -> None:
 async def test_routing_blocked_shows_the_reason() -> None:
     cases = InMemoryCases()
     case = await submitted(cases)
-    event = make_event(CaseRoutingBlocked(case_id=case.id, status="awaiting_consent",
-                                          reason="consent does not cover sharing with HK"),
-                       source="/lintas/referral", subject=case.id)
+    event = make_event(
+        CaseRoutingBlocked(
+            case_id=case.id,
+            status="awaiting_consent",
+            reason="consent does not cover sharing with HK",
+        ),
+        source="/lintas/referral",
+        subject=case.id,
+    )
     await on_routing_blocked(event, cases, now)
     assert cases.cases[case.id].status is CaseStatus.AWAITING_CONSENT
     assert cases.cases[case.id].status_reason == "consent does not cover sharing with HK"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
-
 from lintas_intake.domain.submission import CaseSubmission
 from lintas_shared.http import validation_errors
+from pydantic import ValidationError
+
 from tests.support.fixtures import EXAMPLE_CASE, example_case
 
 pytestmark = pytest.mark.unit

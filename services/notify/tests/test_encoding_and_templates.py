@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from lintas_notify.domain.encoding import normalise_typography, sms_cost
 from lintas_notify.domain.templates import TemplateError, load_catalogue
 

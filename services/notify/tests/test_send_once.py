@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
-
 from lintas_notify.domain.message import OutgoingSms, SmsStatus
 from lintas_notify.domain.templates import load_catalogue
 from lintas_notify.handlers import on_case_submitted
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.values import ConsentPurpose
+
 from tests.support.fixtures import case_submitted
 
 pytestmark = pytest.mark.unit
@@ -45,8 +45,14 @@ class FakeMessages:
         self.status[sms.id] = SmsStatus.SENDING
         return None
 
-    async def mark_sent(self, sms: OutgoingSms, provider: str, provider_message_id: str,
-                        now: datetime, events: Sequence[CloudEvent]) -> None:
+    async def mark_sent(
+        self,
+        sms: OutgoingSms,
+        provider: str,
+        provider_message_id: str,
+        now: datetime,
+        events: Sequence[CloudEvent],
+    ) -> None:
         self.status[sms.id] = SmsStatus.SENT
         self.events.extend(events)
 
@@ -63,8 +69,9 @@ CATALOGUE, _ = load_catalogue()
 
 async def test_case_received_sms_in_bahasa_with_only_the_reference() -> None:
     provider, messages = FakeProvider(), FakeMessages()
-    await on_case_submitted(case_submitted(reference="LB-7K3Q9"), messages, provider,
-                            CATALOGUE, clock)
+    await on_case_submitted(
+        case_submitted(reference="LB-7K3Q9"), messages, provider, CATALOGUE, clock
+    )
     [sms] = provider.sent
     assert sms.to == "+6281234567890"
     assert sms.language == "id"
@@ -112,7 +119,12 @@ class ProviderThatCrashes(FakeProvider):
 
 async def test_no_sms_without_consent_for_sms_updates() -> None:
     provider, messages = FakeProvider(), FakeMessages()
-    await on_case_submitted(case_submitted(purposes=(ConsentPurpose.LEGAL_REFERRAL,)),
-                            messages, provider, CATALOGUE, clock)
+    await on_case_submitted(
+        case_submitted(purposes=(ConsentPurpose.LEGAL_REFERRAL,)),
+        messages,
+        provider,
+        CATALOGUE,
+        clock,
+    )
     assert provider.sent == []
     assert list(messages.status.values()) == [SmsStatus.SUPPRESSED]

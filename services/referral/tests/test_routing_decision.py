@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
 from lintas_referral.domain.routing import Blocked, Offer, Partner, decide
 from lintas_shared.events import CaseSubmitted, parse_payload
 from lintas_shared.values import ClaimType, ConsentPurpose
+
 from tests.support.fixtures import case_submitted
 
 pytestmark = pytest.mark.unit
@@ -54,8 +54,9 @@ def test_no_partner_with_capacity_leaves_the_case_unassigned() -> None:
 
 def test_partner_must_handle_every_claim_type() -> None:
     wages_only = Partner("org-hk-w", "W", "HK", claim_types=frozenset({"unpaid_wages"}))
-    decision = decide(case(claim_types=(ClaimType.UNPAID_WAGES, ClaimType.WORK_INJURY)),
-                      [wages_only])
+    decision = decide(
+        case(claim_types=(ClaimType.UNPAID_WAGES, ClaimType.WORK_INJURY)), [wages_only]
+    )
     assert isinstance(decision, Blocked)
     assert decision.status == "unassigned"
 

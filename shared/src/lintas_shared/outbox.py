@@ -86,8 +86,10 @@ class OutboxRelay:
                 for entry in doc.get(OUTBOX_FIELD, []):
                     event = CloudEvent.model_validate(entry["event"])
                     await self._publisher.publish(entry["topic"], event)
+                    # Pull the entry exactly as read: FerretDB v1's $pull matches whole
+                    # values only, not conditions on sub-document fields.
                     await self._collection.update_one(
-                        {"_id": doc["_id"]}, {"$pull": {OUTBOX_FIELD: {"id": entry["id"]}}}
+                        {"_id": doc["_id"]}, {"$pull": {OUTBOX_FIELD: entry}}
                     )
                     count += 1
             self.published += count

@@ -1,0 +1,143 @@
+"""Publishing and consuming on the real Kafka broker: headers, ack, redelivery, DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from faststream.kafka import KafkaBroker
+from lintas_shared.consumer import DLQ_REASON, EventConsumer, RetryPolicy, subscribe
+from lintas_shared.envelope import CloudEvent, from_kafka_record
+from lintas_shared.events import CaseSubmitted
+from lintas_shared.kafka import KafkaEventPublisher, make_broker
+from lintas_shared.topics import dead_letter_topic
+
+from tests.support.fixtures import case_submitted
+from tests.support.kafka import collect, eventually, produce_raw
+from tests.support.kafka_topics import private_topic
+from tests.support.servers import Servers
+
+pytestmark = pytest.mark.integration
+
+
+async def test_published_event_carries_cloudevents_binary_headers(servers: Servers) -> None:
+    topic = await private_topic(servers.kafka_bootstrap)
+    broker = make_broker(servers.kafka_bootstrap, client_id="test-publisher")
+    await broker.connect()
+    try:
+        event = case_submitted(f"case-{uuid.uuid4()}")
+        await KafkaEventPublisher(broker).publish(topic, event)
+    finally:
+        await broker.stop()
+
+    [record] = await collect(servers.kafka_bootstrap, topic, lambda r: True)
+    assert record.key == event.subject.encode()
+    for header in ("ce_id", "ce_source", "ce_type", "ce_specversion", "ce_time", "ce_subject"):
+        assert record.headers[header], header
+    assert record.headers["ce_type"] == CaseSubmitted.TYPE
+    assert record.headers["content-type"] == "application/json"
+    assert from_kafka_record(record.value, record.headers) == event
+
+
+class Recorder:
+    def __init__(self, fail_times: int = 0) -> None:
+        self.handled: list[CloudEvent] = []
+        self.fail_times = fail_times
+
+    async def __call__(self, event: CloudEvent) -> None:
+        if self.fail_times:
+            self.fail_times -= 1
+            raise ConnectionError("store briefly unreachable")
+        self.handled.append(event)
+
+
+async def _run_consumer(
+    servers: Servers, topic: str, group: str, recorder: Recorder, retry: RetryPolicy
+) -> tuple[KafkaBroker, EventConsumer]:
+    broker = make_broker(servers.kafka_bootstrap, client_id=f"test-{group}")
+    consumer = EventConsumer(
+        "test", {CaseSubmitted.TYPE: recorder}, KafkaEventPublisher(broker), retry
+    )
+    subscribe(broker, topic, group_id=group, consumer=consumer)
+    await broker.start()
+    return broker, consumer
+
+
+async def test_malformed_record_goes_to_dlq_and_the_next_good_one_is_processed(
+    servers: Servers,
+) -> None:
+    topic = await private_topic(servers.kafka_bootstrap)
+    good = case_submitted("case-after-poison")
+    # The poison shares the good event's key, hence its partition: it must not block it.
+    await produce_raw(
+        servers.kafka_bootstrap,
+        topic,
+        b"\x00 not json",
+        key=good.subject.encode(),
+        headers={"ce_id": "poison-1"},
+    )
+    await KafkaEventPublisherOnce(servers).publish(topic, good)
+
+    recorder = Recorder()
+    broker, _ = await _run_consumer(
+        servers, topic, f"g-{uuid.uuid4()}", recorder, RetryPolicy(attempts=2, base_delay=0.05)
+    )
+    try:
+        await eventually(lambda: recorder.handled, timeout=60)
+    finally:
+        await broker.stop()
+
+    assert [e.id for e in recorder.handled] == [good.id]
+    [parked] = await collect(servers.kafka_bootstrap, dead_letter_topic(topic), lambda r: True)
+    assert parked.value == b"\x00 not json"
+    assert parked.key == good.subject.encode()
+    assert parked.headers[DLQ_REASON].startswith("malformed:")
+    assert parked.headers["ce_id"] == "poison-1"
+
+
+async def test_failed_record_is_redelivered_not_lost_and_offsets_commit_after_success(
+    servers: Servers,
+) -> None:
+    topic = await private_topic(servers.kafka_bootstrap)
+    event = case_submitted(f"case-{uuid.uuid4()}")
+    await KafkaEventPublisherOnce(servers).publish(topic, event)
+    group = f"g-{uuid.uuid4()}"
+
+    # Fails 3 times with one attempt each: NACK seeks back and Kafka redelivers it.
+    recorder = Recorder(fail_times=3)
+    broker, consumer = await _run_consumer(
+        servers, topic, group, recorder, RetryPolicy(attempts=1, base_delay=0.0)
+    )
+    try:
+        await eventually(lambda: recorder.handled, timeout=60)
+        await asyncio.sleep(1.0)  # let the commit reach the broker
+    finally:
+        await broker.stop()
+    assert [e.id for e in recorder.handled] == [event.id]
+    assert consumer.parked == 0
+
+    # A new member of the same group starts after the committed offset: no redelivery.
+    again = Recorder()
+    broker2, _ = await _run_consumer(servers, topic, group, again, RetryPolicy())
+    try:
+        await KafkaEventPublisherOnce(servers).publish(topic, case_submitted("case-marker"))
+        await eventually(lambda: again.handled, timeout=60)
+    finally:
+        await broker2.stop()
+    assert [e.subject for e in again.handled] == ["case-marker"]
+
+
+class KafkaEventPublisherOnce:
+    """Publish through a short-lived broker connection."""
+
+    def __init__(self, servers: Servers) -> None:
+        self._bootstrap = servers.kafka_bootstrap
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        broker = make_broker(self._bootstrap, client_id="test-once")
+        await broker.connect()
+        try:
+            await KafkaEventPublisher(broker).publish(topic, event)
+        finally:
+            await broker.stop()

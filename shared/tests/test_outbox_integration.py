@@ -1,0 +1,73 @@
+"""The outbox relay on the real store and broker."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from lintas_shared.envelope import CloudEvent, from_kafka_record
+from lintas_shared.kafka import KafkaEventPublisher, make_broker
+from lintas_shared.mongo import Document
+from lintas_shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry, push_to_outbox
+from pymongo import AsyncMongoClient
+
+from tests.support.fixtures import case_submitted
+from tests.support.kafka import collect
+from tests.support.kafka_topics import private_topic
+from tests.support.servers import Servers
+
+pytestmark = pytest.mark.integration
+
+
+class FailingPublisher:
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        raise ConnectionError("broker down")
+
+
+async def test_relay_publishes_in_order_then_empties_the_outbox(
+    servers: Servers, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    topic = await private_topic(servers.kafka_bootstrap)
+    collection = mongo[database_name]["things"]
+    case_id = f"case-{uuid.uuid4()}"
+    events = [case_submitted(case_id) for _ in range(3)]
+    await collection.insert_one({"_id": case_id, "state": "new", OUTBOX_FIELD: []})
+    await collection.update_one(
+        {"_id": case_id},
+        {"$set": {"state": "changed"}, **push_to_outbox(*(outbox_entry(topic, e) for e in events))},
+    )
+    await collection.insert_one({"_id": "quiet", OUTBOX_FIELD: []})
+
+    broker = make_broker(servers.kafka_bootstrap, client_id="test-relay")
+    await broker.connect()
+    try:
+        relay = OutboxRelay(collection, KafkaEventPublisher(broker))
+        assert await relay.backlog() == 1
+        assert await relay.relay_once() == 3
+        assert await relay.relay_once() == 0
+        assert await relay.backlog() == 0
+    finally:
+        await broker.stop()
+
+    doc = await collection.find_one({"_id": case_id})
+    assert doc is not None
+    assert doc[OUTBOX_FIELD] == []
+    assert doc["state"] == "changed"
+    seen = await collect(servers.kafka_bootstrap, topic, lambda r: True, count=3)
+    assert [from_kafka_record(r.value, r.headers).id for r in seen] == [e.id for e in events]
+
+
+async def test_entries_stay_when_the_broker_refuses(
+    servers: Servers, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    collection = mongo[database_name]["things"]
+    event = case_submitted("case-kept")
+    await collection.insert_one(
+        {"_id": "case-kept", OUTBOX_FIELD: [outbox_entry("lintas.cases.v1", event)]}
+    )
+    relay = OutboxRelay(collection, FailingPublisher())
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    doc = await collection.find_one({"_id": "case-kept"})
+    assert doc is not None
+    assert [entry["id"] for entry in doc[OUTBOX_FIELD]] == [event.id]

@@ -1,0 +1,92 @@
+"""The three services running as real processes against the test servers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from lintas_tools.demo import DemoTarget, load_or_create_keys, seed_demo
+from lintas_tools.services import ServiceSpec, service_specs, start_service, stop_service
+
+from tests.support.servers import REPO_ROOT, Servers
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The running services, their demo keys and where their SMS go."""
+
+    urls: dict[str, str]
+    keys: dict[str, str]
+    sms_outbox: Path
+    databases: dict[str, str]
+    logs: dict[str, Path]
+
+
+@pytest.fixture(scope="session")
+def stack(servers: Servers) -> Iterator[Stack]:
+    """Start intake, referral and notify on their own ports, databases and groups."""
+    run = uuid.uuid4().hex[:8]
+    state = REPO_ROOT / ".lintas" / "test-services" / run
+    state.mkdir(parents=True)
+    databases = {name: f"e2e_{name}_{run}" for name in ("intake", "referral", "notify")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
+    env.update(
+        {
+            "LINTAS_KAFKA_BOOTSTRAP": servers.kafka_bootstrap,
+            "LINTAS_MONGODB_URI": servers.mongodb_uri,
+            "LINTAS_TOPIC_PARTITIONS": "3",
+            "LINTAS_NOTIFY_SMS_OUTBOX_PATH": str(state / "sms-outbox.jsonl"),
+            "LINTAS_INTAKE_PORT": os.environ.get("LINTAS_TEST_INTAKE_PORT", "18080"),
+            "LINTAS_REFERRAL_PORT": os.environ.get("LINTAS_TEST_REFERRAL_PORT", "18081"),
+            "LINTAS_NOTIFY_PORT": os.environ.get("LINTAS_TEST_NOTIFY_PORT", "18082"),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    for name, database in databases.items():
+        env[f"LINTAS_{name.upper()}_DATABASE"] = database
+        env[f"LINTAS_{name.upper()}_CONSUMER_GROUP"] = f"e2e-{name}-{run}"
+    keys = load_or_create_keys(state / "demo-keys.json")
+    asyncio.run(
+        seed_demo(
+            DemoTarget(
+                servers.mongodb_uri,
+                databases["intake"],
+                databases["referral"],
+                "dev-only-intake-api-key-pepper",
+            ),
+            keys,
+        )
+    )
+    specs: list[ServiceSpec] = service_specs(env)
+    try:
+        for spec in specs:
+            start_service(spec, state, env, timeout=90)
+        yield Stack(
+            urls={s.name: s.url for s in specs},
+            keys=keys,
+            sms_outbox=state / "sms-outbox.jsonl",
+            databases=databases,
+            logs={s.name: state / "logs" / f"{s.name}.log" for s in specs},
+        )
+    finally:
+        for spec in specs:
+            stop_service(spec.name, state)
+        asyncio.run(_drop(servers.mongodb_uri, databases.values()))
+        shutil.rmtree(state, ignore_errors=True)
+
+
+async def _drop(uri: str, names: object) -> None:
+    from lintas_shared.mongo import make_mongo_client
+
+    client = make_mongo_client(uri, app_name="e2e-cleanup")
+    try:
+        for name in names:  # type: ignore[attr-defined]
+            await client.drop_database(name)
+    finally:
+        await client.close()
