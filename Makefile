@@ -1,0 +1,49 @@
+# Lintas: the two commands are `make up` and `make test` (see README.md).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Never let uv download a Python: the machine's python3 (3.11+) is the interpreter.
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON := python3
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+PACKAGES := lintas_shared lintas_intake lintas_referral lintas_notify lintas_tools lintas_deploy
+
+.PHONY: help install up down status test lint typecheck format provision clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## install uv if missing, then the workspace from uv.lock
+	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv $(UV_VERSION) from PyPI"; \
+		python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; }
+	@$(UV) sync --frozen --quiet
+
+provision: install ## fetch the Kafka jars and build FerretDB (cached under .lintas/cache)
+	@$(UV) run lintas-stack provision
+
+up: install ## start Kafka, FerretDB and the three services with demo data
+	@$(UV) run lintas up
+
+down: ## stop everything `make up` started
+	@if [ -d .venv ]; then $(UV) run --frozen lintas down; else echo "nothing to stop"; fi
+
+status: install ## show which Lintas processes are running
+	@$(UV) run lintas status
+
+lint: install ## ruff lint and format check
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: install ## mypy --strict over every package
+	$(UV) run mypy $(addprefix -p ,$(PACKAGES))
+
+format: install ## apply ruff formatting and safe fixes
+	$(UV) run ruff check --fix .
+	$(UV) run ruff format .
+
+test: lint typecheck ## lint, typecheck, then unit, integration and end-to-end tests
+	$(UV) run pytest
+
+clean: down ## stop everything and delete local state (.lintas/)
+	rm -rf .lintas
