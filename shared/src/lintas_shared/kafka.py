@@ -10,7 +10,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
 from lintas_shared.envelope import CloudEvent, to_kafka_record
-from lintas_shared.logging import get_logger
+from lintas_shared.logging import get_logger, library_logger
 
 log = get_logger(__name__)
 
@@ -27,6 +27,8 @@ def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
         enable_idempotence=True,
         max_request_size=MAX_RECORD_BYTES + 64_000,
         graceful_timeout=15.0,
+        # Through our JSON pipeline (and its redaction), not FastStream's own handler.
+        logger=library_logger(f"faststream.{client_id}"),
     )
 
 

@@ -37,13 +37,21 @@ PERSONAL_KEYS: Final = frozenset(
         "authorization",
     }
 )
-# A run of 8+ digits, optionally with a leading + and separators: phones, ID numbers.
-_LONG_NUMBER = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+#: Keys whose values are ours, never personal, and must stay readable.
+_TRUSTED_KEYS: Final = frozenset({"timestamp", "level", "logger", "service"})
+# Phone and ID numbers wherever they appear in text, without touching dates, times, IP
+# addresses or UUIDs: international numbers (+62 812-3456-7890), runs of 8+ digits, and
+# local numbers written in groups (0812-3456-7890).
+_PHONE_OR_ID = re.compile(
+    r"\+\d[\d\s().-]{6,}\d"
+    r"|(?<![\d.:-])\d{8,}(?![\d.:-])"
+    r"|(?<![\d.:-])0\d{2,4}[\s-]\d{3,4}[\s-]\d{3,5}(?![\d.:-])"
+)
 
 
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _LONG_NUMBER.sub(REDACTED, value)
+        return _PHONE_OR_ID.sub(REDACTED, value)
     if isinstance(value, Mapping):
         return {
             k: (REDACTED if str(k).lower() in PERSONAL_KEYS else _scrub(v))
@@ -59,6 +67,8 @@ def redact_personal_data(
 ) -> MutableMapping[str, Any]:
     """structlog processor: remove personal data from every field of a log event."""
     for key in list(event_dict):
+        if key in _TRUSTED_KEYS:
+            continue
         if key.lower() in PERSONAL_KEYS:
             event_dict[key] = REDACTED
         else:
@@ -72,6 +82,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         redact_personal_data,
@@ -100,6 +111,14 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         lib.propagate = True
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     structlog.contextvars.bind_contextvars(service=service)
+
+
+def library_logger(name: str) -> logging.Logger:
+    """A plain stdlib logger for libraries (FastStream) that propagates into our pipeline."""
+    logger = logging.getLogger(name)
+    logger.handlers[:] = []
+    logger.propagate = True
+    return logger
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
