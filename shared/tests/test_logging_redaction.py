@@ -30,8 +30,14 @@ def test_personal_values_are_redacted_from_structlog_and_stdlib_lines(
         structlog.reset_defaults()
         structlog.contextvars.clear_contextvars()
     text = json.dumps(lines)
-    for secret in ("Siti Rahayu", "6281299990001", "812 9999 0002", "6281299990003",
-                   "0812-9999-0004", "123456789"):
+    for secret in (
+        "Siti Rahayu",
+        "6281299990001",
+        "812 9999 0002",
+        "6281299990003",
+        "0812-9999-0004",
+        "123456789",
+    ):
         assert secret not in text
     assert lines[0]["case_id"] == "case-9"
     assert lines[0]["service"] == "test"
@@ -41,8 +47,12 @@ def test_personal_values_are_redacted_from_structlog_and_stdlib_lines(
 def test_dates_addresses_and_ids_stay_readable(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("test")
     try:
-        get_logger("t").info("bound to 127.0.0.1:8080", when="2026-11-23T19:48:28Z",
-                             case_id="0e0f4283-7832-4b09-b1bb-9be086b4a2f1", offset=12345)
+        get_logger("t").info(
+            "bound to 127.0.0.1:8080",
+            when="2026-11-23T19:48:28Z",
+            case_id="0e0f4283-7832-4b09-b1bb-9be086b4a2f1",
+            offset=12345,
+        )
         [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     finally:
         structlog.reset_defaults()
