@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -15,10 +16,16 @@ from pymongo import AsyncMongoClient
 from tests.support.servers import Servers, provide_servers
 
 
+def _progress(message: str) -> None:
+    # Straight to the terminal: a cold first run provisions for minutes, and pytest
+    # would otherwise capture these lines until the end.
+    print(f"[lintas test servers] {message}", file=sys.__stderr__, flush=True)
+
+
 @pytest.fixture(scope="session")
 def servers() -> Iterator[Servers]:
     """A real Kafka broker and MongoDB-protocol server for this session, with topics."""
-    with provide_servers() as found:
+    with provide_servers(_progress) as found:
         asyncio.run(ensure_topics(found.kafka_bootstrap, ALL_TOPICS, partitions=3))
         yield found
 

@@ -85,7 +85,7 @@ def _local_launcher(progress: Callable[[str], None]) -> Iterator[Servers]:
 
 
 @contextmanager
-def provide_servers(progress: Callable[[str], None] = print) -> Iterator[Servers]:
+def provide_servers(progress: Callable[[str], None]) -> Iterator[Servers]:
     """The test servers for one pytest session, stopped afterwards if we started them."""
     kafka = os.environ.get("LINTAS_KAFKA_BOOTSTRAP")
     mongo = os.environ.get("LINTAS_MONGODB_URI")

@@ -1,0 +1,408 @@
+"""docker-compose.yml and the service Dockerfiles agree with the code they run.
+
+No Docker engine is needed: these read the files and compare them with the services'
+settings classes, so a renamed setting, a changed port or a typo fails here rather than
+in a container nobody on the local route starts.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shlex
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lintas_intake.settings import IntakeSettings
+from lintas_notify.settings import NotifySettings
+from lintas_referral.settings import ReferralSettings
+from lintas_shared.settings import CommonSettings
+
+pytestmark = pytest.mark.unit
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
+LOOPBACK = "127.0.0.1"
+# Inside its container a service binds every interface; compose publishes it on LOOPBACK.
+CONTAINER_HOST = "0.0.0.0"  # noqa: S104
+COMMON_PREFIX = "LINTAS_"
+WORKSPACE_MEMBER_COPY = re.compile(r"COPY (\S+)/pyproject\.toml \1/")
+
+ServiceSettings = IntakeSettings | ReferralSettings | NotifySettings
+
+
+@dataclass(frozen=True)
+class Service:
+    """One of the three services, as the code defines it."""
+
+    name: str
+    settings_class: type[ServiceSettings]
+
+    @property
+    def prefix(self) -> str:
+        return f"LINTAS_{self.name.upper()}_"
+
+    @property
+    def package(self) -> str:
+        return f"lintas_{self.name}"
+
+    @property
+    def dockerfile(self) -> Path:
+        return REPO_ROOT / "services" / self.name / "Dockerfile"
+
+
+SERVICES = (
+    Service("intake", IntakeSettings),
+    Service("referral", ReferralSettings),
+    Service("notify", NotifySettings),
+)
+BY_NAME = pytest.mark.parametrize("service", SERVICES, ids=[s.name for s in SERVICES])
+
+
+@dataclass(frozen=True)
+class Published:
+    """One `ports:` entry of a compose service."""
+
+    host_ip: str
+    published: int
+    target: int
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No LINTAS_* variable from the caller's shell leaks into a settings default."""
+    for name in list(os.environ):
+        if name.upper().startswith(COMMON_PREFIX):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    loaded = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def _service(compose: Mapping[str, Any], name: str) -> dict[str, Any]:
+    services = compose["services"]
+    assert name in services, f"docker-compose.yml has no service {name!r}"
+    found = services[name]
+    assert isinstance(found, dict)
+    return found
+
+
+def _environment(definition: Mapping[str, Any]) -> dict[str, str]:
+    """A service's `environment:`, in either the mapping or the list form."""
+    raw = definition.get("environment", {})
+    if isinstance(raw, list):
+        pairs = (item.split("=", 1) for item in raw)
+        return {key: value for key, value in pairs}
+    return {key: "" if value is None else str(value) for key, value in raw.items()}
+
+
+def _ports(definition: Mapping[str, Any]) -> list[Published]:
+    """A service's `ports:`, in either the short or the long syntax."""
+    found = []
+    for entry in definition.get("ports", []):
+        if isinstance(entry, dict):
+            found.append(
+                Published(
+                    str(entry.get("host_ip", "")), int(entry["published"]), int(entry["target"])
+                )
+            )
+            continue
+        parts = str(entry).split("/", 1)[0].split(":")
+        if len(parts) == 3:
+            host_ip, published, target = parts
+        elif len(parts) == 2:
+            host_ip, (published, target) = "", parts
+        else:
+            host_ip, published, target = "", parts[0], parts[0]
+        found.append(Published(host_ip, int(published), int(target)))
+    return found
+
+
+def _command(value: str | list[str]) -> list[str]:
+    return shlex.split(value) if isinstance(value, str) else [str(part) for part in value]
+
+
+def _default_port(service: Service) -> int:
+    return service.settings_class().port
+
+
+@dataclass(frozen=True)
+class Dockerfile:
+    """The instructions of a service's Dockerfile that the compose stack relies on."""
+
+    exposed: list[int]
+    cmd: list[str]
+    copies: list[str]
+    runs: list[str]
+
+
+def _dockerfile(service: Service) -> Dockerfile:
+    exposed: list[int] = []
+    cmd: list[str] = []
+    copies: list[str] = []
+    runs: list[str] = []
+    for line in service.dockerfile.read_text(encoding="utf-8").splitlines():
+        keyword, _, rest = line.strip().partition(" ")
+        if keyword == "EXPOSE":
+            exposed += [int(port.split("/")[0]) for port in rest.split()]
+        elif keyword == "CMD":
+            cmd = json.loads(rest)
+        elif keyword == "COPY":
+            copies.append(rest)
+        elif keyword == "RUN":
+            runs.append(rest)
+    return Dockerfile(exposed, cmd, copies, runs)
+
+
+def _option(argv: list[str], flag: str) -> str:
+    assert flag in argv, f"{flag} missing from {argv}"
+    return argv[argv.index(flag) + 1]
+
+
+# (a) each service publishes exactly its settings' default port, on the loopback address
+
+
+@BY_NAME
+def test_service_publishes_its_default_port_on_loopback(
+    compose: dict[str, Any], service: Service, clean_env: pytest.MonkeyPatch
+) -> None:
+    port = _default_port(service)
+    assert _ports(_service(compose, service.name)) == [Published(LOOPBACK, port, port)]
+
+
+@BY_NAME
+def test_service_listens_where_it_publishes(
+    compose: dict[str, Any], service: Service, clean_env: pytest.MonkeyPatch
+) -> None:
+    """Loading the compose environment gives settings that bind where compose points."""
+    for name, value in _environment(_service(compose, service.name)).items():
+        clean_env.setenv(name, value)
+    settings = service.settings_class()
+    assert settings.host == CONTAINER_HOST
+    assert settings.port == _ports(_service(compose, service.name))[0].target
+    assert settings.common.environment == "dev"
+
+
+# (b) every LINTAS_* variable compose sets is a real setting of that service
+
+
+def _unknown_settings(service: Service, environment: Mapping[str, str]) -> list[str]:
+    own = set(service.settings_class.model_fields) - {"common"}
+    common = set(CommonSettings.model_fields)
+    unknown = []
+    for name in environment:
+        if name.startswith(service.prefix):
+            known = name.removeprefix(service.prefix).lower() in own
+        elif name.startswith(COMMON_PREFIX):
+            known = name.removeprefix(COMMON_PREFIX).lower() in common
+        else:
+            continue
+        if not known:
+            unknown.append(name)
+    return unknown
+
+
+@BY_NAME
+def test_every_lintas_variable_is_a_setting(compose: dict[str, Any], service: Service) -> None:
+    environment = _environment(_service(compose, service.name))
+    assert f"{service.prefix}PORT" in environment
+    assert _unknown_settings(service, environment) == []
+
+
+def test_a_misspelt_variable_is_reported() -> None:
+    intake = SERVICES[0]
+    environment = {
+        "LINTAS_INTAKE_PORT": "8080",
+        "LINTAS_KAFKA_BOOTSTRAP": "kafka:29092",
+        "LINTAS_INTAKE_PROT": "8080",
+        "LINTAS_KAFKA_BOOTSTRAPS": "kafka:29092",
+        "LINTAS_REFERRAL_PORT": "8081",
+        "LINTAS_INTAKE_COMMON": "{}",
+    }
+    assert _unknown_settings(intake, environment) == [
+        "LINTAS_INTAKE_PROT",
+        "LINTAS_KAFKA_BOOTSTRAPS",
+        "LINTAS_REFERRAL_PORT",
+        "LINTAS_INTAKE_COMMON",
+    ]
+
+
+@BY_NAME
+def test_service_reaches_kafka_and_mongodb_inside_the_network(
+    compose: dict[str, Any], service: Service
+) -> None:
+    environment = _environment(_service(compose, service.name))
+    kafka = _environment(_service(compose, "kafka"))
+    advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert environment["LINTAS_KAFKA_BOOTSTRAP"] == "kafka:29092"
+    assert f"PLAINTEXT://{environment['LINTAS_KAFKA_BOOTSTRAP']}" in advertised
+    assert environment["LINTAS_MONGODB_URI"] == "mongodb://mongodb:27017/?replicaSet=rs0"
+    assert environment["LINTAS_ENVIRONMENT"] == "dev"
+
+
+def test_notify_writes_its_sms_outbox_to_a_named_volume(compose: dict[str, Any]) -> None:
+    notify = _service(compose, "notify")
+    outbox = Path(_environment(notify)["LINTAS_NOTIFY_SMS_OUTBOX_PATH"])
+    assert outbox == Path("/data/sms-outbox.jsonl")
+    mounts = dict(str(volume).split(":", 1) for volume in notify["volumes"])
+    assert mounts == {"notify-data": "/data"}
+    assert "notify-data" in compose["volumes"]
+    assert outbox.is_relative_to(mounts["notify-data"])
+
+
+@BY_NAME
+def test_service_waits_for_healthy_servers_and_checks_readiness(
+    compose: dict[str, Any], service: Service, clean_env: pytest.MonkeyPatch
+) -> None:
+    definition = _service(compose, service.name)
+    assert definition["depends_on"] == {
+        "mongodb": {"condition": "service_healthy"},
+        "kafka": {"condition": "service_healthy"},
+    }
+    assert definition["restart"] == "unless-stopped"
+    probe = " ".join(_command(definition["healthcheck"]["test"]))
+    assert f"http://127.0.0.1:{_default_port(service)}/readyz" in probe
+    assert "urllib.request" in probe
+
+
+# (c) each Dockerfile runs a factory that exists, on the port it exposes
+
+
+@BY_NAME
+def test_dockerfile_runs_the_factory_on_the_default_port(
+    service: Service, clean_env: pytest.MonkeyPatch
+) -> None:
+    dockerfile = _dockerfile(service)
+    port = _default_port(service)
+    assert dockerfile.cmd[0] == "/app/.venv/bin/uvicorn"
+    module_name, _, attribute = _option(dockerfile.cmd, "--factory").partition(":")
+    assert module_name == f"{service.package}.bootstrap"
+    factory = getattr(importlib.import_module(module_name), attribute)
+    assert callable(factory)
+    assert _option(dockerfile.cmd, "--host") == CONTAINER_HOST
+    assert _option(dockerfile.cmd, "--port") == str(port)
+    assert dockerfile.exposed == [port]
+
+
+@BY_NAME
+def test_compose_builds_each_service_from_its_dockerfile(
+    compose: dict[str, Any], service: Service
+) -> None:
+    build = _service(compose, service.name)["build"]
+    assert (COMPOSE_FILE.parent / build["context"]).resolve() == REPO_ROOT
+    assert build["dockerfile"] == f"services/{service.name}/Dockerfile"
+    assert (REPO_ROOT / build["dockerfile"]).is_file()
+
+
+@BY_NAME
+def test_dockerfile_installs_the_locked_service_package(service: Service) -> None:
+    dockerfile = _dockerfile(service)
+    syncs = [run for run in dockerfile.runs if run.startswith("uv sync")]
+    assert syncs, "no `uv sync` in the Dockerfile"
+    for sync in syncs:
+        argv = shlex.split(sync)
+        assert "--frozen" in argv
+        assert "--no-dev" in argv
+        assert _option(argv, "--package") == f"lintas-{service.name}"
+    assert f"services/{service.name}/src services/{service.name}/src" in dockerfile.copies
+    assert "shared/src shared/src" in dockerfile.copies
+
+
+@BY_NAME
+def test_dockerfile_copies_every_workspace_member(service: Service) -> None:
+    """uv resolves the whole workspace: each member's pyproject.toml must be in the image."""
+    root = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    members: list[str] = root["tool"]["uv"]["workspace"]["members"]
+    copies = _dockerfile(service).copies
+    assert "pyproject.toml uv.lock ./" in copies
+    missing = [m for m in members if f"{m}/pyproject.toml {m}/" not in copies]
+    assert missing == []
+
+
+def test_dockerfiles_differ_only_in_service_and_port(clean_env: pytest.MonkeyPatch) -> None:
+    def shape(service: Service) -> str:
+        port = re.compile(rf"\b{_default_port(service)}\b")
+        lines = []
+        for line in service.dockerfile.read_text(encoding="utf-8").splitlines():
+            if not WORKSPACE_MEMBER_COPY.fullmatch(line):  # the same in every Dockerfile
+                line = port.sub("<port>", line.replace(service.name, "<name>"))
+            lines.append(line)
+        return "\n".join(lines)
+
+    shapes = {service.name: shape(service) for service in SERVICES}
+    assert shapes["referral"] == shapes["intake"]
+    assert shapes["notify"] == shapes["intake"]
+
+
+# (d) everything is published on the loopback address only
+
+
+def test_every_published_port_is_loopback_only(compose: dict[str, Any]) -> None:
+    exposed = {
+        (name, port.host_ip)
+        for name, definition in compose["services"].items()
+        for port in _ports(definition)
+        if port.host_ip != LOOPBACK
+    }
+    assert exposed == set()
+
+
+def test_servers_publish_their_usual_ports_on_loopback(compose: dict[str, Any]) -> None:
+    assert _ports(_service(compose, "mongodb")) == [Published(LOOPBACK, 27017, 27017)]
+    assert _ports(_service(compose, "kafka")) == [Published(LOOPBACK, 9092, 9092)]
+    kafka = _environment(_service(compose, "kafka"))
+    assert "EXTERNAL://127.0.0.1:9092" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
+
+
+# (e) the servers are the ones the design names
+
+
+def test_mongodb_is_mongo_7_as_a_replica_set(compose: dict[str, Any]) -> None:
+    mongodb = _service(compose, "mongodb")
+    assert mongodb["image"] == "mongo:7"
+    command = _command(mongodb["command"])
+    assert _option(command, "--replSet") == "rs0"
+    assert "--bind_ip_all" in command
+    probe = " ".join(_command(mongodb["healthcheck"]["test"]))
+    assert "rs.initiate(" in probe
+    assert 'host: "mongodb:27017"' in probe
+    assert "isWritablePrimary" in probe
+
+
+def test_kafka_is_apache_kafka_3_9_1_in_kraft_mode(
+    compose: dict[str, Any], clean_env: pytest.MonkeyPatch
+) -> None:
+    kafka = _service(compose, "kafka")
+    assert kafka["image"] == "apache/kafka:3.9.1"
+    environment = _environment(kafka)
+    assert environment["KAFKA_NODE_ID"] == "1"
+    assert environment["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert environment["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert environment["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+    assert environment["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
+    assert environment["KAFKA_NUM_PARTITIONS"] == str(CommonSettings().topic_partitions)
+    probe = _command(kafka["healthcheck"]["test"])
+    assert probe[1].startswith("/opt/kafka/bin/")
+
+
+def test_servers_keep_their_data_in_named_volumes(compose: dict[str, Any]) -> None:
+    def mounts(name: str) -> dict[str, str]:
+        volumes = _service(compose, name)["volumes"]
+        return dict(str(volume).split(":", 1) for volume in volumes)
+
+    assert mounts("mongodb")["mongodb-data"] == "/data/db"
+    kafka = mounts("kafka")
+    assert kafka["kafka-data"] == _environment(_service(compose, "kafka"))["KAFKA_LOG_DIRS"]
+    assert {"mongodb-data", "kafka-data"} <= set(compose["volumes"])
