@@ -16,16 +16,17 @@ from pymongo import AsyncMongoClient
 from tests.support.servers import Servers, provide_servers
 
 
-def _progress(message: str) -> None:
-    # Straight to the terminal: a cold first run provisions for minutes, and pytest
-    # would otherwise capture these lines until the end.
-    print(f"[lintas test servers] {message}", file=sys.__stderr__, flush=True)
-
-
 @pytest.fixture(scope="session")
-def servers() -> Iterator[Servers]:
+def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:
     """A real Kafka broker and MongoDB-protocol server for this session, with topics."""
-    with provide_servers(_progress) as found:
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def progress(message: str) -> None:
+        # Past pytest's capture: a cold first run provisions for a minute or more.
+        with capture.global_and_fixture_disabled():
+            print(f"\n[lintas test servers] {message}", file=sys.stderr, flush=True)
+
+    with provide_servers(progress) as found:
         asyncio.run(ensure_topics(found.kafka_bootstrap, ALL_TOPICS, partitions=3))
         yield found
 
