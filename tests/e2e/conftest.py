@@ -16,6 +16,8 @@ from lintas_tools.services import ServiceSpec, service_specs, start_service, sto
 
 from tests.support.servers import REPO_ROOT, Servers
 
+E2E_PEPPER = "e2e-api-key-pepper"
+
 
 @dataclass(frozen=True)
 class Stack:
@@ -46,6 +48,8 @@ def stack(servers: Servers) -> Iterator[Stack]:
             "LINTAS_REFERRAL_PORT": os.environ.get("LINTAS_TEST_REFERRAL_PORT", "18081"),
             "LINTAS_NOTIFY_PORT": os.environ.get("LINTAS_TEST_NOTIFY_PORT", "18082"),
             "PYTHONUNBUFFERED": "1",
+            "LINTAS_API_KEY_PEPPER": E2E_PEPPER,
+            "LINTAS_KEYVAULT_DATABASE": f"e2e_keyvault_{run}",
         }
     )
     for name, database in databases.items():
@@ -58,7 +62,7 @@ def stack(servers: Servers) -> Iterator[Stack]:
                 servers.mongodb_uri,
                 databases["intake"],
                 databases["referral"],
-                "dev-only-intake-api-key-pepper",
+                E2E_PEPPER,
             ),
             keys,
         )
@@ -77,7 +81,7 @@ def stack(servers: Servers) -> Iterator[Stack]:
     finally:
         for spec in specs:
             stop_service(spec.name, state)
-        asyncio.run(_drop(servers.mongodb_uri, databases.values()))
+        asyncio.run(_drop(servers.mongodb_uri, [*databases.values(), f"e2e_keyvault_{run}"]))
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -60,6 +60,13 @@ async def test_example_case_is_referred_and_the_worker_gets_one_sms(
     for secret in ("12000", "HKD", "Majikan", "Contoh Pekerja"):
         assert secret not in str(sms["body"])
 
+    [submitted] = await collect(
+        servers.kafka_bootstrap, CASES, lambda r: r.key == case["id"].encode()
+    )
+    raw = (submitted.value or b"").decode()
+    for secret in ("Contoh Pekerja", "6281234567890", "1994-05-17", "Lampung", "Gaji tiga"):
+        assert secret not in raw, f"{secret!r} in clear in the Kafka record"
+
     [offer] = await collect(
         servers.kafka_bootstrap, REFERRALS, lambda r: r.key == case["id"].encode(), settle=2.0
     )

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
+from lintas_shared.crypto import CaseKeyMissingError, DataKey, phone_lookup_hash
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseSubmitted,
     ClaimSummary,
     ConsentSummary,
     EmploymentSummary,
-    WorkerContact,
+    WorkerInfo,
     make_event,
 )
 from lintas_shared.values import ClaimType, ConsentPurpose, Money, Sector
@@ -64,9 +66,36 @@ def example_case(**changes: Any) -> dict[str, Any]:
     return doc
 
 
+PHONE_HASH_SECRET = "test-phone-hash-key"
+
+
+def fixture_key(case_id: str) -> DataKey:
+    """A deterministic data key per case, for tests without a vault."""
+    return DataKey(case_id, hashlib.sha256(case_id.encode()).digest())
+
+
+class FakeKeyVault:
+    """The key vault in memory: create, get, destroy."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, DataKey] = {}
+
+    async def create(self, case_id: str) -> DataKey:
+        return self.keys.setdefault(case_id, fixture_key(case_id))
+
+    async def get(self, case_id: str) -> DataKey:
+        if case_id not in self.keys:
+            raise CaseKeyMissingError(case_id)
+        return self.keys[case_id]
+
+    async def destroy(self, case_id: str) -> bool:
+        return self.keys.pop(case_id, None) is not None
+
+
 def case_submitted(
     case_id: str = "case-1",
     *,
+    key: DataKey | None = None,
     country: str = "HK",
     share_with: tuple[str, ...] = ("HK",),
     purposes: tuple[ConsentPurpose, ...] = (
@@ -78,20 +107,33 @@ def case_submitted(
     phone: str = "+6281234567890",
     reference: str = "LB-7K3Q9",
 ) -> CloudEvent:
-    """A `case submitted` event as intake would publish it."""
+    """A `case submitted` event as intake would publish it, sealed with `key`."""
+    key = key or fixture_key(case_id)
     payload = CaseSubmitted(
         case_id=case_id,
         reference=reference,
         organisation_id="org-ngo",
         submitted_at=datetime(2026, 9, 16, tzinfo=UTC),
-        worker=WorkerContact(phone=phone, preferred_language=language, current_country="ID"),
+        worker=WorkerInfo(
+            full_name=key.encrypt("worker.full_name", "Contoh Pekerja"),
+            phone=key.encrypt("worker.phone", phone),
+            phone_hash=phone_lookup_hash(phone, PHONE_HASH_SECRET),
+            preferred_language=language,
+            current_country="ID",
+        ),
         employment=EmploymentSummary(
-            country=country, sector=Sector.DOMESTIC_WORK, started_on=datetime(2023, 2, 1).date()
+            country=country,
+            sector=Sector.DOMESTIC_WORK,
+            started_on=datetime(2023, 2, 1).date(),
         ),
         claims=tuple(
             ClaimSummary(type=t, amount=Money(currency="HKD", value="12000.00"))
             for t in claim_types
         ),
-        consent=ConsentSummary(purposes=purposes, share_with_countries=share_with),
+        consent=ConsentSummary(
+            consent_id=f"consent-{case_id}",
+            purposes=purposes,
+            share_with_countries=share_with,
+        ),
     )
     return make_event(payload, source="/lintas/intake", subject=case_id)

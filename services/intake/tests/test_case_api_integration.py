@@ -43,10 +43,10 @@ async def api(servers: Servers, database_name: str) -> AsyncIterator[Api]:
             kafka_bootstrap=servers.kafka_bootstrap,
             mongodb_uri=servers.mongodb_uri,
             topic_partitions=3,
+            api_key_pepper=PEPPER,
         ),
         database=database_name,
         consumer_group=f"test-intake-{uuid.uuid4()}",
-        api_key_pepper=PEPPER,
         max_body_bytes=20_000,
     )  # type: ignore[arg-type]
     keys = {name: f"key-{name}-{uuid.uuid4()}" for name in ("ngo", "other", "admin", "legal")}

@@ -18,7 +18,7 @@ from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD
 from pymongo import AsyncMongoClient
 
-from tests.support.fixtures import example_case
+from tests.support.fixtures import example_case, fixture_key
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 9, 16, 8, 0, tzinfo=UTC)
@@ -48,7 +48,7 @@ async def test_case_and_its_event_are_stored_in_one_document(
     repo: MongoCaseRepository, mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
     case = new_case("c1", "LB-AAAAA")
-    event = case_submitted_event(case)
+    event = case_submitted_event(case, fixture_key("c1"), lambda phone: "hash")
     await repo.add(case, [event])
 
     raw = await mongo[database_name]["cases"].find_one({"_id": "c1"})

@@ -11,6 +11,7 @@ from lintas_intake.domain.case import Case, CaseStatus
 from lintas_intake.domain.submission import CaseSubmission
 from lintas_intake.handlers import on_referral_offered, on_routing_blocked, submit_case
 from lintas_shared.consumer import PermanentEventError
+from lintas_shared.crypto import phone_lookup_hash
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseRoutingBlocked,
@@ -20,7 +21,9 @@ from lintas_shared.events import (
     parse_payload,
 )
 
-from tests.support.fixtures import EXAMPLE_CASE
+from tests.support.fixtures import EXAMPLE_CASE, PHONE_HASH_SECRET, FakeKeyVault
+
+VAULT = FakeKeyVault()
 
 pytestmark = pytest.mark.unit
 
@@ -53,7 +56,14 @@ def now() -> datetime:
 
 
 async def submitted(cases: InMemoryCases) -> Case:
-    return await submit_case(CaseSubmission.model_validate(EXAMPLE_CASE), "org-ngo", cases, now)
+    return await submit_case(
+        CaseSubmission.model_validate(EXAMPLE_CASE),
+        "org-ngo",
+        cases,
+        VAULT,
+        lambda phone: phone_lookup_hash(phone, PHONE_HASH_SECRET),
+        now,
+    )
 
 
 async def test_submitting_stores_the_case_and_its_event_together() -> None:
@@ -64,9 +74,12 @@ async def test_submitting_stores_the_case_and_its_event_together() -> None:
     payload = parse_payload(event, CaseSubmitted)
     assert event.subject == case.id
     assert payload.reference == case.reference
-    assert payload.worker.phone == "+6281234567890"
-    # Names, birth dates, regions and descriptions stay in intake.
-    for secret in ("Contoh Pekerja", "1994-05-17", "Lampung Timur", "Gaji tiga", "Majikan"):
+    key = await VAULT.get(case.id)
+    # Contact details travel sealed with the case's key; nothing personal in clear.
+    assert key.decrypt("worker.phone", payload.worker.phone) == "+6281234567890"
+    assert key.decrypt("worker.full_name", payload.worker.full_name) == "Contoh Pekerja"
+    assert payload.worker.phone_hash == phone_lookup_hash("+6281234567890", PHONE_HASH_SECRET)
+    for secret in ("Contoh", "6281234567890", "1994-05-17", "Lampung", "Gaji tiga", "Majikan"):
         assert secret not in event.model_dump_json()
 
 

@@ -12,7 +12,7 @@ from lintas_notify.handlers import on_case_submitted
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.values import ConsentPurpose
 
-from tests.support.fixtures import case_submitted
+from tests.support.fixtures import FakeKeyVault, case_submitted, fixture_key
 
 pytestmark = pytest.mark.unit
 
@@ -67,11 +67,27 @@ def clock() -> datetime:
 CATALOGUE, _ = load_catalogue()
 
 
+class Vault(FakeKeyVault):
+    """Holds the fixture key of every case id used below."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        for case_id in ("case-1",):
+            self.keys[case_id] = fixture_key(case_id)
+
+
+async def notify(
+    event: CloudEvent,
+    messages: FakeMessages,
+    provider: FakeProvider,
+    vault: FakeKeyVault | None = None,
+) -> None:
+    await on_case_submitted(event, messages, provider, CATALOGUE, vault or Vault(), clock)
+
+
 async def test_case_received_sms_in_bahasa_with_only_the_reference() -> None:
     provider, messages = FakeProvider(), FakeMessages()
-    await on_case_submitted(
-        case_submitted(reference="LB-7K3Q9"), messages, provider, CATALOGUE, clock
-    )
+    await notify(case_submitted(reference="LB-7K3Q9"), messages, provider)
     [sms] = provider.sent
     assert sms.to == "+6281234567890"
     assert sms.language == "id"
@@ -87,17 +103,17 @@ async def test_redelivered_event_sends_nothing_twice() -> None:
     provider, messages = FakeProvider(), FakeMessages()
     event = case_submitted()
     for _ in range(3):
-        await on_case_submitted(event, messages, provider, CATALOGUE, clock)
+        await notify(event, messages, provider)
     assert len(provider.sent) == 1
 
 
 async def test_crash_after_provider_accepted_is_resolved_without_resending() -> None:
     provider, messages = FakeProvider(), FakeMessages()
     event = case_submitted()
-    await on_case_submitted(event, messages, provider, CATALOGUE, clock)
+    await notify(event, messages, provider)
     [sms_id] = messages.status
     messages.status[sms_id] = SmsStatus.SENDING  # as if we crashed before recording "sent"
-    await on_case_submitted(event, messages, provider, CATALOGUE, clock)
+    await notify(event, messages, provider)
     assert len(provider.sent) == 1
     assert messages.status[sms_id] is SmsStatus.SENT
 
@@ -106,9 +122,9 @@ async def test_crash_before_provider_accepted_sends_once() -> None:
     provider, messages = FakeProvider(), FakeMessages()
     event = case_submitted()
     with pytest.raises(ConnectionError):
-        await on_case_submitted(event, messages, ProviderThatCrashes(), CATALOGUE, clock)
+        await notify(event, messages, ProviderThatCrashes())
     assert list(messages.status.values()) == [SmsStatus.SENDING]
-    await on_case_submitted(event, messages, provider, CATALOGUE, clock)
+    await notify(event, messages, provider)
     assert len(provider.sent) == 1
     assert list(messages.status.values()) == [SmsStatus.SENT]
 
@@ -120,12 +136,22 @@ class ProviderThatCrashes(FakeProvider):
 
 async def test_no_sms_without_consent_for_sms_updates() -> None:
     provider, messages = FakeProvider(), FakeMessages()
-    await on_case_submitted(
-        case_submitted(purposes=(ConsentPurpose.LEGAL_REFERRAL,)),
-        messages,
-        provider,
-        CATALOGUE,
-        clock,
-    )
+    await notify(case_submitted(purposes=(ConsentPurpose.LEGAL_REFERRAL,)), messages, provider)
     assert provider.sent == []
     assert list(messages.status.values()) == [SmsStatus.SUPPRESSED]
+
+
+async def test_no_sms_once_the_case_is_erased() -> None:
+    provider, messages = FakeProvider(), FakeMessages()
+    await notify(case_submitted(), messages, provider, FakeKeyVault())  # no key: erased
+    assert provider.sent == []
+    assert list(messages.status.values()) == [SmsStatus.SUPPRESSED]
+
+
+async def test_the_stored_recipient_is_sealed() -> None:
+    provider, messages = FakeProvider(), FakeMessages()
+    await notify(case_submitted(), messages, provider)
+    [sms] = provider.sent
+    assert sms.to == "+6281234567890"
+    assert sms.to_sealed.startswith("enc:v1:")
+    assert "6281234567890" not in repr(sms)

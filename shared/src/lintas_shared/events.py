@@ -1,6 +1,8 @@
 """The event catalogue: every event type, its topic and its payload.
 
-Payloads carry only what their consumers need. Each payload class names its CloudEvents
+Payloads carry only what their consumers need, and personal data only as `EncryptedStr`
+tokens sealed with the case's own key (see `lintas_shared.crypto`): after erasure they
+are unreadable everywhere, Kafka included. Each payload class names its CloudEvents
 `type` and its topic, so producers and consumers cannot disagree.
 """
 
@@ -12,6 +14,7 @@ from typing import ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from lintas_shared import topics
+from lintas_shared.crypto import EncryptedStr
 from lintas_shared.envelope import CloudEvent, new_event
 from lintas_shared.values import (
     ClaimType,
@@ -19,7 +22,6 @@ from lintas_shared.values import (
     CountryCode,
     LanguageCode,
     Money,
-    PhoneNumber,
     Sector,
 )
 
@@ -38,46 +40,72 @@ class EventPayload(BaseModel):
     TOPIC: ClassVar[str]
 
 
-class WorkerContact(BaseModel):
-    """What notify needs to reach the worker, and routing needs to know where she is."""
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
-    model_config = ConfigDict(frozen=True)
 
-    phone: PhoneNumber
+# --- parts ---------------------------------------------------------------------------
+
+
+class WorkerInfo(_Part):
+    """The worker as other services need her: contact (encrypted), language, whereabouts."""
+
+    full_name: EncryptedStr
+    phone: EncryptedStr
+    phone_hash: str = Field(description="Keyed hash of the E.164 phone, for lookups")
     preferred_language: LanguageCode
     current_country: CountryCode
+    time_zone: str | None = Field(default=None, description="IANA zone where known")
 
 
-class EmploymentSummary(BaseModel):
+class EmploymentSummary(_Part):
     """Where and in which sector the worker was employed."""
-
-    model_config = ConfigDict(frozen=True)
 
     country: CountryCode
     sector: Sector
     started_on: date
     ended_on: date | None = None
+    employer_name: EncryptedStr | None = None
+    placement_agency: EncryptedStr | None = None
 
 
-class ClaimSummary(BaseModel):
-    """A claim as routing sees it: no free-text description."""
-
-    model_config = ConfigDict(frozen=True)
+class ClaimSummary(_Part):
+    """A claim: routing facts in clear, the free-text description encrypted."""
 
     type: ClaimType
     amount: Money | None = None
     arose_on: date | None = None
     claimants: int = Field(default=1, ge=1)
+    description: EncryptedStr | None = None
 
 
-class ConsentSummary(BaseModel):
-    """What the worker's consent covers, for the consent gate."""
+class ConsentSummary(_Part):
+    """What one consent record covers, for the consent gate."""
 
-    model_config = ConfigDict(frozen=True)
-
+    consent_id: str
     purposes: tuple[ConsentPurpose, ...]
     share_with_countries: tuple[CountryCode, ...] = ()
     share_with_organisations: tuple[str, ...] = ()
+    given_at: datetime | None = None
+
+
+class ForumSummary(_Part):
+    """Where a claim is to be filed."""
+
+    code: str
+    name: str
+    verified: bool
+
+
+class DeadlineSummary(_Part):
+    """By when it must be filed, and on which rule that rests."""
+
+    date: date
+    basis: str
+    verified: bool
+
+
+# --- lintas.cases.v1 (intake) ----------------------------------------------------------
 
 
 class CaseSubmitted(EventPayload):
@@ -90,10 +118,82 @@ class CaseSubmitted(EventPayload):
     reference: str
     organisation_id: str
     submitted_at: datetime
-    worker: WorkerContact
+    worker: WorkerInfo
     employment: EmploymentSummary
     claims: tuple[ClaimSummary, ...] = Field(min_length=1)
     consent: ConsentSummary
+
+
+class CaseDetailsCorrected(EventPayload):
+    """The NGO corrected a case; the parts given replace what consumers hold."""
+
+    TYPE: ClassVar[str] = "org.lintas.case.details_corrected"
+    TOPIC: ClassVar[str] = topics.CASES
+
+    case_id: str
+    worker: WorkerInfo | None = None
+    employment: EmploymentSummary | None = None
+    claims: tuple[ClaimSummary, ...] | None = None
+    corrected_at: datetime
+
+
+class ConsentRecorded(EventPayload):
+    """A new consent record was added to a case (routing may resume)."""
+
+    TYPE: ClassVar[str] = "org.lintas.case.consent_recorded"
+    TOPIC: ClassVar[str] = topics.CASES
+
+    case_id: str
+    consent: ConsentSummary
+
+
+class ConsentWithdrawn(EventPayload):
+    """A consent record was withdrawn (referrals it allowed are withdrawn)."""
+
+    TYPE: ClassVar[str] = "org.lintas.case.consent_withdrawn"
+    TOPIC: ClassVar[str] = topics.CASES
+
+    case_id: str
+    consent_id: str
+    withdrawn_at: datetime
+
+
+class SmsPreferenceChanged(EventPayload):
+    """The worker opted out of (or back into) SMS, through her NGO or by SMS."""
+
+    TYPE: ClassVar[str] = "org.lintas.case.sms_preference_changed"
+    TOPIC: ClassVar[str] = topics.CASES
+
+    case_id: str
+    phone_hash: str
+    opted_out: bool
+    channel: Literal["api", "sms"]
+    changed_at: datetime
+
+
+class CaseClosed(EventPayload):
+    """The NGO closed the case with an outcome."""
+
+    TYPE: ClassVar[str] = "org.lintas.case.closed"
+    TOPIC: ClassVar[str] = topics.CASES
+
+    case_id: str
+    outcome: Literal["recovered", "settled", "unsuccessful", "withdrawn", "unreachable"]
+    amounts_recovered: tuple[Money, ...] = ()
+    closed_at: datetime
+
+
+class CaseErased(EventPayload):
+    """The worker's data was erased: every service drops what it holds for the case."""
+
+    TYPE: ClassVar[str] = "org.lintas.case.erased"
+    TOPIC: ClassVar[str] = topics.CASES
+
+    case_id: str
+    erased_at: datetime
+
+
+# --- lintas.referrals.v1 (referral) ----------------------------------------------------
 
 
 class ReferralOffered(EventPayload):
@@ -107,6 +207,8 @@ class ReferralOffered(EventPayload):
     partner_organisation_id: str
     country: CountryCode
     offered_at: datetime
+    forum: ForumSummary | None = None
+    deadline: DeadlineSummary | None = None
 
 
 class CaseRoutingBlocked(EventPayload):
@@ -118,6 +220,81 @@ class CaseRoutingBlocked(EventPayload):
     case_id: str
     status: Literal["awaiting_consent", "unassigned"]
     reason: str
+
+
+class _ReferralChange(EventPayload):
+    referral_id: str
+    case_id: str
+    partner_organisation_id: str
+    country: CountryCode
+    at: datetime
+    reason: str | None = None
+
+
+class ReferralAccepted(_ReferralChange):
+    """The partner accepted the referral."""
+
+    TYPE: ClassVar[str] = "org.lintas.referral.accepted"
+    TOPIC: ClassVar[str] = topics.REFERRALS
+
+
+class ReferralDeclined(_ReferralChange):
+    """The partner declined; routing offers the next eligible partner."""
+
+    TYPE: ClassVar[str] = "org.lintas.referral.declined"
+    TOPIC: ClassVar[str] = topics.REFERRALS
+
+
+class ReferralExpired(_ReferralChange):
+    """Nobody answered the offer in time; routing offers the next eligible partner."""
+
+    TYPE: ClassVar[str] = "org.lintas.referral.expired"
+    TOPIC: ClassVar[str] = topics.REFERRALS
+
+
+class ReferralWithdrawn(_ReferralChange):
+    """The referral was withdrawn (e.g. consent withdrawn, case closed or erased)."""
+
+    TYPE: ClassVar[str] = "org.lintas.referral.withdrawn"
+    TOPIC: ClassVar[str] = topics.REFERRALS
+
+
+class ReferralProgressed(_ReferralChange):
+    """The partner reported progress."""
+
+    TYPE: ClassVar[str] = "org.lintas.referral.progressed"
+    TOPIC: ClassVar[str] = topics.REFERRALS
+
+    filed_at_forum: bool = False
+    hearing_on: date | None = None
+    documents_needed: bool = False
+
+
+class ReferralClosed(_ReferralChange):
+    """The partner closed the referral with an outcome."""
+
+    TYPE: ClassVar[str] = "org.lintas.referral.closed"
+    TOPIC: ClassVar[str] = topics.REFERRALS
+
+    outcome: Literal["recovered", "settled", "unsuccessful", "withdrawn", "unreachable"]
+    amounts_recovered: tuple[Money, ...] = ()
+
+
+class DeadlineApproaching(EventPayload):
+    """A filing deadline of an open case is near (30, 7 and 1 days before, by default)."""
+
+    TYPE: ClassVar[str] = "org.lintas.referral.deadline_approaching"
+    TOPIC: ClassVar[str] = topics.REFERRALS
+
+    case_id: str
+    referral_id: str
+    forum_code: str
+    deadline: date
+    days_before: int
+    verified: bool
+
+
+# --- lintas.notifications.v1 (notify) --------------------------------------------------
 
 
 class SmsSent(EventPayload):
@@ -133,8 +310,41 @@ class SmsSent(EventPayload):
     sent_at: datetime
 
 
+class SmsDeliveryReported(EventPayload):
+    """The provider reported the fate of an SMS."""
+
+    TYPE: ClassVar[str] = "org.lintas.notification.sms_delivery_reported"
+    TOPIC: ClassVar[str] = topics.NOTIFICATIONS
+
+    case_id: str
+    message_id: str
+    status: Literal["delivered", "failed"]
+    reported_at: datetime
+    reason: str | None = None
+
+
 EVENT_TYPES: dict[str, type[EventPayload]] = {
-    cls.TYPE: cls for cls in (CaseSubmitted, ReferralOffered, CaseRoutingBlocked, SmsSent)
+    cls.TYPE: cls
+    for cls in (
+        CaseSubmitted,
+        CaseDetailsCorrected,
+        ConsentRecorded,
+        ConsentWithdrawn,
+        SmsPreferenceChanged,
+        CaseClosed,
+        CaseErased,
+        ReferralOffered,
+        CaseRoutingBlocked,
+        ReferralAccepted,
+        ReferralDeclined,
+        ReferralExpired,
+        ReferralWithdrawn,
+        ReferralProgressed,
+        ReferralClosed,
+        DeadlineApproaching,
+        SmsSent,
+        SmsDeliveryReported,
+    )
 }
 
 P = TypeVar("P", bound=EventPayload)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_PREFIX = "dev-only-"  # noqa: S105  (a marker, not a secret)
@@ -26,6 +26,19 @@ class CommonSettings(BaseSettings):
     topic_partitions: int = 6
     log_level: str = "INFO"
     state_dir: Path = Path(".lintas")
+    #: Hashes API keys (HMAC): every service verifies keys the same way.
+    api_key_pepper: SecretStr = SecretStr(DEV_SECRET_PREFIX + "api-key-pepper")
+    #: Wraps the per-case data keys in the key vault.
+    master_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "master-key")
+    #: Keys the phone lookup hash (inbound SMS, opt-outs).
+    phone_hash_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "phone-hash-key")
+    keyvault_database: str = "lintas_keyvault"
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> CommonSettings:
+        for name in ("api_key_pepper", "master_key", "phone_hash_key"):
+            require_real_secret(getattr(self, name), f"LINTAS_{name.upper()}", self.environment)
+        return self
 
 
 def require_real_secret(secret: SecretStr, name: str, environment: str) -> SecretStr:

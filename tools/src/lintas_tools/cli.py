@@ -53,7 +53,7 @@ def _demo_target(env: dict[str, str]) -> DemoTarget:
         mongodb_uri=env["LINTAS_MONGODB_URI"],
         intake_database=intake.database,
         referral_database=ReferralSettings().database,
-        api_key_pepper=intake.api_key_pepper.get_secret_value(),
+        api_key_pepper=intake.common.api_key_pepper.get_secret_value(),
     )
 
 

@@ -12,7 +12,7 @@ from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
 from lintas_referral.adapters.routing_repository import MongoRoutingRepository
 from lintas_referral.domain.routing import Partner
 from lintas_shared.mongo import make_mongo_client
-from lintas_shared.security import new_api_key
+from lintas_shared.security import hash_api_key, new_api_key
 
 DEMO_ORGANISATIONS = (
     Organisation(
@@ -65,12 +65,13 @@ async def seed_demo(target: DemoTarget, keys: dict[str, str]) -> None:
         partners = MongoPartnerDirectory(
             referral["partners"], MongoRoutingRepository(referral["routings"])
         )
-        for organisation in DEMO_ORGANISATIONS:
+        for organisation, key_name in zip(DEMO_ORGANISATIONS, KEY_NAMES, strict=True):
             if organisation.kind is OrganisationKind.LEGAL:
                 await partners.upsert(
                     Partner(
                         id=organisation.id, name=organisation.name, country=organisation.country
-                    )
+                    ),
+                    api_key_hashes=[hash_api_key(keys[key_name], target.api_key_pepper)],
                 )
     finally:
         await client.close()

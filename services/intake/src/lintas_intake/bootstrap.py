@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
+from lintas_shared.crypto import KeyVault, phone_lookup_hash
 from lintas_shared.http import install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging
@@ -30,8 +32,13 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     publisher = KafkaEventPublisher(broker)
     relay = OutboxRelay(database["cases"], publisher)
     cases = MongoCaseRepository(database["cases"], on_write=relay.wake)
+    secrets = settings.common
+    keys = KeyVault(
+        mongo[secrets.keyvault_database]["case_keys"], secrets.master_key.get_secret_value()
+    )
+    phone_key = secrets.phone_hash_key.get_secret_value()
     organisations = MongoOrganisationDirectory(
-        database["organisations"], settings.api_key_pepper.get_secret_value()
+        database["organisations"], settings.common.api_key_pepper.get_secret_value()
     )
     register_subscribers(
         broker, group_id=settings.consumer_group, cases=cases, dead_letters=publisher
@@ -61,6 +68,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
     app.state.cases = cases
     app.state.organisations = organisations
+    app.state.keys = keys
+    app.state.phone_hash = partial(phone_lookup_hash, secret=phone_key)
     app.state.runtime = runtime
     install_conventions(
         app,

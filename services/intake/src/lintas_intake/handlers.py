@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from lintas_shared.consumer import PermanentEventError
+from lintas_shared.crypto import DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseRoutingBlocked,
@@ -15,11 +16,11 @@ from lintas_shared.events import (
     ConsentSummary,
     EmploymentSummary,
     ReferralOffered,
-    WorkerContact,
+    WorkerInfo,
     make_event,
     parse_payload,
 )
-from lintas_shared.ids import new_case_reference, new_id
+from lintas_shared.ids import deterministic_id, new_case_reference, new_id
 
 from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
 from lintas_intake.domain.submission import CaseSubmission
@@ -45,6 +46,20 @@ class DuplicateReferenceError(Exception):
     """The generated reference is taken (rare); a new one is drawn."""
 
 
+class CaseKeys(Protocol):
+    """The key vault, as intake uses it: one data key per case."""
+
+    async def create(self, case_id: str) -> DataKey: ...
+
+
+PhoneHasher = Callable[[str], str]
+
+
+def initial_consent_id(case_id: str) -> str:
+    """The id of the consent record that came with the submission."""
+    return deterministic_id("consent", case_id, "1")
+
+
 class CaseRepository(Protocol):
     """Where cases live; every write carries its events in the same document update."""
 
@@ -57,20 +72,25 @@ class CaseRepository(Protocol):
     ) -> bool: ...
 
 
-def case_submitted_event(case: Case) -> CloudEvent:
-    """The event routing and notify need: contact, employment, claims, consent scope.
+def case_submitted_event(case: Case, key: DataKey, phone_hash: PhoneHasher) -> CloudEvent:
+    """The event routing and notify need, with every personal field sealed by `key`.
 
-    Names, dates of birth, addresses, identity numbers and free-text descriptions stay
-    in intake.
+    Dates of birth, home regions and identity numbers stay in intake altogether.
     """
     sub = case.submission
+
+    def seal(field: str, value: str | None) -> str | None:
+        return None if value is None else key.encrypt(field, value)
+
     payload = CaseSubmitted(
         case_id=case.id,
         reference=case.reference,
         organisation_id=case.organisation_id,
         submitted_at=case.submitted_at,
-        worker=WorkerContact(
-            phone=sub.worker.phone,
+        worker=WorkerInfo(
+            full_name=key.encrypt("worker.full_name", sub.worker.full_name),
+            phone=key.encrypt("worker.phone", sub.worker.phone),
+            phone_hash=phone_hash(sub.worker.phone),
             preferred_language=sub.worker.preferred_language,
             current_country=sub.worker.current_country,
         ),
@@ -79,28 +99,45 @@ def case_submitted_event(case: Case) -> CloudEvent:
             sector=sub.employment.sector,
             started_on=sub.employment.started_on,
             ended_on=sub.employment.ended_on,
+            employer_name=seal("employment.employer_name", sub.employment.employer_name),
+            placement_agency=seal("employment.placement_agency", sub.employment.placement_agency),
         ),
         claims=tuple(
-            ClaimSummary(type=c.type, amount=c.amount, arose_on=c.arose_on, claimants=c.claimants)
-            for c in sub.claims
+            ClaimSummary(
+                type=c.type,
+                amount=c.amount,
+                arose_on=c.arose_on,
+                claimants=c.claimants,
+                description=seal(f"claims[{i}].description", c.description),
+            )
+            for i, c in enumerate(sub.claims)
         ),
         consent=ConsentSummary(
+            consent_id=initial_consent_id(case.id),
             purposes=sub.consent.purposes,
             share_with_countries=sub.consent.share_with_countries,
             share_with_organisations=sub.consent.share_with_organisations,
+            given_at=sub.consent.given_at,
         ),
     )
     return make_event(payload, source=SOURCE, subject=case.id)
 
 
 async def submit_case(
-    submission: CaseSubmission, organisation_id: str, cases: CaseRepository, clock: Clock = utc_now
+    submission: CaseSubmission,
+    organisation_id: str,
+    cases: CaseRepository,
+    keys: CaseKeys,
+    phone_hash: PhoneHasher,
+    clock: Clock = utc_now,
 ) -> Case:
     """Store a new case and its `case submitted` event in one write."""
+    case_id = new_id()
+    key = await keys.create(case_id)
     for _ in range(10):
         now = clock()
         case = Case(
-            id=new_id(),
+            id=case_id,
             reference=new_case_reference(),
             organisation_id=organisation_id,
             submission=submission,
@@ -108,7 +145,7 @@ async def submit_case(
             updated_at=now,
         )
         try:
-            await cases.add(case, [case_submitted_event(case)])
+            await cases.add(case, [case_submitted_event(case, key, phone_hash)])
         except DuplicateReferenceError:
             continue
         return case

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lintas_shared.settings import CommonSettings, require_real_secret
-from pydantic import Field, SecretStr, model_validator
+from lintas_shared.settings import CommonSettings
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,12 +17,4 @@ class IntakeSettings(BaseSettings):
     port: int = 8080
     database: str = "lintas_intake"
     consumer_group: str = "lintas-intake"
-    api_key_pepper: SecretStr = SecretStr("dev-only-intake-api-key-pepper")
     max_body_bytes: int = 256_000
-
-    @model_validator(mode="after")
-    def _no_placeholder_secrets(self) -> IntakeSettings:
-        require_real_secret(
-            self.api_key_pepper, "LINTAS_INTAKE_API_KEY_PEPPER", self.common.environment
-        )
-        return self

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from lintas_shared.crypto import KeyVault
 from lintas_shared.http import install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging, get_logger
@@ -31,12 +32,17 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     relay = OutboxRelay(database["messages"], publisher)
     messages = MongoMessageRepository(database["messages"], on_write=relay.wake)
     provider = FileSmsProvider(settings.sms_outbox_path)
+    keys = KeyVault(
+        mongo[settings.common.keyvault_database]["case_keys"],
+        settings.common.master_key.get_secret_value(),
+    )
     register_subscribers(
         broker,
         group_id=settings.consumer_group,
         messages=messages,
         provider=provider,
         catalogue=catalogue,
+        keys=keys,
         dead_letters=publisher,
     )
     runtime = ServiceRuntime(

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
+from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import CaseSubmitted, SmsSent, make_event, parse_payload
 from lintas_shared.ids import deterministic_id
@@ -36,6 +37,12 @@ class SmsProvider(Protocol):
     async def find_sent(self, client_reference: str) -> str | None:
         """The provider's id for a message it already accepted under this reference."""
         ...
+
+
+class CaseKeyReader(Protocol):
+    """Reads a case's data key from the vault; raises CaseKeyMissingError after erasure."""
+
+    async def get(self, case_id: str) -> DataKey: ...
 
 
 class MessageRepository(Protocol):
@@ -92,6 +99,7 @@ async def on_case_submitted(
     messages: MessageRepository,
     provider: SmsProvider,
     catalogue: TemplateCatalogue,
+    keys: CaseKeyReader,
     clock: Clock = utc_now,
 ) -> None:
     """Tell the worker her case was received, with its reference and nothing else."""
@@ -101,11 +109,17 @@ async def on_case_submitted(
         template, case.worker.preferred_language, reference=case.reference
     )
     cost = sms_cost(body)
+    try:
+        phone = (await keys.get(case.case_id)).decrypt("worker.phone", case.worker.phone)
+        reason = None
+    except CaseKeyMissingError:
+        phone, reason = "", "case erased: no phone to send to"
     sms = OutgoingSms(
         id=deterministic_id("sms", event.dedupe_key, template),
         case_id=case.case_id,
         case_reference=case.reference,
-        to=case.worker.phone,
+        to=phone,
+        to_sealed=case.worker.phone,
         body=body,
         language=language,
         template=template,
@@ -113,7 +127,9 @@ async def on_case_submitted(
         segments=cost.segments,
         causing_event=event.dedupe_key,
     )
-    if ConsentPurpose.SMS_UPDATES not in case.consent.purposes:
-        await messages.record_suppressed(sms, "consent does not cover sms_updates", clock())
+    if reason is None and ConsentPurpose.SMS_UPDATES not in case.consent.purposes:
+        reason = "consent does not cover sms_updates"
+    if reason is not None:
+        await messages.record_suppressed(sms, reason, clock())
         return
     await send_once(sms, messages, provider, clock)

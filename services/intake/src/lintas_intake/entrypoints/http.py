@@ -141,6 +141,7 @@ router = APIRouter(prefix="/v1", tags=["cases"], responses=PROBLEMS)
     },
 )
 async def create_case(
+    request: Request,
     caller: Caller,
     cases: Cases,
     response: Response,
@@ -160,7 +161,9 @@ async def create_case(
     if caller.kind is not OrganisationKind.NGO:
         return problem_response(403, "Forbidden", "Only NGO organisations submit cases.")
     try:
-        case = await submit_case(submission, caller.id, cases)
+        case = await submit_case(
+            submission, caller.id, cases, request.app.state.keys, request.app.state.phone_hash
+        )
     except DuplicateExternalRefError as exc:
         return problem_response(409, "Conflict", str(exc), existing_case_id=exc.existing_case_id)
     response.headers["Location"] = f"/v1/cases/{case.id}"

@@ -20,7 +20,7 @@ def _document(sms: OutgoingSms, status: SmsStatus, now: datetime, **extra: objec
         "_id": sms.id,
         "case_id": sms.case_id,
         "case_reference": sms.case_reference,
-        "to": sms.to,
+        "to": sms.to_sealed,
         "body": sms.body,
         "language": sms.language,
         "template": sms.template,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from lintas_notify.domain.encoding import Encoding
@@ -23,7 +23,8 @@ class OutgoingSms:
     id: str
     case_id: str
     case_reference: str
-    to: str
+    to: str = field(repr=False)  # plaintext, only in memory while sending
+    to_sealed: str  # what is stored: the phone encrypted with the case key
     body: str
     language: str
     template: str

@@ -11,7 +11,7 @@ from lintas_shared.events import CaseSubmitted
 
 from lintas_notify import handlers
 from lintas_notify.domain.templates import TemplateCatalogue
-from lintas_notify.handlers import MessageRepository, SmsProvider
+from lintas_notify.handlers import CaseKeyReader, MessageRepository, SmsProvider
 
 
 def register_subscribers(
@@ -21,6 +21,7 @@ def register_subscribers(
     messages: MessageRepository,
     provider: SmsProvider,
     catalogue: TemplateCatalogue,
+    keys: CaseKeyReader,
     dead_letters: RawPublisher,
 ) -> EventConsumer:
     """Subscribe notify to case events; returns the consumer."""
@@ -32,6 +33,7 @@ def register_subscribers(
                 messages=messages,
                 provider=provider,
                 catalogue=catalogue,
+                keys=keys,
             )
         },
         dead_letters=dead_letters,

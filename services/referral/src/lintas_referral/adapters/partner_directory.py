@@ -37,12 +37,26 @@ class MongoPartnerDirectory:
             )
         return partners
 
-    async def upsert(self, partner: Partner) -> None:
+    async def by_api_key_hash(self, key_hash: str) -> Partner | None:
+        """The partner holding an API key with this hash (see lintas_shared.security)."""
+        doc = await self._collection.find_one({"api_key_hashes": key_hash, "active": True})
+        if doc is None:
+            return None
+        return Partner(
+            id=doc["_id"],
+            name=doc["name"],
+            country=doc["country"],
+            claim_types=frozenset(doc.get("claim_types", ())),
+            capacity=doc.get("capacity", 50),
+        )
+
+    async def upsert(self, partner: Partner, api_key_hashes: list[str] | None = None) -> None:
         """Create or update a partner (operators and the demo seed)."""
         await self._collection.update_one(
             {"_id": partner.id},
             {
                 "$set": {
+                    "api_key_hashes": api_key_hashes or [],
                     "name": partner.name,
                     "country": partner.country,
                     "claim_types": sorted(partner.claim_types),
