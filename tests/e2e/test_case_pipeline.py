@@ -74,6 +74,28 @@ async def test_example_case_is_referred_and_the_worker_gets_one_sms(
     assert payload.referral_id == referral["referral_id"]
     assert len(sms_lines(stack, case["reference"])) == 1
 
+    # The NGO sees every service's part in one timeline, in order.
+    async with httpx.AsyncClient(base_url=stack.urls["intake"], timeout=10) as client:
+
+        async def full_timeline() -> list[dict[str, str]] | None:
+            body = (await client.get(f"/v1/cases/{case['id']}/timeline", headers=headers)).json()
+            entries: list[dict[str, str]] = body["entries"]
+            return entries if len(entries) >= 3 else None
+
+        entries = await eventually(full_timeline, timeout=60)
+    assert isinstance(entries, list)
+    assert [e["type"] for e in entries] == [
+        "org.lintas.case.submitted",
+        "org.lintas.referral.offered",
+        "org.lintas.notification.sms_sent",
+    ] or [e["type"] for e in entries] == [
+        "org.lintas.case.submitted",
+        "org.lintas.notification.sms_sent",
+        "org.lintas.referral.offered",
+    ]
+    assert entries[0]["source"] == "intake"
+    assert [e["at"] for e in entries] == sorted(e["at"] for e in entries)
+
 
 async def test_poison_on_the_cases_topic_is_parked_and_the_next_case_flows(
     stack: Stack, servers: Servers

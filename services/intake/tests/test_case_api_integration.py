@@ -1,23 +1,29 @@
-"""The case API in-process, on the real store and broker: auth, errors, scoping, events."""
+"""The case API in-process, on the real store and broker."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
 from lintas_intake.bootstrap import create_app
 from lintas_intake.domain.organisation import Organisation, OrganisationKind
+from lintas_intake.handlers import CaseService
 from lintas_intake.settings import IntakeSettings
+from lintas_shared import events as ev
+from lintas_shared.crypto import CaseKeyMissingError, KeyVault
 from lintas_shared.envelope import from_kafka_record
-from lintas_shared.events import CaseSubmitted, parse_payload
 from lintas_shared.http import PROBLEM_JSON
-from lintas_shared.mongo import make_mongo_client
+from lintas_shared.mongo import Document
 from lintas_shared.settings import CommonSettings
 from lintas_shared.topics import CASES
+from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import EXAMPLE_CASE, example_case
 from tests.support.kafka import collect
@@ -25,56 +31,66 @@ from tests.support.servers import Servers
 
 pytestmark = pytest.mark.integration
 PEPPER = "test-pepper"
+MASTER = "test-master-key"
+PERSONAL = ("Contoh Pekerja", "6281234567890", "1994-05-17", "Lampung Timur", "Gaji tiga")
 
 
 @dataclass
 class Api:
     client: httpx.AsyncClient
-    ngo_key: str
-    other_ngo_key: str
-    admin_key: str
-    legal_key: str
+    app: FastAPI
+    keys: dict[str, str]
+    keyvault: str
+
+    def h(self, who: str = "ngo", **extra: str) -> dict[str, str]:
+        return {"X-API-Key": self.keys[who], **extra}
+
+    @property
+    def service(self) -> CaseService:
+        service: CaseService = self.app.state.service
+        return service
 
 
 @pytest.fixture
-async def api(servers: Servers, database_name: str) -> AsyncIterator[Api]:
+async def api(
+    servers: Servers, database_name: str, mongo: AsyncMongoClient[Document]
+) -> AsyncIterator[Api]:
+    keyvault = f"{database_name}_kv"
     settings = IntakeSettings(
         common=CommonSettings(
             kafka_bootstrap=servers.kafka_bootstrap,
             mongodb_uri=servers.mongodb_uri,
             topic_partitions=3,
             api_key_pepper=PEPPER,
+            master_key=MASTER,  # type: ignore[arg-type]
+            keyvault_database=keyvault,
         ),
         database=database_name,
         consumer_group=f"test-intake-{uuid.uuid4()}",
         max_body_bytes=20_000,
-    )  # type: ignore[arg-type]
+    )
     keys = {name: f"key-{name}-{uuid.uuid4()}" for name in ("ngo", "other", "admin", "legal")}
-    mongo = make_mongo_client(servers.mongodb_uri, app_name="test-seed")
     directory = MongoOrganisationDirectory(mongo[database_name]["organisations"], PEPPER)
     for name, kind in (("ngo", "ngo"), ("other", "ngo"), ("admin", "admin"), ("legal", "legal")):
         await directory.upsert(
             Organisation(f"org-{name}", name, OrganisationKind(kind), "ID"), [keys[name]]
         )
-    await mongo.close()
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
-            yield Api(client, keys["ngo"], keys["other"], keys["admin"], keys["legal"])
+            yield Api(client, app, keys, keyvault)
+    await mongo.drop_database(keyvault)
 
 
 async def create(
-    api: Api, doc: dict[str, object] | None = None, key: str | None = None
+    api: Api, doc: dict[str, Any] | None = None, who: str = "ngo", **headers: str
 ) -> httpx.Response:
-    return await api.client.post(
-        "/v1/cases",
-        json=doc or example_case(external_ref=f"NGO-{uuid.uuid4()}"),
-        headers={"X-API-Key": key or api.ngo_key},
-    )
+    body = doc or example_case(external_ref=f"NGO-{uuid.uuid4()}")
+    return await api.client.post("/v1/cases", json=body, headers=api.h(who, **headers))
 
 
-async def test_submitting_the_example_answers_201_and_publishes_one_event(
+async def test_submitting_the_example_answers_201_and_publishes_one_sealed_event(
     api: Api, servers: Servers
 ) -> None:
     response = await create(api, EXAMPLE_CASE)
@@ -83,77 +99,393 @@ async def test_submitting_the_example_answers_201_and_publishes_one_event(
     assert body["status"] == "submitted"
     assert body["reference"].startswith("LB-")
     assert response.headers["location"] == f"/v1/cases/{body['id']}"
-
     [record] = await collect(
         servers.kafka_bootstrap, CASES, lambda r: r.key == body["id"].encode(), settle=2.0
     )
-    event = from_kafka_record(record.value, record.headers)
-    payload = parse_payload(event, CaseSubmitted)
+    payload = ev.parse_payload(from_kafka_record(record.value, record.headers), ev.CaseSubmitted)
     assert (payload.case_id, payload.reference) == (body["id"], body["reference"])
-    assert b"Contoh Pekerja" not in (record.value or b"")
+    for secret in PERSONAL:
+        assert secret not in (record.value or b"").decode()
+
+
+async def test_idempotent_create_stores_one_case_and_one_event(api: Api, servers: Servers) -> None:
+    doc = example_case(external_ref=f"NGO-{uuid.uuid4()}")
+    first = await create(api, doc, **{"Idempotency-Key": "import-row-17"})
+    again = await create(api, doc, **{"Idempotency-Key": "import-row-17"})
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert first.json() == again.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    listed = await api.client.get(
+        "/v1/cases", params={"external_ref": doc["external_ref"]}, headers=api.h()
+    )
+    assert [c["id"] for c in listed.json()["items"]] == [first.json()["id"]]
+    records = await collect(
+        servers.kafka_bootstrap, CASES, lambda r: r.key == first.json()["id"].encode(), settle=2.0
+    )
+    assert len(records) == 1
+
+    changed = dict(doc, claims=[{**doc["claims"][0], "type": "underpayment"}])
+    conflict = await create(api, changed, **{"Idempotency-Key": "import-row-17"})
+    assert conflict.status_code == 409
+    assert "Idempotency-Key" in conflict.json()["detail"]
 
 
 async def test_missing_or_unknown_key_answers_401(api: Api) -> None:
     no_key = await api.client.post("/v1/cases", json=EXAMPLE_CASE)
-    bad_key = await create(api, key="not-a-key")
+    bad_key = await api.client.get("/v1/cases", headers={"X-API-Key": "not-a-key"})
     for response in (no_key, bad_key):
         assert response.status_code == 401
         assert response.headers["content-type"] == PROBLEM_JSON
         assert response.headers["www-authenticate"] == "ApiKey"
 
 
-async def test_invalid_fields_answer_422_naming_each_field(api: Api) -> None:
-    doc = example_case(external_ref="NGO-bad")
-    doc["worker"]["phone"] = "0812 3456 7890"
-    doc["claims"][0]["amount"]["value"] = 12000.5
-    doc["employment"]["country"] = "XX"
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"worker": {"phone": "0812 3456 7890"}}, "worker.phone"),
+        ({"worker": {"preferred_language": "xx"}}, "worker.preferred_language"),
+        ({"worker": {"date_of_birth": "2999-01-01"}}, "worker"),
+        ({"employment": {"country": "XX"}}, "employment.country"),
+        ({"employment": {"sector": "mining"}}, "employment.sector"),
+        ({"employment": {"ended_on": "2020-01-01"}}, "employment"),
+        ({"claims": [{"type": "theft"}]}, "claims[0].type"),
+        (
+            {"claims": [{"type": "unpaid_wages", "amount": {"currency": "HKX", "value": "1.00"}}]},
+            "claims[0].amount.currency",
+        ),
+        (
+            {"claims": [{"type": "unpaid_wages", "amount": {"currency": "HKD", "value": "-1.00"}}]},
+            "claims[0].amount.value",
+        ),
+        (
+            {"claims": [{"type": "unpaid_wages", "amount": {"currency": "HKD", "value": "1.005"}}]},
+            "claims[0].amount.value",
+        ),
+        (
+            {"claims": [{"type": "unpaid_wages", "amount": {"currency": "HKD", "value": 12.5}}]},
+            "claims[0].amount.value",
+        ),
+        ({"consent": {"purposes": ["legal_referral"]}}, "consent.text_version"),
+        ({"surprise": True}, "surprise"),
+    ],
+)
+async def test_each_invalid_field_is_named_and_nothing_is_stored(
+    api: Api, change: dict[str, Any], field: str
+) -> None:
+    doc = example_case(external_ref=f"NGO-bad-{uuid.uuid4()}")
+    for key, value in change.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict) and key != "consent":
+            doc[key] = {**doc[key], **value}
+        else:
+            doc[key] = value
     response = await create(api, doc)
-    assert response.status_code == 422
+    assert response.status_code == 422, response.text
     assert response.headers["content-type"] == PROBLEM_JSON
-    fields = {e["field"] for e in response.json()["errors"]}
-    assert {"worker.phone", "claims[0].amount.value", "employment.country"} <= fields
-    # Errors name the field without echoing the personal value back.
-    assert "0812 3456 7890" not in response.text
-
-
-async def test_another_organisations_case_answers_404(api: Api) -> None:
-    created = (await create(api)).json()
-    own = await api.client.get(f"/v1/cases/{created['id']}", headers={"X-API-Key": api.ngo_key})
-    foreign = await api.client.get(
-        f"/v1/cases/{created['id']}", headers={"X-API-Key": api.other_ngo_key}
+    assert field in {e["field"] for e in response.json()["errors"]}
+    assert "0812 3456 7890" not in response.text  # never echoes personal values
+    listed = await api.client.get(
+        "/v1/cases", params={"external_ref": doc["external_ref"]}, headers=api.h()
     )
-    admin = await api.client.get(f"/v1/cases/{created['id']}", headers={"X-API-Key": api.admin_key})
-    assert own.status_code == 200
-    assert own.json()["case"]["worker"]["full_name"] == "Contoh Pekerja"
-    assert foreign.status_code == 404
-    assert "Contoh" not in foreign.text
-    assert admin.status_code == 200
-
-
-async def test_only_ngos_submit_cases(api: Api) -> None:
-    assert (await create(api, key=api.legal_key)).status_code == 403
-
-
-async def test_reused_external_ref_answers_409_naming_the_case(api: Api) -> None:
-    doc = example_case(external_ref=f"NGO-{uuid.uuid4()}")
-    first = (await create(api, doc)).json()
-    second = await create(api, doc)
-    assert second.status_code == 409
-    assert second.json()["existing_case_id"] == first["id"]
+    assert listed.json()["items"] == []
 
 
 async def test_oversized_body_answers_413(api: Api) -> None:
     doc = example_case(external_ref="NGO-big")
     doc["claims"][0]["description"] = "x" * 30_000
-    response = await create(api, doc)
-    assert response.status_code == 413
+    assert (await create(api, doc)).status_code == 413
+
+
+async def test_etag_and_if_match_guard_corrections(api: Api) -> None:
+    case = (await create(api)).json()
+    url = f"/v1/cases/{case['id']}"
+    read = await api.client.get(url, headers=api.h())
+    etag = read.headers["etag"]
+    change = {"worker": {"phone": "+6281298765432"}}
+    assert (await api.client.patch(url, json=change, headers=api.h())).status_code == 428
+    stale = await api.client.patch(url, json=change, headers=api.h(**{"If-Match": '"99"'}))
+    assert stale.status_code == 412
+    ok = await api.client.patch(url, json=change, headers=api.h(**{"If-Match": etag}))
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["case"]["worker"]["phone"] == "+6281298765432"
+    assert ok.headers["etag"] != etag
+    again = await api.client.patch(url, json=change, headers=api.h(**{"If-Match": etag}))
+    assert again.status_code == 412
+    bad = await api.client.patch(
+        url, json={"worker": {"phone": "123"}}, headers=api.h(**{"If-Match": ok.headers["etag"]})
+    )
+    assert bad.status_code == 422
+    assert [e["field"] for e in bad.json()["errors"]] == ["worker.phone"]
+    immutable = await api.client.patch(
+        url, json={"external_ref": "x"}, headers=api.h(**{"If-Match": ok.headers["etag"]})
+    )
+    assert immutable.status_code == 422
+
+
+def endpoints(case_id: str, consent_id: str) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """Every case endpoint with a valid body."""
+    document = {
+        "kind": "payslip",
+        "file_name": "slip.pdf",
+        "sha256": "a" * 64,
+        "size": 10,
+        "location": "drive://ngo/slip.pdf",
+    }
+    return [
+        ("GET", f"/v1/cases/{case_id}", None),
+        ("PATCH", f"/v1/cases/{case_id}", {"worker": {"phone": "+6281298765432"}}),
+        ("POST", f"/v1/cases/{case_id}/notes", {"text": "note"}),
+        ("POST", f"/v1/cases/{case_id}/documents", document),
+        ("POST", f"/v1/cases/{case_id}/consents", EXAMPLE_CASE["consent"]),
+        ("POST", f"/v1/cases/{case_id}/consents/{consent_id}/withdraw", None),
+        ("POST", f"/v1/cases/{case_id}/sms-preference", {"opted_out": True}),
+        ("POST", f"/v1/cases/{case_id}/close", {"outcome": "settled"}),
+        ("GET", f"/v1/cases/{case_id}/timeline", None),
+        ("POST", f"/v1/cases/{case_id}/erase", None),
+    ]
+
+
+async def test_every_endpoint_answers_404_to_another_organisation(api: Api) -> None:
+    case = (await create(api)).json()
+    own = (await api.client.get(f"/v1/cases/{case['id']}", headers=api.h())).json()
+    consent_id = own["consents"][0]["id"]
+    for who in ("other", "legal"):
+        for method, url, body in endpoints(case["id"], consent_id):
+            response = await api.client.request(
+                method, url, json=body, headers=api.h(who, **{"If-Match": '"1"'})
+            )
+            assert response.status_code == 404, (who, method, url, response.text)
+            assert "Contoh" not in response.text
+            assert case["reference"] not in response.text
+        listed = await api.client.get("/v1/cases", headers=api.h(who))
+        assert case["id"] not in listed.text
+    for method, url, body in endpoints(case["id"], consent_id):
+        response = await api.client.request(method, url, json=body)
+        assert response.status_code == 401, (method, url)
+    # And the owner still sees an untouched case.
+    after = await api.client.get(f"/v1/cases/{case['id']}", headers=api.h())
+    assert after.json()["version"] == own["version"]
+    assert (await create(api, who="legal")).status_code == 403
+
+
+async def test_notes_documents_consents_and_close(api: Api) -> None:
+    case = (await create(api)).json()
+    url = f"/v1/cases/{case['id']}"
+    note = await api.client.post(
+        f"{url}/notes", json={"text": "Called her sister"}, headers=api.h()
+    )
+    assert note.status_code == 201
+    doc = await api.client.post(
+        f"{url}/documents",
+        headers=api.h(),
+        json={
+            "kind": "payslip",
+            "file_name": "slip.pdf",
+            "sha256": "b" * 64,
+            "size": 2048,
+            "location": "drive://ngo/slip.pdf",
+        },
+    )
+    assert doc.status_code == 201, doc.text
+    consent = await api.client.post(
+        f"{url}/consents",
+        headers=api.h(),
+        json={**EXAMPLE_CASE["consent"], "share_with_countries": ["SG"]},
+    )
+    assert consent.status_code == 201
+    withdrawn = await api.client.post(
+        f"{url}/consents/{consent.json()['id']}/withdraw", headers=api.h()
+    )
+    assert withdrawn.status_code == 200
+    closed = await api.client.post(
+        f"{url}/close",
+        headers=api.h(),
+        json={
+            "outcome": "recovered",
+            "amounts_recovered": [{"currency": "HKD", "value": "9000.00"}],
+        },
+    )
+    assert closed.status_code == 200
+    view = closed.json()
+    assert view["status"] == "closed"
+    assert [n["text"] for n in view["notes"]] == ["Called her sister"]
+    assert view["documents"][0]["sha256"] == "b" * 64
+    assert [c["active"] for c in view["consents"]] == [True, False]
+    assert view["outcome"]["amounts_recovered"] == [{"currency": "HKD", "value": "9000.00"}]
+    late = await api.client.post(f"{url}/notes", json={"text": "late"}, headers=api.h())
+    assert late.status_code == 409
+    timeline = (await api.client.get(f"{url}/timeline", headers=api.h())).json()["entries"]
+    assert [e["type"] for e in timeline] == [
+        ev.CaseSubmitted.TYPE,
+        "case.note_added",
+        "case.document_recorded",
+        ev.ConsentRecorded.TYPE,
+        ev.ConsentWithdrawn.TYPE,
+        ev.CaseClosed.TYPE,
+    ]
+
+
+async def test_erasure_leaves_nothing_recoverable_in_the_store_or_in_kafka(
+    api: Api, servers: Servers, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    case = (await create(api)).json()
+    url = f"/v1/cases/{case['id']}"
+    await api.client.post(f"{url}/notes", json={"text": "Lives near the harbour"}, headers=api.h())
+    await api.client.patch(
+        url, json={"worker": {"phone": "+6281298765432"}}, headers=api.h(**{"If-Match": '"2"'})
+    )
+    erased = await api.client.post(f"{url}/erase", headers=api.h())
+    assert erased.status_code == 200
+    assert erased.json()["status"] == "erased"
+    assert erased.json()["case"] is None
+    assert (await api.client.get(url, headers=api.h())).json()["case"] is None
+
+    raw = await mongo[database_name]["cases"].find_one({"_id": case["id"]})
+    assert raw is not None
+    for secret in (*PERSONAL, "harbour", "6281298765432"):
+        assert secret not in str(raw)
+    assert await mongo[api.keyvault]["case_keys"].find_one({"_id": case["id"]}) is None
+
+    records = await collect(
+        servers.kafka_bootstrap, CASES, lambda r: r.key == case["id"].encode(), count=3, settle=2.0
+    )
+    types = [r.headers["ce_type"] for r in records]
+    assert types == [ev.CaseSubmitted.TYPE, ev.CaseDetailsCorrected.TYPE, ev.CaseErased.TYPE]
+    submitted = ev.parse_payload(
+        from_kafka_record(records[0].value, records[0].headers), ev.CaseSubmitted
+    )
+    vault = KeyVault(mongo[api.keyvault]["case_keys"], MASTER)
+    with pytest.raises(CaseKeyMissingError):
+        await vault.get(case["id"])
+    for record in records:
+        for secret in (*PERSONAL, "6281298765432"):
+            assert secret not in (record.value or b"").decode()
+    assert submitted.worker.phone.startswith("enc:v1:")  # sealed, and the key is gone
+
+
+async def test_admin_reads_are_audited_and_tampering_is_detected(
+    api: Api, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    case = (await create(api)).json()
+    await api.client.get(
+        f"/v1/cases/{case['id']}", headers=api.h("admin"), params={"reason": "quality review"}
+    )
+    await api.client.get(f"/v1/cases/{case['id']}", headers=api.h())
+    entries = (
+        await api.client.get("/v1/audit", params={"case_id": case["id"]}, headers=api.h("admin"))
+    ).json()
+    assert [(e["organisation_id"], e["action"], e["reason"]) for e in entries] == [
+        ("org-admin", "read", "quality review"),
+        ("org-ngo", "read", None),
+    ]
+    assert (
+        await api.client.get("/v1/audit", params={"case_id": case["id"]}, headers=api.h())
+    ).status_code == 404
+    trail = api.app.state.audit
+    assert (await trail.verify()).intact
+    await mongo[database_name]["audit"].update_one(
+        {"_id": entries[0]["seq"]}, {"$set": {"reason": "nothing to see"}}
+    )
+    report = await trail.verify()
+    assert not report.intact
+    assert report.first_broken_seq == entries[0]["seq"]
+
+
+async def test_indicators_match_a_hand_counted_fixture(api: Api) -> None:
+    t0 = datetime.now(UTC)
+    hk1 = (await create(api)).json()
+    hk2 = (await create(api)).json()
+    sg_doc = example_case(external_ref=f"NGO-{uuid.uuid4()}")
+    sg_doc["employment"] = {**sg_doc["employment"], "country": "SG", "sector": "construction"}
+    sg_doc["claims"] = [{"type": "wrongful_dismissal"}, {"type": "unpaid_wages"}]
+    sg = (await create(api, sg_doc)).json()
+    other = (await create(api, who="other")).json()  # another NGO's: not in the NGO's report
+    for case, hours in ((hk1, 10), (hk2, 30)):
+        submitted = datetime.fromisoformat(case["submitted_at"])
+        await api.service.apply_news(
+            ev.make_event(
+                ev.ReferralOffered(
+                    referral_id=f"r-{case['id']}",
+                    case_id=case["id"],
+                    partner_organisation_id="p-hk",
+                    country="HK",
+                    offered_at=submitted,
+                ),
+                source="/lintas/referral",
+                subject=case["id"],
+            )
+        )
+        await api.service.apply_news(
+            ev.make_event(
+                ev.ReferralAccepted(
+                    referral_id=f"r-{case['id']}",
+                    case_id=case["id"],
+                    partner_organisation_id="p-hk",
+                    country="HK",
+                    at=submitted,
+                ),
+                source="/lintas/referral",
+                subject=case["id"],
+            ).model_copy(update={"time": submitted + timedelta(hours=hours)})
+        )
+    await api.client.post(
+        f"/v1/cases/{hk1['id']}/close",
+        headers=api.h(),
+        json={
+            "outcome": "recovered",
+            "amounts_recovered": [{"currency": "HKD", "value": "9000.50"}],
+        },
+    )
+    await api.client.post(
+        f"/v1/cases/{sg['id']}/close",
+        headers=api.h(),
+        json={
+            "outcome": "settled",
+            "amounts_recovered": [
+                {"currency": "SGD", "value": "1200.00"},
+                {"currency": "HKD", "value": "100.25"},
+            ],
+        },
+    )
+    window = {
+        "from": (t0 - timedelta(seconds=1)).isoformat(),
+        "to": (datetime.now(UTC) + timedelta(seconds=1)).isoformat(),
+    }
+    report = (await api.client.get("/v1/reports/indicators", params=window, headers=api.h())).json()
+    assert report["cases"] == 3
+    assert report["cases_by"]["status"] == {"accepted": 1, "closed": 2}
+    assert report["cases_by"]["employment_country"] == {"HK": 2, "SG": 1}
+    assert report["cases_by"]["claim_type"] == {"unpaid_wages": 3, "wrongful_dismissal": 1}
+    assert report["referrals"] == {
+        "offered": 2,
+        "accepted": 2,
+        "declined": 0,
+        "median_hours_submission_to_acceptance": 20.0,
+    }
+    assert report["closed_by_outcome"] == {"recovered": 1, "settled": 1}
+    assert report["amounts_recovered"] == {"HKD": "9100.75", "SGD": "1200.00"}
+    admin = (
+        await api.client.get("/v1/reports/indicators", params=window, headers=api.h("admin"))
+    ).json()
+    assert admin["cases"] == 4
+    assert admin["cases_by"]["organisation"] == {"org-ngo": 3, "org-other": 1}
+    assert other["id"]
+    csv = await api.client.get(
+        "/v1/reports/indicators", params={**window, "format": "csv"}, headers=api.h()
+    )
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert "amount_recovered,HKD,9100.75" in csv.text
 
 
 async def test_docs_and_health(api: Api) -> None:
     openapi = (await api.client.get("/openapi.json")).json()
-    assert "/v1/cases" in openapi["paths"]
+    for path in (
+        "/v1/cases",
+        "/v1/cases/{case_id}",
+        "/v1/cases/{case_id}/erase",
+        "/v1/cases/{case_id}/timeline",
+        "/v1/reports/indicators",
+    ):
+        assert path in openapi["paths"]
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
-    ready = await api.client.get("/readyz")
-    assert ready.status_code == 200, ready.text
-    asyncapi = (await api.client.get("/v1/asyncapi.json")).json()
-    assert asyncapi["asyncapi"] == "3.0.0"
+    assert (await api.client.get("/readyz")).status_code == 200
+    assert (await api.client.get("/v1/asyncapi.json")).json()["asyncapi"] == "3.0.0"

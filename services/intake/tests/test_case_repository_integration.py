@@ -1,92 +1,191 @@
-"""MongoCaseRepository on the real MongoDB-protocol server."""
+"""MongoCaseRepository on the real MongoDB-protocol server: sealing, scoping, versions."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from lintas_intake.adapters.case_repository import MongoCaseRepository
 from lintas_intake.domain.case import Case, CaseStatus
+from lintas_intake.domain.records import ConsentRecord, Note
 from lintas_intake.domain.submission import CaseSubmission
 from lintas_intake.handlers import (
+    CaseFilters,
     DuplicateExternalRefError,
     DuplicateReferenceError,
-    case_submitted_event,
+    IdempotencyRecord,
 )
+from lintas_shared.crypto import KeyVault
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD
 from pymongo import AsyncMongoClient
 
-from tests.support.fixtures import example_case, fixture_key
+from tests.support.fixtures import example_case
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 9, 16, 8, 0, tzinfo=UTC)
 
 
 def new_case(
-    case_id: str, reference: str, external_ref: str = "NGO-1", organisation_id: str = "org-a"
+    case_id: str,
+    reference: str,
+    external_ref: str = "NGO-1",
+    organisation_id: str = "org-a",
+    at: datetime = NOW,
 ) -> Case:
+    submission = CaseSubmission.model_validate(example_case(external_ref=external_ref))
     return Case(
         id=case_id,
         reference=reference,
         organisation_id=organisation_id,
-        submission=CaseSubmission.model_validate(example_case(external_ref=external_ref)),
-        submitted_at=NOW,
-        updated_at=NOW,
+        external_ref=external_ref,
+        submission=submission,
+        submitted_at=at,
+        updated_at=at,
+        consents=(ConsentRecord("c-1", submission.consent, at, "org-a"),),
     )
 
 
+def idem(case_id: str) -> IdempotencyRecord:
+    return IdempotencyRecord(f"auto:{case_id}", "hash")
+
+
 @pytest.fixture
-async def repo(mongo: AsyncMongoClient[Document], database_name: str) -> MongoCaseRepository:
-    repository = MongoCaseRepository(mongo[database_name]["cases"])
+async def vault(mongo: AsyncMongoClient[Document], database_name: str) -> KeyVault:
+    return KeyVault(mongo[database_name]["case_keys"], "test-master")
+
+
+@pytest.fixture
+async def repo(
+    mongo: AsyncMongoClient[Document], database_name: str, vault: KeyVault
+) -> MongoCaseRepository:
+    repository = MongoCaseRepository(mongo[database_name]["cases"], vault)
     await repository.ensure_indexes()
     return repository
 
 
-async def test_case_and_its_event_are_stored_in_one_document(
-    repo: MongoCaseRepository, mongo: AsyncMongoClient[Document], database_name: str
+async def add(repo: MongoCaseRepository, vault: KeyVault, case: Case) -> None:
+    await vault.create(case.id)
+    await repo.add(case, [], idem(case.id))
+
+
+async def test_personal_fields_are_sealed_at_rest_and_opened_on_read(
+    repo: MongoCaseRepository, vault: KeyVault
 ) -> None:
-    case = new_case("c1", "LB-AAAAA")
-    event = case_submitted_event(case, fixture_key("c1"), lambda phone: "hash")
-    await repo.add(case, [event])
-
-    raw = await mongo[database_name]["cases"].find_one({"_id": "c1"})
+    case = replace(
+        new_case("c1", "LB-AAAAA"), notes=(Note("n1", "Worker afraid of agency", "org-a", NOW),)
+    )
+    await add(repo, vault, case)
+    raw = await repo.raw("c1")
     assert raw is not None
-    assert [entry["id"] for entry in raw[OUTBOX_FIELD]] == [event.id]
-    loaded = await repo.get("c1")
-    assert loaded == case
-    assert loaded.submission == CaseSubmission.model_validate(example_case(external_ref="NGO-1"))
+    text = str(raw)
+    for secret in (
+        "Contoh Pekerja",
+        "6281234567890",
+        "1994-05-17",
+        "Lampung",
+        "Gaji tiga",
+        "Majikan",
+        "afraid",
+    ):
+        assert secret not in text
+    assert raw["submission"]["worker"]["phone"].startswith("enc:v1:")
+    assert raw["submission"]["employment"]["country"] == "HK"  # routing facts stay readable
+    assert await repo.get("c1") == case
 
 
-async def test_reads_are_scoped_to_the_owning_organisation(repo: MongoCaseRepository) -> None:
-    await repo.add(new_case("c1", "LB-AAAAA"), [])
+async def test_reads_are_scoped_to_the_owning_organisation(
+    repo: MongoCaseRepository, vault: KeyVault
+) -> None:
+    await add(repo, vault, new_case("c1", "LB-AAAAA"))
     assert await repo.get("c1", organisation_id="org-a") is not None
     assert await repo.get("c1", organisation_id="org-b") is None
 
 
-async def test_external_ref_is_unique_per_organisation(repo: MongoCaseRepository) -> None:
-    await repo.add(new_case("c1", "LB-AAAAA", "NGO-7"), [])
+async def test_external_ref_is_unique_per_organisation(
+    repo: MongoCaseRepository, vault: KeyVault
+) -> None:
+    await add(repo, vault, new_case("c1", "LB-AAAAA", "NGO-7"))
     with pytest.raises(DuplicateExternalRefError) as info:
-        await repo.add(new_case("c2", "LB-CCCCC", "NGO-7"), [])
+        await add(repo, vault, new_case("c2", "LB-CCCCC", "NGO-7"))
     assert info.value.existing_case_id == "c1"
-    # Another organisation may use the same external_ref.
-    await repo.add(new_case("c3", "LB-DDDDD", "NGO-7", organisation_id="org-b"), [])
+    await add(repo, vault, new_case("c3", "LB-DDDDD", "NGO-7", organisation_id="org-b"))
 
 
-async def test_reference_collision_is_reported_for_a_redraw(repo: MongoCaseRepository) -> None:
-    await repo.add(new_case("c1", "LB-AAAAA", "NGO-1"), [])
+async def test_reference_collision_is_reported_for_a_redraw(
+    repo: MongoCaseRepository, vault: KeyVault
+) -> None:
+    await add(repo, vault, new_case("c1", "LB-AAAAA", "NGO-1"))
     with pytest.raises(DuplicateReferenceError):
-        await repo.add(new_case("c2", "LB-AAAAA", "NGO-2"), [])
+        await add(repo, vault, new_case("c2", "LB-AAAAA", "NGO-2"))
 
 
-async def test_save_refuses_a_stale_version(repo: MongoCaseRepository) -> None:
+async def test_save_refuses_a_stale_version(repo: MongoCaseRepository, vault: KeyVault) -> None:
     case = new_case("c1", "LB-AAAAA")
-    await repo.add(case, [])
-    first = replace(case, status=CaseStatus.REFERRED, version=2)
-    assert await repo.save(first, expected_version=1, events=[])
-    stale = replace(case, status=CaseStatus.UNASSIGNED, version=2)
-    assert not await repo.save(stale, expected_version=1, events=[])
+    await add(repo, vault, case)
+    assert await repo.save(replace(case, status=CaseStatus.REFERRED, version=2), 1, [])
+    assert not await repo.save(replace(case, status=CaseStatus.UNASSIGNED, version=2), 1, [])
     stored = await repo.get("c1")
     assert stored is not None
     assert stored.status is CaseStatus.REFERRED
+
+
+async def test_erased_case_keeps_no_personal_data_and_no_key(
+    repo: MongoCaseRepository, vault: KeyVault
+) -> None:
+    case = new_case("c1", "LB-AAAAA")
+    await add(repo, vault, case)
+    erased = replace(
+        case,
+        status=CaseStatus.ERASED,
+        submission=None,
+        version=2,
+        consents=tuple(c.erased() for c in case.consents),
+    )
+    assert await repo.save(erased, 1, [])
+    await vault.destroy("c1")
+    raw = await repo.raw("c1")
+    assert raw is not None
+    assert raw["submission"] is None
+    assert raw[OUTBOX_FIELD] == []
+    stored = await repo.get("c1")
+    assert stored is not None
+    assert (stored.status, stored.submission) == (CaseStatus.ERASED, None)
+
+
+async def test_pages_are_stable_while_new_cases_arrive(
+    repo: MongoCaseRepository, vault: KeyVault
+) -> None:
+    for n in range(5):
+        await add(
+            repo,
+            vault,
+            new_case(f"c{n}", f"LB-AAA{'ACDEF'[n]}A", f"NGO-{n}", at=NOW + timedelta(minutes=n)),
+        )
+    first = await repo.page("org-a", CaseFilters(), None, 2)
+    assert [c.id for c in first.items] == ["c4", "c3"]
+    # Newer cases arrive between page requests: they do not shift the pages that follow.
+    await add(repo, vault, new_case("c9", "LB-AAAAH", "NGO-9", at=NOW + timedelta(hours=1)))
+    second = await repo.page("org-a", CaseFilters(), first.next_cursor, 2)
+    third = await repo.page("org-a", CaseFilters(), second.next_cursor, 2)
+    assert [c.id for c in second.items] == ["c2", "c1"]
+    assert [c.id for c in third.items] == ["c0"]
+    assert third.next_cursor is None
+
+
+async def test_list_filters(repo: MongoCaseRepository, vault: KeyVault) -> None:
+    await add(repo, vault, new_case("c1", "LB-AAAAA", "NGO-1"))
+    other = new_case("c2", "LB-CCCCC", "NGO-2")
+    assert other.submission is not None
+    sg = other.submission.model_copy(
+        update={"employment": other.submission.employment.model_copy(update={"country": "SG"})}
+    )
+    await add(repo, vault, replace(other, submission=sg))
+    by_country = await repo.page("org-a", CaseFilters(employment_country="SG"), None, 10)
+    assert [c.id for c in by_country.items] == ["c2"]
+    by_type = await repo.page("org-a", CaseFilters(claim_type="unpaid_wages"), None, 10)
+    assert {c.id for c in by_type.items} == {"c1", "c2"}
+    by_ref = await repo.page("org-a", CaseFilters(external_ref="NGO-1"), None, 10)
+    assert [c.id for c in by_ref.items] == ["c1"]
+    assert (await repo.page("org-a", CaseFilters(claim_type="abuse"), None, 10)).items == []

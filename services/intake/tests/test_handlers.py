@@ -1,29 +1,30 @@
-"""Intake's use cases against an in-memory repository."""
+"""Intake's use cases against an in-memory repository and key vault."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from lintas_intake.domain.case import Case, CaseStatus
-from lintas_intake.domain.submission import CaseSubmission
-from lintas_intake.handlers import on_referral_offered, on_routing_blocked, submit_case
-from lintas_shared.consumer import PermanentEventError
-from lintas_shared.crypto import phone_lookup_hash
-from lintas_shared.envelope import CloudEvent
-from lintas_shared.events import (
-    CaseRoutingBlocked,
-    CaseSubmitted,
-    ReferralOffered,
-    make_event,
-    parse_payload,
+from lintas_intake.domain.case import Case, CaseStateError, CaseStatus
+from lintas_intake.domain.submission import CaseSubmission, Consent
+from lintas_intake.handlers import (
+    CaseFilters,
+    CasePage,
+    CaseService,
+    DuplicateExternalRefError,
+    IdempotencyConflictError,
+    IdempotencyRecord,
+    VersionMismatchError,
 )
+from lintas_shared import events as ev
+from lintas_shared.consumer import PermanentEventError
+from lintas_shared.crypto import CaseKeyMissingError, phone_lookup_hash
+from lintas_shared.envelope import CloudEvent
+from lintas_shared.values import Money
 
-from tests.support.fixtures import EXAMPLE_CASE, PHONE_HASH_SECRET, FakeKeyVault
-
-VAULT = FakeKeyVault()
+from tests.support.fixtures import EXAMPLE_CASE, PHONE_HASH_SECRET, FakeKeyVault, example_case
 
 pytestmark = pytest.mark.unit
 
@@ -31,11 +32,26 @@ pytestmark = pytest.mark.unit
 class InMemoryCases:
     def __init__(self) -> None:
         self.cases: dict[str, Case] = {}
+        self.idempotency: dict[tuple[str, str], tuple[str, IdempotencyRecord]] = {}
         self.outbox: list[CloudEvent] = []
 
-    async def add(self, case: Case, events: Sequence[CloudEvent]) -> None:
+    async def add(
+        self, case: Case, events: Sequence[CloudEvent], idempotency: IdempotencyRecord
+    ) -> None:
+        for other in self.cases.values():
+            if (other.organisation_id, other.external_ref) == (
+                case.organisation_id,
+                case.external_ref,
+            ):
+                raise DuplicateExternalRefError(other.id)
         self.cases[case.id] = case
+        self.idempotency[(case.organisation_id, idempotency.key)] = (case.id, idempotency)
         self.outbox.extend(events)
+
+    async def find_idempotent(
+        self, organisation_id: str, key: str
+    ) -> tuple[str, IdempotencyRecord] | None:
+        return self.idempotency.get((organisation_id, key))
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None:
         case = self.cases.get(case_id)
@@ -50,92 +66,263 @@ class InMemoryCases:
         self.outbox.extend(events)
         return True
 
+    async def page(
+        self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int
+    ) -> CasePage:
+        raise NotImplementedError
 
-def now() -> datetime:
-    return datetime(2026, 9, 16, 8, 0, tzinfo=UTC)
+
+NOW = datetime(2026, 9, 16, 8, 0, tzinfo=UTC)
 
 
-async def submitted(cases: InMemoryCases) -> Case:
-    return await submit_case(
-        CaseSubmission.model_validate(EXAMPLE_CASE),
-        "org-ngo",
+def service() -> tuple[CaseService, InMemoryCases, FakeKeyVault]:
+    cases, vault = InMemoryCases(), FakeKeyVault()
+    return (
+        CaseService(cases, vault, lambda p: phone_lookup_hash(p, PHONE_HASH_SECRET), lambda: NOW),
         cases,
-        VAULT,
-        lambda phone: phone_lookup_hash(phone, PHONE_HASH_SECRET),
-        now,
+        vault,
     )
 
 
-async def test_submitting_stores_the_case_and_its_event_together() -> None:
-    cases = InMemoryCases()
-    case = await submitted(cases)
+async def submitted(svc: CaseService, key: str | None = None, body: str = "h1") -> Case:
+    case, _ = await svc.submit(CaseSubmission.model_validate(EXAMPLE_CASE), "org-ngo", key, body)
+    return case
+
+
+async def test_submitting_stores_the_case_and_its_sealed_event_together() -> None:
+    svc, cases, vault = service()
+    case = await submitted(svc)
     assert case.status is CaseStatus.SUBMITTED
+    assert [e.type for e in case.timeline] == [ev.CaseSubmitted.TYPE]
     [event] = cases.outbox
-    payload = parse_payload(event, CaseSubmitted)
-    assert event.subject == case.id
-    assert payload.reference == case.reference
-    key = await VAULT.get(case.id)
-    # Contact details travel sealed with the case's key; nothing personal in clear.
+    payload = ev.parse_payload(event, ev.CaseSubmitted)
+    assert (event.subject, payload.reference) == (case.id, case.reference)
+    key = await vault.get(case.id)
     assert key.decrypt("worker.phone", payload.worker.phone) == "+6281234567890"
     assert key.decrypt("worker.full_name", payload.worker.full_name) == "Contoh Pekerja"
-    assert payload.worker.phone_hash == phone_lookup_hash("+6281234567890", PHONE_HASH_SECRET)
+    assert payload.consent.consent_id == case.consents[0].id
     for secret in ("Contoh", "6281234567890", "1994-05-17", "Lampung", "Gaji tiga", "Majikan"):
         assert secret not in event.model_dump_json()
 
 
-def offered(case_id: str) -> CloudEvent:
-    return make_event(
-        ReferralOffered(
-            referral_id="ref-1",
-            case_id=case_id,
+async def test_same_idempotency_key_and_body_returns_the_original_once() -> None:
+    svc, cases, _ = service()
+    first = await submitted(svc, key="retry-1")
+    again, created = await svc.submit(
+        CaseSubmission.model_validate(EXAMPLE_CASE), "org-ngo", "retry-1", "h1"
+    )
+    assert (again.id, created) == (first.id, False)
+    assert len(cases.cases) == 1
+    assert len(cases.outbox) == 1
+
+
+async def test_same_idempotency_key_with_another_body_is_a_conflict() -> None:
+    svc, _, _ = service()
+    await submitted(svc, key="retry-1")
+    with pytest.raises(IdempotencyConflictError):
+        await svc.submit(CaseSubmission.model_validate(EXAMPLE_CASE), "org-ngo", "retry-1", "h2")
+
+
+async def test_correction_needs_the_current_version_and_emits_sealed_parts() -> None:
+    svc, cases, vault = service()
+    case = await submitted(svc)
+    with pytest.raises(VersionMismatchError):
+        await svc.correct(
+            case.id, "org-ngo", case.version + 5, {"worker": {"phone": "+6281298765432"}}, "org-ngo"
+        )
+    corrected = await svc.correct(
+        case.id, "org-ngo", case.version, {"worker": {"phone": "+6281298765432"}}, "org-ngo"
+    )
+    assert corrected.submission is not None
+    assert corrected.submission.worker.phone == "+6281298765432"
+    assert corrected.submission.worker.full_name == "Contoh Pekerja"  # merge, not replace
+    assert corrected.version == case.version + 1
+    event = ev.parse_payload(cases.outbox[-1], ev.CaseDetailsCorrected)
+    assert event.worker is not None
+    assert event.employment is None
+    key = await vault.get(case.id)
+    assert key.decrypt("worker.phone", event.worker.phone) == "+6281298765432"
+
+
+async def test_consents_are_recorded_and_withdrawn_with_events() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    consent = Consent.model_validate({**EXAMPLE_CASE["consent"], "share_with_countries": ["SG"]})
+    _, record = await svc.add_consent(case.id, "org-ngo", consent, "org-ngo")
+    recorded = ev.parse_payload(cases.outbox[-1], ev.ConsentRecorded)
+    assert recorded.consent.consent_id == record.id
+    assert recorded.consent.share_with_countries == ("SG",)
+    after = await svc.withdraw_consent(case.id, "org-ngo", record.id, "org-ngo")
+    withdrawn = ev.parse_payload(cases.outbox[-1], ev.ConsentWithdrawn)
+    assert withdrawn.consent_id == record.id
+    assert not after.consents[1].active
+    with pytest.raises(CaseStateError):
+        await svc.withdraw_consent(case.id, "org-ngo", record.id, "org-ngo")
+
+
+async def test_closing_records_the_outcome_and_blocks_further_changes() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    closed = await svc.close(
+        case.id, "org-ngo", "recovered", [Money(currency="HKD", value="9000.00")], "org-ngo"
+    )
+    assert closed.status is CaseStatus.CLOSED
+    assert closed.outcome is not None
+    assert closed.outcome.amounts_recovered == (("HKD", "9000.00"),)
+    assert ev.parse_payload(cases.outbox[-1], ev.CaseClosed).outcome == "recovered"
+    with pytest.raises(CaseStateError):
+        await svc.add_note(case.id, "org-ngo", "late note", "org-ngo")
+
+
+async def test_erasure_drops_personal_data_and_destroys_the_key() -> None:
+    svc, cases, vault = service()
+    case = await submitted(svc)
+    await svc.add_note(case.id, "org-ngo", "Sensitive note", "org-ngo")
+    erased = await svc.erase(case.id, "org-ngo", "org-ngo")
+    assert erased.status is CaseStatus.ERASED
+    assert erased.submission is None
+    assert erased.notes == ()
+    assert all(c.consent is None for c in erased.consents)
+    assert ev.parse_payload(cases.outbox[-1], ev.CaseErased).case_id == case.id
+    with pytest.raises(CaseKeyMissingError):
+        await vault.get(case.id)
+    again = await svc.erase(case.id, "org-ngo", "org-ngo")  # idempotent
+    assert again.status is CaseStatus.ERASED
+
+
+def news(payload: ev.EventPayload, case_id: str) -> CloudEvent:
+    return ev.make_event(payload, source="/lintas/referral", subject=case_id)
+
+
+async def test_routing_news_moves_the_status_once_per_event() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    offered = news(
+        ev.ReferralOffered(
+            referral_id="r1",
+            case_id=case.id,
             partner_organisation_id="org-hk",
             country="HK",
-            offered_at=now(),
+            offered_at=NOW,
         ),
-        source="/lintas/referral",
-        subject=case_id,
+        case.id,
     )
+    await svc.apply_news(offered)
+    await svc.apply_news(offered)  # redelivery
+    after = cases.cases[case.id]
+    assert after.status is CaseStatus.REFERRED
+    assert after.referral is not None
+    assert after.referral.partner_organisation_id == "org-hk"
+    assert [e.type for e in after.timeline].count(ev.ReferralOffered.TYPE) == 1
 
-
-async def test_referral_offered_marks_the_case_referred_once() -> None:
-    cases = InMemoryCases()
-    case = await submitted(cases)
-    event = offered(case.id)
-    await on_referral_offered(event, cases, now)
-    after_first = cases.cases[case.id]
-    await on_referral_offered(event, cases, now)  # redelivery
-
-    assert after_first.status is CaseStatus.REFERRED
-    assert after_first.referral is not None
-    assert after_first.referral.partner_organisation_id == "org-hk"
-    assert cases.cases[case.id] == after_first  # the redelivery changed nothing
-
-
-async def test_routing_blocked_shows_the_reason() -> None:
-    cases = InMemoryCases()
-    case = await submitted(cases)
-    event = make_event(
-        CaseRoutingBlocked(
+    accepted = news(
+        ev.ReferralAccepted(
+            referral_id="r1",
             case_id=case.id,
-            status="awaiting_consent",
-            reason="consent does not cover sharing with HK",
+            partner_organisation_id="org-hk",
+            country="HK",
+            at=NOW + timedelta(hours=5),
         ),
-        source="/lintas/referral",
-        subject=case.id,
+        case.id,
     )
-    await on_routing_blocked(event, cases, now)
+    await svc.apply_news(accepted)
+    assert cases.cases[case.id].status is CaseStatus.ACCEPTED
+    progressed = news(
+        ev.ReferralProgressed(
+            referral_id="r1",
+            case_id=case.id,
+            partner_organisation_id="org-hk",
+            country="HK",
+            at=NOW,
+            documents_needed=True,
+        ),
+        case.id,
+    )
+    await svc.apply_news(progressed)
+    assert cases.cases[case.id].status is CaseStatus.IN_PROGRESS
+
+
+async def test_news_about_an_old_referral_does_not_move_the_status() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    await svc.apply_news(
+        news(
+            ev.ReferralOffered(
+                referral_id="r2",
+                case_id=case.id,
+                partner_organisation_id="org-hk-2",
+                country="HK",
+                offered_at=NOW,
+            ),
+            case.id,
+        )
+    )
+    await svc.apply_news(
+        news(
+            ev.ReferralAccepted(
+                referral_id="r1",
+                case_id=case.id,
+                partner_organisation_id="org-hk-1",
+                country="HK",
+                at=NOW,
+            ),
+            case.id,
+        )
+    )
+    assert cases.cases[case.id].status is CaseStatus.REFERRED
+
+
+async def test_routing_blocked_shows_the_reason_and_closed_cases_stay_closed() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    await svc.apply_news(
+        news(
+            ev.CaseRoutingBlocked(
+                case_id=case.id,
+                status="awaiting_consent",
+                reason="consent does not cover sharing with HK",
+            ),
+            case.id,
+        )
+    )
     assert cases.cases[case.id].status is CaseStatus.AWAITING_CONSENT
     assert cases.cases[case.id].status_reason == "consent does not cover sharing with HK"
-
-
-async def test_closed_case_is_not_reopened_by_routing_news() -> None:
-    cases = InMemoryCases()
-    case = await submitted(cases)
     cases.cases[case.id] = replace(cases.cases[case.id], status=CaseStatus.CLOSED)
-    await on_referral_offered(offered(case.id), cases, now)
+    await svc.apply_news(
+        news(
+            ev.ReferralOffered(
+                referral_id="r1",
+                case_id=case.id,
+                partner_organisation_id="org-hk",
+                country="HK",
+                offered_at=NOW,
+            ),
+            case.id,
+        )
+    )
     assert cases.cases[case.id].status is CaseStatus.CLOSED
 
 
 async def test_news_about_an_unknown_case_is_a_permanent_error() -> None:
+    svc, _, _ = service()
     with pytest.raises(PermanentEventError):
-        await on_referral_offered(offered("no-such-case"), InMemoryCases(), now)
+        await svc.apply_news(
+            news(
+                ev.ReferralOffered(
+                    referral_id="r",
+                    case_id="nope",
+                    partner_organisation_id="o",
+                    country="HK",
+                    offered_at=NOW,
+                ),
+                "nope",
+            )
+        )
+
+
+async def test_external_ref_reuse_frees_the_unused_key() -> None:
+    svc, _, vault = service()
+    await submitted(svc)
+    with pytest.raises(DuplicateExternalRefError):
+        await svc.submit(CaseSubmission.model_validate(example_case()), "org-ngo", None, "h")
+    assert len(vault.keys) == 1

@@ -15,40 +15,46 @@ from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.runtime import ServiceRuntime
 
+from lintas_intake.adapters.audit_trail import AuditTrail
 from lintas_intake.adapters.case_repository import MongoCaseRepository
 from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
+from lintas_intake.entrypoints.admin import router as admin_router
 from lintas_intake.entrypoints.http import router
 from lintas_intake.entrypoints.subscribers import register_subscribers
+from lintas_intake.handlers import CaseService
 from lintas_intake.settings import IntakeSettings
 
 
 def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     """Build the intake app (uvicorn calls this with `--factory`)."""
     settings = settings or IntakeSettings()
-    configure_logging("intake", settings.common.log_level)
-    mongo = make_mongo_client(settings.common.mongodb_uri, app_name="lintas-intake")
+    common = settings.common
+    configure_logging("intake", common.log_level)
+    mongo = make_mongo_client(common.mongodb_uri, app_name="lintas-intake")
     database = mongo[settings.database]
-    broker = make_broker(settings.common.kafka_bootstrap, client_id="lintas-intake")
+    broker = make_broker(common.kafka_bootstrap, client_id="lintas-intake")
     publisher = KafkaEventPublisher(broker)
     relay = OutboxRelay(database["cases"], publisher)
-    cases = MongoCaseRepository(database["cases"], on_write=relay.wake)
-    secrets = settings.common
-    keys = KeyVault(
-        mongo[secrets.keyvault_database]["case_keys"], secrets.master_key.get_secret_value()
+    vault = KeyVault(
+        mongo[common.keyvault_database]["case_keys"], common.master_key.get_secret_value()
     )
-    phone_key = secrets.phone_hash_key.get_secret_value()
+    cases = MongoCaseRepository(database["cases"], vault, on_write=relay.wake)
+    service = CaseService(
+        cases, vault, partial(phone_lookup_hash, secret=common.phone_hash_key.get_secret_value())
+    )
     organisations = MongoOrganisationDirectory(
-        database["organisations"], settings.common.api_key_pepper.get_secret_value()
+        database["organisations"], common.api_key_pepper.get_secret_value()
     )
+    audit = AuditTrail(database["audit"])
     register_subscribers(
-        broker, group_id=settings.consumer_group, cases=cases, dead_letters=publisher
+        broker, group_id=settings.consumer_group, service=service, dead_letters=publisher
     )
     runtime = ServiceRuntime(
         name="intake",
         mongo=mongo,
         broker=broker,
-        kafka_bootstrap=settings.common.kafka_bootstrap,
-        topic_partitions=settings.common.topic_partitions,
+        kafka_bootstrap=common.kafka_bootstrap,
+        topic_partitions=common.topic_partitions,
         relays=[relay],
     )
 
@@ -56,6 +62,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await cases.ensure_indexes()
         await organisations.ensure_indexes()
+        await audit.ensure_indexes()
         async with runtime.lifespan(app):
             yield
 
@@ -63,13 +70,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         title="Lintas intake API",
         version="0.1.0",
         description="Partner NGOs submit migrant workers' cases and follow their handoff. "
-        "Authenticate with your organisation's key in the `X-API-Key` header.",
+        "Authenticate with your organisation's key in the `X-API-Key` header. "
+        "Errors are RFC 9457 problem details naming each bad field.",
         lifespan=lifespan,
     )
+    app.state.service = service
     app.state.cases = cases
     app.state.organisations = organisations
-    app.state.keys = keys
-    app.state.phone_hash = partial(phone_lookup_hash, secret=phone_key)
+    app.state.audit = audit
     app.state.runtime = runtime
     install_conventions(
         app,
@@ -78,4 +86,5 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
     )
     app.include_router(router)
+    app.include_router(admin_router)
     return app

@@ -1,37 +1,61 @@
-"""Intake's use cases: submit a case, and follow what routing reports about it."""
+"""Intake's use cases: cases from submission to erasure, and news from other services.
+
+Every change loads the case (scoped to the caller's organisation), applies a pure domain
+change, and saves it with its events in one document write guarded by the version it
+read. News from referral and notify is applied once per event, by its (source, id).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
+from lintas_shared import events as ev
 from lintas_shared.consumer import PermanentEventError
 from lintas_shared.crypto import DataKey
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.events import (
-    CaseRoutingBlocked,
-    CaseSubmitted,
-    ClaimSummary,
-    ConsentSummary,
-    EmploymentSummary,
-    ReferralOffered,
-    WorkerInfo,
-    make_event,
-    parse_payload,
-)
 from lintas_shared.ids import deterministic_id, new_case_reference, new_id
+from lintas_shared.values import Money
 
-from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
-from lintas_intake.domain.submission import CaseSubmission
+from lintas_intake.domain.case import Case, CaseStateError, CaseStatus, ReferralSummary
+from lintas_intake.domain.records import (
+    ConsentRecord,
+    DocumentRecord,
+    Note,
+    Outcome,
+    TimelineEntry,
+)
+from lintas_intake.domain.submission import CaseSubmission, Consent
 
 SOURCE = "/lintas/intake"
 Clock = Callable[[], datetime]
+PhoneHasher = Callable[[str], str]
 
 
 def utc_now() -> datetime:
-    """The real clock."""
-    return datetime.now(UTC)
+    """The real clock, at the store's precision (BSON dates hold milliseconds), so that
+    what a response says and what a later read says are the same instant."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+# --- errors the API turns into answers --------------------------------------------------
+
+
+class CaseNotFoundError(Exception):
+    """No such case for this organisation (HTTP 404, whether it exists elsewhere or not)."""
+
+
+class VersionMismatchError(Exception):
+    """If-Match named a version that is no longer current (HTTP 412)."""
+
+    def __init__(self, current_version: int) -> None:
+        super().__init__(f"the case is at version {current_version}")
+        self.current_version = current_version
 
 
 class DuplicateExternalRefError(Exception):
@@ -46,24 +70,75 @@ class DuplicateReferenceError(Exception):
     """The generated reference is taken (rare); a new one is drawn."""
 
 
+class IdempotencyConflictError(Exception):
+    """The Idempotency-Key was used before with a different request body (HTTP 409)."""
+
+
+# --- ports ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdempotencyRecord:
+    """The key a create was made under, and a hash of its request body."""
+
+    key: str
+    request_hash: str
+
+
+@dataclass(frozen=True)
+class CaseFilters:
+    """Filters of the case list."""
+
+    status: str | None = None
+    employment_country: str | None = None
+    claim_type: str | None = None
+    external_ref: str | None = None
+    submitted_from: datetime | None = None
+    submitted_to: datetime | None = None
+
+
+@dataclass(frozen=True)
+class CaseSummary:
+    """A case in a list: no personal data."""
+
+    id: str
+    reference: str
+    external_ref: str
+    status: CaseStatus
+    submitted_at: datetime
+    updated_at: datetime
+    employment_country: str | None
+    claim_types: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CasePage:
+    """One page of a list, and the cursor of the next one."""
+
+    items: list[CaseSummary]
+    next_cursor: str | None
+
+
 class CaseKeys(Protocol):
-    """The key vault, as intake uses it: one data key per case."""
+    """The key vault, as intake uses it."""
 
     async def create(self, case_id: str) -> DataKey: ...
 
+    async def get(self, case_id: str) -> DataKey: ...
 
-PhoneHasher = Callable[[str], str]
-
-
-def initial_consent_id(case_id: str) -> str:
-    """The id of the consent record that came with the submission."""
-    return deterministic_id("consent", case_id, "1")
+    async def destroy(self, case_id: str) -> bool: ...
 
 
 class CaseRepository(Protocol):
     """Where cases live; every write carries its events in the same document update."""
 
-    async def add(self, case: Case, events: Sequence[CloudEvent]) -> None: ...
+    async def add(
+        self, case: Case, events: Sequence[CloudEvent], idempotency: IdempotencyRecord
+    ) -> None: ...
+
+    async def find_idempotent(
+        self, organisation_id: str, key: str
+    ) -> tuple[str, IdempotencyRecord] | None: ...
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None: ...
 
@@ -71,131 +146,488 @@ class CaseRepository(Protocol):
         self, case: Case, expected_version: int, events: Sequence[CloudEvent]
     ) -> bool: ...
 
+    async def page(
+        self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int
+    ) -> CasePage: ...
 
-def case_submitted_event(case: Case, key: DataKey, phone_hash: PhoneHasher) -> CloudEvent:
-    """The event routing and notify need, with every personal field sealed by `key`.
 
-    Dates of birth, home regions and identity numbers stay in intake altogether.
-    """
-    sub = case.submission
+# --- events intake publishes ------------------------------------------------------------
 
+
+def initial_consent_id(case_id: str) -> str:
+    """The id of the consent record that came with the submission."""
+    return deterministic_id("consent", case_id, "1")
+
+
+def request_hash(body: Any) -> str:
+    """A stable hash of a JSON request body."""
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _consent_summary(record: ConsentRecord) -> ev.ConsentSummary:
+    consent = record.consent
+    assert consent is not None
+    return ev.ConsentSummary(
+        consent_id=record.id,
+        purposes=consent.purposes,
+        share_with_countries=consent.share_with_countries,
+        share_with_organisations=consent.share_with_organisations,
+        given_at=consent.given_at,
+    )
+
+
+def _sealed_parts(
+    sub: CaseSubmission, key: DataKey, phone_hash: PhoneHasher
+) -> tuple[ev.WorkerInfo, ev.EmploymentSummary, tuple[ev.ClaimSummary, ...]]:
     def seal(field: str, value: str | None) -> str | None:
         return None if value is None else key.encrypt(field, value)
 
-    payload = CaseSubmitted(
+    worker = ev.WorkerInfo(
+        full_name=key.encrypt("worker.full_name", sub.worker.full_name),
+        phone=key.encrypt("worker.phone", sub.worker.phone),
+        phone_hash=phone_hash(sub.worker.phone),
+        preferred_language=sub.worker.preferred_language,
+        current_country=sub.worker.current_country,
+    )
+    employment = ev.EmploymentSummary(
+        country=sub.employment.country,
+        sector=sub.employment.sector,
+        started_on=sub.employment.started_on,
+        ended_on=sub.employment.ended_on,
+        employer_name=seal("employment.employer_name", sub.employment.employer_name),
+        placement_agency=seal("employment.placement_agency", sub.employment.placement_agency),
+    )
+    claims = tuple(
+        ev.ClaimSummary(
+            type=c.type,
+            amount=c.amount,
+            arose_on=c.arose_on,
+            claimants=c.claimants,
+            description=seal(f"claims[{i}].description", c.description),
+        )
+        for i, c in enumerate(sub.claims)
+    )
+    return worker, employment, claims
+
+
+def case_submitted_event(case: Case, key: DataKey, phone_hash: PhoneHasher) -> CloudEvent:
+    """What routing and notify need, every personal field sealed with the case's key.
+
+    Dates of birth, home regions and identity numbers stay in intake altogether.
+    """
+    assert case.submission is not None
+    worker, employment, claims = _sealed_parts(case.submission, key, phone_hash)
+    payload = ev.CaseSubmitted(
         case_id=case.id,
         reference=case.reference,
         organisation_id=case.organisation_id,
         submitted_at=case.submitted_at,
-        worker=WorkerInfo(
-            full_name=key.encrypt("worker.full_name", sub.worker.full_name),
-            phone=key.encrypt("worker.phone", sub.worker.phone),
-            phone_hash=phone_hash(sub.worker.phone),
-            preferred_language=sub.worker.preferred_language,
-            current_country=sub.worker.current_country,
-        ),
-        employment=EmploymentSummary(
-            country=sub.employment.country,
-            sector=sub.employment.sector,
-            started_on=sub.employment.started_on,
-            ended_on=sub.employment.ended_on,
-            employer_name=seal("employment.employer_name", sub.employment.employer_name),
-            placement_agency=seal("employment.placement_agency", sub.employment.placement_agency),
-        ),
-        claims=tuple(
-            ClaimSummary(
-                type=c.type,
-                amount=c.amount,
-                arose_on=c.arose_on,
-                claimants=c.claimants,
-                description=seal(f"claims[{i}].description", c.description),
+        worker=worker,
+        employment=employment,
+        claims=claims,
+        consent=_consent_summary(case.consents[0]),
+    )
+    return ev.make_event(payload, source=SOURCE, subject=case.id)
+
+
+def _event(payload: ev.EventPayload, case_id: str) -> CloudEvent:
+    return ev.make_event(payload, source=SOURCE, subject=case_id)
+
+
+def _entry(
+    at: datetime, type_: str, actor: str, summary: str, source: str = "intake"
+) -> TimelineEntry:
+    return TimelineEntry(at=at, source=source, type=type_, actor=actor, summary=summary)
+
+
+# --- the use cases ----------------------------------------------------------------------
+
+
+class CaseService:
+    """Everything an NGO (or an admin) does with cases."""
+
+    def __init__(
+        self, cases: CaseRepository, keys: CaseKeys, phone_hash: PhoneHasher, clock: Clock = utc_now
+    ) -> None:
+        self.cases = cases
+        self.keys = keys
+        self.phone_hash = phone_hash
+        self.clock = clock
+
+    async def submit(
+        self,
+        submission: CaseSubmission,
+        organisation_id: str,
+        idempotency_key: str | None,
+        body_hash: str,
+    ) -> tuple[Case, bool]:
+        """Store a new case and its `case submitted` event in one write.
+
+        Returns the case and whether it was created now (False: an earlier request with
+        the same Idempotency-Key and body created it, and nothing happens again).
+        """
+        if idempotency_key is not None:
+            earlier = await self.cases.find_idempotent(organisation_id, idempotency_key)
+            if earlier is not None:
+                return await self._replay(earlier, organisation_id, body_hash), False
+        case_id = new_id()
+        key = await self.keys.create(case_id)
+        idempotency = IdempotencyRecord(idempotency_key or f"auto:{case_id}", body_hash)
+        for _ in range(10):
+            now = self.clock()
+            consent = ConsentRecord(
+                id=initial_consent_id(case_id),
+                consent=submission.consent,
+                recorded_at=now,
+                recorded_by=organisation_id,
             )
-            for i, c in enumerate(sub.claims)
-        ),
-        consent=ConsentSummary(
-            consent_id=initial_consent_id(case.id),
-            purposes=sub.consent.purposes,
-            share_with_countries=sub.consent.share_with_countries,
-            share_with_organisations=sub.consent.share_with_organisations,
-            given_at=sub.consent.given_at,
-        ),
-    )
-    return make_event(payload, source=SOURCE, subject=case.id)
+            case = Case(
+                id=case_id,
+                reference=new_case_reference(),
+                organisation_id=organisation_id,
+                external_ref=submission.external_ref,
+                submission=submission,
+                submitted_at=now,
+                updated_at=now,
+                consents=(consent,),
+                timeline=(_entry(now, ev.CaseSubmitted.TYPE, organisation_id, "case submitted"),),
+            )
+            try:
+                await self.cases.add(
+                    case, [case_submitted_event(case, key, self.phone_hash)], idempotency
+                )
+            except DuplicateReferenceError:
+                continue
+            except DuplicateExternalRefError:
+                if idempotency_key is not None:
+                    # A concurrent retry with the same key may have won the race.
+                    earlier = await self.cases.find_idempotent(organisation_id, idempotency_key)
+                    if earlier is not None:
+                        await self.keys.destroy(case_id)
+                        return await self._replay(earlier, organisation_id, body_hash), False
+                await self.keys.destroy(case_id)  # the key of a case never stored
+                raise
+            return case, True
+        raise RuntimeError("could not draw a free case reference")
 
-
-async def submit_case(
-    submission: CaseSubmission,
-    organisation_id: str,
-    cases: CaseRepository,
-    keys: CaseKeys,
-    phone_hash: PhoneHasher,
-    clock: Clock = utc_now,
-) -> Case:
-    """Store a new case and its `case submitted` event in one write."""
-    case_id = new_id()
-    key = await keys.create(case_id)
-    for _ in range(10):
-        now = clock()
-        case = Case(
-            id=case_id,
-            reference=new_case_reference(),
-            organisation_id=organisation_id,
-            submission=submission,
-            submitted_at=now,
-            updated_at=now,
-        )
-        try:
-            await cases.add(case, [case_submitted_event(case, key, phone_hash)])
-        except DuplicateReferenceError:
-            continue
-        return case
-    raise RuntimeError("could not draw a free case reference")
-
-
-async def _apply(
-    event: CloudEvent, case_id: str, cases: CaseRepository, change: Callable[[Case], Case]
-) -> None:
-    # Optimistic concurrency: re-read and retry if another writer got there first.
-    for _ in range(10):
-        case = await cases.get(case_id)
+    async def _replay(
+        self, earlier: tuple[str, IdempotencyRecord], organisation_id: str, body_hash: str
+    ) -> Case:
+        case_id, record = earlier
+        if record.request_hash != body_hash:
+            raise IdempotencyConflictError(
+                "this Idempotency-Key was used with a different request body"
+            )
+        case = await self.cases.get(case_id, organisation_id)
         if case is None:
-            raise PermanentEventError(f"no case {case_id}")
-        if case.has_processed(event.dedupe_key):
+            raise CaseNotFoundError(case_id)
+        return case
+
+    async def get(self, case_id: str, organisation_id: str | None) -> Case:
+        """One case, scoped to the organisation (None: any, for admins)."""
+        case = await self.cases.get(case_id, organisation_id)
+        if case is None:
+            raise CaseNotFoundError(case_id)
+        return case
+
+    async def _change(
+        self,
+        case_id: str,
+        organisation_id: str | None,
+        expected_version: int | None,
+        change: Callable[[Case, datetime], tuple[Case, list[CloudEvent]]],
+    ) -> Case:
+        for _ in range(10):
+            case = await self.get(case_id, organisation_id)
+            if expected_version is not None and case.version != expected_version:
+                raise VersionMismatchError(case.version)
+            updated, events = change(case, self.clock())
+            if await self.cases.save(updated, case.version, events):
+                return updated
+            if expected_version is not None:
+                raise VersionMismatchError(case.version + 1)
+        raise RuntimeError(f"case {case_id} kept changing under us")
+
+    async def correct(
+        self,
+        case_id: str,
+        organisation_id: str,
+        expected_version: int,
+        patch: dict[str, Any],
+        actor: str,
+    ) -> Case:
+        """Apply a JSON merge patch to worker, employment and claims (If-Match required)."""
+        await self.get(case_id, organisation_id)  # 404 before anything else
+        try:
+            key = await self.keys.get(case_id)
+        except Exception as exc:
+            raise CaseStateError("the case is erased") from exc
+
+        def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
+            if case.submission is None:
+                raise CaseStateError("the case is erased")
+            merged = _merge(case.submission.model_dump(mode="json"), patch)
+            corrected = CaseSubmission.model_validate(merged)
+            updated = case.correct(
+                corrected,
+                _entry(
+                    now,
+                    ev.CaseDetailsCorrected.TYPE,
+                    actor,
+                    f"corrected: {', '.join(sorted(patch))}",
+                ),
+            )
+            worker, employment, claims = _sealed_parts(corrected, key, self.phone_hash)
+            payload = ev.CaseDetailsCorrected(
+                case_id=case_id,
+                corrected_at=now,
+                worker=worker if "worker" in patch else None,
+                employment=employment if "employment" in patch else None,
+                claims=claims if "claims" in patch else None,
+            )
+            return updated, [_event(payload, case_id)]
+
+        return await self._change(case_id, organisation_id, expected_version, change)
+
+    async def add_consent(
+        self, case_id: str, organisation_id: str, consent: Consent, actor: str
+    ) -> tuple[Case, ConsentRecord]:
+        """Record another consent; routing may resume."""
+        record_id = new_id()
+
+        def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
+            record = ConsentRecord(
+                id=record_id, consent=consent, recorded_at=now, recorded_by=actor
+            )
+            updated = case.add_consent(
+                record, _entry(now, ev.ConsentRecorded.TYPE, actor, "consent recorded")
+            )
+            payload = ev.ConsentRecorded(case_id=case_id, consent=_consent_summary(record))
+            return updated, [_event(payload, case_id)]
+
+        case = await self._change(case_id, organisation_id, None, change)
+        record = case.consent(record_id)
+        assert record is not None
+        return case, record
+
+    async def withdraw_consent(
+        self, case_id: str, organisation_id: str, consent_id: str, actor: str
+    ) -> Case:
+        """Withdraw a consent; referrals it allowed are withdrawn by routing."""
+
+        def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
+            if case.consent(consent_id) is None:
+                raise CaseNotFoundError(consent_id)
+            updated = case.withdraw_consent(
+                consent_id, now, _entry(now, ev.ConsentWithdrawn.TYPE, actor, "consent withdrawn")
+            )
+            payload = ev.ConsentWithdrawn(case_id=case_id, consent_id=consent_id, withdrawn_at=now)
+            return updated, [_event(payload, case_id)]
+
+        return await self._change(case_id, organisation_id, None, change)
+
+    async def add_note(
+        self, case_id: str, organisation_id: str, text: str, actor: str
+    ) -> tuple[Case, Note]:
+        """Add an internal note."""
+        note_id = new_id()
+
+        def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
+            note = Note(id=note_id, text=text, author_organisation_id=actor, at=now)
+            return case.add_note(note, _entry(now, "case.note_added", actor, "note added")), []
+
+        case = await self._change(case_id, organisation_id, None, change)
+        return case, next(n for n in case.notes if n.id == note_id)
+
+    async def add_document(
+        self,
+        case_id: str,
+        organisation_id: str,
+        document: Callable[[str, datetime], DocumentRecord],
+        actor: str,
+    ) -> tuple[Case, DocumentRecord]:
+        """Record a document's metadata."""
+        document_id = new_id()
+
+        def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
+            record = document(document_id, now)
+            return case.add_document(
+                record,
+                _entry(now, "case.document_recorded", actor, f"document recorded: {record.kind}"),
+            ), []
+
+        case = await self._change(case_id, organisation_id, None, change)
+        return case, next(d for d in case.documents if d.id == document_id)
+
+    async def set_sms_preference(
+        self, case_id: str, organisation_id: str, opted_out: bool, actor: str
+    ) -> Case:
+        """Opt the worker out of SMS (or back in) on her behalf."""
+
+        def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
+            if case.submission is None:
+                raise CaseStateError("the case is erased")
+            word = "out of" if opted_out else "back into"
+            updated = case.set_sms_opt_out(
+                opted_out,
+                _entry(now, ev.SmsPreferenceChanged.TYPE, actor, f"worker opted {word} SMS"),
+            )
+            payload = ev.SmsPreferenceChanged(
+                case_id=case_id,
+                phone_hash=self.phone_hash(case.submission.worker.phone),
+                opted_out=opted_out,
+                channel="api",
+                changed_at=now,
+            )
+            return updated, [_event(payload, case_id)]
+
+        return await self._change(case_id, organisation_id, None, change)
+
+    async def close(
+        self, case_id: str, organisation_id: str, outcome: str, amounts: Sequence[Money], actor: str
+    ) -> Case:
+        """Close the case with an outcome and the amounts recovered."""
+
+        def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
+            result = Outcome(
+                outcome=outcome,
+                closed_at=now,
+                closed_by=actor,
+                amounts_recovered=tuple((m.currency, m.value) for m in amounts),
+            )
+            updated = case.close(
+                result, _entry(now, ev.CaseClosed.TYPE, actor, f"case closed: {outcome}")
+            )
+            payload = ev.CaseClosed(
+                case_id=case_id,
+                outcome=outcome,
+                amounts_recovered=tuple(amounts),
+                closed_at=now,
+            )
+            return updated, [_event(payload, case_id)]
+
+        return await self._change(case_id, organisation_id, None, change)
+
+    async def erase(self, case_id: str, organisation_id: str | None, actor: str) -> Case:
+        """Erase the worker's data everywhere: drop it here, destroy the case key, announce.
+
+        Destroying the key is what reaches every other copy, including records already in
+        Kafka: they were sealed with it. The key is destroyed after the erased document
+        (with its `case erased` event) is written, so a crash in between leaves a retry
+        that completes it.
+        """
+
+        def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
+            updated = case.erase(_entry(now, ev.CaseErased.TYPE, actor, "personal data erased"))
+            return updated, [_event(ev.CaseErased(case_id=case_id, erased_at=now), case_id)]
+
+        try:
+            case = await self._change(case_id, organisation_id, None, change)
+        except CaseStateError:
+            case = await self.get(case_id, organisation_id)  # already erased: finish the job
+        await self.keys.destroy(case_id)
+        return case
+
+    async def list_cases(
+        self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int
+    ) -> CasePage:
+        """A page of case summaries."""
+        return await self.cases.page(organisation_id, filters, cursor, limit)
+
+    # --- news from referral and notify ------------------------------------------------
+
+    async def apply_news(self, event: CloudEvent) -> None:
+        """Apply one event from referral or notify to its case, exactly once."""
+        payload_type = ev.EVENT_TYPES.get(event.type)
+        if payload_type is None:
             return
-        if await cases.save(change(case), case.version, []):
-            return
-    raise RuntimeError(f"case {case_id} kept changing under us")
+        payload = ev.parse_payload(event, payload_type)
+        case_id = str(getattr(payload, "case_id", event.subject))
+        for _ in range(10):
+            case = await self.cases.get(case_id)
+            if case is None:
+                raise PermanentEventError(f"no case {case_id}")
+            if case.has_processed(event.dedupe_key):
+                return
+            updated = case.record_news(
+                _news_entry(event, payload), event.dedupe_key, **_status_change(payload, case)
+            )
+            if await self.cases.save(updated, case.version, []):
+                return
+        raise RuntimeError(f"case {case_id} kept changing under us")
 
 
-async def on_referral_offered(
-    event: CloudEvent, cases: CaseRepository, clock: Clock = utc_now
-) -> None:
-    """The case was offered to a partner: the NGO sees it as referred."""
-    offer = parse_payload(event, ReferralOffered)
-    summary = ReferralSummary(
-        referral_id=offer.referral_id,
-        partner_organisation_id=offer.partner_organisation_id,
-        country=offer.country,
-        offered_at=offer.offered_at,
-    )
-    await _apply(
-        event,
-        offer.case_id,
-        cases,
-        lambda case: case.referral_offered(summary, event.dedupe_key, clock()),
-    )
+def _news_entry(event: CloudEvent, payload: ev.EventPayload) -> TimelineEntry:
+    source = "notify" if payload.TOPIC == ev.SmsSent.TOPIC else "referral"
+    actor = str(getattr(payload, "partner_organisation_id", None) or source)
+    words = event.type.rsplit(".", 1)[-1].replace("_", " ")
+    detail = getattr(payload, "reason", None) or getattr(payload, "template", None)
+    summary = f"{words}: {detail}" if detail else words
+    at = event.time
+    return TimelineEntry(at=at, source=source, type=event.type, actor=actor, summary=summary)
 
 
-async def on_routing_blocked(
-    event: CloudEvent, cases: CaseRepository, clock: Clock = utc_now
-) -> None:
-    """Routing could not offer the case; the NGO sees the status and the reason."""
-    blocked = parse_payload(event, CaseRoutingBlocked)
-    await _apply(
-        event,
-        blocked.case_id,
-        cases,
-        lambda case: case.routing_blocked(
-            CaseStatus(blocked.status), blocked.reason, event.dedupe_key, clock()
-        ),
-    )
+def _status_change(payload: ev.EventPayload, case: Case) -> dict[str, Any]:
+    """How routing news moves the case status the NGO sees."""
+    if isinstance(payload, ev.ReferralOffered):
+        return {
+            "status": CaseStatus.REFERRED,
+            "referral": ReferralSummary(
+                referral_id=payload.referral_id,
+                partner_organisation_id=payload.partner_organisation_id,
+                country=payload.country,
+                offered_at=payload.offered_at,
+                forum_code=payload.forum.code if payload.forum else None,
+                forum_name=payload.forum.name if payload.forum else None,
+                deadline=payload.deadline.date.isoformat() if payload.deadline else None,
+                deadline_verified=payload.deadline.verified if payload.deadline else None,
+            ),
+        }
+    if isinstance(payload, ev.CaseRoutingBlocked):
+        return {"status": CaseStatus(payload.status), "reason": payload.reason}
+    current = case.referral
+    same = current is not None and current.referral_id == getattr(payload, "referral_id", None)
+    if isinstance(payload, ev.ReferralAccepted) and same and current:
+        return {"status": CaseStatus.ACCEPTED, "referral": _with_status(current, "accepted")}
+    if isinstance(payload, ev.ReferralProgressed) and same and current:
+        return {"status": CaseStatus.IN_PROGRESS, "referral": _with_status(current, "in_progress")}
+    if isinstance(payload, ev.ReferralClosed) and same and current:
+        return {
+            "status": CaseStatus.CLOSED,
+            "referral": _with_status(current, "closed"),
+            "outcome": Outcome(
+                outcome=payload.outcome,
+                closed_at=payload.at,
+                closed_by=payload.partner_organisation_id,
+                amounts_recovered=tuple((m.currency, m.value) for m in payload.amounts_recovered),
+            ),
+        }
+    if (
+        isinstance(payload, ev.ReferralDeclined | ev.ReferralExpired | ev.ReferralWithdrawn)
+        and same
+        and current
+    ):
+        # Routing follows with a new offer or a blocked routing; until then, say so.
+        return {"referral": _with_status(current, payload.TYPE.rsplit(".", 1)[-1])}
+    return {}
+
+
+def _with_status(referral: ReferralSummary, status: str) -> ReferralSummary:
+    from dataclasses import replace
+
+    return replace(referral, status=status)
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7396 JSON merge patch."""
+    out = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out

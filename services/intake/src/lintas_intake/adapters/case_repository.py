@@ -1,75 +1,210 @@
-"""Cases in MongoDB: one document per case, carrying its outbox and processed events."""
+"""Cases in MongoDB: one document per case, personal fields sealed with the case's key.
+
+The document also carries the case's outbox (events waiting for the relay) and the
+processed event keys, so every state change, its events and its idempotency record are
+one single-document write.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from datetime import datetime
 from typing import Any
 
+from lintas_shared.crypto import CaseKeyMissingError, DataKey, KeyVault
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import CASES
-from pymongo import ASCENDING
+from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from lintas_intake.adapters.sealing import open_submission, seal_submission
 from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
-from lintas_intake.domain.submission import CaseSubmission
-from lintas_intake.handlers import DuplicateExternalRefError, DuplicateReferenceError
+from lintas_intake.domain.indicators import CaseFacts
+from lintas_intake.domain.records import (
+    ConsentRecord,
+    DocumentRecord,
+    Note,
+    Outcome,
+    TimelineEntry,
+)
+from lintas_intake.domain.submission import CaseSubmission, Consent
+from lintas_intake.handlers import (
+    CaseFilters,
+    CasePage,
+    CaseSummary,
+    DuplicateExternalRefError,
+    DuplicateReferenceError,
+    IdempotencyRecord,
+)
+
+_NO_OUTBOX = {OUTBOX_FIELD: 0}
 
 
-def _to_document(case: Case) -> Document:
+def _consent_doc(record: ConsentRecord) -> Document:
+    return {
+        "id": record.id,
+        "consent": None if record.consent is None else record.consent.model_dump(mode="json"),
+        "recorded_at": record.recorded_at,
+        "recorded_by": record.recorded_by,
+        "withdrawn_at": record.withdrawn_at,
+    }
+
+
+def _to_document(case: Case, key: DataKey | None) -> Document:
+    sealed = None
+    if case.submission is not None:
+        assert key is not None
+        sealed = seal_submission(case.submission.model_dump(mode="json"), key)
+    submission = case.submission
     return {
         "_id": case.id,
         "reference": case.reference,
         "organisation_id": case.organisation_id,
-        "external_ref": case.submission.external_ref,
-        "submission": case.submission.model_dump(mode="json"),
+        "external_ref": case.external_ref,
+        "submission": sealed,
+        # Denormalised, non-personal facts for filters and indicators.
+        "employment_country": None if submission is None else submission.employment.country,
+        "claim_types": []
+        if submission is None
+        else sorted({c.type.value for c in submission.claims}),
         "submitted_at": case.submitted_at,
         "updated_at": case.updated_at,
         "status": case.status.value,
         "status_reason": case.status_reason,
-        "referral": None
-        if case.referral is None
+        "referral": None if case.referral is None else asdict(case.referral),
+        "consents": [_consent_doc(c) for c in case.consents],
+        "notes": [
+            {
+                "id": n.id,
+                "text": key.encrypt(f"notes.{n.id}", n.text) if key else None,
+                "author_organisation_id": n.author_organisation_id,
+                "at": n.at,
+            }
+            for n in case.notes
+        ],
+        "documents": [
+            {
+                **asdict(d),
+                "file_name": key.encrypt(f"documents.{d.id}", d.file_name) if key else None,
+            }
+            for d in case.documents
+        ],
+        "outcome": None
+        if case.outcome is None
         else {
-            "referral_id": case.referral.referral_id,
-            "partner_organisation_id": case.referral.partner_organisation_id,
-            "country": case.referral.country,
-            "offered_at": case.referral.offered_at,
+            **asdict(case.outcome),
+            # Sub-documents, not pairs: FerretDB v1 stores no nested arrays.
+            "amounts_recovered": [
+                {"currency": c, "value": v} for c, v in case.outcome.amounts_recovered
+            ],
         },
+        "timeline": [asdict(t) for t in case.timeline],
+        "sms_opted_out": case.sms_opted_out,
         "version": case.version,
         "processed_events": list(case.processed_events),
     }
 
 
-def _from_document(doc: Document) -> Case:
+def _from_document(doc: Document, key: DataKey | None) -> Case:
+    sealed = doc.get("submission")
+    submission = None
+    if sealed is not None and key is not None:
+        submission = CaseSubmission.model_validate(open_submission(sealed, key))
     referral = doc.get("referral")
+    outcome = doc.get("outcome")
     return Case(
         id=doc["_id"],
         reference=doc["reference"],
         organisation_id=doc["organisation_id"],
-        submission=CaseSubmission.model_validate(doc["submission"]),
+        external_ref=doc["external_ref"],
+        submission=submission,
         submitted_at=doc["submitted_at"],
         updated_at=doc["updated_at"],
         status=CaseStatus(doc["status"]),
         status_reason=doc.get("status_reason"),
         referral=None if referral is None else ReferralSummary(**referral),
+        consents=tuple(
+            ConsentRecord(
+                id=c["id"],
+                recorded_at=c["recorded_at"],
+                recorded_by=c["recorded_by"],
+                withdrawn_at=c.get("withdrawn_at"),
+                consent=None if c.get("consent") is None else Consent.model_validate(c["consent"]),
+            )
+            for c in doc.get("consents", [])
+        ),
+        notes=tuple(
+            Note(
+                id=n["id"],
+                text=key.decrypt(f"notes.{n['id']}", n["text"]),
+                author_organisation_id=n["author_organisation_id"],
+                at=n["at"],
+            )
+            for n in doc.get("notes", [])
+            if key is not None
+        ),
+        documents=tuple(
+            DocumentRecord(
+                **{**d, "file_name": key.decrypt(f"documents.{d['id']}", d["file_name"])}
+            )
+            for d in doc.get("documents", [])
+            if key is not None
+        ),
+        outcome=None
+        if outcome is None
+        else Outcome(
+            outcome=outcome["outcome"],
+            closed_at=outcome["closed_at"],
+            closed_by=outcome["closed_by"],
+            amounts_recovered=_amounts(outcome),
+        ),
+        timeline=tuple(TimelineEntry(**t) for t in doc.get("timeline", [])),
         version=doc["version"],
         processed_events=tuple(doc.get("processed_events", ())),
+        sms_opted_out=doc.get("sms_opted_out", False),
     )
+
+
+def _amounts(outcome: Document) -> tuple[tuple[str, str], ...]:
+    return tuple((a["currency"], a["value"]) for a in outcome.get("amounts_recovered", []))
+
+
+def encode_cursor(submitted_at: datetime, case_id: str) -> str:
+    """An opaque cursor for keyset pagination."""
+    raw = json.dumps([submitted_at.isoformat(), case_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """Read a cursor back; raises ValueError if it is not one of ours."""
+    try:
+        at, case_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(at), str(case_id)
+    except Exception as exc:
+        raise ValueError("invalid cursor") from exc
 
 
 class MongoCaseRepository:
     """The `CaseRepository` on MongoDB (and FerretDB): single-document atomic writes."""
 
     def __init__(
-        self, collection: AsyncCollection[Document], on_write: Callable[[], None] = lambda: None
+        self,
+        collection: AsyncCollection[Document],
+        vault: KeyVault,
+        on_write: Callable[[], None] = lambda: None,
     ) -> None:
         self._collection = collection
+        self._vault = vault
         self._on_write = on_write
 
     async def ensure_indexes(self) -> None:
-        """Unique reference; unique external_ref per organisation."""
+        """Unique reference; unique external_ref and idempotency key per organisation."""
         await self._collection.create_index(
             [("reference", ASCENDING)], unique=True, name="reference_unique"
         )
@@ -78,19 +213,34 @@ class MongoCaseRepository:
             unique=True,
             name="organisation_external_ref_unique",
         )
+        await self._collection.create_index(
+            [("organisation_id", ASCENDING), ("idempotency_key", ASCENDING)],
+            unique=True,
+            name="organisation_idempotency_key_unique",
+        )
+        await self._collection.create_index(
+            [("submitted_at", DESCENDING), ("_id", DESCENDING)], name="submitted_order"
+        )
 
-    async def add(self, case: Case, events: Sequence[CloudEvent]) -> None:
-        """Insert a new case with its events in its outbox."""
-        doc = _to_document(case)
+    async def _key(self, case_id: str) -> DataKey | None:
+        try:
+            return await self._vault.get(case_id)
+        except CaseKeyMissingError:
+            return None
+
+    async def add(
+        self, case: Case, events: Sequence[CloudEvent], idempotency: IdempotencyRecord
+    ) -> None:
+        """Insert a new case with its events and its idempotency record."""
+        doc = _to_document(case, await self._key(case.id))
+        doc["idempotency_key"] = idempotency.key
+        doc["request_hash"] = idempotency.request_hash
         doc[OUTBOX_FIELD] = [outbox_entry(CASES, e) for e in events]
         try:
             await self._collection.insert_one(doc)
         except DuplicateKeyError:
             existing = await self._collection.find_one(
-                {
-                    "organisation_id": case.organisation_id,
-                    "external_ref": case.submission.external_ref,
-                },
+                {"organisation_id": case.organisation_id, "external_ref": case.external_ref},
                 {"_id": 1},
             )
             if existing is not None:
@@ -98,17 +248,31 @@ class MongoCaseRepository:
             raise DuplicateReferenceError from None
         self._on_write()
 
+    async def find_idempotent(
+        self, organisation_id: str, key: str
+    ) -> tuple[str, IdempotencyRecord] | None:
+        """The case created earlier under this idempotency key, with its request hash."""
+        doc = await self._collection.find_one(
+            {"organisation_id": organisation_id, "idempotency_key": key},
+            {"_id": 1, "idempotency_key": 1, "request_hash": 1},
+        )
+        if doc is None:
+            return None
+        return doc["_id"], IdempotencyRecord(doc["idempotency_key"], doc["request_hash"])
+
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None:
         """The case, or None; with `organisation_id`, only if that organisation owns it."""
         query: dict[str, Any] = {"_id": case_id}
         if organisation_id is not None:
             query["organisation_id"] = organisation_id
-        doc = await self._collection.find_one(query, {OUTBOX_FIELD: 0})
-        return None if doc is None else _from_document(doc)
+        doc = await self._collection.find_one(query, _NO_OUTBOX)
+        if doc is None:
+            return None
+        return _from_document(doc, await self._key(case_id))
 
     async def save(self, case: Case, expected_version: int, events: Sequence[CloudEvent]) -> bool:
         """Write the case if nobody changed it since `expected_version`; False otherwise."""
-        doc = _to_document(case)
+        doc = _to_document(case, None if case.erased else await self._key(case.id))
         del doc["_id"]
         update: Document = {"$set": doc}
         if events:
@@ -119,3 +283,114 @@ class MongoCaseRepository:
         if result.modified_count and events:
             self._on_write()
         return result.modified_count == 1
+
+    async def page(
+        self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int
+    ) -> CasePage:
+        """One page of case summaries, newest first, stable under concurrent inserts."""
+        query: dict[str, Any] = {}
+        if organisation_id is not None:
+            query["organisation_id"] = organisation_id
+        if filters.status:
+            query["status"] = filters.status
+        if filters.employment_country:
+            query["employment_country"] = filters.employment_country
+        if filters.claim_type:
+            query["claim_types"] = filters.claim_type
+        if filters.external_ref:
+            query["external_ref"] = filters.external_ref
+        window: dict[str, Any] = {}
+        if filters.submitted_from:
+            window["$gte"] = filters.submitted_from
+        if filters.submitted_to:
+            window["$lt"] = filters.submitted_to
+        if window:
+            query["submitted_at"] = window
+        if cursor is not None:
+            at, last_id = decode_cursor(cursor)
+            query = {
+                "$and": [
+                    query,
+                    {
+                        "$or": [
+                            {"submitted_at": {"$lt": at}},
+                            {"submitted_at": at, "_id": {"$lt": last_id}},
+                        ]
+                    },
+                ]
+            }
+        projection = {
+            "_id": 1,
+            "reference": 1,
+            "external_ref": 1,
+            "status": 1,
+            "submitted_at": 1,
+            "updated_at": 1,
+            "employment_country": 1,
+            "claim_types": 1,
+        }
+        docs = [
+            d
+            async for d in self._collection.find(query, projection)
+            .sort([("submitted_at", DESCENDING), ("_id", DESCENDING)])
+            .limit(limit + 1)
+        ]
+        items = [
+            CaseSummary(
+                id=d["_id"],
+                reference=d["reference"],
+                external_ref=d["external_ref"],
+                status=CaseStatus(d["status"]),
+                submitted_at=d["submitted_at"],
+                updated_at=d["updated_at"],
+                employment_country=d.get("employment_country"),
+                claim_types=tuple(d.get("claim_types", ())),
+            )
+            for d in docs[:limit]
+        ]
+        next_cursor = None
+        if len(docs) > limit:
+            last = items[-1]
+            next_cursor = encode_cursor(last.submitted_at, last.id)
+        return CasePage(items=items, next_cursor=next_cursor)
+
+    async def facts(
+        self, organisation_id: str | None, start: datetime | None, end: datetime | None
+    ) -> list[CaseFacts]:
+        """The non-personal facts of the cases submitted in [start, end), for indicators."""
+        query: dict[str, Any] = {}
+        if organisation_id is not None:
+            query["organisation_id"] = organisation_id
+        window: dict[str, Any] = {}
+        if start is not None:
+            window["$gte"] = start
+        if end is not None:
+            window["$lt"] = end
+        if window:
+            query["submitted_at"] = window
+        projection = {
+            "organisation_id": 1,
+            "status": 1,
+            "employment_country": 1,
+            "claim_types": 1,
+            "submitted_at": 1,
+            "outcome": 1,
+            "timeline": 1,
+        }
+        return [
+            CaseFacts(
+                organisation_id=d["organisation_id"],
+                status=d["status"],
+                employment_country=d.get("employment_country"),
+                claim_types=tuple(d.get("claim_types", ())),
+                submitted_at=d["submitted_at"],
+                outcome=(d.get("outcome") or {}).get("outcome"),
+                amounts_recovered=_amounts(d.get("outcome") or {}),
+                timeline=tuple((t["type"], t["at"], t["summary"]) for t in d.get("timeline", [])),
+            )
+            async for d in self._collection.find(query, projection)
+        ]
+
+    async def raw(self, case_id: str) -> Document | None:
+        """The stored document as it is (operators and tests)."""
+        return await self._collection.find_one({"_id": case_id})

@@ -1,56 +1,142 @@
-"""Organisations and their hashed API keys in MongoDB."""
+"""Organisations and their API keys in MongoDB; keys are only ever stored hashed."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 
+from lintas_shared.ids import new_id
 from lintas_shared.mongo import Document
-from lintas_shared.security import hash_api_key
-from pymongo import ASCENDING
+from lintas_shared.security import hash_api_key, new_api_key
 from pymongo.asynchronous.collection import AsyncCollection
 
 from lintas_intake.domain.organisation import Organisation, OrganisationKind
 
 
+def _organisation(doc: Document) -> Organisation:
+    return Organisation(
+        id=doc["_id"],
+        name=doc["name"],
+        kind=OrganisationKind(doc["kind"]),
+        country=doc["country"],
+        languages=tuple(doc.get("languages", ())),
+        claim_types=tuple(doc.get("claim_types", ())),
+        capacity=doc.get("capacity"),
+    )
+
+
 class MongoOrganisationDirectory:
-    """Finds the organisation behind an API key; keys are only ever stored hashed."""
+    """Finds the organisation behind an API key; issues and revokes keys."""
 
     def __init__(self, collection: AsyncCollection[Document], pepper: str) -> None:
         self._collection = collection
         self._pepper = pepper
 
+    def hash(self, api_key: str) -> str:
+        """The stored form of a key."""
+        return hash_api_key(api_key, self._pepper)
+
     async def ensure_indexes(self) -> None:
-        """Key hashes are unique across organisations."""
-        await self._collection.create_index(
-            [("api_key_hashes", ASCENDING)], unique=True, sparse=True, name="api_key_hash_unique"
-        )
+        """Look-ups by key hash."""
+        await self._collection.create_index("api_key_hashes", name="api_key_hashes")
 
     async def by_api_key(self, api_key: str) -> Organisation | None:
         """The organisation holding this key, or None for an unknown or revoked key."""
-        doc = await self._collection.find_one(
-            {"api_key_hashes": hash_api_key(api_key, self._pepper)}
-        )
-        if doc is None:
-            return None
-        return Organisation(
-            id=doc["_id"],
-            name=doc["name"],
-            kind=OrganisationKind(doc["kind"]),
-            country=doc["country"],
-        )
+        doc = await self._collection.find_one({"api_key_hashes": self.hash(api_key)})
+        return None if doc is None else _organisation(doc)
+
+    async def get(self, organisation_id: str) -> Organisation | None:
+        """One organisation."""
+        doc = await self._collection.find_one({"_id": organisation_id})
+        return None if doc is None else _organisation(doc)
+
+    async def all(self) -> list[tuple[Organisation, list[Document]]]:
+        """Every organisation with its keys' ids and dates (never the keys)."""
+        return [
+            (
+                _organisation(d),
+                [{k: v for k, v in key.items() if k != "hash"} for key in d.get("api_keys", [])],
+            )
+            async for d in self._collection.find({}).sort("name")
+        ]
 
     async def upsert(self, organisation: Organisation, api_keys: list[str]) -> None:
-        """Create or replace an organisation with exactly these API keys."""
+        """Create or replace an organisation with exactly these API keys (demo seed)."""
+        now = datetime.now(UTC)
+        keys = [
+            {"id": f"key-{i}", "hash": self.hash(k), "created_at": now, "revoked_at": None}
+            for i, k in enumerate(api_keys, 1)
+        ]
         await self._collection.update_one(
             {"_id": organisation.id},
             {
                 "$set": {
-                    "name": organisation.name,
-                    "kind": organisation.kind.value,
-                    "country": organisation.country,
-                    "api_key_hashes": [hash_api_key(k, self._pepper) for k in api_keys],
-                    "updated_at": datetime.now(UTC),
+                    **_fields(organisation),
+                    "api_keys": keys,
+                    "api_key_hashes": [k["hash"] for k in keys],
+                    "updated_at": now,
                 }
             },
             upsert=True,
         )
+
+    async def create(self, organisation: Organisation) -> tuple[str, str]:
+        """A new organisation with a first key; returns (key id, the key, shown once)."""
+        await self._collection.insert_one(
+            {
+                "_id": organisation.id,
+                **_fields(organisation),
+                "api_keys": [],
+                "api_key_hashes": [],
+                "created_at": datetime.now(UTC),
+            }
+        )
+        return await self.issue_key(organisation.id)
+
+    async def issue_key(self, organisation_id: str) -> tuple[str, str]:
+        """Another key for an organisation; returns (key id, key)."""
+        key, key_id = new_api_key(), f"key-{new_id()[:8]}"
+        digest = self.hash(key)
+        result = await self._collection.update_one(
+            {"_id": organisation_id},
+            {
+                "$push": {
+                    "api_keys": {
+                        "id": key_id,
+                        "hash": digest,
+                        "created_at": datetime.now(UTC),
+                        "revoked_at": None,
+                    },
+                    "api_key_hashes": digest,
+                }
+            },
+        )
+        if result.matched_count != 1:
+            raise KeyError(organisation_id)
+        return key_id, key
+
+    async def revoke_key(self, organisation_id: str, key_id: str) -> str:
+        """Revoke one key at once; returns its hash (for other services' copies)."""
+        doc = await self._collection.find_one({"_id": organisation_id})
+        key = next((k for k in (doc or {}).get("api_keys", []) if k["id"] == key_id), None)
+        if doc is None or key is None:
+            raise KeyError(key_id)
+        keys = [
+            {**k, "revoked_at": k["revoked_at"] or datetime.now(UTC)} if k["id"] == key_id else k
+            for k in doc["api_keys"]
+        ]
+        # $pull of an exact value works on FerretDB v1 too.
+        await self._collection.update_one(
+            {"_id": organisation_id},
+            {"$set": {"api_keys": keys}, "$pull": {"api_key_hashes": key["hash"]}},
+        )
+        return str(key["hash"])
+
+
+def _fields(organisation: Organisation) -> Document:
+    fields = asdict(organisation)
+    fields.pop("id")
+    fields["kind"] = organisation.kind.value
+    fields["languages"] = list(organisation.languages)
+    fields["claim_types"] = list(organisation.claim_types)
+    return fields

@@ -1,11 +1,23 @@
-"""The case as intake keeps it, and how its status follows what other services report."""
+"""The case as intake keeps it: its status, consents, notes, documents and timeline.
+
+Everything here is pure. Each change returns a new `Case` with its version bumped, so
+the repository can write it with an optimistic version check in one document update.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
+from lintas_intake.domain.records import (
+    ConsentRecord,
+    DocumentRecord,
+    Note,
+    Outcome,
+    TimelineEntry,
+)
 from lintas_intake.domain.submission import CaseSubmission
 
 
@@ -26,59 +38,159 @@ class CaseStatus(StrEnum):
 FINAL_STATUSES = frozenset({CaseStatus.CLOSED, CaseStatus.ERASED})
 
 
+class CaseStateError(Exception):
+    """The change is not allowed in the case's current state (HTTP 409)."""
+
+
 @dataclass(frozen=True)
 class ReferralSummary:
-    """The handoff as the NGO sees it."""
+    """The current handoff as the NGO sees it."""
 
     referral_id: str
     partner_organisation_id: str
     country: str
     offered_at: datetime
+    status: str = "offered"
+    forum_code: str | None = None
+    forum_name: str | None = None
+    deadline: str | None = None
+    deadline_verified: bool | None = None
 
 
 @dataclass(frozen=True)
 class Case:
-    """A submitted case."""
+    """A submitted case. `submission` is None once the worker's data is erased."""
 
     id: str
     reference: str
     organisation_id: str
-    submission: CaseSubmission
+    external_ref: str
+    submission: CaseSubmission | None
     submitted_at: datetime
     updated_at: datetime
     status: CaseStatus = CaseStatus.SUBMITTED
     status_reason: str | None = None
     referral: ReferralSummary | None = None
+    consents: tuple[ConsentRecord, ...] = ()
+    notes: tuple[Note, ...] = ()
+    documents: tuple[DocumentRecord, ...] = ()
+    outcome: Outcome | None = None
+    timeline: tuple[TimelineEntry, ...] = ()
     version: int = 1
     processed_events: tuple[str, ...] = field(default=())
+    sms_opted_out: bool = False
+
+    # --- reading -----------------------------------------------------------------
+
+    @property
+    def erased(self) -> bool:
+        """Whether the worker's personal data is gone for good."""
+        return self.status is CaseStatus.ERASED
 
     def has_processed(self, event_key: str) -> bool:
         """Whether the event with this (ce_source, ce_id) key already changed this case."""
         return event_key in self.processed_events
 
-    def referral_offered(self, referral: ReferralSummary, event_key: str, now: datetime) -> Case:
-        """A partner was offered the case."""
-        if self.status in FINAL_STATUSES:
-            return self._processed(event_key, now)
-        return replace(
-            self._processed(event_key, now),
-            status=CaseStatus.REFERRED,
+    def consent(self, consent_id: str) -> ConsentRecord | None:
+        """One consent record by id."""
+        return next((c for c in self.consents if c.id == consent_id), None)
+
+    # --- changes by the NGO ------------------------------------------------------
+
+    def correct(self, submission: CaseSubmission, entry: TimelineEntry) -> Case:
+        """Replace the case details (worker, employment, claims) with corrected ones."""
+        self._require_open()
+        return self._next(entry, submission=submission)
+
+    def add_consent(self, consent: ConsentRecord, entry: TimelineEntry) -> Case:
+        """Record another consent."""
+        self._require_open()
+        return self._next(entry, consents=(*self.consents, consent))
+
+    def withdraw_consent(self, consent_id: str, at: datetime, entry: TimelineEntry) -> Case:
+        """Withdraw one consent record."""
+        self._require_open()
+        consent = self.consent(consent_id)
+        if consent is None:
+            raise KeyError(consent_id)
+        if consent.withdrawn_at is not None:
+            raise CaseStateError("consent already withdrawn")
+        updated = tuple(
+            replace(c, withdrawn_at=at) if c.id == consent_id else c for c in self.consents
+        )
+        return self._next(entry, consents=updated)
+
+    def add_note(self, note: Note, entry: TimelineEntry) -> Case:
+        """Add an internal note (never shared with partners)."""
+        self._require_open()
+        return self._next(entry, notes=(*self.notes, note))
+
+    def add_document(self, document: DocumentRecord, entry: TimelineEntry) -> Case:
+        """Record a document's metadata (the file itself is held elsewhere)."""
+        self._require_open()
+        return self._next(entry, documents=(*self.documents, document))
+
+    def set_sms_opt_out(self, opted_out: bool, entry: TimelineEntry) -> Case:
+        """The worker opts out of (or back into) SMS through her NGO."""
+        self._require_open()
+        return self._next(entry, sms_opted_out=opted_out)
+
+    def close(self, outcome: Outcome, entry: TimelineEntry) -> Case:
+        """Close the case with its outcome."""
+        self._require_open()
+        return self._next(entry, status=CaseStatus.CLOSED, status_reason=None, outcome=outcome)
+
+    def erase(self, entry: TimelineEntry) -> Case:
+        """Drop every piece of the worker's personal data, keeping the bare facts."""
+        if self.erased:
+            raise CaseStateError("case already erased")
+        return self._next(
+            entry,
+            status=CaseStatus.ERASED,
             status_reason=None,
-            referral=referral,
+            submission=None,
+            notes=(),
+            documents=(),
+            consents=tuple(c.erased() for c in self.consents),
         )
 
-    def routing_blocked(
-        self, status: CaseStatus, reason: str, event_key: str, now: datetime
-    ) -> Case:
-        """Routing could not offer the case; the NGO sees why."""
-        if self.status in FINAL_STATUSES:
-            return self._processed(event_key, now)
-        return replace(self._processed(event_key, now), status=status, status_reason=reason)
+    # --- news from other services -------------------------------------------------
 
-    def _processed(self, event_key: str, now: datetime) -> Case:
+    def record_news(
+        self,
+        entry: TimelineEntry,
+        event_key: str,
+        *,
+        status: CaseStatus | None = None,
+        reason: str | None = None,
+        referral: ReferralSummary | None = None,
+        outcome: Outcome | None = None,
+    ) -> Case:
+        """Apply an event from routing or notify once: timeline, and status if it moves."""
+        changes: dict[str, Any] = {
+            "processed_events": (*self.processed_events, event_key),
+        }
+        if self.status not in FINAL_STATUSES:
+            if status is not None:
+                changes["status"] = status
+                changes["status_reason"] = reason
+            if referral is not None:
+                changes["referral"] = referral
+            if outcome is not None:
+                changes["outcome"] = outcome
+        return self._next(entry, **changes)
+
+    # --- helpers ------------------------------------------------------------------
+
+    def _require_open(self) -> None:
+        if self.status in FINAL_STATUSES:
+            raise CaseStateError(f"the case is {self.status.value}")
+
+    def _next(self, entry: TimelineEntry, **changes: Any) -> Case:
         return replace(
             self,
-            processed_events=(*self.processed_events, event_key),
-            updated_at=now,
+            timeline=(*self.timeline, entry),
+            updated_at=entry.at,
             version=self.version + 1,
+            **changes,
         )

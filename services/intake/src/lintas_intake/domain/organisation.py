@@ -22,6 +22,9 @@ class Organisation:
     name: str
     kind: OrganisationKind
     country: str
+    languages: tuple[str, ...] = ()
+    claim_types: tuple[str, ...] = ()  # legal partners: what they handle (empty: all)
+    capacity: int | None = None  # legal partners: open referrals they take at most
 
     def can_read_all_cases(self) -> bool:
         """Admins see every case (and every such read is audited)."""

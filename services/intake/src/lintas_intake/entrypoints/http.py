@@ -1,20 +1,52 @@
-"""The partner-NGO case API under /v1."""
+"""The partner-NGO case API under /v1.
+
+Tenancy: an NGO sees and changes only the cases it submitted; an admin sees all (and
+every admin read of personal data is audited like any other); a legal partner sees
+cases only through referral's partner API. Another organisation's case answers 404.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request, Response, status
-from lintas_shared.http import Problem, problem_response
-from pydantic import BaseModel
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
+from lintas_shared.http import Problem, problem_response, validation_errors
+from lintas_shared.values import ClaimType, CountryCode
+from pydantic import ValidationError
 
-from lintas_intake.adapters.case_repository import MongoCaseRepository
+from lintas_intake.adapters.audit_trail import AuditTrail
 from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
-from lintas_intake.domain.case import Case, CaseStatus
+from lintas_intake.domain.case import CaseStateError, CaseStatus
 from lintas_intake.domain.organisation import Organisation, OrganisationKind
-from lintas_intake.domain.submission import CaseSubmission
-from lintas_intake.handlers import DuplicateExternalRefError, submit_case
+from lintas_intake.domain.records import DocumentRecord
+from lintas_intake.domain.submission import CaseSubmission, Consent
+from lintas_intake.entrypoints.schemas import (
+    CaseCreated,
+    CaseList,
+    CaseListItem,
+    CaseView,
+    CloseIn,
+    ConsentView,
+    DocumentIn,
+    DocumentView,
+    NoteIn,
+    NoteView,
+    SmsPreferenceIn,
+    Timeline,
+    TimelineEntryView,
+    case_view,
+    example,
+)
+from lintas_intake.handlers import (
+    CaseFilters,
+    CaseNotFoundError,
+    CaseService,
+    DuplicateExternalRefError,
+    IdempotencyConflictError,
+    VersionMismatchError,
+    request_hash,
+)
 
 EXAMPLE_SUBMISSION: dict[str, Any] = {
     "external_ref": "NGO-LPG-2026-0042",
@@ -53,59 +85,15 @@ EXAMPLE_SUBMISSION: dict[str, Any] = {
         "share_with_countries": ["HK"],
     },
 }
-
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing, unknown or revoked API key"},
     404: {"model": Problem, "description": "No such case for this organisation"},
 }
-
-
-class ReferralView(BaseModel):
-    """Who the case was handed to, and when."""
-
-    referral_id: str
-    partner_organisation_id: str
-    country: str
-    offered_at: datetime
-
-
-class CaseCreated(BaseModel):
-    """The answer to a new case."""
-
-    id: str
-    reference: str
-    external_ref: str
-    status: CaseStatus
-    submitted_at: datetime
-
-
-class CaseView(CaseCreated):
-    """A case as its NGO sees it."""
-
-    status_reason: str | None
-    updated_at: datetime
-    referral: ReferralView | None
-    case: CaseSubmission
-
-
-def _view(case: Case) -> CaseView:
-    referral = None if case.referral is None else ReferralView(**vars(case.referral))
-    return CaseView(
-        id=case.id,
-        reference=case.reference,
-        external_ref=case.submission.external_ref,
-        status=case.status,
-        submitted_at=case.submitted_at,
-        status_reason=case.status_reason,
-        updated_at=case.updated_at,
-        referral=referral,
-        case=case.submission,
-    )
-
-
-def _cases(request: Request) -> MongoCaseRepository:
-    repo: MongoCaseRepository = request.app.state.cases
-    return repo
+WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "Not allowed in the case's state"},
+    422: {"model": Problem, "description": "Invalid fields, each named"},
+}
+PERSONAL_READ = ["worker", "employment", "claims", "consents", "notes", "documents"]
 
 
 async def _caller(
@@ -116,71 +104,413 @@ async def _caller(
     organisation = await directory.by_api_key(x_api_key) if x_api_key else None
     if organisation is None:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "A valid X-API-Key header is required.",
-            headers={"WWW-Authenticate": "ApiKey"},
+            401, "A valid X-API-Key header is required.", headers={"WWW-Authenticate": "ApiKey"}
         )
     return organisation
 
 
+def _service(request: Request) -> CaseService:
+    service: CaseService = request.app.state.service
+    return service
+
+
+def _audit(request: Request) -> AuditTrail:
+    trail: AuditTrail = request.app.state.audit
+    return trail
+
+
 Caller = Annotated[Organisation, Depends(_caller)]
-Cases = Annotated[MongoCaseRepository, Depends(_cases)]
+Service = Annotated[CaseService, Depends(_service)]
+Audit = Annotated[AuditTrail, Depends(_audit)]
+
+
+def _scope(caller: Organisation) -> str | None:
+    """Whose cases the caller may touch: its own; an admin any; a legal partner none here."""
+    if caller.kind is OrganisationKind.ADMIN:
+        return None
+    if caller.kind is OrganisationKind.LEGAL:
+        return "\x00no-case-belongs-to-a-legal-partner-here"
+    return caller.id
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _not_found() -> HTTPException:
+    return HTTPException(404, "No such case.")
+
+
+def _conflict(exc: Exception) -> Response:
+    return problem_response(409, "Conflict", str(exc))
+
 
 router = APIRouter(prefix="/v1", tags=["cases"], responses=PROBLEMS)
 
 
 @router.post(
     "/cases",
-    status_code=status.HTTP_201_CREATED,
+    status_code=201,
     response_model=CaseCreated,
     summary="Submit a new case",
     responses={
         403: {"model": Problem, "description": "Only NGOs submit cases"},
-        409: {"model": Problem, "description": "external_ref already used"},
+        409: {
+            "model": Problem,
+            "description": "external_ref already used, or Idempotency-Key reused with another body",
+        },
+        413: {"model": Problem, "description": "Body too large"},
         422: {"model": Problem, "description": "Invalid fields, each named"},
     },
 )
 async def create_case(
     request: Request,
     caller: Caller,
-    cases: Cases,
+    service: Service,
     response: Response,
     submission: Annotated[
         CaseSubmission,
         Body(
             openapi_examples={
-                "hong_kong_unpaid_wages": {
-                    "summary": "Unpaid wages in Hong Kong",
-                    "value": EXAMPLE_SUBMISSION,
-                }
+                "hong_kong_unpaid_wages": example(EXAMPLE_SUBMISSION, "Unpaid wages in Hong Kong")
             }
         ),
     ],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            max_length=200,
+            description="Makes retries safe: the same key and body return the "
+            "original answer and create nothing new",
+        ),
+    ] = None,
 ) -> CaseCreated | Response:
     """Store the case and announce it; routing and the worker's SMS follow from the event."""
     if caller.kind is not OrganisationKind.NGO:
         return problem_response(403, "Forbidden", "Only NGO organisations submit cases.")
     try:
-        case = await submit_case(
-            submission, caller.id, cases, request.app.state.keys, request.app.state.phone_hash
+        case, created = await service.submit(
+            submission, caller.id, idempotency_key, request_hash(await request.json())
         )
     except DuplicateExternalRefError as exc:
         return problem_response(409, "Conflict", str(exc), existing_case_id=exc.existing_case_id)
+    except IdempotencyConflictError as exc:
+        return _conflict(exc)
     response.headers["Location"] = f"/v1/cases/{case.id}"
+    response.headers["ETag"] = _etag(case.version)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
     return CaseCreated(
         id=case.id,
         reference=case.reference,
-        external_ref=submission.external_ref,
+        external_ref=case.external_ref,
         status=case.status,
         submitted_at=case.submitted_at,
     )
 
 
+@router.get("/cases", response_model=CaseList, summary="List your cases, newest first")
+async def list_cases(
+    caller: Caller,
+    service: Service,
+    status: CaseStatus | None = None,
+    employment_country: Annotated[CountryCode | None, Query()] = None,
+    claim_type: ClaimType | None = None,
+    external_ref: Annotated[str | None, Query(max_length=100)] = None,
+    submitted_from: datetime | None = None,
+    submitted_to: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> CaseList | Response:
+    """Cursor pagination in a stable order: cases added meanwhile never shift a page."""
+    filters = CaseFilters(
+        status=status.value if status else None,
+        employment_country=employment_country,
+        claim_type=claim_type.value if claim_type else None,
+        external_ref=external_ref,
+        submitted_from=submitted_from,
+        submitted_to=submitted_to,
+    )
+    try:
+        page = await service.list_cases(_scope(caller), filters, cursor, limit)
+    except ValueError:
+        return problem_response(
+            422,
+            "Invalid request",
+            "cursor is not valid",
+            errors=validation_errors(
+                [{"loc": ("query", "cursor"), "msg": "invalid cursor", "type": "value_error"}]
+            ),
+        )
+    return CaseList(
+        items=[CaseListItem(**{**vars(i), "claim_types": list(i.claim_types)}) for i in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
 @router.get("/cases/{case_id}", response_model=CaseView, summary="Read one of your cases")
-async def get_case(case_id: str, caller: Caller, cases: Cases) -> CaseView:
-    """The case with its current status and, once routed, its referral."""
-    owner = None if caller.can_read_all_cases() else caller.id
-    case = await cases.get(case_id, organisation_id=owner)
-    if case is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such case.")
-    return _view(case)
+async def get_case(
+    case_id: str,
+    caller: Caller,
+    service: Service,
+    audit: Audit,
+    response: Response,
+    reason: Annotated[str | None, Query(max_length=200, description="Why (for the audit)")] = None,
+) -> CaseView:
+    """The case with its status, referral, consents, notes, documents. Sends an ETag."""
+    try:
+        case = await service.get(case_id, _scope(caller))
+    except CaseNotFoundError:
+        raise _not_found() from None
+    if case.submission is not None:
+        await audit.record(caller, case_id, "read", PERSONAL_READ, reason)
+    response.headers["ETag"] = _etag(case.version)
+    return case_view(case)
+
+
+@router.patch(
+    "/cases/{case_id}",
+    response_model=CaseView,
+    summary="Correct a case's details",
+    responses={
+        **WRITE_PROBLEMS,
+        412: {"model": Problem, "description": "If-Match is stale"},
+        428: {"model": Problem, "description": "If-Match is required"},
+    },
+)
+async def patch_case(
+    case_id: str,
+    caller: Caller,
+    service: Service,
+    audit: Audit,
+    response: Response,
+    patch: Annotated[
+        dict[str, Any],
+        Body(
+            openapi_examples={
+                "new_phone": example(
+                    {"worker": {"phone": "+6281298765432"}}, "The worker has a new phone"
+                )
+            }
+        ),
+    ],
+    if_match: Annotated[str | None, Header(description="The ETag you read")] = None,
+) -> CaseView | Response:
+    """JSON merge patch (RFC 7396) of worker, employment and claims, with If-Match."""
+    unknown = sorted(set(patch) - {"worker", "employment", "claims"})
+    if unknown:
+        return problem_response(
+            422,
+            "Invalid request",
+            "Only worker, employment and claims can be corrected here.",
+            errors=validation_errors(
+                [
+                    {"loc": ("body", k), "msg": "cannot be changed here", "type": "immutable"}
+                    for k in unknown
+                ]
+            ),
+        )
+    if if_match is None:
+        return problem_response(428, "Precondition Required", "Send If-Match with the ETag.")
+    try:
+        version = int(if_match.strip().removeprefix("W/").strip('"'))
+    except ValueError:
+        return problem_response(412, "Precondition Failed", "If-Match is not an ETag of ours.")
+    try:
+        case = await service.correct(case_id, _require_ngo(caller), version, patch, caller.id)
+    except CaseNotFoundError:
+        raise _not_found() from None
+    except VersionMismatchError as exc:
+        return problem_response(412, "Precondition Failed", str(exc))
+    except ValidationError as exc:
+        return problem_response(
+            422,
+            "Invalid request",
+            "One or more fields are invalid.",
+            errors=validation_errors(exc.errors()),
+        )
+    except CaseStateError as exc:
+        return _conflict(exc)
+    await audit.record(caller, case_id, "correct", sorted(patch), None)
+    response.headers["ETag"] = _etag(case.version)
+    return case_view(case)
+
+
+def _require_ngo(caller: Organisation) -> str:
+    scope = _scope(caller)
+    if scope is None or caller.kind is not OrganisationKind.NGO:
+        # Admins read and erase; changing a case's details is its NGO's job.
+        raise _not_found()
+    return scope
+
+
+@router.post(
+    "/cases/{case_id}/notes",
+    status_code=201,
+    response_model=NoteView,
+    summary="Add an internal note",
+    responses=WRITE_PROBLEMS,
+)
+async def add_note(
+    case_id: str, body: NoteIn, caller: Caller, service: Service, audit: Audit
+) -> NoteView | Response:
+    """Notes stay with the NGO: never shared with partners unless a manifest says so."""
+    try:
+        _, note = await service.add_note(case_id, _require_ngo(caller), body.text, caller.id)
+    except CaseNotFoundError:
+        raise _not_found() from None
+    except CaseStateError as exc:
+        return _conflict(exc)
+    await audit.record(caller, case_id, "add_note", ["notes"], None)
+    return NoteView.model_validate(note, from_attributes=True)
+
+
+@router.post(
+    "/cases/{case_id}/documents",
+    status_code=201,
+    response_model=DocumentView,
+    summary="Record a document's metadata",
+    responses=WRITE_PROBLEMS,
+)
+async def add_document(
+    case_id: str, body: DocumentIn, caller: Caller, service: Service, audit: Audit
+) -> DocumentView | Response:
+    """Records kind, file name, sha256, size and where the file is held; not the file."""
+
+    def record(document_id: str, now: datetime) -> DocumentRecord:
+        return DocumentRecord(id=document_id, recorded_at=now, **body.model_dump())
+
+    try:
+        _, document = await service.add_document(case_id, _require_ngo(caller), record, caller.id)
+    except CaseNotFoundError:
+        raise _not_found() from None
+    except CaseStateError as exc:
+        return _conflict(exc)
+    await audit.record(caller, case_id, "add_document", ["documents"], None)
+    return DocumentView.model_validate(document, from_attributes=True)
+
+
+@router.post(
+    "/cases/{case_id}/consents",
+    status_code=201,
+    response_model=ConsentView,
+    summary="Record a consent",
+    responses=WRITE_PROBLEMS,
+)
+async def add_consent(
+    case_id: str, body: Consent, caller: Caller, service: Service, audit: Audit
+) -> ConsentView | Response:
+    """Each consent record says what it covers; routing resumes when one covers it."""
+    try:
+        _, record = await service.add_consent(case_id, _require_ngo(caller), body, caller.id)
+    except CaseNotFoundError:
+        raise _not_found() from None
+    except CaseStateError as exc:
+        return _conflict(exc)
+    await audit.record(caller, case_id, "add_consent", ["consents"], None)
+    return ConsentView(
+        id=record.id,
+        active=record.active,
+        recorded_at=record.recorded_at,
+        recorded_by=record.recorded_by,
+        withdrawn_at=None,
+        consent=record.consent,
+    )
+
+
+@router.post(
+    "/cases/{case_id}/consents/{consent_id}/withdraw",
+    response_model=CaseView,
+    summary="Withdraw a consent",
+    responses=WRITE_PROBLEMS,
+)
+async def withdraw_consent(
+    case_id: str, consent_id: str, caller: Caller, service: Service, audit: Audit
+) -> CaseView | Response:
+    """Referrals the consent allowed are withdrawn and their partners told."""
+    try:
+        case = await service.withdraw_consent(case_id, _require_ngo(caller), consent_id, caller.id)
+    except (CaseNotFoundError, KeyError):
+        raise _not_found() from None
+    except CaseStateError as exc:
+        return _conflict(exc)
+    await audit.record(caller, case_id, "withdraw_consent", ["consents"], None)
+    return case_view(case)
+
+
+@router.post(
+    "/cases/{case_id}/sms-preference",
+    response_model=CaseView,
+    summary="Opt the worker out of SMS, or back in",
+    responses=WRITE_PROBLEMS,
+)
+async def sms_preference(
+    case_id: str, body: SmsPreferenceIn, caller: Caller, service: Service
+) -> CaseView | Response:
+    """For routes where the worker cannot reply STOP/BERHENTI herself."""
+    try:
+        case = await service.set_sms_preference(
+            case_id, _require_ngo(caller), body.opted_out, caller.id
+        )
+    except CaseNotFoundError:
+        raise _not_found() from None
+    except CaseStateError as exc:
+        return _conflict(exc)
+    return case_view(case)
+
+
+@router.post(
+    "/cases/{case_id}/close",
+    response_model=CaseView,
+    summary="Close a case",
+    responses=WRITE_PROBLEMS,
+)
+async def close_case(
+    case_id: str, body: CloseIn, caller: Caller, service: Service
+) -> CaseView | Response:
+    """Record the outcome and the amounts recovered per currency."""
+    try:
+        case = await service.close(
+            case_id, _require_ngo(caller), body.outcome, body.amounts_recovered, caller.id
+        )
+    except CaseNotFoundError:
+        raise _not_found() from None
+    except CaseStateError as exc:
+        return _conflict(exc)
+    return case_view(case)
+
+
+@router.post(
+    "/cases/{case_id}/erase",
+    response_model=CaseView,
+    summary="Erase the worker's personal data everywhere (UU 27/2022)",
+)
+async def erase_case(case_id: str, caller: Caller, service: Service, audit: Audit) -> CaseView:
+    """Destroys the case's key: every copy, in every service and in Kafka, becomes noise."""
+    scope = _scope(caller)
+    if caller.kind is OrganisationKind.LEGAL:
+        raise _not_found()
+    try:
+        case = await service.erase(case_id, scope, caller.id)
+    except CaseNotFoundError:
+        raise _not_found() from None
+    await audit.record(caller, case_id, "erase", PERSONAL_READ, None)
+    return case_view(case)
+
+
+@router.get(
+    "/cases/{case_id}/timeline",
+    response_model=Timeline,
+    summary="Everything that happened to the case, across services",
+)
+async def timeline(case_id: str, caller: Caller, service: Service) -> Timeline:
+    """In order of time: submission, routing, handoff, SMS, corrections, closing."""
+    try:
+        case = await service.get(case_id, _scope(caller))
+    except CaseNotFoundError:
+        raise _not_found() from None
+    entries = sorted(case.timeline, key=lambda e: e.at)
+    return Timeline(
+        case_id=case.id,
+        entries=[TimelineEntryView.model_validate(e, from_attributes=True) for e in entries],
+    )

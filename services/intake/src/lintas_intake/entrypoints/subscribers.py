@@ -1,29 +1,40 @@
-"""Intake listens to routing news about its cases."""
+"""Intake listens to routing and notify news about its cases (status and timeline)."""
 
 from __future__ import annotations
 
-from functools import partial
-
 from faststream.kafka import KafkaBroker
+from lintas_shared import events as ev
 from lintas_shared import topics
 from lintas_shared.consumer import EventConsumer, RawPublisher, subscribe
-from lintas_shared.events import CaseRoutingBlocked, ReferralOffered
 
-from lintas_intake import handlers
-from lintas_intake.handlers import CaseRepository
+from lintas_intake.handlers import CaseService
+
+REFERRAL_NEWS = (
+    ev.ReferralOffered,
+    ev.CaseRoutingBlocked,
+    ev.ReferralAccepted,
+    ev.ReferralDeclined,
+    ev.ReferralExpired,
+    ev.ReferralWithdrawn,
+    ev.ReferralProgressed,
+    ev.ReferralClosed,
+    ev.DeadlineApproaching,
+)
+NOTIFY_NEWS = (ev.SmsSent, ev.SmsDeliveryReported)
 
 
 def register_subscribers(
-    broker: KafkaBroker, *, group_id: str, cases: CaseRepository, dead_letters: RawPublisher
-) -> EventConsumer:
-    """Subscribe intake to referral events; returns the consumer (for metrics and tests)."""
-    consumer = EventConsumer(
-        "intake",
-        {
-            ReferralOffered.TYPE: partial(handlers.on_referral_offered, cases=cases),
-            CaseRoutingBlocked.TYPE: partial(handlers.on_routing_blocked, cases=cases),
-        },
-        dead_letters=dead_letters,
-    )
-    subscribe(broker, topics.REFERRALS, group_id=group_id, consumer=consumer)
-    return consumer
+    broker: KafkaBroker, *, group_id: str, service: CaseService, dead_letters: RawPublisher
+) -> list[EventConsumer]:
+    """Subscribe intake to referral and notification events; returns the consumers."""
+    consumers = []
+    for name, topic, kinds in (
+        ("intake-referrals", topics.REFERRALS, REFERRAL_NEWS),
+        ("intake-notifications", topics.NOTIFICATIONS, NOTIFY_NEWS),
+    ):
+        consumer = EventConsumer(
+            name, {k.TYPE: service.apply_news for k in kinds}, dead_letters=dead_letters
+        )
+        subscribe(broker, topic, group_id=group_id, consumer=consumer)
+        consumers.append(consumer)
+    return consumers

@@ -1,0 +1,48 @@
+"""Which fields of a case are personal, and sealing them with the case's key.
+
+The same field names label the sealed values in intake's store and in events, so a
+token can be opened wherever the case key is available, and nowhere after erasure.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from lintas_shared.crypto import DataKey
+
+#: Personal fields of the submission, as (section, field) pairs.
+PERSONAL_FIELDS: Final = (
+    ("worker", "full_name"),
+    ("worker", "phone"),
+    ("worker", "date_of_birth"),
+    ("worker", "home_region"),
+    ("worker", "passport_number"),
+    ("employment", "employer_name"),
+    ("employment", "placement_agency"),
+)
+
+
+def _transform(submission: dict[str, Any], change: Any) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in submission.items()}
+    for section, name in PERSONAL_FIELDS:
+        part = out.get(section)
+        if isinstance(part, dict) and part.get(name) is not None:
+            part[name] = change(f"{section}.{name}", part[name])
+    claims = []
+    for i, claim in enumerate(out.get("claims", [])):
+        claim = dict(claim)
+        if claim.get("description") is not None:
+            claim["description"] = change(f"claims[{i}].description", claim["description"])
+        claims.append(claim)
+    out["claims"] = claims
+    return out
+
+
+def seal_submission(submission: dict[str, Any], key: DataKey) -> dict[str, Any]:
+    """The submission (JSON form) with every personal field encrypted."""
+    return _transform(submission, key.encrypt)
+
+
+def open_submission(sealed: dict[str, Any], key: DataKey) -> dict[str, Any]:
+    """The submission (JSON form) with every personal field decrypted."""
+    return _transform(sealed, key.decrypt)
