@@ -44,10 +44,12 @@ def push_to_outbox(*entries: Document) -> Document:
 
 
 class OutboxRelay:
-    """Publishes the outbox entries of one collection, oldest document first.
+    """Publishes the outbox entries of one collection.
 
-    `wake()` after a write makes it publish at once; the poll interval only matters for
-    entries left behind by a crash or a broker outage.
+    A writer calls `wake(doc_id)` after a write and the relay publishes that document's
+    entries at once, reading it by `_id`. A full sweep of the collection (at start, and
+    every `sweep_interval` seconds) finds entries left behind by a crash or an outage; it
+    is kept rare because FerretDB cannot use an index for it and scans every document.
     """
 
     def __init__(
@@ -57,52 +59,78 @@ class OutboxRelay:
         *,
         poll_interval: float = 1.0,
         batch_size: int = 100,
+        sweep_interval: float = 30.0,
     ) -> None:
         self._collection = collection
         self._publisher = publisher
         self._poll_interval = poll_interval
         self._batch_size = batch_size
+        self._sweep_interval = sweep_interval
+        self._next_sweep = 0.0
+        self._pending_ids: set[object] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.published = 0
 
-    def wake(self) -> None:
-        """Ask the relay to look for new entries now."""
+    def wake(self, doc_id: object | None = None) -> None:
+        """Ask the relay to publish now: this document's entries, or (no id) a full sweep."""
+        if doc_id is None:
+            self._next_sweep = 0.0
+        else:
+            self._pending_ids.add(doc_id)
         self._wake.set()
 
     async def backlog(self) -> int:
         """How many documents still have unpublished entries."""
         return await self._collection.count_documents(PENDING_FILTER)
 
-    async def relay_once(self) -> int:
-        """Publish every pending entry found in one pass; returns how many were published."""
+    async def relay_once(self, *, sweep: bool = True) -> int:
+        """Publish the entries of the documents named by `wake`, and with `sweep` of every
+        document with pending entries; returns how many entries were published."""
         async with self._lock:  # the loop and a final flush must not interleave
             count = 0
-            cursor = self._collection.find(PENDING_FILTER, {OUTBOX_FIELD: 1}).limit(
-                self._batch_size
-            )
-            async for doc in cursor:
-                for entry in doc.get(OUTBOX_FIELD, []):
-                    event = CloudEvent.model_validate(entry["event"])
-                    await self._publisher.publish(entry["topic"], event)
-                    # Pull the entry exactly as read: FerretDB v1's $pull matches whole
-                    # values only, not conditions on sub-document fields.
-                    await self._collection.update_one(
-                        {"_id": doc["_id"]}, {"$pull": {OUTBOX_FIELD: entry}}
+            ids, self._pending_ids = self._pending_ids, set()
+            try:
+                for doc_id in ids:
+                    doc = await self._collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
+                    if doc is not None:
+                        count += await self._publish(doc)
+                if sweep:
+                    cursor = self._collection.find(PENDING_FILTER, {OUTBOX_FIELD: 1}).limit(
+                        self._batch_size
                     )
-                    count += 1
+                    async for doc in cursor:
+                        count += await self._publish(doc)
+            except BaseException:
+                self._pending_ids |= ids  # nothing named is forgotten on failure
+                raise
             self.published += count
             return count
 
+    async def _publish(self, doc: Document) -> int:
+        entries = doc.get(OUTBOX_FIELD, [])
+        for entry in entries:
+            event = CloudEvent.model_validate(entry["event"])
+            await self._publisher.publish(entry["topic"], event)
+            # Pull the entry exactly as read: FerretDB v1's $pull matches whole
+            # values only, not conditions on sub-document fields.
+            await self._collection.update_one({"_id": doc["_id"]}, {"$pull": {OUTBOX_FIELD: entry}})
+        return len(entries)
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         backoff = self._poll_interval
         while True:
             try:
-                published = await self.relay_once()
+                sweep = loop.time() >= self._next_sweep
+                published = await self.relay_once(sweep=sweep)
+                if sweep:
+                    self._next_sweep = loop.time() + self._sweep_interval
                 backoff = self._poll_interval
-                if published:
-                    continue  # there may be more than one batch
+                if published and sweep:
+                    self._next_sweep = 0.0  # a sweep found work: there may be more
+                    continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

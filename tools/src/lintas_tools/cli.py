@@ -18,12 +18,16 @@ from pathlib import Path
 
 from lintas_deploy.ferretdb import ferretdb_process, start_ferretdb
 from lintas_deploy.kafka import kafka_process, start_kafka
+from lintas_intake.adapters.audit_trail import AuditTrail, ChainReport
+from lintas_intake.domain.organisation import OrganisationKind
 from lintas_intake.settings import IntakeSettings
 from lintas_referral.settings import ReferralSettings
 from lintas_shared.kafka import ensure_topics
 from lintas_shared.topics import ALL_TOPICS
 
 from lintas_tools.demo import DemoTarget, load_or_create_keys, seed_demo
+from lintas_tools.importer import run_import
+from lintas_tools.organisations import Directories, OrganisationAdmin
 from lintas_tools.services import service_specs, start_service, stop_service
 
 
@@ -136,8 +140,48 @@ def cmd_status() -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `lintas` command."""
+def _directories() -> Directories:
+    intake = IntakeSettings()
+    return Directories(
+        mongodb_uri=_stack_env(_state_dir())["LINTAS_MONGODB_URI"],
+        intake_database=intake.database,
+        referral_database=ReferralSettings().database,
+        api_key_pepper=intake.common.api_key_pepper.get_secret_value(),
+    )
+
+
+async def _org_command(args: argparse.Namespace) -> object:
+    admin = OrganisationAdmin(_directories())
+    try:
+        if args.org_command == "create":
+            return await admin.create(
+                args.name,
+                OrganisationKind(args.kind),
+                args.country,
+                tuple(args.languages.split(",")) if args.languages else (),
+                tuple(args.claim_types.split(",")) if args.claim_types else (),
+                args.capacity,
+            )
+        if args.org_command == "issue-key":
+            return await admin.issue_key(args.org_id)
+        if args.org_command == "revoke-key":
+            return await admin.revoke_key(args.org_id, args.key_id)
+        return await admin.list()
+    finally:
+        await admin.close()
+
+
+async def _audit_verify() -> ChainReport:
+    from lintas_shared.mongo import make_mongo_client
+
+    client = make_mongo_client(_directories().mongodb_uri, app_name="lintas-cli")
+    try:
+        return await AuditTrail(client[IntakeSettings().database]["audit"]).verify()
+    finally:
+        await client.close()
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lintas", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -146,7 +190,44 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="show which processes are running")
     sub.add_parser("demo-seed", help="(re)create the demo organisations and keys")
-    args = parser.parse_args(argv)
+    org = sub.add_parser("org", help="organisations and API keys").add_subparsers(
+        dest="org_command", required=True
+    )
+    create = org.add_parser("create", help="create an organisation; prints its first key")
+    create.add_argument("--name", required=True)
+    create.add_argument("--kind", required=True, choices=[k.value for k in OrganisationKind])
+    create.add_argument("--country", required=True, help="ISO 3166 alpha-2, e.g. ID")
+    create.add_argument("--languages", help="comma-separated ISO 639-1, e.g. id,en")
+    create.add_argument("--claim-types", help="legal partners: comma-separated claim types")
+    create.add_argument("--capacity", type=int, help="legal partners: open referrals at most")
+    org.add_parser("list", help="list organisations and their keys' ids")
+    issue = org.add_parser("issue-key", help="issue another key; prints it once")
+    issue.add_argument("org_id")
+    revoke = org.add_parser("revoke-key", help="revoke a key at once")
+    revoke.add_argument("org_id")
+    revoke.add_argument("key_id")
+    imp = sub.add_parser("import", help="import cases from CSV or JSON Lines")
+    imp.add_argument("file", type=Path)
+    imp.add_argument(
+        "--api-key",
+        default=os.environ.get("LINTAS_API_KEY"),
+        help="the NGO's API key (or LINTAS_API_KEY)",
+    )
+    imp.add_argument("--url", default=os.environ.get("LINTAS_INTAKE_URL", "http://127.0.0.1:8080"))
+    imp.add_argument(
+        "--report", type=Path, help="where refused rows are listed (default: FILE.errors.csv)"
+    )
+    imp.add_argument("--concurrency", type=int, default=8)
+    audit = sub.add_parser("audit", help="audit trail").add_subparsers(
+        dest="audit_command", required=True
+    )
+    audit.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `lintas` command."""
+    args = _parser().parse_args(argv)
     try:
         if args.command == "up":
             return cmd_up()
@@ -154,10 +235,28 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_down()
         if args.command == "status":
             return cmd_status()
+        if args.command == "org":
+            _say(json.dumps(asyncio.run(_org_command(args)), indent=2))
+            return 0
+        if args.command == "import":
+            if not args.api_key:
+                raise RuntimeError("--api-key (or LINTAS_API_KEY) is required")
+            report = run_import(
+                args.file,
+                url=args.url,
+                api_key=args.api_key,
+                report_path=args.report or args.file.with_suffix(".errors.csv"),
+                concurrency=args.concurrency,
+            )
+            return 0 if report.rejected == 0 else 2
+        if args.command == "audit":
+            result = asyncio.run(_audit_verify())
+            _say(json.dumps(vars(result), indent=2))
+            return 0 if result.intact else 1
         state = _state_dir()
         cmd_demo_seed(state, _stack_env(state))
         return 0
-    except RuntimeError as exc:
+    except (RuntimeError, KeyError) as exc:
         print(f"lintas: {exc}", file=sys.stderr)
         return 1
 

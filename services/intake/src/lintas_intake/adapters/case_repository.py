@@ -197,7 +197,7 @@ class MongoCaseRepository:
         self,
         collection: AsyncCollection[Document],
         vault: KeyVault,
-        on_write: Callable[[], None] = lambda: None,
+        on_write: Callable[[str], None] = lambda _id: None,
     ) -> None:
         self._collection = collection
         self._vault = vault
@@ -246,7 +246,7 @@ class MongoCaseRepository:
             if existing is not None:
                 raise DuplicateExternalRefError(existing["_id"]) from None
             raise DuplicateReferenceError from None
-        self._on_write()
+        self._on_write(case.id)
 
     async def find_idempotent(
         self, organisation_id: str, key: str
@@ -281,7 +281,7 @@ class MongoCaseRepository:
             {"_id": case.id, "version": expected_version}, update
         )
         if result.modified_count and events:
-            self._on_write()
+            self._on_write(case.id)
         return result.modified_count == 1
 
     async def page(

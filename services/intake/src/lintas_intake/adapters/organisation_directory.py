@@ -45,6 +45,11 @@ class MongoOrganisationDirectory:
         doc = await self._collection.find_one({"api_key_hashes": self.hash(api_key)})
         return None if doc is None else _organisation(doc)
 
+    async def active_key_hashes(self, organisation_id: str) -> list[str]:
+        """The hashes of an organisation's keys that are not revoked."""
+        doc = await self._collection.find_one({"_id": organisation_id}, {"api_key_hashes": 1})
+        return list((doc or {}).get("api_key_hashes", []))
+
     async def get(self, organisation_id: str) -> Organisation | None:
         """One organisation."""
         doc = await self._collection.find_one({"_id": organisation_id})

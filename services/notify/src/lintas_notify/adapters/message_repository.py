@@ -39,7 +39,9 @@ class MongoMessageRepository:
     """The `MessageRepository` on MongoDB (and FerretDB)."""
 
     def __init__(
-        self, collection: AsyncCollection[Document], on_write: Callable[[], None] = lambda: None
+        self,
+        collection: AsyncCollection[Document],
+        on_write: Callable[[str], None] = lambda _id: None,
     ) -> None:
         self._collection = collection
         self._on_write = on_write
@@ -77,7 +79,7 @@ class MongoMessageRepository:
                 },
             },
         )
-        self._on_write()
+        self._on_write(sms.id)
 
     async def record_suppressed(self, sms: OutgoingSms, reason: str, now: datetime) -> None:
         """Record a message that must not be sent, and why (idempotent)."""

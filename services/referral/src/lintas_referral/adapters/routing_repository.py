@@ -22,7 +22,9 @@ class MongoRoutingRepository:
     """The `RoutingRepository` on MongoDB (and FerretDB)."""
 
     def __init__(
-        self, collection: AsyncCollection[Document], on_write: Callable[[], None] = lambda: None
+        self,
+        collection: AsyncCollection[Document],
+        on_write: Callable[[str], None] = lambda _id: None,
     ) -> None:
         self._collection = collection
         self._on_write = on_write
@@ -65,7 +67,7 @@ class MongoRoutingRepository:
             await self._collection.insert_one(doc)
         except DuplicateKeyError:
             return False
-        self._on_write()
+        self._on_write(case.case_id)
         return True
 
     async def get(self, case_id: str) -> Document | None:

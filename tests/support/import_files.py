@@ -1,0 +1,52 @@
+"""Generated bulk-import files: valid rows with a known share of broken ones."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from lintas_tools.importer import CSV_COLUMNS
+
+GOOD_ROW = {
+    "worker_full_name": "Contoh Pekerja",
+    "worker_phone": "+6281234567890",
+    "worker_preferred_language": "id",
+    "worker_current_country": "ID",
+    "employment_country": "HK",
+    "employment_sector": "domestic_work",
+    "employment_started_on": "2023-02-01",
+    "employment_ended_on": "2026-08-31",
+    "claim_type": "unpaid_wages",
+    "claim_amount_currency": "HKD",
+    "claim_amount_value": "12000.00",
+    "claim_arose_on": "2026-08-31",
+    "consent_text_version": "lintas-consent-id-1",
+    "consent_language": "id",
+    "consent_given_at": "2026-09-15T09:30:00+07:00",
+    "consent_channel": "in_person",
+    "consent_taken_by": "caseworker-17",
+    "consent_purposes": "legal_referral;sms_updates",
+    "consent_share_with_countries": "HK",
+}
+#: Ways a row goes wrong, and the field the API must name for it.
+BREAKAGES = (
+    ("worker_phone", "0812-3456", "worker.phone"),
+    ("claim_amount_value", "12,000", "claims[0].amount.value"),
+    ("employment_country", "XX", "employment.country"),
+)
+
+
+def write_import_csv(path: Path, rows: int, bad_every: int, prefix: str) -> set[int]:
+    """Write `rows` rows, every `bad_every`-th broken; returns the broken rows' numbers."""
+    bad: set[int] = set()
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for n in range(rows):
+            row = {**GOOD_ROW, "external_ref": f"{prefix}-{n:06d}"}
+            if n % bad_every == bad_every - 1:
+                column, value, _ = BREAKAGES[n % len(BREAKAGES)]
+                row[column] = value
+                bad.add(n + 2)  # spreadsheet numbering: row 1 is the header
+            writer.writerow(row)
+    return bad

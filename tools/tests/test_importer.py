@@ -1,0 +1,42 @@
+"""The bulk importer's file handling (no network)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from lintas_intake.domain.submission import CaseSubmission
+from lintas_tools.importer import csv_row_to_case, read_rows
+
+from tests.support.import_files import GOOD_ROW, write_import_csv
+
+pytestmark = pytest.mark.unit
+
+
+def test_a_csv_row_becomes_a_valid_case_document() -> None:
+    doc = csv_row_to_case({**GOOD_ROW, "external_ref": "NGO-1", "worker_home_region": ""})
+    submission = CaseSubmission.model_validate(doc)
+    assert submission.external_ref == "NGO-1"
+    assert submission.claims[0].amount is not None
+    assert submission.claims[0].amount.value == "12000.00"
+    assert [p.value for p in submission.consent.purposes] == ["legal_referral", "sms_updates"]
+    assert "home_region" not in doc["worker"]
+
+
+def test_rows_are_numbered_as_a_spreadsheet_shows_them(tmp_path: Path) -> None:
+    path = tmp_path / "cases.csv"
+    bad = write_import_csv(path, rows=10, bad_every=5, prefix="T")
+    rows = list(read_rows(path))
+    assert [n for n, _ in rows] == list(range(2, 12))
+    assert bad == {6, 11}
+
+
+def test_jsonl_lines_that_are_not_json_are_reported(tmp_path: Path) -> None:
+    path = tmp_path / "cases.jsonl"
+    path.write_text(json.dumps({"external_ref": "A"}) + "\n{broken\n[1]\n")
+    rows = list(read_rows(path))
+    assert rows[0] == (1, {"external_ref": "A"})
+    assert rows[1][0] == 2
+    assert str(rows[1][1]).startswith("not JSON")
+    assert rows[2] == (3, "not a JSON object")
