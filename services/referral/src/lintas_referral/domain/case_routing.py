@@ -164,6 +164,13 @@ class Reminder(_Model):
     state: Literal["scheduled", "sent", "cancelled"] = "scheduled"
 
 
+class Block(_Model):
+    """Why a jurisdiction's claims are not with a partner."""
+
+    status: Literal["awaiting_consent", "unassigned"]
+    reason: str
+
+
 class Policy(_Model):
     """The knobs of routing: time to accept an offer, reminder days, manifest."""
 
@@ -183,7 +190,7 @@ class CaseRouting(_Model):
     claims: list[ClaimRouting]
     consents: list[ConsentRecord]
     referrals: list[Referral] = Field(default_factory=list)
-    blocked: dict[str, str] = Field(default_factory=dict)
+    blocked: dict[str, Block] = Field(default_factory=dict)
     status: str = "routing"
     reason: str | None = None
     reminders: list[Reminder] = Field(default_factory=list)
@@ -291,18 +298,26 @@ class CaseRouting(_Model):
 
     def _why_blocked(
         self, country: str, purpose: str, available: Sequence[Partner], refused: set[str]
-    ) -> str:
+    ) -> Block:
         if available:
-            return (
-                f"awaiting_consent: no active consent covers the purpose {purpose} "
-                f"and sharing with {country} or its legal partners"
+            active = [c for c in self.consents if c.withdrawn_at is None]
+            if not any(purpose in c.purposes for c in active):
+                return Block(
+                    status="awaiting_consent",
+                    reason=f"consent does not cover the purpose {purpose}",
+                )
+            return Block(
+                status="awaiting_consent", reason=f"consent does not cover sharing with {country}"
             )
         if refused:
-            return (
-                f"unassigned: every eligible legal partner in {country} declined or let the "
-                "offer expire; a caseworker must find one"
+            return Block(
+                status="unassigned",
+                reason=f"every eligible legal partner in {country} declined or let the offer "
+                "expire; a caseworker must find one",
             )
-        return f"unassigned: no legal partner in {country} can take these claims now"
+        return Block(
+            status="unassigned", reason=f"no legal partner in {country} can take these claims now"
+        )
 
     def _offer(
         self, partner: Partner, claims: Sequence[ClaimRouting], policy: Policy, now: datetime
@@ -351,7 +366,7 @@ class CaseRouting(_Model):
         """Derive the case's status; announce a block the NGO has not been told of yet."""
         open_statuses = {r.status for r in self.referrals if r.is_open}
         unrouted = [c for c in self.claims if c.status != "routed"]
-        reasons = [f"{country}: {why}" for country, why in sorted(self.blocked.items())]
+        reasons = [block.reason for _, block in sorted(self.blocked.items())]
         reasons += [f"claim {c.claim_index} ({c.claim_type}): {c.reason}" for c in unrouted]
         reason = "; ".join(reasons) or None
         if self.closed:
@@ -364,7 +379,7 @@ class CaseRouting(_Model):
             status = "referred"
         elif any(r.status == "closed" for r in self.referrals) and not self.blocked:
             status = "closed"
-        elif any(why.startswith("awaiting_consent") for why in self.blocked.values()):
+        elif any(b.status == "awaiting_consent" for b in self.blocked.values()):
             status = "awaiting_consent"
         else:
             status = "unassigned"
