@@ -16,16 +16,21 @@ from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.runtime import ServiceRuntime
 
-from lintas_referral import handlers
+from lintas_referral import handlers, webhooks
 from lintas_referral.adapters.audit import MongoAuditTrail
+from lintas_referral.adapters.http_sender import HttpxSender
 from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
 from lintas_referral.adapters.routing_repository import MongoRoutingRepository
+from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
 from lintas_referral.domain.case_routing import Policy
 from lintas_referral.domain.handoff import load_default_manifests
 from lintas_referral.domain.rules import RuleBook, load_default_rules, parse_rules
 from lintas_referral.entrypoints.http import router
 from lintas_referral.entrypoints.scheduler import Scheduler
-from lintas_referral.entrypoints.subscribers import register_subscribers
+from lintas_referral.entrypoints.subscribers import (
+    register_subscribers,
+    register_webhook_subscriber,
+)
 from lintas_referral.settings import ReferralSettings
 
 LEGAL_REFERRAL = "legal_referral"
@@ -64,7 +69,23 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     partners = MongoPartnerDirectory(database["partners"], routings)
     ctx = handlers.Referrals(routings=routings, partners=partners, rules=rules, policy=policy)
     register_subscribers(broker, group_id=settings.consumer_group, ctx=ctx, dead_letters=publisher)
-    scheduler = Scheduler([partial(handlers.run_due, ctx)], settings.scheduler_interval_seconds)
+    deliveries = MongoWebhookDeliveries(database["webhook_deliveries"])
+    sender = HttpxSender()
+    hooks = webhooks.Webhooks(
+        deliveries=deliveries,
+        partners=partners,
+        routings=routings,
+        sender=sender,
+        box=webhooks.SecretBox(common.master_key.get_secret_value()),
+        environment=common.environment,
+    )
+    register_webhook_subscriber(
+        broker, group_id=settings.consumer_group, hooks=hooks, dead_letters=publisher
+    )
+    scheduler = Scheduler(
+        [partial(handlers.run_due, ctx), partial(webhooks.deliver_due, hooks)],
+        settings.scheduler_interval_seconds,
+    )
     runtime = ServiceRuntime(
         name="referral",
         mongo=mongo,
@@ -77,12 +98,14 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await routings.ensure_indexes()
+        await deliveries.ensure_indexes()
         async with runtime.lifespan(app):
             scheduler.start()
             try:
                 yield
             finally:
                 await scheduler.stop()
+                await sender.close()
 
     app = FastAPI(
         title="Lintas referral API",
@@ -100,6 +123,9 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         mongo[common.keyvault_database]["case_keys"], common.master_key.get_secret_value()
     )
     app.state.audit = MongoAuditTrail(database["audit"])
+    app.state.webhooks = hooks
+    app.state.deliveries = deliveries
+    app.state.operator_token = settings.operator_token.get_secret_value()
     install_conventions(
         app,
         {"store": runtime.store_ready, "kafka": runtime.broker_ready},

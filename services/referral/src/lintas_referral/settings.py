@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lintas_shared.settings import CommonSettings
-from pydantic import Field
+from lintas_shared.settings import DEV_SECRET_PREFIX, CommonSettings, require_real_secret
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,15 @@ class ReferralSettings(BaseSettings):
     #: Days before a filing deadline on which a reminder is sent.
     reminder_days: tuple[int, ...] = (30, 7, 1)
     #: How often the scheduler looks for expired offers, due reminders and deliveries.
-    scheduler_interval_seconds: float = Field(default=30.0, gt=0)
+    scheduler_interval_seconds: float = Field(default=5.0, gt=0)
     #: A rules file to use instead of the one shipped with the service.
     rules_file: Path | None = None
+    #: Operators present this in `X-Operator-Token` (e.g. to redeliver a webhook).
+    operator_token: SecretStr = SecretStr(DEV_SECRET_PREFIX + "referral-operator-token")
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> ReferralSettings:
+        require_real_secret(
+            self.operator_token, "LINTAS_REFERRAL_OPERATOR_TOKEN", self.common.environment
+        )
+        return self

@@ -82,3 +82,17 @@ class MongoPartnerDirectory:
             },
             upsert=True,
         )
+
+    async def set_webhook(self, partner_id: str, url: str, sealed_secret: str) -> bool:
+        """Register (or replace) the partner's webhook URL and its sealed secret."""
+        result = await self._collection.update_one(
+            {"_id": partner_id},
+            {"$set": {"webhook": {"url": url, "secret": sealed_secret}}},
+        )
+        return result.matched_count == 1
+
+    async def webhook(self, partner_id: str) -> tuple[str, str] | None:
+        """The partner's webhook URL and sealed secret, if it registered one."""
+        doc = await self._collection.find_one({"_id": partner_id, "active": True})
+        hook = (doc or {}).get("webhook")
+        return None if not hook else (hook["url"], hook["secret"])

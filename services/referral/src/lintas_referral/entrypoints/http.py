@@ -6,20 +6,22 @@ handoff shares; another partner's referral id answers 404.
 
 from __future__ import annotations
 
+import hmac
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from lintas_shared.crypto import CaseKeyMissingError, KeyVault
-from lintas_shared.http import Problem, problem_response
+from lintas_shared.http import FieldError, Problem, problem_response
 from lintas_shared.security import hash_api_key
 from lintas_shared.values import Money
 from pydantic import BaseModel, ConfigDict, Field
 
-from lintas_referral import handlers
+from lintas_referral import handlers, webhooks
 from lintas_referral.adapters.audit import MongoAuditTrail
 from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
+from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
 from lintas_referral.domain.case_routing import (
     CaseRouting,
     HistoryEntry,
@@ -33,7 +35,9 @@ from lintas_referral.domain.case_routing import (
 from lintas_referral.domain.forums import ClaimRouting
 from lintas_referral.domain.handoff import minimised_view
 from lintas_referral.domain.routing import Partner
+from lintas_referral.domain.webhooks import WebhookUrlError
 from lintas_referral.handlers import Referrals
+from lintas_referral.webhooks import Webhooks
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing or unknown API key"},
@@ -286,3 +290,123 @@ async def hand_on_referral(referral_id: str, body: HandOnRequest, caller: Caller
     except TransitionError as exc:
         return _conflict(exc)
     return _summary(routing, routing.referrals[-1])
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+
+class WebhookRequest(_Body):
+    """Where to POST referral events."""
+
+    url: str = Field(min_length=1, max_length=2000, description="https:// (127.0.0.1 on dev)")
+
+
+class WebhookRegistered(BaseModel):
+    """The registration; the secret is shown only now."""
+
+    url: str
+    secret: str = Field(description="Verify X-Lintas-Signature with this; shown only once")
+
+
+class DeliveryAttempt(BaseModel):
+    """One attempt to deliver (or a redelivery request)."""
+
+    at: datetime
+    status_code: int | None = None
+    error: str | None = None
+    ok: bool | None = None
+    redelivery_requested: bool | None = None
+
+
+class Delivery(BaseModel):
+    """A webhook delivery of one event, with its attempts."""
+
+    id: str
+    event_id: str
+    event_type: str
+    state: Literal["pending", "delivered", "failed"]
+    created_at: datetime
+    next_attempt_at: datetime | None
+    log: list[DeliveryAttempt]
+
+
+def _hooks(request: Request) -> Webhooks:
+    hooks: Webhooks = request.app.state.webhooks
+    return hooks
+
+
+Hooks = Annotated[Webhooks, Depends(_hooks)]
+
+
+@router.put(
+    "/webhook",
+    response_model=WebhookRegistered,
+    tags=["webhooks"],
+    summary="Register your webhook URL",
+    responses={422: {"model": Problem, "description": "URL not allowed, field named"}},
+)
+async def register_webhook(body: WebhookRequest, caller: Caller, hooks: Hooks) -> Any:
+    """Register (or replace) the URL that receives your referral events, signed.
+
+    Every POST carries `X-Lintas-Signature: t=<unix>,v1=<hex>`: HMAC-SHA256 with the
+    returned secret over `<t>.<body>`. Refuse it when `t` is more than 5 minutes old.
+    """
+    try:
+        secret = await webhooks.register(hooks, caller.id, body.url)
+    except WebhookUrlError as exc:
+        return problem_response(
+            422,
+            "Invalid request",
+            "One or more fields are invalid.",
+            errors=[FieldError(field="url", message=str(exc), type="value_error")],
+        )
+    return WebhookRegistered(url=body.url, secret=secret)
+
+
+def _delivery(doc: dict[str, Any]) -> Delivery:
+    return Delivery(id=doc["_id"], **{k: v for k, v in doc.items() if k != "_id"})
+
+
+@router.get(
+    "/referrals/{referral_id}/deliveries",
+    response_model=list[Delivery],
+    tags=["webhooks"],
+    summary="The webhook delivery log of a referral",
+)
+async def referral_deliveries(
+    referral_id: str, caller: Caller, ctx: Ctx, request: Request
+) -> list[Delivery]:
+    """Every webhook delivery for this referral, with each attempt."""
+    await _mine(ctx, referral_id, caller)
+    store: MongoWebhookDeliveries = request.app.state.deliveries
+    return [_delivery(d) for d in await store.for_referral(referral_id)]
+
+
+async def _operator(
+    request: Request,
+    x_operator_token: Annotated[str | None, Header(description="The operator token")] = None,
+) -> None:
+    expected: str = request.app.state.operator_token
+    if not x_operator_token or not hmac.compare_digest(x_operator_token, expected):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "A valid X-Operator-Token header is required.",
+            headers={"WWW-Authenticate": "OperatorToken"},
+        )
+
+
+@router.post(
+    "/operator/webhook-deliveries/{delivery_id}/redeliver",
+    response_model=Delivery,
+    tags=["operations"],
+    summary="Redeliver a webhook now (operators)",
+    dependencies=[Depends(_operator)],
+)
+async def redeliver(delivery_id: str, request: Request, ctx: Ctx) -> Delivery:
+    """Make a delivery pending again and due now, with a fresh 24-hour retry window."""
+    store: MongoWebhookDeliveries = request.app.state.deliveries
+    if not await store.reschedule(delivery_id, ctx.clock()):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such delivery.")
+    doc = await store.get(delivery_id)
+    assert doc is not None
+    return _delivery(doc)

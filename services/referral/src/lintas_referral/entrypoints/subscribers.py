@@ -13,10 +13,34 @@ from lintas_shared.events import (
     CaseSubmitted,
     ConsentRecorded,
     ConsentWithdrawn,
+    DeadlineApproaching,
+    ReferralAccepted,
+    ReferralClosed,
+    ReferralDeclined,
+    ReferralExpired,
+    ReferralOffered,
+    ReferralProgressed,
+    ReferralWithdrawn,
 )
 
-from lintas_referral import handlers
+from lintas_referral import handlers, webhooks
 from lintas_referral.handlers import Referrals
+from lintas_referral.webhooks import Webhooks
+
+#: The referral events a partner hears about by webhook.
+WEBHOOK_EVENT_TYPES = tuple(
+    cls.TYPE
+    for cls in (
+        ReferralOffered,
+        ReferralAccepted,
+        ReferralDeclined,
+        ReferralExpired,
+        ReferralWithdrawn,
+        ReferralProgressed,
+        ReferralClosed,
+        DeadlineApproaching,
+    )
+)
 
 
 def register_subscribers(
@@ -35,4 +59,18 @@ def register_subscribers(
         dead_letters=dead_letters,
     )
     subscribe(broker, topics.CASES, group_id=group_id, consumer=consumer)
+    return consumer
+
+
+def register_webhook_subscriber(
+    broker: KafkaBroker, *, group_id: str, hooks: Webhooks, dead_letters: RawPublisher
+) -> EventConsumer:
+    """Turn referral's own events into webhook deliveries (its own consumer group)."""
+    on_event = partial(webhooks.on_referral_event, hooks=hooks)
+    consumer = EventConsumer(
+        "referral-webhooks",
+        {event_type: on_event for event_type in WEBHOOK_EVENT_TYPES},
+        dead_letters=dead_letters,
+    )
+    subscribe(broker, topics.REFERRALS, group_id=f"{group_id}-webhooks", consumer=consumer)
     return consumer
