@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import pytest
+from lintas_referral.bootstrap import create_app
 from lintas_referral.domain.rules import RulesFileError, load_default_rules, parse_rules
+from lintas_referral.settings import ReferralSettings
 
 pytestmark = pytest.mark.unit
 TEXT = resources.files("lintas_referral.data").joinpath("forums.toml").read_text("utf-8")
@@ -62,3 +65,12 @@ def test_a_deadline_needs_one_length() -> None:
 def test_not_toml_at_all() -> None:
     with pytest.raises(RulesFileError, match="not valid TOML"):
         parse_rules("[[forum]\n")
+
+
+def test_a_broken_rules_file_stops_the_service_at_start(tmp_path: Path) -> None:
+    broken = tmp_path / "forums.toml"
+    broken.write_text(TEXT.replace("verified_on = 2026-09-01", 'verified_on = "last week"', 1))
+    with pytest.raises(
+        RulesFileError, match=r"forum\[0\] \(HK-LD-CONCILIATION\), field 'verified_on'"
+    ):
+        create_app(ReferralSettings(rules_file=broken))
