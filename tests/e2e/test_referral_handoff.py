@@ -7,18 +7,22 @@ referral API, and accepts or declines. Consent recorded later resumes routing.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import uuid
 from typing import Any
 
 import httpx
 import pytest
+from lintas_shared.crypto import DataKey
 from lintas_shared.envelope import from_kafka_record, to_kafka_record
 from lintas_shared.events import (
     CaseRoutingBlocked,
     ConsentRecorded,
     ConsentSummary,
     ReferralAccepted,
+    ReferralOffered,
     make_event,
     parse_payload,
 )
@@ -116,6 +120,26 @@ async def test_partner_hears_by_signed_webhook_reads_minimised_case_and_accepts(
                 assert absent not in raw
 
             assert (await sg.get(f"/v1/referrals/{rid}")).status_code == 404
+
+            # A partner consuming Kafka opens the offer's sealed content with its key.
+            [offered] = await collect(
+                servers.kafka_bootstrap,
+                REFERRALS,
+                lambda r: (
+                    r.key == case["id"].encode() and r.headers["ce_type"] == ReferralOffered.TYPE
+                ),
+            )
+            token = parse_payload(
+                from_kafka_record(offered.value, offered.headers), ReferralOffered
+            ).content
+            assert token is not None
+            assert "Contoh Pekerja" not in (offered.value or b"").decode()
+            key = (await hk.get(f"/v1/referrals/{rid}/content-key")).json()
+            opened = DataKey(case["id"], base64.urlsafe_b64decode(key["key"])).decrypt(
+                "referral.content", token
+            )
+            assert fields_of(json.loads(opened)) == MANIFEST
+            assert (await sg.get(f"/v1/referrals/{rid}/content-key")).status_code == 404
             assert (await sg.post(f"/v1/referrals/{rid}/accept")).status_code == 404
 
             accepted = await hk.post(f"/v1/referrals/{rid}/accept")

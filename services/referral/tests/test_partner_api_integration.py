@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +17,7 @@ from lintas_referral.bootstrap import create_app
 from lintas_referral.domain.handoff import flatten_fields
 from lintas_referral.domain.routing import Partner
 from lintas_referral.settings import ReferralSettings
-from lintas_shared.crypto import KeyVault
+from lintas_shared.crypto import DataKey, KeyVault
 from lintas_shared.mongo import Document
 from lintas_shared.security import hash_api_key
 from lintas_shared.settings import CommonSettings
@@ -219,3 +221,31 @@ async def test_decline_offers_the_next_partner_who_then_sees_it(api: Api) -> Non
     # The first partner still sees its own declined referral, and no longer the case's data.
     mine = await api.client.get("/v1/referrals", headers=api.as_("org-hk-1"))
     assert [r["status"] for r in mine.json()] == ["declined"]
+
+
+async def test_the_offer_event_carries_content_only_its_partner_can_open(api: Api) -> None:
+    rid = await api.submit("case-sealed")
+    doc = await api.app.state.routings.raw("case-sealed")
+    [entry] = doc["outbox"]
+    token = entry["event"]["data"]["content"]
+    assert token.startswith("enc:v1:")
+    assert WORKER_NAME not in str(doc["outbox"])
+
+    answer = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=api.as_("org-hk-1"))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["associated_data"] == "case-sealed\x1freferral.content"
+    key = DataKey("case-sealed", base64.urlsafe_b64decode(body["key"]))
+    content = json.loads(key.decrypt("referral.content", token))
+    assert flatten_fields(content) == set(api.app.state.referrals.policy.manifest.fields)
+    assert content["worker"]["phone"] == WORKER_PHONE
+
+    other = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=api.as_("org-sg"))
+    assert other.status_code == 404
+
+    # Erasure destroys the case key: the content key is gone, and so is the partner's view.
+    assert await api.vault.destroy("case-sealed")
+    gone = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=api.as_("org-hk-1"))
+    assert gone.status_code == 410
+    view = (await api.client.get(f"/v1/referrals/{rid}", headers=api.as_("org-hk-1"))).json()
+    assert (view["shared"], view["erased"]) == (None, True)

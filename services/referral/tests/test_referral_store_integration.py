@@ -130,18 +130,19 @@ async def test_a_stale_write_is_refused_and_retried(stores: Stores) -> None:
     rid = stale.referrals[0].id
     await handlers.accept(stores.ctx, rid, "org-hk-1")
     assert not await stores.routings.save(stale, stale.version, [])
-    # Two partners' commands racing: both apply, neither is lost.
+    # Two commands on one case racing in one process (API and scheduler share the
+    # process): both apply, neither is lost.
+    ctx = stores.ctx
     await asyncio.gather(
-        handlers.progress(
-            stores.ctx, rid, "org-hk-1", Progress(filed_at_forum=True, at=stores.clock())
-        ),
-        handlers.progress(
-            stores.ctx, rid, "org-hk-1", Progress(documents_needed=True, at=stores.clock())
-        ),
+        *(
+            handlers.progress(ctx, rid, "org-hk-1", Progress(note=str(n), at=stores.clock()))
+            for n in range(5)
+        )
     )
     routing = await stores.routings.get("case-v")
     assert routing is not None
-    assert [h.status for h in routing.referrals[0].history].count("in_progress") == 2
+    assert [h.status for h in routing.referrals[0].history].count("in_progress") == 5
+    assert routing.version == 6  # inserted at 0, then accept and five progress reports
 
 
 async def test_another_partners_referral_is_not_found(stores: Stores) -> None:
@@ -174,7 +175,7 @@ async def test_reminders_are_sent_once_each_across_a_restart(
 
     stores.clock.now = datetime(2027, 9, 21, 12, tzinfo=UTC)  # 29 days before
     ctx = stores.ctx
-    await asyncio.gather(handlers.run_due(ctx), handlers.run_due(stores.ctx))
+    await asyncio.gather(handlers.run_due(ctx), handlers.run_due(ctx))
     stores.clock.now = datetime(2027, 10, 13, 12, tzinfo=UTC)  # 7 days before
     await handlers.run_due(ctx)
     # "Restart": a new process's adapters read the stored schedule, nothing in memory.

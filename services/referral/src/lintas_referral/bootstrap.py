@@ -67,7 +67,12 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     relay = OutboxRelay(database["routings"], publisher)
     routings = MongoRoutingRepository(database["routings"], on_write=relay.wake)
     partners = MongoPartnerDirectory(database["partners"], routings)
-    ctx = handlers.Referrals(routings=routings, partners=partners, rules=rules, policy=policy)
+    keys = KeyVault(
+        mongo[common.keyvault_database]["case_keys"], common.master_key.get_secret_value()
+    )
+    ctx = handlers.Referrals(
+        routings=routings, partners=partners, rules=rules, policy=policy, keys=keys
+    )
     register_subscribers(broker, group_id=settings.consumer_group, ctx=ctx, dead_letters=publisher)
     deliveries = MongoWebhookDeliveries(database["webhook_deliveries"])
     sender = HttpxSender()
@@ -119,9 +124,6 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     app.state.referrals = ctx
     app.state.partners = partners
     app.state.api_key_pepper = common.api_key_pepper.get_secret_value()
-    app.state.keys = KeyVault(
-        mongo[common.keyvault_database]["case_keys"], common.master_key.get_secret_value()
-    )
     app.state.audit = MongoAuditTrail(database["audit"])
     app.state.webhooks = hooks
     app.state.deliveries = deliveries

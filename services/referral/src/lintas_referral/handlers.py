@@ -4,12 +4,13 @@ with the events it caused in the same single-document update."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Protocol
 
 from lintas_shared.consumer import PermanentEventError
+from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseClosed,
@@ -18,12 +19,14 @@ from lintas_shared.events import (
     ConsentRecorded,
     ConsentWithdrawn,
     EventPayload,
+    ReferralOffered,
     make_event,
     parse_payload,
 )
 from lintas_shared.logging import get_logger
 from lintas_shared.values import Money
 
+from lintas_referral.adapters.case_locks import CaseLocks
 from lintas_referral.domain.case_routing import (
     CaseRouting,
     Outcome,
@@ -32,6 +35,7 @@ from lintas_referral.domain.case_routing import (
     ReferralNotFoundError,
     TransitionError,
 )
+from lintas_referral.domain.handoff import minimised_view, referral_key, seal_content
 from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.rules import RuleBook
 
@@ -54,6 +58,14 @@ class PartnerDirectory(Protocol):
 
     async def by_id(self, partner_id: str) -> Partner | None:
         """One active partner."""
+        ...
+
+
+class KeyReader(Protocol):
+    """Reads a case's data key (the key vault); raises CaseKeyMissingError after erasure."""
+
+    async def get(self, case_id: str) -> DataKey:
+        """The case's key."""
         ...
 
 
@@ -96,6 +108,10 @@ class Referrals:
     rules: RuleBook
     policy: Policy
     clock: Clock = utc_now
+    #: Seals each offer's content for its partner; without it offers carry no content.
+    keys: KeyReader | None = None
+    #: Serialises writes to one case within this process.
+    locks: CaseLocks = field(default_factory=CaseLocks)
 
 
 Change = Callable[[CaseRouting, datetime], list[EventPayload]]
@@ -113,6 +129,30 @@ def _events(
     ]
 
 
+async def seal_offers(
+    ctx: Referrals, routing: CaseRouting, payloads: Sequence[EventPayload]
+) -> list[EventPayload]:
+    """Give each offer its content: the minimised view, sealed for that referral's partner."""
+    offers = [p for p in payloads if isinstance(p, ReferralOffered)]
+    if not offers or ctx.keys is None or routing.erased:
+        return list(payloads)
+    try:
+        case_key = await ctx.keys.get(routing.case_id)
+    except CaseKeyMissingError:
+        return list(payloads)  # erased meanwhile: nothing left to share
+    sealed: list[EventPayload] = []
+    for payload in payloads:
+        if isinstance(payload, ReferralOffered):
+            referral = routing.referral(payload.referral_id)
+            view = minimised_view(
+                routing.case, referral.handoff.fields, referral.claim_indexes, case_key.decrypt
+            )
+            content = seal_content(referral_key(case_key, referral.id), view)
+            payload = payload.model_copy(update={"content": content})
+        sealed.append(payload)
+    return sealed
+
+
 async def apply(
     ctx: Referrals,
     routing_or_id: str,
@@ -125,28 +165,30 @@ async def apply(
     """Read, change and write one routing, retrying when another writer got there first.
 
     With `dedupe_key` the change is applied at most once: the key is stored with it.
+    Within this process the case is locked for the whole read-change-write (see
+    `CaseLocks`); the version check guards against other processes.
     """
-    for _ in range(10):
-        routing = await (
-            ctx.routings.by_referral(routing_or_id)
-            if by_referral
-            else ctx.routings.get(routing_or_id)
-        )
-        if routing is None:
-            if by_referral:
-                raise ReferralNotFoundError(routing_or_id)
-            raise PermanentEventError(f"no routing for case {routing_or_id}")
-        if dedupe_key is not None and routing.has_processed(dedupe_key):
-            return routing
-        version = routing.version
-        payloads = change(routing, ctx.clock())
-        if dedupe_key is not None:
-            routing.processed.append(dedupe_key)
-        if await ctx.routings.save(
-            routing, version, _events(payloads, routing.case_id, traceparent)
-        ):
-            return routing
-    raise ConcurrentChangeError(f"routing {routing_or_id} kept changing")
+    case_id = routing_or_id
+    if by_referral:
+        found = await ctx.routings.by_referral(routing_or_id)
+        if found is None:
+            raise ReferralNotFoundError(routing_or_id)
+        case_id = found.case_id
+    async with ctx.locks.hold(case_id):
+        for _ in range(10):
+            routing = await ctx.routings.get(case_id)
+            if routing is None:
+                raise PermanentEventError(f"no routing for case {case_id}")
+            if dedupe_key is not None and routing.has_processed(dedupe_key):
+                return routing
+            version = routing.version
+            payloads = await seal_offers(ctx, routing, change(routing, ctx.clock()))
+            if dedupe_key is not None:
+                routing.processed.append(dedupe_key)
+            events = _events(payloads, routing.case_id, traceparent)
+            if await ctx.routings.save(routing, version, events):
+                return routing
+    raise ConcurrentChangeError(f"routing {case_id} kept changing")
 
 
 async def _partners_for(ctx: Referrals, routing: CaseRouting) -> Mapping[str, Sequence[Partner]]:
@@ -163,6 +205,7 @@ async def on_case_submitted(event: CloudEvent, ctx: Referrals) -> None:
     routing = CaseRouting.new(case, ctx.rules, now)
     routing.processed.append(event.dedupe_key)
     payloads = routing.route(await _partners_for(ctx, routing), ctx.policy, now)
+    payloads = await seal_offers(ctx, routing, payloads)
     # A redelivered `case submitted` finds the routing already stored and changes nothing.
     await ctx.routings.insert(routing, _events(payloads, case.case_id, event.traceparent))
 

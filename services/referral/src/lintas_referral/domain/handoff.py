@@ -7,16 +7,22 @@ this module stays pure.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
+from lintas_shared.crypto import DataKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 #: A field path: 'worker.full_name' or 'claims[].description'.
 _PATH = re.compile(r"^(worker|employment)\.[a-z_]+$|^claims\[\]\.[a-z_]+$")
+#: The field name the sealed content of a referral is bound to (AES-GCM associated data).
+CONTENT_FIELD = "referral.content"
 #: Called with the field name as sealed (e.g. 'claims[0].description') and the token.
 Decrypt = Callable[[str, str], str]
 
@@ -96,3 +102,19 @@ def flatten_fields(view: Mapping[str, Any]) -> set[str]:
         else:
             paths |= {f"{section}.{name}" for name in body}
     return paths
+
+
+def referral_key(case_key: DataKey, referral_id: str) -> DataKey:
+    """The key that seals one referral's content for its partner.
+
+    Derived from the case's own key, so erasing the case (destroying its key) makes the
+    content in every Kafka record unreadable too; and one per referral, so a partner's
+    key opens nothing offered to anyone else.
+    """
+    derived = hmac.new(case_key.key, f"referral:{referral_id}".encode(), hashlib.sha256)
+    return DataKey(case_key.case_id, derived.digest())
+
+
+def seal_content(key: DataKey, view: Mapping[str, Any]) -> str:
+    """The partner's view as one sealed token (JSON inside)."""
+    return key.encrypt(CONTENT_FIELD, json.dumps(view, sort_keys=True, separators=(",", ":")))

@@ -6,13 +6,14 @@ handoff shares; another partner's referral id answers 404.
 
 from __future__ import annotations
 
+import base64
 import hmac
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
-from lintas_shared.crypto import CaseKeyMissingError, KeyVault
+from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.http import FieldError, Problem, problem_response
 from lintas_shared.security import hash_api_key
 from lintas_shared.values import Money
@@ -33,7 +34,7 @@ from lintas_referral.domain.case_routing import (
     TransitionError,
 )
 from lintas_referral.domain.forums import ClaimRouting
-from lintas_referral.domain.handoff import minimised_view
+from lintas_referral.domain.handoff import CONTENT_FIELD, minimised_view, referral_key
 from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.webhooks import WebhookUrlError
 from lintas_referral.handlers import Referrals
@@ -195,9 +196,8 @@ async def get_referral(
     view = {**_summary(routing, r), "handoff": r.handoff.model_dump(), "erased": routing.erased}
     view["shared"] = None
     if not routing.erased and r.status != "withdrawn":
-        keys: KeyVault = request.app.state.keys
         try:
-            key = await keys.get(routing.case_id)
+            key = await _case_key(ctx, routing.case_id)
             view["shared"] = minimised_view(
                 routing.case, r.handoff.fields, r.claim_indexes, key.decrypt
             )
@@ -213,6 +213,39 @@ async def get_referral(
                 at=ctx.clock(),
             )
     return view
+
+
+async def _case_key(ctx: Referrals, case_id: str) -> DataKey:
+    if ctx.keys is None:
+        raise CaseKeyMissingError(case_id)
+    return await ctx.keys.get(case_id)
+
+
+class ContentKey(BaseModel):
+    """How to open the `content` of this referral's `referral offered` event."""
+
+    key: str = Field(description="AES-256-GCM key, base64url")
+    associated_data: str = Field(description="'<case_id>\\x1f" + CONTENT_FIELD + "'")
+    format: str = "content = 'enc:v1:' + base64url(12-byte nonce + ciphertext); JSON inside"
+
+
+@router.get(
+    "/referrals/{referral_id}/content-key",
+    response_model=ContentKey,
+    summary="The key to this referral's sealed event content",
+    responses={410: {"model": Problem, "description": "The worker's data was erased"}},
+)
+async def content_key(referral_id: str, caller: Caller, ctx: Ctx) -> Any:
+    """For partners consuming lintas.referrals.v1: opens only this referral's content."""
+    routing, r = await _mine(ctx, referral_id, caller)
+    try:
+        key = referral_key(await _case_key(ctx, routing.case_id), r.id)
+    except CaseKeyMissingError:
+        return problem_response(410, "Gone", "The worker's data was erased.")
+    return ContentKey(
+        key=base64.urlsafe_b64encode(key.key).decode(),
+        associated_data=f"{routing.case_id}\x1f{CONTENT_FIELD}",
+    )
 
 
 def _conflict(exc: TransitionError) -> JSONResponse:
