@@ -249,3 +249,49 @@ async def test_the_offer_event_carries_content_only_its_partner_can_open(api: Ap
     assert gone.status_code == 410
     view = (await api.client.get(f"/v1/referrals/{rid}", headers=api.as_("org-hk-1"))).json()
     assert (view["shared"], view["erased"]) == (None, True)
+
+
+async def test_hand_on_to_an_indonesian_partner_keeps_the_history(api: Api) -> None:
+    # The HK lawyer finds that the deductions were the placement agency's doing.
+    await api.app.state.partners.upsert(Partner("org-id", "ID partner", "ID"))
+    rid = await api.submit(
+        "case-hand", claims=(claim(ClaimType.ILLEGAL_DEDUCTIONS),), share_with=("HK", "ID")
+    )
+    hk = api.as_("org-hk-1")
+    await api.client.post(f"/v1/referrals/{rid}/accept", headers=hk)
+    handed = await api.client.post(
+        f"/v1/referrals/{rid}/hand-on",
+        json={"to_partner_id": "org-id", "claim_indexes": [0], "reason": "agency's deductions"},
+        headers=hk,
+    )
+    assert handed.status_code == 200, handed.text
+    body = handed.json()
+    assert (body["country"], body["handed_on_from"], body["status"]) == ("ID", rid, "offered")
+    assert body["history"][0]["reason"] == "agency's deductions"
+    routing = await api.app.state.routings.get("case-hand")
+    assert [(r.partner_organisation_id, r.status) for r in routing.referrals] == [
+        ("org-hk-1", "accepted"),
+        ("org-id", "offered"),
+    ]
+    again = await api.client.post(
+        f"/v1/referrals/{rid}/hand-on",
+        json={"to_partner_id": "org-id", "claim_indexes": [0], "reason": "again"},
+        headers=hk,
+    )
+    assert again.status_code == 409
+    refused = await api.client.post(
+        f"/v1/referrals/{rid}/hand-on",
+        json={"to_partner_id": "org-sg", "claim_indexes": [0], "reason": "x"},
+        headers=hk,
+    )
+    assert refused.status_code == 409
+    assert "consent" in refused.json()["detail"]
+
+
+async def test_operator_redelivery_needs_the_operator_token(api: Api) -> None:
+    path = "/v1/operator/webhook-deliveries/no-such-delivery/redeliver"
+    assert (await api.client.post(path)).status_code == 401
+    assert (await api.client.post(path, headers={"X-Operator-Token": "wrong"})).status_code == 401
+    token = api.app.state.operator_token
+    missing = await api.client.post(path, headers={"X-Operator-Token": token})
+    assert missing.status_code == 404

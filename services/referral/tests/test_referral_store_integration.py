@@ -199,3 +199,24 @@ async def test_closing_the_case_withdraws_open_referrals(stores: Stores) -> None
     assert routing.referrals[0].status == "withdrawn"
     assert routing.status == "closed"
     assert await stores.routings.open_referrals("org-hk-1") == 0
+
+
+async def test_erasure_withdraws_and_drops_every_sealed_field(stores: Stores) -> None:
+    from datetime import UTC, datetime
+
+    from lintas_shared.events import CaseErased, make_event
+
+    await handlers.on_case_submitted(submitted(case("case-e")), stores.ctx)
+    erased = make_event(
+        CaseErased(case_id="case-e", erased_at=datetime(2026, 9, 30, tzinfo=UTC)),
+        source="/lintas/intake",
+        subject="case-e",
+    )
+    await handlers.on_case_erased(erased, stores.ctx)
+    await handlers.on_case_erased(erased, stores.ctx)
+    doc = await stores.routings.raw("case-e")
+    assert doc is not None
+    state = {k: v for k, v in doc.items() if k != OUTBOX_FIELD}
+    assert "enc:v1:" not in str(state)
+    assert doc["erased"] is True
+    assert await outbox_types(stores, "case-e") == [ReferralOffered.TYPE, ReferralWithdrawn.TYPE]

@@ -492,6 +492,10 @@ class CaseRouting(_Model):
         claims = [c for c in self.claims if c.claim_index in set(claim_indexes)]
         if not claims:
             raise TransitionError("name at least one claim of the case to hand on")
+        for r in self.referrals:
+            overlaps = bool(set(r.claim_indexes) & set(claim_indexes))
+            if r.is_open and r.partner_organisation_id == to.id and overlaps:
+                raise TransitionError(f"{to.id} already holds an open referral of these claims")
         event = self._offer(to, claims, policy, now)
         self.referrals[-1].handed_on_from = source.id
         self.referrals[-1].history[0].reason = reason
