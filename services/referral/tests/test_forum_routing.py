@@ -155,3 +155,11 @@ def test_a_missing_start_date_gives_no_deadline_and_says_why() -> None:
 def test_add_months_clamps_to_month_end() -> None:
     assert add_months(date(2024, 1, 31), 1) == date(2024, 2, 29)
     assert add_months(date(2026, 12, 15), 1) == date(2027, 1, 15)
+
+
+def test_a_worker_who_has_left_singapore_is_told_what_that_means() -> None:
+    abroad = route(**SG, worker_country="ID")
+    assert len(abroad.notes) == 1
+    assert "civil lawyer" in abroad.notes[0]
+    assert route(**SG, worker_country="SG").notes == ()
+    assert route(worker_country="ID").notes == ()  # no such note on the HK rules

@@ -71,6 +71,7 @@ class ClaimRouting(BaseModel):
     deadline: Deadline | None = None
     deadline_note: str | None = None
     next_step: str | None = None
+    notes: tuple[str, ...] = ()
     verified: bool = True
     reason: str | None = None
 
@@ -170,6 +171,10 @@ def route_claim(index: int, facts: ClaimFacts, book: RuleBook) -> ClaimRouting:
             deadline=deadline,
             deadline_note=None if deadline is not None else note,
             next_step=rule.next_step,
+            # Where she is now decides what is practical (DESIGN §3): say so, per rule.
+            notes=(rule.worker_abroad_note,)
+            if rule.worker_abroad_note and facts.worker_country != rule.jurisdiction
+            else (),
             verified=verified,
         )
     return ClaimRouting(

@@ -82,6 +82,7 @@ class Rule(_Row):
     prerequisites: tuple[str, ...] = ()
     then: tuple[str, ...] = ()
     next_step: str | None = None
+    worker_abroad_note: str | None = None
     source: str = Field(min_length=1)
     verified_on: date
     status: RuleStatus
