@@ -117,7 +117,13 @@ async def test_the_partner_sees_exactly_the_manifest_fields(api: Api) -> None:
     assert view["claims"][0]["deadline"]["verified"] is False
     assert view["handoff"]["consent_id"] == "consent-case-view"
     assert view["handoff"]["recipient_country"] == "HK"
-    for absent in ("date_of_birth", "home_region", "passport", "notes", "phone_hash"):
+    for absent in (
+        "date_of_birth",
+        "home_region",
+        "passport_number",
+        "internal_notes",
+        "phone_hash",
+    ):
         assert absent not in response.text
     audit = await api.app.state.audit.for_case("case-view")
     assert [(a["organisation_id"], a["referral_id"]) for a in audit] == [("org-hk-1", rid)]
