@@ -16,6 +16,7 @@ from lintas_referral.domain.handoff import load_default_manifests
 from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.rules import load_default_rules
 from lintas_shared.events import (
+    CaseDetailsCorrected,
     CaseRoutingBlocked,
     ConsentSummary,
     DeadlineApproaching,
@@ -279,3 +280,24 @@ def test_erasure_drops_every_sealed_field() -> None:
     r.erase(NOW)
     assert "enc:v1:" not in r.model_dump_json()
     assert r.referrals[0].status == "withdrawn"
+
+
+def test_a_corrected_amount_reroutes_the_claim_and_moves_its_reminders() -> None:
+    r, _ = routed()
+    assert r.claims[0].forum is not None
+    assert r.claims[0].forum.code == "HK-MECAB"
+    old = {m.deadline for m in r.reminders}
+    assert old == {date(2027, 8, 31)}
+    corrected = case(claims=(claim(value="20000.00"),))
+    events = r.correct(
+        CaseDetailsCorrected(case_id="case-1", claims=corrected.claims, corrected_at=NOW),
+        RULES,
+        PARTNERS,
+        POLICY,
+        NOW,
+    )
+    assert events == []  # the open referral stays with its partner
+    assert r.claims[0].forum is not None
+    assert r.claims[0].forum.code == "HK-LT"
+    states = {(m.deadline, m.state) for m in r.reminders}
+    assert states == {(date(2027, 8, 31), "cancelled"), (date(2032, 8, 31), "scheduled")}

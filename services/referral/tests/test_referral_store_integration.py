@@ -220,3 +220,29 @@ async def test_erasure_withdraws_and_drops_every_sealed_field(stores: Stores) ->
     assert "enc:v1:" not in str(state)
     assert doc["erased"] is True
     assert await outbox_types(stores, "case-e") == [ReferralOffered.TYPE, ReferralWithdrawn.TYPE]
+
+
+async def test_a_correction_is_applied_once_and_routes_new_claims(stores: Stores) -> None:
+    from lintas_shared.events import CaseDetailsCorrected, make_event
+
+    await handlers.on_case_submitted(
+        submitted(case("case-fix", share_with=("HK", "ID"))), stores.ctx
+    )
+    fixed = case(
+        "case-fix",
+        claims=(claim(), claim(ClaimType.EXCESS_PLACEMENT_FEES, "20000000.00", "IDR")),
+    )
+    correction = make_event(
+        CaseDetailsCorrected(case_id="case-fix", claims=fixed.claims, corrected_at=stores.clock()),
+        source="/lintas/intake",
+        subject="case-fix",
+    )
+    await handlers.on_case_details_corrected(correction, stores.ctx)
+    await handlers.on_case_details_corrected(correction, stores.ctx)
+    routing = await stores.routings.get("case-fix")
+    assert routing is not None
+    assert [(r.jurisdiction, r.partner_organisation_id) for r in routing.referrals] == [
+        ("HK", "org-hk-1"),
+        ("ID", "org-id-1"),
+    ]
+    assert await outbox_types(stores, "case-fix") == [ReferralOffered.TYPE, ReferralOffered.TYPE]

@@ -14,6 +14,7 @@ from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseClosed,
+    CaseDetailsCorrected,
     CaseErased,
     CaseSubmitted,
     ConsentRecorded,
@@ -212,6 +213,19 @@ async def on_case_submitted(event: CloudEvent, ctx: Referrals) -> None:
 
 async def _on_case_event(event: CloudEvent, ctx: Referrals, case_id: str, change: Change) -> None:
     await apply(ctx, case_id, change, dedupe_key=event.dedupe_key, traceparent=event.traceparent)
+
+
+async def on_case_details_corrected(event: CloudEvent, ctx: Referrals) -> None:
+    """The NGO corrected the case: claims are routed again on the corrected facts."""
+    payload = parse_payload(event, CaseDetailsCorrected)
+    # Corrected claims may be heard anywhere the rules know of, not only where they were.
+    partners = await ctx.partners.in_countries({rule.jurisdiction for rule in ctx.rules.rule})
+    await _on_case_event(
+        event,
+        ctx,
+        payload.case_id,
+        lambda r, now: r.correct(payload, ctx.rules, partners, ctx.policy, now),
+    )
 
 
 async def on_consent_recorded(event: CloudEvent, ctx: Referrals) -> None:

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from lintas_shared.events import (
+    CaseDetailsCorrected,
     CaseRoutingBlocked,
     CaseSubmitted,
     ConsentSummary,
@@ -575,6 +576,41 @@ class CaseRouting(_Model):
         for m in self.reminders:
             if m.jurisdiction == country and m.state == "scheduled":
                 m.state = "cancelled"
+
+    # --- corrections ----------------------------------------------------------------------
+
+    def correct(
+        self,
+        correction: CaseDetailsCorrected,
+        rules: RuleBook,
+        partners: Mapping[str, Sequence[Partner]],
+        policy: Policy,
+        now: datetime,
+    ) -> list[EventPayload]:
+        """The NGO corrected the case: re-route the claims and move their reminders.
+
+        Open referrals stay with their partners (a lawyer who accepted is not dropped by
+        a typo fix); claims now heard in a new country are routed there.
+        """
+        if self.erased or self.closed:
+            return []
+        for part in ("worker", "employment", "claims"):
+            value = getattr(correction, part)
+            if value is not None:
+                dumped = (
+                    [v.model_dump(mode="json") for v in value]
+                    if isinstance(value, tuple)
+                    else value.model_dump(mode="json")
+                )
+                self.case[part] = dumped
+        if correction.worker is not None:
+            self.language = correction.worker.preferred_language
+        self.claims = route_claims(CaseSubmitted.model_validate(self.case), rules)
+        current = {(c.claim_index, c.deadline.date) for c in self.claims if c.deadline}
+        for m in self.reminders:
+            if m.state == "scheduled" and (m.claim_index, m.deadline) not in current:
+                m.state = "cancelled"
+        return self.route(partners, policy, now)
 
     # --- consent and the case's end -----------------------------------------------------
 

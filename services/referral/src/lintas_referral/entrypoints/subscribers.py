@@ -9,6 +9,7 @@ from lintas_shared import topics
 from lintas_shared.consumer import EventConsumer, RawPublisher, subscribe
 from lintas_shared.events import (
     CaseClosed,
+    CaseDetailsCorrected,
     CaseErased,
     CaseSubmitted,
     ConsentRecorded,
@@ -51,6 +52,7 @@ def register_subscribers(
         "referral",
         {
             CaseSubmitted.TYPE: partial(handlers.on_case_submitted, ctx=ctx),
+            CaseDetailsCorrected.TYPE: partial(handlers.on_case_details_corrected, ctx=ctx),
             ConsentRecorded.TYPE: partial(handlers.on_consent_recorded, ctx=ctx),
             ConsentWithdrawn.TYPE: partial(handlers.on_consent_withdrawn, ctx=ctx),
             CaseClosed.TYPE: partial(handlers.on_case_closed, ctx=ctx),
