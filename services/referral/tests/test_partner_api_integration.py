@@ -224,9 +224,14 @@ async def test_decline_offers_the_next_partner_who_then_sees_it(api: Api) -> Non
     )
     [offer] = offered.json()
     assert offer["case_id"] == "case-next"
-    # The first partner still sees its own declined referral, and no longer the case's data.
+    # The first partner still sees its declined referral, but no longer the case's data.
     mine = await api.client.get("/v1/referrals", headers=api.as_("org-hk-1"))
     assert [r["status"] for r in mine.json()] == ["declined"]
+    view = (await api.client.get(f"/v1/referrals/{rid}", headers=api.as_("org-hk-1"))).json()
+    assert view["shared"] is None
+    key = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=api.as_("org-hk-1"))
+    assert key.status_code == 410
+    assert WORKER_NAME not in str(view)
 
 
 async def test_the_offer_event_carries_content_only_its_partner_can_open(api: Api) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
@@ -45,6 +46,7 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No such referral for this partner"},
 }
 NOT_FOUND = "No such referral."
+SHARING_STATUSES = frozenset({"offered", "accepted", "in_progress", "closed"})
 
 
 class _Body(BaseModel):
@@ -195,7 +197,9 @@ async def get_referral(
     routing, r = await _mine(ctx, referral_id, caller)
     view = {**_summary(routing, r), "handoff": r.handoff.model_dump(), "erased": routing.erased}
     view["shared"] = None
-    if not routing.erased and r.status != "withdrawn":
+    # Personal data only while the referral is the partner's to work on (or closed by it):
+    # a declined, expired or withdrawn offer no longer opens the case.
+    if not routing.erased and r.status in SHARING_STATUSES:
         try:
             key = await _case_key(ctx, routing.case_id)
             view["shared"] = minimised_view(
@@ -233,11 +237,13 @@ class ContentKey(BaseModel):
     "/referrals/{referral_id}/content-key",
     response_model=ContentKey,
     summary="The key to this referral's sealed event content",
-    responses={410: {"model": Problem, "description": "The worker's data was erased"}},
+    responses={410: {"model": Problem, "description": "Erased, or no longer shared with you"}},
 )
 async def content_key(referral_id: str, caller: Caller, ctx: Ctx) -> Any:
     """For partners consuming lintas.referrals.v1: opens only this referral's content."""
     routing, r = await _mine(ctx, referral_id, caller)
+    if r.status not in SHARING_STATUSES:
+        return problem_response(410, "Gone", f"The referral is {r.status}; it is no longer shared.")
     try:
         key = referral_key(await _case_key(ctx, routing.case_id), r.id)
     except CaseKeyMissingError:
@@ -252,10 +258,15 @@ def _conflict(exc: TransitionError) -> JSONResponse:
     return problem_response(409, "Conflict", str(exc))
 
 
-async def _command(ctx: Referrals, referral_id: str, caller: Partner, run: Any) -> Any:
+async def _command(
+    ctx: Referrals,
+    referral_id: str,
+    caller: Partner,
+    run: Callable[[], Awaitable[CaseRouting]],
+) -> dict[str, Any] | JSONResponse:
     await _mine(ctx, referral_id, caller)
     try:
-        routing: CaseRouting = await run()
+        routing = await run()
     except ReferralNotFoundError:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
     except TransitionError as exc:
