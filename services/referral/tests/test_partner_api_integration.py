@@ -253,6 +253,10 @@ async def test_the_offer_event_carries_content_only_its_partner_can_open(api: Ap
 
     other = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=api.as_("org-sg"))
     assert other.status_code == 404
+    audit = await api.app.state.audit.for_case("case-sealed")
+    assert [(a["organisation_id"], a["fields"][0]) for a in audit] == [
+        ("org-hk-1", "referral.content")
+    ]
 
     # Erasure destroys the case key: the content key is gone, and so is the partner's view.
     assert await api.vault.destroy("case-sealed")

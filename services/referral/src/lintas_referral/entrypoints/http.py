@@ -239,7 +239,7 @@ class ContentKey(BaseModel):
     summary="The key to this referral's sealed event content",
     responses={410: {"model": Problem, "description": "Erased, or no longer shared with you"}},
 )
-async def content_key(referral_id: str, caller: Caller, ctx: Ctx) -> Any:
+async def content_key(referral_id: str, caller: Caller, ctx: Ctx, request: Request) -> Any:
     """For partners consuming lintas.referrals.v1: opens only this referral's content."""
     routing, r = await _mine(ctx, referral_id, caller)
     if r.status not in SHARING_STATUSES:
@@ -248,6 +248,14 @@ async def content_key(referral_id: str, caller: Caller, ctx: Ctx) -> Any:
         key = referral_key(await _case_key(ctx, routing.case_id), r.id)
     except CaseKeyMissingError:
         return problem_response(410, "Gone", "The worker's data was erased.")
+    audit: MongoAuditTrail = request.app.state.audit
+    await audit.record_access(
+        case_id=routing.case_id,
+        referral_id=r.id,
+        organisation_id=caller.id,
+        fields=[CONTENT_FIELD, *r.handoff.fields],
+        at=ctx.clock(),
+    )
     return ContentKey(
         key=base64.urlsafe_b64encode(key.key).decode(),
         associated_data=f"{routing.case_id}\x1f{CONTENT_FIELD}",
