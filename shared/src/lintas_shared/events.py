@@ -209,6 +209,11 @@ class ReferralOffered(EventPayload):
     offered_at: datetime
     forum: ForumSummary | None = None
     deadline: DeadlineSummary | None = None
+    content: EncryptedStr | None = Field(
+        default=None,
+        description="The handoff's shared fields (JSON), sealed for this referral's partner "
+        "only; the partner fetches the key from the referral API. Unreadable after erasure.",
+    )
 
 
 class CaseRoutingBlocked(EventPayload):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from functools import partial
+
 from fastapi import FastAPI
+from lintas_shared.crypto import KeyVault
 from lintas_shared.http import install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging
@@ -10,49 +16,122 @@ from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.runtime import ServiceRuntime
 
+from lintas_referral import handlers, webhooks
+from lintas_referral.adapters.audit import MongoAuditTrail
+from lintas_referral.adapters.http_sender import HttpxSender
 from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
 from lintas_referral.adapters.routing_repository import MongoRoutingRepository
-from lintas_referral.entrypoints.subscribers import register_subscribers
+from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
+from lintas_referral.domain.case_routing import Policy
+from lintas_referral.domain.handoff import load_default_manifests
+from lintas_referral.domain.rules import RuleBook, load_default_rules, parse_rules
+from lintas_referral.entrypoints.http import router
+from lintas_referral.entrypoints.scheduler import Scheduler
+from lintas_referral.entrypoints.subscribers import (
+    register_subscribers,
+    register_webhook_subscriber,
+)
 from lintas_referral.settings import ReferralSettings
+
+LEGAL_REFERRAL = "legal_referral"
+
+
+def load_rules(settings: ReferralSettings) -> RuleBook:
+    """The rule book; a broken file raises RulesFileError and the service does not start."""
+    if settings.rules_file is None:
+        return load_default_rules()
+    return parse_rules(settings.rules_file.read_text("utf-8"), name=str(settings.rules_file))
+
+
+def make_policy(settings: ReferralSettings) -> Policy:
+    """Offer time-to-live, reminder days and the legal-referral manifest."""
+    return Policy(
+        offer_ttl=timedelta(hours=settings.offer_ttl_hours),
+        reminder_days=settings.reminder_days,
+        manifest=load_default_manifests()[LEGAL_REFERRAL],
+    )
 
 
 def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     """Build the referral app (uvicorn calls this with `--factory`)."""
     settings = settings or ReferralSettings()
     configure_logging("referral", settings.common.log_level)
-    mongo = make_mongo_client(settings.common.mongodb_uri, app_name="lintas-referral")
+    # Validate the rules before connecting anything: a broken file stops the service here.
+    rules = load_rules(settings)
+    policy = make_policy(settings)
+    common = settings.common
+    mongo = make_mongo_client(common.mongodb_uri, app_name="lintas-referral")
     database = mongo[settings.database]
-    broker = make_broker(settings.common.kafka_bootstrap, client_id="lintas-referral")
+    broker = make_broker(common.kafka_bootstrap, client_id="lintas-referral")
     publisher = KafkaEventPublisher(broker)
     relay = OutboxRelay(database["routings"], publisher)
     routings = MongoRoutingRepository(database["routings"], on_write=relay.wake)
     partners = MongoPartnerDirectory(database["partners"], routings)
-    register_subscribers(
-        broker,
-        group_id=settings.consumer_group,
-        routings=routings,
+    keys = KeyVault(
+        mongo[common.keyvault_database]["case_keys"], common.master_key.get_secret_value()
+    )
+    ctx = handlers.Referrals(
+        routings=routings, partners=partners, rules=rules, policy=policy, keys=keys
+    )
+    register_subscribers(broker, group_id=settings.consumer_group, ctx=ctx, dead_letters=publisher)
+    deliveries = MongoWebhookDeliveries(database["webhook_deliveries"])
+    sender = HttpxSender()
+    hooks = webhooks.Webhooks(
+        deliveries=deliveries,
         partners=partners,
-        dead_letters=publisher,
+        routings=routings,
+        sender=sender,
+        box=webhooks.SecretBox(common.master_key.get_secret_value()),
+        environment=common.environment,
+    )
+    register_webhook_subscriber(
+        broker, group_id=settings.consumer_group, hooks=hooks, dead_letters=publisher
+    )
+    scheduler = Scheduler(
+        [partial(handlers.run_due, ctx), partial(webhooks.deliver_due, hooks)],
+        settings.scheduler_interval_seconds,
     )
     runtime = ServiceRuntime(
         name="referral",
         mongo=mongo,
         broker=broker,
-        kafka_bootstrap=settings.common.kafka_bootstrap,
-        topic_partitions=settings.common.topic_partitions,
+        kafka_bootstrap=common.kafka_bootstrap,
+        topic_partitions=common.topic_partitions,
         relays=[relay],
     )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await routings.ensure_indexes()
+        await deliveries.ensure_indexes()
+        async with runtime.lifespan(app):
+            scheduler.start()
+            try:
+                yield
+            finally:
+                await scheduler.stop()
+                await sender.close()
+
     app = FastAPI(
         title="Lintas referral API",
         version="0.1.0",
-        description="Routes each claim to a legal partner in the right jurisdiction.",
-        lifespan=runtime.lifespan,
+        description="Legal partners receive, accept and report on referrals. "
+        "Authenticate with your organisation's key in the `X-API-Key` header.",
+        lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.routings = routings
+    app.state.referrals = ctx
+    app.state.partners = partners
+    app.state.api_key_pepper = common.api_key_pepper.get_secret_value()
+    app.state.audit = MongoAuditTrail(database["audit"])
+    app.state.webhooks = hooks
+    app.state.deliveries = deliveries
+    app.state.operator_token = settings.operator_token.get_secret_value()
     install_conventions(
         app,
         {"store": runtime.store_ready, "kafka": runtime.broker_ready},
         asyncapi=runtime.asyncapi,
     )
+    app.include_router(router)
     return app

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from lintas_shared.settings import CommonSettings
-from pydantic import Field
+from pathlib import Path
+
+from lintas_shared.settings import DEV_SECRET_PREFIX, CommonSettings, require_real_secret
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,3 +19,20 @@ class ReferralSettings(BaseSettings):
     port: int = 8081
     database: str = "lintas_referral"
     consumer_group: str = "lintas-referral"
+    #: How long a partner has to accept an offer before it goes to the next one.
+    offer_ttl_hours: float = Field(default=72.0, gt=0)
+    #: Days before a filing deadline on which a reminder is sent.
+    reminder_days: tuple[int, ...] = (30, 7, 1)
+    #: How often the scheduler looks for expired offers, due reminders and deliveries.
+    scheduler_interval_seconds: float = Field(default=5.0, gt=0)
+    #: A rules file to use instead of the one shipped with the service.
+    rules_file: Path | None = None
+    #: Operators present this in `X-Operator-Token` (e.g. to redeliver a webhook).
+    operator_token: SecretStr = SecretStr(DEV_SECRET_PREFIX + "referral-operator-token")
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> ReferralSettings:
+        require_real_secret(
+            self.operator_token, "LINTAS_REFERRAL_OPERATOR_TOKEN", self.common.environment
+        )
+        return self

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from lintas_shared.mongo import Document
@@ -33,6 +33,7 @@ class MongoPartnerDirectory:
                     claim_types=frozenset(doc.get("claim_types", ())),
                     capacity=doc.get("capacity", 50),
                     open_referrals=await self._routings.open_referrals(doc["_id"]),
+                    languages=frozenset(doc.get("languages", ())),
                 )
             )
         return partners
@@ -48,7 +49,20 @@ class MongoPartnerDirectory:
             country=doc["country"],
             claim_types=frozenset(doc.get("claim_types", ())),
             capacity=doc.get("capacity", 50),
+            languages=frozenset(doc.get("languages", ())),
         )
+
+    async def by_id(self, partner_id: str) -> Partner | None:
+        """An active partner by id (for handing a case on)."""
+        doc = await self._collection.find_one({"_id": partner_id, "active": True})
+        if doc is None:
+            return None
+        found = [p for p in await self.in_country(doc["country"]) if p.id == partner_id]
+        return found[0] if found else None
+
+    async def in_countries(self, countries: Iterable[str]) -> dict[str, Sequence[Partner]]:
+        """Active partners of each country, with their load."""
+        return {country: await self.in_country(country) for country in sorted(set(countries))}
 
     async def upsert(self, partner: Partner, api_key_hashes: list[str] | None = None) -> None:
         """Create or update a partner (operators and the demo seed)."""
@@ -61,9 +75,24 @@ class MongoPartnerDirectory:
                     "country": partner.country,
                     "claim_types": sorted(partner.claim_types),
                     "capacity": partner.capacity,
+                    "languages": sorted(partner.languages),
                     "active": True,
                     "updated_at": datetime.now(UTC),
                 }
             },
             upsert=True,
         )
+
+    async def set_webhook(self, partner_id: str, url: str, sealed_secret: str) -> bool:
+        """Register (or replace) the partner's webhook URL and its sealed secret."""
+        result = await self._collection.update_one(
+            {"_id": partner_id},
+            {"$set": {"webhook": {"url": url, "secret": sealed_secret}}},
+        )
+        return result.matched_count == 1
+
+    async def webhook(self, partner_id: str) -> tuple[str, str] | None:
+        """The partner's webhook URL and sealed secret, if it registered one."""
+        doc = await self._collection.find_one({"_id": partner_id, "active": True})
+        hook = (doc or {}).get("webhook")
+        return None if not hook else (hook["url"], hook["secret"])

@@ -1,0 +1,464 @@
+"""The legal partner's referral API under /v1 (X-API-Key of a legal organisation).
+
+A partner sees only the referrals offered to it, and of the case only the fields its
+handoff shares; another partner's referral id answers 404.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse
+from lintas_shared.crypto import CaseKeyMissingError, DataKey
+from lintas_shared.http import FieldError, Problem, problem_response
+from lintas_shared.security import hash_api_key
+from lintas_shared.values import Money
+from pydantic import BaseModel, ConfigDict, Field
+
+from lintas_referral import handlers, webhooks
+from lintas_referral.adapters.audit import MongoAuditTrail
+from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
+from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
+from lintas_referral.domain.case_routing import (
+    CaseRouting,
+    HistoryEntry,
+    Outcome,
+    Progress,
+    Referral,
+    ReferralNotFoundError,
+    ReferralStatus,
+    TransitionError,
+)
+from lintas_referral.domain.forums import ClaimRouting
+from lintas_referral.domain.handoff import CONTENT_FIELD, minimised_view, referral_key
+from lintas_referral.domain.routing import Partner
+from lintas_referral.domain.webhooks import WebhookUrlError
+from lintas_referral.handlers import Referrals
+from lintas_referral.webhooks import Webhooks
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "Missing or unknown API key"},
+    404: {"model": Problem, "description": "No such referral for this partner"},
+}
+NOT_FOUND = "No such referral."
+SHARING_STATUSES = frozenset({"offered", "accepted", "in_progress", "closed"})
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeclineRequest(_Body):
+    """Why the partner declines."""
+
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class ProgressRequest(_Body):
+    """Progress on an accepted referral."""
+
+    filed_at_forum: bool = False
+    hearing_on: date | None = None
+    documents_needed: bool = False
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class CloseRequest(_Body):
+    """The outcome of a referral."""
+
+    outcome: Outcome
+    amounts_recovered: list[Money] = Field(default_factory=list)
+
+
+class HandOnRequest(_Body):
+    """Hand some claims on to another partner (keeps the history)."""
+
+    to_partner_id: str = Field(min_length=1)
+    claim_indexes: list[int] = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class HandoffView(BaseModel):
+    """What was shared, why, and under which consent."""
+
+    legal_basis: str
+    purpose: str
+    recipient_organisation_id: str
+    recipient_country: str
+    consent_id: str
+    fields: list[str]
+
+
+class ReferralSummary(BaseModel):
+    """A referral as listed: no personal data."""
+
+    id: str
+    case_id: str
+    case_reference: str
+    status: ReferralStatus
+    country: str
+    offered_at: datetime
+    expires_at: datetime
+    claims: list[ClaimRouting]
+    history: list[HistoryEntry]
+    handed_on_from: str | None
+
+
+class ReferralView(ReferralSummary):
+    """A referral with the case's shared fields (exactly the handoff's manifest)."""
+
+    handoff: HandoffView
+    shared: dict[str, Any] | None = Field(
+        description="The case, minimised to handoff.fields; null once the data was erased"
+    )
+    erased: bool = False
+
+
+def _summary(routing: CaseRouting, r: Referral) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "case_id": routing.case_id,
+        "case_reference": routing.reference,
+        "status": r.status,
+        "country": r.jurisdiction,
+        "offered_at": r.offered_at,
+        "expires_at": r.expires_at,
+        "claims": [c for c in routing.claims if c.claim_index in r.claim_indexes],
+        "history": r.history,
+        "handed_on_from": r.handed_on_from,
+    }
+
+
+async def _caller(
+    request: Request,
+    x_api_key: Annotated[str | None, Header(description="Your organisation's API key")] = None,
+) -> Partner:
+    directory: MongoPartnerDirectory = request.app.state.partners
+    pepper: str = request.app.state.api_key_pepper
+    partner = (
+        await directory.by_api_key_hash(hash_api_key(x_api_key, pepper)) if x_api_key else None
+    )
+    if partner is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "A valid X-API-Key header of a legal partner is required.",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+    return partner
+
+
+def _ctx(request: Request) -> Referrals:
+    ctx: Referrals = request.app.state.referrals
+    return ctx
+
+
+Caller = Annotated[Partner, Depends(_caller)]
+Ctx = Annotated[Referrals, Depends(_ctx)]
+router = APIRouter(prefix="/v1", tags=["referrals"], responses=PROBLEMS)
+
+
+async def _mine(ctx: Referrals, referral_id: str, partner: Partner) -> tuple[CaseRouting, Referral]:
+    routing = await ctx.routings.by_referral(referral_id)
+    try:
+        if routing is None:
+            raise ReferralNotFoundError(referral_id)
+        return routing, routing.referral(referral_id, partner.id)
+    except ReferralNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+
+
+@router.get("/referrals", response_model=list[ReferralSummary], summary="Your referrals")
+async def list_referrals(
+    caller: Caller,
+    ctx: Ctx,
+    request: Request,
+    status_: Annotated[ReferralStatus | None, Query(alias="status")] = None,
+) -> list[dict[str, Any]]:
+    """Referrals offered to you, optionally of one status, without personal data."""
+    routings = await ctx.routings.for_partner(caller.id)
+    return [
+        _summary(routing, r)
+        for routing in routings
+        for r in routing.referrals
+        if r.partner_organisation_id == caller.id and status_ in (None, r.status)
+    ]
+
+
+@router.get("/referrals/{referral_id}", response_model=ReferralView, summary="One referral")
+async def get_referral(
+    referral_id: str, caller: Caller, ctx: Ctx, request: Request
+) -> dict[str, Any]:
+    """The referral with forum, deadline and exactly the fields its handoff shares."""
+    routing, r = await _mine(ctx, referral_id, caller)
+    view = {**_summary(routing, r), "handoff": r.handoff.model_dump(), "erased": routing.erased}
+    view["shared"] = None
+    # Personal data only while the referral is the partner's to work on (or closed by it):
+    # a declined, expired or withdrawn offer no longer opens the case.
+    if not routing.erased and r.status in SHARING_STATUSES:
+        try:
+            key = await _case_key(ctx, routing.case_id)
+            view["shared"] = minimised_view(
+                routing.case, r.handoff.fields, r.claim_indexes, key.decrypt
+            )
+        except CaseKeyMissingError:
+            view["erased"] = True
+        else:
+            audit: MongoAuditTrail = request.app.state.audit
+            await audit.record_access(
+                case_id=routing.case_id,
+                referral_id=r.id,
+                organisation_id=caller.id,
+                fields=r.handoff.fields,
+                at=ctx.clock(),
+            )
+    return view
+
+
+async def _case_key(ctx: Referrals, case_id: str) -> DataKey:
+    if ctx.keys is None:
+        raise CaseKeyMissingError(case_id)
+    return await ctx.keys.get(case_id)
+
+
+class ContentKey(BaseModel):
+    """How to open the `content` of this referral's `referral offered` event."""
+
+    key: str = Field(description="AES-256-GCM key, base64url")
+    associated_data: str = Field(description="'<case_id>\\x1f" + CONTENT_FIELD + "'")
+    format: str = "content = 'enc:v1:' + base64url(12-byte nonce + ciphertext); JSON inside"
+
+
+@router.get(
+    "/referrals/{referral_id}/content-key",
+    response_model=ContentKey,
+    summary="The key to this referral's sealed event content",
+    responses={410: {"model": Problem, "description": "Erased, or no longer shared with you"}},
+)
+async def content_key(referral_id: str, caller: Caller, ctx: Ctx, request: Request) -> Any:
+    """For partners consuming lintas.referrals.v1: opens only this referral's content."""
+    routing, r = await _mine(ctx, referral_id, caller)
+    if r.status not in SHARING_STATUSES:
+        return problem_response(410, "Gone", f"The referral is {r.status}; it is no longer shared.")
+    try:
+        key = referral_key(await _case_key(ctx, routing.case_id), r.id)
+    except CaseKeyMissingError:
+        return problem_response(410, "Gone", "The worker's data was erased.")
+    audit: MongoAuditTrail = request.app.state.audit
+    await audit.record_access(
+        case_id=routing.case_id,
+        referral_id=r.id,
+        organisation_id=caller.id,
+        fields=[CONTENT_FIELD, *r.handoff.fields],
+        at=ctx.clock(),
+    )
+    return ContentKey(
+        key=base64.urlsafe_b64encode(key.key).decode(),
+        associated_data=f"{routing.case_id}\x1f{CONTENT_FIELD}",
+    )
+
+
+def _conflict(exc: TransitionError) -> JSONResponse:
+    return problem_response(409, "Conflict", str(exc))
+
+
+async def _command(
+    ctx: Referrals,
+    referral_id: str,
+    caller: Partner,
+    run: Callable[[], Awaitable[CaseRouting]],
+) -> dict[str, Any] | JSONResponse:
+    await _mine(ctx, referral_id, caller)
+    try:
+        routing = await run()
+    except ReferralNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+    except TransitionError as exc:
+        return _conflict(exc)
+    return _summary(routing, routing.referral(referral_id))
+
+
+CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": Problem, "description": "Not allowed in the referral's status"}
+}
+
+
+@router.post("/referrals/{referral_id}/accept", response_model=ReferralSummary, responses=CONFLICT)
+async def accept_referral(referral_id: str, caller: Caller, ctx: Ctx) -> Any:
+    """Accept an offered referral."""
+    return await _command(
+        ctx, referral_id, caller, lambda: handlers.accept(ctx, referral_id, caller.id)
+    )
+
+
+@router.post("/referrals/{referral_id}/decline", response_model=ReferralSummary, responses=CONFLICT)
+async def decline_referral(referral_id: str, body: DeclineRequest, caller: Caller, ctx: Ctx) -> Any:
+    """Decline an offered referral, saying why; the next partner is offered it."""
+    return await _command(
+        ctx,
+        referral_id,
+        caller,
+        lambda: handlers.decline(ctx, referral_id, caller.id, body.reason),
+    )
+
+
+@router.post(
+    "/referrals/{referral_id}/progress", response_model=ReferralSummary, responses=CONFLICT
+)
+async def report_progress(referral_id: str, body: ProgressRequest, caller: Caller, ctx: Ctx) -> Any:
+    """Report progress: filed at the forum, a hearing date, documents needed."""
+    report = Progress(**body.model_dump(), at=ctx.clock())
+    return await _command(
+        ctx, referral_id, caller, lambda: handlers.progress(ctx, referral_id, caller.id, report)
+    )
+
+
+@router.post("/referrals/{referral_id}/close", response_model=ReferralSummary, responses=CONFLICT)
+async def close_referral(referral_id: str, body: CloseRequest, caller: Caller, ctx: Ctx) -> Any:
+    """Close the referral with its outcome and the amounts recovered."""
+    return await _command(
+        ctx,
+        referral_id,
+        caller,
+        lambda: handlers.close(ctx, referral_id, caller.id, body.outcome, body.amounts_recovered),
+    )
+
+
+@router.post("/referrals/{referral_id}/hand-on", response_model=ReferralSummary, responses=CONFLICT)
+async def hand_on_referral(referral_id: str, body: HandOnRequest, caller: Caller, ctx: Ctx) -> Any:
+    """Hand claims on to another partner (e.g. back to Indonesia); the history is kept.
+
+    Answers the new referral.
+    """
+    await _mine(ctx, referral_id, caller)
+    try:
+        routing = await handlers.hand_on(
+            ctx, referral_id, caller.id, body.to_partner_id, body.claim_indexes, body.reason
+        )
+    except TransitionError as exc:
+        return _conflict(exc)
+    return _summary(routing, routing.referrals[-1])
+
+
+# --- webhooks --------------------------------------------------------------------------------
+
+
+class WebhookRequest(_Body):
+    """Where to POST referral events."""
+
+    url: str = Field(min_length=1, max_length=2000, description="https:// (127.0.0.1 on dev)")
+
+
+class WebhookRegistered(BaseModel):
+    """The registration; the secret is shown only now."""
+
+    url: str
+    secret: str = Field(description="Verify X-Lintas-Signature with this; shown only once")
+
+
+class DeliveryAttempt(BaseModel):
+    """One attempt to deliver (or a redelivery request)."""
+
+    at: datetime
+    status_code: int | None = None
+    error: str | None = None
+    ok: bool | None = None
+    redelivery_requested: bool | None = None
+
+
+class Delivery(BaseModel):
+    """A webhook delivery of one event, with its attempts."""
+
+    id: str
+    event_id: str
+    event_type: str
+    state: Literal["pending", "delivered", "failed"]
+    created_at: datetime
+    next_attempt_at: datetime | None
+    log: list[DeliveryAttempt]
+
+
+def _hooks(request: Request) -> Webhooks:
+    hooks: Webhooks = request.app.state.webhooks
+    return hooks
+
+
+Hooks = Annotated[Webhooks, Depends(_hooks)]
+
+
+@router.put(
+    "/webhook",
+    response_model=WebhookRegistered,
+    tags=["webhooks"],
+    summary="Register your webhook URL",
+    responses={422: {"model": Problem, "description": "URL not allowed, field named"}},
+)
+async def register_webhook(body: WebhookRequest, caller: Caller, hooks: Hooks) -> Any:
+    """Register (or replace) the URL that receives your referral events, signed.
+
+    Every POST carries `X-Lintas-Signature: t=<unix>,v1=<hex>`: HMAC-SHA256 with the
+    returned secret over `<t>.<body>`. Refuse it when `t` is more than 5 minutes old.
+    """
+    try:
+        secret = await webhooks.register(hooks, caller.id, body.url)
+    except WebhookUrlError as exc:
+        return problem_response(
+            422,
+            "Invalid request",
+            "One or more fields are invalid.",
+            errors=[FieldError(field="url", message=str(exc), type="value_error")],
+        )
+    return WebhookRegistered(url=body.url, secret=secret)
+
+
+def _delivery(doc: dict[str, Any]) -> Delivery:
+    return Delivery(id=doc["_id"], **{k: v for k, v in doc.items() if k != "_id"})
+
+
+@router.get(
+    "/referrals/{referral_id}/deliveries",
+    response_model=list[Delivery],
+    tags=["webhooks"],
+    summary="The webhook delivery log of a referral",
+)
+async def referral_deliveries(
+    referral_id: str, caller: Caller, ctx: Ctx, request: Request
+) -> list[Delivery]:
+    """Every webhook delivery for this referral, with each attempt."""
+    await _mine(ctx, referral_id, caller)
+    store: MongoWebhookDeliveries = request.app.state.deliveries
+    return [_delivery(d) for d in await store.for_referral(referral_id)]
+
+
+async def _operator(
+    request: Request,
+    x_operator_token: Annotated[str | None, Header(description="The operator token")] = None,
+) -> None:
+    expected: str = request.app.state.operator_token
+    if not x_operator_token or not hmac.compare_digest(x_operator_token, expected):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "A valid X-Operator-Token header is required.",
+            headers={"WWW-Authenticate": "OperatorToken"},
+        )
+
+
+@router.post(
+    "/operator/webhook-deliveries/{delivery_id}/redeliver",
+    response_model=Delivery,
+    tags=["operations"],
+    summary="Redeliver a webhook now (operators)",
+    dependencies=[Depends(_operator)],
+)
+async def redeliver(delivery_id: str, request: Request, ctx: Ctx) -> Delivery:
+    """Make a delivery pending again and due now, with a fresh 24-hour retry window."""
+    store: MongoWebhookDeliveries = request.app.state.deliveries
+    if not await store.reschedule(delivery_id, ctx.clock()):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "No such delivery.")
+    doc = await store.get(delivery_id)
+    assert doc is not None
+    return _delivery(doc)

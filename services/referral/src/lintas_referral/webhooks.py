@@ -1,0 +1,204 @@
+"""Webhook use cases: register a URL, turn referral events into deliveries, deliver them.
+
+Deliveries are created by a consumer of `lintas.referrals.v1` (each event's single,
+idempotent insert; no dual write) and sent by the scheduler, which records every attempt
+in the delivery log and schedules the next from the stored retry schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from lintas_shared.crypto import DataKey, derive_key
+from lintas_shared.envelope import CloudEvent
+from lintas_shared.ids import deterministic_id
+from lintas_shared.logging import get_logger
+from lintas_shared.mongo import Document
+
+from lintas_referral.domain.webhooks import (
+    EVENT_ID_HEADER,
+    SIGNATURE_HEADER,
+    RetrySchedule,
+    check_url,
+    sign,
+)
+from lintas_referral.handlers import Clock, RoutingRepository, utc_now
+
+log = get_logger(__name__)
+DELIVERY_ID_HEADER = "X-Lintas-Delivery-Id"
+
+
+class WebhookDirectory(Protocol):
+    """Where partners' webhook registrations live."""
+
+    async def set_webhook(self, partner_id: str, url: str, sealed_secret: str) -> bool:
+        """Register a URL and sealed secret."""
+        ...
+
+    async def webhook(self, partner_id: str) -> tuple[str, str] | None:
+        """URL and sealed secret, if registered."""
+        ...
+
+
+class DeliveryStore(Protocol):
+    """The delivery log and schedule."""
+
+    async def create(self, delivery: Document) -> bool:
+        """Insert a new delivery; False if it exists."""
+        ...
+
+    async def due(self, now: datetime, limit: int = 50) -> list[Document]:
+        """Pending deliveries due now."""
+        ...
+
+    async def record_attempt(
+        self, delivery_id: str, attempts_read: int, attempt: Document, changes: dict[str, Any]
+    ) -> bool:
+        """Record an attempt if nobody else did."""
+        ...
+
+
+class Sender(Protocol):
+    """Sends one HTTP POST; returns the status code (raises on a network failure)."""
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int: ...
+
+
+class SecretBox:
+    """Seals webhook secrets at rest with a key derived from the master key."""
+
+    def __init__(self, master_secret: str) -> None:
+        self._key = DataKey("webhook-secrets", derive_key(master_secret, "webhook-secrets"))
+
+    def seal(self, partner_id: str, secret: str) -> str:
+        """The secret, encrypted and bound to the partner."""
+        return self._key.encrypt(partner_id, secret)
+
+    def open(self, partner_id: str, sealed: str) -> str:
+        """The secret in clear, to sign with."""
+        return self._key.decrypt(partner_id, sealed)
+
+
+@dataclass(frozen=True)
+class Webhooks:
+    """What webhook delivery needs."""
+
+    deliveries: DeliveryStore
+    partners: WebhookDirectory
+    routings: RoutingRepository
+    sender: Sender
+    box: SecretBox
+    schedule: RetrySchedule = field(default_factory=RetrySchedule)
+    clock: Clock = utc_now
+    #: Signing time is always the real time: receivers compare it with their own clock.
+    wall_clock: Callable[[], float] = time.time
+    environment: str = "dev"
+
+
+async def register(hooks: Webhooks, partner_id: str, url: str) -> str:
+    """Register the partner's URL; returns the new signing secret (shown only once)."""
+    check_url(url, hooks.environment)
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    await hooks.partners.set_webhook(partner_id, url, hooks.box.seal(partner_id, secret))
+    return secret
+
+
+async def _recipient(hooks: Webhooks, event: CloudEvent) -> tuple[str, str] | None:
+    referral_id = event.data.get("referral_id")
+    if not isinstance(referral_id, str) or not referral_id:
+        return None  # e.g. routing blocked: for the NGO, not for a partner
+    partner_id = event.data.get("partner_organisation_id")
+    if not isinstance(partner_id, str):
+        routing = await hooks.routings.by_referral(referral_id)
+        if routing is None:
+            return None
+        partner_id = routing.referral(referral_id).partner_organisation_id
+    return partner_id, referral_id
+
+
+async def on_referral_event(event: CloudEvent, hooks: Webhooks) -> None:
+    """Queue a delivery of a referral event to its partner, if it registered a webhook."""
+    recipient = await _recipient(hooks, event)
+    if recipient is None:
+        return
+    partner_id, referral_id = recipient
+    if await hooks.partners.webhook(partner_id) is None:
+        return
+    now = hooks.clock()
+    body = event.model_dump(mode="json", exclude_none=True)
+    await hooks.deliveries.create(
+        {
+            "_id": deterministic_id("webhook", event.id, partner_id),
+            "event_id": event.id,
+            "event_type": event.type,
+            "case_id": event.subject,
+            "referral_id": referral_id,
+            "partner_id": partner_id,
+            "body": json.dumps(body, separators=(",", ":"), sort_keys=True),
+            "state": "pending",
+            "created_at": now,
+            "window_started_at": now,
+            "next_attempt_at": now,
+            "attempts": 0,
+            "attempts_in_window": 0,
+            "log": [],
+        }
+    )
+
+
+async def _attempt(hooks: Webhooks, delivery: Document) -> None:
+    target = await hooks.partners.webhook(delivery["partner_id"])
+    status: int | None = None
+    error: str | None = None
+    if target is None:
+        error = "no webhook registered"
+    else:
+        url, sealed = target
+        body = delivery["body"].encode()
+        headers = {
+            "Content-Type": "application/cloudevents+json",
+            SIGNATURE_HEADER: sign(
+                hooks.box.open(delivery["partner_id"], sealed), int(hooks.wall_clock()), body
+            ),
+            EVENT_ID_HEADER: delivery["event_id"],
+            DELIVERY_ID_HEADER: delivery["_id"],
+        }
+        try:
+            status = await hooks.sender.post(url, body, headers)
+        except Exception as exc:
+            error = type(exc).__name__  # never the URL's answer body: it may echo data
+    now = hooks.clock()
+    ok = status is not None and 200 <= status < 300
+    changes: dict[str, Any] = {"state": "delivered", "next_attempt_at": None}
+    if not ok:
+        following = hooks.schedule.next_attempt(
+            delivery["window_started_at"], delivery["attempts_in_window"] + 1, now
+        )
+        changes = {
+            "state": "pending" if following else "failed",
+            "next_attempt_at": following,
+        }
+    attempt = {"at": now, "status_code": status, "error": error, "ok": ok}
+    await hooks.deliveries.record_attempt(delivery["_id"], delivery["attempts"], attempt, changes)
+    if not ok:
+        log.info(
+            "webhook delivery failed",
+            delivery_id=delivery["_id"],
+            status_code=status,
+            error=error,
+            state=changes["state"],
+        )
+
+
+async def deliver_due(hooks: Webhooks) -> int:
+    """Attempt every delivery that is due; returns how many were attempted."""
+    due = await hooks.deliveries.due(hooks.clock())
+    for delivery in due:
+        await _attempt(hooks, delivery)
+    return len(due)

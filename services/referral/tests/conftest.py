@@ -1,0 +1,70 @@
+"""Fixtures for referral's integration tests: the stores on the real server, a clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
+from lintas_referral.adapters.routing_repository import MongoRoutingRepository
+from lintas_referral.domain.case_routing import Policy
+from lintas_referral.domain.handoff import load_default_manifests
+from lintas_referral.domain.routing import Partner
+from lintas_referral.domain.rules import load_default_rules
+from lintas_referral.handlers import Referrals
+from lintas_shared.mongo import Document
+from pymongo import AsyncMongoClient
+
+START = datetime(2026, 9, 16, 9, tzinfo=UTC)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = START) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kwargs: float) -> None:
+        self.now += timedelta(**kwargs)
+
+
+@dataclass
+class Stores:
+    """Referral's stores on a fresh database, and a context builder (a 'process')."""
+
+    routings: MongoRoutingRepository
+    partners: MongoPartnerDirectory
+    clock: FakeClock
+    make: Callable[[], Referrals]
+
+    @property
+    def ctx(self) -> Referrals:
+        return self.make()
+
+
+@pytest.fixture
+async def stores(mongo: AsyncMongoClient[Document], database_name: str) -> Stores:
+    db = mongo[database_name]
+    clock = FakeClock()
+    policy = Policy(manifest=load_default_manifests()["legal_referral"])
+    rules = load_default_rules()
+
+    def make() -> Referrals:
+        # A new set of adapters each time, as a restarted process would build them.
+        routings = MongoRoutingRepository(db["routings"])
+        partners = MongoPartnerDirectory(db["partners"], routings)
+        return Referrals(routings, partners, rules, policy, clock)
+
+    routings = MongoRoutingRepository(db["routings"])
+    await routings.ensure_indexes()
+    partners = MongoPartnerDirectory(db["partners"], routings)
+    await partners.upsert(Partner("org-hk-1", "HK one", "HK"))
+    await partners.upsert(Partner("org-hk-2", "HK two", "HK"))
+    await partners.upsert(Partner("org-sg", "SG", "SG"))
+    await partners.upsert(Partner("org-id-1", "ID one", "ID"))
+    return Stores(routings, partners, clock, make)

@@ -1,0 +1,312 @@
+"""The partner API on the real store: minimised view, tenancy, lifecycle, errors."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from lintas_referral import handlers
+from lintas_referral.bootstrap import create_app
+from lintas_referral.domain.handoff import flatten_fields
+from lintas_referral.domain.routing import Partner
+from lintas_referral.settings import ReferralSettings
+from lintas_shared.crypto import DataKey, KeyVault
+from lintas_shared.mongo import Document
+from lintas_shared.security import hash_api_key
+from lintas_shared.settings import CommonSettings
+from lintas_shared.values import ClaimType
+from pydantic import SecretStr
+from pymongo import AsyncMongoClient
+
+from services.referral.tests.conftest import FakeClock
+from tests.support.referral_cases import (
+    AGENCY,
+    DESCRIPTION,
+    EMPLOYER,
+    WORKER_NAME,
+    WORKER_PHONE,
+    case,
+    claim,
+    submitted,
+)
+from tests.support.servers import Servers
+
+pytestmark = pytest.mark.integration
+PEPPER = "test-pepper"
+KEYS = {"org-hk-1": "lk_hk_one", "org-hk-2": "lk_hk_two", "org-sg": "lk_sg"}
+
+
+@dataclass
+class Api:
+    app: FastAPI
+    client: httpx.AsyncClient
+    vault: KeyVault
+    clock: FakeClock
+
+    def as_(self, partner: str) -> dict[str, str]:
+        return {"X-API-Key": KEYS[partner]}
+
+    async def submit(self, case_id: str, **kwargs: Any) -> str:
+        key = await self.vault.create(case_id)
+        await handlers.on_case_submitted(
+            submitted(case(case_id, key=key, **kwargs)), self.app.state.referrals
+        )
+        routing = await self.app.state.routings.get(case_id)
+        return str(routing.referrals[0].id)
+
+
+@pytest.fixture
+async def api(
+    servers: Servers, mongo: AsyncMongoClient[Document], database_name: str
+) -> AsyncIterator[Api]:
+    settings = ReferralSettings(
+        common=CommonSettings(
+            mongodb_uri=servers.mongodb_uri,
+            kafka_bootstrap=servers.kafka_bootstrap,
+            keyvault_database=database_name,
+            api_key_pepper=SecretStr(PEPPER),
+        ),
+        database=database_name,
+    )
+    app = create_app(settings)  # no lifespan: the store is all these tests need
+    clock = FakeClock()
+    app.state.referrals = dataclasses.replace(app.state.referrals, clock=clock)
+    for pid, country in (("org-hk-1", "HK"), ("org-hk-2", "HK"), ("org-sg", "SG")):
+        await app.state.partners.upsert(
+            Partner(pid, pid, country, open_referrals=0)
+            if pid != "org-hk-2"
+            else Partner(pid, pid, country, capacity=10),
+            api_key_hashes=[hash_api_key(KEYS[pid], PEPPER)],
+        )
+    vault = KeyVault(
+        mongo[database_name]["case_keys"], settings.common.master_key.get_secret_value()
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://referral") as client:
+        yield Api(app, client, vault, clock)
+
+
+async def test_the_partner_sees_exactly_the_manifest_fields(api: Api) -> None:
+    rid = await api.submit(
+        "case-view",
+        claims=(claim(), claim(ClaimType.EXCESS_PLACEMENT_FEES, "20000000.00", "IDR")),
+        share_with=("HK", "ID"),
+    )
+    response = await api.client.get(f"/v1/referrals/{rid}", headers=api.as_("org-hk-1"))
+    assert response.status_code == 200, response.text
+    view = response.json()
+    manifest = api.app.state.referrals.policy.manifest.fields
+    assert view["handoff"]["fields"] == list(manifest)
+    assert flatten_fields(view["shared"]) == set(manifest)
+    shared = view["shared"]
+    assert shared["worker"]["full_name"] == WORKER_NAME
+    assert shared["worker"]["phone"] == WORKER_PHONE
+    assert shared["employment"]["employer_name"] == EMPLOYER
+    assert shared["employment"]["placement_agency"] == AGENCY
+    # Only the claims handed to this partner: the Indonesian placement-fee claim is not.
+    assert [c["type"] for c in shared["claims"]] == ["unpaid_wages"]
+    assert shared["claims"][0]["description"] == DESCRIPTION
+    assert view["claims"][0]["forum"]["code"] == "HK-MECAB"
+    assert view["claims"][0]["deadline"]["verified"] is False
+    assert view["handoff"]["consent_id"] == "consent-case-view"
+    assert view["handoff"]["recipient_country"] == "HK"
+    for absent in (
+        "date_of_birth",
+        "home_region",
+        "passport_number",
+        "internal_notes",
+        "phone_hash",
+    ):
+        assert absent not in response.text
+    audit = await api.app.state.audit.for_case("case-view")
+    assert [(a["organisation_id"], a["referral_id"]) for a in audit] == [("org-hk-1", rid)]
+
+
+async def test_another_partners_referral_answers_404(api: Api) -> None:
+    rid = await api.submit("case-ten")
+    for method, path, body in (
+        ("GET", f"/v1/referrals/{rid}", None),
+        ("POST", f"/v1/referrals/{rid}/accept", None),
+        ("POST", f"/v1/referrals/{rid}/decline", {"reason": "x"}),
+        ("POST", f"/v1/referrals/{rid}/progress", {"filed_at_forum": True}),
+        ("POST", f"/v1/referrals/{rid}/close", {"outcome": "settled"}),
+    ):
+        response = await api.client.request(method, path, json=body, headers=api.as_("org-sg"))
+        assert response.status_code == 404, (path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+    listed = await api.client.get("/v1/referrals", headers=api.as_("org-sg"))
+    assert listed.json() == []
+    unknown = await api.client.get("/v1/referrals", headers={"X-API-Key": "lk_nope"})
+    assert unknown.status_code == 401
+
+
+async def test_list_filters_by_status(api: Api) -> None:
+    first = await api.submit("case-l1")
+    second = await api.submit("case-l2", share_with=(), share_with_organisations=("org-hk-1",))
+    await api.client.post(f"/v1/referrals/{first}/accept", headers=api.as_("org-hk-1"))
+    response = await api.client.get(
+        "/v1/referrals", params={"status": "offered"}, headers=api.as_("org-hk-1")
+    )
+    assert [r["id"] for r in response.json()] == [second]
+    everything = await api.client.get("/v1/referrals", headers=api.as_("org-hk-1"))
+    assert {r["id"] for r in everything.json()} == {first, second}
+    assert "Siti" not in everything.text  # the list carries no personal data
+    bad = await api.client.get(
+        "/v1/referrals", params={"status": "maybe"}, headers=api.as_("org-hk-1")
+    )
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "status"
+
+
+async def test_accept_progress_close_and_conflicts(api: Api) -> None:
+    rid = await api.submit("case-life")
+    hk = api.as_("org-hk-1")
+    early = await api.client.post(f"/v1/referrals/{rid}/progress", json={}, headers=hk)
+    assert early.status_code == 409
+    assert early.json()["detail"] == "referral is offered; cannot become in_progress"
+    accepted = await api.client.post(f"/v1/referrals/{rid}/accept", headers=hk)
+    assert accepted.json()["status"] == "accepted"
+    progressed = await api.client.post(
+        f"/v1/referrals/{rid}/progress",
+        json={"filed_at_forum": True, "hearing_on": "2026-11-02", "documents_needed": True},
+        headers=hk,
+    )
+    assert progressed.json()["status"] == "in_progress"
+    closed = await api.client.post(
+        f"/v1/referrals/{rid}/close",
+        json={
+            "outcome": "recovered",
+            "amounts_recovered": [{"currency": "HKD", "value": "9000.00"}],
+        },
+        headers=hk,
+    )
+    assert closed.status_code == 200, closed.text
+    assert [h["status"] for h in closed.json()["history"]] == [
+        "offered",
+        "accepted",
+        "in_progress",
+        "closed",
+    ]
+
+
+async def test_bad_bodies_name_their_fields(api: Api) -> None:
+    rid = await api.submit("case-bad")
+    hk = api.as_("org-hk-1")
+    decline = await api.client.post(f"/v1/referrals/{rid}/decline", json={}, headers=hk)
+    assert decline.status_code == 422
+    assert decline.json()["errors"][0]["field"] == "reason"
+    close = await api.client.post(
+        f"/v1/referrals/{rid}/close",
+        json={"outcome": "won", "amounts_recovered": [{"currency": "HKD", "value": 9000}]},
+        headers=hk,
+    )
+    assert {e["field"] for e in close.json()["errors"]} == {
+        "outcome",
+        "amounts_recovered[0].value",
+    }
+
+
+async def test_decline_offers_the_next_partner_who_then_sees_it(api: Api) -> None:
+    rid = await api.submit("case-next")
+    declined = await api.client.post(
+        f"/v1/referrals/{rid}/decline", json={"reason": "conflict"}, headers=api.as_("org-hk-1")
+    )
+    assert declined.json()["status"] == "declined"
+    offered = await api.client.get(
+        "/v1/referrals", params={"status": "offered"}, headers=api.as_("org-hk-2")
+    )
+    [offer] = offered.json()
+    assert offer["case_id"] == "case-next"
+    # The first partner still sees its declined referral, but no longer the case's data.
+    mine = await api.client.get("/v1/referrals", headers=api.as_("org-hk-1"))
+    assert [r["status"] for r in mine.json()] == ["declined"]
+    view = (await api.client.get(f"/v1/referrals/{rid}", headers=api.as_("org-hk-1"))).json()
+    assert view["shared"] is None
+    key = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=api.as_("org-hk-1"))
+    assert key.status_code == 410
+    assert WORKER_NAME not in str(view)
+
+
+async def test_the_offer_event_carries_content_only_its_partner_can_open(api: Api) -> None:
+    rid = await api.submit("case-sealed")
+    doc = await api.app.state.routings.raw("case-sealed")
+    [entry] = doc["outbox"]
+    token = entry["event"]["data"]["content"]
+    assert token.startswith("enc:v1:")
+    assert WORKER_NAME not in str(doc["outbox"])
+
+    answer = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=api.as_("org-hk-1"))
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["associated_data"] == "case-sealed\x1freferral.content"
+    key = DataKey("case-sealed", base64.urlsafe_b64decode(body["key"]))
+    content = json.loads(key.decrypt("referral.content", token))
+    assert flatten_fields(content) == set(api.app.state.referrals.policy.manifest.fields)
+    assert content["worker"]["phone"] == WORKER_PHONE
+
+    other = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=api.as_("org-sg"))
+    assert other.status_code == 404
+    audit = await api.app.state.audit.for_case("case-sealed")
+    assert [(a["organisation_id"], a["fields"][0]) for a in audit] == [
+        ("org-hk-1", "referral.content")
+    ]
+
+    # Erasure destroys the case key: the content key is gone, and so is the partner's view.
+    assert await api.vault.destroy("case-sealed")
+    gone = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=api.as_("org-hk-1"))
+    assert gone.status_code == 410
+    view = (await api.client.get(f"/v1/referrals/{rid}", headers=api.as_("org-hk-1"))).json()
+    assert (view["shared"], view["erased"]) == (None, True)
+
+
+async def test_hand_on_to_an_indonesian_partner_keeps_the_history(api: Api) -> None:
+    # The HK lawyer finds that the deductions were the placement agency's doing.
+    await api.app.state.partners.upsert(Partner("org-id", "ID partner", "ID"))
+    rid = await api.submit(
+        "case-hand", claims=(claim(ClaimType.ILLEGAL_DEDUCTIONS),), share_with=("HK", "ID")
+    )
+    hk = api.as_("org-hk-1")
+    await api.client.post(f"/v1/referrals/{rid}/accept", headers=hk)
+    handed = await api.client.post(
+        f"/v1/referrals/{rid}/hand-on",
+        json={"to_partner_id": "org-id", "claim_indexes": [0], "reason": "agency's deductions"},
+        headers=hk,
+    )
+    assert handed.status_code == 200, handed.text
+    body = handed.json()
+    assert (body["country"], body["handed_on_from"], body["status"]) == ("ID", rid, "offered")
+    assert body["history"][0]["reason"] == "agency's deductions"
+    routing = await api.app.state.routings.get("case-hand")
+    assert [(r.partner_organisation_id, r.status) for r in routing.referrals] == [
+        ("org-hk-1", "accepted"),
+        ("org-id", "offered"),
+    ]
+    again = await api.client.post(
+        f"/v1/referrals/{rid}/hand-on",
+        json={"to_partner_id": "org-id", "claim_indexes": [0], "reason": "again"},
+        headers=hk,
+    )
+    assert again.status_code == 409
+    refused = await api.client.post(
+        f"/v1/referrals/{rid}/hand-on",
+        json={"to_partner_id": "org-sg", "claim_indexes": [0], "reason": "x"},
+        headers=hk,
+    )
+    assert refused.status_code == 409
+    assert "consent" in refused.json()["detail"]
+
+
+async def test_operator_redelivery_needs_the_operator_token(api: Api) -> None:
+    path = "/v1/operator/webhook-deliveries/no-such-delivery/redeliver"
+    assert (await api.client.post(path)).status_code == 401
+    assert (await api.client.post(path, headers={"X-Operator-Token": "wrong"})).status_code == 401
+    token = api.app.state.operator_token
+    missing = await api.client.post(path, headers={"X-Operator-Token": token})
+    assert missing.status_code == 404

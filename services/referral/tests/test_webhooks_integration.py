@@ -1,0 +1,143 @@
+"""Signed webhook delivery to a real local receiver, with retries on a stored schedule."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from lintas_referral import handlers, webhooks
+from lintas_referral.adapters.http_sender import HttpxSender
+from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
+from lintas_referral.webhooks import SecretBox, Webhooks
+from lintas_shared.envelope import CloudEvent
+from lintas_shared.mongo import Document
+from lintas_shared.outbox import OUTBOX_FIELD
+from pymongo import AsyncMongoClient
+
+from services.referral.tests.conftest import Stores
+from tests.support.referral_cases import case, submitted
+from tests.support.webhook_receiver import Receiver, webhook_receiver
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with webhook_receiver() as r:
+        yield r
+
+
+@pytest.fixture
+async def hooks(stores: Stores, mongo: AsyncMongoClient[Document], database_name: str) -> Webhooks:
+    deliveries = MongoWebhookDeliveries(mongo[database_name]["webhook_deliveries"])
+    await deliveries.ensure_indexes()
+    return Webhooks(
+        deliveries=deliveries,
+        partners=stores.partners,
+        routings=stores.routings,
+        sender=HttpxSender(timeout=5),
+        box=SecretBox("test-master"),
+        clock=stores.clock,
+    )
+
+
+async def offered_event(stores: Stores, case_id: str) -> CloudEvent:
+    await handlers.on_case_submitted(submitted(case(case_id)), stores.ctx)
+    doc = await stores.routings.raw(case_id)
+    assert doc is not None
+    return CloudEvent.model_validate(doc[OUTBOX_FIELD][0]["event"])
+
+
+async def test_a_failed_delivery_is_retried_with_backoff_until_it_lands(
+    stores: Stores, hooks: Webhooks, receiver: Receiver
+) -> None:
+    receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
+    event = await offered_event(stores, "case-w1")
+    await webhooks.on_referral_event(event, hooks)
+    await webhooks.on_referral_event(event, hooks)  # redelivered: still one delivery
+    receiver.fail_next = 2
+
+    assert await webhooks.deliver_due(hooks) == 1  # fails (500)
+    stores.clock.advance(seconds=29)
+    assert await webhooks.deliver_due(hooks) == 0  # not due yet: 30 s backoff
+    stores.clock.advance(seconds=1)
+    assert await webhooks.deliver_due(hooks) == 1  # fails again
+    stores.clock.advance(seconds=59)
+    assert await webhooks.deliver_due(hooks) == 0  # 60 s backoff
+    stores.clock.advance(seconds=1)
+    assert await webhooks.deliver_due(hooks) == 1  # lands
+    stores.clock.advance(hours=1)
+    assert await webhooks.deliver_due(hooks) == 0
+
+    assert receiver.failed_on_purpose == 2
+    [body] = receiver.accepted
+    assert (body["id"], body["type"], body["data"]["referral_id"]) == (
+        event.id,
+        "org.lintas.referral.offered",
+        event.data["referral_id"],
+    )
+    [delivery] = await hooks.deliveries.for_referral(event.data["referral_id"])  # type: ignore[attr-defined]
+    assert delivery["state"] == "delivered"
+    assert [(a["status_code"], a["ok"]) for a in delivery["log"]] == [
+        (500, False),
+        (500, False),
+        (204, True),
+    ]
+
+
+async def test_no_webhook_registered_means_no_delivery(stores: Stores, hooks: Webhooks) -> None:
+    event = await offered_event(stores, "case-w0")
+    await webhooks.on_referral_event(event, hooks)
+    assert await webhooks.deliver_due(hooks) == 0
+
+
+async def test_stale_or_badly_signed_deliveries_are_rejected_by_the_receiver(
+    stores: Stores, hooks: Webhooks, receiver: Receiver
+) -> None:
+    receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
+    event = await offered_event(stores, "case-w2")
+    await webhooks.on_referral_event(event, hooks)
+    stale = dataclasses.replace(hooks, wall_clock=lambda: time.time() - 301)
+    await webhooks.deliver_due(stale)
+    receiver.secret = "whsec_not-the-one-we-gave"
+    stores.clock.advance(seconds=30)
+    await webhooks.deliver_due(hooks)
+    assert receiver.rejected == ["stale timestamp", "bad signature"]
+    assert receiver.accepted == []
+    [delivery] = await hooks.deliveries.for_referral(event.data["referral_id"])  # type: ignore[attr-defined]
+    assert [a["status_code"] for a in delivery["log"]] == [401, 401]
+    assert delivery["state"] == "pending"
+
+
+async def test_gives_up_after_24_hours_and_an_operator_redelivers(
+    stores: Stores, hooks: Webhooks, receiver: Receiver
+) -> None:
+    receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
+    event = await offered_event(stores, "case-w3")
+    await webhooks.on_referral_event(event, hooks)
+    start = stores.clock()
+    receiver.fail_next = 1_000
+    store: MongoWebhookDeliveries = hooks.deliveries  # type: ignore[assignment]
+    while True:
+        await webhooks.deliver_due(hooks)
+        [delivery] = await store.for_referral(event.data["referral_id"])
+        if delivery["state"] != "pending":
+            break
+        stores.clock.now = delivery["next_attempt_at"]
+    assert delivery["state"] == "failed"
+    attempts = [a["at"] for a in delivery["log"]]
+    assert attempts[-1] <= start + timedelta(hours=24)
+    assert attempts[-1] >= start + timedelta(hours=20)
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    assert gaps[:4] == [timedelta(seconds=s) for s in (30, 60, 120, 240)]
+
+    receiver.fail_next = 0
+    assert await store.reschedule(delivery["_id"], stores.clock())
+    assert await webhooks.deliver_due(hooks) == 1
+    [delivery] = await store.for_referral(event.data["referral_id"])
+    assert delivery["state"] == "delivered"
+    assert len(receiver.accepted) == 1
