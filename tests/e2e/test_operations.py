@@ -15,7 +15,8 @@ from lintas_tools.organisations import Directories, OrganisationAdmin
 
 from tests.e2e.conftest import E2E_PEPPER, Stack
 from tests.support.fixtures import example_case
-from tests.support.import_files import BREAKAGES, write_import_csv
+from tests.support.import_files import write_import_csv
+from tests.support.kafka import eventually
 from tests.support.servers import Servers
 
 pytestmark = pytest.mark.e2e
@@ -63,10 +64,19 @@ async def test_a_created_organisation_submits_and_a_revoked_key_answers_401(
 
 
 async def test_bulk_import_stores_exactly_the_good_rows_once(stack: Stack, tmp_path: Path) -> None:
-    rows, bad_every = 1000, 33  # 30 broken rows: 3%
+    rows, bad_every = 300, 33  # 9 broken rows: 3% (the 10,000-row run is in the README)
     prefix = f"IMP-{uuid.uuid4().hex[:6]}"
     path = tmp_path / "cases.csv"
-    bad = write_import_csv(path, rows, bad_every, prefix)
+    # Consent to refer to Malaysia only and no SMS: the imported cases wait for consent,
+    # so they load no partner and send no SMS on the stack the other tests share.
+    bad = write_import_csv(
+        path,
+        rows,
+        bad_every,
+        prefix,
+        consent_purposes="legal_referral",
+        consent_share_with_countries="MY",
+    )
     out = io.StringIO()
     first = await import_file(
         path,
@@ -78,8 +88,9 @@ async def test_bulk_import_stores_exactly_the_good_rows_once(stack: Stack, tmp_p
     assert (first.created, first.rejected, first.already_present) == (rows - len(bad), len(bad), 0)
     with (tmp_path / "errors.csv").open() as report:
         errors = list(csv.DictReader(report))
-    assert {int(e["row"]) for e in errors} == bad
-    assert {e["field"] for e in errors} == {field for _, _, field in BREAKAGES}
+    assert {int(e["row"]) for e in errors} == set(bad)
+    for row, expected_field in bad.items():
+        assert expected_field in {e["field"] for e in errors if int(e["row"]) == row}
     assert "rows/s" in out.getvalue()
     assert "ETA" in out.getvalue()
 
@@ -108,3 +119,18 @@ async def test_bulk_import_stores_exactly_the_good_rows_once(stack: Stack, tmp_p
             if cursor is None:
                 break
     assert len(stored) == len(set(stored)) == rows - len(bad)
+
+    # Leave the shared stack quiet for the tests after this one: wait until routing has
+    # handled every imported case.
+    async def routed() -> bool:
+        async with httpx.AsyncClient(base_url=stack.urls["intake"], timeout=30) as client:
+            page = (
+                await client.get(
+                    "/v1/cases",
+                    params={"status": "submitted", "limit": "200"},
+                    headers={"X-API-Key": stack.keys["ngo_id"]},
+                )
+            ).json()
+        return not any(c["external_ref"].startswith(prefix) for c in page["items"])
+
+    await eventually(routed, timeout=240, interval=2.0)

@@ -36,17 +36,19 @@ BREAKAGES = (
 )
 
 
-def write_import_csv(path: Path, rows: int, bad_every: int, prefix: str) -> set[int]:
-    """Write `rows` rows, every `bad_every`-th broken; returns the broken rows' numbers."""
-    bad: set[int] = set()
+def write_import_csv(
+    path: Path, rows: int, bad_every: int, prefix: str, **overrides: str
+) -> dict[int, str]:
+    """Write `rows` rows, every `bad_every`-th broken; returns {broken row: field to name}."""
+    bad: dict[int, str] = {}
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for n in range(rows):
-            row = {**GOOD_ROW, "external_ref": f"{prefix}-{n:06d}"}
+            row = {**GOOD_ROW, **overrides, "external_ref": f"{prefix}-{n:06d}"}
             if n % bad_every == bad_every - 1:
-                column, value, _ = BREAKAGES[n % len(BREAKAGES)]
+                column, value, field = BREAKAGES[(n // bad_every) % len(BREAKAGES)]
                 row[column] = value
-                bad.add(n + 2)  # spreadsheet numbering: row 1 is the header
+                bad[n + 2] = field  # spreadsheet numbering: row 1 is the header
             writer.writerow(row)
     return bad

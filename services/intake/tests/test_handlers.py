@@ -13,6 +13,7 @@ from lintas_intake.handlers import (
     CaseFilters,
     CasePage,
     CaseService,
+    DuplicateCaseIdError,
     DuplicateExternalRefError,
     IdempotencyConflictError,
     IdempotencyRecord,
@@ -32,12 +33,14 @@ pytestmark = pytest.mark.unit
 class InMemoryCases:
     def __init__(self) -> None:
         self.cases: dict[str, Case] = {}
-        self.idempotency: dict[tuple[str, str], tuple[str, IdempotencyRecord]] = {}
+        self.idempotency: dict[str, IdempotencyRecord] = {}
         self.outbox: list[CloudEvent] = []
 
     async def add(
         self, case: Case, events: Sequence[CloudEvent], idempotency: IdempotencyRecord
     ) -> None:
+        if case.id in self.cases:
+            raise DuplicateCaseIdError(case.id)
         for other in self.cases.values():
             if (other.organisation_id, other.external_ref) == (
                 case.organisation_id,
@@ -45,13 +48,14 @@ class InMemoryCases:
             ):
                 raise DuplicateExternalRefError(other.id)
         self.cases[case.id] = case
-        self.idempotency[(case.organisation_id, idempotency.key)] = (case.id, idempotency)
+        self.idempotency[case.id] = idempotency
         self.outbox.extend(events)
 
-    async def find_idempotent(
-        self, organisation_id: str, key: str
-    ) -> tuple[str, IdempotencyRecord] | None:
-        return self.idempotency.get((organisation_id, key))
+    async def idempotency_of(self, case_id: str, organisation_id: str) -> IdempotencyRecord | None:
+        case = self.cases.get(case_id)
+        if case is None or case.organisation_id != organisation_id:
+            return None
+        return self.idempotency[case_id]
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None:
         case = self.cases.get(case_id)

@@ -175,7 +175,10 @@ async def _submit(
             await asyncio.sleep(0.2 * 2**attempt)
             continue
         if response.status_code == 201:
-            report.created += 1
+            if response.headers.get("idempotent-replayed") == "true":
+                report.already_present += 1  # the same row, imported by an earlier run
+            else:
+                report.created += 1
             return
         if response.status_code == 409 and "existing_case_id" in response.text:
             report.already_present += 1  # imported by an earlier run

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from lintas_shared import events as ev
+from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import PermanentEventError
 from lintas_shared.crypto import DataKey
 from lintas_shared.envelope import CloudEvent
@@ -68,6 +69,10 @@ class DuplicateExternalRefError(Exception):
 
 class DuplicateReferenceError(Exception):
     """The generated reference is taken (rare); a new one is drawn."""
+
+
+class DuplicateCaseIdError(Exception):
+    """A case with this id exists already (a concurrent retry with the same key won)."""
 
 
 class IdempotencyConflictError(Exception):
@@ -136,9 +141,9 @@ class CaseRepository(Protocol):
         self, case: Case, events: Sequence[CloudEvent], idempotency: IdempotencyRecord
     ) -> None: ...
 
-    async def find_idempotent(
-        self, organisation_id: str, key: str
-    ) -> tuple[str, IdempotencyRecord] | None: ...
+    async def idempotency_of(
+        self, case_id: str, organisation_id: str
+    ) -> IdempotencyRecord | None: ...
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None: ...
 
@@ -255,6 +260,9 @@ class CaseService:
         self.keys = keys
         self.phone_hash = phone_hash
         self.clock = clock
+        # FerretDB v1's conditional update is not atomic: serialise each case's
+        # read-change-write inside this process (the version check still guards others).
+        self.locks = CaseLocks()
 
     async def submit(
         self,
@@ -266,13 +274,18 @@ class CaseService:
         """Store a new case and its `case submitted` event in one write.
 
         Returns the case and whether it was created now (False: an earlier request with
-        the same Idempotency-Key and body created it, and nothing happens again).
+        the same Idempotency-Key and body created it, and nothing happens again). With a
+        key, the case id is derived from it, so a retry is found by `_id` (the only
+        look-up FerretDB serves from an index) and two concurrent retries collide on
+        the unique `_id` instead of creating two cases.
         """
-        if idempotency_key is not None:
-            earlier = await self.cases.find_idempotent(organisation_id, idempotency_key)
+        if idempotency_key is None:
+            case_id = new_id()
+        else:
+            case_id = deterministic_id("case", organisation_id, idempotency_key)
+            earlier = await self.cases.idempotency_of(case_id, organisation_id)
             if earlier is not None:
-                return await self._replay(earlier, organisation_id, body_hash), False
-        case_id = new_id()
+                return await self._replay(case_id, earlier, organisation_id, body_hash), False
         key = await self.keys.create(case_id)
         idempotency = IdempotencyRecord(idempotency_key or f"auto:{case_id}", body_hash)
         for _ in range(10):
@@ -300,22 +313,20 @@ class CaseService:
                 )
             except DuplicateReferenceError:
                 continue
+            except DuplicateCaseIdError:
+                earlier = await self.cases.idempotency_of(case_id, organisation_id)
+                if earlier is None:
+                    raise CaseNotFoundError(case_id) from None
+                return await self._replay(case_id, earlier, organisation_id, body_hash), False
             except DuplicateExternalRefError:
-                if idempotency_key is not None:
-                    # A concurrent retry with the same key may have won the race.
-                    earlier = await self.cases.find_idempotent(organisation_id, idempotency_key)
-                    if earlier is not None:
-                        await self.keys.destroy(case_id)
-                        return await self._replay(earlier, organisation_id, body_hash), False
                 await self.keys.destroy(case_id)  # the key of a case never stored
                 raise
             return case, True
         raise RuntimeError("could not draw a free case reference")
 
     async def _replay(
-        self, earlier: tuple[str, IdempotencyRecord], organisation_id: str, body_hash: str
+        self, case_id: str, record: IdempotencyRecord, organisation_id: str, body_hash: str
     ) -> Case:
-        case_id, record = earlier
         if record.request_hash != body_hash:
             raise IdempotencyConflictError(
                 "this Idempotency-Key was used with a different request body"
@@ -333,6 +344,16 @@ class CaseService:
         return case
 
     async def _change(
+        self,
+        case_id: str,
+        organisation_id: str | None,
+        expected_version: int | None,
+        change: Callable[[Case, datetime], tuple[Case, list[CloudEvent]]],
+    ) -> Case:
+        async with self.locks.hold(case_id):
+            return await self._change_locked(case_id, organisation_id, expected_version, change)
+
+    async def _change_locked(
         self,
         case_id: str,
         organisation_id: str | None,
@@ -545,6 +566,12 @@ class CaseService:
             return
         payload = ev.parse_payload(event, payload_type)
         case_id = str(getattr(payload, "case_id", event.subject))
+        async with self.locks.hold(case_id):
+            await self._apply_news_locked(event, payload, case_id)
+
+    async def _apply_news_locked(
+        self, event: CloudEvent, payload: ev.EventPayload, case_id: str
+    ) -> None:
         for _ in range(10):
             case = await self.cases.get(case_id)
             if case is None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Protocol
 
+from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import PermanentEventError
 from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
@@ -27,7 +28,6 @@ from lintas_shared.events import (
 from lintas_shared.logging import get_logger
 from lintas_shared.values import Money
 
-from lintas_referral.adapters.case_locks import CaseLocks
 from lintas_referral.domain.case_routing import (
     CaseRouting,
     Outcome,

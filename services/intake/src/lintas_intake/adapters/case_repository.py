@@ -38,6 +38,7 @@ from lintas_intake.handlers import (
     CaseFilters,
     CasePage,
     CaseSummary,
+    DuplicateCaseIdError,
     DuplicateExternalRefError,
     DuplicateReferenceError,
     IdempotencyRecord,
@@ -239,6 +240,8 @@ class MongoCaseRepository:
         try:
             await self._collection.insert_one(doc)
         except DuplicateKeyError:
+            if await self._collection.find_one({"_id": case.id}, {"_id": 1}) is not None:
+                raise DuplicateCaseIdError(case.id) from None
             existing = await self._collection.find_one(
                 {"organisation_id": case.organisation_id, "external_ref": case.external_ref},
                 {"_id": 1},
@@ -248,17 +251,14 @@ class MongoCaseRepository:
             raise DuplicateReferenceError from None
         self._on_write(case.id)
 
-    async def find_idempotent(
-        self, organisation_id: str, key: str
-    ) -> tuple[str, IdempotencyRecord] | None:
-        """The case created earlier under this idempotency key, with its request hash."""
+    async def idempotency_of(self, case_id: str, organisation_id: str) -> IdempotencyRecord | None:
+        """The idempotency record of an organisation's case, read by `_id`."""
         doc = await self._collection.find_one(
-            {"organisation_id": organisation_id, "idempotency_key": key},
-            {"_id": 1, "idempotency_key": 1, "request_hash": 1},
+            {"_id": case_id}, {"organisation_id": 1, "idempotency_key": 1, "request_hash": 1}
         )
-        if doc is None:
+        if doc is None or doc["organisation_id"] != organisation_id:
             return None
-        return doc["_id"], IdempotencyRecord(doc["idempotency_key"], doc["request_hash"])
+        return IdempotencyRecord(doc["idempotency_key"], doc["request_hash"])
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None:
         """The case, or None; with `organisation_id`, only if that organisation owns it."""

@@ -58,7 +58,7 @@ class MongoRoutingRepository:
             await self._collection.insert_one(doc)
         except DuplicateKeyError:
             return False
-        self._on_write(case.case_id)
+        self._on_write(routing.case_id)
         return True
 
     async def save(
@@ -75,7 +75,7 @@ class MongoRoutingRepository:
         if result.modified_count != 1:
             routing.version = expected_version
             return False
-        self._on_write()
+        self._on_write(routing.case_id)
         return True
 
     async def get(self, case_id: str) -> CaseRouting | None:
