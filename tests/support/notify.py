@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
+from lintas_notify.adapters.early_events import MongoEarlyEvents
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
 from lintas_notify.dispatch import Dispatcher, RetryBudget, SendRules
@@ -251,7 +252,8 @@ async def wire_notify(mongo: AsyncMongoClient[Document], database_name: str) -> 
     vault = KeyVault(db["case_keys"], "test-master-key")
     dispatcher = Dispatcher(messages, preferences, provider, vault, clock=clock, sleep=sleeps)
     catalogue, _ = load_catalogue("en")
-    handlers = NotifyHandlers(messages, profiles, preferences, dispatcher, catalogue, clock)
+    early = MongoEarlyEvents(db["early_events"])
+    handlers = NotifyHandlers(messages, profiles, preferences, dispatcher, catalogue, clock, early)
     conversations = Conversations(
         messages, profiles, preferences, dispatcher, catalogue, PHONE_HASH_SECRET, clock
     )

@@ -193,9 +193,18 @@ async def test_no_sms_without_consent_or_after_erasure(notify: Notify) -> None:
     assert await notify.profiles.state("case-e") is False
 
 
-async def test_an_event_for_a_case_not_yet_known_is_redelivered(notify: Notify) -> None:
-    with pytest.raises(TimeoutError):  # transient for the shared consumer: seek back
-        await notify.handlers.on_referral_accepted(referral_accepted("case-later"))
+async def test_an_event_that_overtakes_its_case_is_handled_when_the_case_arrives(
+    notify: Notify,
+) -> None:
+    accepted = referral_accepted("case-later")
+    await notify.handlers.on_referral_accepted(accepted)
+    await notify.handlers.on_referral_accepted(accepted)  # redelivered meanwhile
+    assert notify.provider.sent == []
+    submitted = case_submitted("case-later", key=await notify.vault.create("case-later"))
+    await notify.handlers.on_case_submitted(submitted)
+    assert [s.template for s in notify.provider.sent] == ["case_received", "referral_accepted"]
+    await notify.handlers.on_case_submitted(submitted)  # redelivered: nothing replayed
+    assert len(notify.provider.sent) == 2
 
 
 async def test_delivery_receipts_settle_the_message(notify: Notify) -> None:

@@ -20,6 +20,7 @@ from lintas_shared.outbox import OutboxRelay
 from lintas_shared.runtime import ServiceRuntime
 
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
+from lintas_notify.adapters.early_events import MongoEarlyEvents
 from lintas_notify.adapters.file_provider import FileSmsProvider
 from lintas_notify.adapters.http_provider import HttpSmsProvider
 from lintas_notify.adapters.message_repository import MongoMessageRepository
@@ -71,6 +72,7 @@ class NotifyService:
         """Indexes, then settle messages left `sending`, then consume and run the schedule."""
         await self.messages.ensure_indexes()
         await self.profiles.ensure_indexes()
+        await self.handlers.early.ensure_indexes()
         await self.dispatcher.resolve_in_sending()
         async with self.runtime.lifespan(app):
             self.dispatcher.start()
@@ -113,7 +115,8 @@ def build(
         clock=clock,
         poll_interval=settings.dispatch_interval,
     )
-    handlers = NotifyHandlers(messages, profiles, preferences, dispatcher, catalogue, clock)
+    early = MongoEarlyEvents(database["early_events"])
+    handlers = NotifyHandlers(messages, profiles, preferences, dispatcher, catalogue, clock, early)
     conversations = Conversations(
         messages,
         profiles,

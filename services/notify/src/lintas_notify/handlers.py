@@ -7,11 +7,10 @@ closure announce one and the same outcome), so a redelivered event sends nothing
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from lintas_shared.consumer import PermanentEventError
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseClosed,
@@ -29,6 +28,7 @@ from lintas_shared.events import (
 from lintas_shared.ids import deterministic_id
 
 from lintas_notify.adapters.case_profiles import CaseProfile, MongoCaseProfiles
+from lintas_notify.adapters.early_events import MongoEarlyEvents
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
 from lintas_notify.dispatch import Dispatcher
@@ -38,15 +38,6 @@ from lintas_notify.domain.stage import Stage
 from lintas_notify.domain.templates import TemplateCatalogue
 
 Clock = Callable[[], datetime]
-#: How long an event about a case notify has not heard of yet is redelivered (the
-#: case's own event may be behind on the other topic) before it is parked.
-UNKNOWN_CASE_PATIENCE = timedelta(minutes=10)
-
-
-class CaseNotYetKnownError(TimeoutError):
-    """A referral event overtook the case's `submitted` event: redeliver it later.
-
-    A TimeoutError, so the shared consumer treats it as transient (seek back, retry)."""
 
 
 @dataclass
@@ -59,6 +50,18 @@ class NotifyHandlers:
     dispatcher: Dispatcher
     catalogue: TemplateCatalogue
     clock: Clock
+    early: MongoEarlyEvents
+
+    def _by_type(self) -> dict[str, Callable[[CloudEvent], Awaitable[None]]]:
+        return {
+            ReferralOffered.TYPE: self.on_referral_offered,
+            ReferralAccepted.TYPE: self.on_referral_accepted,
+            ReferralProgressed.TYPE: self.on_referral_progressed,
+            DeadlineApproaching.TYPE: self.on_deadline_approaching,
+            ReferralClosed.TYPE: self.on_referral_closed,
+            CaseClosed.TYPE: self.on_case_closed,
+            CaseDetailsCorrected.TYPE: self.on_details_corrected,
+        }
 
     # --- case events (intake) ----------------------------------------------------------
 
@@ -67,10 +70,16 @@ class NotifyHandlers:
         case = parse_payload(event, CaseSubmitted)
         await self.profiles.add(case)
         await self._notify(event, case.case_id, "case_received", event.dedupe_key)
+        handlers = self._by_type()
+        for early in await self.early.for_case(case.case_id):
+            await handlers[early.type](early)
+            await self.early.done(early)
 
     async def on_details_corrected(self, event: CloudEvent) -> None:
         """A corrected phone, language or whereabouts replaces what notify holds."""
         change = parse_payload(event, CaseDetailsCorrected)
+        if await self._profile(event, change.case_id) is None:
+            return
         if change.worker is not None:
             await self.profiles.correct_worker(change.case_id, change.worker, change.corrected_at)
 
@@ -90,6 +99,7 @@ class NotifyHandlers:
         """Forget her: the profile, and any message not yet sent."""
         erased = parse_payload(event, CaseErased)
         await self.profiles.erase(erased.case_id)
+        await self.early.drop_case(erased.case_id)
         await self.messages.forget_case(erased.case_id, self.clock())
 
     # --- referral events -------------------------------------------------------------
@@ -97,11 +107,15 @@ class NotifyHandlers:
     async def on_referral_offered(self, event: CloudEvent) -> None:
         """Only the stage moves: an offer may still be declined, so no SMS yet."""
         offer = parse_payload(event, ReferralOffered)
+        if await self._profile(event, offer.case_id) is None:
+            return
         await self.profiles.set_stage(offer.case_id, Stage.OFFERED, offer.offered_at)
 
     async def on_referral_accepted(self, event: CloudEvent) -> None:
         """Tell her a lawyer took the case, naming the country, never the lawyer."""
         accepted = parse_payload(event, ReferralAccepted)
+        if await self._profile(event, accepted.case_id) is None:
+            return
         await self.profiles.set_stage(accepted.case_id, Stage.WITH_LAWYER, accepted.at)
         await self._notify(
             event,
@@ -114,6 +128,8 @@ class NotifyHandlers:
     async def on_referral_progressed(self, event: CloudEvent) -> None:
         """Documents or action needed from her: tell her; a filing only moves the stage."""
         progress = parse_payload(event, ReferralProgressed)
+        if await self._profile(event, progress.case_id) is None:
+            return
         if progress.documents_needed:
             await self.profiles.set_stage(progress.case_id, Stage.DOCUMENTS_NEEDED, progress.at)
             await self._notify(event, progress.case_id, "documents_needed", event.dedupe_key)
@@ -139,18 +155,20 @@ class NotifyHandlers:
     # --- shared steps ----------------------------------------------------------------
 
     async def _close(self, event: CloudEvent, case_id: str, outcome: str, at: datetime) -> None:
+        if await self._profile(event, case_id) is None:
+            return
         await self.profiles.set_stage(case_id, Stage.CLOSED, at)
         await self._notify(event, case_id, "case_closed", case_id, outcome=outcome)
 
     async def _profile(self, event: CloudEvent, case_id: str) -> CaseProfile | None:
+        """The case's profile; None (after keeping the event for later) if not known yet,
+        or None if the case was erased."""
         state = await self.profiles.state(case_id)
-        if state is False:
-            return None  # erased: nothing to send, nothing to keep
-        if state is None or state is True:
-            if self.clock() - event.time < UNKNOWN_CASE_PATIENCE:
-                raise CaseNotYetKnownError(f"case {case_id} not known yet")
-            raise PermanentEventError(f"case {case_id} is unknown to notify")
-        return state
+        if isinstance(state, CaseProfile):
+            return state
+        if state is None:
+            await self.early.keep(case_id, event, self.clock())
+        return None
 
     async def _notify(
         self, event: CloudEvent, case_id: str, template: str, cause: str, **values: str
