@@ -220,13 +220,20 @@ class Dispatcher:
                 log.warning("provider refused sms", message_id=sms.id, reason=exc.reason)
                 return SmsStatus.FAILED
             except ProviderUnavailableError as exc:
-                await self._messages.note_attempt(sms.id, self._clock(), exc.reason)
                 total = attempts_before + attempt
                 wait = self._retry.delay(attempt, exc.retry_after)
                 last_inline = attempt == self._retry.inline_attempts
+                stop = (
+                    total >= self._retry.max_attempts
+                    or last_inline
+                    or wait > self._retry.max_inline_wait
+                )
+                await self._messages.note_attempt(
+                    sms.id, self._clock(), exc.reason, another=not stop
+                )
                 if total >= self._retry.max_attempts:
                     return await self._give_up(sms.id, exc)
-                if last_inline or wait > self._retry.max_inline_wait:
+                if stop:
                     return await self._unavailable(sms, exc, wait, raise_unavailable)
                 log.info("provider unavailable; retrying", message_id=sms.id, wait=wait)
                 await self._sleep(wait)

@@ -146,12 +146,15 @@ class MongoMessageRepository:
             doc.pop(OUTBOX_FIELD, None)
         return doc
 
-    async def note_attempt(self, message_id: str, now: datetime, error: str) -> None:
-        """A failed attempt while `sending`; the message stays claimed."""
+    async def note_attempt(
+        self, message_id: str, now: datetime, error: str, *, another: bool
+    ) -> None:
+        """A failed attempt while `sending` (the message stays claimed); `another` counts
+        the attempt that follows at once (`attempts` counts hand-overs to the provider)."""
         await self._collection.update_one(
             {"_id": message_id, "status": SmsStatus.SENDING.value},
             {
-                "$inc": {"attempts": 1},
+                "$inc": {"attempts": 1 if another else 0},
                 "$set": {"updated_at": now},
                 "$push": {"status_history": _entry(SmsStatus.SENDING, now, error=error)},
             },

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 from typing import Annotated, Any, TypeVar
+from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -86,8 +87,9 @@ router = APIRouter(prefix="/v1", tags=["sms provider"], responses=PROBLEMS)
 async def _fields(request: Request, form_names: dict[str, str]) -> dict[str, Any]:
     """The body as a dict, from JSON or from a form with provider field names mapped."""
     if request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        form = await request.form()
-        return {ours: form.get(theirs) for theirs, ours in form_names.items() if theirs in form}
+        # Parsed by hand: Starlette's form parser needs python-multipart for one format.
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        return {ours: form[theirs][0] for theirs, ours in form_names.items() if theirs in form}
     try:
         data = await request.json()
     except ValueError:
