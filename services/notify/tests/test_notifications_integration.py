@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
+from lintas_notify.dispatch import Dispatcher
 from lintas_notify.ports import ProviderRejectedError, ProviderUnavailableError
 from lintas_shared.values import ConsentPurpose
 
@@ -221,3 +223,16 @@ async def test_delivery_receipts_settle_the_message(notify: Notify) -> None:
     assert raw is not None
     types = [e["event"]["type"] for e in raw["outbox"]]
     assert types.count("org.lintas.notification.sms_delivery_reported") == 1
+
+
+async def test_racing_dispatchers_send_a_message_once(notify: Notify) -> None:
+    notify.clock.advance(hours=12)  # 22:00 in Jakarta: the SMS waits in the schedule
+    await submit(notify, "case-race")
+    notify.clock.advance(hours=10)  # 08:00: the consumer's retry and the loop both try
+    rival = Dispatcher(
+        notify.messages, notify.preferences, notify.provider, notify.vault, clock=notify.clock
+    )
+    await asyncio.gather(*(d.run_due() for d in [notify.dispatcher, rival] * 4))
+    assert len(notify.provider.sent) == 1
+    [record] = await notify.messages.for_case("case-race")
+    assert (record["status"], record["attempts"]) == ("sent", 1)

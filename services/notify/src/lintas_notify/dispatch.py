@@ -113,11 +113,8 @@ class Dispatcher:
             raise KeyError(message_id)
         status = SmsStatus(doc["status"])
         if status is SmsStatus.SENDING:
-            # Left by a crash or an unavailable provider: resolve before anything else.
-            status = await self._resolve(doc)
-            if status is not SmsStatus.SCHEDULED:
-                return status
-            doc = await self._messages.get(message_id) or doc
+            # Left by a crash or an unavailable provider: ask before sending again.
+            return await self._retry_sending(doc, raise_unavailable)
         if status is not SmsStatus.SCHEDULED:
             return status
         now = self._clock()
@@ -141,6 +138,32 @@ class Dispatcher:
         if claimed is None:
             current = await self._messages.get(message_id)
             return SmsStatus(current["status"]) if current else status
+        return await self._send(claimed, sms_from_document(claimed, phone), raise_unavailable)
+
+    async def _retry_sending(self, doc: Document, raise_unavailable: bool) -> SmsStatus:
+        """The event's retry for a message it left `sending`: it keeps it `sending` (the
+        schedule loop never takes those), so the event's own retries stay in charge and,
+        past the budget, the event is parked."""
+        found = await self._provider.find_sent(doc["_id"])
+        if found is not None:
+            return await self._record_sent(doc, found)
+        if doc.get("kind") == MessageKind.REPLY.value:
+            return SmsStatus.SENDING  # no phone kept: the retried webhook brings it
+        now = self._clock()
+        try:
+            phone = await self._phone(doc)
+        except CaseKeyMissingError:
+            await self._messages.finish(
+                doc["_id"],
+                SmsStatus.SUPPRESSED,
+                now,
+                from_statuses=[SmsStatus.SENDING],
+                reason="case erased",
+            )
+            return SmsStatus.SUPPRESSED
+        claimed = await self._messages.claim(doc["_id"], now, from_status=SmsStatus.SENDING)
+        if claimed is None:
+            return SmsStatus.SENDING  # another attempt is under way
         return await self._send(claimed, sms_from_document(claimed, phone), raise_unavailable)
 
     async def send_reply(self, sms: OutgoingSms) -> SmsStatus:

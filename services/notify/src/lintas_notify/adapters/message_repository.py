@@ -14,7 +14,7 @@ from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import NOTIFICATIONS
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -79,6 +79,7 @@ class MongoMessageRepository:
         self, collection: AsyncCollection[Document], on_write: Callable[[], None] = lambda: None
     ) -> None:
         self._collection = collection
+        self._claims = collection.database[f"{collection.name}_claims"]
         self._on_write = on_write
 
     async def ensure_indexes(self) -> None:
@@ -130,20 +131,41 @@ class MongoMessageRepository:
         """One message without its outbox."""
         return await self._collection.find_one({"_id": message_id}, {OUTBOX_FIELD: 0})
 
-    async def claim(self, message_id: str, now: datetime) -> Document | None:
-        """Move a due `scheduled` message to `sending`; None if someone else has it."""
-        # No projection: FerretDB v1's findAndModify does not implement `fields`.
-        doc = await self._collection.find_one_and_update(
-            {"_id": message_id, "status": SmsStatus.SCHEDULED.value, "send_after": {"$lte": now}},
+    async def claim(
+        self, message_id: str, now: datetime, *, from_status: SmsStatus = SmsStatus.SCHEDULED
+    ) -> Document | None:
+        """Start the next attempt of a due `scheduled` message (or of one left `sending`,
+        once the provider said it does not have it); None if someone else has it.
+
+        Exclusive through a unique insert, not a conditional update: FerretDB v1 reads
+        and then writes a findAndModify or a filtered update, so two processes (or the
+        consumer and the schedule loop) could both see `scheduled` and both send. The
+        claim's _id is the message id and the attempt number it starts: whoever inserts
+        it first owns that attempt; a racer, even one holding an older read, gets a
+        duplicate key and backs off.
+        """
+        doc = await self.get(message_id)
+        if doc is None or doc["status"] != from_status.value or doc["send_after"] > now:
+            return None
+        attempt = int(doc.get("attempts", 0)) + 1
+        try:
+            await self._claims.insert_one({"_id": f"{message_id}#{attempt}", "at": now})
+        except DuplicateKeyError:
+            return None
+        history = _entry(SmsStatus.SENDING, now)
+        await self._collection.update_one(
+            {"_id": message_id},
             {
-                "$set": {"status": SmsStatus.SENDING.value, "updated_at": now},
-                "$inc": {"attempts": 1},
-                "$push": {"status_history": _entry(SmsStatus.SENDING, now)},
+                "$set": {
+                    "status": SmsStatus.SENDING.value,
+                    "attempts": attempt,
+                    "updated_at": now,
+                },
+                "$push": {"status_history": history},
             },
-            return_document=ReturnDocument.AFTER,
         )
-        if doc is not None:
-            doc.pop(OUTBOX_FIELD, None)
+        doc.update(status=SmsStatus.SENDING.value, attempts=attempt, updated_at=now)
+        doc["status_history"] = [*doc["status_history"], history]
         return doc
 
     async def note_attempt(
