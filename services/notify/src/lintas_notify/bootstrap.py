@@ -25,6 +25,7 @@ from lintas_notify.adapters.file_provider import FileSmsProvider
 from lintas_notify.adapters.http_provider import HttpSmsProvider
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
+from lintas_notify.adapters.smpp_provider import SmppSmsProvider
 from lintas_notify.dispatch import Clock, Dispatcher, SendRules
 from lintas_notify.domain.schedule import ProviderRateLimit, QuietHours, WorkerLimit
 from lintas_notify.domain.templates import load_catalogue
@@ -51,6 +52,15 @@ def make_provider(settings: NotifySettings) -> SmsProvider:
             sender=settings.http_sender,
             status_callback=settings.http_status_callback,
         )
+    if settings.sms_provider == "smpp":
+        return SmppSmsProvider(
+            settings.smpp_host,
+            settings.smpp_port,
+            system_id=settings.smpp_system_id,
+            password=settings.smpp_password.get_secret_value(),
+            source_addr=settings.smpp_source_addr,
+            bind_type=settings.smpp_bind_type,
+        )
     return FileSmsProvider(settings.sms_outbox_path)
 
 
@@ -66,6 +76,7 @@ class NotifyService:
     handlers: NotifyHandlers
     conversations: Conversations
     consumers: tuple[EventConsumer, EventConsumer]
+    provider: SmsProvider
 
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
@@ -80,6 +91,8 @@ class NotifyService:
                 yield
             finally:
                 await self.dispatcher.stop()
+                if isinstance(self.provider, SmppSmsProvider):
+                    await self.provider.close()  # unbind politely
 
 
 def build(
@@ -102,10 +115,11 @@ def build(
         mongo[settings.common.keyvault_database]["case_keys"],
         settings.common.master_key.get_secret_value(),
     )
+    provider = provider or make_provider(settings)
     dispatcher = Dispatcher(
         messages,
         preferences,
-        provider or make_provider(settings),
+        provider,
         keys,
         rules=SendRules(
             QuietHours(settings.quiet_start, settings.quiet_end),
@@ -126,6 +140,8 @@ def build(
         settings.common.phone_hash_key.get_secret_value(),
         clock,
     )
+    if isinstance(provider, SmppSmsProvider):
+        provider.on_receipt = conversations.receipt  # receipts come back on the session
     consumers = register_subscribers(
         broker, group_id=settings.consumer_group, handlers=handlers, dead_letters=publisher
     )
@@ -138,7 +154,15 @@ def build(
         relays=[message_relay, preference_relay],
     )
     return NotifyService(
-        runtime, broker, messages, profiles, dispatcher, handlers, conversations, consumers
+        runtime,
+        broker,
+        messages,
+        profiles,
+        dispatcher,
+        handlers,
+        conversations,
+        consumers,
+        provider,
     )
 
 

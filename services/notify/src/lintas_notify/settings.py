@@ -21,7 +21,7 @@ class NotifySettings(BaseSettings):
     port: int = 8082
     database: str = "lintas_notify"
     consumer_group: str = "lintas-notify"
-    sms_provider: Literal["file", "http"] = "file"
+    sms_provider: Literal["file", "http", "smpp"] = "file"
     sms_outbox_path: Path = Path(".lintas/sms-outbox.jsonl")
     default_language: str = "en"
     #: Shared with the SMS provider for inbound SMS and receipts (X-Lintas-Provider-Token).
@@ -43,10 +43,20 @@ class NotifySettings(BaseSettings):
     #: Where the gateway posts status callbacks (our /v1/delivery-receipts).
     http_status_callback: str | None = None
 
+    #: The smpp provider: an SMS centre speaking SMPP v3.4.
+    smpp_host: str = "127.0.0.1"
+    smpp_port: int = 2775
+    smpp_system_id: str = "lintas"
+    smpp_password: SecretStr = SecretStr(DEV_SECRET_PREFIX + "smpp")
+    smpp_source_addr: str = "Lintas"
+    smpp_bind_type: Literal["TRX", "TX"] = "TRX"
+
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> NotifySettings:
         env = self.common.environment
         require_real_secret(self.inbound_token, "LINTAS_NOTIFY_INBOUND_TOKEN", env)
         if self.sms_provider == "http":
             require_real_secret(self.http_auth_token, "LINTAS_NOTIFY_HTTP_AUTH_TOKEN", env)
+        if self.sms_provider == "smpp":
+            require_real_secret(self.smpp_password, "LINTAS_NOTIFY_SMPP_PASSWORD", env)
         return self
