@@ -51,18 +51,19 @@ async def serve(port: int, log: Path) -> None:
                 "registered_delivery": event.registered_delivery,
                 "short_message": event.short_message.hex(),
             }
+            # Logged before answering: once the client has its answer, the line is there.
             if destination.endswith("000"):
-                event.reject(smpp34.ESME_RINVDSTADR)
                 _log(log, {**entry, "answer": "ESME_RINVDSTADR"})
+                event.reject(smpp34.ESME_RINVDSTADR)
                 continue
             if destination.endswith("999"):
-                event.reject(smpp34.ESME_RTHROTTLED)
                 _log(log, {**entry, "answer": "ESME_RTHROTTLED"})
+                event.reject(smpp34.ESME_RTHROTTLED)
                 continue
             count += 1
             message_id = f"smsc-{count}"
-            event.accept(message_id=message_id)
             _log(log, {**entry, "answer": message_id})
+            event.accept(message_id=message_id)
             esme = sessions.get(event.session_id)
             if event.registered_delivery and esme is not None and esme.can_receive:
                 receipt = (
