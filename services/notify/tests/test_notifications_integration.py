@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from lintas_notify.dispatch import Dispatcher
 from lintas_notify.ports import ProviderRejectedError, ProviderUnavailableError
+from lintas_shared.events import CaseDetailsCorrected, WorkerInfo, make_event
 from lintas_shared.values import ConsentPurpose
 
 from tests.support.fixtures import case_submitted
@@ -21,6 +22,7 @@ from tests.support.notify import (
     referral_closed,
     referral_offered,
     referral_progressed,
+    with_worker,
 )
 
 pytestmark = pytest.mark.integration
@@ -236,3 +238,27 @@ async def test_racing_dispatchers_send_a_message_once(notify: Notify) -> None:
     assert len(notify.provider.sent) == 1
     [record] = await notify.messages.for_case("case-race")
     assert (record["status"], record["attempts"]) == ("sent", 1)
+
+
+async def test_a_corrected_phone_and_language_are_used_for_the_next_sms(notify: Notify) -> None:
+    key = await notify.vault.create("case-fix")
+    await notify.handlers.on_case_submitted(case_submitted("case-fix", key=key))
+    corrected = with_worker(
+        case_submitted("case-fix", key=key, phone="+6281277778888", language="en"),
+    )
+    worker = corrected.data["worker"]
+    await notify.handlers.on_details_corrected(
+        make_event(
+            CaseDetailsCorrected(
+                case_id="case-fix",
+                worker=WorkerInfo.model_validate(worker),
+                corrected_at=notify.clock.now,
+            ),
+            source="/lintas/intake",
+            subject="case-fix",
+        )
+    )
+    await notify.handlers.on_referral_accepted(referral_accepted("case-fix"))
+    first, second = notify.provider.sent
+    assert (first.to, first.language) == ("+6281234567890", "id")
+    assert (second.to, second.language) == ("+6281277778888", "en")

@@ -145,6 +145,16 @@ async def test_a_long_ucs2_message_goes_as_concatenated_parts(peer: Peer) -> Non
     assert message_id == parts[-1]["answer"]
 
 
+async def test_a_transmitter_bind_submits_too(peer: Peer) -> None:
+    smpp = provider(peer, bind_type="TX")
+    try:
+        await smpp.send(sms("Lintas: TX"))
+    finally:
+        await smpp.close()
+    [submit] = peer.entries("submit_sm")
+    assert decode_gsm7(bytes.fromhex(submit["short_message"])) == "Lintas: TX"
+
+
 async def test_refused_and_throttled_destinations(peer: Peer) -> None:
     smpp = provider(peer)
     try:
