@@ -262,3 +262,18 @@ async def test_a_corrected_phone_and_language_are_used_for_the_next_sms(notify: 
     first, second = notify.provider.sent
     assert (first.to, first.language) == ("+6281234567890", "id")
     assert (second.to, second.language) == ("+6281277778888", "en")
+
+
+async def test_old_news_is_recorded_but_not_sent(notify: Notify) -> None:
+    await submit(notify, "case-old")
+    accepted = referral_accepted("case-old")
+    stale = accepted.model_copy(update={"time": notify.clock.now - timedelta(days=8)})
+    await notify.handlers.on_referral_accepted(stale)
+    await notify.handlers.on_deadline_approaching(
+        deadline_approaching("case-old", notify.clock.now.date() - timedelta(days=1))
+    )
+    assert [s.template for s in notify.provider.sent] == ["case_received"]
+    records = {r["template"]: r for r in await notify.messages.for_case("case-old")}
+    assert records["referral_accepted"]["status"] == "suppressed"
+    assert records["referral_accepted"]["reason"] == "event older than 7 days"
+    assert records["deadline_approaching"]["reason"] == "the deadline has passed"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
@@ -51,6 +51,9 @@ class NotifyHandlers:
     catalogue: TemplateCatalogue
     clock: Clock
     early: MongoEarlyEvents
+    #: An event older than this sends no SMS (e.g. history replayed by a new consumer
+    #: group): news that old would mislead more than help. It is recorded as suppressed.
+    max_event_age: timedelta = timedelta(days=7)
 
     def _by_type(self) -> dict[str, Callable[[CloudEvent], Awaitable[None]]]:
         return {
@@ -139,11 +142,13 @@ class NotifyHandlers:
     async def on_deadline_approaching(self, event: CloudEvent) -> None:
         """Tell her the date by which she must act (not the forum, not the claim)."""
         near = parse_payload(event, DeadlineApproaching)
+        passed = near.deadline < self.clock().date()
         await self._notify(
             event,
             near.case_id,
             "deadline_approaching",
             event.dedupe_key,
+            not_sent_because="the deadline has passed" if passed else None,
             deadline=near.deadline.strftime("%d-%m-%Y"),
         )
 
@@ -171,7 +176,14 @@ class NotifyHandlers:
         return None
 
     async def _notify(
-        self, event: CloudEvent, case_id: str, template: str, cause: str, **values: str
+        self,
+        event: CloudEvent,
+        case_id: str,
+        template: str,
+        cause: str,
+        *,
+        not_sent_because: str | None = None,
+        **values: str,
     ) -> None:
         """Render, record the decision (once per cause + template), and try to send."""
         profile = await self._profile(event, case_id)
@@ -196,9 +208,11 @@ class NotifyHandlers:
             causing_event=event.dedupe_key,
         )
         if not profile.sms_consent:
-            await self.messages.record_suppressed(
-                sms, "consent does not cover sms_updates", self.clock()
-            )
+            not_sent_because = "consent does not cover sms_updates"
+        elif self.clock() - event.time > self.max_event_age:
+            not_sent_because = f"event older than {self.max_event_age.days} days"
+        if not_sent_because is not None:
+            await self.messages.record_suppressed(sms, not_sent_because, self.clock())
             return
         doc, _ = await self.messages.schedule(
             sms,

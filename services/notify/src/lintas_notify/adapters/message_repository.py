@@ -121,7 +121,7 @@ class MongoMessageRepository:
     async def record_suppressed(self, sms: OutgoingSms, reason: str, now: datetime) -> None:
         """Record a message that must not be sent, and why (idempotent); no phone kept."""
         doc = _document(sms, SmsStatus.SUPPRESSED, now, now, reason=reason)
-        doc["to"] = None
+        doc["to"], doc["reason"] = None, reason
         try:
             await self._collection.insert_one(doc)
         except DuplicateKeyError:
