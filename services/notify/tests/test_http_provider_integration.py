@@ -25,6 +25,7 @@ from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import PHONE_HASH_SECRET, case_submitted
 from tests.support.kafka import eventually, produce_raw
+from tests.support.kafka_groups import start_group_at_end
 from tests.support.notify import Notify
 from tests.support.servers import Servers
 from tests.support.sms_gateway import Scripted, sms_gateway
@@ -156,6 +157,7 @@ async def test_the_gateways_status_callback_marks_the_sms_delivered(
             quiet_start=time(0, 0),  # wall-clock test: quiet hours off
             quiet_end=time(0, 0),
         )
+        await start_group_at_end(servers.kafka_bootstrap, settings.consumer_group, CASES)
         app = create_app(settings, build(settings))
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
         serving = asyncio.create_task(server.serve())

@@ -29,6 +29,7 @@ from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import PHONE_HASH_SECRET, case_submitted
 from tests.support.kafka import collect, eventually, produce_raw
+from tests.support.kafka_groups import start_group_at_end
 from tests.support.notify import case_closed, referral_accepted
 from tests.support.servers import Servers
 
@@ -83,6 +84,12 @@ class Harness:
         )
         return await vault.create(case_id)
 
+    async def skip_history(self) -> None:
+        """Both of the service's groups start at the end of their topics."""
+        group = self.settings.consumer_group
+        await start_group_at_end(self.bootstrap, group, CASES)
+        await start_group_at_end(self.bootstrap, f"{group}.referrals", REFERRALS)
+
     async def publish(self, topic: str, event: CloudEvent) -> None:
         record = to_kafka_record(event)
         await produce_raw(
@@ -94,7 +101,9 @@ class Harness:
 async def harness(
     servers: Servers, mongo: AsyncMongoClient[Document], database_name: str, tmp_path: Path
 ) -> AsyncIterator[Harness]:
-    yield Harness(servers, database_name, tmp_path / "sms-outbox.jsonl")
+    harness = Harness(servers, database_name, tmp_path / "sms-outbox.jsonl")
+    await harness.skip_history()
+    yield harness
     await mongo.drop_database(f"{database_name}_keys")
 
 
