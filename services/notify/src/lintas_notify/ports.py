@@ -57,4 +57,6 @@ class SmsProvider(Protocol):
 class CaseKeyReader(Protocol):
     """Reads a case's data key from the vault; raises CaseKeyMissingError after erasure."""
 
-    async def get(self, case_id: str) -> DataKey: ...
+    async def get(self, case_id: str) -> DataKey:
+        """The case's data key."""
+        ...
