@@ -56,9 +56,9 @@ def unique_phone() -> str:
 async def test_handed_to_a_lawyer_and_status_by_sms(stack: Stack, servers: Servers) -> None:
     phone = unique_phone()
     case = await submit_case(stack, phone)
-    await eventually(lambda: phone_lines(stack, phone), timeout=60)
+    await eventually(lambda: phone_lines(stack, phone), timeout=120)
     await publish(servers, referral_accepted(case["id"], at=datetime.now(UTC)))
-    await eventually(lambda: len(phone_lines(stack, phone)) == 2, timeout=60)
+    await eventually(lambda: len(phone_lines(stack, phone)) == 2, timeout=120)
     accepted = phone_lines(stack, phone)[1]
     assert accepted["template"] == "referral_accepted"
     assert "Hong Kong" in accepted["body"]
@@ -82,7 +82,7 @@ async def test_handed_to_a_lawyer_and_status_by_sms(stack: Stack, servers: Serve
 async def test_stop_by_sms_silences_the_next_message(stack: Stack, servers: Servers) -> None:
     phone = unique_phone()
     case = await submit_case(stack, phone)
-    await eventually(lambda: phone_lines(stack, phone), timeout=60)
+    await eventually(lambda: phone_lines(stack, phone), timeout=120)
     token = {"X-Lintas-Provider-Token": stack.keys["sms_inbound_token"]}
     async with httpx.AsyncClient(base_url=stack.urls["notify"], timeout=10) as client:
         stop = {"from": phone, "body": " BERHENTI ", "id": f"e2e-{uuid.uuid4()}"}
@@ -100,7 +100,7 @@ async def test_stop_by_sms_silences_the_next_message(stack: Stack, servers: Serv
             )
             return bool(doc and doc["status"] == "suppressed")
 
-        await eventually(suppressed, timeout=60)
+        await eventually(suppressed, timeout=120)
     finally:
         await mongo.close()
     assert [line["template"] for line in phone_lines(stack, phone)] == [

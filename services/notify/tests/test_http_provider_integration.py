@@ -162,7 +162,7 @@ async def test_the_gateways_status_callback_marks_the_sms_delivered(
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None))
         serving = asyncio.create_task(server.serve())
         try:
-            await eventually(lambda: server.started, timeout=60)
+            await eventually(lambda: server.started, timeout=120)
             case_id = f"case-{uuid.uuid4()}"
             vault = KeyVault(mongo[f"{database_name}_keys"]["case_keys"], "dev-only-master-key")
             record = to_kafka_record(case_submitted(case_id, key=await vault.create(case_id)))
@@ -174,7 +174,7 @@ async def test_the_gateways_status_callback_marks_the_sms_delivered(
                 doc = await mongo[database_name]["messages"].find_one({"case_id": case_id})
                 return bool(doc and doc["status"] == "delivered")
 
-            await eventually(delivered, timeout=60)
+            await eventually(delivered, timeout=120)
         finally:
             server.should_exit = True
             await serving

@@ -121,7 +121,7 @@ async def test_a_redelivered_event_sends_one_sms(
         await harness.publish(CASES, submitted)  # the same record again: a redelivery
         # The same case, the same partition: once its closure is sent, the copy was seen.
         await harness.publish(CASES, case_closed(case_id))
-        await eventually(lambda: len(harness.lines(reference)) >= 2, timeout=60)
+        await eventually(lambda: len(harness.lines(reference)) >= 2, timeout=120)
     assert [line["template"] for line in harness.lines(reference)] == [
         "case_received",
         "case_closed",
@@ -132,6 +132,7 @@ async def test_a_redelivered_event_sends_one_sms(
         lambda r: r.key == case_id.encode() and r.headers["ce_type"].endswith("sms_sent"),
         count=2,
         settle=1.0,
+        timeout=120,
     )
     # One SmsSent per SMS, none for the redelivered copy. (The outbox relay is
     # at-least-once: a stop mid-pass may publish an entry again, with the same ce_id.)
@@ -156,11 +157,12 @@ async def test_a_poison_event_is_parked_and_the_next_one_is_sent(
             headers={"ce_id": poison_id, "ce_type": "org.lintas.referral.accepted"},
         )
         await harness.publish(REFERRALS, referral_accepted(case_id))
-        await eventually(lambda: len(harness.lines(reference)) == 2, timeout=60)
+        await eventually(lambda: len(harness.lines(reference)) == 2, timeout=120)
     [parked] = await collect(
         harness.bootstrap,
         dead_letter_topic(REFERRALS),
         lambda r: r.headers.get("ce_id") == poison_id,
+        timeout=120,
     )
     assert parked.headers["lintas_dlq_consumer"] == "notify"
     assert parked.headers["lintas_dlq_reason"].startswith("malformed")
@@ -194,7 +196,7 @@ async def test_a_restart_resolves_sending_without_a_blind_resend(
             docs = [d async for d in messages.find({"case_id": {"$in": [taken_id, lost_id]}})]
             return len(docs) == 2 and all(d["status"] == "sent" for d in docs)
 
-        await eventually(settled, timeout=30)
+        await eventually(settled, timeout=120)
     assert len(harness.lines(taken_ref)) == 1  # found at the provider: not sent again
     assert len(harness.lines(lost_ref)) == 1  # not found: sent, once
 
@@ -208,7 +210,7 @@ async def test_the_provider_api_needs_the_token_and_answers_status(
             CASES,
             case_submitted(case_id, key=await harness.key(mongo, case_id), reference=reference),
         )
-        await eventually(lambda: harness.lines(reference), timeout=60)
+        await eventually(lambda: harness.lines(reference), timeout=120)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://notify") as client:
             body = {"from": PHONE, "body": f"STATUS {reference}", "id": "in-1"}
@@ -281,8 +283,9 @@ async def test_after_the_retry_budget_the_event_is_parked_and_the_next_is_sent(
             harness.bootstrap,
             dead_letter_topic(CASES),
             lambda r: r.headers.get("ce_id") == failing.id,
+            timeout=120,
         )
-        await eventually(lambda: harness.lines(next_ref), timeout=60)
+        await eventually(lambda: harness.lines(next_ref), timeout=120)
     assert parked.headers["lintas_dlq_reason"].startswith(
         "failed after 3 attempts: ProviderUnavailableError: HTTP 503 route down"
     )

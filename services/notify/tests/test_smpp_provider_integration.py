@@ -109,7 +109,7 @@ async def test_bind_and_submit_gsm7_with_a_receipt(peer: Peer) -> None:
     try:
         body = "Lintas: Kasus Anda sudah kami terima. Nomor kasus Anda LB-7K3Q9 {ok}."
         message_id = await smpp.send(sms(body))
-        await eventually(lambda: receipts, timeout=30)
+        await eventually(lambda: receipts, timeout=120)
     finally:
         await smpp.close()
     [bind] = peer.entries("bind")
@@ -208,7 +208,7 @@ async def test_through_the_dispatcher_the_receipt_marks_it_delivered(
             [record] = await notify.messages.for_case("case-smpp")
             return bool(record["status"] == "delivered")
 
-        await eventually(delivered, timeout=30)
+        await eventually(delivered, timeout=120)
     finally:
         await smpp.close()
     [record] = await notify.messages.for_case("case-smpp")
