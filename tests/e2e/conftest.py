@@ -56,6 +56,11 @@ def stack(servers: Servers) -> Iterator[Stack]:
         env[f"LINTAS_{name.upper()}_DATABASE"] = database
         env[f"LINTAS_{name.upper()}_CONSUMER_GROUP"] = f"e2e-{name}-{run}"
     keys = load_or_create_keys(state / "demo-keys.json")
+    env["LINTAS_NOTIFY_INBOUND_TOKEN"] = keys["sms_inbound_token"]
+    # The suite runs on the wall clock and every demo case has the same phone: quiet
+    # hours and the per-worker daily limit are tested in notify's own tests instead.
+    env["LINTAS_NOTIFY_QUIET_START"] = env["LINTAS_NOTIFY_QUIET_END"] = "00:00"
+    env["LINTAS_NOTIFY_WORKER_DAILY_LIMIT"] = "1000"
     asyncio.run(
         seed_demo(
             DemoTarget(

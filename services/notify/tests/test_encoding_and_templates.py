@@ -39,15 +39,69 @@ def test_typography_is_normalised_back_into_gsm7() -> None:
     assert sms_cost(normalised).encoding == "GSM-7"
 
 
+LONGEST = {
+    "reference": "LB-WWWWWWWW",
+    "country": "other",
+    "outcome": "unreachable",
+    "stage": "documents_needed",
+    "deadline": "30-12-2026",
+}
+MESSAGES = {
+    "case_received",
+    "referral_accepted",
+    "documents_needed",
+    "deadline_approaching",
+    "case_closed",
+    "status_reply",
+    "status_unknown",
+    "opted_out",
+    "opted_in",
+}
+
+
 def test_shipped_templates_stay_in_gsm7_and_two_parts() -> None:
     catalogue, warnings = load_catalogue()
-    assert warnings == []
+    assert warnings == []  # a template leaving GSM-7 fails here
     assert {"id", "en"} <= set(catalogue.templates)
     for language, templates in catalogue.templates.items():
+        assert set(templates) == MESSAGES, language
         for name in templates:
-            body, used = catalogue.render(name, language, reference="LB-WWWWWWWW")
+            body, used = catalogue.render(name, language, **LONGEST)
             assert used == language
-            assert sms_cost(body).segments <= 2
+            cost = sms_cost(body)
+            assert cost.encoding == "GSM-7", (language, name)
+            assert cost.segments <= 2, (language, name)
+            assert "{" not in body
+
+
+def test_coded_values_are_said_in_her_language() -> None:
+    catalogue, _ = load_catalogue()
+    body, _ = catalogue.render("referral_accepted", "id", reference="LB-7K3Q9", country="SG")
+    assert "pengacara di Singapura" in body
+    body, _ = catalogue.render("case_closed", "en", reference="LB-7K3Q9", outcome="settled")
+    assert "Outcome: a settlement was reached." in body
+    body, _ = catalogue.render("referral_accepted", "en", reference="LB-7K3Q9", country="TW")
+    assert "in the destination country" in body
+
+
+def test_a_chinese_character_makes_the_message_ucs2_with_its_segment_count() -> None:
+    catalogue, warnings = load_catalogue(
+        "en",
+        {
+            "en": '[referral_accepted]\ntext = "Case {reference}: lawyer in {country}."\n'
+            '[words]\n"country.HK" = "Hong Kong \u9999\u6e2f"\n'
+        },
+    )
+    assert "en/referral_accepted leaves GSM-7 (sent as UCS-2)" in warnings
+    body, _ = catalogue.render("referral_accepted", "en", reference="LB-7K3Q9", country="HK")
+    assert body == "Case LB-7K3Q9: lawyer in Hong Kong \u9999\u6e2f."
+    assert (sms_cost(body).encoding, sms_cost(body).segments) == ("UCS-2", 1)
+    assert sms_cost(body + "x" * 70).segments == 2  # 107 UCS-2 characters: 67 + 40
+
+
+def test_a_word_placeholder_needs_words() -> None:
+    with pytest.raises(TemplateError, match=r"en/x: no \[words\] for \{country\}"):
+        load_catalogue("en", {"en": '[x]\ntext = "{reference} {country}"'})
 
 
 def test_unknown_language_falls_back_to_the_default() -> None:

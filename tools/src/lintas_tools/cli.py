@@ -93,6 +93,10 @@ def cmd_up() -> int:
     _say(f"      {len(created)} created, {len(ALL_TOPICS) - len(created)} already there")
     _say("[3/4] demo organisations")
     keys_path = cmd_demo_seed(state, env)
+    # Notify authenticates the SMS provider's callbacks with the demo inbound token.
+    env.setdefault(
+        "LINTAS_NOTIFY_INBOUND_TOKEN", json.loads(keys_path.read_text())["sms_inbound_token"]
+    )
     _say("[4/4] services")
     specs = service_specs(env)
     for spec in specs:

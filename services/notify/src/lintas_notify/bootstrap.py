@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
 from fastapi import FastAPI
+from faststream.kafka import KafkaBroker
+from lintas_shared.consumer import EventConsumer
 from lintas_shared.crypto import KeyVault
 from lintas_shared.http import install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
@@ -11,17 +19,86 @@ from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.runtime import ServiceRuntime
 
+from lintas_notify.adapters.case_profiles import MongoCaseProfiles
+from lintas_notify.adapters.early_events import MongoEarlyEvents
 from lintas_notify.adapters.file_provider import FileSmsProvider
+from lintas_notify.adapters.http_provider import HttpSmsProvider
 from lintas_notify.adapters.message_repository import MongoMessageRepository
+from lintas_notify.adapters.preferences import MongoPreferences
+from lintas_notify.adapters.smpp_provider import SmppSmsProvider
+from lintas_notify.dispatch import Clock, Dispatcher, SendRules
+from lintas_notify.domain.schedule import ProviderRateLimit, QuietHours, WorkerLimit
 from lintas_notify.domain.templates import load_catalogue
+from lintas_notify.entrypoints.http import router
 from lintas_notify.entrypoints.subscribers import register_subscribers
+from lintas_notify.handlers import NotifyHandlers
+from lintas_notify.ports import SmsProvider
+from lintas_notify.replies import Conversations
 from lintas_notify.settings import NotifySettings
 
 
-def create_app(settings: NotifySettings | None = None) -> FastAPI:
-    """Build the notify app (uvicorn calls this with `--factory`)."""
-    settings = settings or NotifySettings()
-    configure_logging("notify", settings.common.log_level)
+def utc_now() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+def make_provider(settings: NotifySettings) -> SmsProvider:
+    """The SMS provider chosen by settings."""
+    if settings.sms_provider == "http":
+        return HttpSmsProvider(
+            settings.http_base_url,
+            account=settings.http_account,
+            auth_token=settings.http_auth_token.get_secret_value(),
+            sender=settings.http_sender,
+            status_callback=settings.http_status_callback,
+        )
+    if settings.sms_provider == "smpp":
+        return SmppSmsProvider(
+            settings.smpp_host,
+            settings.smpp_port,
+            system_id=settings.smpp_system_id,
+            password=settings.smpp_password.get_secret_value(),
+            source_addr=settings.smpp_source_addr,
+            bind_type=settings.smpp_bind_type,
+        )
+    return FileSmsProvider(settings.sms_outbox_path)
+
+
+@dataclass
+class NotifyService:
+    """Everything the running service is made of (tests reach into it)."""
+
+    runtime: ServiceRuntime
+    broker: KafkaBroker
+    messages: MongoMessageRepository
+    profiles: MongoCaseProfiles
+    dispatcher: Dispatcher
+    handlers: NotifyHandlers
+    conversations: Conversations
+    consumers: tuple[EventConsumer, EventConsumer]
+    provider: SmsProvider
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """Indexes, then settle messages left `sending`, then consume and run the schedule."""
+        await self.messages.ensure_indexes()
+        await self.profiles.ensure_indexes()
+        await self.handlers.early.ensure_indexes()
+        await self.dispatcher.resolve_in_sending()
+        async with self.runtime.lifespan(app):
+            self.dispatcher.start()
+            try:
+                yield
+            finally:
+                await self.dispatcher.stop()
+                if isinstance(self.provider, SmppSmsProvider):
+                    await self.provider.close()  # unbind politely
+
+
+def build(
+    settings: NotifySettings, *, clock: Clock = utc_now, provider: SmsProvider | None = None
+) -> NotifyService:
+    """Wire the service from its settings (the clock and provider can be replaced)."""
     catalogue, warnings = load_catalogue(settings.default_language)
     for warning in warnings:
         get_logger(__name__).warning("sms template leaves GSM-7", detail=warning)
@@ -29,21 +106,44 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     database = mongo[settings.database]
     broker = make_broker(settings.common.kafka_bootstrap, client_id="lintas-notify")
     publisher = KafkaEventPublisher(broker)
-    relay = OutboxRelay(database["messages"], publisher)
-    messages = MongoMessageRepository(database["messages"], on_write=relay.wake)
-    provider = FileSmsProvider(settings.sms_outbox_path)
+    message_relay = OutboxRelay(database["messages"], publisher)
+    preference_relay = OutboxRelay(database["preferences"], publisher)
+    messages = MongoMessageRepository(database["messages"], on_write=message_relay.wake)
+    preferences = MongoPreferences(database["preferences"], on_write=preference_relay.wake)
+    profiles = MongoCaseProfiles(database["cases"])
     keys = KeyVault(
         mongo[settings.common.keyvault_database]["case_keys"],
         settings.common.master_key.get_secret_value(),
     )
-    register_subscribers(
-        broker,
-        group_id=settings.consumer_group,
-        messages=messages,
-        provider=provider,
-        catalogue=catalogue,
-        keys=keys,
-        dead_letters=publisher,
+    provider = provider or make_provider(settings)
+    dispatcher = Dispatcher(
+        messages,
+        preferences,
+        provider,
+        keys,
+        rules=SendRules(
+            QuietHours(settings.quiet_start, settings.quiet_end),
+            WorkerLimit(settings.worker_daily_limit),
+            ProviderRateLimit(settings.provider_rate_per_second),
+        ),
+        clock=clock,
+        poll_interval=settings.dispatch_interval,
+    )
+    early = MongoEarlyEvents(database["early_events"])
+    handlers = NotifyHandlers(messages, profiles, preferences, dispatcher, catalogue, clock, early)
+    conversations = Conversations(
+        messages,
+        profiles,
+        preferences,
+        dispatcher,
+        catalogue,
+        settings.common.phone_hash_key.get_secret_value(),
+        clock,
+    )
+    if isinstance(provider, SmppSmsProvider):
+        provider.on_receipt = conversations.receipt  # receipts come back on the session
+    consumers = register_subscribers(
+        broker, group_id=settings.consumer_group, handlers=handlers, dead_letters=publisher
     )
     runtime = ServiceRuntime(
         name="notify",
@@ -51,19 +151,43 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         broker=broker,
         kafka_bootstrap=settings.common.kafka_bootstrap,
         topic_partitions=settings.common.topic_partitions,
-        relays=[relay],
+        relays=[message_relay, preference_relay],
     )
+    return NotifyService(
+        runtime,
+        broker,
+        messages,
+        profiles,
+        dispatcher,
+        handlers,
+        conversations,
+        consumers,
+        provider,
+    )
+
+
+def create_app(
+    settings: NotifySettings | None = None, service: NotifyService | None = None
+) -> FastAPI:
+    """Build the notify app (uvicorn calls this with `--factory`)."""
+    settings = settings or NotifySettings()
+    configure_logging("notify", settings.common.log_level)
+    service = service or build(settings)
     app = FastAPI(
         title="Lintas notify API",
         version="0.1.0",
         description="SMS to workers in their language, carrying only a case reference.",
-        lifespan=runtime.lifespan,
+        lifespan=service.lifespan,
     )
-    app.state.runtime = runtime
-    app.state.messages = messages
+    app.state.service = service
+    app.state.runtime = service.runtime
+    app.state.messages = service.messages
+    app.state.conversations = service.conversations
+    app.state.inbound_token = settings.inbound_token.get_secret_value()
+    app.include_router(router)
     install_conventions(
         app,
-        {"store": runtime.store_ready, "kafka": runtime.broker_ready},
-        asyncapi=runtime.asyncapi,
+        {"store": service.runtime.store_ready, "kafka": service.runtime.broker_ready},
+        asyncapi=service.runtime.asyncapi,
     )
     return app

@@ -1,135 +1,224 @@
-"""Notify's use cases: decide which SMS a worker gets, and send each exactly once."""
+"""Notify's use cases: which SMS a worker gets for which event, and what it remembers.
+
+Each handler is idempotent: profiles and stages are conditional updates, and each SMS
+is keyed by its cause and template (`case closed` by case: intake's and the partner's
+closure announce one and the same outcome), so a redelivered event sends nothing twice.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.events import CaseSubmitted, SmsSent, make_event, parse_payload
+from lintas_shared.events import (
+    CaseClosed,
+    CaseDetailsCorrected,
+    CaseErased,
+    CaseSubmitted,
+    DeadlineApproaching,
+    ReferralAccepted,
+    ReferralClosed,
+    ReferralOffered,
+    ReferralProgressed,
+    SmsPreferenceChanged,
+    parse_payload,
+)
 from lintas_shared.ids import deterministic_id
-from lintas_shared.values import ConsentPurpose
 
+from lintas_notify.adapters.case_profiles import CaseProfile, MongoCaseProfiles
+from lintas_notify.adapters.early_events import MongoEarlyEvents
+from lintas_notify.adapters.message_repository import MongoMessageRepository
+from lintas_notify.adapters.preferences import MongoPreferences
+from lintas_notify.dispatch import Dispatcher
 from lintas_notify.domain.encoding import sms_cost
 from lintas_notify.domain.message import OutgoingSms, SmsStatus
+from lintas_notify.domain.stage import Stage
 from lintas_notify.domain.templates import TemplateCatalogue
 
-SOURCE = "/lintas/notify"
 Clock = Callable[[], datetime]
 
 
-def utc_now() -> datetime:
-    """The real clock."""
-    return datetime.now(UTC)
+@dataclass
+class NotifyHandlers:
+    """The event handlers, bound to their adapters by the composition root."""
 
+    messages: MongoMessageRepository
+    profiles: MongoCaseProfiles
+    preferences: MongoPreferences
+    dispatcher: Dispatcher
+    catalogue: TemplateCatalogue
+    clock: Clock
+    early: MongoEarlyEvents
+    #: An event older than this sends no SMS (e.g. history replayed by a new consumer
+    #: group): news that old would mislead more than help. It is recorded as suppressed.
+    max_event_age: timedelta = timedelta(days=7)
 
-class SmsProvider(Protocol):
-    """An SMS gateway."""
+    def _by_type(self) -> dict[str, Callable[[CloudEvent], Awaitable[None]]]:
+        return {
+            ReferralOffered.TYPE: self.on_referral_offered,
+            ReferralAccepted.TYPE: self.on_referral_accepted,
+            ReferralProgressed.TYPE: self.on_referral_progressed,
+            DeadlineApproaching.TYPE: self.on_deadline_approaching,
+            ReferralClosed.TYPE: self.on_referral_closed,
+            CaseClosed.TYPE: self.on_case_closed,
+            CaseDetailsCorrected.TYPE: self.on_details_corrected,
+        }
 
-    name: str
+    # --- case events (intake) ----------------------------------------------------------
 
-    async def send(self, sms: OutgoingSms) -> str:
-        """Hand the message over; returns the provider's message id."""
-        ...
+    async def on_case_submitted(self, event: CloudEvent) -> None:
+        """Remember how to reach the worker, and tell her the case was received."""
+        case = parse_payload(event, CaseSubmitted)
+        await self.profiles.add(case)
+        await self._notify(event, case.case_id, "case_received", event.dedupe_key)
+        handlers = self._by_type()
+        for early in await self.early.for_case(case.case_id):
+            await handlers[early.type](early)
+            await self.early.done(early)
 
-    async def find_sent(self, client_reference: str) -> str | None:
-        """The provider's id for a message it already accepted under this reference."""
-        ...
+    async def on_details_corrected(self, event: CloudEvent) -> None:
+        """A corrected phone, language or whereabouts replaces what notify holds."""
+        change = parse_payload(event, CaseDetailsCorrected)
+        if await self._profile(event, change.case_id) is None:
+            return
+        if change.worker is not None:
+            await self.profiles.correct_worker(change.case_id, change.worker, change.corrected_at)
 
+    async def on_preference_changed(self, event: CloudEvent) -> None:
+        """The NGO (or the worker by SMS) opted her phone out of SMS, or back in."""
+        change = parse_payload(event, SmsPreferenceChanged)
+        await self.preferences.change(
+            change.phone_hash, change.opted_out, change.changed_at, change.channel
+        )
 
-class CaseKeyReader(Protocol):
-    """Reads a case's data key from the vault; raises CaseKeyMissingError after erasure."""
+    async def on_case_closed(self, event: CloudEvent) -> None:
+        """Tell her the outcome in plain words (never an amount)."""
+        closed = parse_payload(event, CaseClosed)
+        await self._close(event, closed.case_id, closed.outcome, closed.closed_at)
 
-    async def get(self, case_id: str) -> DataKey: ...
+    async def on_case_erased(self, event: CloudEvent) -> None:
+        """Forget her: the profile, and any message not yet sent."""
+        erased = parse_payload(event, CaseErased)
+        await self.profiles.erase(erased.case_id)
+        await self.early.drop_case(erased.case_id)
+        await self.messages.forget_case(erased.case_id, self.clock())
 
+    # --- referral events -------------------------------------------------------------
 
-class MessageRepository(Protocol):
-    """SMS records; claiming one is atomic, so only one attempt ever starts sending it."""
+    async def on_referral_offered(self, event: CloudEvent) -> None:
+        """Only the stage moves: an offer may still be declined, so no SMS yet."""
+        offer = parse_payload(event, ReferralOffered)
+        if await self._profile(event, offer.case_id) is None:
+            return
+        await self.profiles.set_stage(offer.case_id, Stage.OFFERED, offer.offered_at)
 
-    async def claim(self, sms: OutgoingSms, now: datetime) -> SmsStatus | None:
-        """Record the message as `sending`; None if newly claimed, else its existing status."""
-        ...
+    async def on_referral_accepted(self, event: CloudEvent) -> None:
+        """Tell her a lawyer took the case, naming the country, never the lawyer."""
+        accepted = parse_payload(event, ReferralAccepted)
+        if await self._profile(event, accepted.case_id) is None:
+            return
+        await self.profiles.set_stage(accepted.case_id, Stage.WITH_LAWYER, accepted.at)
+        await self._notify(
+            event,
+            accepted.case_id,
+            "referral_accepted",
+            event.dedupe_key,
+            country=accepted.country,
+        )
 
-    async def mark_sent(
+    async def on_referral_progressed(self, event: CloudEvent) -> None:
+        """Documents or action needed from her: tell her; a filing only moves the stage."""
+        progress = parse_payload(event, ReferralProgressed)
+        if await self._profile(event, progress.case_id) is None:
+            return
+        if progress.documents_needed:
+            await self.profiles.set_stage(progress.case_id, Stage.DOCUMENTS_NEEDED, progress.at)
+            await self._notify(event, progress.case_id, "documents_needed", event.dedupe_key)
+        elif progress.filed_at_forum:
+            await self.profiles.set_stage(progress.case_id, Stage.FILED, progress.at)
+
+    async def on_deadline_approaching(self, event: CloudEvent) -> None:
+        """Tell her the date by which she must act (not the forum, not the claim)."""
+        near = parse_payload(event, DeadlineApproaching)
+        passed = near.deadline < self.clock().date()
+        await self._notify(
+            event,
+            near.case_id,
+            "deadline_approaching",
+            event.dedupe_key,
+            not_sent_because="the deadline has passed" if passed else None,
+            deadline=near.deadline.strftime("%d-%m-%Y"),
+        )
+
+    async def on_referral_closed(self, event: CloudEvent) -> None:
+        """The partner's closure: same SMS as the NGO's closure, sent once per case."""
+        closed = parse_payload(event, ReferralClosed)
+        await self._close(event, closed.case_id, closed.outcome, closed.at)
+
+    # --- shared steps ----------------------------------------------------------------
+
+    async def _close(self, event: CloudEvent, case_id: str, outcome: str, at: datetime) -> None:
+        if await self._profile(event, case_id) is None:
+            return
+        await self.profiles.set_stage(case_id, Stage.CLOSED, at)
+        await self._notify(event, case_id, "case_closed", case_id, outcome=outcome)
+
+    async def _profile(self, event: CloudEvent, case_id: str) -> CaseProfile | None:
+        """The case's profile; None (after keeping the event for later) if not known yet,
+        or None if the case was erased."""
+        state = await self.profiles.state(case_id)
+        if isinstance(state, CaseProfile):
+            return state
+        if state is None:
+            await self.early.keep(case_id, event, self.clock())
+        return None
+
+    async def _notify(
         self,
-        sms: OutgoingSms,
-        provider: str,
-        provider_message_id: str,
-        now: datetime,
-        events: Sequence[CloudEvent],
-    ) -> None: ...
-
-    async def record_suppressed(self, sms: OutgoingSms, reason: str, now: datetime) -> None: ...
-
-
-async def send_once(
-    sms: OutgoingSms, messages: MessageRepository, provider: SmsProvider, clock: Clock = utc_now
-) -> None:
-    """Send `sms` unless it was sent before; a redelivered event sends nothing twice."""
-    existing = await messages.claim(sms, clock())
-    if existing in (SmsStatus.SENT, SmsStatus.SUPPRESSED):
-        return
-    provider_message_id = None
-    if existing is SmsStatus.SENDING:
-        # An earlier attempt stopped between the provider and our record: ask before resending.
-        provider_message_id = await provider.find_sent(sms.id)
-    if provider_message_id is None:
-        provider_message_id = await provider.send(sms)
-    now = clock()
-    sent = SmsSent(
-        case_id=sms.case_id,
-        message_id=sms.id,
-        template=sms.template,
-        language=sms.language,
-        sent_at=now,
-    )
-    await messages.mark_sent(
-        sms,
-        provider.name,
-        provider_message_id,
-        now,
-        [make_event(sent, source=SOURCE, subject=sms.case_id)],
-    )
-
-
-async def on_case_submitted(
-    event: CloudEvent,
-    messages: MessageRepository,
-    provider: SmsProvider,
-    catalogue: TemplateCatalogue,
-    keys: CaseKeyReader,
-    clock: Clock = utc_now,
-) -> None:
-    """Tell the worker her case was received, with its reference and nothing else."""
-    case = parse_payload(event, CaseSubmitted)
-    template = "case_received"
-    body, language = catalogue.render(
-        template, case.worker.preferred_language, reference=case.reference
-    )
-    cost = sms_cost(body)
-    try:
-        phone = (await keys.get(case.case_id)).decrypt("worker.phone", case.worker.phone)
-        reason = None
-    except CaseKeyMissingError:
-        phone, reason = "", "case erased: no phone to send to"
-    sms = OutgoingSms(
-        id=deterministic_id("sms", event.dedupe_key, template),
-        case_id=case.case_id,
-        case_reference=case.reference,
-        to=phone,
-        to_sealed=case.worker.phone,
-        body=body,
-        language=language,
-        template=template,
-        encoding=cost.encoding,
-        segments=cost.segments,
-        causing_event=event.dedupe_key,
-    )
-    if reason is None and ConsentPurpose.SMS_UPDATES not in case.consent.purposes:
-        reason = "consent does not cover sms_updates"
-    if reason is not None:
-        await messages.record_suppressed(sms, reason, clock())
-        return
-    await send_once(sms, messages, provider, clock)
+        event: CloudEvent,
+        case_id: str,
+        template: str,
+        cause: str,
+        *,
+        not_sent_because: str | None = None,
+        **values: str,
+    ) -> None:
+        """Render, record the decision (once per cause + template), and try to send."""
+        profile = await self._profile(event, case_id)
+        if profile is None:
+            return
+        body, language = self.catalogue.render(
+            template, profile.language, reference=profile.reference, **values
+        )
+        cost = sms_cost(body)
+        sms = OutgoingSms(
+            id=deterministic_id("sms", cause, template),
+            case_id=case_id,
+            case_reference=profile.reference,
+            to="",  # decrypted only when it is sent
+            to_sealed=profile.phone_sealed,
+            phone_hash=profile.phone_hash,
+            body=body,
+            language=language,
+            template=template,
+            encoding=cost.encoding,
+            segments=cost.segments,
+            causing_event=event.dedupe_key,
+        )
+        if not profile.sms_consent:
+            not_sent_because = "consent does not cover sms_updates"
+        elif self.clock() - event.time > self.max_event_age:
+            not_sent_because = f"event older than {self.max_event_age.days} days"
+        if not_sent_because is not None:
+            await self.messages.record_suppressed(sms, not_sent_because, self.clock())
+            return
+        doc, _ = await self.messages.schedule(
+            sms,
+            self.clock(),
+            SmsStatus.SCHEDULED,
+            current_country=profile.current_country,
+            time_zone=profile.time_zone,
+        )
+        await self.dispatcher.dispatch(doc["_id"])

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
-from lintas_shared.settings import CommonSettings
-from pydantic import Field
+from lintas_shared.settings import DEV_SECRET_PREFIX, CommonSettings, require_real_secret
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +21,42 @@ class NotifySettings(BaseSettings):
     port: int = 8082
     database: str = "lintas_notify"
     consumer_group: str = "lintas-notify"
-    sms_provider: Literal["file"] = "file"
+    sms_provider: Literal["file", "http", "smpp"] = "file"
     sms_outbox_path: Path = Path(".lintas/sms-outbox.jsonl")
     default_language: str = "en"
+    #: Shared with the SMS provider for inbound SMS and receipts (X-Lintas-Provider-Token).
+    inbound_token: SecretStr = SecretStr(DEV_SECRET_PREFIX + "sms-inbound-token")
+    #: Quiet hours in the worker's local time (equal start and end turn them off).
+    quiet_start: time = time(21, 0)
+    quiet_end: time = time(7, 0)
+    #: At most this many notifications to one worker in any 24 hours; more wait.
+    worker_daily_limit: int = Field(default=3, ge=1)
+    #: At most this many messages a second through the provider; more wait.
+    provider_rate_per_second: float = Field(default=10.0, gt=0)
+    #: How often the schedule of deferred messages is checked, in seconds.
+    dispatch_interval: float = Field(default=1.0, gt=0)
+    #: The http provider: a Twilio-shaped Messages API.
+    http_base_url: str = "http://127.0.0.1:8099"
+    http_account: str = "lintas"
+    http_auth_token: SecretStr = SecretStr(DEV_SECRET_PREFIX + "http-gateway-token")
+    http_sender: str = "Lintas"
+    #: Where the gateway posts status callbacks (our /v1/delivery-receipts).
+    http_status_callback: str | None = None
+
+    #: The smpp provider: an SMS centre speaking SMPP v3.4.
+    smpp_host: str = "127.0.0.1"
+    smpp_port: int = 2775
+    smpp_system_id: str = "lintas"
+    smpp_password: SecretStr = SecretStr(DEV_SECRET_PREFIX + "smpp")
+    smpp_source_addr: str = "Lintas"
+    smpp_bind_type: Literal["TRX", "TX"] = "TRX"
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets(self) -> NotifySettings:
+        env = self.common.environment
+        require_real_secret(self.inbound_token, "LINTAS_NOTIFY_INBOUND_TOKEN", env)
+        if self.sms_provider == "http":
+            require_real_secret(self.http_auth_token, "LINTAS_NOTIFY_HTTP_AUTH_TOKEN", env)
+        if self.sms_provider == "smpp":
+            require_real_secret(self.smpp_password, "LINTAS_NOTIFY_SMPP_PASSWORD", env)
+        return self

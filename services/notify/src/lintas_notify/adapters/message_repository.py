@@ -1,26 +1,40 @@
-"""SMS records in MongoDB."""
+"""SMS records in MongoDB: one document per message, its status history and its outbox.
+
+Every transition is a single-document conditional update (FerretDB v1 has no
+transactions): the condition on the current status is what makes a claim exclusive.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Any
 
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import NOTIFICATIONS
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from lintas_notify.domain.message import OutgoingSms, SmsStatus
+from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
 
 
-def _document(sms: OutgoingSms, status: SmsStatus, now: datetime, **extra: object) -> Document:
+def _entry(status: SmsStatus, now: datetime, **extra: object) -> Document:
+    return {"status": status.value, "at": now, **{k: v for k, v in extra.items() if v is not None}}
+
+
+def _document(
+    sms: OutgoingSms, status: SmsStatus, now: datetime, send_after: datetime, **extra: object
+) -> Document:
     return {
         "_id": sms.id,
+        "kind": sms.kind.value,
         "case_id": sms.case_id,
         "case_reference": sms.case_reference,
         "to": sms.to_sealed,
+        "phone_hash": sms.phone_hash,
         "body": sms.body,
         "language": sms.language,
         "template": sms.template,
@@ -28,15 +42,38 @@ def _document(sms: OutgoingSms, status: SmsStatus, now: datetime, **extra: objec
         "segments": sms.segments,
         "causing_event": sms.causing_event,
         "status": status.value,
-        "status_history": [{"status": status.value, "at": now, **extra}],
+        "status_history": [_entry(status, now, **extra)],
+        "send_after": send_after,
+        "attempts": 0,
+        "provider": None,
+        "provider_message_id": None,
         "created_at": now,
         "updated_at": now,
         OUTBOX_FIELD: [],
     }
 
 
+def sms_from_document(doc: Document, to: str) -> OutgoingSms:
+    """The message as a provider needs it, with the phone decrypted only now."""
+    return OutgoingSms(
+        id=doc["_id"],
+        case_id=doc.get("case_id"),
+        case_reference=doc.get("case_reference"),
+        to=to,
+        to_sealed=doc.get("to"),
+        phone_hash=doc["phone_hash"],
+        body=doc["body"],
+        language=doc["language"],
+        template=doc["template"],
+        encoding=doc["encoding"],
+        segments=doc["segments"],
+        causing_event=doc["causing_event"],
+        kind=MessageKind(doc.get("kind", MessageKind.NOTIFICATION.value)),
+    )
+
+
 class MongoMessageRepository:
-    """The `MessageRepository` on MongoDB (and FerretDB)."""
+    """SMS records on MongoDB (and FerretDB)."""
 
     def __init__(
         self,
@@ -44,51 +81,245 @@ class MongoMessageRepository:
         on_write: Callable[[str], None] = lambda _id: None,
     ) -> None:
         self._collection = collection
+        self._claims = collection.database[f"{collection.name}_claims"]
         self._on_write = on_write
 
-    async def claim(self, sms: OutgoingSms, now: datetime) -> SmsStatus | None:
-        """Insert the message as `sending`; the unique _id makes this a one-time claim."""
-        try:
-            await self._collection.insert_one(_document(sms, SmsStatus.SENDING, now))
-        except DuplicateKeyError:
-            existing = await self._collection.find_one({"_id": sms.id}, {"status": 1})
-            return SmsStatus(existing["status"]) if existing else SmsStatus.SENDING
-        return None
+    async def ensure_indexes(self) -> None:
+        """Indexes for the scheduler, the daily limit, receipts and per-case reads."""
+        await self._collection.create_index([("status", ASCENDING), ("send_after", ASCENDING)])
+        await self._collection.create_index([("phone_hash", ASCENDING), ("sent_at", ASCENDING)])
+        await self._collection.create_index("provider_message_id")
+        await self._collection.create_index("case_id")
 
-    async def mark_sent(
+    async def schedule(
         self,
         sms: OutgoingSms,
-        provider: str,
-        provider_message_id: str,
         now: datetime,
-        events: Sequence[CloudEvent],
-    ) -> None:
-        """Record the provider's acceptance and queue the `sms sent` event, in one update."""
-        await self._collection.update_one(
-            {"_id": sms.id, "status": SmsStatus.SENDING.value},
-            {
-                "$set": {
-                    "status": SmsStatus.SENT.value,
-                    "provider": provider,
-                    "provider_message_id": provider_message_id,
-                    "updated_at": now,
-                },
-                "$push": {
-                    "status_history": {"status": SmsStatus.SENT.value, "at": now},
-                    OUTBOX_FIELD: {"$each": [outbox_entry(NOTIFICATIONS, e) for e in events]},
-                },
-            },
-        )
-        self._on_write(sms.id)
+        status: SmsStatus,
+        *,
+        current_country: str | None = None,
+        time_zone: str | None = None,
+    ) -> tuple[Document, bool]:
+        """Record the decision to send (`scheduled`, or `sending` for an immediate reply);
+        returns the document and whether this call created it.
+
+        The unique _id (cause + template) makes this a one-time decision: a redelivered
+        event finds the existing document and gets it back instead.
+        """
+        doc = _document(sms, status, now, now)
+        doc["current_country"], doc["time_zone"] = current_country, time_zone
+        if status is SmsStatus.SENDING:
+            doc["attempts"] = 1
+        try:
+            await self._collection.insert_one(doc)
+        except DuplicateKeyError:
+            existing = await self.get(sms.id)
+            if existing is not None:
+                return existing, False
+            raise
+        doc.pop(OUTBOX_FIELD)
+        return doc, True
 
     async def record_suppressed(self, sms: OutgoingSms, reason: str, now: datetime) -> None:
-        """Record a message that must not be sent, and why (idempotent)."""
-        doc = _document(sms, SmsStatus.SUPPRESSED, now, reason=reason)
-        doc["to"] = None  # not sent: keep no phone number for it
+        """Record a message that must not be sent, and why (idempotent); no phone kept."""
+        doc = _document(sms, SmsStatus.SUPPRESSED, now, now, reason=reason)
+        doc["to"], doc["reason"] = None, reason
         try:
             await self._collection.insert_one(doc)
         except DuplicateKeyError:
             pass
+
+    async def get(self, message_id: str) -> Document | None:
+        """One message without its outbox."""
+        return await self._collection.find_one({"_id": message_id}, {OUTBOX_FIELD: 0})
+
+    async def claim(
+        self, message_id: str, now: datetime, *, from_status: SmsStatus = SmsStatus.SCHEDULED
+    ) -> Document | None:
+        """Start the next attempt of a due `scheduled` message (or of one left `sending`,
+        once the provider said it does not have it); None if someone else has it.
+
+        Exclusive through a unique insert, not a conditional update: FerretDB v1 reads
+        and then writes a findAndModify or a filtered update, so two processes (or the
+        consumer and the schedule loop) could both see `scheduled` and both send. The
+        claim's _id is the message id and the attempt number it starts: whoever inserts
+        it first owns that attempt; a racer, even one holding an older read, gets a
+        duplicate key and backs off.
+        """
+        doc = await self.get(message_id)
+        if doc is None or doc["status"] != from_status.value or doc["send_after"] > now:
+            return None
+        attempt = int(doc.get("attempts", 0)) + 1
+        try:
+            await self._claims.insert_one({"_id": f"{message_id}#{attempt}", "at": now})
+        except DuplicateKeyError:
+            return None
+        history = _entry(SmsStatus.SENDING, now)
+        await self._collection.update_one(
+            {"_id": message_id},
+            {
+                "$set": {
+                    "status": SmsStatus.SENDING.value,
+                    "attempts": attempt,
+                    "updated_at": now,
+                },
+                "$push": {"status_history": history},
+            },
+        )
+        doc.update(status=SmsStatus.SENDING.value, attempts=attempt, updated_at=now)
+        doc["status_history"] = [*doc["status_history"], history]
+        return doc
+
+    async def note_attempt(
+        self, message_id: str, now: datetime, error: str, *, another: bool
+    ) -> None:
+        """A failed attempt while `sending` (the message stays claimed); `another` counts
+        the attempt that follows at once (`attempts` counts hand-overs to the provider)."""
+        await self._collection.update_one(
+            {"_id": message_id, "status": SmsStatus.SENDING.value},
+            {
+                "$inc": {"attempts": 1 if another else 0},
+                "$set": {"updated_at": now},
+                "$push": {"status_history": _entry(SmsStatus.SENDING, now, error=error)},
+            },
+        )
+
+    async def defer(
+        self,
+        message_id: str,
+        until: datetime,
+        reason: str,
+        now: datetime,
+        *,
+        from_status: SmsStatus = SmsStatus.SCHEDULED,
+    ) -> None:
+        """Put the message (back) in the schedule for `until`, saying why."""
+        await self._collection.update_one(
+            {"_id": message_id, "status": from_status.value},
+            {
+                "$set": {
+                    "status": SmsStatus.SCHEDULED.value,
+                    "send_after": until,
+                    "updated_at": now,
+                },
+                "$push": {
+                    "status_history": _entry(SmsStatus.SCHEDULED, now, reason=reason, until=until)
+                },
+            },
+        )
+
+    async def finish(
+        self,
+        message_id: str,
+        status: SmsStatus,
+        now: datetime,
+        *,
+        from_statuses: Sequence[SmsStatus],
+        reason: str | None = None,
+        provider: str | None = None,
+        provider_message_id: str | None = None,
+        events: Sequence[CloudEvent] = (),
+    ) -> bool:
+        """Move to a final status, with its outbox events, in one update; False if the
+        message was no longer in one of `from_statuses`."""
+        fields: dict[str, Any] = {"status": status.value, "updated_at": now}
+        if provider is not None:
+            fields["provider"] = provider
+        if provider_message_id is not None:
+            fields["provider_message_id"] = provider_message_id
+        if status is SmsStatus.SENT:
+            fields["sent_at"] = now
+        if reason is not None:
+            fields["reason"] = reason
+        if status is SmsStatus.SUPPRESSED:
+            fields["to"] = None  # never to be sent: keep no phone for it
+        result = await self._collection.update_one(
+            {"_id": message_id, "status": {"$in": [s.value for s in from_statuses]}},
+            {
+                "$set": fields,
+                "$push": {
+                    "status_history": _entry(status, now, reason=reason),
+                    OUTBOX_FIELD: {"$each": [outbox_entry(NOTIFICATIONS, e) for e in events]},
+                },
+            },
+        )
+        if events:
+            self._on_write(message_id)
+        return result.modified_count == 1
+
+    async def due(self, now: datetime, limit: int = 100) -> list[str]:
+        """Ids of scheduled notifications whose time has come, oldest first."""
+        cursor = (
+            self._collection.find(
+                {
+                    "status": SmsStatus.SCHEDULED.value,
+                    "send_after": {"$lte": now},
+                    "kind": MessageKind.NOTIFICATION.value,
+                },
+                {"_id": 1},
+            )
+            .sort("send_after", ASCENDING)
+            .limit(limit)
+        )
+        return [doc["_id"] async for doc in cursor]
+
+    async def in_sending(self) -> list[Document]:
+        """Messages an earlier run left between claim and record (resolved at start-up)."""
+        cursor = self._collection.find({"status": SmsStatus.SENDING.value}, {OUTBOX_FIELD: 0})
+        return [doc async for doc in cursor]
+
+    async def sent_times(self, phone_hash: str, since: datetime) -> list[datetime]:
+        """When notifications to this phone were handed to a provider, since `since`."""
+        cursor = self._collection.find(
+            {
+                "phone_hash": phone_hash,
+                "kind": MessageKind.NOTIFICATION.value,
+                "sent_at": {"$gt": since},
+            },
+            {"sent_at": 1},
+        )
+        return [doc["sent_at"] async for doc in cursor]
+
+    async def by_provider_id(self, provider: str, provider_message_id: str) -> Document | None:
+        """The message a provider knows under `provider_message_id`."""
+        return await self._collection.find_one(
+            {"provider": provider, "provider_message_id": provider_message_id},
+            {OUTBOX_FIELD: 0},
+        )
+
+    async def record_report(
+        self,
+        message_id: str,
+        status: SmsStatus,
+        now: datetime,
+        reason: str | None,
+        events: Sequence[CloudEvent],
+    ) -> bool:
+        """A delivery report; a repeated report of the same status changes nothing."""
+        result = await self._collection.update_one(
+            {"_id": message_id, "status": {"$ne": status.value}},
+            {
+                "$set": {"status": status.value, "updated_at": now},
+                "$push": {
+                    "status_history": _entry(status, now, reason=reason),
+                    OUTBOX_FIELD: {"$each": [outbox_entry(NOTIFICATIONS, e) for e in events]},
+                },
+            },
+        )
+        if result.modified_count and events:
+            self._on_write(message_id)
+        return result.modified_count == 1
+
+    async def forget_case(self, case_id: str, now: datetime) -> None:
+        """Erasure: no scheduled message goes, and no sealed phone stays."""
+        await self._collection.update_many(
+            {"case_id": case_id, "status": SmsStatus.SCHEDULED.value},
+            {
+                "$set": {"status": SmsStatus.SUPPRESSED.value, "updated_at": now},
+                "$push": {"status_history": _entry(SmsStatus.SUPPRESSED, now, reason="erased")},
+            },
+        )
+        await self._collection.update_many({"case_id": case_id}, {"$set": {"to": None}})
 
     async def for_case(self, case_id: str) -> list[Document]:
         """Every SMS record of a case (operators and tests)."""

@@ -1,42 +1,68 @@
-"""Notify listens to case events."""
+"""Notify listens to case events (intake) and referral events (referral)."""
 
 from __future__ import annotations
 
-from functools import partial
-
 from faststream.kafka import KafkaBroker
 from lintas_shared import topics
-from lintas_shared.consumer import EventConsumer, RawPublisher, subscribe
-from lintas_shared.events import CaseSubmitted
+from lintas_shared.consumer import EventConsumer, RawPublisher, RetryPolicy, subscribe
+from lintas_shared.events import (
+    CaseClosed,
+    CaseDetailsCorrected,
+    CaseErased,
+    CaseSubmitted,
+    DeadlineApproaching,
+    ReferralAccepted,
+    ReferralClosed,
+    ReferralOffered,
+    ReferralProgressed,
+    SmsPreferenceChanged,
+)
 
-from lintas_notify import handlers
-from lintas_notify.domain.templates import TemplateCatalogue
-from lintas_notify.handlers import CaseKeyReader, MessageRepository, SmsProvider
+from lintas_notify.handlers import NotifyHandlers
+
+
+def build_consumers(
+    handlers: NotifyHandlers, dead_letters: RawPublisher, retry: RetryPolicy | None = None
+) -> tuple[EventConsumer, EventConsumer]:
+    """The consumers of the cases topic and of the referrals topic."""
+    cases = EventConsumer(
+        "notify",
+        {
+            CaseSubmitted.TYPE: handlers.on_case_submitted,
+            CaseDetailsCorrected.TYPE: handlers.on_details_corrected,
+            SmsPreferenceChanged.TYPE: handlers.on_preference_changed,
+            CaseClosed.TYPE: handlers.on_case_closed,
+            CaseErased.TYPE: handlers.on_case_erased,
+        },
+        dead_letters=dead_letters,
+        retry=retry,
+    )
+    referrals = EventConsumer(
+        "notify",
+        {
+            ReferralOffered.TYPE: handlers.on_referral_offered,
+            ReferralAccepted.TYPE: handlers.on_referral_accepted,
+            ReferralProgressed.TYPE: handlers.on_referral_progressed,
+            DeadlineApproaching.TYPE: handlers.on_deadline_approaching,
+            ReferralClosed.TYPE: handlers.on_referral_closed,
+        },
+        dead_letters=dead_letters,
+        retry=retry,
+    )
+    return cases, referrals
 
 
 def register_subscribers(
     broker: KafkaBroker,
     *,
     group_id: str,
-    messages: MessageRepository,
-    provider: SmsProvider,
-    catalogue: TemplateCatalogue,
-    keys: CaseKeyReader,
+    handlers: NotifyHandlers,
     dead_letters: RawPublisher,
-) -> EventConsumer:
-    """Subscribe notify to case events; returns the consumer."""
-    consumer = EventConsumer(
-        "notify",
-        {
-            CaseSubmitted.TYPE: partial(
-                handlers.on_case_submitted,
-                messages=messages,
-                provider=provider,
-                catalogue=catalogue,
-                keys=keys,
-            )
-        },
-        dead_letters=dead_letters,
-    )
-    subscribe(broker, topics.CASES, group_id=group_id, consumer=consumer)
-    return consumer
+    retry: RetryPolicy | None = None,
+) -> tuple[EventConsumer, EventConsumer]:
+    """Subscribe notify to both topics, each in its own consumer group."""
+    cases, referrals = build_consumers(handlers, dead_letters, retry)
+    subscribe(broker, topics.CASES, group_id=group_id, consumer=cases)
+    # A group per topic: one group's rebalance on one topic never stalls the other.
+    subscribe(broker, topics.REFERRALS, group_id=f"{group_id}.referrals", consumer=referrals)
+    return cases, referrals

@@ -1,0 +1,137 @@
+"""What notify keeps about each case: how to reach the worker, and the case's stage.
+
+The phone is kept only sealed with the case key (as it came in the event); lookups by
+phone use the keyed hash. Erasure leaves a tombstone so late events are recognised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from lintas_shared.events import CaseSubmitted, WorkerInfo
+from lintas_shared.mongo import Document
+from lintas_shared.values import ConsentPurpose
+from pymongo import DESCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from lintas_notify.domain.stage import Stage
+
+
+@dataclass(frozen=True)
+class CaseProfile:
+    """A case as notify needs it."""
+
+    case_id: str
+    reference: str
+    phone_sealed: str
+    phone_hash: str
+    language: str
+    current_country: str
+    time_zone: str | None
+    sms_consent: bool
+    stage: Stage
+
+
+def _worker_fields(worker: WorkerInfo) -> Document:
+    return {
+        "phone": worker.phone,
+        "phone_hash": worker.phone_hash,
+        "language": worker.preferred_language,
+        "current_country": worker.current_country,
+        "time_zone": worker.time_zone,
+    }
+
+
+class MongoCaseProfiles:
+    """Case profiles on MongoDB (and FerretDB)."""
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._collection = collection
+
+    async def ensure_indexes(self) -> None:
+        """Lookups by reference (STATUS) and by phone hash (language of a reply)."""
+        await self._collection.create_index("reference")
+        await self._collection.create_index("phone_hash")
+
+    async def add(self, case: CaseSubmitted) -> None:
+        """Remember a submitted case (idempotent: a redelivery changes nothing)."""
+        doc: Document = {
+            "_id": case.case_id,
+            "reference": case.reference,
+            **_worker_fields(case.worker),
+            "details_at": case.submitted_at,
+            "sms_consent": ConsentPurpose.SMS_UPDATES in case.consent.purposes,
+            "stage": Stage.RECEIVED.value,
+            "stage_at": case.submitted_at,
+            "erased": False,
+        }
+        try:
+            await self._collection.insert_one(doc)
+        except DuplicateKeyError:
+            pass
+
+    async def correct_worker(self, case_id: str, worker: WorkerInfo, at: datetime) -> None:
+        """Replace the worker's contact details, unless a newer correction is already in."""
+        await self._collection.update_one(
+            {"_id": case_id, "erased": False, "details_at": {"$lte": at}},
+            {"$set": {**_worker_fields(worker), "details_at": at}},
+        )
+
+    async def set_stage(self, case_id: str, stage: Stage, at: datetime) -> None:
+        """Move the case's stage, unless a later event already moved it (topics interleave)."""
+        await self._collection.update_one(
+            {"_id": case_id, "erased": False, "stage_at": {"$lte": at}},
+            {"$set": {"stage": stage.value, "stage_at": at}},
+        )
+
+    async def erase(self, case_id: str) -> None:
+        """Forget everything but the fact that the case existed and was erased."""
+        await self._collection.replace_one(
+            {"_id": case_id}, {"_id": case_id, "erased": True}, upsert=True
+        )
+
+    async def state(self, case_id: str) -> CaseProfile | bool | None:
+        """The profile; False if erased; None if notify has not heard of the case."""
+        doc = await self._collection.find_one({"_id": case_id})
+        if doc is None:
+            return None
+        if doc.get("erased"):
+            return False
+        return _profile(doc)
+
+    async def by_reference(self, reference: str) -> CaseProfile | None:
+        """The (not erased) case with this reference."""
+        doc = await self._collection.find_one({"reference": reference, "erased": False})
+        return None if doc is None else _profile(doc)
+
+    async def language_for_phone(self, phone_hash: str) -> str | None:
+        """The preferred language on the most recent case of this phone."""
+        cursor = (
+            self._collection.find({"phone_hash": phone_hash, "erased": False}, {"language": 1})
+            .sort("details_at", DESCENDING)
+            .limit(1)
+        )
+        async for doc in cursor:
+            return str(doc["language"])
+        return None
+
+    async def case_ids_for_phone(self, phone_hash: str) -> list[str]:
+        """Every (not erased) case of this phone."""
+        cursor = self._collection.find({"phone_hash": phone_hash, "erased": False}, {"_id": 1})
+        return [doc["_id"] async for doc in cursor]
+
+
+def _profile(doc: Document) -> CaseProfile:
+    return CaseProfile(
+        case_id=doc["_id"],
+        reference=doc["reference"],
+        phone_sealed=doc["phone"],
+        phone_hash=doc["phone_hash"],
+        language=doc["language"],
+        current_country=doc["current_country"],
+        time_zone=doc.get("time_zone"),
+        sms_consent=bool(doc.get("sms_consent")),
+        stage=Stage(doc["stage"]),
+    )

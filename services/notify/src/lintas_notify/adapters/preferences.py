@@ -1,0 +1,63 @@
+"""Opt-out state per phone (by keyed hash), with the events a change announces."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from lintas_shared.envelope import CloudEvent
+from lintas_shared.mongo import Document
+from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+
+class MongoPreferences:
+    """`preferences`: one document per phone hash: opted out or not, since when, how."""
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        on_write: Callable[[str], None] = lambda _id: None,
+    ) -> None:
+        self._collection = collection
+        self._on_write = on_write
+
+    async def is_opted_out(self, phone_hash: str) -> bool:
+        """Whether this phone asked for no more SMS."""
+        doc = await self._collection.find_one({"_id": phone_hash}, {"opted_out": 1})
+        return bool(doc and doc.get("opted_out"))
+
+    async def change(
+        self,
+        phone_hash: str,
+        opted_out: bool,
+        at: datetime,
+        channel: str,
+        events: Sequence[tuple[str, CloudEvent]] = (),
+    ) -> bool:
+        """Apply a change made at `at`; True if it flipped the state.
+
+        An older change than the one stored is ignored, so events from intake and SMS
+        keywords can arrive in any order and the latest wins.
+        """
+        entries = [outbox_entry(topic, event) for topic, event in events]
+        fields = {"opted_out": opted_out, "changed_at": at, "channel": channel}
+        result = await self._collection.update_one(
+            {"_id": phone_hash, "changed_at": {"$lt": at}, "opted_out": {"$ne": opted_out}},
+            {"$set": fields, "$push": {OUTBOX_FIELD: {"$each": entries}}},
+        )
+        if result.modified_count == 1:
+            self._on_write(phone_hash)
+            return True
+        if await self._collection.find_one({"_id": phone_hash}, {"_id": 1}) is not None:
+            return False
+        try:
+            await self._collection.insert_one(
+                {"_id": phone_hash, **fields, OUTBOX_FIELD: entries if opted_out else []}
+            )
+        except DuplicateKeyError:
+            return False
+        self._on_write(phone_hash)
+        # A first opt-in changes nothing: everyone starts opted in.
+        return opted_out

@@ -1,0 +1,380 @@
+"""Handing scheduled SMS to the provider: the rules at send time, and never twice.
+
+A message is first recorded as `scheduled` (that record is the decision to send, keyed
+by cause + template). `Dispatcher.dispatch` then, at the moment of sending, checks in
+order: opt-out, quiet hours in the worker's local time, her daily limit, the provider's
+rate. A rule that says "not now" stores the time it allows on the message (a deferral);
+the background loop sends it then. Only then is the message claimed (`sending`) and
+handed over. A message that was ever claimed before is first looked up at the provider
+by its client reference, so a crash between the provider's acceptance and our record
+does not send it again (see the README for what remains of that window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from lintas_shared.crypto import CaseKeyMissingError
+from lintas_shared.events import SmsSent, make_event
+from lintas_shared.logging import get_logger
+from lintas_shared.mongo import Document
+
+from lintas_notify.adapters.message_repository import MongoMessageRepository, sms_from_document
+from lintas_notify.adapters.preferences import MongoPreferences
+from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
+from lintas_notify.domain.schedule import ProviderRateLimit, QuietHours, WorkerLimit, worker_zone
+from lintas_notify.ports import (
+    CaseKeyReader,
+    ProviderRejectedError,
+    ProviderUnavailableError,
+    SmsProvider,
+)
+
+log = get_logger(__name__)
+SOURCE = "/lintas/notify"
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RetryBudget:
+    """How hard one dispatch tries a provider that is unavailable.
+
+    Inline attempts wait for the backoff or the provider's Retry-After, whichever is
+    longer, but never more than `max_inline_wait`: a longer Retry-After is stored as a
+    deferral instead. `max_attempts` in total, over all dispatches, before `failed`.
+    """
+
+    inline_attempts: int = 3
+    base_delay: float = 0.5
+    max_inline_wait: float = 10.0
+    max_attempts: int = 10
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (from 1)."""
+        backoff = float(self.base_delay * 2 ** (attempt - 1))
+        return max(backoff, retry_after or 0.0)
+
+
+@dataclass
+class SendRules:
+    """The rules checked at send time."""
+
+    quiet_hours: QuietHours = field(default_factory=QuietHours)
+    worker_limit: WorkerLimit = field(default_factory=WorkerLimit)
+    provider_rate: ProviderRateLimit = field(default_factory=ProviderRateLimit)
+
+
+class Dispatcher:
+    """Sends scheduled messages when the rules allow, once."""
+
+    def __init__(
+        self,
+        messages: MongoMessageRepository,
+        preferences: MongoPreferences,
+        provider: SmsProvider,
+        keys: CaseKeyReader,
+        *,
+        rules: SendRules | None = None,
+        retry: RetryBudget | None = None,
+        clock: Clock,
+        sleep: Sleep = asyncio.sleep,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._messages = messages
+        self._preferences = preferences
+        self._provider = provider
+        self._keys = keys
+        self._rules = rules or SendRules()
+        self._retry = retry or RetryBudget()
+        self._clock = clock
+        self._sleep = sleep
+        self._poll_interval = poll_interval
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def provider_name(self) -> str:
+        """The provider messages are handed to."""
+        return self._provider.name
+
+    async def dispatch(self, message_id: str, *, raise_unavailable: bool = True) -> SmsStatus:
+        """Send one scheduled message if the rules allow it now; returns its status after.
+
+        When the provider stays unavailable through the inline attempts, raises
+        ProviderUnavailableError if `raise_unavailable` (an event handler: the consumer
+        retries and finally parks the event), else stores a deferral (the loop).
+        """
+        doc = await self._messages.get(message_id)
+        if doc is None:
+            raise KeyError(message_id)
+        status = SmsStatus(doc["status"])
+        if status is SmsStatus.SENDING:
+            # Left by a crash or an unavailable provider: ask before sending again.
+            return await self._retry_sending(doc, raise_unavailable)
+        if status is not SmsStatus.SCHEDULED:
+            return status
+        now = self._clock()
+        if doc["send_after"] > now:
+            return status
+        blocked = await self._blocked(doc, now)
+        if blocked is not None:
+            return blocked
+        try:
+            phone = await self._phone(doc)
+        except CaseKeyMissingError:
+            await self._messages.finish(
+                message_id,
+                SmsStatus.SUPPRESSED,
+                now,
+                from_statuses=[SmsStatus.SCHEDULED],
+                reason="case erased",
+            )
+            return SmsStatus.SUPPRESSED
+        claimed = await self._messages.claim(message_id, now)
+        if claimed is None:
+            current = await self._messages.get(message_id)
+            return SmsStatus(current["status"]) if current else status
+        return await self._send(claimed, sms_from_document(claimed, phone), raise_unavailable)
+
+    async def _retry_sending(self, doc: Document, raise_unavailable: bool) -> SmsStatus:
+        """The event's retry for a message it left `sending`: it keeps it `sending` (the
+        schedule loop never takes those), so the event's own retries stay in charge and,
+        past the budget, the event is parked."""
+        found = await self._provider.find_sent(doc["_id"])
+        if found is not None:
+            return await self._record_sent(doc, found)
+        if doc.get("kind") == MessageKind.REPLY.value:
+            return SmsStatus.SENDING  # no phone kept: the retried webhook brings it
+        now = self._clock()
+        try:
+            phone = await self._phone(doc)
+        except CaseKeyMissingError:
+            await self._messages.finish(
+                doc["_id"],
+                SmsStatus.SUPPRESSED,
+                now,
+                from_statuses=[SmsStatus.SENDING],
+                reason="case erased",
+            )
+            return SmsStatus.SUPPRESSED
+        claimed = await self._messages.claim(doc["_id"], now, from_status=SmsStatus.SENDING)
+        if claimed is None:
+            return SmsStatus.SENDING  # another attempt is under way
+        return await self._send(claimed, sms_from_document(claimed, phone), raise_unavailable)
+
+    async def send_reply(self, sms: OutgoingSms) -> SmsStatus:
+        """Send a reply to the worker's own SMS now (no quiet hours: she just wrote)."""
+        now = self._clock()
+        doc, created = await self._messages.schedule(sms, now, SmsStatus.SENDING)
+        status = SmsStatus(doc["status"])
+        if status is not SmsStatus.SENDING:
+            return status
+        if not created:
+            # A retried webhook: the earlier attempt may have reached the provider.
+            found = await self._provider.find_sent(sms.id)
+            if found is not None:
+                return await self._record_sent(doc, found)
+        return await self._send(doc, sms, raise_unavailable=True)
+
+    async def _blocked(self, doc: Document, now: datetime) -> SmsStatus | None:
+        message_id = doc["_id"]
+        if await self._preferences.is_opted_out(doc["phone_hash"]):
+            await self._messages.finish(
+                message_id,
+                SmsStatus.SUPPRESSED,
+                now,
+                from_statuses=[SmsStatus.SCHEDULED],
+                reason="worker opted out",
+            )
+            return SmsStatus.SUPPRESSED
+        zone = worker_zone(doc.get("current_country", ""), doc.get("time_zone"))
+        rules = self._rules
+        waits = [
+            (rules.quiet_hours.next_allowed(now, zone), "quiet hours"),
+            (
+                rules.worker_limit.next_allowed(
+                    now,
+                    await self._messages.sent_times(
+                        doc["phone_hash"], now - rules.worker_limit.window
+                    ),
+                ),
+                "worker daily limit",
+            ),
+        ]
+        for until, reason in waits:
+            if until > now:
+                await self._messages.defer(message_id, until, reason, now)
+                return SmsStatus.SCHEDULED
+        slot = rules.provider_rate.reserve(now)
+        if slot > now:
+            await self._messages.defer(message_id, slot, "provider rate limit", now)
+            return SmsStatus.SCHEDULED
+        return None
+
+    async def _phone(self, doc: Document) -> str:
+        sealed = doc.get("to")
+        if not sealed or not doc.get("case_id"):
+            raise CaseKeyMissingError(doc["_id"])
+        key = await self._keys.get(doc["case_id"])
+        return key.decrypt("worker.phone", sealed)
+
+    async def _send(self, doc: Document, sms: OutgoingSms, raise_unavailable: bool) -> SmsStatus:
+        attempts_before = int(doc.get("attempts", 1)) - 1
+        for attempt in range(1, self._retry.inline_attempts + 1):
+            if attempts_before + attempt > 1:
+                found = await self._provider.find_sent(sms.id)
+                if found is not None:
+                    return await self._record_sent(doc, found)
+            try:
+                provider_message_id = await self._provider.send(sms)
+            except ProviderRejectedError as exc:
+                await self._messages.finish(
+                    sms.id,
+                    SmsStatus.FAILED,
+                    self._clock(),
+                    from_statuses=[SmsStatus.SENDING],
+                    reason=exc.reason,
+                    provider=self._provider.name,
+                )
+                log.warning("provider refused sms", message_id=sms.id, reason=exc.reason)
+                return SmsStatus.FAILED
+            except ProviderUnavailableError as exc:
+                total = attempts_before + attempt
+                wait = self._retry.delay(attempt, exc.retry_after)
+                last_inline = attempt == self._retry.inline_attempts
+                stop = (
+                    total >= self._retry.max_attempts
+                    or last_inline
+                    or wait > self._retry.max_inline_wait
+                )
+                await self._messages.note_attempt(
+                    sms.id, self._clock(), exc.reason, another=not stop
+                )
+                if total >= self._retry.max_attempts:
+                    return await self._give_up(sms.id, exc)
+                if stop:
+                    return await self._unavailable(sms, exc, wait, raise_unavailable)
+                log.info("provider unavailable; retrying", message_id=sms.id, wait=wait)
+                await self._sleep(wait)
+                continue
+            return await self._record_sent(doc, provider_message_id)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _unavailable(
+        self, sms: OutgoingSms, exc: ProviderUnavailableError, wait: float, raise_: bool
+    ) -> SmsStatus:
+        now = self._clock()
+        if raise_ and wait <= self._retry.max_inline_wait:
+            # The event handler's way: the message stays `sending` (the provider may have
+            # it), the consumer retries the event and, past its budget, parks it in the
+            # DLQ. A retry, a replay or a restart resolves the message before sending.
+            raise exc
+        # Keep the provider's wish: the next attempt is not before Retry-After.
+        await self._messages.defer(
+            sms.id,
+            now + timedelta(seconds=wait),
+            f"provider unavailable: {exc.reason}",
+            now,
+            from_status=SmsStatus.SENDING,
+        )
+        return SmsStatus.SCHEDULED
+
+    async def _give_up(self, message_id: str, exc: ProviderUnavailableError) -> SmsStatus:
+        await self._messages.finish(
+            message_id,
+            SmsStatus.FAILED,
+            self._clock(),
+            from_statuses=[SmsStatus.SENDING],
+            reason=f"retry budget spent: {exc.reason}",
+            provider=self._provider.name,
+        )
+        raise exc
+
+    async def _record_sent(self, doc: Document, provider_message_id: str) -> SmsStatus:
+        now = self._clock()
+        events = []
+        if doc.get("case_id") and doc.get("kind") == MessageKind.NOTIFICATION.value:
+            sent = SmsSent(
+                case_id=doc["case_id"],
+                message_id=doc["_id"],
+                template=doc["template"],
+                language=doc["language"],
+                sent_at=now,
+            )
+            events.append(make_event(sent, source=SOURCE, subject=doc["case_id"]))
+        await self._messages.finish(
+            doc["_id"],
+            SmsStatus.SENT,
+            now,
+            from_statuses=[SmsStatus.SENDING],
+            provider=self._provider.name,
+            provider_message_id=provider_message_id,
+            events=events,
+        )
+        return SmsStatus.SENT
+
+    async def _resolve(self, doc: Document) -> SmsStatus:
+        """A message found in `sending`: did the provider take it? Never a blind resend."""
+        found = await self._provider.find_sent(doc["_id"])
+        if found is not None:
+            return await self._record_sent(doc, found)
+        now = self._clock()
+        if doc.get("kind") == MessageKind.REPLY.value:
+            # No phone is kept for replies; the gateway's retried webhook brings it again.
+            return SmsStatus.SENDING
+        await self._messages.defer(
+            doc["_id"],
+            now,
+            "not found at the provider after a stop",
+            now,
+            from_status=SmsStatus.SENDING,
+        )
+        return SmsStatus.SCHEDULED
+
+    async def resolve_in_sending(self) -> int:
+        """At start-up: settle every message an earlier run left in `sending`."""
+        count = 0
+        for doc in await self._messages.in_sending():
+            await self._resolve(doc)
+            count += 1
+        if count:
+            log.info("resolved messages left sending", count=count)
+        return count
+
+    async def run_due(self) -> int:
+        """Dispatch every scheduled message whose time has come; returns how many went."""
+        sent = 0
+        for message_id in await self._messages.due(self._clock()):
+            try:
+                status = await self.dispatch(message_id, raise_unavailable=False)
+            except ProviderUnavailableError:
+                continue  # recorded as failed: the budget is spent
+            sent += status is SmsStatus.SENT
+        return sent
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.run_due()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("sms dispatch pass failed", error=type(exc).__name__)
+            await self._sleep(self._poll_interval)
+
+    def start(self) -> None:
+        """Run the schedule of deferred messages in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="sms-dispatch")
+
+    async def stop(self) -> None:
+        """Stop the schedule loop (a message in flight finishes or stays `sending`)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

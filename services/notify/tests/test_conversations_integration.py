@@ -1,0 +1,136 @@
+"""Opt-out and opt-in (by SMS and by the NGO), and STATUS by SMS, on the real store."""
+
+from __future__ import annotations
+
+import pytest
+from lintas_notify.domain.message import SmsStatus
+from lintas_shared.crypto import phone_lookup_hash
+
+from tests.support.fixtures import PHONE_HASH_SECRET, case_submitted
+from tests.support.notify import (
+    AT,
+    Notify,
+    deadline_approaching,
+    referral_accepted,
+    sms_preference_changed,
+)
+
+pytestmark = pytest.mark.integration
+PHONE = "+6281234567890"
+STRANGER = "+6281299990000"
+
+
+async def submit(notify: Notify, case_id: str, reference: str = "LB-7K3Q9") -> None:
+    key = await notify.vault.create(case_id)
+    await notify.handlers.on_case_submitted(case_submitted(case_id, key=key, reference=reference))
+
+
+def replies(notify: Notify) -> list[tuple[str, str, str]]:
+    return [(s.to, s.template, s.body) for s in notify.provider.sent if s.kind == "reply"]
+
+
+async def test_stop_by_sms_is_confirmed_once_and_silences_her(notify: Notify) -> None:
+    await submit(notify, "case-o")
+    outcome = await notify.conversations.inbound(PHONE, "  berhenti ", "in-1")
+    assert (outcome.intent, outcome.replied_with) == ("opt_out", "opted_out")
+    again = await notify.conversations.inbound(PHONE, "STOP", "in-2")
+    assert again.replied_with is None  # answered once
+    await notify.conversations.inbound(PHONE, "  berhenti ", "in-1")  # a retried webhook
+    [(to, template, body)] = replies(notify)
+    assert (to, template) == (PHONE, "opted_out")
+    assert body.startswith("Lintas: Anda tidak akan menerima SMS lagi")  # her language
+
+    notify.clock.advance(hours=1)
+    await notify.handlers.on_referral_accepted(referral_accepted("case-o"))
+    record = next(
+        r for r in await notify.messages.for_case("case-o") if r["template"] == "referral_accepted"
+    )
+    assert (record["status"], record["reason"]) == ("suppressed", "worker opted out")
+    assert record["to"] is None
+
+    # Intake hears of it, to show it on the case.
+    raw = await notify.preferences._collection.find_one(
+        {"_id": phone_lookup_hash(PHONE, PHONE_HASH_SECRET)}
+    )
+    assert raw is not None
+    [event] = [e["event"] for e in raw["outbox"]]
+    assert event["type"] == "org.lintas.case.sms_preference_changed"
+    assert event["data"]["case_id"] == "case-o"
+    assert (event["data"]["opted_out"], event["data"]["channel"]) == (True, "sms")
+
+    notify.clock.advance(hours=1)
+    back = await notify.conversations.inbound(PHONE, "Mulai", "in-3")
+    assert back.replied_with == "opted_in"
+    await notify.handlers.on_deadline_approaching(deadline_approaching("case-o"))
+    assert notify.provider.sent[-1].template == "deadline_approaching"
+
+
+async def test_a_deferred_message_is_dropped_when_she_opts_out_before_it_goes(
+    notify: Notify,
+) -> None:
+    await submit(notify, "case-w")
+    notify.clock.advance(hours=12)  # 22:00 in Jakarta: quiet hours
+    await notify.handlers.on_referral_accepted(referral_accepted("case-w"))
+    await notify.conversations.inbound(PHONE, "STOP", "in-w")
+    notify.clock.advance(hours=10)
+    assert await notify.dispatcher.run_due() == 0
+    templates = {r["template"]: r["status"] for r in await notify.messages.for_case("case-w")}
+    assert templates["referral_accepted"] == "suppressed"
+
+
+async def test_the_ngo_opts_her_out_and_in_through_intake(notify: Notify) -> None:
+    await submit(notify, "case-api")
+    phone_hash = phone_lookup_hash(PHONE, PHONE_HASH_SECRET)
+    later = notify.clock.now
+    await notify.handlers.on_preference_changed(
+        sms_preference_changed("case-api", phone_hash, True, later)
+    )
+    # An older change arriving late does not undo the newer one.
+    await notify.handlers.on_preference_changed(
+        sms_preference_changed("case-api", phone_hash, False, AT)
+    )
+    assert await notify.preferences.is_opted_out(phone_hash)
+    await notify.handlers.on_referral_accepted(referral_accepted("case-api"))
+    assert [s.template for s in notify.provider.sent] == ["case_received"]
+    assert replies(notify) == []  # the API path sends no confirmation SMS
+
+    notify.clock.advance(hours=1)
+    await notify.handlers.on_preference_changed(
+        sms_preference_changed("case-api", phone_hash, False, notify.clock.now)
+    )
+    await notify.handlers.on_deadline_approaching(deadline_approaching("case-api"))
+    assert notify.provider.sent[-1].template == "deadline_approaching"
+
+
+async def test_status_from_the_registered_phone_names_the_stage_in_her_language(
+    notify: Notify,
+) -> None:
+    await submit(notify, "case-st")
+    await notify.handlers.on_referral_accepted(referral_accepted("case-st"))
+    outcome = await notify.conversations.inbound(PHONE, "status lb-7k3q9", "in-s1")
+    assert outcome.replied_with == "status_reply"
+    await notify.conversations.inbound(PHONE, "LB-7K3Q9", "in-s2")  # just the reference
+    [first, second] = replies(notify)
+    assert first[2] == "Lintas: Kasus LB-7K3Q9: sudah ditangani pengacara."
+    assert second[2] == first[2]
+
+
+async def test_status_from_another_number_says_nothing_about_any_case(notify: Notify) -> None:
+    await submit(notify, "case-x")
+    await notify.conversations.inbound(STRANGER, "STATUS LB-7K3Q9", "in-x1")
+    await notify.conversations.inbound(STRANGER, "STATUS LB-AAAAA", "in-x2")  # no such case
+    [(to1, t1, body1), (to2, t2, body2)] = replies(notify)
+    assert (to1, t1, to2, t2) == (STRANGER, "status_unknown", STRANGER, "status_unknown")
+    assert body1 == body2  # an existing and a missing reference look the same
+    assert "LB-7K3Q9" not in body1
+    assert "diterima" not in body1
+    assert "received" not in body1
+
+
+async def test_reply_records_keep_no_phone(notify: Notify) -> None:
+    await submit(notify, "case-rp")
+    await notify.conversations.inbound(PHONE, "STATUS LB-7K3Q9", "in-rp")
+    stored = [d async for d in notify.messages._collection.find({"kind": "reply"})]
+    assert [d["status"] for d in stored] == [SmsStatus.SENT.value]
+    assert stored[0]["to"] is None
+    assert stored[0]["phone_hash"] == phone_lookup_hash(PHONE, PHONE_HASH_SECRET)

@@ -1,0 +1,109 @@
+"""The worker's SMS end to end: notify as a real process, events on the real broker,
+the provider's webhooks over HTTP with the demo token, the SMS file as her phone."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from lintas_shared.envelope import CloudEvent, to_kafka_record
+from lintas_shared.mongo import make_mongo_client
+from lintas_shared.topics import REFERRALS
+
+from tests.e2e.conftest import Stack
+from tests.support.fixtures import example_case
+from tests.support.kafka import eventually, produce_raw
+from tests.support.notify import deadline_approaching, referral_accepted
+from tests.support.servers import Servers
+
+pytestmark = pytest.mark.e2e
+
+
+def phone_lines(stack: Stack, to: str) -> list[dict[str, Any]]:
+    if not stack.sms_outbox.exists():
+        return []
+    lines = [json.loads(line) for line in stack.sms_outbox.read_text().splitlines() if line]
+    return [line for line in lines if line["to"] == to]
+
+
+async def publish(servers: Servers, event: CloudEvent) -> None:
+    record = to_kafka_record(event)
+    await produce_raw(
+        servers.kafka_bootstrap, REFERRALS, record.value, key=record.key, headers=record.headers
+    )
+
+
+async def submit_case(stack: Stack, phone: str) -> dict[str, Any]:
+    doc = example_case(external_ref=f"NGO-{uuid.uuid4()}")
+    doc["worker"]["phone"] = phone
+    async with httpx.AsyncClient(base_url=stack.urls["intake"], timeout=10) as client:
+        created = await client.post(
+            "/v1/cases", json=doc, headers={"X-API-Key": stack.keys["ngo_id"]}
+        )
+    assert created.status_code == 201, created.text
+    case: dict[str, Any] = created.json()
+    return case
+
+
+def unique_phone() -> str:
+    return "+62812" + str(uuid.uuid4().int)[:7]
+
+
+async def test_handed_to_a_lawyer_and_status_by_sms(stack: Stack, servers: Servers) -> None:
+    phone = unique_phone()
+    case = await submit_case(stack, phone)
+    await eventually(lambda: phone_lines(stack, phone), timeout=120)
+    await publish(servers, referral_accepted(case["id"], at=datetime.now(UTC)))
+    await eventually(lambda: len(phone_lines(stack, phone)) == 2, timeout=120)
+    accepted = phone_lines(stack, phone)[1]
+    assert accepted["template"] == "referral_accepted"
+    assert "Hong Kong" in accepted["body"]
+    assert case["reference"] in accepted["body"]
+
+    token = {"X-Lintas-Provider-Token": stack.keys["sms_inbound_token"]}
+    async with httpx.AsyncClient(base_url=stack.urls["notify"], timeout=10) as client:
+        ask = {"from": phone, "body": f"status {case['reference'].lower()}", "id": "e2e-1"}
+        assert (await client.post("/v1/inbound-sms", json=ask)).status_code == 401
+        assert (await client.post("/v1/inbound-sms", json=ask, headers=token)).json()["replied"]
+        stranger = unique_phone()
+        probe = {"from": stranger, "body": case["reference"], "id": "e2e-2"}
+        assert (await client.post("/v1/inbound-sms", json=probe, headers=token)).json()["replied"]
+    [reply] = [line for line in phone_lines(stack, phone) if line["template"] == "status_reply"]
+    assert reply["body"] == f"Lintas: Kasus {case['reference']}: sudah ditangani pengacara."
+    [neutral] = phone_lines(stack, stranger)
+    assert neutral["template"] == "status_unknown"
+    assert case["reference"] not in neutral["body"]
+
+
+async def test_stop_by_sms_silences_the_next_message(stack: Stack, servers: Servers) -> None:
+    phone = unique_phone()
+    case = await submit_case(stack, phone)
+    await eventually(lambda: phone_lines(stack, phone), timeout=120)
+    token = {"X-Lintas-Provider-Token": stack.keys["sms_inbound_token"]}
+    async with httpx.AsyncClient(base_url=stack.urls["notify"], timeout=10) as client:
+        stop = {"from": phone, "body": " BERHENTI ", "id": f"e2e-{uuid.uuid4()}"}
+        answer = await client.post("/v1/inbound-sms", json=stop, headers=token)
+    assert answer.json() == {"intent": "opt_out", "replied": True}
+    await publish(servers, deadline_approaching(case["id"]))
+
+    mongo = make_mongo_client(servers.mongodb_uri, app_name="e2e-notify-check")
+    try:
+        messages = mongo[stack.databases["notify"]]["messages"]
+
+        async def suppressed() -> bool:
+            doc = await messages.find_one(
+                {"case_id": case["id"], "template": "deadline_approaching"}
+            )
+            return bool(doc and doc["status"] == "suppressed")
+
+        await eventually(suppressed, timeout=120)
+    finally:
+        await mongo.close()
+    assert [line["template"] for line in phone_lines(stack, phone)] == [
+        "case_received",
+        "opted_out",
+    ]
