@@ -56,3 +56,21 @@ def test_unknown_and_missing_fields_are_named() -> None:
     doc = example_case(surprise=1)
     del doc["consent"]["taken_by"]
     assert {"surprise", "consent.taken_by"} <= fields_in_error(doc)
+
+
+@pytest.mark.parametrize("arose_on", ["2021-12-31", "2025-09-01"])
+def test_claim_arising_more_than_a_year_outside_employment_is_named(arose_on: str) -> None:
+    doc = example_case()
+    doc["employment"]["ended_on"] = "2024-08-31"
+    doc["claims"][0]["arose_on"] = arose_on
+    with pytest.raises(ValidationError) as info:
+        CaseSubmission.model_validate(doc)
+    [error] = validation_errors(info.value.errors())
+    assert error.field == "claims"
+    assert error.message == "claims[0].arose_on is more than a year outside the employment"
+
+
+def test_claim_arising_within_a_year_of_employment_is_accepted() -> None:
+    doc = example_case()
+    doc["claims"][0]["arose_on"] = "2022-03-01"  # eleven months before it started
+    assert CaseSubmission.model_validate(doc).claims[0].arose_on is not None

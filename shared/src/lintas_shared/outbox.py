@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from lintas_shared.case_locks import CaseLocks
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.logging import get_logger
 from lintas_shared.mongo import Document
@@ -60,12 +61,18 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         batch_size: int = 100,
         sweep_interval: float = 30.0,
+        locks: CaseLocks | None = None,
     ) -> None:
         self._collection = collection
         self._publisher = publisher
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._sweep_interval = sweep_interval
+        # FerretDB v1 applies an update as read-modify-write: the relay's $pull and a
+        # service's write to the same document must not interleave, or one of them is
+        # lost (a pulled entry comes back, or a pushed event disappears). Services pass
+        # the per-document locks they hold around their own writes.
+        self._locks = locks or CaseLocks()
         self._next_sweep = 0.0
         self._pending_ids: set[object] = set()
         self._wake = asyncio.Event()
@@ -108,15 +115,19 @@ class OutboxRelay:
             self.published += count
             return count
 
-    async def _publish(self, doc: Document) -> int:
-        entries = doc.get(OUTBOX_FIELD, [])
-        for entry in entries:
-            event = CloudEvent.model_validate(entry["event"])
-            await self._publisher.publish(entry["topic"], event)
-            # Pull the entry exactly as read: FerretDB v1's $pull matches whole
-            # values only, not conditions on sub-document fields.
-            await self._collection.update_one({"_id": doc["_id"]}, {"$pull": {OUTBOX_FIELD: entry}})
-        return len(entries)
+    async def _publish(self, found: Document) -> int:
+        async with self._locks.hold(str(found["_id"])):
+            doc = await self._collection.find_one({"_id": found["_id"]}, {OUTBOX_FIELD: 1})
+            entries = [] if doc is None else doc.get(OUTBOX_FIELD, [])
+            for entry in entries:
+                event = CloudEvent.model_validate(entry["event"])
+                await self._publisher.publish(entry["topic"], event)
+                # Pull the entry exactly as read: FerretDB v1's $pull matches whole
+                # values only, not conditions on sub-document fields.
+                await self._collection.update_one(
+                    {"_id": found["_id"]}, {"$pull": {OUTBOX_FIELD: entry}}
+                )
+            return len(entries)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -149,7 +160,10 @@ class OutboxRelay:
     async def stop(self, *, flush: bool = True) -> None:
         """Stop the loop; by default publish what is pending first (graceful shutdown)."""
         if self._task is not None:
-            self._task.cancel()
+            # Let a pass in flight finish: cancelling it between a publish and its pull
+            # would publish that entry again at the next start.
+            async with self._lock:
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from lintas_shared.case_locks import CaseLocks
 from lintas_shared.crypto import KeyVault, phone_lookup_hash
 from lintas_shared.http import install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
@@ -34,13 +35,18 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     database = mongo[settings.database]
     broker = make_broker(common.kafka_bootstrap, client_id="lintas-intake")
     publisher = KafkaEventPublisher(broker)
-    relay = OutboxRelay(database["cases"], publisher)
+    # One set of per-case locks for the service's writes and the relay's pulls.
+    locks = CaseLocks()
+    relay = OutboxRelay(database["cases"], publisher, locks=locks)
     vault = KeyVault(
         mongo[common.keyvault_database]["case_keys"], common.master_key.get_secret_value()
     )
     cases = MongoCaseRepository(database["cases"], vault, on_write=relay.wake)
     service = CaseService(
-        cases, vault, partial(phone_lookup_hash, secret=common.phone_hash_key.get_secret_value())
+        cases,
+        vault,
+        partial(phone_lookup_hash, secret=common.phone_hash_key.get_secret_value()),
+        locks=locks,
     )
     organisations = MongoOrganisationDirectory(
         database["organisations"], common.api_key_pepper.get_secret_value()

@@ -254,7 +254,12 @@ class CaseService:
     """Everything an NGO (or an admin) does with cases."""
 
     def __init__(
-        self, cases: CaseRepository, keys: CaseKeys, phone_hash: PhoneHasher, clock: Clock = utc_now
+        self,
+        cases: CaseRepository,
+        keys: CaseKeys,
+        phone_hash: PhoneHasher,
+        clock: Clock = utc_now,
+        locks: CaseLocks | None = None,
     ) -> None:
         self.cases = cases
         self.keys = keys
@@ -262,7 +267,7 @@ class CaseService:
         self.clock = clock
         # FerretDB v1's conditional update is not atomic: serialise each case's
         # read-change-write inside this process (the version check still guards others).
-        self.locks = CaseLocks()
+        self.locks = locks or CaseLocks()
 
     async def submit(
         self,

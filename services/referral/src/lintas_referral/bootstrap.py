@@ -8,6 +8,7 @@ from datetime import timedelta
 from functools import partial
 
 from fastapi import FastAPI
+from lintas_shared.case_locks import CaseLocks
 from lintas_shared.crypto import KeyVault
 from lintas_shared.http import install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
@@ -64,14 +65,16 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     database = mongo[settings.database]
     broker = make_broker(common.kafka_bootstrap, client_id="lintas-referral")
     publisher = KafkaEventPublisher(broker)
-    relay = OutboxRelay(database["routings"], publisher)
+    # One set of per-case locks for the handlers' writes and the relay's pulls.
+    locks = CaseLocks()
+    relay = OutboxRelay(database["routings"], publisher, locks=locks)
     routings = MongoRoutingRepository(database["routings"], on_write=relay.wake)
     partners = MongoPartnerDirectory(database["partners"], routings)
     keys = KeyVault(
         mongo[common.keyvault_database]["case_keys"], common.master_key.get_secret_value()
     )
     ctx = handlers.Referrals(
-        routings=routings, partners=partners, rules=rules, policy=policy, keys=keys
+        routings=routings, partners=partners, rules=rules, policy=policy, keys=keys, locks=locks
     )
     register_subscribers(broker, group_id=settings.consumer_group, ctx=ctx, dead_letters=publisher)
     deliveries = MongoWebhookDeliveries(database["webhook_deliveries"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from lintas_shared.values import (
@@ -14,7 +14,16 @@ from lintas_shared.values import (
     PhoneNumber,
     Sector,
 )
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 
 class _Strict(BaseModel):
@@ -124,3 +133,23 @@ class CaseSubmission(_Strict):
     employment: Employment
     claims: tuple[Claim, ...] = Field(min_length=1, max_length=20)
     consent: Consent
+
+    @field_validator("claims")
+    @classmethod
+    def _claims_within_employment(
+        cls, claims: tuple[Claim, ...], info: ValidationInfo
+    ) -> tuple[Claim, ...]:
+        """A claim arising more than a year outside the employment is almost surely a typo."""
+        employment = info.data.get("employment")
+        if not isinstance(employment, Employment):
+            return claims  # employment itself is invalid; that error is reported already
+        earliest = employment.started_on - timedelta(days=365)
+        latest = (employment.ended_on or datetime.now(UTC).date()) + timedelta(days=365)
+        for i, claim in enumerate(claims):
+            if claim.arose_on is not None and not earliest <= claim.arose_on <= latest:
+                raise PydanticCustomError(
+                    "arose_outside_employment",
+                    "claims[{index}].arose_on is more than a year outside the employment",
+                    {"index": i},
+                )
+        return claims

@@ -1,0 +1,29 @@
+"""Settings refuse development placeholder secrets outside the dev stack."""
+
+from __future__ import annotations
+
+import pytest
+from lintas_shared.settings import CommonSettings
+from pydantic import ValidationError
+
+pytestmark = pytest.mark.unit
+
+
+def test_production_refuses_placeholder_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LINTAS_MASTER_KEY", "LINTAS_API_KEY_PEPPER", "LINTAS_PHONE_HASH_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LINTAS_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="LINTAS_API_KEY_PEPPER"):
+        CommonSettings()
+    monkeypatch.setenv("LINTAS_API_KEY_PEPPER", "a-real-pepper")
+    monkeypatch.setenv("LINTAS_PHONE_HASH_KEY", "a-real-phone-key")
+    with pytest.raises(ValidationError, match="LINTAS_MASTER_KEY"):
+        CommonSettings()
+    monkeypatch.setenv("LINTAS_MASTER_KEY", "a-real-master-key")
+    assert CommonSettings().environment == "production"
+
+
+def test_dev_accepts_the_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINTAS_ENVIRONMENT", "dev")
+    monkeypatch.delenv("LINTAS_MASTER_KEY", raising=False)
+    assert CommonSettings().master_key.get_secret_value().startswith("dev-only-")
