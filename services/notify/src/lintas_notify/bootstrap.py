@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
+from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import EventConsumer
 from lintas_shared.crypto import KeyVault
 from lintas_shared.http import install_conventions
@@ -106,9 +107,13 @@ def build(
     database = mongo[settings.database]
     broker = make_broker(settings.common.kafka_bootstrap, client_id="lintas-notify")
     publisher = KafkaEventPublisher(broker)
-    message_relay = OutboxRelay(database["messages"], publisher)
+    # One set of per-message locks for the repository's updates and the relay's pulls.
+    message_locks = CaseLocks()
+    message_relay = OutboxRelay(database["messages"], publisher, locks=message_locks)
     preference_relay = OutboxRelay(database["preferences"], publisher)
-    messages = MongoMessageRepository(database["messages"], on_write=message_relay.wake)
+    messages = MongoMessageRepository(
+        database["messages"], on_write=message_relay.wake, locks=message_locks
+    )
     preferences = MongoPreferences(database["preferences"], on_write=preference_relay.wake)
     profiles = MongoCaseProfiles(database["cases"])
     keys = KeyVault(

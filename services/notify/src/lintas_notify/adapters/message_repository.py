@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from lintas_shared.case_locks import CaseLocks
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
@@ -17,6 +18,7 @@ from lintas_shared.topics import NOTIFICATIONS
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
+from pymongo.results import UpdateResult
 
 from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
 
@@ -79,10 +81,18 @@ class MongoMessageRepository:
         self,
         collection: AsyncCollection[Document],
         on_write: Callable[[str], None] = lambda _id: None,
+        locks: CaseLocks | None = None,
     ) -> None:
         self._collection = collection
+        self.locks = locks or CaseLocks()
         self._claims = collection.database[f"{collection.name}_claims"]
         self._on_write = on_write
+
+    async def _update_one(self, message_id: str, query: Document, update: Document) -> UpdateResult:
+        # FerretDB v1 applies an update as read-modify-write: hold the message's lock,
+        # which the outbox relay also takes around its $pull, so neither loses the other.
+        async with self.locks.hold(message_id):
+            return await self._collection.update_one(query, update)
 
     async def ensure_indexes(self) -> None:
         """Indexes for the scheduler, the daily limit, receipts and per-case reads."""
@@ -155,7 +165,8 @@ class MongoMessageRepository:
         except DuplicateKeyError:
             return None
         history = _entry(SmsStatus.SENDING, now)
-        await self._collection.update_one(
+        await self._update_one(
+            message_id,
             {"_id": message_id},
             {
                 "$set": {
@@ -175,7 +186,8 @@ class MongoMessageRepository:
     ) -> None:
         """A failed attempt while `sending` (the message stays claimed); `another` counts
         the attempt that follows at once (`attempts` counts hand-overs to the provider)."""
-        await self._collection.update_one(
+        await self._update_one(
+            message_id,
             {"_id": message_id, "status": SmsStatus.SENDING.value},
             {
                 "$inc": {"attempts": 1 if another else 0},
@@ -194,7 +206,8 @@ class MongoMessageRepository:
         from_status: SmsStatus = SmsStatus.SCHEDULED,
     ) -> None:
         """Put the message (back) in the schedule for `until`, saying why."""
-        await self._collection.update_one(
+        await self._update_one(
+            message_id,
             {"_id": message_id, "status": from_status.value},
             {
                 "$set": {
@@ -233,7 +246,8 @@ class MongoMessageRepository:
             fields["reason"] = reason
         if status is SmsStatus.SUPPRESSED:
             fields["to"] = None  # never to be sent: keep no phone for it
-        result = await self._collection.update_one(
+        result = await self._update_one(
+            message_id,
             {"_id": message_id, "status": {"$in": [s.value for s in from_statuses]}},
             {
                 "$set": fields,
@@ -296,7 +310,8 @@ class MongoMessageRepository:
         events: Sequence[CloudEvent],
     ) -> bool:
         """A delivery report; a repeated report of the same status changes nothing."""
-        result = await self._collection.update_one(
+        result = await self._update_one(
+            message_id,
             {"_id": message_id, "status": {"$ne": status.value}},
             {
                 "$set": {"status": status.value, "updated_at": now},
