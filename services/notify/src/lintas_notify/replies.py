@@ -8,6 +8,7 @@ the same neutral answer as an unknown reference, so nobody can probe references.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +29,10 @@ from lintas_notify.domain.encoding import sms_cost
 from lintas_notify.domain.inbound import InboundRequest, Intent, parse_inbound
 from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
 from lintas_notify.domain.templates import TemplateCatalogue
+
+#: How often, and how far apart, a receipt looks for its message before giving up.
+RECEIPT_LOOKUPS = 10
+RECEIPT_LOOKUP_PAUSE = 0.5
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
@@ -151,7 +156,17 @@ class Conversations:
         provider said them; `delivered` and `failed`/`undelivered` settle the message and
         are announced as SmsDeliveryReported.
         """
-        doc = await self.messages.by_provider_id(self.dispatcher.provider_name, provider_message_id)
+        doc = None
+        # An SMS centre can report delivery before our `sent` record (which holds its
+        # message id) is written: wait for it a little (bounded) rather than lose it.
+        for attempt in range(RECEIPT_LOOKUPS):
+            doc = await self.messages.by_provider_id(
+                self.dispatcher.provider_name, provider_message_id
+            )
+            if doc is not None:
+                break
+            if attempt + 1 < RECEIPT_LOOKUPS:
+                await asyncio.sleep(RECEIPT_LOOKUP_PAUSE)
         if doc is None:
             return False
         final: ReportedStatus | None = {
