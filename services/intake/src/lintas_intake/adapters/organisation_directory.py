@@ -37,7 +37,10 @@ class MongoOrganisationDirectory:
         return hash_api_key(api_key, self._pepper)
 
     async def ensure_indexes(self) -> None:
-        """Look-ups by key hash."""
+        """Look-ups by key hash (dropping the unique index of the first release, which a
+        key list with revoked keys outgrew)."""
+        if "api_key_hash_unique" in await self._collection.index_information():
+            await self._collection.drop_index("api_key_hash_unique")
         await self._collection.create_index("api_key_hashes", name="api_key_hashes")
 
     async def by_api_key(self, api_key: str) -> Organisation | None:
