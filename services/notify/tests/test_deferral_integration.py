@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from lintas_notify.dispatch import SendRules
 from lintas_notify.domain.schedule import ProviderRateLimit, WorkerLimit
+from lintas_shared.mongo import Document
+from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import case_submitted
 from tests.support.notify import Notify, deadline_approaching, with_worker
@@ -89,3 +91,49 @@ async def test_the_provider_rate_defers_the_overflow(notify: Notify) -> None:
     notify.clock.advance(seconds=1)
     assert await notify.dispatcher.run_due() == 1
     assert len(notify.provider.sent) == 2
+
+
+async def test_the_schedule_and_the_daily_count_are_rebuilt_from_the_messages(
+    notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    # The timers and the workers' send times live beside the messages (FerretDB v1 would
+    # scan every message to answer them); losing them loses nothing once repaired.
+    notify.rewire(notify.provider, SendRules(worker_limit=WorkerLimit(per_window=2)))
+    start = notify.clock.now
+    await submit(notify, "case-lost")
+    notify.clock.advance(minutes=5)
+    await notify.handlers.on_deadline_approaching(
+        deadline_approaching("case-lost", datetime(2026, 10, 10).date())
+    )
+    notify.clock.advance(minutes=5)
+    await notify.handlers.on_deadline_approaching(
+        deadline_approaching("case-lost", datetime(2026, 10, 11).date())
+    )
+    assert sorted(await statuses(notify, "case-lost")) == ["scheduled", "sent", "sent"]
+    db = mongo[notify.database]
+    await db["messages_timers"].drop()
+    await db["messages_worker_sends"].drop()
+    phone_hash = (await notify.messages.for_case("case-lost"))[0]["phone_hash"]
+    assert await notify.messages.sent_times(phone_hash, start - timedelta(days=1)) == []
+
+    await notify.messages.repair(notify.clock.now)
+
+    assert len(await notify.messages.sent_times(phone_hash, start - timedelta(days=1))) == 2
+    notify.clock.now = start + timedelta(days=1)
+    assert await notify.dispatcher.run_due() == 1
+    assert await statuses(notify, "case-lost") == ["sent", "sent", "sent"]
+
+
+async def test_a_timer_left_by_a_sent_message_is_cleared_without_a_send(
+    notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    await submit(notify, "case-once")
+    [record] = await notify.messages.for_case("case-once")
+    assert record["status"] == "sent"
+    timers = mongo[notify.database]["messages_timers"]
+    await timers.insert_one({"_id": record["_id"], "due_at": notify.clock.now})
+
+    assert await notify.dispatcher.run_due() == 0
+
+    assert len(notify.provider.sent) == 1
+    assert await timers.find_one({"_id": record["_id"]}) is None

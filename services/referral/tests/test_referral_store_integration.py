@@ -56,8 +56,10 @@ async def test_a_case_is_routed_once_however_often_the_event_arrives(stores: Sto
 async def test_load_spreads_offers_across_partners(stores: Stores) -> None:
     for n in range(4):
         await handlers.on_case_submitted(submitted(case(f"case-{n}")), stores.ctx)
-    assert await stores.routings.open_referrals("org-hk-1") == 2
-    assert await stores.routings.open_referrals("org-hk-2") == 2
+    assert await stores.routings.open_referrals(["org-hk-1", "org-hk-2"]) == {
+        "org-hk-1": 2,
+        "org-hk-2": 2,
+    }
     hk = await stores.partners.in_country("HK")
     assert {p.id: p.open_referrals for p in hk} == {"org-hk-1": 2, "org-hk-2": 2}
 
@@ -198,7 +200,7 @@ async def test_closing_the_case_withdraws_open_referrals(stores: Stores) -> None
     assert routing is not None
     assert routing.referrals[0].status == "withdrawn"
     assert routing.status == "closed"
-    assert await stores.routings.open_referrals("org-hk-1") == 0
+    assert await stores.routings.open_referrals(["org-hk-1"]) == {"org-hk-1": 0}
 
 
 async def test_erasure_withdraws_and_drops_every_sealed_field(stores: Stores) -> None:

@@ -85,6 +85,7 @@ class NotifyService:
         await self.messages.ensure_indexes()
         await self.profiles.ensure_indexes()
         await self.handlers.early.ensure_indexes()
+        await self.messages.repair(self.handlers.clock())
         await self.dispatcher.resolve_in_sending()
         async with self.runtime.lifespan(app):
             self.dispatcher.start()

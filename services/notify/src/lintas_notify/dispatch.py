@@ -315,6 +315,8 @@ class Dispatcher:
             provider_message_id=provider_message_id,
             events=events,
         )
+        if doc.get("kind") == MessageKind.NOTIFICATION.value:
+            await self._messages.note_sent(doc["phone_hash"], now)
         return SmsStatus.SENT
 
     async def _resolve(self, doc: Document) -> SmsStatus:

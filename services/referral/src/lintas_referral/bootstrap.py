@@ -107,6 +107,8 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await routings.ensure_indexes()
         await deliveries.ensure_indexes()
+        await routings.repair()
+        await deliveries.repair()
         async with runtime.lifespan(app):
             scheduler.start()
             try:

@@ -64,6 +64,9 @@ class AuditTrail:
     ) -> None:
         self._collection = collection
         self._clock = clock
+        # Where the chain ends: a hint only (appends by other processes move it on).
+        self._head = collection.database[f"{collection.name}_head"]
+        self._last_seq: int | None = None
 
     async def ensure_indexes(self) -> None:
         """Entries by case, for the admin listing."""
@@ -81,7 +84,7 @@ class AuditTrail:
     ) -> None:
         """Append one entry (the sequence number as _id serialises concurrent appends)."""
         for _ in range(50):
-            last = await self._collection.find_one({}, sort=[("_id", DESCENDING)])
+            last = await self._tail()
             entry: dict[str, Any] = {
                 "seq": 1 if last is None else last["seq"] + 1,
                 "at": self._clock().isoformat(),
@@ -96,10 +99,35 @@ class AuditTrail:
             entry["hash"] = entry_hash(entry)
             try:
                 await self._collection.insert_one({"_id": entry["seq"], **entry})
-                return
             except DuplicateKeyError:
                 continue  # another append took this number: link to it instead
+            self._last_seq = entry["seq"]
+            await self._head.update_one(
+                {"_id": "head"}, {"$max": {"seq": entry["seq"]}}, upsert=True
+            )
+            return
         raise RuntimeError("could not append to the audit trail")
+
+    async def _tail(self) -> Document | None:
+        """The last entry, found by `_id` from a hint and not by sorting: FerretDB v1
+        would read the whole trail to sort it, on every append."""
+        hint = self._last_seq
+        if hint is None:
+            head = await self._head.find_one({"_id": "head"})
+            hint = 0 if head is None else int(head["seq"])
+        last = await self._collection.find_one({"_id": hint}) if hint else None
+        if hint and last is None:
+            # The trail was cut below its recorded head (tampering): append after the
+            # head, so the gap stays for `verify` to report instead of being filled in.
+            found = await self._collection.find_one({}, sort=[("_id", DESCENDING)])
+            last = {"seq": hint, "hash": GENESIS if found is None else found["hash"]}
+        while True:
+            following = await self._collection.find_one(
+                {"_id": 1 if last is None else last["seq"] + 1}
+            )
+            if following is None:
+                return last
+            last = following
 
     async def for_case(self, case_id: str) -> list[Document]:
         """Every entry about one case, in order."""

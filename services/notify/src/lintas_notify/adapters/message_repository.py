@@ -2,15 +2,25 @@
 
 Every transition is a single-document conditional update (FerretDB v1 has no
 transactions): the condition on the current status is what makes a claim exclusive.
+
+FerretDB v1 answers every query but `_id` equality by reading the whole collection, so
+the two questions asked for every message are kept in small side collections keyed by
+`_id` (the message documents stay the truth; `repair` rebuilds them at start-up):
+- `<name>_timers`: when each deferred message is due (see `DueTimers`);
+- `<name>_worker_sends`: per phone hash, when her recent notifications went out (the
+  daily limit). Two notify processes updating one worker's row at the same instant can
+  lose one entry on FerretDB v1 (its updates are read-modify-write): she could then get
+  one message more than the limit that day. On MongoDB the update is atomic.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from lintas_shared.case_locks import CaseLocks
+from lintas_shared.due_timers import DueTimers
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
@@ -21,6 +31,9 @@ from pymongo.errors import DuplicateKeyError
 from pymongo.results import UpdateResult
 
 from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
+
+#: How long a worker's send times are kept for the daily limit (longer than any window).
+WORKER_SENDS_KEPT = timedelta(days=7)
 
 
 def _entry(status: SmsStatus, now: datetime, **extra: object) -> Document:
@@ -85,7 +98,10 @@ class MongoMessageRepository:
     ) -> None:
         self._collection = collection
         self.locks = locks or CaseLocks()
-        self._claims = collection.database[f"{collection.name}_claims"]
+        database, name = collection.database, collection.name
+        self._claims = database[f"{name}_claims"]
+        self._timers = DueTimers(database[f"{name}_timers"])
+        self._worker_sends = database[f"{name}_worker_sends"]
         self._on_write = on_write
 
     async def _update_one(self, message_id: str, query: Document, update: Document) -> UpdateResult:
@@ -95,11 +111,36 @@ class MongoMessageRepository:
             return await self._collection.update_one(query, update)
 
     async def ensure_indexes(self) -> None:
-        """Indexes for the scheduler, the daily limit, receipts and per-case reads."""
+        """Indexes for start-up repair, receipts, per-case reads and the timers."""
         await self._collection.create_index([("status", ASCENDING), ("send_after", ASCENDING)])
-        await self._collection.create_index([("phone_hash", ASCENDING), ("sent_at", ASCENDING)])
         await self._collection.create_index("provider_message_id")
         await self._collection.create_index("case_id")
+        await self._timers.ensure_indexes()
+
+    async def repair(self, now: datetime) -> None:
+        """At start-up: a timer for every scheduled notification and the workers' recent
+        send times, from the messages themselves (after a crash between a message's
+        write and theirs, or data from before them)."""
+        scheduled = self._collection.find(
+            {"status": SmsStatus.SCHEDULED.value, "kind": MessageKind.NOTIFICATION.value},
+            {"send_after": 1},
+        )
+        await self._timers.ensure_all({d["_id"]: d["send_after"] async for d in scheduled})
+        sent: dict[str, list[datetime]] = {}
+        cursor = self._collection.find(
+            {
+                "kind": MessageKind.NOTIFICATION.value,
+                "sent_at": {"$gt": now - WORKER_SENDS_KEPT},
+            },
+            {"phone_hash": 1, "sent_at": 1},
+        )
+        async for doc in cursor:
+            sent.setdefault(doc["phone_hash"], []).append(doc["sent_at"])
+        for phone_hash, times in sent.items():
+            async with self.locks.hold(f"worker:{phone_hash}"):
+                await self._worker_sends.update_one(
+                    {"_id": phone_hash}, {"$set": {"sent_at": sorted(times)}}, upsert=True
+                )
 
     async def schedule(
         self,
@@ -206,6 +247,7 @@ class MongoMessageRepository:
         from_status: SmsStatus = SmsStatus.SCHEDULED,
     ) -> None:
         """Put the message (back) in the schedule for `until`, saying why."""
+        await self._timers.set(message_id, until)
         await self._update_one(
             message_id,
             {"_id": message_id, "status": from_status.value},
@@ -259,23 +301,32 @@ class MongoMessageRepository:
         )
         if events:
             self._on_write(message_id)
+        if result.modified_count == 1:
+            await self._timers.clear(message_id)  # final: nothing more is due
         return result.modified_count == 1
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:
-        """Ids of scheduled notifications whose time has come, oldest first."""
-        cursor = (
-            self._collection.find(
-                {
-                    "status": SmsStatus.SCHEDULED.value,
-                    "send_after": {"$lte": now},
-                    "kind": MessageKind.NOTIFICATION.value,
-                },
-                {"_id": 1},
+        """Ids of scheduled notifications whose time has come, earliest first.
+
+        Read through the timers; a timer that no longer matches its message (sent,
+        suppressed, moved) is put right here. One of a message being sent stays until
+        the send is recorded.
+        """
+        found = []
+        for message_id in await self._timers.due(now, limit):
+            doc = await self._collection.find_one(
+                {"_id": message_id}, {"status": 1, "send_after": 1, "kind": 1}
             )
-            .sort("send_after", ASCENDING)
-            .limit(limit)
-        )
-        return [doc["_id"] async for doc in cursor]
+            if doc is None or doc.get("kind") != MessageKind.NOTIFICATION.value:
+                await self._timers.clear(message_id)
+            elif doc["status"] != SmsStatus.SCHEDULED.value:
+                if doc["status"] != SmsStatus.SENDING.value:
+                    await self._timers.clear(message_id)
+            elif doc["send_after"] > now:
+                await self._timers.set(message_id, doc["send_after"])
+            else:
+                found.append(message_id)
+        return found
 
     async def in_sending(self) -> list[Document]:
         """Messages an earlier run left between claim and record (resolved at start-up)."""
@@ -284,15 +335,16 @@ class MongoMessageRepository:
 
     async def sent_times(self, phone_hash: str, since: datetime) -> list[datetime]:
         """When notifications to this phone were handed to a provider, since `since`."""
-        cursor = self._collection.find(
-            {
-                "phone_hash": phone_hash,
-                "kind": MessageKind.NOTIFICATION.value,
-                "sent_at": {"$gt": since},
-            },
-            {"sent_at": 1},
-        )
-        return [doc["sent_at"] async for doc in cursor]
+        doc = await self._worker_sends.find_one({"_id": phone_hash})
+        return [] if doc is None else [t for t in doc["sent_at"] if t > since]
+
+    async def note_sent(self, phone_hash: str, at: datetime) -> None:
+        """Count a notification handed to a provider for this phone (the daily limit)."""
+        async with self.locks.hold(f"worker:{phone_hash}"):
+            kept = await self.sent_times(phone_hash, at - WORKER_SENDS_KEPT)
+            await self._worker_sends.update_one(
+                {"_id": phone_hash}, {"$set": {"sent_at": [*kept, at]}}, upsert=True
+            )
 
     async def by_provider_id(self, provider: str, provider_message_id: str) -> Document | None:
         """The message a provider knows under `provider_message_id`."""

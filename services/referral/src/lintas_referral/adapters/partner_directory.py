@@ -23,20 +23,20 @@ class MongoPartnerDirectory:
 
     async def in_country(self, country: str) -> Sequence[Partner]:
         """Active partners in `country`, each with its current number of open referrals."""
-        partners = []
-        async for doc in self._collection.find({"country": country, "active": True}):
-            partners.append(
-                Partner(
-                    id=doc["_id"],
-                    name=doc["name"],
-                    country=doc["country"],
-                    claim_types=frozenset(doc.get("claim_types", ())),
-                    capacity=doc.get("capacity", 50),
-                    open_referrals=await self._routings.open_referrals(doc["_id"]),
-                    languages=frozenset(doc.get("languages", ())),
-                )
+        docs = [d async for d in self._collection.find({"country": country, "active": True})]
+        load = await self._routings.open_referrals(d["_id"] for d in docs)
+        return [
+            Partner(
+                id=doc["_id"],
+                name=doc["name"],
+                country=doc["country"],
+                claim_types=frozenset(doc.get("claim_types", ())),
+                capacity=doc.get("capacity", 50),
+                open_referrals=load[doc["_id"]],
+                languages=frozenset(doc.get("languages", ())),
             )
-        return partners
+            for doc in docs
+        ]
 
     async def by_api_key_hash(self, key_hash: str) -> Partner | None:
         """The partner holding an API key with this hash (see lintas_shared.security)."""

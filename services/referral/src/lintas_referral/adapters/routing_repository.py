@@ -5,22 +5,35 @@ events it causes (in `outbox`) together, guarded by the version that was read
 (optimistic concurrency; no multi-document transactions, which FerretDB v1 ignores).
 Top-level arrays (`referral_ids`, `partner_ids`, `open_partner_ids`) and `next_due_at`
 exist for queries, since FerretDB v1 cannot filter on fields inside array elements.
+
+FerretDB v1 also answers every query but `_id` equality by reading the whole collection,
+so the hot questions are kept in small side collections keyed by `_id`, maintained
+around each write (the routing document stays the truth; `repair` rebuilds them):
+- `<name>_timers`: when each case next has something due (see `DueTimers`);
+- `<name>_referrals`: referral id -> case id, for the partner API;
+- `<name>_partner_load`: one row per (partner, case with an open referral to it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
+from lintas_shared.due_timers import DueTimers
 from lintas_shared.envelope import CloudEvent
+from lintas_shared.logging import get_logger
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry, push_to_outbox
 from lintas_shared.topics import REFERRALS
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lintas_referral.domain.case_routing import CaseRouting
+
+log = get_logger(__name__)
+#: Mongo's duplicate-key error code, the only bulk error an idempotent insert expects.
+DUPLICATE_KEY = 11000
 
 
 def _document(routing: CaseRouting) -> Document:
@@ -30,6 +43,10 @@ def _document(routing: CaseRouting) -> Document:
     doc["open_partner_ids"] = routing.open_partner_ids
     doc["next_due_at"] = routing.next_due_at
     return doc
+
+
+def _load_row(partner_id: str, case_id: str) -> str:
+    return f"{partner_id}|{case_id}"
 
 
 class MongoRoutingRepository:
@@ -42,22 +59,27 @@ class MongoRoutingRepository:
     ) -> None:
         self._collection = collection
         self._on_write = on_write
+        database, name = collection.database, collection.name
+        self._timers = DueTimers(database[f"{name}_timers"])
+        self._referral_cases = database[f"{name}_referrals"]
+        self._partner_load = database[f"{name}_partner_load"]
 
     async def ensure_indexes(self) -> None:
-        """Indexes for the partner's list, referral look-ups, load and the scheduler."""
-        await self._collection.create_index([("referral_ids", ASCENDING)])
+        """Indexes for the partner's list and the side collections (used by MongoDB)."""
         await self._collection.create_index([("partner_ids", ASCENDING)])
-        await self._collection.create_index([("open_partner_ids", ASCENDING)])
-        await self._collection.create_index([("next_due_at", ASCENDING)])
+        await self._partner_load.create_index([("partner_id", ASCENDING)])
+        await self._timers.ensure_indexes()
 
     async def insert(self, routing: CaseRouting, events: Sequence[CloudEvent]) -> bool:
         """Store a new case's routing; False if the case was already routed."""
         doc = {"_id": routing.case_id, **_document(routing)}
         doc[OUTBOX_FIELD] = [outbox_entry(REFERRALS, e) for e in events]
+        await self._before_write(routing)
         try:
             await self._collection.insert_one(doc)
         except DuplicateKeyError:
             return False
+        await self._after_write(routing)
         self._on_write(routing.case_id)
         return True
 
@@ -69,14 +91,52 @@ class MongoRoutingRepository:
         update: Document = {"$set": _document(routing)}
         if events:
             update.update(push_to_outbox(*(outbox_entry(REFERRALS, e) for e in events)))
+        await self._before_write(routing)
         result = await self._collection.update_one(
             {"_id": routing.case_id, "version": expected_version}, update
         )
         if result.modified_count != 1:
             routing.version = expected_version
             return False
+        await self._after_write(routing)
         self._on_write(routing.case_id)
         return True
+
+    async def _before_write(self, routing: CaseRouting) -> None:
+        # What must never be missing once the routing is written: the way from a referral
+        # id to its case (its offer event may reach a partner at once), and the timer.
+        await self._index_referrals(routing.case_id, [r.id for r in routing.referrals])
+        if routing.next_due_at is not None:
+            await self._timers.set(routing.case_id, routing.next_due_at)
+
+    async def _after_write(self, routing: CaseRouting) -> None:
+        if routing.next_due_at is None:
+            await self._timers.clear(routing.case_id)
+        open_partners = set(routing.open_partner_ids)
+        for partner_id in {r.partner_organisation_id for r in routing.referrals}:
+            row = _load_row(partner_id, routing.case_id)
+            if partner_id in open_partners:
+                await self._insert_ignoring_duplicates(
+                    self._partner_load, [{"_id": row, "partner_id": partner_id}]
+                )
+            else:
+                await self._partner_load.delete_one({"_id": row})
+
+    async def _index_referrals(self, case_id: str, referral_ids: Iterable[str]) -> None:
+        rows = [{"_id": referral_id, "case_id": case_id} for referral_id in referral_ids]
+        await self._insert_ignoring_duplicates(self._referral_cases, rows)
+
+    @staticmethod
+    async def _insert_ignoring_duplicates(
+        collection: AsyncCollection[Document], rows: Sequence[Document]
+    ) -> None:
+        if not rows:
+            return
+        try:
+            await collection.insert_many(list(rows), ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
 
     async def get(self, case_id: str) -> CaseRouting | None:
         """The routing of a case."""
@@ -89,8 +149,17 @@ class MongoRoutingRepository:
 
     async def by_referral(self, referral_id: str) -> CaseRouting | None:
         """The routing holding a referral."""
+        row = await self._referral_cases.find_one({"_id": referral_id})
+        if row is not None:
+            return await self.get(row["case_id"])
+        # Not indexed (a routing written before the index existed): look it up the slow
+        # way once, and index it for next time. Unknown ids also end here.
         doc = await self._collection.find_one({"referral_ids": referral_id}, {OUTBOX_FIELD: 0})
-        return None if doc is None else CaseRouting.model_validate(doc)
+        if doc is None:
+            return None
+        routing = CaseRouting.model_validate(doc)
+        await self._index_referrals(routing.case_id, [r.id for r in routing.referrals])
+        return routing
 
     async def for_partner(self, partner_id: str) -> list[CaseRouting]:
         """Every routing with a referral ever offered to the partner."""
@@ -98,10 +167,41 @@ class MongoRoutingRepository:
         return [CaseRouting.model_validate(doc) async for doc in cursor.sort("_id", ASCENDING)]
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:
-        """Cases with an offer to expire or a reminder to send at or before `now`."""
-        cursor = self._collection.find({"next_due_at": {"$lte": now}}, {"_id": 1}).limit(limit)
-        return [doc["_id"] async for doc in cursor]
+        """Cases with an offer to expire or a reminder to send at or before `now` (or a
+        stale timer: the caller re-reads the routing, and its next write moves the timer)."""
+        return await self._timers.due(now, limit)
 
-    async def open_referrals(self, partner_id: str) -> int:
-        """How many cases hold an open referral with the partner (its load)."""
-        return await self._collection.count_documents({"open_partner_ids": partner_id})
+    async def open_referrals(self, partner_ids: Iterable[str]) -> dict[str, int]:
+        """How many cases hold an open referral with each partner (its load)."""
+        wanted = list(partner_ids)
+        counts = dict.fromkeys(wanted, 0)
+        cursor = self._partner_load.find({"partner_id": {"$in": wanted}}, {"partner_id": 1})
+        async for row in cursor:
+            counts[row["partner_id"]] += 1
+        return counts
+
+    async def repair(self) -> None:
+        """At start-up: bring the timers and the partner load in line with the routings
+        (after a crash between a routing's write and theirs, or data from before them).
+        One pass over the routings; it never removes a timer (see `DueTimers`)."""
+        due: dict[str, datetime] = {}
+        load: set[str] = set()
+        projection = {"next_due_at": 1, "open_partner_ids": 1}
+        async for doc in self._collection.find({}, projection):
+            if doc.get("next_due_at") is not None:
+                due[doc["_id"]] = doc["next_due_at"]
+            load.update(_load_row(p, doc["_id"]) for p in doc.get("open_partner_ids", []))
+        timers_set = await self._timers.ensure_all(due)
+        rows = {row["_id"]: row["partner_id"] async for row in self._partner_load.find({})}
+        missing = [{"_id": r, "partner_id": r.split("|", 1)[0]} for r in load - rows.keys()]
+        await self._insert_ignoring_duplicates(self._partner_load, missing)
+        extra = [r for r in rows if r not in load]
+        if extra:
+            await self._partner_load.delete_many({"_id": {"$in": extra}})
+        if timers_set or missing or extra:
+            log.info(
+                "routing side collections repaired",
+                timers_set=timers_set,
+                load_rows_added=len(missing),
+                load_rows_removed=len(extra),
+            )

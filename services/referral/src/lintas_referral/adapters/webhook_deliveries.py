@@ -3,6 +3,8 @@
 The `_id` is derived from the event id and the partner, so a redelivered referral event
 creates no second delivery. Each attempt is recorded with a check on the number of
 attempts read, so two schedulers cannot both record (or both schedule) the same attempt.
+Pending deliveries are found through `<name>_timers` (see `DueTimers`), so the scheduler
+never reads the whole, ever-growing delivery log.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from lintas_shared.due_timers import DueTimers
 from lintas_shared.mongo import Document
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
@@ -21,14 +24,16 @@ class MongoWebhookDeliveries:
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
+        self._timers = DueTimers(collection.database[f"{collection.name}_timers"])
 
     async def ensure_indexes(self) -> None:
-        """For the scheduler and the per-referral log."""
-        await self._collection.create_index([("next_attempt_at", ASCENDING)])
+        """For the per-referral log and the timers."""
         await self._collection.create_index([("referral_id", ASCENDING)])
+        await self._timers.ensure_indexes()
 
     async def create(self, delivery: Document) -> bool:
         """Store a new pending delivery; False if it already exists."""
+        await self._timers.set(delivery["_id"], delivery["next_attempt_at"])
         try:
             await self._collection.insert_one(delivery)
         except DuplicateKeyError:
@@ -36,16 +41,32 @@ class MongoWebhookDeliveries:
         return True
 
     async def due(self, now: datetime, limit: int = 50) -> list[Document]:
-        """Pending deliveries whose next attempt is due."""
-        cursor = self._collection.find({"state": "pending", "next_attempt_at": {"$lte": now}}).sort(
-            "next_attempt_at", ASCENDING
+        """Pending deliveries whose next attempt is due; stale timers are put right."""
+        found = []
+        for delivery_id in await self._timers.due(now, limit):
+            doc = await self.get(delivery_id)
+            if doc is None or doc["state"] != "pending" or doc["next_attempt_at"] is None:
+                await self._timers.clear(delivery_id)
+            elif doc["next_attempt_at"] > now:
+                await self._timers.set(delivery_id, doc["next_attempt_at"])
+            else:
+                found.append(doc)
+        return found
+
+    async def repair(self) -> None:
+        """At start-up: a timer for every pending delivery (one pass over the log)."""
+        pending = self._collection.find({"state": "pending"}, {"next_attempt_at": 1})
+        await self._timers.ensure_all(
+            {d["_id"]: d["next_attempt_at"] async for d in pending if d.get("next_attempt_at")}
         )
-        return [doc async for doc in cursor.limit(limit)]
 
     async def record_attempt(
         self, delivery_id: str, attempts_read: int, attempt: Document, changes: dict[str, Any]
     ) -> bool:
         """Append an attempt and set the new state, if nobody recorded one meanwhile."""
+        following = changes.get("next_attempt_at")
+        if following is not None:
+            await self._timers.set(delivery_id, following)
         result = await self._collection.update_one(
             {"_id": delivery_id, "attempts": attempts_read},
             {
@@ -54,6 +75,8 @@ class MongoWebhookDeliveries:
                 "$inc": {"attempts": 1, "attempts_in_window": 1},
             },
         )
+        if result.modified_count == 1 and following is None:
+            await self._timers.clear(delivery_id)
         return result.modified_count == 1
 
     async def get(self, delivery_id: str) -> Document | None:
@@ -67,6 +90,7 @@ class MongoWebhookDeliveries:
 
     async def reschedule(self, delivery_id: str, now: datetime) -> bool:
         """An operator's redelivery: pending again, due now, with a fresh 24-hour window."""
+        await self._timers.set(delivery_id, now)
         result = await self._collection.update_one(
             {"_id": delivery_id},
             {
