@@ -15,12 +15,15 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only when -debug-addr is given
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -36,6 +39,11 @@ func run() error {
 	listenAddr := flag.String("listen-addr", "127.0.0.1:27017", "TCP address to listen on")
 	sqliteDir := flag.String("sqlite-dir", "", "existing absolute directory for the SQLite databases")
 	logLevel := flag.String("log-level", "info", "log level: debug, info, warn or error")
+	synchronous := flag.String(
+		"sqlite-synchronous", "normal",
+		"SQLite synchronous pragma: normal (commits survive a crash of this process, not of the machine) or full (every commit is fsynced)",
+	)
+	debugAddr := flag.String("debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
 	flag.Parse()
 
 	if flag.NArg() != 0 {
@@ -49,7 +57,7 @@ func run() error {
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	sqliteURL, err := sqliteURL(*sqliteDir)
+	sqliteURL, err := sqliteURL(*sqliteDir, *synchronous)
 	if err != nil {
 		return err
 	}
@@ -66,8 +74,21 @@ func run() error {
 		return err
 	}
 
+	if *debugAddr != "" {
+		go func() {
+			logger.Info("pprof listening", "addr", *debugAddr)
+			if err := http.ListenAndServe(*debugAddr, nil); err != nil {
+				logger.Error("pprof stopped", "error", err)
+			}
+		}()
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+
+	// See idindex.go: without it every lookup by _id reads the whole collection.
+	indexer := &idIndexer{dir: *sqliteDir, logger: logger, seen: map[string]fileState{}}
+	go indexer.run(ctx, 500*time.Millisecond)
 
 	logger.Info("lintas-ferretdb starting", "listen_addr", *listenAddr, "sqlite_url", sqliteURL)
 
@@ -83,7 +104,17 @@ func run() error {
 
 // sqliteURL turns an existing absolute directory into the "file:/abs/dir/" URI that
 // FerretDB's SQLite backend requires (the trailing slash is mandatory).
-func sqliteURL(dir string) (string, error) {
+//
+// FerretDB runs SQLite in WAL mode with SQLite's default synchronous=FULL, which fsyncs
+// the log on every commit: the Lintas pipeline makes a few dozen small commits per case,
+// and on these machines the disk, not the CPU, then set the pace. With synchronous=NORMAL
+// a commit survives the death of this process (what the fault tests inflict) but the
+// last commits may be lost if the machine itself stops; fine for a dev and test server.
+func sqliteURL(dir, synchronous string) (string, error) {
+	if synchronous != "normal" && synchronous != "full" {
+		return "", fmt.Errorf("-sqlite-synchronous must be normal or full, got %q", synchronous)
+	}
+
 	if dir == "" {
 		return "", fmt.Errorf("-sqlite-dir is required")
 	}
@@ -107,5 +138,5 @@ func sqliteURL(dir string) (string, error) {
 	}
 
 	// Escape the path so that spaces, '%', '?' or '#' in it survive url.Parse in FerretDB.
-	return "file:" + (&url.URL{Path: p}).EscapedPath(), nil
+	return "file:" + (&url.URL{Path: p}).EscapedPath() + "?_pragma=synchronous(" + synchronous + ")", nil
 }

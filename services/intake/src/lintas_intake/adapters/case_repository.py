@@ -16,7 +16,7 @@ from typing import Any
 
 from lintas_shared.crypto import CaseKeyMissingError, DataKey, KeyVault
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import Document, find_by_id, update_by_id
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import CASES
 from pymongo import ASCENDING, DESCENDING
@@ -262,10 +262,8 @@ class MongoCaseRepository:
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None:
         """The case, or None; with `organisation_id`, only if that organisation owns it."""
-        query: dict[str, Any] = {"_id": case_id}
-        if organisation_id is not None:
-            query["organisation_id"] = organisation_id
-        doc = await self._collection.find_one(query, _NO_OUTBOX)
+        where = None if organisation_id is None else {"organisation_id": organisation_id}
+        doc = await find_by_id(self._collection, case_id, where=where, projection=_NO_OUTBOX)
         if doc is None:
             return None
         return _from_document(doc, await self._key(case_id))
@@ -277,12 +275,12 @@ class MongoCaseRepository:
         update: Document = {"$set": doc}
         if events:
             update["$push"] = {OUTBOX_FIELD: {"$each": [outbox_entry(CASES, e) for e in events]}}
-        result = await self._collection.update_one(
-            {"_id": case.id, "version": expected_version}, update
+        saved = await update_by_id(
+            self._collection, case.id, update, where={"version": expected_version}
         )
-        if result.modified_count and events:
+        if saved and events:
             self._on_write(case.id)
-        return result.modified_count == 1
+        return saved
 
     async def page(
         self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from lintas_shared.events import CaseSubmitted, WorkerInfo
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import Document, update_by_id
 from lintas_shared.values import ConsentPurpose
 from pymongo import DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
@@ -74,16 +74,20 @@ class MongoCaseProfiles:
 
     async def correct_worker(self, case_id: str, worker: WorkerInfo, at: datetime) -> None:
         """Replace the worker's contact details, unless a newer correction is already in."""
-        await self._collection.update_one(
-            {"_id": case_id, "erased": False, "details_at": {"$lte": at}},
+        await update_by_id(
+            self._collection,
+            case_id,
             {"$set": {**_worker_fields(worker), "details_at": at}},
+            where={"erased": False, "details_at": {"$lte": at}},
         )
 
     async def set_stage(self, case_id: str, stage: Stage, at: datetime) -> None:
         """Move the case's stage, unless a later event already moved it (topics interleave)."""
-        await self._collection.update_one(
-            {"_id": case_id, "erased": False, "stage_at": {"$lte": at}},
+        await update_by_id(
+            self._collection,
+            case_id,
             {"$set": {"stage": stage.value, "stage_at": at}},
+            where={"erased": False, "stage_at": {"$lte": at}},
         )
 
     async def erase(self, case_id: str) -> None:

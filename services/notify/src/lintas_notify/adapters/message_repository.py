@@ -22,13 +22,12 @@ from typing import Any
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.due_timers import DueTimers
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import Document, update_by_id
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import NOTIFICATIONS
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
-from pymongo.results import UpdateResult
 
 from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
 
@@ -104,11 +103,12 @@ class MongoMessageRepository:
         self._worker_sends = database[f"{name}_worker_sends"]
         self._on_write = on_write
 
-    async def _update_one(self, message_id: str, query: Document, update: Document) -> UpdateResult:
+    async def _update_one(self, message_id: str, query: Document, update: Document) -> bool:
         # FerretDB v1 applies an update as read-modify-write: hold the message's lock,
         # which the outbox relay also takes around its $pull, so neither loses the other.
+        where = {field: value for field, value in query.items() if field != "_id"}
         async with self.locks.hold(message_id):
-            return await self._collection.update_one(query, update)
+            return await update_by_id(self._collection, message_id, update, where=where)
 
     async def ensure_indexes(self) -> None:
         """Indexes for start-up repair, receipts, per-case reads and the timers."""
@@ -288,7 +288,7 @@ class MongoMessageRepository:
             fields["reason"] = reason
         if status is SmsStatus.SUPPRESSED:
             fields["to"] = None  # never to be sent: keep no phone for it
-        result = await self._update_one(
+        finished = await self._update_one(
             message_id,
             {"_id": message_id, "status": {"$in": [s.value for s in from_statuses]}},
             {
@@ -301,9 +301,9 @@ class MongoMessageRepository:
         )
         if events:
             self._on_write(message_id)
-        if result.modified_count == 1:
+        if finished:
             await self._timers.clear(message_id)  # final: nothing more is due
-        return result.modified_count == 1
+        return finished
 
     async def due(self, now: datetime, limit: int = 100) -> list[str]:
         """Ids of scheduled notifications whose time has come, earliest first.
@@ -362,7 +362,7 @@ class MongoMessageRepository:
         events: Sequence[CloudEvent],
     ) -> bool:
         """A delivery report; a repeated report of the same status changes nothing."""
-        result = await self._update_one(
+        recorded = await self._update_one(
             message_id,
             {"_id": message_id, "status": {"$ne": status.value}},
             {
@@ -373,9 +373,9 @@ class MongoMessageRepository:
                 },
             },
         )
-        if result.modified_count and events:
+        if recorded and events:
             self._on_write(message_id)
-        return result.modified_count == 1
+        return recorded
 
     async def forget_case(self, case_id: str, now: datetime) -> None:
         """Erasure: no scheduled message goes, and no sealed phone stays."""

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import Document, update_by_id
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -43,11 +43,12 @@ class MongoPreferences:
         """
         entries = [outbox_entry(topic, event) for topic, event in events]
         fields = {"opted_out": opted_out, "changed_at": at, "channel": channel}
-        result = await self._collection.update_one(
-            {"_id": phone_hash, "changed_at": {"$lt": at}, "opted_out": {"$ne": opted_out}},
+        if await update_by_id(
+            self._collection,
+            phone_hash,
             {"$set": fields, "$push": {OUTBOX_FIELD: {"$each": entries}}},
-        )
-        if result.modified_count == 1:
+            where={"changed_at": {"$lt": at}, "opted_out": {"$ne": opted_out}},
+        ):
             self._on_write(phone_hash)
             return True
         if await self._collection.find_one({"_id": phone_hash}, {"_id": 1}) is not None:

@@ -22,7 +22,7 @@ from datetime import datetime
 from lintas_shared.due_timers import DueTimers
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.logging import get_logger
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import Document, update_by_id
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry, push_to_outbox
 from lintas_shared.topics import REFERRALS
 from pymongo import ASCENDING
@@ -92,10 +92,10 @@ class MongoRoutingRepository:
         if events:
             update.update(push_to_outbox(*(outbox_entry(REFERRALS, e) for e in events)))
         await self._before_write(routing)
-        result = await self._collection.update_one(
-            {"_id": routing.case_id, "version": expected_version}, update
+        saved = await update_by_id(
+            self._collection, routing.case_id, update, where={"version": expected_version}
         )
-        if result.modified_count != 1:
+        if not saved:
             routing.version = expected_version
             return False
         await self._after_write(routing)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from lintas_shared.due_timers import DueTimers
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import Document, update_by_id
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -67,17 +67,19 @@ class MongoWebhookDeliveries:
         following = changes.get("next_attempt_at")
         if following is not None:
             await self._timers.set(delivery_id, following)
-        result = await self._collection.update_one(
-            {"_id": delivery_id, "attempts": attempts_read},
+        recorded = await update_by_id(
+            self._collection,
+            delivery_id,
             {
                 "$set": changes,
                 "$push": {"log": attempt},
                 "$inc": {"attempts": 1, "attempts_in_window": 1},
             },
+            where={"attempts": attempts_read},
         )
-        if result.modified_count == 1 and following is None:
+        if recorded and following is None:
             await self._timers.clear(delivery_id)
-        return result.modified_count == 1
+        return recorded
 
     async def get(self, delivery_id: str) -> Document | None:
         """One delivery."""
