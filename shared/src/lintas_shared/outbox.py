@@ -50,7 +50,11 @@ class OutboxRelay:
     A writer calls `wake(doc_id)` after a write and the relay publishes that document's
     entries at once, reading it by `_id`. A full sweep of the collection (at start, and
     every `sweep_interval` seconds) finds entries left behind by a crash or an outage; it
-    is kept rare because FerretDB cannot use an index for it and scans every document.
+    is kept rare (five minutes) because FerretDB cannot use an index for it and reads
+    every document: on a large collection a frequent sweep kept a read open so often that
+    SQLite could not checkpoint its log, and every query slowed down. This process's own
+    failures to publish are retried from memory (see `relay_once`); the sweep is for what
+    a crashed process left behind.
     """
 
     def __init__(
@@ -60,7 +64,7 @@ class OutboxRelay:
         *,
         poll_interval: float = 1.0,
         batch_size: int = 100,
-        sweep_interval: float = 30.0,
+        sweep_interval: float = 300.0,
         locks: CaseLocks | None = None,
     ) -> None:
         self._collection = collection
