@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	_ "net/http/pprof" // served only when -debug-addr is given
 	"net/url"
@@ -62,9 +63,14 @@ func run() error {
 		return err
 	}
 
+	// FerretDB listens on a private Unix socket; clients reach it through the write
+	// proxy on the TCP address (see writeproxy.go).
+	socket := filepath.Join(os.TempDir(), fmt.Sprintf("lintas-ferretdb-%d.sock", os.Getpid()))
+	_ = os.Remove(socket)
+
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener: ferretdb.ListenerConfig{
-			TCP: *listenAddr,
+			Unix: socket,
 		},
 		Logger:    logger,
 		Handler:   "sqlite",
@@ -92,14 +98,57 @@ func run() error {
 
 	logger.Info("lintas-ferretdb starting", "listen_addr", *listenAddr, "sqlite_url", sqliteURL)
 
-	// Run returns once ctx is canceled and all connections and the backend are closed.
-	if err := f.Run(ctx); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }() // returns once ctx is canceled and all is closed
+
+	if err := waitForSocket(ctx, socket, done); err != nil {
+		return err
+	}
+
+	listener, err := net.Listen("tcp", *listenAddr)
+	if err != nil {
+		stop()
+		<-done
+		return err
+	}
+
+	go newWriteProxy(socket, logger).serve(listener)
+
+	select {
+	case <-ctx.Done():
+	case err := <-done:
+		listener.Close()
+		return err
+	}
+
+	listener.Close()
+
+	if err := <-done; err != nil {
 		return err
 	}
 
 	logger.Info("lintas-ferretdb stopped")
 
 	return nil
+}
+
+// waitForSocket returns once FerretDB accepts connections on its socket, so the TCP
+// address (which the launcher waits for) opens only when requests can be served.
+func waitForSocket(ctx context.Context, socket string, done <-chan error) error {
+	for {
+		if conn, err := net.Dial("unix", socket); err == nil {
+			conn.Close()
+			return nil
+		}
+
+		select {
+		case err := <-done:
+			return fmt.Errorf("FerretDB stopped before it listened: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // sqliteURL turns an existing absolute directory into the "file:/abs/dir/" URI that

@@ -1,11 +1,11 @@
 """Per-case locks inside one process.
 
-FerretDB v1 does not make a conditional update atomic: two concurrent
-`update_one({"_id": x, "version": v}, …)` can both report a match (measured on the test
-server: several winners in 13 of 30 five-way races). The version check still guards
-against other processes on MongoDB, but within this process every read-change-write of
-a case is serialised here, so the consumer, the partner API and the scheduler never
-race each other on one case.
+On FerretDB a version check is a read by `_id` followed by a write by `_id` (see
+`lintas_shared.mongo.update_by_id`; FerretDB v1 on its own even let two concurrent
+conditional updates both match). The version check still guards against other
+processes on MongoDB, but within this process every read-change-write of a case is
+serialised here, so the consumer, the partner API, the scheduler and the outbox relay
+never race each other on one case.
 """
 
 from __future__ import annotations

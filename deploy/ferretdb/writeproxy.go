@@ -1,0 +1,226 @@
+package main
+
+// FerretDB v1 applies each update as a read followed by a write, with nothing stopping
+// another command from writing the same document in between: two concurrent
+// `$inc: {n: 1}` on one document from two clients lost three increments out of four in
+// a measurement here, and a `$pull` by one process could write back a document another
+// process had just changed. MongoDB makes every single-document write atomic, and the
+// services rely on that once more than one process writes.
+//
+// The write proxy restores it: clients talk to the proxy's TCP address, the proxy talks
+// to FerretDB over a private Unix socket, and each write command (insert, update, delete,
+// findAndModify) is forwarded while holding a lock for its collection until FerretDB has
+// answered. Reads pass straight through. Only the message framing and the command's
+// first element (its name and collection) are parsed; everything else is forwarded
+// byte for byte.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+)
+
+const (
+	opMsg        = 2013
+	opCompressed = 2012
+	moreToCome   = 1 << 1
+	headerSize   = 16
+	maxMessage   = 48 * 1024 * 1024 // MongoDB's maxMessageSizeBytes
+)
+
+var writeCommands = map[string]bool{
+	"insert": true, "update": true, "delete": true, "findAndModify": true, "findandmodify": true,
+}
+
+// collectionLocks hands out one mutex per collection name.
+type collectionLocks struct {
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex
+}
+
+func (c *collectionLocks) get(name string) *sync.Mutex {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+
+	l, ok := c.locks[name]
+	if !ok {
+		l = &sync.Mutex{}
+		c.locks[name] = l
+	}
+
+	return l
+}
+
+// writeProxy accepts clients on a TCP listener and forwards them to FerretDB.
+type writeProxy struct {
+	backend string // FerretDB's Unix socket
+	logger  *slog.Logger
+	locks   collectionLocks
+}
+
+func newWriteProxy(backend string, logger *slog.Logger) *writeProxy {
+	return &writeProxy{backend: backend, logger: logger, locks: collectionLocks{locks: map[string]*sync.Mutex{}}}
+}
+
+// serve accepts connections until the listener is closed.
+func (p *writeProxy) serve(l net.Listener) {
+	for {
+		client, err := l.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				p.logger.Error("write proxy: accept failed", "error", err)
+			}
+			return
+		}
+
+		go p.handle(client)
+	}
+}
+
+func (p *writeProxy) handle(client net.Conn) {
+	defer client.Close()
+
+	backend, err := net.Dial("unix", p.backend)
+	if err != nil {
+		p.logger.Error("write proxy: cannot reach FerretDB", "error", err)
+		return
+	}
+	defer backend.Close()
+
+	for {
+		request, err := readMessage(client)
+		if err != nil {
+			return // the client went away (or sent garbage: FerretDB would refuse it too)
+		}
+
+		if err := p.exchange(request, client, backend); err != nil {
+			return
+		}
+	}
+}
+
+// exchange forwards one request and every reply to it, holding the collection's lock
+// for a write command.
+func (p *writeProxy) exchange(request []byte, client, backend net.Conn) error {
+	if lock := p.lockFor(request); lock != nil {
+		lock.Lock()
+		defer lock.Unlock()
+	}
+
+	if _, err := backend.Write(request); err != nil {
+		return err
+	}
+
+	if msgFlags(request)&moreToCome != 0 {
+		return nil // the client expects no reply
+	}
+
+	for {
+		reply, err := readMessage(backend)
+		if err != nil {
+			return err
+		}
+
+		if _, err := client.Write(reply); err != nil {
+			return err
+		}
+
+		if msgFlags(reply)&moreToCome == 0 {
+			return nil // an exhaust cursor sends several replies, the last without the flag
+		}
+	}
+}
+
+// lockFor returns the lock a request must hold: its collection's for a write command,
+// one shared lock for compressed messages (their command cannot be read), else nil.
+func (p *writeProxy) lockFor(request []byte) *sync.Mutex {
+	switch binary.LittleEndian.Uint32(request[12:16]) {
+	case opCompressed:
+		return p.locks.get("")
+	case opMsg:
+		name, collection, ok := firstElement(request)
+		if ok && writeCommands[name] {
+			return p.locks.get(collection)
+		}
+	}
+
+	return nil
+}
+
+// readMessage reads one length-prefixed wire message.
+func readMessage(r io.Reader) ([]byte, error) {
+	header := make([]byte, headerSize)
+	if _, err := io.ReadFull(r, header); err != nil {
+		return nil, err
+	}
+
+	size := int(int32(binary.LittleEndian.Uint32(header[:4])))
+	if size < headerSize || size > maxMessage {
+		return nil, fmt.Errorf("invalid message length %d", size)
+	}
+
+	message := make([]byte, size)
+	copy(message, header)
+
+	if _, err := io.ReadFull(r, message[headerSize:]); err != nil {
+		return nil, err
+	}
+
+	return message, nil
+}
+
+// msgFlags returns an OP_MSG's flag bits (0 for any other message).
+func msgFlags(message []byte) uint32 {
+	if len(message) < headerSize+4 || binary.LittleEndian.Uint32(message[12:16]) != opMsg {
+		return 0
+	}
+
+	return binary.LittleEndian.Uint32(message[headerSize : headerSize+4])
+}
+
+// firstElement reads the command name and its string value (the collection) from an
+// OP_MSG's body section: flags, then kind 0, then a BSON document whose first element
+// is e.g. {"update": "routings"}.
+func firstElement(message []byte) (name, value string, ok bool) {
+	body := message[headerSize:]
+	if len(body) < 4+1+4+1 || body[4] != 0 {
+		return "", "", false
+	}
+
+	doc := body[5:]
+	elementType := doc[4]
+	rest := doc[5:]
+
+	end := indexByte(rest, 0)
+	if end < 0 {
+		return "", "", false
+	}
+
+	name = string(rest[:end])
+	rest = rest[end+1:]
+
+	if elementType != 0x02 || len(rest) < 4 { // not a string: no collection to name
+		return name, "", true
+	}
+
+	size := int(int32(binary.LittleEndian.Uint32(rest[:4])))
+	if size < 1 || 4+size > len(rest) {
+		return name, "", true
+	}
+
+	return name, string(rest[4 : 4+size-1]), true
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+
+	return -1
+}
