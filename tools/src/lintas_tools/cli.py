@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from lintas_deploy.ferretdb import ferretdb_process, start_ferretdb
 from lintas_deploy.kafka import kafka_process, start_kafka
@@ -242,8 +243,12 @@ def _dlq_target() -> dlq_cli.DlqTarget:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `lintas` command."""
+def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Entry point of the `lintas` command.
+
+    `out` receives the answer of `lintas dlq` (default: stdout), so a test can read it
+    apart from the logs of whatever else runs in its process.
+    """
     args = _parser().parse_args(argv)
     try:
         if args.command == "up":
@@ -271,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             _say(json.dumps(vars(result), indent=2))
             return 0 if result.intact else 1
         if args.command == "dlq":
-            return dlq_cli.run(args, _dlq_target())
+            return dlq_cli.run(args, _dlq_target(), out)
         state = _state_dir()
         cmd_demo_seed(state, _stack_env(state))
         return 0

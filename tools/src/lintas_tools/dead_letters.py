@@ -33,6 +33,7 @@ from enum import StrEnum
 from typing import Any, Final, Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from lintas_shared.consumer import (
     DLQ_CONSUMER,
     DLQ_FAILED_AT,
@@ -247,28 +248,28 @@ class KafkaDeadLetters:
             max_partition_fetch_bytes=fetch_bytes,
             fetch_max_bytes=fetch_bytes,
         )
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id="lintas-dlq",
-            acks="all",
-            enable_idempotence=True,
-            max_request_size=MAX_RECORD_BYTES + 64_000,
-        )
-        self._producer_started = False
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="lintas-dlq")
+        self._bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None  # built on first use: list never needs it
 
     async def start(self) -> None:
         """Connect the reader (the producer connects on first use)."""
-        await self._consumer.start()
+        await self._admin.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._admin.close()
+            raise
 
     async def stop(self) -> None:
         """Disconnect."""
         await self._consumer.stop()
-        if self._producer_started:
+        await self._admin.close()
+        if self._producer is not None:
             await self._producer.stop()
 
     async def _all_topics(self) -> set[str]:
-        topics: set[str] = await self._consumer.topics()  # refreshes the metadata
-        return topics
+        return set(await self._admin.list_topics())
 
     async def dlq_topics(self) -> list[str]:
         """Every topic whose name ends in `.dlq`, sorted."""
@@ -282,7 +283,10 @@ class KafkaDeadLetters:
         """The partitions of `topic`; DeadLetterError if there is no such topic."""
         if topic not in await self._all_topics():
             raise DeadLetterError(f"no topic {topic}")
-        return sorted(self._consumer.partitions_for_topic(topic) or ())
+        # The admin client asks the broker; the consumer's own metadata knows only the
+        # topics it has been assigned so far.
+        [described] = await self._admin.describe_topics([topic])
+        return sorted(int(p["partition"]) for p in described["partitions"])
 
     async def read(self, topic: str) -> list[DeadLetter]:
         """Every record of `topic` up to its end at the time of the call."""
@@ -330,9 +334,16 @@ class KafkaDeadLetters:
         headers: Sequence[tuple[str, bytes]],
     ) -> tuple[int, int]:
         """Produce one record as it is; returns (partition, offset) once acknowledged."""
-        if not self._producer_started:
-            await self._producer.start()
-            self._producer_started = True
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap,
+                client_id="lintas-dlq",
+                acks="all",
+                enable_idempotence=True,
+                max_request_size=MAX_RECORD_BYTES + 64_000,
+            )
+            await producer.start()
+            self._producer = producer
         sent = await self._producer.send_and_wait(topic, value, key=key, headers=list(headers))
         return int(sent.partition), int(sent.offset)
 

@@ -152,17 +152,19 @@ async def _run(args: argparse.Namespace, target: DlqTarget, out: TextIO) -> int:
     ops = DeadLetterOperations(
         kafka, kafka, Ledger(mongo[target.database][LEDGER_COLLECTION]), operator
     )
-    await kafka.start()
     try:
-        if args.dlq_command == "list":
-            return await _list(ops, args, out)
-        if args.dlq_command == "show":
-            entry = await ops.find(EntryRef.parse(args.entry))
-            _emit(out, args.json, show_document(entry), show_text(entry))
-            return 0
-        return await _act(ops, args, out)
+        await kafka.start()
+        try:
+            if args.dlq_command == "list":
+                return await _list(ops, args, out)
+            if args.dlq_command == "show":
+                entry = await ops.find(EntryRef.parse(args.entry))
+                _emit(out, args.json, show_document(entry), show_text(entry))
+                return 0
+            return await _act(ops, args, out)
+        finally:
+            await kafka.stop()
     finally:
-        await kafka.stop()
         await mongo.close()
 
 
