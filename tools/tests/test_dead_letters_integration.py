@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from lintas_shared.consumer import EventConsumer, PermanentEventError, RetryPolicy, subscribe
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.events import CaseSubmitted
@@ -362,3 +362,18 @@ async def test_the_installed_command_lists_as_json_and_reports_a_missing_entry(
     code, _, err = await run("dlq", "discard", "--all", "--topic", topic, "--reason", " ")
     assert code == 1
     assert "a discard needs a reason" in err
+
+    # TOPIC OFFSET names an entry only when one partition has that offset.
+    wide = await private_topic(servers.kafka_bootstrap, partitions=2)
+    producer = AIOKafkaProducer(bootstrap_servers=servers.kafka_bootstrap)
+    await producer.start()
+    try:
+        for partition in (0, 1):
+            await producer.send_and_wait(dead_letter_topic(wide), b"{}", partition=partition)
+    finally:
+        await producer.stop()
+    code, _, err = await run("dlq", "show", wide, "0")
+    assert code == 1
+    assert f"offset 0 is in several partitions: {wide}.dlq:0:0, {wide}.dlq:1:0" in err
+    code, out, _ = await run("dlq", "show", f"{wide}:1:0", "--json")
+    assert (code, json.loads(out)["id"]) == (0, f"{wide}.dlq:1:0")
