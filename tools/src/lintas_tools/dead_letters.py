@@ -323,7 +323,7 @@ class KafkaDeadLetters:
             while True:
                 batches = await self._consumer.getmany(tp, timeout_ms=500, max_records=1)
                 for record in batches.get(tp, ()):
-                    # A compacted or transactional topic may skip offsets: none here.
+                    # Gone by retention: the first record after it comes instead.
                     return _letter(record) if record.offset == offset else None
 
     async def produce(

@@ -196,8 +196,10 @@ async def _act(ops: DeadLetterOperations, args: argparse.Namespace, out: TextIO)
         targets = [e for e in topic_entries if e.state not in HANDLED]
     else:
         target = await ops.find(EntryRef.parse(args.entry))
-        topic_entries = await ops.entries([target.letter.topic])
         targets = [target]
+        # A replay also marks the entries parked from the same source record.
+        replay = args.dlq_command == "replay" and not args.dry_run
+        topic_entries = await ops.entries([target.letter.topic]) if replay else targets
     if args.dlq_command == "replay" and args.dry_run:
         documents = [list_document(t) for t in targets]
         lines = "".join(f"would replay {t.letter.id} to {t.letter.source_topic}\n" for t in targets)
