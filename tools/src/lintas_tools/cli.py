@@ -4,6 +4,7 @@ lintas up        start Kafka, FerretDB and the three services, seed demo data
 lintas down      stop everything `up` started
 lintas status    what is running
 lintas demo-seed (re)create the demo organisations and keys
+lintas dlq       dead letters: list, show, replay, discard (lintas dlq --help)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from lintas_deploy.ferretdb import ferretdb_process, start_ferretdb
 from lintas_deploy.kafka import kafka_process, start_kafka
@@ -25,6 +27,7 @@ from lintas_referral.settings import ReferralSettings
 from lintas_shared.kafka import ensure_topics
 from lintas_shared.topics import ALL_TOPICS
 
+from lintas_tools import dlq_cli
 from lintas_tools.demo import DemoTarget, load_or_create_keys, seed_demo
 from lintas_tools.importer import run_import
 from lintas_tools.organisations import Directories, OrganisationAdmin
@@ -226,11 +229,26 @@ def _parser() -> argparse.ArgumentParser:
         dest="audit_command", required=True
     )
     audit.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    dlq_cli.add_parser(sub)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `lintas` command."""
+def _dlq_target() -> dlq_cli.DlqTarget:
+    env = _stack_env(_state_dir())
+    return dlq_cli.DlqTarget(
+        kafka_bootstrap=env["LINTAS_KAFKA_BOOTSTRAP"],
+        mongodb_uri=env["LINTAS_MONGODB_URI"],
+        database=env.get("LINTAS_OPS_DATABASE", dlq_cli.DEFAULT_OPS_DATABASE),
+        operator=dlq_cli.default_operator(),
+    )
+
+
+def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Entry point of the `lintas` command.
+
+    `out` receives the answer of `lintas dlq` (default: stdout), so a test can read it
+    apart from the logs of whatever else runs in its process.
+    """
     args = _parser().parse_args(argv)
     try:
         if args.command == "up":
@@ -257,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(_audit_verify())
             _say(json.dumps(vars(result), indent=2))
             return 0 if result.intact else 1
+        if args.command == "dlq":
+            return dlq_cli.run(args, _dlq_target(), out)
         state = _state_dir()
         cmd_demo_seed(state, _stack_env(state))
         return 0
