@@ -26,7 +26,7 @@ from lintas_shared.topics import CASES
 from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import EXAMPLE_CASE, example_case
-from tests.support.kafka import collect
+from tests.support.kafka import collect, eventually
 from tests.support.servers import Servers
 
 pytestmark = pytest.mark.integration
@@ -487,5 +487,13 @@ async def test_docs_and_health(api: Api) -> None:
     ):
         assert path in openapi["paths"]
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
-    assert (await api.client.get("/readyz")).status_code == 200
+    # Ready once the store and Kafka answer and the consumer has its partitions.
+    ready = await eventually(lambda: _ready(api), timeout=60)
+    assert ready == {"store": True, "kafka": True, "consumers": True}
     assert (await api.client.get("/v1/asyncapi.json")).json()["asyncapi"] == "3.0.0"
+
+
+async def _ready(api: Api) -> dict[str, bool] | None:
+    response = await api.client.get("/readyz")
+    checks: dict[str, bool] = response.json()["checks"]
+    return checks if response.status_code == 200 else None

@@ -2,25 +2,43 @@
 
 - Errors are RFC 9457 problem details (`application/problem+json`); validation errors
   carry an `errors` list naming each bad field by its path.
-- `/healthz` says the process is alive; `/readyz` says its dependencies answer.
-- Each request gets a correlation id (`X-Request-ID`), bound into every log line.
+- `/healthz` says the process is alive; `/readyz` says its dependencies answer (and its
+  consumers have partitions); `/metrics` is the Prometheus exposition.
+- Each request gets a correlation id (`X-Request-ID`), bound into every log line, and a
+  server span (joining the caller's W3C `traceparent`, if any) whose trace id is in
+  every log line too; it is counted by route template, never by raw path.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Scope
+
+from lintas_shared import metrics
+from lintas_shared.logging import get_logger
+from lintas_shared.tracing import TRACEPARENT_HEADER, context_from_traceparent, tracer
 
 PROBLEM_JSON = "application/problem+json"
 ReadinessCheck = Callable[[], Awaitable[bool]]
+#: Probed by machines every few seconds: counted, but neither traced nor logged.
+OPERATIONS_ROUTES: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+#: Path parameters worth a place in the log context (ids, never personal data).
+_LOGGED_PATH_IDS: Final = ("case_id", "referral_id")
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+log = get_logger(__name__)
 
 
 class FieldError(BaseModel):
@@ -113,29 +131,96 @@ def _title(status: int) -> str:
         return "Error"
 
 
+def route_of(app: FastAPI, scope: Scope) -> tuple[str, dict[str, Any]]:
+    """The template of the route a request goes to (`/v1/cases/{case_id}`) and its path
+    parameters; `<unmatched>` when none matches (a raw path could hold anything)."""
+    partial: tuple[str, dict[str, Any]] | None = None
+    for route in app.router.routes:
+        match, child = route.matches(scope)
+        template = str(getattr(route, "path", metrics.UNMATCHED_ROUTE))
+        if match is Match.FULL:
+            return template, dict(child.get("path_params", {}))
+        if match is Match.PARTIAL and partial is None:
+            partial = template, dict(child.get("path_params", {}))  # e.g. 405
+    return partial or (metrics.UNMATCHED_ROUTE, {})
+
+
+def _ids_of(params: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(params[k]) for k in _LOGGED_PATH_IDS if k in params}
+
+
+def _created_ids(app: FastAPI, scope: Scope, response: Response) -> dict[str, str]:
+    """The ids in a 201's Location (`/v1/cases/{case_id}`): the case a POST created."""
+    location = response.headers.get("location")
+    if response.status_code != 201 or not location or not location.startswith("/"):
+        return {}
+    probe = {**scope, "method": "GET", "path": location.split("?")[0]}
+    return _ids_of(route_of(app, probe)[1])
+
+
 def install_conventions(
     app: FastAPI,
     readiness: Mapping[str, ReadinessCheck],
     asyncapi: Callable[[], Any] | None = None,
     max_body_bytes: int = 256_000,
 ) -> None:
-    """Add problem-details errors, request ids, body limits, health, readiness, AsyncAPI."""
+    """Add problem-details errors, request ids, body limits, health, readiness, metrics,
+    tracing and AsyncAPI."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
 
-    @app.middleware("http")
-    async def request_id(
+    async def respond(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        rid = request.headers.get("x-request-id") or str(uuid.uuid4())
-        rid = rid[:64]
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > max_body_bytes:
             return problem_response(
                 413, "Content Too Large", f"Request bodies are limited to {max_body_bytes} bytes."
             )
-        with structlog.contextvars.bound_contextvars(request_id=rid):
-            response = await call_next(request)
+        return await call_next(request)
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("x-request-id") or str(uuid.uuid4())
+        rid = rid[:64]
+        method = request.method if request.method in _METHODS else "OTHER"
+        route, params = route_of(app, request.scope)
+        started = time.perf_counter()
+        status = 500  # unless a response says otherwise
+        try:
+            if route in OPERATIONS_ROUTES:
+                response = await respond(request, call_next)
+                status = response.status_code
+            else:
+                ids = _ids_of(params)
+                with (
+                    structlog.contextvars.bound_contextvars(request_id=rid, **ids),
+                    tracer().start_as_current_span(
+                        f"{method} {route}",
+                        context=context_from_traceparent(request.headers.get(TRACEPARENT_HEADER)),
+                        kind=SpanKind.SERVER,
+                        attributes={"http.request.method": method, "http.route": route},
+                    ) as span,
+                ):
+                    response = await respond(request, call_next)
+                    status = response.status_code
+                    span.set_attribute("http.response.status_code", status)
+                    ids |= _created_ids(app, request.scope, response)
+                    if "case_id" in ids:
+                        span.set_attribute("lintas.case_id", ids["case_id"])
+                    log.info(
+                        "request handled",
+                        method=method,
+                        route=route,
+                        status=status,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                        **ids,
+                    )
+        finally:
+            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            metrics.HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
         response.headers["X-Request-ID"] = rid
         return response
 
@@ -144,9 +229,19 @@ def install_conventions(
         return {"status": "ok"}
 
     @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Exposition format"}},
+    )
+    async def prometheus_metrics() -> Response:
+        return Response(await metrics.render(), media_type=metrics.CONTENT_TYPE)
+
+    @app.get(
         "/readyz",
         tags=["operations"],
-        summary="Kafka and the store answer",
+        summary="Kafka and the store answer; the consumers have partitions",
         responses={503: {"description": "A dependency does not answer"}},
     )
     async def readyz() -> Response:

@@ -87,7 +87,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.state.runtime = runtime
     install_conventions(
         app,
-        {"store": runtime.store_ready, "kafka": runtime.broker_ready},
+        runtime.readiness(),
         asyncapi=runtime.asyncapi,
         max_body_bytes=settings.max_body_bytes,
     )

@@ -24,6 +24,7 @@ from lintas_notify.adapters.case_profiles import MongoCaseProfiles
 from lintas_notify.adapters.early_events import MongoEarlyEvents
 from lintas_notify.adapters.file_provider import FileSmsProvider
 from lintas_notify.adapters.http_provider import HttpSmsProvider
+from lintas_notify.adapters.instrumented import InstrumentedProvider, MeteredMessageRepository
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
 from lintas_notify.adapters.smpp_provider import SmppSmsProvider
@@ -111,7 +112,8 @@ def build(
     message_locks = CaseLocks()
     message_relay = OutboxRelay(database["messages"], publisher, locks=message_locks)
     preference_relay = OutboxRelay(database["preferences"], publisher)
-    messages = MongoMessageRepository(
+    # Counted as they are stored (lintas_sms_* metrics); otherwise the plain repository.
+    messages = MeteredMessageRepository(
         database["messages"], on_write=message_relay.wake, locks=message_locks
     )
     preferences = MongoPreferences(database["preferences"], on_write=preference_relay.wake)
@@ -124,7 +126,7 @@ def build(
     dispatcher = Dispatcher(
         messages,
         preferences,
-        provider,
+        InstrumentedProvider(provider),  # a span and a count per hand-over
         keys,
         rules=SendRules(
             QuietHours(settings.quiet_start, settings.quiet_end),
@@ -192,7 +194,7 @@ def create_app(
     app.include_router(router)
     install_conventions(
         app,
-        {"store": service.runtime.store_ready, "kafka": service.runtime.broker_ready},
+        service.runtime.readiness(),
         asyncapi=service.runtime.asyncapi,
     )
     return app

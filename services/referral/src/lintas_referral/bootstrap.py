@@ -133,7 +133,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     app.state.operator_token = settings.operator_token.get_secret_value()
     install_conventions(
         app,
-        {"store": runtime.store_ready, "kafka": runtime.broker_ready},
+        runtime.readiness(),
         asyncapi=runtime.asyncapi,
     )
     app.include_router(router)
