@@ -9,18 +9,20 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import structlog
-from fastapi import FastAPI, Response
+from fastapi import APIRouter, FastAPI, Response
 from lintas_shared.consumer import EventConsumer, PermanentEventError, RawRecord, RetryPolicy
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.events import CaseSubmitted
-from lintas_shared.http import install_conventions
+from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.logging import configure_logging
 from lintas_shared.tracing import configure_tracing
+from opentelemetry.trace import SpanKind
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo.errors import AutoReconnect
 
 from tests.support.fixtures import case_submitted
+from tests.support.tracing import recording_spans
 
 pytestmark = pytest.mark.unit
 
@@ -91,7 +93,7 @@ async def test_consumed_events_are_counted_by_type_and_outcome() -> None:
 
 @pytest.fixture
 async def app() -> AsyncIterator[httpx.AsyncClient]:
-    app = FastAPI()
+    app = FastAPI(telemetry=NATIVE_TELEMETRY_OFF)
     ready = {"consumers": False}
 
     async def store() -> bool:
@@ -102,14 +104,19 @@ async def app() -> AsyncIterator[httpx.AsyncClient]:
 
     install_conventions(app, {"store": store, "consumers": consumers})
 
-    @app.get("/v1/probe-things/{case_id}")
+    # Routes in an included router, as the services have them.
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/probe-things/{case_id}")
     async def read(case_id: str) -> dict[str, str]:
         return {"id": case_id}
 
-    @app.post("/v1/probe-things", status_code=201)
+    @router.post("/probe-things", status_code=201)
     async def create(response: Response) -> dict[str, str]:
         response.headers["Location"] = "/v1/probe-things/case-created-77"
         return {"id": "case-created-77"}
+
+    app.include_router(router)
 
     app.state.ready = ready
     transport = httpx.ASGITransport(app=app)
@@ -185,3 +192,27 @@ async def test_a_request_joins_the_callers_trace_and_its_log_line_names_the_crea
     assert get["route"] == "/v1/probe-things/{case_id}"
     assert get["case_id"] == "case-read-5"
     assert get["trace_id"] != TRACE_ID  # no traceparent sent: a trace of its own
+
+
+async def test_each_request_is_one_server_span_named_by_its_route_template(
+    app: httpx.AsyncClient,
+) -> None:
+    with recording_spans() as exporter:
+        await app.get("/v1/probe-things/case-read-6?reason=Siti%20called")
+        await app.post("/v1/probe-things/case-read-6")  # no such method: 405
+        await app.get("/healthz")
+        spans = exporter.get_finished_spans()
+    assert [(s.name, s.kind) for s in spans] == [
+        ("GET /v1/probe-things/{case_id}", SpanKind.SERVER),
+        ("POST /v1/probe-things/{case_id}", SpanKind.SERVER),
+    ]
+    for span in spans:
+        text = json.dumps(dict(span.attributes or {}))
+        assert "Siti" not in text  # no raw query string, no raw path
+        assert "/v1/probe-things/case-read-6" not in text
+    assert spans[0].attributes == {
+        "http.request.method": "GET",
+        "http.route": "/v1/probe-things/{case_id}",
+        "http.response.status_code": 200,
+        "lintas.case_id": "case-read-6",
+    }

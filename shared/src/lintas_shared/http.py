@@ -11,20 +11,22 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
+import fastapi.routing
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
-from starlette.types import Scope
+from starlette.routing import compile_path
 
 from lintas_shared import metrics
 from lintas_shared.logging import get_logger
@@ -37,6 +39,11 @@ OPERATIONS_ROUTES: Final = frozenset({"/healthz", "/readyz", "/metrics"})
 #: Path parameters worth a place in the log context (ids, never personal data).
 _LOGGED_PATH_IDS: Final = ("case_id", "referral_id")
 _METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+#: Pass as `FastAPI(telemetry=...)`: FastAPI's own OpenTelemetry spans would put the raw
+#: path and query string (free text such as an audit reason) on every span, and double
+#: ours; `install_conventions` traces each request with the route template only.
+NATIVE_TELEMETRY_OFF: Final[TelemetryConfig] = {"tracing": False, "metrics": False, "logs": False}
 
 log = get_logger(__name__)
 
@@ -131,31 +138,63 @@ def _title(status: int) -> str:
         return "Error"
 
 
-def route_of(app: FastAPI, scope: Scope) -> tuple[str, dict[str, Any]]:
-    """The template of the route a request goes to (`/v1/cases/{case_id}`) and its path
-    parameters; `<unmatched>` when none matches (a raw path could hold anything)."""
-    partial: tuple[str, dict[str, Any]] | None = None
-    for route in app.router.routes:
-        match, child = route.matches(scope)
-        template = str(getattr(route, "path", metrics.UNMATCHED_ROUTE))
-        if match is Match.FULL:
-            return template, dict(child.get("path_params", {}))
-        if match is Match.PARTIAL and partial is None:
-            partial = template, dict(child.get("path_params", {}))  # e.g. 405
-    return partial or (metrics.UNMATCHED_ROUTE, {})
+class RouteTemplates:
+    """Finds the template of the route a path goes to (`/v1/cases/{case_id}`), before
+    the router runs, so that metrics, the span name and the log context can use it.
+
+    Built from FastAPI's flattened view of included routers when it offers one (from
+    0.165 an included router is one opaque entry in `app.router.routes`), else from the
+    routes themselves; rebuilt when routes are added.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+        self._built_for = -1
+        self._routes: list[tuple[str, re.Pattern[str], frozenset[str] | None]] = []
+
+    def _build(self) -> None:
+        flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+        routes: Iterable[Any] = (
+            flatten(self._app.router.routes) if flatten else self._app.router.routes
+        )
+        compiled = []
+        for route in routes:
+            template = getattr(route, "path_format", None) or getattr(route, "path", None)
+            if not isinstance(template, str):
+                continue
+            methods = getattr(route, "methods", None)
+            regex, _format, _convertors = compile_path(template)
+            compiled.append((template, regex, frozenset(methods) if methods else None))
+        self._routes = compiled
+        self._built_for = len(self._app.router.routes)
+
+    def match(self, method: str, path: str) -> tuple[str, dict[str, str]]:
+        """The route template and path parameters; `<unmatched>` when no route matches
+        (a raw path could hold anything). A path known for another method gives its
+        template (the 405 is still that route's)."""
+        if self._built_for != len(self._app.router.routes):
+            self._build()
+        other_method: tuple[str, dict[str, str]] | None = None
+        for template, regex, methods in self._routes:
+            found = regex.match(path)
+            if found is None:
+                continue
+            if methods is None or method in methods:
+                return template, found.groupdict()
+            other_method = other_method or (template, found.groupdict())
+        return other_method or (metrics.UNMATCHED_ROUTE, {})
 
 
 def _ids_of(params: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(params[k]) for k in _LOGGED_PATH_IDS if k in params}
 
 
-def _created_ids(app: FastAPI, scope: Scope, response: Response) -> dict[str, str]:
+def _created_ids(routes: RouteTemplates, response: Response) -> dict[str, str]:
     """The ids in a 201's Location (`/v1/cases/{case_id}`): the case a POST created."""
     location = response.headers.get("location")
     if response.status_code != 201 or not location or not location.startswith("/"):
         return {}
-    probe = {**scope, "method": "GET", "path": location.split("?")[0]}
-    return _ids_of(route_of(app, probe)[1])
+    return _ids_of(routes.match("GET", location.split("?")[0])[1])
 
 
 def install_conventions(
@@ -168,6 +207,7 @@ def install_conventions(
     tracing and AsyncAPI."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    routes = RouteTemplates(app)
 
     async def respond(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
@@ -186,7 +226,7 @@ def install_conventions(
         rid = request.headers.get("x-request-id") or str(uuid.uuid4())
         rid = rid[:64]
         method = request.method if request.method in _METHODS else "OTHER"
-        route, params = route_of(app, request.scope)
+        route, params = routes.match(request.method, request.scope["path"])
         started = time.perf_counter()
         status = 500  # unless a response says otherwise
         try:
@@ -207,7 +247,7 @@ def install_conventions(
                     response = await respond(request, call_next)
                     status = response.status_code
                     span.set_attribute("http.response.status_code", status)
-                    ids |= _created_ids(app, request.scope, response)
+                    ids |= _created_ids(routes, response)
                     if "case_id" in ids:
                         span.set_attribute("lintas.case_id", ids["case_id"])
                     log.info(

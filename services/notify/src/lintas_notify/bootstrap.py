@@ -13,7 +13,7 @@ from faststream.kafka import KafkaBroker
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import EventConsumer
 from lintas_shared.crypto import KeyVault
-from lintas_shared.http import install_conventions
+from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging, get_logger
 from lintas_shared.mongo import make_mongo_client
@@ -184,6 +184,7 @@ def create_app(
         title="Lintas notify API",
         version="0.1.0",
         description="SMS to workers in their language, carrying only a case reference.",
+        telemetry=NATIVE_TELEMETRY_OFF,
         lifespan=service.lifespan,
     )
     app.state.service = service

@@ -10,7 +10,7 @@ from functools import partial
 from fastapi import FastAPI
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.crypto import KeyVault
-from lintas_shared.http import install_conventions
+from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
@@ -120,6 +120,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         version="0.1.0",
         description="Legal partners receive, accept and report on referrals. "
         "Authenticate with your organisation's key in the `X-API-Key` header.",
+        telemetry=NATIVE_TELEMETRY_OFF,
         lifespan=lifespan,
     )
     app.state.runtime = runtime
