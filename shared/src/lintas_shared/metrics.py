@@ -176,7 +176,9 @@ class _LagCollector(Collector):
         self._next_offset[(group, topic, partition)] = offset + 1
 
     async def refresh(self) -> None:
-        lags: dict[tuple[str, str, int], int] = {}
+        """Recompute lag from every tracked broker's consumers (called before a scrape)."""
+        highwaters: dict[tuple[str, str, int], int] = {}
+        unknown: list[tuple[tuple[str, str, int], Any, Any]] = []
         assigned: dict[str, int] = {}
         for broker in list(self._brokers):
             for group, consumer in subscriber_consumers(broker):
@@ -188,22 +190,43 @@ class _LagCollector(Collector):
                     highwater = consumer.highwater(tp)
                     if highwater is None:
                         continue  # nothing fetched yet for this partition
-                    next_offset = self._next_offset.get((group, tp.topic, tp.partition))
-                    if next_offset is None:
-                        next_offset = await self._committed(consumer, tp)
-                    if next_offset is not None:
-                        lags[(group, tp.topic, tp.partition)] = max(0, highwater - next_offset)
-        self._lags, self._assigned = lags, assigned
+                    key = (group, tp.topic, tp.partition)
+                    highwaters[key] = highwater
+                    if key not in self._next_offset:
+                        unknown.append((key, consumer, tp))
+        # A partition handed elsewhere may come back later, past what we last handled.
+        self._next_offset = {k: v for k, v in self._next_offset.items() if k in highwaters}
+        next_offsets = dict(self._next_offset)
+        if unknown:
+            committed = await self._committed([(consumer, tp) for _k, consumer, tp in unknown])
+            for (key, _consumer, _tp), offset in zip(unknown, committed, strict=True):
+                if offset is not None:
+                    next_offsets[key] = offset
+        self._lags = {
+            key: max(0, highwater - next_offsets[key])
+            for key, highwater in highwaters.items()
+            if key in next_offsets
+        }
+        self._assigned = assigned
 
     @staticmethod
-    async def _committed(consumer: Any, tp: Any) -> int | None:
-        try:
-            async with asyncio.timeout(_COMMITTED_TIMEOUT):
+    async def _committed(partitions: list[tuple[Any, Any]]) -> list[int | None]:
+        """The groups' committed offsets, asked together; None where the coordinator did
+        not answer in time (a scrape must never hang or fail on it)."""
+
+        async def one(consumer: Any, tp: Any) -> int | None:
+            try:
                 committed = await consumer.committed(tp)
-        except Exception as exc:  # a scrape must never fail on the coordinator
-            log.debug("committed offset unavailable", error=type(exc).__name__)
-            return None
-        return None if committed is None else int(committed)
+            except Exception as exc:
+                log.debug("committed offset unavailable", error=type(exc).__name__)
+                return None
+            return None if committed is None else int(committed)
+
+        tasks = [asyncio.ensure_future(one(consumer, tp)) for consumer, tp in partitions]
+        done, pending = await asyncio.wait(tasks, timeout=_COMMITTED_TIMEOUT)
+        for task in pending:
+            task.cancel()
+        return [task.result() if task in done else None for task in tasks]
 
     def collect(self) -> Iterable[Metric]:
         lag = GaugeMetricFamily(
