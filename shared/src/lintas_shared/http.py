@@ -248,7 +248,9 @@ def install_conventions(
                     status = response.status_code
                     span.set_attribute("http.response.status_code", status)
                     ids |= _created_ids(routes, response)
-                    if "case_id" in ids:
+                    # Only an id the service accepted: a refused path may hold anything,
+                    # and span attributes, unlike log lines, are not redacted.
+                    if "case_id" in ids and status < 400:
                         span.set_attribute("lintas.case_id", ids["case_id"])
                     log.info(
                         "request handled",
