@@ -131,10 +131,6 @@ async def test_one_trace_id_follows_a_case_from_the_http_request_to_the_sms(
         return log_lines(stack.logs[service], case_id=case["id"], trace_id=trace_id, **match)
 
     await eventually(lambda: traced("notify", event="sms accepted by provider"), timeout=30)
-    print(
-        "DEBUG",
-        [l for l in log_lines(stack.logs["intake"]) if l.get("event") == "request handled"][-5:],
-    )
     [request] = traced("intake", event="request handled")
     assert request["route"] == "/v1/cases"
     assert request["status"] == 201
