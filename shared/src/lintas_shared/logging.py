@@ -52,9 +52,23 @@ _PHONE_OR_ID = re.compile(
 )
 
 
+# Ids we generate (event, case and message ids) are UUIDs; one can hold a run of eight
+# digits, which must not be mistaken for a phone number. No phone number is UUID-shaped.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _scrub_text(text: str) -> str:
+    out, last = [], 0
+    for uuid in _UUID.finditer(text):
+        out += [_PHONE_OR_ID.sub(REDACTED, text[last : uuid.start()]), uuid.group()]
+        last = uuid.end()
+    out.append(_PHONE_OR_ID.sub(REDACTED, text[last:]))
+    return "".join(out)
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _PHONE_OR_ID.sub(REDACTED, value)
+        return _scrub_text(value)
     if isinstance(value, Mapping):
         return {
             k: (REDACTED if str(k).lower() in PERSONAL_KEYS else _scrub(v))
