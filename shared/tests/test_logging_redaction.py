@@ -62,3 +62,21 @@ def test_dates_addresses_and_ids_stay_readable(capsys: pytest.CaptureFixture[str
     assert line["case_id"] == "0e0f4283-7832-4b09-b1bb-9be086b4a2f1"
     assert line["offset"] == 12345
     assert line["timestamp"].startswith("20")
+
+
+def test_uuids_stay_whole_even_with_a_run_of_digits(capsys: pytest.CaptureFixture[str]) -> None:
+    event_id = "00d9be3d-85a7-4ecd-91ba-37e12345678a"
+    configure_logging("test")
+    try:
+        get_logger("t").info(
+            f"parked {event_id} after +6281299990005 called",
+            event_id=event_id,
+            note=f"{event_id}081299990006",
+        )
+        [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
+    assert line["event_id"] == event_id
+    assert line["event"] == f"parked {event_id} after [redacted] called"
+    assert "081299990006" not in line["note"]

@@ -23,11 +23,13 @@ from lintas_shared.http import PROBLEM_JSON
 from lintas_shared.mongo import Document
 from lintas_shared.settings import CommonSettings
 from lintas_shared.topics import CASES
+from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import EXAMPLE_CASE, example_case
-from tests.support.kafka import collect
+from tests.support.kafka import collect, eventually
 from tests.support.servers import Servers
+from tests.support.tracing import recording_spans
 
 pytestmark = pytest.mark.integration
 PEPPER = "test-pepper"
@@ -106,6 +108,43 @@ async def test_submitting_the_example_answers_201_and_publishes_one_sealed_event
     assert (payload.case_id, payload.reference) == (body["id"], body["reference"])
     for secret in PERSONAL:
         assert secret not in (record.value or b"").decode()
+
+
+async def test_the_request_span_is_the_parent_of_the_published_event(
+    api: Api, servers: Servers
+) -> None:
+    with recording_spans() as spans:
+        response = await create(api)
+        assert response.status_code == 201
+        case_id = response.json()["id"]
+        [record] = await collect(
+            servers.kafka_bootstrap, CASES, lambda r: r.key == case_id.encode()
+        )
+        finished = spans.get_finished_spans()
+    [request] = [s for s in finished if s.kind is SpanKind.SERVER]  # FastAPI's own is off
+    assert request.name == "POST /v1/cases"
+    assert request.attributes is not None
+    assert request.attributes["lintas.case_id"] == case_id
+    trace_id = format_trace_id(request.context.trace_id)
+
+    def ids(traceparent: str) -> list[str]:
+        return traceparent.split("-")[1:3]  # trace id, parent id (flags vary)
+
+    assert ids(record.headers["ce_traceparent"]) == [
+        trace_id,
+        format_span_id(request.context.span_id),
+    ]
+    # The relay published later, in a span of the same trace under the request.
+    [sent] = [
+        s
+        for s in finished
+        if s.kind is SpanKind.PRODUCER
+        and s.attributes
+        and s.attributes["messaging.message.id"] == record.headers["ce_id"]
+    ]
+    assert sent.parent is not None
+    assert sent.parent.span_id == request.context.span_id
+    assert ids(record.headers["traceparent"]) == [trace_id, format_span_id(sent.context.span_id)]
 
 
 async def test_idempotent_create_stores_one_case_and_one_event(api: Api, servers: Servers) -> None:
@@ -487,5 +526,13 @@ async def test_docs_and_health(api: Api) -> None:
     ):
         assert path in openapi["paths"]
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
-    assert (await api.client.get("/readyz")).status_code == 200
+    # Ready once the store and Kafka answer and the consumer has its partitions.
+    ready = await eventually(lambda: _ready(api), timeout=60)
+    assert ready == {"store": True, "kafka": True, "consumers": True}
     assert (await api.client.get("/v1/asyncapi.json")).json()["asyncapi"] == "3.0.0"
+
+
+async def _ready(api: Api) -> dict[str, bool] | None:
+    response = await api.client.get("/readyz")
+    checks: dict[str, bool] = response.json()["checks"]
+    return checks if response.status_code == 200 else None

@@ -9,11 +9,16 @@ Every subscriber in Lintas goes through `EventConsumer.consume`:
   subscriber's ack policy (NACK_ON_ERROR) seeks back, and the record is redelivered
   later: an outage must not empty a topic into its DLQ.
 Only then is the offset committed, so a record is never acknowledged unhandled.
+
+Each record of a handled type is processed in a consumer span, child of the trace
+context in its headers, and counted by type and outcome (`lintas_shared.metrics`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,12 +30,25 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
+from opentelemetry.trace import Span, Tracer
 
 from lintas_shared.envelope import CloudEvent, MalformedEventError, from_kafka_record
 from lintas_shared.events import EventPayloadError
 from lintas_shared.logging import get_logger
+from lintas_shared.metrics import (
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    EVENTS_CONSUMED,
+    HANDLER_DURATION,
+    MALFORMED_TYPE,
+    OUTCOME_DLQ,
+    OUTCOME_OK,
+    OUTCOME_REDELIVERED,
+    OUTCOME_RETRIED,
+)
 from lintas_shared.mongo import TRANSIENT_STORE_ERRORS
 from lintas_shared.topics import dead_letter_topic
+from lintas_shared.tracing import consumer_span, mark_error, tracer
 
 log = get_logger(__name__)
 
@@ -96,11 +114,19 @@ class EventConsumer:
         handlers: Mapping[str, EventHandler],
         dead_letters: RawPublisher,
         retry: RetryPolicy | None = None,
+        *,
+        group: str = "",
+        tracer_: Tracer | None = None,
     ) -> None:
         self.name = name
         self._handlers = dict(handlers)
         self._dead_letters = dead_letters
         self._retry = retry or RetryPolicy()
+        #: The consumer group, for span attributes (set by `subscribe`).
+        self.group = group
+        # Injected by tests; otherwise the process's tracer, resolved at each use so a
+        # provider installed after construction still applies.
+        self._tracer = tracer_
         self.parked = 0
 
     @property
@@ -110,27 +136,66 @@ class EventConsumer:
 
     async def consume(self, record: RawRecord) -> None:
         """Process one record; returns when it may be acknowledged."""
+        started = time.perf_counter()
         try:
             event = from_kafka_record(record.value, record.headers)
         except MalformedEventError as exc:
-            await self._park(record, f"malformed: {exc}")
+            with self._span(record) as span:
+                mark_error(span, "malformed record")
+                await self._park(record, f"malformed: {exc}", "malformed")
+            EVENTS_CONSUMED.labels(self.name, record.topic, MALFORMED_TYPE, OUTCOME_DLQ).inc()
             return
         handler = self._handlers.get(event.type)
         if handler is None:
             return  # another consumer's event on a shared topic
-        with structlog.contextvars.bound_contextvars(
-            case_id=event.subject, event_id=event.id, event_type=event.type
+        outcome = OUTCOME_REDELIVERED
+        with (
+            structlog.contextvars.bound_contextvars(
+                case_id=event.subject, event_id=event.id, event_type=event.type
+            ),
+            self._span(record) as span,
         ):
-            await self._handle(record, event, handler)
+            span.set_attribute("messaging.message.id", event.id)
+            span.set_attribute("cloudevents.event_type", event.type)
+            span.set_attribute("cloudevents.event_subject", event.subject)
+            try:
+                outcome = await self._handle(record, event, handler, span)
+            finally:
+                seconds = time.perf_counter() - started
+                EVENTS_CONSUMED.labels(self.name, record.topic, event.type, outcome).inc()
+                HANDLER_DURATION.labels(self.name, event.type).observe(seconds)
+                # One line per handled event: it ties the case and event to the trace.
+                log.info(
+                    "event handled",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    outcome=outcome,
+                    duration_ms=round(seconds * 1000, 1),
+                )
 
-    async def _handle(self, record: RawRecord, event: CloudEvent, handler: EventHandler) -> None:
+    def _span(self, record: RawRecord) -> contextlib.AbstractContextManager[Span]:
+        return consumer_span(
+            self._tracer or tracer(),
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            group=self.group,
+            headers=record.headers,
+        )
+
+    async def _handle(
+        self, record: RawRecord, event: CloudEvent, handler: EventHandler, span: Span
+    ) -> str:
+        """Run the handler with bounded retries; returns the outcome (see metrics)."""
         for attempt in range(1, self._retry.attempts + 1):
             try:
                 await handler(event)
-                return
+                return OUTCOME_OK if attempt == 1 else OUTCOME_RETRIED
             except (PermanentEventError, EventPayloadError) as exc:
-                await self._park(record, f"rejected: {exc}")
-                return
+                mark_error(span, "rejected")
+                await self._park(record, f"rejected: {exc}", "rejected")
+                return OUTCOME_DLQ
             except TRANSIENT_ERRORS as exc:
                 if attempt == self._retry.attempts:
                     log.warning(
@@ -142,14 +207,18 @@ class EventConsumer:
             except Exception as exc:
                 if attempt == self._retry.attempts:
                     log.exception("handler failed; parking event", attempts=attempt)
+                    mark_error(span, f"failed: {type(exc).__name__}")
                     await self._park(
-                        record, f"failed after {attempt} attempts: {type(exc).__name__}: {exc}"
+                        record,
+                        f"failed after {attempt} attempts: {type(exc).__name__}: {exc}",
+                        "failed",
                     )
-                    return
+                    return OUTCOME_DLQ
                 log.warning("handler failed; retrying", attempt=attempt, error=type(exc).__name__)
                 await asyncio.sleep(self._retry.delay(attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _park(self, record: RawRecord, reason: str) -> None:
+    async def _park(self, record: RawRecord, reason: str, kind: str) -> None:
         headers = {
             **record.headers,
             DLQ_REASON: reason[:1000],
@@ -163,6 +232,7 @@ class EventConsumer:
             dead_letter_topic(record.topic), record.key, record.value, headers
         )
         self.parked += 1
+        DEAD_LETTERS.labels(self.name, record.topic, kind).inc()
         log.warning(
             "event parked in dead-letter topic",
             topic=record.topic,
@@ -184,6 +254,7 @@ def subscribe(broker: KafkaBroker, topic: str, *, group_id: str, consumer: Event
     raises), and a new group starts from the earliest record so nothing published before
     the service first started is skipped.
     """
+    consumer.group = consumer.group or group_id
 
     @broker.subscriber(
         topic,
@@ -207,3 +278,4 @@ def subscribe(broker: KafkaBroker, topic: str, *, group_id: str, consumer: Event
                 headers=dict(message.headers),
             )
         )
+        CONSUMER_LAG.processed(group_id, raw.topic, raw.partition, raw.offset)

@@ -14,6 +14,13 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from lintas_shared.tracing import (
+    CE_TRACEPARENT_HEADER,
+    TRACEPARENT_HEADER,
+    current_traceparent,
+    valid_traceparent,
+)
+
 SPEC_VERSION: Final = "1.0"
 JSON_CONTENT_TYPE: Final = "application/json"
 _REQUIRED_HEADERS: Final = (
@@ -42,7 +49,11 @@ class CloudEvent(BaseModel):
     time: datetime
     specversion: str = SPEC_VERSION
     datacontenttype: str = JSON_CONTENT_TYPE
-    traceparent: str | None = None
+    traceparent: str | None = Field(
+        default=None,
+        description="W3C trace context captured when the event was created (the CloudEvents "
+        "distributed tracing extension); it rides in the outbox until the event is published.",
+    )
     data: dict[str, Any]
 
     @property
@@ -60,7 +71,12 @@ def new_event(
     traceparent: str | None = None,
     now: datetime | None = None,
 ) -> CloudEvent:
-    """Build a new event with a fresh id."""
+    """Build a new event with a fresh id, capturing the active trace context.
+
+    The active span (the HTTP request, or the consumer handling the causing event) is
+    the event's parent in the trace. `traceparent` is the fallback when no span is
+    active, e.g. the causing event's own context passed along by a handler.
+    """
     return CloudEvent(
         id=str(uuid.uuid4()),
         source=source,
@@ -68,7 +84,7 @@ def new_event(
         subject=subject,
         time=now or datetime.now(UTC),
         data=data,
-        traceparent=traceparent,
+        traceparent=current_traceparent() or valid_traceparent(traceparent),
     )
 
 
@@ -82,7 +98,12 @@ class KafkaRecord:
 
 
 def to_kafka_record(event: CloudEvent) -> KafkaRecord:
-    """Lay an event out as a binary-mode Kafka record."""
+    """Lay an event out as a binary-mode Kafka record.
+
+    The event's trace context goes out twice: as the CloudEvents extension attribute
+    (`ce_traceparent`, as captured) and as the W3C `traceparent` header, which the
+    publisher replaces with its own span when it has one.
+    """
     headers = {
         "ce_id": event.id,
         "ce_source": event.source,
@@ -93,7 +114,8 @@ def to_kafka_record(event: CloudEvent) -> KafkaRecord:
         "content-type": event.datacontenttype,
     }
     if event.traceparent:
-        headers["traceparent"] = event.traceparent
+        headers[CE_TRACEPARENT_HEADER] = event.traceparent
+        headers[TRACEPARENT_HEADER] = event.traceparent
     value = json.dumps(event.data, separators=(",", ":"), ensure_ascii=False).encode()
     return KafkaRecord(key=event.subject.encode(), value=value, headers=headers)
 
@@ -127,7 +149,9 @@ def from_kafka_record(value: bytes | None, headers: dict[str, str]) -> CloudEven
             time=headers["ce_time"],  # pydantic parses ISO 8601
             specversion=headers["ce_specversion"],
             datacontenttype=content_type,
-            traceparent=headers.get("traceparent"),
+            # A broken trace context never costs an event: it is dropped, not refused.
+            traceparent=valid_traceparent(headers.get(CE_TRACEPARENT_HEADER))
+            or valid_traceparent(headers.get(TRACEPARENT_HEADER)),
             data=data,
         )
     except ValidationError as exc:

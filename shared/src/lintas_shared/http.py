@@ -2,25 +2,50 @@
 
 - Errors are RFC 9457 problem details (`application/problem+json`); validation errors
   carry an `errors` list naming each bad field by its path.
-- `/healthz` says the process is alive; `/readyz` says its dependencies answer.
-- Each request gets a correlation id (`X-Request-ID`), bound into every log line.
+- `/healthz` says the process is alive; `/readyz` says its dependencies answer (and its
+  consumers have partitions); `/metrics` is the Prometheus exposition.
+- Each request gets a correlation id (`X-Request-ID`), bound into every log line, and a
+  server span (joining the caller's W3C `traceparent`, if any) whose trace id is in
+  every log line too; it is counted by route template, never by raw path.
 """
 
 from __future__ import annotations
 
+import re
+import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Final
 
+import fastapi.routing
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
+
+from lintas_shared import metrics
+from lintas_shared.logging import get_logger
+from lintas_shared.tracing import TRACEPARENT_HEADER, context_from_traceparent, tracer
 
 PROBLEM_JSON = "application/problem+json"
 ReadinessCheck = Callable[[], Awaitable[bool]]
+#: Probed by machines every few seconds: counted, but neither traced nor logged.
+OPERATIONS_ROUTES: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+#: Path parameters worth a place in the log context (ids, never personal data).
+_LOGGED_PATH_IDS: Final = ("case_id", "referral_id")
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+#: Pass as `FastAPI(telemetry=...)`: FastAPI's own OpenTelemetry spans would put the raw
+#: path and query string (free text such as an audit reason) on every span, and double
+#: ours; `install_conventions` traces each request with the route template only.
+NATIVE_TELEMETRY_OFF: Final[TelemetryConfig] = {"tracing": False, "metrics": False, "logs": False}
+
+log = get_logger(__name__)
 
 
 class FieldError(BaseModel):
@@ -113,29 +138,131 @@ def _title(status: int) -> str:
         return "Error"
 
 
+class RouteTemplates:
+    """Finds the template of the route a path goes to (`/v1/cases/{case_id}`), before
+    the router runs, so that metrics, the span name and the log context can use it.
+
+    Built from FastAPI's flattened view of included routers when it offers one (from
+    0.165 an included router is one opaque entry in `app.router.routes`), else from the
+    routes themselves; rebuilt when routes are added.
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+        self._built_for = -1
+        self._routes: list[tuple[str, re.Pattern[str], frozenset[str] | None]] = []
+
+    def _build(self) -> None:
+        flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+        routes: Iterable[Any] = (
+            flatten(self._app.router.routes) if flatten else self._app.router.routes
+        )
+        compiled = []
+        for route in routes:
+            template = getattr(route, "path_format", None) or getattr(route, "path", None)
+            if not isinstance(template, str):
+                continue
+            methods = getattr(route, "methods", None)
+            regex, _format, _convertors = compile_path(template)
+            compiled.append((template, regex, frozenset(methods) if methods else None))
+        self._routes = compiled
+        self._built_for = len(self._app.router.routes)
+
+    def match(self, method: str, path: str) -> tuple[str, dict[str, str]]:
+        """The route template and path parameters; `<unmatched>` when no route matches
+        (a raw path could hold anything). A path known for another method gives its
+        template (the 405 is still that route's)."""
+        if self._built_for != len(self._app.router.routes):
+            self._build()
+        other_method: tuple[str, dict[str, str]] | None = None
+        for template, regex, methods in self._routes:
+            found = regex.match(path)
+            if found is None:
+                continue
+            if methods is None or method in methods:
+                return template, found.groupdict()
+            other_method = other_method or (template, found.groupdict())
+        return other_method or (metrics.UNMATCHED_ROUTE, {})
+
+
+def _ids_of(params: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(params[k]) for k in _LOGGED_PATH_IDS if k in params}
+
+
+def _created_ids(routes: RouteTemplates, response: Response) -> dict[str, str]:
+    """The ids in a 201's Location (`/v1/cases/{case_id}`): the case a POST created."""
+    location = response.headers.get("location")
+    if response.status_code != 201 or not location or not location.startswith("/"):
+        return {}
+    return _ids_of(routes.match("GET", location.split("?")[0])[1])
+
+
 def install_conventions(
     app: FastAPI,
     readiness: Mapping[str, ReadinessCheck],
     asyncapi: Callable[[], Any] | None = None,
     max_body_bytes: int = 256_000,
 ) -> None:
-    """Add problem-details errors, request ids, body limits, health, readiness, AsyncAPI."""
+    """Add problem-details errors, request ids, body limits, health, readiness, metrics,
+    tracing and AsyncAPI."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    routes = RouteTemplates(app)
 
-    @app.middleware("http")
-    async def request_id(
+    async def respond(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        rid = request.headers.get("x-request-id") or str(uuid.uuid4())
-        rid = rid[:64]
         declared = request.headers.get("content-length", "0")
         if not declared.isdigit() or int(declared) > max_body_bytes:
             return problem_response(
                 413, "Content Too Large", f"Request bodies are limited to {max_body_bytes} bytes."
             )
-        with structlog.contextvars.bound_contextvars(request_id=rid):
-            response = await call_next(request)
+        return await call_next(request)
+
+    @app.middleware("http")
+    async def observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("x-request-id") or str(uuid.uuid4())
+        rid = rid[:64]
+        method = request.method if request.method in _METHODS else "OTHER"
+        route, params = routes.match(request.method, request.scope["path"])
+        started = time.perf_counter()
+        status = 500  # unless a response says otherwise
+        try:
+            if route in OPERATIONS_ROUTES:
+                response = await respond(request, call_next)
+                status = response.status_code
+            else:
+                ids = _ids_of(params)
+                with (
+                    structlog.contextvars.bound_contextvars(request_id=rid, **ids),
+                    tracer().start_as_current_span(
+                        f"{method} {route}",
+                        context=context_from_traceparent(request.headers.get(TRACEPARENT_HEADER)),
+                        kind=SpanKind.SERVER,
+                        attributes={"http.request.method": method, "http.route": route},
+                    ) as span,
+                ):
+                    response = await respond(request, call_next)
+                    status = response.status_code
+                    span.set_attribute("http.response.status_code", status)
+                    ids |= _created_ids(routes, response)
+                    # Only an id the service accepted: a refused path may hold anything,
+                    # and span attributes, unlike log lines, are not redacted.
+                    if "case_id" in ids and status < 400:
+                        span.set_attribute("lintas.case_id", ids["case_id"])
+                    log.info(
+                        "request handled",
+                        method=method,
+                        route=route,
+                        status=status,
+                        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                        **ids,
+                    )
+        finally:
+            metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            metrics.HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
         response.headers["X-Request-ID"] = rid
         return response
 
@@ -144,9 +271,19 @@ def install_conventions(
         return {"status": "ok"}
 
     @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Exposition format"}},
+    )
+    async def prometheus_metrics() -> Response:
+        return Response(await metrics.render(), media_type=metrics.CONTENT_TYPE)
+
+    @app.get(
         "/readyz",
         tags=["operations"],
-        summary="Kafka and the store answer",
+        summary="Kafka and the store answer; the consumers have partitions",
         responses={503: {"description": "A dependency does not answer"}},
     )
     async def readyz() -> Response:

@@ -11,6 +11,8 @@ from faststream.kafka import KafkaBroker
 
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.logging import get_logger, library_logger
+from lintas_shared.metrics import EVENTS_PUBLISHED
+from lintas_shared.tracing import TRACEPARENT_HEADER, current_traceparent
 
 log = get_logger(__name__)
 
@@ -39,9 +41,19 @@ class KafkaEventPublisher:
         self._broker = broker
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
-        """Publish one event; returns once the broker has acknowledged it."""
+        """Publish one event; returns once the broker has acknowledged it.
+
+        The W3C `traceparent` header names the active span (the relay's producer span)
+        when there is one, so the consumer's span becomes its child; `ce_traceparent`
+        keeps the context the event was created in.
+        """
         record = to_kafka_record(event)
-        await self.publish_raw(topic, record.key, record.value, record.headers)
+        headers = record.headers
+        active = current_traceparent()
+        if active is not None:
+            headers = {**headers, TRACEPARENT_HEADER: active}
+        await self.publish_raw(topic, record.key, record.value, headers)
+        EVENTS_PUBLISHED.labels(topic, event.type).inc()
 
     async def publish_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: dict[str, str]

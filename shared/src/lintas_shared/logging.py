@@ -3,7 +3,8 @@
 Every log line, ours or a library's, goes through the same structlog processors, the
 last of which (before rendering) removes personal data: values under known personal
 keys are replaced, and anything shaped like a phone number is masked wherever it
-appears. Correlation ids (request id, case id, event id) come from contextvars.
+appears. Correlation ids (request id, case id, event id) come from contextvars; the
+trace and span ids of the active OpenTelemetry span are added to every line.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 
 import structlog
+from opentelemetry import trace
 
 REDACTED: Final = "[redacted]"
 PERSONAL_KEYS: Final = frozenset(
@@ -37,8 +39,9 @@ PERSONAL_KEYS: Final = frozenset(
         "authorization",
     }
 )
-#: Keys whose values are ours, never personal, and must stay readable.
-_TRUSTED_KEYS: Final = frozenset({"timestamp", "level", "logger", "service"})
+#: Keys whose values are ours, never personal, and must stay readable (a hex trace id
+#: can hold a run of digits that looks like a phone number to the scrubber).
+_TRUSTED_KEYS: Final = frozenset({"timestamp", "level", "logger", "service", "trace_id", "span_id"})
 # Phone and ID numbers wherever they appear in text, without touching dates, times, IP
 # addresses or UUIDs: international numbers (+62 812-3456-7890), runs of 8+ digits, and
 # local numbers written in groups (0812-3456-7890).
@@ -49,9 +52,23 @@ _PHONE_OR_ID = re.compile(
 )
 
 
+# Ids we generate (event, case and message ids) are UUIDs; one can hold a run of eight
+# digits, which must not be mistaken for a phone number. No phone number is UUID-shaped.
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _scrub_text(text: str) -> str:
+    out, last = [], 0
+    for uuid in _UUID.finditer(text):
+        out += [_PHONE_OR_ID.sub(REDACTED, text[last : uuid.start()]), uuid.group()]
+        last = uuid.end()
+    out.append(_PHONE_OR_ID.sub(REDACTED, text[last:]))
+    return "".join(out)
+
+
 def _scrub(value: Any) -> Any:
     if isinstance(value, str):
-        return _PHONE_OR_ID.sub(REDACTED, value)
+        return _scrub_text(value)
     if isinstance(value, Mapping):
         return {
             k: (REDACTED if str(k).lower() in PERSONAL_KEYS else _scrub(v))
@@ -60,6 +77,17 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_scrub(v) for v in value]
     return value
+
+
+def add_trace_ids(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: the active span's `trace_id` and `span_id`, when there is one."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict.setdefault("trace_id", trace.format_trace_id(context.trace_id))
+        event_dict.setdefault("span_id", trace.format_span_id(context.span_id))
+    return event_dict
 
 
 def redact_personal_data(
@@ -80,6 +108,7 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     """Send all logs (structlog and stdlib) to stdout as redacted JSON lines."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.ExtraAdder(),

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from datetime import datetime
 from typing import Any, Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
@@ -19,7 +21,9 @@ from pymongo.asynchronous.collection import AsyncCollection
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.logging import get_logger
+from lintas_shared.metrics import OUTBOX, OUTBOX_RELAY_FAILURES
 from lintas_shared.mongo import Document
+from lintas_shared.tracing import producer_span
 
 log = get_logger(__name__)
 
@@ -55,6 +59,9 @@ class OutboxRelay:
     SQLite could not checkpoint its log, and every query slowed down. This process's own
     failures to publish are retried from memory (see `relay_once`); the sweep is for what
     a crashed process left behind.
+
+    For the same reason the backlog metrics are the relay's own view, kept in memory:
+    the documents writers named and sweeps found, until their entries are published.
     """
 
     def __init__(
@@ -79,6 +86,8 @@ class OutboxRelay:
         self._locks = locks or CaseLocks()
         self._next_sweep = 0.0
         self._pending_ids: set[object] = set()
+        # Documents known to hold unpublished entries -> Unix time of the oldest one.
+        self._unpublished: dict[object, float] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -90,10 +99,25 @@ class OutboxRelay:
             self._next_sweep = 0.0
         else:
             self._pending_ids.add(doc_id)
+            self._unpublished.setdefault(doc_id, time.time())
         self._wake.set()
 
+    @property
+    def collection_name(self) -> str:
+        """The collection whose outbox this relay publishes."""
+        return self._collection.name
+
+    def pending(self) -> tuple[int, float | None]:
+        """Documents known to hold unpublished entries, and the oldest entry's Unix time.
+
+        No store query: see the class docstring. Entries no writer announced are known
+        from the next sweep on.
+        """
+        return len(self._unpublished), min(self._unpublished.values(), default=None)
+
     async def backlog(self) -> int:
-        """How many documents still have unpublished entries."""
+        """How many documents still have unpublished entries (a collection scan on
+        FerretDB: for tests and tools, never for metrics)."""
         return await self._collection.count_documents(PENDING_FILTER)
 
     async def relay_once(self, *, sweep: bool = True) -> int:
@@ -107,11 +131,17 @@ class OutboxRelay:
                     doc = await self._collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
                     if doc is not None:
                         count += await self._publish(doc)
+                    else:
+                        self._unpublished.pop(doc_id, None)
                 if sweep:
                     cursor = self._collection.find(PENDING_FILTER, {OUTBOX_FIELD: 1}).limit(
                         self._batch_size
                     )
-                    async for doc in cursor:
+                    found = [doc async for doc in cursor]
+                    # Known before publishing, so an outage shows in the backlog metrics.
+                    for doc in found:
+                        self._note_unpublished(doc)
+                    for doc in found:
                         count += await self._publish(doc)
             except BaseException:
                 self._pending_ids |= ids  # nothing named is forgotten on failure
@@ -123,15 +153,31 @@ class OutboxRelay:
         async with self._locks.hold(str(found["_id"])):
             doc = await self._collection.find_one({"_id": found["_id"]}, {OUTBOX_FIELD: 1})
             entries = [] if doc is None else doc.get(OUTBOX_FIELD, [])
+            if doc is not None:
+                self._note_unpublished(doc)
             for entry in entries:
                 event = CloudEvent.model_validate(entry["event"])
-                await self._publisher.publish(entry["topic"], event)
+                # A child of the context the event was created in (the HTTP request or
+                # the consumer that caused it), however much later this runs.
+                with producer_span(entry["topic"], event.type, event.id, event.traceparent):
+                    await self._publisher.publish(entry["topic"], event)
                 # Pull the entry exactly as read: FerretDB v1's $pull matches whole
                 # values only, not conditions on sub-document fields.
                 await self._collection.update_one(
                     {"_id": found["_id"]}, {"$pull": {OUTBOX_FIELD: entry}}
                 )
+            # Inside the lock: a writer's later entry (and its wake) comes after this.
+            self._unpublished.pop(found["_id"], None)
             return len(entries)
+
+    def _note_unpublished(self, doc: Document) -> None:
+        entries = doc.get(OUTBOX_FIELD) or []
+        if not entries:
+            self._unpublished.pop(doc["_id"], None)
+            return
+        oldest = min((_entry_time(entry) for entry in entries), default=time.time())
+        known = self._unpublished.get(doc["_id"])
+        self._unpublished[doc["_id"]] = oldest if known is None else min(known, oldest)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -151,6 +197,7 @@ class OutboxRelay:
             except Exception as exc:
                 # Broker or store unavailable: keep the entries and try again later.
                 log.warning("outbox relay pass failed", error=type(exc).__name__)
+                OUTBOX_RELAY_FAILURES.labels(self.collection_name).inc()
                 backoff = min(backoff * 2, 30.0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
@@ -159,6 +206,7 @@ class OutboxRelay:
     def start(self) -> None:
         """Run the relay loop in the background."""
         if self._task is None:
+            OUTBOX.track(self)
             self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self, *, flush: bool = True) -> None:
@@ -176,3 +224,12 @@ class OutboxRelay:
                 await self.relay_once()
             except Exception as exc:
                 log.warning("outbox flush at shutdown failed", error=type(exc).__name__)
+        OUTBOX.untrack(self)
+
+
+def _entry_time(entry: Document) -> float:
+    """When an outbox entry's event happened (Unix time); now if it cannot be read."""
+    try:
+        return datetime.fromisoformat(str(entry["event"]["time"])).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return time.time()

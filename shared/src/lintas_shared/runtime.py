@@ -1,9 +1,13 @@
-"""The lifecycle every service shares: connect, consume, relay, and shut down gracefully."""
+"""The lifecycle every service shares: connect, consume, relay, and shut down gracefully.
+
+Also what an operator asks of a running service: is it ready (store, broker, consumer
+assignment), and its consumers' lag for `/metrics`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,11 +16,14 @@ from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 
+from lintas_shared.http import ReadinessCheck
 from lintas_shared.kafka import ensure_topics
 from lintas_shared.logging import get_logger
+from lintas_shared.metrics import CONSUMER_LAG, subscriber_consumers
 from lintas_shared.mongo import Document, ping
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.topics import ALL_TOPICS
+from lintas_shared.tracing import configure_tracing
 
 log = get_logger(__name__)
 
@@ -35,14 +42,17 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         """Create topics, start consuming, start the relays (in that order)."""
+        configure_tracing(self.name)
         await ensure_topics(self.kafka_bootstrap, ALL_TOPICS, partitions=self.topic_partitions)
         await self.broker.start()
         for relay in self.relays:
             relay.start()
+        CONSUMER_LAG.track(self.broker)
         log.info("service started", service=self.name)
 
     async def stop(self) -> None:
         """Stop consuming (in-flight handlers finish), flush the outbox, then disconnect."""
+        CONSUMER_LAG.untrack(self.broker)
         # Subscribers first: the producer must stay open for the relays' final flush.
         await asyncio.gather(*(subscriber.stop() for subscriber in self.broker.subscribers))
         await asyncio.gather(*(relay.stop(flush=True) for relay in self.relays))
@@ -60,6 +70,26 @@ class ServiceRuntime:
             return bool(await self.broker.ping(timeout=2.0))
         except Exception:
             return False
+
+    async def consumers_ready(self) -> bool:
+        """Every subscriber's consumer runs and has partitions assigned.
+
+        False before the group's first assignment and during a rebalance. A member of a
+        group with more members than partitions stays unassigned, so not ready: run at
+        most as many instances of a service as its topics have partitions.
+        """
+        return all(
+            consumer is not None and bool(consumer.assignment())
+            for _group, consumer in subscriber_consumers(self.broker)
+        )
+
+    def readiness(self) -> Mapping[str, ReadinessCheck]:
+        """The checks behind `/readyz`: the store, Kafka, and the consumers' assignment."""
+        return {
+            "store": self.store_ready,
+            "kafka": self.broker_ready,
+            "consumers": self.consumers_ready,
+        }
 
     def asyncapi(self) -> Any:
         """This service's AsyncAPI 3.0 document, generated from its subscribers."""

@@ -9,7 +9,7 @@ from functools import partial
 from fastapi import FastAPI
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.crypto import KeyVault, phone_lookup_hash
-from lintas_shared.http import install_conventions
+from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
@@ -78,6 +78,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         description="Partner NGOs submit migrant workers' cases and follow their handoff. "
         "Authenticate with your organisation's key in the `X-API-Key` header. "
         "Errors are RFC 9457 problem details naming each bad field.",
+        telemetry=NATIVE_TELEMETRY_OFF,
         lifespan=lifespan,
     )
     app.state.service = service
@@ -87,7 +88,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.state.runtime = runtime
     install_conventions(
         app,
-        {"store": runtime.store_ready, "kafka": runtime.broker_ready},
+        runtime.readiness(),
         asyncapi=runtime.asyncapi,
         max_body_bytes=settings.max_body_bytes,
     )

@@ -13,7 +13,7 @@ from faststream.kafka import KafkaBroker
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import EventConsumer
 from lintas_shared.crypto import KeyVault
-from lintas_shared.http import install_conventions
+from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging, get_logger
 from lintas_shared.mongo import make_mongo_client
@@ -24,6 +24,7 @@ from lintas_notify.adapters.case_profiles import MongoCaseProfiles
 from lintas_notify.adapters.early_events import MongoEarlyEvents
 from lintas_notify.adapters.file_provider import FileSmsProvider
 from lintas_notify.adapters.http_provider import HttpSmsProvider
+from lintas_notify.adapters.instrumented import InstrumentedProvider, MeteredMessageRepository
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
 from lintas_notify.adapters.smpp_provider import SmppSmsProvider
@@ -112,7 +113,8 @@ def build(
     message_locks = CaseLocks()
     message_relay = OutboxRelay(database["messages"], publisher, locks=message_locks)
     preference_relay = OutboxRelay(database["preferences"], publisher)
-    messages = MongoMessageRepository(
+    # Counted as they are stored (lintas_sms_* metrics); otherwise the plain repository.
+    messages = MeteredMessageRepository(
         database["messages"], on_write=message_relay.wake, locks=message_locks
     )
     preferences = MongoPreferences(database["preferences"], on_write=preference_relay.wake)
@@ -125,7 +127,7 @@ def build(
     dispatcher = Dispatcher(
         messages,
         preferences,
-        provider,
+        InstrumentedProvider(provider),  # a span and a count per hand-over
         keys,
         rules=SendRules(
             QuietHours(settings.quiet_start, settings.quiet_end),
@@ -183,6 +185,7 @@ def create_app(
         title="Lintas notify API",
         version="0.1.0",
         description="SMS to workers in their language, carrying only a case reference.",
+        telemetry=NATIVE_TELEMETRY_OFF,
         lifespan=service.lifespan,
     )
     app.state.service = service
@@ -193,7 +196,7 @@ def create_app(
     app.include_router(router)
     install_conventions(
         app,
-        {"store": service.runtime.store_ready, "kafka": service.runtime.broker_ready},
+        service.runtime.readiness(),
         asyncapi=service.runtime.asyncapi,
     )
     return app

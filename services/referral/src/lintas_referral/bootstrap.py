@@ -10,7 +10,7 @@ from functools import partial
 from fastapi import FastAPI
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.crypto import KeyVault
-from lintas_shared.http import install_conventions
+from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
@@ -122,6 +122,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         version="0.1.0",
         description="Legal partners receive, accept and report on referrals. "
         "Authenticate with your organisation's key in the `X-API-Key` header.",
+        telemetry=NATIVE_TELEMETRY_OFF,
         lifespan=lifespan,
     )
     app.state.runtime = runtime
@@ -135,7 +136,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     app.state.operator_token = settings.operator_token.get_secret_value()
     install_conventions(
         app,
-        {"store": runtime.store_ready, "kafka": runtime.broker_ready},
+        runtime.readiness(),
         asyncapi=runtime.asyncapi,
     )
     app.include_router(router)
