@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -49,6 +50,11 @@ class Peer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()  # a dropped connection, as an SMSC crash makes it
             self.process.wait(timeout=10)
+
+    def stop_answering_enquire_link(self) -> None:
+        """The SMS centre hangs: enquire_link on the open connections goes unanswered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGUSR1)
 
     def entries(self, event: str | None = None) -> list[dict[str, Any]]:
         if not self.log.exists():
@@ -192,6 +198,48 @@ async def test_after_a_dropped_connection_it_binds_again(peer: Peer) -> None:
     assert [decode_gsm7(bytes.fromhex(e["short_message"])) for e in peer.entries("submit_sm")][
         -1
     ] == "Lintas: tiga"
+
+
+async def test_it_keeps_the_link_alive_with_enquire_link(peer: Peer) -> None:
+    smpp = provider(peer, enquire_link_interval=0.2)
+    try:
+        await smpp.send(sms("Lintas: satu"))
+        await eventually(lambda: len(peer.entries("enquire_link_resp")) >= 3, timeout=120)
+        await smpp.send(sms("Lintas: dua"))
+    finally:
+        await smpp.close()
+    asked = peer.entries("enquire_link")
+    assert len(asked) >= 3
+    assert all(e["answered"] for e in asked)
+    # Every enquire_link went out on the one session, each with its own sequence number.
+    assert len({e["sequence"] for e in asked}) == len(asked)
+    assert (smpp.binds, smpp.drops) == (1, 0)
+    assert len(peer.entries("bind")) == 1
+    assert len(peer.entries("submit_sm")) == 2
+
+
+async def test_an_unanswered_enquire_link_drops_the_session_and_it_binds_again(
+    peer: Peer,
+) -> None:
+    smpp = provider(peer, enquire_link_interval=0.2, response_timeout=0.5, rebind_delay=0.1)
+    try:
+        await smpp.send(sms("Lintas: satu"))
+        await eventually(lambda: peer.entries("enquire_link_resp"), timeout=120)
+        peer.stop_answering_enquire_link()
+        # Nobody sends meanwhile: the keep-alive alone notices, and it binds again.
+        await eventually(lambda: len(peer.entries("bind")) == 2, timeout=120)
+        await eventually(lambda: smpp.bound, timeout=120)
+        await smpp.send(sms("Lintas: dua"))
+    finally:
+        await smpp.close()
+    assert [e["answered"] for e in peer.entries("enquire_link")].count(False) >= 1
+    assert (smpp.binds, smpp.drops) == (2, 1)
+    muted = peer.entries("enquire_link_muted")
+    assert muted == [{"event": "enquire_link_muted", "connections": 1}]
+    assert peer.entries("disconnect")  # the client gave the hung connection up
+    [_, second] = peer.entries("submit_sm")
+    assert decode_gsm7(bytes.fromhex(second["short_message"])) == "Lintas: dua"
+    assert second["answer"] == "smsc-2"
 
 
 async def test_through_the_dispatcher_the_receipt_marks_it_delivered(

@@ -61,6 +61,8 @@ def make_provider(settings: NotifySettings) -> SmsProvider:
             password=settings.smpp_password.get_secret_value(),
             source_addr=settings.smpp_source_addr,
             bind_type=settings.smpp_bind_type,
+            enquire_link_interval=settings.smpp_enquire_link_interval,
+            response_timeout=settings.smpp_response_timeout,
         )
     return FileSmsProvider(settings.sms_outbox_path)
 
@@ -87,6 +89,8 @@ class NotifyService:
         await self.handlers.early.ensure_indexes()
         await self.dispatcher.resolve_in_sending()
         async with self.runtime.lifespan(app):
+            if isinstance(self.provider, SmppSmsProvider):
+                self.provider.start()  # bind now: the SMSC may hold receipts for us
             self.dispatcher.start()
             try:
                 yield
