@@ -5,7 +5,9 @@ it accepts binds, answers each submit_sm with a message id (or an error for scri
 destinations), sends a delivery receipt (deliver_sm, esm_class 0x04) when one is
 requested, and writes every bind and submit as a JSON line to LOG, so a test can see
 exactly what went over the wire. Destinations ending in 000 are refused
-(ESME_RINVDSTADR), in 999 throttled (ESME_RTHROTTLED).
+(ESME_RINVDSTADR), in 999 throttled (ESME_RTHROTTLED); for those ending in 777 the
+delivery receipt is sent before the submit_sm is answered (an SMS centre whose receipt
+overtakes its own response).
 
 smpp34 answers enquire_link inside its Rust core and tells Python nothing about it, so
 the clients connect to PORT through a small PDU-aware relay in this same process, in
@@ -151,8 +153,10 @@ async def _smsc(server: smpp34.Server, log: Path) -> None:
                 continue
             count += 1
             message_id = f"smsc-{count}"
-            _log(log, {**entry, "answer": message_id})
-            event.accept(message_id=message_id)
+            receipt_first = destination.endswith("777")
+            if not receipt_first:
+                _log(log, {**entry, "answer": message_id})
+                event.accept(message_id=message_id)
             esme = sessions.get(event.session_id)
             if event.registered_delivery and esme is not None and esme.can_receive:
                 receipt = (
@@ -166,6 +170,9 @@ async def _smsc(server: smpp34.Server, log: Path) -> None:
                     esm_class=0x04,
                 )
                 _log(log, {"event": "receipt", "message_id": message_id})
+            if receipt_first:
+                _log(log, {**entry, "answer": message_id})
+                event.accept(message_id=message_id)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from lintas_notify.adapters.smpp_provider import SmppSmsProvider, parse_receipt
 from lintas_notify.domain.message import OutgoingSms
 from lintas_notify.domain.smpp_parts import decode_gsm7
 from lintas_notify.ports import ProviderRejectedError, ProviderUnavailableError
+from lintas_shared.mongo import Document
+from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import case_submitted
 from tests.support.kafka import eventually
@@ -262,6 +264,27 @@ async def test_through_the_dispatcher_the_receipt_marks_it_delivered(
     [record] = await notify.messages.for_case("case-smpp")
     assert record["provider"] == "smpp"
     assert record["provider_message_id"] == peer.entries("submit_sm")[0]["answer"]
+
+
+async def test_a_receipt_before_the_submit_response_is_kept_and_applied(
+    peer: Peer, notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    smpp = provider(peer)
+    notify.rewire(smpp)
+    smpp.on_receipt = notify.conversations.receipt
+    try:
+        key = await notify.vault.create("case-smpp-early")
+        submitted = case_submitted("case-smpp-early", key=key, phone="+6281200000777")
+        await notify.handlers.on_case_submitted(submitted)
+    finally:
+        await smpp.close()
+    # The SMS centre reported delivery, and had it acknowledged, before it answered.
+    order = [e["event"] for e in peer.entries() if e["event"] in ("receipt", "submit_sm")]
+    assert order == ["receipt", "submit_sm"]
+    [record] = await notify.messages.for_case("case-smpp-early")
+    assert record["status"] == "delivered"
+    assert [h["status"] for h in record["status_history"]][-2:] == ["sent", "delivered"]
+    assert await mongo[notify.database]["early_receipts"].count_documents({}) == 0
 
 
 def test_receipt_text_is_read() -> None:

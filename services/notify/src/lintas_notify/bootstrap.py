@@ -22,6 +22,7 @@ from lintas_shared.runtime import ServiceRuntime
 
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
 from lintas_notify.adapters.early_events import MongoEarlyEvents
+from lintas_notify.adapters.early_receipts import MongoEarlyReceipts
 from lintas_notify.adapters.file_provider import FileSmsProvider
 from lintas_notify.adapters.http_provider import HttpSmsProvider
 from lintas_notify.adapters.message_repository import MongoMessageRepository
@@ -34,6 +35,7 @@ from lintas_notify.entrypoints.http import router
 from lintas_notify.entrypoints.subscribers import register_subscribers
 from lintas_notify.handlers import NotifyHandlers
 from lintas_notify.ports import SmsProvider
+from lintas_notify.receipts import DeliveryReports
 from lintas_notify.replies import Conversations
 from lintas_notify.settings import NotifySettings
 
@@ -125,6 +127,7 @@ def build(
         settings.common.master_key.get_secret_value(),
     )
     provider = provider or make_provider(settings)
+    reports = DeliveryReports(messages, MongoEarlyReceipts(database["early_receipts"]), clock)
     dispatcher = Dispatcher(
         messages,
         preferences,
@@ -137,6 +140,7 @@ def build(
         ),
         clock=clock,
         poll_interval=settings.dispatch_interval,
+        receipts=reports,
     )
     early = MongoEarlyEvents(database["early_events"])
     handlers = NotifyHandlers(messages, profiles, preferences, dispatcher, catalogue, clock, early)
@@ -148,6 +152,7 @@ def build(
         catalogue,
         settings.common.phone_hash_key.get_secret_value(),
         clock,
+        reports,
     )
     if isinstance(provider, SmppSmsProvider):
         provider.on_receipt = conversations.receipt  # receipts come back on the session
