@@ -14,6 +14,7 @@ import pytest
 from lintas_tools.demo import DemoTarget, load_or_create_keys, seed_demo
 from lintas_tools.services import ServiceSpec, service_specs, start_service, stop_service
 
+from tests.support.fixtures import PHONE_HASH_SECRET
 from tests.support.servers import REPO_ROOT, Servers
 
 E2E_PEPPER = "e2e-api-key-pepper"
@@ -50,6 +51,8 @@ def stack(servers: Servers) -> Iterator[Stack]:
             "PYTHONUNBUFFERED": "1",
             "LINTAS_API_KEY_PEPPER": E2E_PEPPER,
             "LINTAS_KEYVAULT_DATABASE": f"e2e_keyvault_{run}",
+            # Known to the tests, so they can find a phone's records by its keyed hash.
+            "LINTAS_PHONE_HASH_KEY": PHONE_HASH_SECRET,
         }
     )
     for name, database in databases.items():

@@ -116,11 +116,14 @@ def build(
     # One set of per-message locks for the repository's updates and the relay's pulls.
     message_locks = CaseLocks()
     message_relay = OutboxRelay(database["messages"], publisher, locks=message_locks)
-    preference_relay = OutboxRelay(database["preferences"], publisher)
+    preference_locks = CaseLocks()
+    preference_relay = OutboxRelay(database["preferences"], publisher, locks=preference_locks)
     messages = MongoMessageRepository(
         database["messages"], on_write=message_relay.wake, locks=message_locks
     )
-    preferences = MongoPreferences(database["preferences"], on_write=preference_relay.wake)
+    preferences = MongoPreferences(
+        database["preferences"], on_write=preference_relay.wake, locks=preference_locks
+    )
     profiles = MongoCaseProfiles(database["cases"])
     keys = KeyVault(
         mongo[settings.common.keyvault_database]["case_keys"],

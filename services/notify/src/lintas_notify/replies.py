@@ -96,14 +96,13 @@ class Conversations:
     async def _announce(
         self, phone_hash: str, opted_out: bool, now: datetime
     ) -> list[tuple[str, CloudEvent]]:
-        # Intake shows the change in each case's timeline.
+        # Intake applies the change to each of her cases and shows it in their timelines.
         return [
             (
                 CASES,
                 make_event(
                     SmsPreferenceChanged(
-                        case_id=case_id,
-                        phone_hash=phone_hash,
+                        case_id=case_id,  # the case and the preference: nothing else
                         opted_out=opted_out,
                         channel="sms",
                         changed_at=now,

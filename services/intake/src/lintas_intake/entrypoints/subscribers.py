@@ -1,4 +1,5 @@
-"""Intake listens to routing and notify news about its cases (status and timeline)."""
+"""Intake listens to routing and notify news about its cases (status and timeline), and
+to the SMS preferences workers text to notify (announced on the cases topic)."""
 
 from __future__ import annotations
 
@@ -37,4 +38,13 @@ def register_subscribers(
         )
         subscribe(broker, topic, group_id=group_id, consumer=consumer)
         consumers.append(consumer)
+    # Intake's own topic, for notify's SmsPreferenceChanged only (its own are skipped);
+    # a group of its own, so its rebalances never stall the news above.
+    preferences = EventConsumer(
+        "intake-cases",
+        {ev.SmsPreferenceChanged.TYPE: service.apply_sms_preference},
+        dead_letters=dead_letters,
+    )
+    subscribe(broker, topics.CASES, group_id=f"{group_id}.cases", consumer=preferences)
+    consumers.append(preferences)
     return consumers
