@@ -24,6 +24,11 @@ REFERRAL_NEWS = (
 NOTIFY_NEWS = (ev.SmsSent, ev.SmsDeliveryReported)
 
 
+def cases_group(group_id: str) -> str:
+    """The consumer group intake reads its own cases topic in (for notify's news)."""
+    return f"{group_id}.cases"
+
+
 def register_subscribers(
     broker: KafkaBroker, *, group_id: str, service: CaseService, dead_letters: RawPublisher
 ) -> list[EventConsumer]:
@@ -45,6 +50,6 @@ def register_subscribers(
         {ev.SmsPreferenceChanged.TYPE: service.apply_sms_preference},
         dead_letters=dead_letters,
     )
-    subscribe(broker, topics.CASES, group_id=f"{group_id}.cases", consumer=preferences)
+    subscribe(broker, topics.CASES, group_id=cases_group(group_id), consumer=preferences)
     consumers.append(preferences)
     return consumers
