@@ -6,9 +6,9 @@ from __future__ import annotations
 from faststream.kafka import KafkaBroker
 from lintas_shared import events as ev
 from lintas_shared import topics
-from lintas_shared.consumer import EventConsumer, RawPublisher, subscribe
+from lintas_shared.consumer import EventConsumer, RawPublisher, RawRecord, subscribe
 
-from lintas_intake.handlers import CaseService
+from lintas_intake.handlers import NOTIFY_SOURCE, CaseService
 
 REFERRAL_NEWS = (
     ev.ReferralOffered,
@@ -22,6 +22,25 @@ REFERRAL_NEWS = (
     ev.DeadlineApproaching,
 )
 NOTIFY_NEWS = (ev.SmsSent, ev.SmsDeliveryReported)
+
+
+class NotifyPreferences(EventConsumer):
+    """Reads intake's own cases topic for notify's SmsPreferenceChanged only.
+
+    Every other record there (intake's own events, other producers' poison) is passed
+    over by its `ce_type` and `ce_source` headers alone, before any parsing: the
+    consumers those records are for handle (or park) them.
+    """
+
+    async def consume(self, record: RawRecord) -> None:
+        """Handle notify's news of a texted SMS preference; skip anything else."""
+        headers = record.headers
+        if (
+            headers.get("ce_type") != ev.SmsPreferenceChanged.TYPE
+            or headers.get("ce_source") != NOTIFY_SOURCE
+        ):
+            return
+        await super().consume(record)
 
 
 def cases_group(group_id: str) -> str:
@@ -45,7 +64,7 @@ def register_subscribers(
         consumers.append(consumer)
     # Intake's own topic, for notify's SmsPreferenceChanged only (its own are skipped);
     # a group of its own, so its rebalances never stall the news above.
-    preferences = EventConsumer(
+    preferences = NotifyPreferences(
         "intake-cases",
         {ev.SmsPreferenceChanged.TYPE: service.apply_sms_preference},
         dead_letters=dead_letters,
