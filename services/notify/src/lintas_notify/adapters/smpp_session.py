@@ -306,11 +306,12 @@ class SmppSession:
                 task.cancel()
         self._on_close(self)
 
-    async def unbind(self) -> None:
-        """Say goodbye politely (best effort), then close."""
+    async def unbind(self, wait: float = 2.0) -> None:
+        """Say goodbye politely (best effort, waiting at most `wait` seconds for the
+        answer, so a hung SMS centre does not hold up a shutdown), then close."""
         if not self.closed:
-            with contextlib.suppress(SmppSessionError):
-                await self.request(UNBIND)
+            with contextlib.suppress(SmppSessionError, TimeoutError):
+                await asyncio.wait_for(self.request(UNBIND), min(wait, self._response_timeout))
         self.close("unbound")
         await self.wait_closed()
 
