@@ -11,9 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from lintas_intake.entrypoints.subscribers import cases_group
+from lintas_shared.topics import CASES
 from lintas_tools.demo import DemoTarget, load_or_create_keys, seed_demo
 from lintas_tools.services import ServiceSpec, service_specs, start_service, stop_service
 
+from tests.support.fixtures import PHONE_HASH_SECRET
+from tests.support.kafka_groups import start_group_at_end
 from tests.support.servers import REPO_ROOT, Servers
 
 E2E_PEPPER = "e2e-api-key-pepper"
@@ -50,6 +54,8 @@ def stack(servers: Servers) -> Iterator[Stack]:
             "PYTHONUNBUFFERED": "1",
             "LINTAS_API_KEY_PEPPER": E2E_PEPPER,
             "LINTAS_KEYVAULT_DATABASE": f"e2e_keyvault_{run}",
+            # Known to the tests, so they can find a phone's records by its keyed hash.
+            "LINTAS_PHONE_HASH_KEY": PHONE_HASH_SECRET,
         }
     )
     for name, database in databases.items():
@@ -70,6 +76,13 @@ def stack(servers: Servers) -> Iterator[Stack]:
                 E2E_PEPPER,
             ),
             keys,
+        )
+    )
+    # Intake reads the cases topic only for notify's news of SMS preferences: it need
+    # not first work through every case event the earlier tests left there.
+    asyncio.run(
+        start_group_at_end(
+            servers.kafka_bootstrap, cases_group(env["LINTAS_INTAKE_CONSUMER_GROUP"]), CASES
         )
     )
     specs: list[ServiceSpec] = service_specs(env)

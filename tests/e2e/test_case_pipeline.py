@@ -119,7 +119,8 @@ async def test_poison_on_the_cases_topic_is_parked_and_the_next_case_flows(
         await eventually(referred, timeout=60)
     await eventually(lambda: sms_lines(stack, case["reference"]), timeout=60)
 
-    # Both consumers of the cases topic (referral and notify) parked it, once each.
+    # Both consumers of the cases topic (referral and notify) parked it, once each;
+    # intake, reading that topic only for notify's SMS preference news, passed it over.
     parked = await collect(
         servers.kafka_bootstrap,
         dead_letter_topic(CASES),

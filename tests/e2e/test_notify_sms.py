@@ -10,13 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
+from lintas_shared.crypto import phone_lookup_hash
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.mongo import make_mongo_client
-from lintas_shared.topics import REFERRALS
+from lintas_shared.topics import CASES, REFERRALS
 
 from tests.e2e.conftest import Stack
-from tests.support.fixtures import example_case
-from tests.support.kafka import eventually, produce_raw
+from tests.support.fixtures import PHONE_HASH_SECRET, example_case
+from tests.support.kafka import collect, eventually, produce_raw
 from tests.support.notify import deadline_approaching, referral_accepted
 from tests.support.servers import Servers
 
@@ -107,3 +108,75 @@ async def test_stop_by_sms_silences_the_next_message(stack: Stack, servers: Serv
         "case_received",
         "opted_out",
     ]
+
+
+PREFERENCE_CHANGED = "org.lintas.case.sms_preference_changed"
+
+
+async def test_stop_by_sms_shows_on_the_case_at_intake_without_an_echo(
+    stack: Stack, servers: Servers
+) -> None:
+    phone = unique_phone()
+    case = await submit_case(stack, phone)
+    await eventually(lambda: phone_lines(stack, phone), timeout=120)  # notify knows her
+    token = {"X-Lintas-Provider-Token": stack.keys["sms_inbound_token"]}
+    ngo = {"X-API-Key": stack.keys["ngo_id"]}
+    async with (
+        httpx.AsyncClient(base_url=stack.urls["notify"], timeout=10) as notify,
+        httpx.AsyncClient(base_url=stack.urls["intake"], timeout=10) as intake,
+    ):
+        stop = {"from": phone, "body": "stop", "id": f"e2e-{uuid.uuid4()}"}
+        answer = await notify.post("/v1/inbound-sms", json=stop, headers=token)
+        assert answer.json() == {"intent": "opt_out", "replied": True}
+
+        async def shown(opted_out: bool) -> dict[str, Any] | None:
+            view: dict[str, Any] = (await intake.get(f"/v1/cases/{case['id']}", headers=ngo)).json()
+            return view if view["sms_opted_out"] is opted_out else None
+
+        view = await eventually(lambda: shown(True), timeout=120)
+        assert view is not None
+        assert view["sms_preference_channel"] == "sms"
+        timeline = (await intake.get(f"/v1/cases/{case['id']}/timeline", headers=ngo)).json()
+        texted = [e for e in timeline["entries"] if e["type"] == PREFERENCE_CHANGED]
+        assert [(e["source"], e["summary"]) for e in texted] == [
+            ("notify", "worker opted out of SMS by text message")
+        ]
+
+        # Her NGO opts her back in: notify applies it, and neither side answers the other.
+        back = await intake.post(
+            f"/v1/cases/{case['id']}/sms-preference", json={"opted_out": False}, headers=ngo
+        )
+        assert back.status_code == 200, back.text
+        assert back.json()["sms_preference_channel"] == "api"
+
+    announced = await collect(
+        servers.kafka_bootstrap,
+        CASES,
+        lambda r: (
+            r.headers.get("ce_type") == PREFERENCE_CHANGED
+            and r.headers.get("ce_subject") == case["id"]
+        ),
+        count=2,
+        settle=5.0,
+    )
+    assert sorted(r.headers["ce_source"] for r in announced) == ["/lintas/intake", "/lintas/notify"]
+    notified = next(r for r in announced if r.headers["ce_source"] == "/lintas/notify")
+    assert set(json.loads(notified.value or b"{}")) == {
+        "case_id",
+        "phone_hash",
+        "opted_out",
+        "channel",
+        "changed_at",
+    }
+    assert json.loads(notified.value or b"{}")["phone_hash"] is None  # nothing about her phone
+    await eventually(lambda: _notify_opted_in(stack, servers, phone), timeout=120)
+
+
+async def _notify_opted_in(stack: Stack, servers: Servers, phone: str) -> bool:
+    mongo = make_mongo_client(servers.mongodb_uri, app_name="e2e-notify-check")
+    try:
+        preferences = mongo[stack.databases["notify"]]["preferences"]
+        doc = await preferences.find_one({"_id": phone_lookup_hash(phone, PHONE_HASH_SECRET)})
+    finally:
+        await mongo.close()
+    return bool(doc and doc["opted_out"] is False and doc["channel"] == "api")

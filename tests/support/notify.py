@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
 from lintas_notify.adapters.early_events import MongoEarlyEvents
+from lintas_notify.adapters.early_receipts import MongoEarlyReceipts
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
 from lintas_notify.dispatch import Dispatcher, RetryBudget, SendRules
@@ -14,6 +15,7 @@ from lintas_notify.domain.message import OutgoingSms
 from lintas_notify.domain.templates import load_catalogue
 from lintas_notify.handlers import NotifyHandlers
 from lintas_notify.ports import ProviderError, SmsProvider
+from lintas_notify.receipts import DeliveryReports
 from lintas_notify.replies import Conversations
 from lintas_shared.crypto import KeyVault
 from lintas_shared.envelope import CloudEvent
@@ -223,6 +225,7 @@ class Notify:
     clock: Clock
     sleeps: Sleeps
     database: str
+    reports: DeliveryReports
 
     def rewire(self, provider: SmsProvider, rules: SendRules | None = None) -> None:
         """Swap the provider (and rules), as a restarted process would have them."""
@@ -235,6 +238,7 @@ class Notify:
             retry=RetryBudget(),
             clock=self.clock,
             sleep=self.sleeps,
+            receipts=self.reports,
         )
         self.handlers.dispatcher = self.dispatcher
         self.conversations.dispatcher = self.dispatcher
@@ -250,12 +254,15 @@ async def wire_notify(mongo: AsyncMongoClient[Document], database_name: str) -> 
     await messages.ensure_indexes()
     await profiles.ensure_indexes()
     vault = KeyVault(db["case_keys"], "test-master-key")
-    dispatcher = Dispatcher(messages, preferences, provider, vault, clock=clock, sleep=sleeps)
+    reports = DeliveryReports(messages, MongoEarlyReceipts(db["early_receipts"]), clock)
+    dispatcher = Dispatcher(
+        messages, preferences, provider, vault, clock=clock, sleep=sleeps, receipts=reports
+    )
     catalogue, _ = load_catalogue("en")
     early = MongoEarlyEvents(db["early_events"])
     handlers = NotifyHandlers(messages, profiles, preferences, dispatcher, catalogue, clock, early)
     conversations = Conversations(
-        messages, profiles, preferences, dispatcher, catalogue, PHONE_HASH_SECRET, clock
+        messages, profiles, preferences, dispatcher, catalogue, PHONE_HASH_SECRET, clock, reports
     )
     return Notify(
         handlers,
@@ -269,4 +276,5 @@ async def wire_notify(mongo: AsyncMongoClient[Document], database_name: str) -> 
         clock,
         sleeps,
         database_name,
+        reports,
     )

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
 from lintas_intake.bootstrap import create_app
 from lintas_intake.domain.organisation import Organisation, OrganisationKind
+from lintas_intake.entrypoints.subscribers import cases_group
 from lintas_intake.handlers import CaseService
 from lintas_intake.settings import IntakeSettings
 from lintas_shared import events as ev
@@ -28,6 +29,7 @@ from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import EXAMPLE_CASE, example_case
 from tests.support.kafka import collect, eventually
+from tests.support.kafka_groups import start_group_at_end
 from tests.support.servers import Servers
 from tests.support.tracing import recording_spans
 
@@ -77,6 +79,8 @@ async def api(
         await directory.upsert(
             Organisation(f"org-{name}", name, OrganisationKind(kind), "ID"), [keys[name]]
         )
+    # The cases topic is read only for notify's news: skip what earlier tests left there.
+    await start_group_at_end(servers.kafka_bootstrap, cases_group(settings.consumer_group), CASES)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -330,3 +330,66 @@ async def test_external_ref_reuse_frees_the_unused_key() -> None:
     with pytest.raises(DuplicateExternalRefError):
         await svc.submit(CaseSubmission.model_validate(example_case()), "org-ngo", None, "h")
     assert len(vault.keys) == 1
+
+
+def texted(
+    case_id: str, opted_out: bool, at: datetime, source: str = "/lintas/notify"
+) -> CloudEvent:
+    """Notify's announcement of a STOP or START she texted."""
+    payload = ev.SmsPreferenceChanged(
+        case_id=case_id, opted_out=opted_out, channel="sms", changed_at=at
+    )
+    return ev.make_event(payload, source=source, subject=case_id)
+
+
+async def test_a_preference_she_texted_is_shown_once_and_announced_by_nobody() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    announced = len(cases.outbox)
+    stop = texted(case.id, True, NOW + timedelta(minutes=5))
+    await svc.apply_sms_preference(stop)
+    await svc.apply_sms_preference(stop)  # redelivered
+    after = cases.cases[case.id]
+    assert after.sms_opted_out
+    assert (after.sms_preference_channel, after.sms_preference_at) == (
+        "sms",
+        NOW + timedelta(minutes=5),
+    )
+    [entry] = [e for e in after.timeline if e.type == ev.SmsPreferenceChanged.TYPE]
+    assert (entry.source, entry.summary) == ("notify", "worker opted out of SMS by text message")
+    assert len(cases.outbox) == announced  # applying it announces nothing: no echo
+
+
+async def test_intakes_own_announcement_coming_back_is_skipped() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    await svc.set_sms_preference(case.id, "org-ngo", True, "org-ngo")
+    own = cases.outbox[-1]
+    assert (own.type, own.source) == (ev.SmsPreferenceChanged.TYPE, "/lintas/intake")
+    version, announced = cases.cases[case.id].version, len(cases.outbox)
+    await svc.apply_sms_preference(own)
+    # Even one claiming notify's channel but from intake's source is not applied.
+    await svc.apply_sms_preference(texted(case.id, False, NOW + timedelta(hours=1), "/x"))
+    assert (cases.cases[case.id].version, len(cases.outbox)) == (version, announced)
+    assert cases.cases[case.id].sms_opted_out
+
+
+async def test_the_latest_preference_stands_whichever_way_it_came() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    await svc.set_sms_preference(case.id, "org-ngo", True, "org-ngo")  # at NOW, by API
+    await svc.apply_sms_preference(texted(case.id, False, NOW - timedelta(hours=1)))
+    after = cases.cases[case.id]
+    assert (after.sms_opted_out, after.sms_preference_channel) == (True, "api")
+    assert after.timeline[-1].summary == (
+        "worker opted back into SMS by text message (a later change stands)"
+    )
+    await svc.apply_sms_preference(texted(case.id, False, NOW + timedelta(hours=1)))
+    after = cases.cases[case.id]
+    assert (after.sms_opted_out, after.sms_preference_channel) == (False, "sms")
+
+
+async def test_a_texted_preference_for_an_unknown_case_is_a_permanent_error() -> None:
+    svc, _, _ = service()
+    with pytest.raises(PermanentEventError):
+        await svc.apply_sms_preference(texted("nope", True, NOW))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lintas_notify.domain.message import SmsStatus
 from lintas_shared.crypto import phone_lookup_hash
+from lintas_shared.envelope import CloudEvent
 
 from tests.support.fixtures import PHONE_HASH_SECRET, case_submitted
 from tests.support.notify import (
@@ -57,6 +58,13 @@ async def test_stop_by_sms_is_confirmed_once_and_silences_her(notify: Notify) ->
     assert event["type"] == "org.lintas.case.sms_preference_changed"
     assert event["data"]["case_id"] == "case-o"
     assert (event["data"]["opted_out"], event["data"]["channel"]) == (True, "sms")
+    assert event["data"]["phone_hash"] is None  # the case and the preference only
+    assert event["source"] == "/lintas/notify"
+
+    # The announcement comes back on the cases topic: notify does not apply it again.
+    await notify.handlers.on_preference_changed(CloudEvent.model_validate(event))
+    assert await notify.preferences._collection.find_one({"_id": raw["_id"]}) == raw
+    assert await notify.preferences._collection.count_documents({}) == 1
 
     notify.clock.advance(hours=1)
     back = await notify.conversations.inbound(PHONE, "Mulai", "in-3")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from lintas_notify.adapters.smpp_provider import SmppSmsProvider, parse_receipt
 from lintas_notify.domain.message import OutgoingSms
 from lintas_notify.domain.smpp_parts import decode_gsm7
 from lintas_notify.ports import ProviderRejectedError, ProviderUnavailableError
+from lintas_shared.mongo import Document
+from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import case_submitted
 from tests.support.kafka import eventually
@@ -49,6 +52,11 @@ class Peer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()  # a dropped connection, as an SMSC crash makes it
             self.process.wait(timeout=10)
+
+    def stop_answering_enquire_link(self) -> None:
+        """The SMS centre hangs: enquire_link on the open connections goes unanswered."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGUSR1)
 
     def entries(self, event: str | None = None) -> list[dict[str, Any]]:
         if not self.log.exists():
@@ -194,6 +202,48 @@ async def test_after_a_dropped_connection_it_binds_again(peer: Peer) -> None:
     ] == "Lintas: tiga"
 
 
+async def test_it_keeps_the_link_alive_with_enquire_link(peer: Peer) -> None:
+    smpp = provider(peer, enquire_link_interval=0.2)
+    try:
+        await smpp.send(sms("Lintas: satu"))
+        await eventually(lambda: len(peer.entries("enquire_link_resp")) >= 3, timeout=120)
+        await smpp.send(sms("Lintas: dua"))
+    finally:
+        await smpp.close()
+    asked = peer.entries("enquire_link")
+    assert len(asked) >= 3
+    assert all(e["answered"] for e in asked)
+    # Every enquire_link went out on the one session, each with its own sequence number.
+    assert len({e["sequence"] for e in asked}) == len(asked)
+    assert (smpp.binds, smpp.drops) == (1, 0)
+    assert len(peer.entries("bind")) == 1
+    assert len(peer.entries("submit_sm")) == 2
+
+
+async def test_an_unanswered_enquire_link_drops_the_session_and_it_binds_again(
+    peer: Peer,
+) -> None:
+    smpp = provider(peer, enquire_link_interval=0.2, response_timeout=0.5, rebind_delay=0.1)
+    try:
+        await smpp.send(sms("Lintas: satu"))
+        await eventually(lambda: peer.entries("enquire_link_resp"), timeout=120)
+        peer.stop_answering_enquire_link()
+        # Nobody sends meanwhile: the keep-alive alone notices, and it binds again.
+        await eventually(lambda: len(peer.entries("bind")) == 2, timeout=120)
+        await eventually(lambda: smpp.bound, timeout=120)
+        await smpp.send(sms("Lintas: dua"))
+    finally:
+        await smpp.close()
+    assert [e["answered"] for e in peer.entries("enquire_link")].count(False) >= 1
+    assert (smpp.binds, smpp.drops) == (2, 1)
+    muted = peer.entries("enquire_link_muted")
+    assert muted == [{"event": "enquire_link_muted", "connections": 1}]
+    assert peer.entries("disconnect")  # the client gave the hung connection up
+    [_, second] = peer.entries("submit_sm")
+    assert decode_gsm7(bytes.fromhex(second["short_message"])) == "Lintas: dua"
+    assert second["answer"] == "smsc-2"
+
+
 async def test_through_the_dispatcher_the_receipt_marks_it_delivered(
     peer: Peer, notify: Notify
 ) -> None:
@@ -214,6 +264,27 @@ async def test_through_the_dispatcher_the_receipt_marks_it_delivered(
     [record] = await notify.messages.for_case("case-smpp")
     assert record["provider"] == "smpp"
     assert record["provider_message_id"] == peer.entries("submit_sm")[0]["answer"]
+
+
+async def test_a_receipt_before_the_submit_response_is_kept_and_applied(
+    peer: Peer, notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    smpp = provider(peer)
+    notify.rewire(smpp)
+    smpp.on_receipt = notify.conversations.receipt
+    try:
+        key = await notify.vault.create("case-smpp-early")
+        submitted = case_submitted("case-smpp-early", key=key, phone="+6281200000777")
+        await notify.handlers.on_case_submitted(submitted)
+    finally:
+        await smpp.close()
+    # The SMS centre reported delivery, and had it acknowledged, before it answered.
+    order = [e["event"] for e in peer.entries() if e["event"] in ("receipt", "submit_sm")]
+    assert order == ["receipt", "submit_sm"]
+    [record] = await notify.messages.for_case("case-smpp-early")
+    assert record["status"] == "delivered"
+    assert [h["status"] for h in record["status_history"]][-2:] == ["sent", "delivered"]
+    assert await mongo[notify.database]["early_receipts"].count_documents({}) == 0
 
 
 def test_receipt_text_is_read() -> None:

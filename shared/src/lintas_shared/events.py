@@ -159,13 +159,23 @@ class ConsentWithdrawn(EventPayload):
 
 
 class SmsPreferenceChanged(EventPayload):
-    """The worker opted out of (or back into) SMS, through her NGO or by SMS."""
+    """The worker opted out of (or back into) SMS, through her NGO or by SMS.
+
+    Intake announces a change made through its API (channel `api`, source
+    `/lintas/intake`) with the phone's keyed hash, which notify keys opt-outs by. Notify
+    announces a change she texted (channel `sms`, source `/lintas/notify`), one event per
+    case of her phone, with the case id and the preference only. Each service applies
+    the other's announcement and ignores its own, and applying one announces nothing, so
+    a change never echoes between them; the latest `changed_at` wins on both sides.
+    """
 
     TYPE: ClassVar[str] = "org.lintas.case.sms_preference_changed"
     TOPIC: ClassVar[str] = topics.CASES
 
     case_id: str
-    phone_hash: str
+    phone_hash: str | None = Field(
+        default=None, description="Keyed hash of the phone (intake's announcements only)"
+    )
     opted_out: bool
     channel: Literal["api", "sms"]
     changed_at: datetime

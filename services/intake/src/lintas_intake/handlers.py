@@ -33,6 +33,8 @@ from lintas_intake.domain.records import (
 from lintas_intake.domain.submission import CaseSubmission, Consent
 
 SOURCE = "/lintas/intake"
+#: Where a preference the worker texted comes from (notify answers her SMS).
+NOTIFY_SOURCE = "/lintas/notify"
 Clock = Callable[[], datetime]
 PhoneHasher = Callable[[str], str]
 
@@ -574,6 +576,17 @@ class CaseService:
         async with self.locks.hold(case_id):
             await self._apply_news_locked(event, payload, case_id)
 
+    async def apply_sms_preference(self, event: CloudEvent) -> None:
+        """She texted STOP or START to notify: show it on the case, once.
+
+        Only notify's announcements are applied: intake's own (made through its API)
+        come back on the same topic and are skipped. Applying one announces nothing, so
+        a change never echoes between intake and notify; the latest change stands.
+        """
+        if event.source != NOTIFY_SOURCE:
+            return
+        await self.apply_news(event)
+
     async def _apply_news_locked(
         self, event: CloudEvent, payload: ev.EventPayload, case_id: str
     ) -> None:
@@ -584,25 +597,44 @@ class CaseService:
             if case.has_processed(event.dedupe_key):
                 return
             updated = case.record_news(
-                _news_entry(event, payload), event.dedupe_key, **_status_change(payload, case)
+                _news_entry(event, payload, case),
+                event.dedupe_key,
+                **_status_change(payload, case),
             )
             if await self.cases.save(updated, case.version, []):
                 return
         raise RuntimeError(f"case {case_id} kept changing under us")
 
 
-def _news_entry(event: CloudEvent, payload: ev.EventPayload) -> TimelineEntry:
+def _news_entry(event: CloudEvent, payload: ev.EventPayload, case: Case) -> TimelineEntry:
+    at = event.time
+    if isinstance(payload, ev.SmsPreferenceChanged):
+        word = "out of" if payload.opted_out else "back into"
+        summary = f"worker opted {word} SMS by text message"
+        if not case.is_newer_sms_preference(payload.changed_at):
+            summary += " (a later change stands)"
+        return TimelineEntry(
+            at=at, source="notify", type=event.type, actor="notify", summary=summary
+        )
     source = "notify" if payload.TOPIC == ev.SmsSent.TOPIC else "referral"
     actor = str(getattr(payload, "partner_organisation_id", None) or source)
     words = event.type.rsplit(".", 1)[-1].replace("_", " ")
     detail = getattr(payload, "reason", None) or getattr(payload, "template", None)
     summary = f"{words}: {detail}" if detail else words
-    at = event.time
     return TimelineEntry(at=at, source=source, type=event.type, actor=actor, summary=summary)
 
 
 def _status_change(payload: ev.EventPayload, case: Case) -> dict[str, Any]:
-    """How routing news moves the case status the NGO sees."""
+    """How routing news moves the case status the NGO sees (and a texted preference
+    its SMS setting, when it is the latest change)."""
+    if isinstance(payload, ev.SmsPreferenceChanged):
+        if not case.is_newer_sms_preference(payload.changed_at):
+            return {}
+        return {
+            "sms_opted_out": payload.opted_out,
+            "sms_preference_at": payload.changed_at,
+            "sms_preference_channel": payload.channel,
+        }
     if isinstance(payload, ev.ReferralOffered):
         return {
             "status": CaseStatus.REFERRED,

@@ -22,6 +22,7 @@ from lintas_shared.runtime import ServiceRuntime
 
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
 from lintas_notify.adapters.early_events import MongoEarlyEvents
+from lintas_notify.adapters.early_receipts import MongoEarlyReceipts
 from lintas_notify.adapters.file_provider import FileSmsProvider
 from lintas_notify.adapters.http_provider import HttpSmsProvider
 from lintas_notify.adapters.instrumented import InstrumentedProvider, MeteredMessageRepository
@@ -35,6 +36,7 @@ from lintas_notify.entrypoints.http import router
 from lintas_notify.entrypoints.subscribers import register_subscribers
 from lintas_notify.handlers import NotifyHandlers
 from lintas_notify.ports import SmsProvider
+from lintas_notify.receipts import DeliveryReports
 from lintas_notify.replies import Conversations
 from lintas_notify.settings import NotifySettings
 
@@ -62,6 +64,8 @@ def make_provider(settings: NotifySettings) -> SmsProvider:
             password=settings.smpp_password.get_secret_value(),
             source_addr=settings.smpp_source_addr,
             bind_type=settings.smpp_bind_type,
+            enquire_link_interval=settings.smpp_enquire_link_interval,
+            response_timeout=settings.smpp_response_timeout,
         )
     return FileSmsProvider(settings.sms_outbox_path)
 
@@ -89,6 +93,8 @@ class NotifyService:
         await self.messages.repair(self.handlers.clock())
         await self.dispatcher.resolve_in_sending()
         async with self.runtime.lifespan(app):
+            if isinstance(self.provider, SmppSmsProvider):
+                self.provider.start()  # bind now: the SMSC may hold receipts for us
             self.dispatcher.start()
             try:
                 yield
@@ -112,18 +118,22 @@ def build(
     # One set of per-message locks for the repository's updates and the relay's pulls.
     message_locks = CaseLocks()
     message_relay = OutboxRelay(database["messages"], publisher, locks=message_locks)
-    preference_relay = OutboxRelay(database["preferences"], publisher)
+    preference_locks = CaseLocks()
+    preference_relay = OutboxRelay(database["preferences"], publisher, locks=preference_locks)
     # Counted as they are stored (lintas_sms_* metrics); otherwise the plain repository.
     messages = MeteredMessageRepository(
         database["messages"], on_write=message_relay.wake, locks=message_locks
     )
-    preferences = MongoPreferences(database["preferences"], on_write=preference_relay.wake)
+    preferences = MongoPreferences(
+        database["preferences"], on_write=preference_relay.wake, locks=preference_locks
+    )
     profiles = MongoCaseProfiles(database["cases"])
     keys = KeyVault(
         mongo[settings.common.keyvault_database]["case_keys"],
         settings.common.master_key.get_secret_value(),
     )
     provider = provider or make_provider(settings)
+    reports = DeliveryReports(messages, MongoEarlyReceipts(database["early_receipts"]), clock)
     dispatcher = Dispatcher(
         messages,
         preferences,
@@ -136,6 +146,7 @@ def build(
         ),
         clock=clock,
         poll_interval=settings.dispatch_interval,
+        receipts=reports,
     )
     early = MongoEarlyEvents(database["early_events"])
     handlers = NotifyHandlers(messages, profiles, preferences, dispatcher, catalogue, clock, early)
@@ -147,6 +158,7 @@ def build(
         catalogue,
         settings.common.phone_hash_key.get_secret_value(),
         clock,
+        reports,
     )
     if isinstance(provider, SmppSmsProvider):
         provider.on_receipt = conversations.receipt  # receipts come back on the session

@@ -31,6 +31,7 @@ from lintas_notify.ports import (
     CaseKeyReader,
     ProviderRejectedError,
     ProviderUnavailableError,
+    ReceiptSettler,
     SmsProvider,
 )
 
@@ -84,6 +85,7 @@ class Dispatcher:
         clock: Clock,
         sleep: Sleep = asyncio.sleep,
         poll_interval: float = 1.0,
+        receipts: ReceiptSettler | None = None,
     ) -> None:
         self._messages = messages
         self._preferences = preferences
@@ -94,6 +96,7 @@ class Dispatcher:
         self._clock = clock
         self._sleep = sleep
         self._poll_interval = poll_interval
+        self._receipts = receipts
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -317,6 +320,12 @@ class Dispatcher:
         )
         if doc.get("kind") == MessageKind.NOTIFICATION.value:
             await self._messages.note_sent(doc["phone_hash"], now)
+        if self._receipts is not None:
+            try:
+                # A receipt can overtake the submit's response: apply one kept for it.
+                await self._receipts.recorded_sent(self._provider.name, provider_message_id)
+            except Exception as exc:  # the next pass applies it
+                log.warning("early receipt not applied yet", error=type(exc).__name__)
         return SmsStatus.SENT
 
     async def _resolve(self, doc: Document) -> SmsStatus:
@@ -358,10 +367,18 @@ class Dispatcher:
             sent += status is SmsStatus.SENT
         return sent
 
+    async def settle_receipts(self) -> int:
+        """Apply delivery receipts kept for messages recorded by now (e.g. a stop fell
+        between a `sent` record and its early receipt); how many were applied."""
+        if self._receipts is None:
+            return 0
+        return await self._receipts.settle_early()
+
     async def _run(self) -> None:
         while True:
             try:
                 await self.run_due()
+                await self.settle_receipts()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -31,7 +31,7 @@ from lintas_notify.adapters.case_profiles import CaseProfile, MongoCaseProfiles
 from lintas_notify.adapters.early_events import MongoEarlyEvents
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
-from lintas_notify.dispatch import Dispatcher
+from lintas_notify.dispatch import SOURCE, Dispatcher
 from lintas_notify.domain.encoding import sms_cost
 from lintas_notify.domain.message import OutgoingSms, SmsStatus
 from lintas_notify.domain.stage import Stage
@@ -87,8 +87,14 @@ class NotifyHandlers:
             await self.profiles.correct_worker(change.case_id, change.worker, change.corrected_at)
 
     async def on_preference_changed(self, event: CloudEvent) -> None:
-        """The NGO (or the worker by SMS) opted her phone out of SMS, or back in."""
+        """The NGO opted her phone out of SMS, or back in, through intake's API.
+
+        Notify's own announcements of a change she texted come back on the same topic:
+        they are already applied and carry no phone hash, so they are skipped.
+        """
         change = parse_payload(event, SmsPreferenceChanged)
+        if event.source == SOURCE or change.phone_hash is None:
+            return
         await self.preferences.change(
             change.phone_hash, change.opted_out, change.changed_at, change.channel
         )

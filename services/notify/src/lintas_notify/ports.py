@@ -60,3 +60,15 @@ class CaseKeyReader(Protocol):
     async def get(self, case_id: str) -> DataKey:
         """The case's data key."""
         ...
+
+
+class ReceiptSettler(Protocol):
+    """Applies delivery receipts that arrived before their message's `sent` record."""
+
+    async def recorded_sent(self, provider: str, provider_message_id: str) -> bool:
+        """A `sent` record with this provider id was just written; apply a kept receipt."""
+        ...
+
+    async def settle_early(self, limit: int = 100) -> int:
+        """Apply every kept receipt whose message is recorded by now."""
+        ...

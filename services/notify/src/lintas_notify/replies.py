@@ -8,15 +8,13 @@ the same neutral answer as an unknown reference, so nobody can probe references.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 
 from lintas_shared.crypto import phone_lookup_hash
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.events import SmsDeliveryReported, SmsPreferenceChanged, make_event
+from lintas_shared.events import SmsPreferenceChanged, make_event
 from lintas_shared.ids import deterministic_id
 from lintas_shared.logging import get_logger
 from lintas_shared.topics import CASES
@@ -27,16 +25,12 @@ from lintas_notify.adapters.preferences import MongoPreferences
 from lintas_notify.dispatch import SOURCE, Dispatcher
 from lintas_notify.domain.encoding import sms_cost
 from lintas_notify.domain.inbound import InboundRequest, Intent, parse_inbound
-from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
+from lintas_notify.domain.message import MessageKind, OutgoingSms
 from lintas_notify.domain.templates import TemplateCatalogue
-
-#: How often, and how far apart, a receipt looks for its message before giving up.
-RECEIPT_LOOKUPS = 10
-RECEIPT_LOOKUP_PAUSE = 0.5
+from lintas_notify.receipts import DeliveryReports
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
-ReportedStatus = Literal["delivered", "failed"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +52,7 @@ class Conversations:
     catalogue: TemplateCatalogue
     phone_hash_key: str
     clock: Clock
+    reports: DeliveryReports
 
     async def inbound(self, sender: str, body: str, inbound_id: str | None) -> InboundOutcome:
         """Act on one inbound SMS and answer it (at most once per change or request)."""
@@ -101,14 +96,13 @@ class Conversations:
     async def _announce(
         self, phone_hash: str, opted_out: bool, now: datetime
     ) -> list[tuple[str, CloudEvent]]:
-        # Intake shows the change in each case's timeline.
+        # Intake applies the change to each of her cases and shows it in their timelines.
         return [
             (
                 CASES,
                 make_event(
                     SmsPreferenceChanged(
-                        case_id=case_id,
-                        phone_hash=phone_hash,
+                        case_id=case_id,  # the case and the preference: nothing else
                         opted_out=opted_out,
                         channel="sms",
                         changed_at=now,
@@ -150,44 +144,8 @@ class Conversations:
         await self.dispatcher.send_reply(sms)
 
     async def receipt(self, provider_message_id: str, status: str, reason: str | None) -> bool:
-        """Record a provider's delivery report; False if the message is unknown.
-
-        Intermediate statuses (queued, sent…) are kept in the history only as the
-        provider said them; `delivered` and `failed`/`undelivered` settle the message and
-        are announced as SmsDeliveryReported.
-        """
-        doc = None
-        # An SMS centre can report delivery before our `sent` record (which holds its
-        # message id) is written: wait for it a little (bounded) rather than lose it.
-        for attempt in range(RECEIPT_LOOKUPS):
-            doc = await self.messages.by_provider_id(
-                self.dispatcher.provider_name, provider_message_id
-            )
-            if doc is not None:
-                break
-            if attempt + 1 < RECEIPT_LOOKUPS:
-                await asyncio.sleep(RECEIPT_LOOKUP_PAUSE)
-        if doc is None:
-            return False
-        final: ReportedStatus | None = {
-            "delivered": "delivered",
-            "failed": "failed",
-            "undelivered": "failed",
-            "rejected": "failed",
-            "expired": "failed",
-        }.get(status.lower())  # type: ignore[assignment]
-        if final is None:
-            return True
-        now = self.clock()
-        events = []
-        if doc.get("case_id"):
-            report = SmsDeliveryReported(
-                case_id=doc["case_id"],
-                message_id=doc["_id"],
-                status=final,
-                reported_at=now,
-                reason=reason,
-            )
-            events.append(make_event(report, source=SOURCE, subject=doc["case_id"]))
-        await self.messages.record_report(doc["_id"], SmsStatus(final), now, reason, events)
-        return True
+        """Record a provider's delivery report (see `DeliveryReports.receipt`); False if
+        its message is not recorded yet (a settling report is then kept for it)."""
+        return await self.reports.receipt(
+            self.dispatcher.provider_name, provider_message_id, status, reason
+        )

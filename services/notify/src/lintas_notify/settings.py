@@ -50,6 +50,11 @@ class NotifySettings(BaseSettings):
     smpp_password: SecretStr = SecretStr(DEV_SECRET_PREFIX + "smpp")
     smpp_source_addr: str = "Lintas"
     smpp_bind_type: Literal["TRX", "TX"] = "TRX"
+    #: Seconds between enquire_link requests while bound (the keep-alive).
+    smpp_enquire_link_interval: float = Field(default=30.0, gt=0)
+    #: Seconds to wait for any SMPP response (bind, submit_sm, enquire_link); without
+    #: one the connection is treated as dropped and bound again.
+    smpp_response_timeout: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> NotifySettings:

@@ -107,6 +107,8 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
         },
         "timeline": [asdict(t) for t in case.timeline],
         "sms_opted_out": case.sms_opted_out,
+        "sms_preference_at": case.sms_preference_at,
+        "sms_preference_channel": case.sms_preference_channel,
         "version": case.version,
         "processed_events": list(case.processed_events),
     }
@@ -169,6 +171,8 @@ def _from_document(doc: Document, key: DataKey | None) -> Case:
         version=doc["version"],
         processed_events=tuple(doc.get("processed_events", ())),
         sms_opted_out=doc.get("sms_opted_out", False),
+        sms_preference_at=doc.get("sms_preference_at"),
+        sms_preference_channel=doc.get("sms_preference_channel"),
     )
 
 

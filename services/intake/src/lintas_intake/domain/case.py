@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from lintas_intake.domain.records import (
     ConsentRecord,
@@ -33,6 +33,9 @@ class CaseStatus(StrEnum):
     CLOSED = "closed"
     ERASED = "erased"
 
+
+#: How an SMS preference was changed: by her NGO through the API, or by her own SMS.
+SmsChannel = Literal["api", "sms"]
 
 #: Once here, no routing news changes the status any more.
 FINAL_STATUSES = frozenset({CaseStatus.CLOSED, CaseStatus.ERASED})
@@ -79,6 +82,9 @@ class Case:
     version: int = 1
     processed_events: tuple[str, ...] = field(default=())
     sms_opted_out: bool = False
+    #: When and how (`api`: her NGO; `sms`: she texted) the SMS preference last changed.
+    sms_preference_at: datetime | None = None
+    sms_preference_channel: SmsChannel | None = None
 
     # --- reading -----------------------------------------------------------------
 
@@ -133,7 +139,17 @@ class Case:
     def set_sms_opt_out(self, opted_out: bool, entry: TimelineEntry) -> Case:
         """The worker opts out of (or back into) SMS through her NGO."""
         self._require_open()
-        return self._next(entry, sms_opted_out=opted_out)
+        return self._next(
+            entry,
+            sms_opted_out=opted_out,
+            sms_preference_at=entry.at,
+            sms_preference_channel="api",
+        )
+
+    def is_newer_sms_preference(self, changed_at: datetime) -> bool:
+        """Whether a change made at `changed_at` is later than the one the case shows
+        (changes by API and by SMS arrive in any order; the latest stands)."""
+        return self.sms_preference_at is None or changed_at > self.sms_preference_at
 
     def close(self, outcome: Outcome, entry: TimelineEntry) -> Case:
         """Close the case with its outcome."""
@@ -165,11 +181,19 @@ class Case:
         reason: str | None = None,
         referral: ReferralSummary | None = None,
         outcome: Outcome | None = None,
+        sms_opted_out: bool | None = None,
+        sms_preference_at: datetime | None = None,
+        sms_preference_channel: SmsChannel | None = None,
     ) -> Case:
-        """Apply an event from routing or notify once: timeline, and status if it moves."""
+        """Apply an event from routing or notify once: timeline, and status if it moves;
+        an SMS preference she texted (unless the case is erased)."""
         changes: dict[str, Any] = {
             "processed_events": (*self.processed_events, event_key),
         }
+        if sms_opted_out is not None and not self.erased:
+            changes["sms_opted_out"] = sms_opted_out
+            changes["sms_preference_at"] = sms_preference_at
+            changes["sms_preference_channel"] = sms_preference_channel
         if self.status not in FINAL_STATUSES:
             if status is not None:
                 changes["status"] = status

@@ -101,6 +101,12 @@ class CaseView(CaseCreated):
     referral: ReferralView | None
     outcome: OutcomeView | None
     sms_opted_out: bool
+    sms_preference_changed_at: datetime | None = Field(
+        description="When the SMS preference last changed (null: never)"
+    )
+    sms_preference_channel: Literal["api", "sms"] | None = Field(
+        description="How: `api` through the NGO, `sms` by the worker texting STOP/START"
+    )
     case: CaseSubmission | None
     consents: list[ConsentView]
     notes: list[NoteView]
@@ -186,6 +192,8 @@ def case_view(case: Case) -> CaseView:
             amounts_recovered=[Money(currency=c, value=v) for c, v in out.amounts_recovered],
         ),
         sms_opted_out=case.sms_opted_out,
+        sms_preference_changed_at=case.sms_preference_at,
+        sms_preference_channel=case.sms_preference_channel,
         case=case.submission,
         consents=[
             ConsentView(

@@ -1,13 +1,14 @@
-"""Intake listens to routing and notify news about its cases (status and timeline)."""
+"""Intake listens to routing and notify news about its cases (status and timeline), and
+to the SMS preferences workers text to notify (announced on the cases topic)."""
 
 from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 from lintas_shared import events as ev
 from lintas_shared import topics
-from lintas_shared.consumer import EventConsumer, RawPublisher, subscribe
+from lintas_shared.consumer import EventConsumer, RawPublisher, RawRecord, subscribe
 
-from lintas_intake.handlers import CaseService
+from lintas_intake.handlers import NOTIFY_SOURCE, CaseService
 
 REFERRAL_NEWS = (
     ev.ReferralOffered,
@@ -21,6 +22,30 @@ REFERRAL_NEWS = (
     ev.DeadlineApproaching,
 )
 NOTIFY_NEWS = (ev.SmsSent, ev.SmsDeliveryReported)
+
+
+class NotifyPreferences(EventConsumer):
+    """Reads intake's own cases topic for notify's SmsPreferenceChanged only.
+
+    Every other record there (intake's own events, other producers' poison) is passed
+    over by its `ce_type` and `ce_source` headers alone, before any parsing: the
+    consumers those records are for handle (or park) them.
+    """
+
+    async def consume(self, record: RawRecord) -> None:
+        """Handle notify's news of a texted SMS preference; skip anything else."""
+        headers = record.headers
+        if (
+            headers.get("ce_type") != ev.SmsPreferenceChanged.TYPE
+            or headers.get("ce_source") != NOTIFY_SOURCE
+        ):
+            return
+        await super().consume(record)
+
+
+def cases_group(group_id: str) -> str:
+    """The consumer group intake reads its own cases topic in (for notify's news)."""
+    return f"{group_id}.cases"
 
 
 def register_subscribers(
@@ -37,4 +62,13 @@ def register_subscribers(
         )
         subscribe(broker, topic, group_id=group_id, consumer=consumer)
         consumers.append(consumer)
+    # Intake's own topic, for notify's SmsPreferenceChanged only (its own are skipped);
+    # a group of its own, so its rebalances never stall the news above.
+    preferences = NotifyPreferences(
+        "intake-cases",
+        {ev.SmsPreferenceChanged.TYPE: service.apply_sms_preference},
+        dead_letters=dead_letters,
+    )
+    subscribe(broker, topics.CASES, group_id=cases_group(group_id), consumer=preferences)
+    consumers.append(preferences)
     return consumers

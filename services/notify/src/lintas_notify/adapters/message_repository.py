@@ -11,10 +11,16 @@ the two questions asked for every message are kept in small side collections key
   daily limit). Two notify processes updating one worker's row at the same instant can
   lose one entry on FerretDB v1 (its updates are read-modify-write): she could then get
   one message more than the limit that day. On MongoDB the update is atomic.
+
+A receipt names the provider's message id, not ours. FerretDB v1 serves only `_id`
+look-ups from an index (any other filter scans the collection), so the repository keeps
+its own index: `messages_provider_ids`, `_id` = provider and provider message id, the
+message id in it; written before the `sent` record that carries the provider's id.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,6 +73,15 @@ def _document(
     }
 
 
+def provider_key(provider: str, provider_message_id: str) -> str:
+    """The `_id` under which a provider's message id is filed."""
+    return f"{provider}:{provider_message_id}"
+
+
+#: Marks, in the provider-id index, that records from before the index are in it.
+_BACKFILLED = "#backfilled"
+
+
 def sms_from_document(doc: Document, to: str) -> OutgoingSms:
     """The message as a provider needs it, with the phone decrypted only now."""
     return OutgoingSms(
@@ -101,6 +116,7 @@ class MongoMessageRepository:
         self._claims = database[f"{name}_claims"]
         self._timers = DueTimers(database[f"{name}_timers"])
         self._worker_sends = database[f"{name}_worker_sends"]
+        self._provider_ids = database[f"{name}_provider_ids"]
         self._on_write = on_write
 
     async def _update_one(self, message_id: str, query: Document, update: Document) -> bool:
@@ -141,6 +157,32 @@ class MongoMessageRepository:
                 await self._worker_sends.update_one(
                     {"_id": phone_hash}, {"$set": {"sent_at": sorted(times)}}, upsert=True
                 )
+        await self._backfill_provider_ids()
+
+    async def _backfill_provider_ids(self) -> None:
+        """Once per database: file the provider ids of records sent before the index
+        existed (one scan, at start-up, never again)."""
+        if await self._provider_ids.find_one({"_id": _BACKFILLED}) is not None:
+            return
+        cursor = self._collection.find(
+            {"provider_message_id": {"$ne": None}},
+            {"provider": 1, "provider_message_id": 1, "sent_at": 1},
+        )
+        async for doc in cursor:
+            if doc.get("provider") and doc.get("provider_message_id"):
+                await self._file_provider_id(
+                    doc["provider"], doc["provider_message_id"], doc["_id"], doc.get("sent_at")
+                )
+        with contextlib.suppress(DuplicateKeyError):
+            await self._provider_ids.insert_one({"_id": _BACKFILLED})
+
+    async def _file_provider_id(
+        self, provider: str, provider_message_id: str, message_id: str, now: datetime | None
+    ) -> None:
+        key = provider_key(provider, provider_message_id)
+        await self._provider_ids.replace_one(
+            {"_id": key}, {"_id": key, "message_id": message_id, "at": now}, upsert=True
+        )
 
     async def schedule(
         self,
@@ -288,6 +330,9 @@ class MongoMessageRepository:
             fields["reason"] = reason
         if status is SmsStatus.SUPPRESSED:
             fields["to"] = None  # never to be sent: keep no phone for it
+        if provider is not None and provider_message_id is not None:
+            # Filed first: a receipt finds the message only once both are written.
+            await self._file_provider_id(provider, provider_message_id, message_id, now)
         finished = await self._update_one(
             message_id,
             {"_id": message_id, "status": {"$in": [s.value for s in from_statuses]}},
@@ -347,11 +392,21 @@ class MongoMessageRepository:
             )
 
     async def by_provider_id(self, provider: str, provider_message_id: str) -> Document | None:
-        """The message a provider knows under `provider_message_id`."""
-        return await self._collection.find_one(
-            {"provider": provider, "provider_message_id": provider_message_id},
-            {OUTBOX_FIELD: 0},
+        """The message a provider knows under `provider_message_id`, once its record says
+        so (`sent` or later); two `_id` look-ups, never a scan."""
+        filed = await self._provider_ids.find_one(
+            {"_id": provider_key(provider, provider_message_id)}
         )
+        if filed is None:
+            return None
+        doc = await self.get(filed["message_id"])
+        if (
+            doc is None
+            or doc.get("provider") != provider
+            or doc.get("provider_message_id") != provider_message_id
+        ):
+            return None
+        return doc
 
     async def record_report(
         self,

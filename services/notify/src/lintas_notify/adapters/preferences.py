@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from lintas_shared.case_locks import CaseLocks
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document, update_by_id
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
@@ -19,9 +20,13 @@ class MongoPreferences:
         self,
         collection: AsyncCollection[Document],
         on_write: Callable[[str], None] = lambda _id: None,
+        locks: CaseLocks | None = None,
     ) -> None:
         self._collection = collection
         self._on_write = on_write
+        # FerretDB v1 applies an update as read-modify-write: the preference's lock is
+        # also taken by the outbox relay around its $pull, so neither loses the other.
+        self.locks = locks or CaseLocks()
 
     async def is_opted_out(self, phone_hash: str) -> bool:
         """Whether this phone asked for no more SMS."""
@@ -41,6 +46,17 @@ class MongoPreferences:
         An older change than the one stored is ignored, so events from intake and SMS
         keywords can arrive in any order and the latest wins.
         """
+        async with self.locks.hold(phone_hash):
+            return await self._change(phone_hash, opted_out, at, channel, events)
+
+    async def _change(
+        self,
+        phone_hash: str,
+        opted_out: bool,
+        at: datetime,
+        channel: str,
+        events: Sequence[tuple[str, CloudEvent]],
+    ) -> bool:
         entries = [outbox_entry(topic, event) for topic, event in events]
         fields = {"opted_out": opted_out, "changed_at": at, "channel": channel}
         if await update_by_id(
