@@ -132,6 +132,7 @@ class MongoMessageRepository:
         await self._collection.create_index("provider_message_id")
         await self._collection.create_index("case_id")
         await self._timers.ensure_indexes()
+        await self._backfill_provider_ids()
 
     async def repair(self, now: datetime) -> None:
         """At start-up: a timer for every scheduled notification and the workers' recent
@@ -157,7 +158,6 @@ class MongoMessageRepository:
                 await self._worker_sends.update_one(
                     {"_id": phone_hash}, {"$set": {"sent_at": sorted(times)}}, upsert=True
                 )
-        await self._backfill_provider_ids()
 
     async def _backfill_provider_ids(self) -> None:
         """Once per database: file the provider ids of records sent before the index
