@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from lintas_shared.consumer import (
     DLQ_CONSUMER,
+    DLQ_KEPT_BYTES,
+    DLQ_ORIGINAL_SIZE,
     DLQ_REASON,
     DLQ_SOURCE_OFFSET,
     EventConsumer,
@@ -65,6 +67,29 @@ async def test_malformed_record_is_parked_with_reason_and_original_bytes() -> No
     assert headers[DLQ_REASON].startswith("malformed: missing CloudEvents headers")
     assert headers[DLQ_SOURCE_OFFSET] == "41"
     assert headers[DLQ_CONSUMER] == "svc"
+
+
+async def test_a_record_too_big_to_produce_is_parked_as_a_truncated_copy() -> None:
+    async def handle(event: CloudEvent) -> None:
+        raise AssertionError("must not be called")
+
+    dlq = DeadLetters()
+    huge = b"x" * 2_000_000  # over the producer's limit: parked whole, it would never go
+    record = RawRecord("lintas.cases.v1", 0, 9, b"k", huge, {})
+    await EventConsumer("svc", {CaseSubmitted.TYPE: handle}, dlq, FAST).consume(record)
+    [(_, _, value, headers)] = dlq.parked
+    assert value == huge[:DLQ_KEPT_BYTES]
+    assert headers[DLQ_ORIGINAL_SIZE] == "2000000"
+    assert headers[DLQ_REASON].startswith("malformed")
+
+
+async def test_a_small_record_is_parked_whole_without_a_size_note() -> None:
+    dlq = DeadLetters()
+    record = RawRecord("lintas.cases.v1", 0, 9, b"k", b"{}", {})
+    await EventConsumer("svc", {}, dlq, FAST).consume(record)
+    [(_, _, value, headers)] = dlq.parked
+    assert value == b"{}"
+    assert DLQ_ORIGINAL_SIZE not in headers
 
 
 async def test_permanent_error_is_parked_without_retry() -> None:

@@ -66,6 +66,14 @@ DLQ_SOURCE_PARTITION = "lintas_dlq_source_partition"
 DLQ_SOURCE_OFFSET = "lintas_dlq_source_offset"
 DLQ_CONSUMER = "lintas_dlq_consumer"
 DLQ_FAILED_AT = "lintas_dlq_failed_at"
+#: Set when the parked value is a truncated copy: the original record's size in bytes.
+DLQ_ORIGINAL_SIZE = "lintas_dlq_original_size"
+
+#: A value larger than this is parked as its first `DLQ_KEPT_BYTES` only: the producer
+#: refuses records over about a megabyte, and a record that cannot be parked would be
+#: redelivered for ever, blocking its partition.
+DLQ_MAX_VALUE_BYTES = 900_000
+DLQ_KEPT_BYTES = 64 * 1024
 
 
 class PermanentEventError(Exception):
@@ -228,8 +236,12 @@ class EventConsumer:
             DLQ_CONSUMER: self.name,
             DLQ_FAILED_AT: datetime.now(UTC).isoformat(),
         }
+        value = record.value
+        if value is not None and len(value) > DLQ_MAX_VALUE_BYTES:
+            headers[DLQ_ORIGINAL_SIZE] = str(len(value))
+            value = value[:DLQ_KEPT_BYTES]
         await self._dead_letters.publish_raw(
-            dead_letter_topic(record.topic), record.key, record.value, headers
+            dead_letter_topic(record.topic), record.key, value, headers
         )
         self.parked += 1
         DEAD_LETTERS.labels(self.name, record.topic, kind).inc()
