@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from lintas_shared.topics import CASES, REFERRALS, SOURCE_TOPICS
+from lintas_shared.topics import CASES, SOURCE_TOPICS
 
 from lintas_faults.driver import Progress
 from lintas_faults.kafka_ops import Poison, inject_poison, rewind_group
@@ -41,9 +41,8 @@ def plan(seed: int, instance_names: list[str], kills_per_process: int) -> list[A
     actions = []
     for name in instance_names:
         for _ in range(kills_per_process):
-            actions.append(
-                Action(rng.uniform(0.02, 0.98), "kill", name, rng.uniform(0, 1.5), rng.uniform(0.2, 3))
-            )
+            at, jitter, pause = rng.uniform(0.02, 0.98), rng.uniform(0, 1.5), rng.uniform(0.2, 3)
+            actions.append(Action(at, "kill", name, jitter, pause))
     actions.append(Action(rng.uniform(0.2, 0.8), "restart_kafka", "kafka", rng.uniform(0, 1.5)))
     actions.append(
         Action(rng.uniform(0.2, 0.8), "restart_ferretdb", "ferretdb", rng.uniform(0, 1.5))
@@ -65,6 +64,15 @@ class ChaosLog:
     errors: list[str] = field(default_factory=list)
 
 
+def lane(action: Action) -> str:
+    """Actions on one service run in order in its lane; broker, store and poison in another."""
+    if action.kind == "kill":
+        return action.target.rsplit("-", 1)[0]
+    if action.kind == "rewind":
+        return action.target
+    return "infrastructure"
+
+
 async def run_chaos(
     stack: FaultStack,
     actions: list[Action],
@@ -75,36 +83,45 @@ async def run_chaos(
     wait_seconds: float,
     say: Callable[[str], None] = print,
 ) -> ChaosLog:
-    """Run `actions` in order; each waits (bounded) for its share of the load."""
+    """Run `actions`: one lane per service and one for the servers, side by side.
+
+    Within a lane the actions run in plan order, each after its share of the load (or
+    `wait_seconds`, whichever comes first), so at most one instance of a service is
+    down at a time except during its group's rewind.
+    """
     log = ChaosLog()
-    by_name = {i.name: i for i in stack.instances}
     began = time.monotonic()
+    lanes: dict[str, list[Action]] = {}
     for action in actions:
-        deadline = time.monotonic() + wait_seconds
-        while progress.fraction < action.at and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(action.jitter)
-        stamp = f"[{time.monotonic() - began:6.1f}s, {progress.finished}/{progress.total}]"
-        say(f"chaos {stamp} {action.describe()}")
-        try:
-            await _apply(stack, action, by_name, log, big_poison_bytes, tag)
-        except Exception as exc:  # recorded, reported, and the run fails on it
-            log.errors.append(f"{action.describe()}: {type(exc).__name__}: {exc}")
-            say(f"chaos: {action.kind} {action.target} failed: {exc}")
-        log.done.append(action.describe())
+        lanes.setdefault(lane(action), []).append(action)
+
+    async def run_lane(todo: list[Action]) -> None:
+        for action in todo:
+            deadline = time.monotonic() + wait_seconds
+            await progress.reached(action.at, deadline)
+            await asyncio.sleep(action.jitter)
+            stamp = f"[{time.monotonic() - began:6.1f}s, {progress.finished}/{progress.total}]"
+            say(f"chaos {stamp} {action.describe()}")
+            try:
+                await _apply(stack, action, log, big_poison_bytes, tag)
+            except Exception as exc:  # recorded, reported, and the run fails on it
+                log.errors.append(f"{action.describe()}: {type(exc).__name__}: {exc}")
+                say(f"chaos: {action.kind} {action.target} failed: {exc}")
+            log.done.append(action.describe())
+
+    await asyncio.gather(*(run_lane(todo) for todo in lanes.values()))
     return log
 
 
 async def _apply(
     stack: FaultStack,
     action: Action,
-    by_name: dict[str, object],
     log: ChaosLog,
     big_poison_bytes: int,
     tag: str,
 ) -> None:
     if action.kind == "kill":
-        instance = stack.instances[[i.name for i in stack.instances].index(action.target)]
+        instance = next(i for i in stack.instances if i.name == action.target)
         await asyncio.to_thread(stack.sigkill, instance)
         await asyncio.sleep(action.pause)
         await asyncio.to_thread(stack.restart, instance)
@@ -123,6 +140,3 @@ async def _apply(
         log.poison += await inject_poison(stack.bootstrap, action.target, big_poison_bytes, tag)
     else:
         raise ValueError(action.kind)
-
-
-__all__ = ["REFERRALS", "Action", "ChaosLog", "plan", "run_chaos"]

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 
-from lintas_faults.chaos import plan, run_chaos
+from lintas_faults.chaos import Action, plan, run_chaos
 from lintas_faults.driver import Progress, drive
 from lintas_faults.stack import FaultStack, Ports
 from lintas_faults.verify import Table, build_table, wait_settled
@@ -58,7 +58,9 @@ def run(options: Options, say: Callable[[str], None] = print) -> Table:
     run_id = f"{seed}-{int(time.time())}"
     state = options.out_dir / f"run-{run_id}"
     stack = FaultStack(state, options.cache_dir, Ports(options.base_port), progress=say)
-    actions = plan(seed, [f"{s}-{i}" for s in ("intake", "referral", "notify") for i in (1, 2)], options.kills)
+    actions = plan(
+        seed, [f"{s}-{i}" for s in ("intake", "referral", "notify") for i in (1, 2)], options.kills
+    )
     for action in actions:
         say(f"planned: {action.describe()}")
     try:
@@ -83,7 +85,7 @@ async def _load_and_check(
     options: Options,
     seed: int,
     run_id: str,
-    actions: list[object],
+    actions: list[Action],
     say: Callable[[str], None],
 ) -> Table:
     progress = Progress(options.cases)
@@ -92,7 +94,7 @@ async def _load_and_check(
     chaos_task = asyncio.create_task(
         run_chaos(
             stack,
-            actions,  # type: ignore[arg-type]
+            actions,
             progress,
             big_poison_bytes=options.big_poison_bytes,
             tag=run_id,

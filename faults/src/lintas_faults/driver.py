@@ -89,6 +89,11 @@ class Progress:
     def fraction(self) -> float:
         return self.finished / self.total if self.total else 1.0
 
+    async def reached(self, share: float, deadline: float) -> None:
+        """Return once `share` of the cases are finished, or at `deadline` (monotonic)."""
+        while self.fraction < share and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+
 
 async def _submit(
     clients: list[httpx.AsyncClient],
@@ -143,9 +148,7 @@ async def drive(
     request_timeout: float = 10.0,
 ) -> list[Submission]:
     """Submit `count` cases through the intake instances; returns one record per case."""
-    subs = [
-        Submission(n, f"FAULTS-{run}-{n:06d}", f"faults-{run}-{n:06d}") for n in range(count)
-    ]
+    subs = [Submission(n, f"FAULTS-{run}-{n:06d}", f"faults-{run}-{n:06d}") for n in range(count)]
     queue: asyncio.Queue[Submission] = asyncio.Queue()
     for sub in subs:
         queue.put_nowait(sub)
@@ -161,9 +164,7 @@ async def drive(
                 sub = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
-            await _submit(
-                clients, api_key, sub, case_body(run, sub.number), rng, per_case_seconds
-            )
+            await _submit(clients, api_key, sub, case_body(run, sub.number), rng, per_case_seconds)
             progress.finished += 1
 
     try:

@@ -15,10 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from lintas_shared.mongo import make_mongo_client
-from lintas_shared.topics import CASES, NOTIFICATIONS, REFERRALS, SOURCE_TOPICS, dead_letter_topic
+from lintas_shared.topics import SOURCE_TOPICS, dead_letter_topic
 
 from lintas_faults.driver import Submission
-from lintas_faults.kafka_ops import POISON_HEADER, TOPIC_CONSUMERS, Poison, Record, read_all
+from lintas_faults.kafka_ops import (
+    POISON_HEADER,
+    Poison,
+    Record,
+    expected_consumers,
+    read_all,
+)
 from lintas_faults.stack import DATABASES
 
 CASE_RECEIVED = "case_received"
@@ -72,14 +78,19 @@ async def snapshot(mongodb_uri: str, sms_outbox: Path) -> Snapshot:
         )
     finally:
         await client.close()
+    lines = await asyncio.to_thread(_sms_lines, sms_outbox)
+    return Snapshot(cases, routings, messages, lines)
+
+
+def _sms_lines(path: Path) -> list[dict[str, Any]]:
     lines = []
-    if sms_outbox.exists():
-        for line in sms_outbox.read_text(encoding="utf-8").splitlines():
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 lines.append(json.loads(line))
             except json.JSONDecodeError:
-                continue
-    return Snapshot(cases, routings, messages, lines)
+                continue  # a line cut short by a SIGKILL was never a sent message
+    return lines
 
 
 def routed(routing: dict[str, Any] | None) -> bool:
@@ -98,7 +109,9 @@ def settled(subs: list[Submission], snap: Snapshot) -> tuple[int, int]:
     cases = {c["_id"]: c for c in snap.cases}
     routings = {r["_id"]: r for r in snap.routings}
     received = {
-        line.get("case_reference") for line in snap.sms_lines if line.get("template") == CASE_RECEIVED
+        line.get("case_reference")
+        for line in snap.sms_lines
+        if line.get("template") == CASE_RECEIVED
     }
     done = sum(
         1
@@ -115,12 +128,12 @@ async def wait_settled(
     subs: list[Submission],
     mongodb_uri: str,
     sms_outbox: Path,
-    timeout: float,
+    within: float,
     quiet: float,
     say: Callable[[str], None],
 ) -> Snapshot:
     """Poll until every acknowledged case is handled and nothing changed for `quiet` s."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     last: tuple[int, int, int, int] | None = None
     stable_since = time.monotonic()
     while True:
@@ -140,7 +153,7 @@ async def wait_settled(
         if done == total and time.monotonic() - stable_since >= quiet:
             return snap
         if time.monotonic() > deadline:
-            say(f"settle: gave up after {timeout:.0f}s with {done}/{total}")
+            say(f"settle: gave up after {within:.0f}s with {done}/{total}")
             return snap
         await asyncio.sleep(2)
 
@@ -198,7 +211,9 @@ class Table:
         rows.append(("DUPLICATES (total)", self.duplicates_total))
         rows += [(f"lost: {k}", v) for k, v in self.lost.items()]
         rows.append(("LOST (acknowledged, missing anywhere)", self.lost_total))
-        rows.append(("events republished with the same id (at-least-once, ok)", self.republished_same_id))
+        rows.append(
+            ("events republished with the same id (at-least-once, ok)", self.republished_same_id)
+        )
         rows += [
             ("poison records injected", self.poison_injected),
             ("DLQ entries expected (poison x consumers)", self.dlq_expected),
@@ -322,7 +337,7 @@ async def build_table(
 
     # Dead letters against the poison.
     t.poison_injected = len(poison)
-    expected = {(p.id, p.topic, c) for p in poison for c in TOPIC_CONSUMERS[p.topic]}
+    expected = {(p.id, p.topic, c) for p in poison for c in expected_consumers(p.topic, p.kind)}
     t.dlq_expected = len(expected)
     seen: set[tuple[str, str, str]] = set()
     unexpected = []
@@ -361,6 +376,3 @@ async def build_table(
         and t.acknowledged > 0
     )
     return t
-
-
-__all__ = ["CASES", "NOTIFICATIONS", "REFERRALS", "Table", "build_table", "wait_settled"]
