@@ -194,9 +194,22 @@ class FaultStack:
         """Stop gracefully (SIGTERM): the instance leaves its consumer groups."""
         self.process(instance).stop(timeout=30)
 
-    def restart(self, instance: Instance) -> None:
-        """Start the instance again and wait until /readyz answers."""
-        start_service(instance.spec, self.state, instance.env, timeout=120)
+    def restart(self, instance: Instance, attempts: int = 6) -> None:
+        """Start the instance again and wait until /readyz answers.
+
+        Like a supervisor, try again (bounded) when it exits during start-up, e.g.
+        because the broker or the store is itself being restarted at that moment.
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                start_service(instance.spec, self.state, instance.env, timeout=120)
+                return
+            except RuntimeError:
+                self.process(instance).stop(timeout=10)
+                if attempt == attempts:
+                    raise
+                self.progress(f"{instance.name} did not start (attempt {attempt}); again")
+                time.sleep(2.0 * attempt)
 
     def restart_kafka(self) -> None:
         """Stop the broker (SIGTERM, SIGKILL after 30 s) and start it on the same data."""
