@@ -29,6 +29,7 @@ def test_nothing_lost_or_doubled_under_faults(tmp_path: Path) -> None:
             seed=6,
             kills=1,
             concurrency=4,
+            rate=0.3,
             base_port=25100,
             big_poison_bytes=900_000,
             settle_seconds=300,

@@ -39,6 +39,7 @@ class Options:
     out_dir: Path = REPO_ROOT / ".lintas" / "faults"
     cache_dir: Path = REPO_ROOT / ".lintas" / "cache"
     keep_state: bool = False
+    rate: float = 0.0
 
 
 def _stamp_say(say: Callable[[str], None]) -> Callable[[str], None]:
@@ -112,6 +113,7 @@ async def _load_and_check(
             concurrency=options.concurrency,
             per_case_seconds=options.per_case_seconds,
             seed=seed,
+            rate=options.rate,
         )
         say(f"driver done in {time.monotonic() - began:.1f}s; waiting for the chaos schedule")
         chaos = await chaos_task
@@ -153,6 +155,7 @@ def _parse(argv: list[str] | None) -> Options:
         "--big-poison-bytes", type=int, default=2_000_000, help="size of the big poison [2 MB]"
     )
     p.add_argument("--settle-seconds", type=float, default=600.0, help="bound on settling [600]")
+    p.add_argument("--rate", type=float, default=0.0, help="cases/s, 0 = unpaced [0]")
     p.add_argument("--keep-state", action="store_true", help="keep Kafka and FerretDB data")
     a = p.parse_args(argv)
     return Options(
@@ -164,6 +167,7 @@ def _parse(argv: list[str] | None) -> Options:
         big_poison_bytes=a.big_poison_bytes,
         settle_seconds=a.settle_seconds,
         keep_state=a.keep_state,
+        rate=a.rate,
     )
 
 

@@ -146,8 +146,13 @@ async def drive(
     per_case_seconds: float = 300.0,
     seed: int = 0,
     request_timeout: float = 10.0,
+    rate: float = 0.0,
 ) -> list[Submission]:
-    """Submit `count` cases through the intake instances; returns one record per case."""
+    """Submit `count` cases through the intake instances; returns one record per case.
+
+    With `rate` > 0 the cases are spread at that many per second, so a small run lasts
+    long enough for the chaos schedule to hit it while it is under load.
+    """
     subs = [Submission(n, f"FAULTS-{run}-{n:06d}", f"faults-{run}-{n:06d}") for n in range(count)]
     queue: asyncio.Queue[Submission] = asyncio.Queue()
     for sub in subs:
@@ -157,6 +162,8 @@ async def drive(
         httpx.AsyncClient(base_url=url, timeout=request_timeout, limits=limits) for url in urls
     ]
 
+    began = time.monotonic()
+
     async def worker(index: int) -> None:
         rng = random.Random(f"{seed}-driver-{index}")
         while True:
@@ -164,6 +171,8 @@ async def drive(
                 sub = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            if rate > 0:  # open loop: case n is due at n / rate seconds
+                await asyncio.sleep(max(0.0, began + sub.number / rate - time.monotonic()))
             await _submit(clients, api_key, sub, case_body(run, sub.number), rng, per_case_seconds)
             progress.finished += 1
 

@@ -76,9 +76,10 @@ def poison_record(topic: str, kind: str, big_bytes: int) -> tuple[bytes, dict[st
     if kind == "missing_ce_headers":
         return json.dumps({"case_id": subject}).encode(), {"content-type": "application/json"}
     if kind == "big_body":
-        # A JSON object of `big_bytes`, with an invalid payload for the type.
+        # `big_bytes` of a JSON object cut short: every consumer must refuse it, even one
+        # that never reads the payload of a type it handles.
         filler = "x" * max(0, big_bytes - 40)
-        return json.dumps({"case_id": subject, "filler": filler}).encode(), headers
+        return ('{"case_id": "' + subject + '", "filler": "' + filler).encode(), headers
     raise ValueError(kind)
 
 
