@@ -14,8 +14,10 @@ from lintas_shared.logging import configure_logging, get_logger
 from lintas_shared.tracing import (
     CE_TRACEPARENT_HEADER,
     TRACEPARENT_HEADER,
+    PropagatingTracerProvider,
     current_traceparent,
     producer_span,
+    record_parent,
     selected_exporters,
     valid_traceparent,
 )
@@ -256,3 +258,22 @@ async def test_log_lines_in_a_consumer_carry_trace_case_and_event_ids(
         assert line["case_id"] == "case-31"
         assert line["event_id"] == event.id
     assert handled["outcome"] == "ok"
+
+
+def test_with_export_off_spans_record_nothing_but_still_propagate() -> None:
+    tracer = PropagatingTracerProvider().get_tracer("t")
+    parent = record(case_submitted(), traceparent=INCOMING).headers
+    with tracer.start_as_current_span("process", context=record_parent(parent)) as child:
+        inside = current_traceparent()
+        with tracer.start_as_current_span("sms send") as grandchild:
+            deeper = current_traceparent()
+    assert not child.is_recording()
+    assert inside is not None
+    assert deeper is not None
+    assert inside.split("-")[1] == deeper.split("-")[1] == TRACE_ID
+    assert len({PARENT_ID, inside.split("-")[2], deeper.split("-")[2]}) == 3  # own ids
+    assert grandchild.get_span_context().trace_flags.sampled
+    with tracer.start_as_current_span("request") as root:
+        assert root.get_span_context().is_valid
+        assert format_trace_id(root.get_span_context().trace_id) != TRACE_ID
+        assert root.get_span_context().trace_flags.sampled  # a new trace, sampled

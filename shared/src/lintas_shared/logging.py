@@ -58,6 +58,8 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 
 
 def _scrub_text(text: str) -> str:
+    if _PHONE_OR_ID.search(text) is None:
+        return text  # the common case, decided in one pass
     out, last = [], 0
     for uuid in _UUID.finditer(text):
         out += [_PHONE_OR_ID.sub(REDACTED, text[last : uuid.start()]), uuid.group()]

@@ -15,8 +15,9 @@ How the context travels:
 Exporting is off by default: no exporter, no network. `OTEL_TRACES_EXPORTER=otlp` (or
 `console`), or an `OTEL_EXPORTER_OTLP_ENDPOINT` / `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
 switches it on; the exporter then reads the other standard `OTEL_*` variables itself.
-Spans and context propagation work the same either way, so trace ids reach the logs and
-the Kafka headers even when nothing is exported.
+When off, spans are not recorded at all (a recorded span costs several times more CPU,
+for nothing), but each still gets its own ids under its parent's trace, so context
+propagation, the trace ids in logs and the Kafka headers work the same either way.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Final
+from typing import Any, Final
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -36,7 +37,17 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    Tracer,
+)
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from lintas_shared.logging import get_logger
@@ -53,7 +64,81 @@ _TRACEPARENT: Final = re.compile(r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _EXPORTERS: Final = frozenset({"otlp", "console", "none"})
 
-_configured: TracerProvider | None = None
+_IDS: Final = RandomIdGenerator()
+
+
+class _PropagatingTracer(trace.NoOpTracer):
+    """Spans that record nothing but carry fresh ids: a child of the parent's trace (its
+    flags kept), or the root of a new sampled trace."""
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> Span:
+        """A non-recording span with its own span id."""
+        parent = trace.get_current_span(context).get_span_context()
+        span_id = _IDS.generate_span_id()
+        if parent.is_valid:
+            own = SpanContext(
+                parent.trace_id,
+                span_id,
+                is_remote=False,
+                trace_flags=parent.trace_flags,
+                trace_state=parent.trace_state,
+            )
+        else:
+            own = SpanContext(
+                _IDS.generate_trace_id(),
+                span_id,
+                is_remote=False,
+                trace_flags=TraceFlags(TraceFlags.SAMPLED),
+            )
+        return NonRecordingSpan(own)
+
+
+_PROPAGATING_TRACER: Final = _PropagatingTracer()
+
+
+class PropagatingTracerProvider(trace.NoOpTracerProvider):
+    """The provider when nothing is exported: context propagation without recording."""
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> Tracer:
+        return _PROPAGATING_TRACER
+
+
+class _ProcessTracerProvider(trace.TracerProvider):
+    """The provider installed for the process; it hands out its delegate's tracers, so
+    that `install` can switch where spans go after the global provider is set (once)."""
+
+    def __init__(self, delegate: trace.TracerProvider) -> None:
+        self.delegate = delegate
+
+    def get_tracer(
+        self,
+        instrumenting_module_name: str,
+        instrumenting_library_version: str | None = None,
+        schema_url: str | None = None,
+        attributes: Any = None,
+    ) -> Tracer:
+        return self.delegate.get_tracer(
+            instrumenting_module_name, instrumenting_library_version, schema_url, attributes
+        )
+
+
+_process_provider: _ProcessTracerProvider | None = None
 
 
 def valid_traceparent(value: str | None) -> str | None:
@@ -114,20 +199,37 @@ def build_tracer_provider(service: str) -> TracerProvider:
 
 
 def configure_tracing(service: str) -> None:
-    """Install this process's tracer provider once (later calls keep the first one).
+    """Install this process's tracer provider once (later calls keep the first one):
+    the SDK with the selected exporters, or, when none is, propagation only.
 
-    Leaves alone a provider someone else installed (a test, an auto-instrumentation
-    agent): spans then go wherever that provider sends them.
+    Leaves alone a provider someone else installed (an auto-instrumentation agent):
+    spans then go wherever that provider sends them.
     """
-    global _configured
-    if _configured is not None:
+    global _process_provider
+    if _process_provider is not None:
         return
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return
-    _configured = build_tracer_provider(service)
-    trace.set_tracer_provider(_configured)
     exporters = selected_exporters(os.environ)
+    sdk_disabled = os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+    delegate: trace.TracerProvider = (
+        build_tracer_provider(service)
+        if exporters and not sdk_disabled
+        else PropagatingTracerProvider()
+    )
+    _process_provider = _ProcessTracerProvider(delegate)
+    trace.set_tracer_provider(_process_provider)
     log.info("tracing configured", exporters=list(exporters) or ["none"])
+
+
+def install(provider: trace.TracerProvider) -> trace.TracerProvider:
+    """Send this process's spans to `provider` from now on (a test recording spans in
+    memory, an application embedding a service); returns the provider it replaces.
+    `configure_tracing` must have run."""
+    if _process_provider is None:
+        raise RuntimeError("configure_tracing() has not run in this process")
+    previous, _process_provider.delegate = _process_provider.delegate, provider
+    return previous
 
 
 def tracer() -> Tracer:
