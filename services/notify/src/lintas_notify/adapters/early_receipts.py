@@ -14,6 +14,7 @@ from datetime import datetime
 
 from lintas_shared.mongo import Document
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from lintas_notify.adapters.message_repository import provider_key
 
@@ -34,18 +35,20 @@ class MongoEarlyReceipts:
     ) -> None:
         """Keep a final status (a later report for the same id replaces it)."""
         key = provider_key(provider, provider_message_id)
-        await self._collection.replace_one(
-            {"_id": key},
-            {
-                "_id": key,
-                "provider": provider,
-                "provider_message_id": provider_message_id,
-                "status": status,
-                "reason": reason,
-                "received_at": now,
-            },
-            upsert=True,
-        )
+        doc = {
+            "_id": key,
+            "provider": provider,
+            "provider_message_id": provider_message_id,
+            "status": status,
+            "reason": reason,
+            "received_at": now,
+        }
+        try:
+            await self._collection.replace_one({"_id": key}, doc, upsert=True)
+        except DuplicateKeyError:
+            # The same report twice at once (a retried webhook): FerretDB v1 let both
+            # upserts try the insert; the document is there now.
+            await self._collection.replace_one({"_id": key}, doc)
 
     async def get(self, provider: str, provider_message_id: str) -> Document | None:
         """The receipt kept for this message id, if any."""

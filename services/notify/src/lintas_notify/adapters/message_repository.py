@@ -180,9 +180,13 @@ class MongoMessageRepository:
         self, provider: str, provider_message_id: str, message_id: str, now: datetime | None
     ) -> None:
         key = provider_key(provider, provider_message_id)
-        await self._provider_ids.replace_one(
-            {"_id": key}, {"_id": key, "message_id": message_id, "at": now}, upsert=True
-        )
+        doc = {"_id": key, "message_id": message_id, "at": now}
+        try:
+            await self._provider_ids.replace_one({"_id": key}, doc, upsert=True)
+        except DuplicateKeyError:
+            # Two writers filed the same id at once (e.g. the consumer's retry and the
+            # schedule loop both recording `sent`): FerretDB v1 let both try the insert.
+            await self._provider_ids.replace_one({"_id": key}, doc)
 
     async def schedule(
         self,
