@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from lintas_shared.mongo import Document, find_by_id, matches, update_by_id
+from lintas_shared.mongo import Document, find_by_id, is_ferretdb, matches, update_by_id
 from pymongo import AsyncMongoClient
+
+from tests.support.servers import Servers
 
 AT = datetime(2026, 11, 23, 10, 0, 0, 123_456, tzinfo=UTC)
 
@@ -79,3 +81,18 @@ async def test_find_by_id_returns_the_document_only_when_it_matches(
     assert found == {"_id": "case-1", "organisation_id": "org-a", "x": 1}
     assert await find_by_id(collection, "case-1", where={"organisation_id": "org-b"}) is None
     assert await find_by_id(collection, "case-2") is None
+
+
+@pytest.mark.integration
+async def test_the_server_flavour_is_recognised(
+    mongo: AsyncMongoClient[Document], servers: Servers
+) -> None:
+    # The FerretDB path (condition checked on an indexed read) must really be taken there:
+    # a missed detection made every conditional update read the whole collection.
+    if servers.origin == "local launcher":  # the project's FerretDB, never MongoDB
+        assert await is_ferretdb(mongo)
+    elif servers.origin == "testcontainers":  # the mongo:7 image
+        assert not await is_ferretdb(mongo)
+    else:  # servers given by the environment: whatever they are, it must agree
+        info = await mongo.admin.command("buildInfo")
+        assert await is_ferretdb(mongo) is ("ferretdbVersion" in info)

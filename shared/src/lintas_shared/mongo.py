@@ -64,7 +64,8 @@ async def is_ferretdb(client: AsyncMongoClient[Document]) -> bool:
     key = id(client)
     if key not in _flavours:
         info = await client.admin.command("buildInfo")
-        _flavours[key] = "ferretdb" in info
+        # FerretDB v1.24 answers with `ferretdbVersion` and `ferretdbFeatures`.
+        _flavours[key] = any(str(field).lower().startswith("ferretdb") for field in info)
     return _flavours[key]
 
 
