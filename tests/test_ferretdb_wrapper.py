@@ -1,5 +1,5 @@
-"""The project's FerretDB wrapper (deploy/ferretdb): `_id` lookups use an index, and
-each single-document write is atomic, as on MongoDB.
+"""The project's FerretDB wrapper (deploy/ferretdb): `_id` lookups use an index, also
+when the filter has more fields, and each single-document write is atomic, as on MongoDB.
 
 FerretDB v1.24 queries `_id` with `_ferretdb_sjson->'$._id'` but indexes
 `_ferretdb_sjson->"_id"`, which SQLite does not treat as the same expression, so without
@@ -96,3 +96,19 @@ async def test_concurrent_writes_to_one_document_from_two_clients_are_all_kept(
     finally:
         await first.close()
         await second.close()
+
+
+def test_a_filter_on_id_and_more_fields_is_found_by_id(wrapper: tuple[str, Path]) -> None:
+    # Unpatched FerretDB v1 reads the whole table for `{_id: x, version: 3}` (it pushes
+    # `_id` down only when it is the filter's only field); PATCHES lift that.
+    uri, _ = wrapper
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        collection = client["wrapper_check"]["versions"]
+        collection.insert_many([{"_id": f"v{n}", "version": n} for n in range(10)])
+        for query, expected in (({"_id": "v3", "version": 3}, True), ({"version": 3}, False)):
+            plan = client["wrapper_check"].command(
+                "explain", {"find": "versions", "filter": query}, verbosity="queryPlanner"
+            )
+            assert plan["filterPushdown"] is expected, (query, plan)
+        assert collection.find_one({"_id": "v3", "version": 3}) == {"_id": "v3", "version": 3}
+        assert collection.find_one({"_id": "v3", "version": 4}) is None

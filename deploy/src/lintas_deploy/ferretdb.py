@@ -1,14 +1,15 @@
 """FerretDB v1.24.2 (MongoDB wire protocol on SQLite), embedded in a tiny Go program.
 
 ``provision_ferretdb`` builds ``deploy/ferretdb`` (``go build``, CGO_ENABLED=0, modules
-through the Go defaults) into the cache; ``start_ferretdb`` runs it on 127.0.0.1 with its
-SQLite files under the state dir.
+through the Go defaults) against a patched copy of FerretDB (see ``PATCHES``) into the
+cache; ``start_ferretdb`` runs it on 127.0.0.1 with its SQLite files under the state dir.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from lintas_deploy.processes import (
 
 __all__ = [
     "FERRETDB_VERSION",
+    "PATCHES",
     "ferretdb_address",
     "ferretdb_process",
     "provision_ferretdb",
@@ -38,7 +40,26 @@ HOST = "127.0.0.1"
 
 BINARY_NAME = "lintas-ferretdb"
 
-_SOURCES = ("go.mod", "go.sum", "main.go")
+FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
+
+#: Edits to FerretDB's own source, applied to a copy of the module before building:
+#: (file, text, replacement, how often the text must occur), so that a different upstream
+#: fails the build loudly instead of building without the fix.
+#:
+#: FerretDB v1 turns a filter into SQL only when `_id` is its only field (its TODO #3235),
+#: so a conditional update such as `{_id: x, version: 3}` read and decoded the whole
+#: table. Its handlers match every document they read against the full filter in Go
+#: anyway, so pushing `_id` down whenever the filter has it is only a pre-filter: the
+#: same answers, one row read. With the wrapper's per-collection write lock
+#: (writeproxy.go) that update is then also atomic across clients.
+PATCHES: tuple[tuple[str, str, str, int], ...] = (
+    (
+        "internal/backends/sqlite/collection.go",
+        "if params.Filter.Len() == 1 {",
+        "if params.Filter.Len() >= 1 {",
+        2,  # Query, and Explain (which reports the pushdown)
+    ),
+)
 
 
 def _go() -> str:
@@ -54,21 +75,64 @@ def _go() -> str:
     raise RuntimeError("`go` not found on PATH; install Go first")
 
 
+def _sources(src_dir: Path) -> list[Path]:
+    return sorted([src_dir / "go.mod", src_dir / "go.sum", *src_dir.glob("*.go")])
+
+
 def _source_hash(src_dir: Path) -> str:
-    digest = hashlib.sha256()
-    for name in _SOURCES:
-        digest.update(name.encode() + b"\0" + (src_dir / name).read_bytes() + b"\0")
+    digest = hashlib.sha256(repr(PATCHES).encode())
+    for path in _sources(src_dir):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def _run_go(go: str, args: list[str], cwd: Path, what: str) -> str:
+    result = subprocess.run(
+        [go, *args],
+        cwd=cwd,
+        env=dict(os.environ, CGO_ENABLED="0"),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        output = (result.stdout + result.stderr).strip().splitlines()
+        raise RuntimeError(f"{what} failed (exit {result.returncode}):\n" + "\n".join(output[-40:]))
+    return result.stdout
+
+
+def _patched_module(go: str, src_dir: Path, into: Path) -> None:
+    """Copy the FerretDB module go.mod asks for into ``into`` and apply ``PATCHES``."""
+    info = json.loads(
+        _run_go(go, ["mod", "download", "-json", FERRETDB_MODULE], src_dir, "go mod download")
+    )
+    shutil.rmtree(into, ignore_errors=True)
+    # The module cache is read-only; the copy must be writable (to patch, and to remove).
+    shutil.copytree(info["Dir"], into, copy_function=shutil.copyfile)
+    for path in [into, *into.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    for name, text, replacement, count in PATCHES:
+        path = into / name
+        source = path.read_text()
+        if source.count(text) != count:
+            raise RuntimeError(
+                f"cannot patch FerretDB {info['Version']}: {name} has "
+                f"{source.count(text)} of {text!r}, expected {count}"
+            )
+        path.write_text(source.replace(text, replacement))
 
 
 def provision_ferretdb(cache_dir: Path, progress: Callable[[str], None] = print) -> Path:
     """Build ``cache_dir/bin/lintas-ferretdb`` from ``deploy/ferretdb`` and return its path.
 
-    Runs ``go build`` (CGO_ENABLED=0) only when the stamp (a hash of go.mod, go.sum and
-    main.go) is missing or different, or the binary is gone.
+    The build runs in ``cache_dir/ferretdb-build``, on a patched copy of FerretDB's module
+    (see ``PATCHES``), and only when the stamp (a hash of the Go sources, go.mod, go.sum
+    and the patches) is missing or different, or the binary is gone.
     """
     src_dir = deploy_file("ferretdb", "main.go").parent
-    bin_dir = Path(cache_dir).resolve() / "bin"
+    cache_dir = Path(cache_dir).resolve()
+    bin_dir = cache_dir / "bin"
     binary = bin_dir / BINARY_NAME
     stamp_file = bin_dir / f"{BINARY_NAME}.stamp"
     wanted = _source_hash(src_dir)
@@ -78,28 +142,33 @@ def provision_ferretdb(cache_dir: Path, progress: Callable[[str], None] = print)
             return binary
         go = _go()
         progress(
-            f"ferretdb: building {BINARY_NAME} (FerretDB {FERRETDB_VERSION}) with go build, "
-            "CGO_ENABLED=0 (about a minute on 2 cores when nothing is cached)..."
+            f"ferretdb: building {BINARY_NAME} (FerretDB {FERRETDB_VERSION}, patched) with "
+            "go build, CGO_ENABLED=0 (about a minute on 2 cores when nothing is cached)..."
         )
         began = time.monotonic()
-        tmp = bin_dir / f".{BINARY_NAME}.{os.getpid()}.tmp"
-        env = dict(os.environ, CGO_ENABLED="0")
-        result = subprocess.run(
-            # -buildvcs=false: the checkout may have no commits yet, which breaks stamping.
-            [go, "build", "-trimpath", "-buildvcs=false", "-o", str(tmp), "."],
-            cwd=src_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            check=False,
+        build_dir = cache_dir / "ferretdb-build"
+        build_dir.mkdir(parents=True, exist_ok=True)
+        for path in _sources(src_dir):
+            shutil.copyfile(path, build_dir / path.name)
+        _patched_module(go, src_dir, build_dir / "ferretdb-module")
+        _run_go(
+            go,
+            ["mod", "edit", f"-replace={FERRETDB_MODULE}=./ferretdb-module"],
+            build_dir,
+            "go mod edit",
         )
-        if result.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            output = (result.stdout + result.stderr).strip().splitlines()
-            raise RuntimeError(
-                f"go build failed (exit {result.returncode}):\n" + "\n".join(output[-40:])
+        tmp = bin_dir / f".{BINARY_NAME}.{os.getpid()}.tmp"
+        try:
+            # -buildvcs=false: the checkout may have no commits yet, which breaks stamping.
+            _run_go(
+                go,
+                ["build", "-trimpath", "-buildvcs=false", "-o", str(tmp), "."],
+                build_dir,
+                "go build",
             )
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         # Atomic: a running lintas-ferretdb keeps its old inode.
         tmp.replace(binary)
         stamp_file.write_text(wanted + "\n")

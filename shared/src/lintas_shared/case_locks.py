@@ -1,11 +1,9 @@
 """Per-case locks inside one process.
 
-On FerretDB a version check is a read by `_id` followed by a write by `_id` (see
-`lintas_shared.mongo.update_by_id`; FerretDB v1 on its own even let two concurrent
-conditional updates both match). The version check still guards against other
-processes on MongoDB, but within this process every read-change-write of a case is
-serialised here, so the consumer, the partner API, the scheduler and the outbox relay
-never race each other on one case.
+Every read-change-write of a case in this process (the consumer, the partner API, the
+scheduler, the outbox relay) is serialised here, so they queue instead of failing each
+other's version checks and retrying. Across processes the version check in the write's
+filter (`lintas_shared.mongo.update_by_id`) decides, atomically.
 """
 
 from __future__ import annotations

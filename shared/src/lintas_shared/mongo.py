@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient
@@ -46,69 +45,12 @@ async def ping(client: AsyncMongoClient[Document]) -> bool:
     return True
 
 
-# --- conditional writes that stay on the `_id` index --------------------------------------
+# --- writes and reads of one document by `_id`, with a condition ------------------------
 #
-# FerretDB v1 turns a filter into SQL only when it is `{"_id": <string>}` alone; any other
-# filter, even `{"_id": x, "version": 3}`, makes it read and decode every document of the
-# collection and match them in Go, then write the one it found. That is a read followed
-# by a write anyway (FerretDB v1 has no atomic conditional update), so on FerretDB the
-# condition is checked here on a read by `_id`, and the write goes by `_id` alone: the
-# same guarantee, without reading the whole collection. On MongoDB the condition stays in
-# the filter, where the server applies it atomically.
-
-_flavours: dict[int, bool] = {}
-
-
-async def is_ferretdb(client: AsyncMongoClient[Document]) -> bool:
-    """Whether the server is FerretDB (its buildInfo says so); asked once per client."""
-    key = id(client)
-    if key not in _flavours:
-        info = await client.admin.command("buildInfo")
-        # FerretDB v1.24 answers with `ferretdbVersion` and `ferretdbFeatures`.
-        _flavours[key] = any(str(field).lower().startswith("ferretdb") for field in info)
-    return _flavours[key]
-
-
-def _comparable(value: Any) -> Any:
-    # BSON keeps milliseconds: compare as the server would after a round trip.
-    if isinstance(value, datetime):
-        return value.replace(microsecond=value.microsecond // 1000 * 1000)
-    return value
-
-
-def _matches_one(present: bool, value: Any, condition: Any) -> bool:
-    if not (isinstance(condition, Mapping) and condition and next(iter(condition)).startswith("$")):
-        return bool((value if present else None) == _comparable(condition))
-    for op, operand in condition.items():
-        expected = _comparable(operand)
-        if op == "$ne":
-            ok = (value if present else None) != expected
-        elif op == "$in":
-            ok = (value if present else None) in [_comparable(o) for o in operand]
-        elif not present or value is None:
-            ok = False
-        elif op == "$lt":
-            ok = value < expected
-        elif op == "$lte":
-            ok = value <= expected
-        elif op == "$gt":
-            ok = value > expected
-        elif op == "$gte":
-            ok = value >= expected
-        else:
-            raise ValueError(f"unsupported condition operator {op}")
-        if not ok:
-            return False
-    return True
-
-
-def matches(doc: Document, where: Mapping[str, Any]) -> bool:
-    """Whether `doc` satisfies `where` (top-level fields; equality, $ne, $in, $lt(e), $gt(e)),
-    as MongoDB would judge it."""
-    return all(
-        _matches_one(field in doc, _comparable(doc.get(field)), condition)
-        for field, condition in where.items()
-    )
+# The condition stays in the filter, where the server applies it atomically. The dev and
+# test stack's FerretDB is built with a patch (lintas_deploy.ferretdb.PATCHES) that lets it
+# find the document by its `_id` index even when the filter has more fields, and its
+# wrapper serialises writes per collection, so the same holds there across clients.
 
 
 async def update_by_id(
@@ -120,15 +62,7 @@ async def update_by_id(
     upsert: bool = False,
 ) -> bool:
     """Apply `update` to the document `doc_id` if it satisfies `where`; True if it did
-    (or, with `upsert`, inserted it). See the note above on FerretDB."""
-    if where and await is_ferretdb(collection.database.client):
-        current = await collection.find_one({"_id": doc_id}, {field: 1 for field in where})
-        if current is None:
-            if not upsert:
-                return False
-        elif not matches(current, where):
-            return False
-        where = None
+    (or, with `upsert`, inserted it)."""
     result = await collection.update_one({"_id": doc_id, **(where or {})}, update, upsert=upsert)
     return result.matched_count == 1 or result.upserted_id is not None
 
@@ -140,9 +74,5 @@ async def find_by_id(
     where: Mapping[str, Any] | None = None,
     projection: Mapping[str, Any] | None = None,
 ) -> Document | None:
-    """The document `doc_id` if it satisfies `where`: read by `_id` alone, so FerretDB
-    uses its index, and checked here."""
-    doc = await collection.find_one({"_id": doc_id}, projection)
-    if doc is None or (where and not matches(doc, where)):
-        return None
-    return doc
+    """The document `doc_id` if it satisfies `where`, else None."""
+    return await collection.find_one({"_id": doc_id, **(where or {})}, projection)

@@ -120,8 +120,8 @@ class MongoMessageRepository:
         self._on_write = on_write
 
     async def _update_one(self, message_id: str, query: Document, update: Document) -> bool:
-        # FerretDB v1 applies an update as read-modify-write: hold the message's lock,
-        # which the outbox relay also takes around its $pull, so neither loses the other.
+        # Hold the message's lock, which the outbox relay also takes around its $pull:
+        # writers in this process queue rather than fail each other's conditions.
         where = {field: value for field, value in query.items() if field != "_id"}
         async with self.locks.hold(message_id):
             return await update_by_id(self._collection, message_id, update, where=where)
