@@ -11,6 +11,7 @@ from lintas_bench.config import Ports, from_args
 from lintas_bench.profiling import package_of, summarise_speedscope
 from lintas_bench.stats import (
     StepVerdict,
+    bisect_rate,
     highest_sustained,
     judge_step,
     next_rates,
@@ -182,3 +183,12 @@ def test_quick_mode_and_explicit_options() -> None:
     assert quick.import_rows == 10
     assert from_args(["--rates", "1,3"]).rates == (1.0, 3.0)
     assert from_args(["--skip", "import,profile"]).skip == {"import", "profile"}
+
+
+def test_bisection_between_the_last_pass_and_the_first_failure() -> None:
+    assert bisect_rate(2.0, 5.0) == 3.5
+    assert bisect_rate(2.0, 3.5) == 3.0  # 2.75 rounds to the half-case grid
+    assert bisect_rate(3.0, 3.5) is None
+    assert bisect_rate(None, 2.0) == 1.0
+    assert bisect_rate(None, 0.5) is None
+    assert bisect_rate(20.0, 40.0, granularity=1.0) == 30.0

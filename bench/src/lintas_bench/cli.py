@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import platform
 import signal
@@ -27,18 +28,20 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import structlog
 from lintas_deploy.ferretdb import FERRETDB_VERSION
 from lintas_deploy.kafka import KAFKA_VERSION
+from lintas_shared.topics import SOURCE_TOPICS
 
 from lintas_bench import baselines, profiling, storeops
 from lintas_bench.bulk_import import run_import
 from lintas_bench.config import BenchConfig, from_args
 from lintas_bench.load import LoadContext, StepResult, run_step
-from lintas_bench.observe import Observer
+from lintas_bench.observe import Observer, consumer_lag
 from lintas_bench.report import render
-from lintas_bench.resources import Sampler
-from lintas_bench.stack import SERVICES, Stack, running_stack
-from lintas_bench.stats import StepVerdict, highest_sustained, next_rates
+from lintas_bench.resources import Sampler, idle_rate
+from lintas_bench.stack import GROUPS, SERVICES, Stack, running_stack
+from lintas_bench.stats import StepVerdict, bisect_rate, highest_sustained, next_rates
 
 
 def _say(message: str) -> None:
@@ -103,7 +106,9 @@ async def _phases(
     try:
         await _calibrate(config, stack, ctx, results)
         top = (
-            await _pipeline(config, ctx, results, budget) if "pipeline" not in config.skip else None
+            await _pipeline(config, stack, ctx, results, budget)
+            if "pipeline" not in config.skip
+            else None
         )
         results["memory"]["top_rate"] = top
         if config.profile and "profile" not in config.skip and budget.left() > 0:
@@ -135,8 +140,12 @@ async def _calibrate(
 ) -> None:
     _say(f"idle window ({config.idle_seconds:g}s), then {config.calibration_cases} cases at 2/s")
     before = await storeops.command_totals(stack.mongodb_uri)
+    idle_window = ctx.sampler.open()
     await asyncio.sleep(config.idle_seconds)
+    ctx.sampler.close(idle_window)
     idle = storeops.diff(await storeops.command_totals(stack.mongodb_uri), before)
+    ctx.idle_cpu_rate = idle_rate(idle_window)
+    results["idle_cpu_seconds_per_second"] = ctx.idle_cpu_rate
     began = time.monotonic()
     before = await storeops.command_totals(stack.mongodb_uri)
     step = await run_step(
@@ -166,32 +175,69 @@ async def _calibrate(
     results["memory"] = {"idle_rss_mib": ctx.sampler.snapshot_rss()}
 
 
+async def _settle(stack: Stack, limit: float) -> dict[str, int]:
+    """Wait until the services have consumed every record (lag 0), at most `limit` s."""
+    deadline = time.monotonic() + limit
+    while True:
+        lag = await consumer_lag(stack.kafka_bootstrap, list(GROUPS.values()), list(SOURCE_TOPICS))
+        if not any(lag.values()) or time.monotonic() >= deadline:
+            return lag
+        await asyncio.sleep(1.0)
+
+
 async def _pipeline(
-    config: BenchConfig, ctx: LoadContext, results: dict[str, Any], budget: Budget
+    config: BenchConfig,
+    stack: Stack,
+    ctx: LoadContext,
+    results: dict[str, Any],
+    budget: Budget,
 ) -> float | None:
     steps: list[dict[str, Any]] = []
     verdicts: list[StepVerdict] = []
     results["pipeline"] = {"steps": steps}
-    for rate in next_rates(config.rates, config.step_factor, config.max_rate):
-        if budget.left() < config.step_seconds + config.drain_seconds:
-            results["pipeline"]["stopped"] = f"time budget spent before {rate:g}/s"
-            break
-        _say(f"pipeline: {rate:g} cases/s for {config.step_seconds:g}s")
-        step = await run_step(
+
+    async def step(rate: float, label: str) -> bool:
+        lag = await _settle(stack, config.settle_seconds)
+        _say(f"pipeline: {rate:g} cases/s for {config.step_seconds:g}s ({label})")
+        result = await run_step(
             ctx,
             rate=rate,
             seconds=config.step_seconds,
             drain_seconds=config.drain_seconds,
-            label="step",
+            label=label,
         )
-        _say(_step_line(step))
-        steps.append(step.public())
-        assert step.verdict is not None
-        verdicts.append(step.verdict)
-        if not step.verdict.sustained:
-            results["pipeline"]["stopped"] = f"{rate:g}/s failed: {', '.join(step.verdict.reasons)}"
+        _say(_step_line(result))
+        data = result.public()
+        data["consumer_lag_before"] = lag
+        steps.append(data)
+        assert result.verdict is not None
+        verdicts.append(result.verdict)
+        return result.verdict.sustained
+
+    def time_for_a_step() -> bool:
+        return budget.left() >= config.step_seconds + config.drain_seconds
+
+    passed: float | None = None
+    failed: float | None = None
+    for rate in next_rates(config.rates, config.step_factor, config.max_rate):
+        if not time_for_a_step():
+            results["pipeline"]["stopped"] = f"time budget spent before {rate:g}/s"
             break
-        await asyncio.sleep(2.0)
+        if await step(rate, "ladder"):
+            passed = rate
+        else:
+            failed = rate
+            results["pipeline"]["stopped"] = f"{rate:g}/s failed"
+            break
+    for _ in range(config.refine_steps if failed is not None else 0):
+        assert failed is not None
+        rate_ = bisect_rate(passed, failed, config.rate_granularity)
+        if rate_ is None or not time_for_a_step():
+            break
+        if await step(rate_, "bisect"):
+            passed = rate_
+        else:
+            failed = rate_
     top = highest_sustained(verdicts)
     results["pipeline"]["highest_sustained_rate"] = top
     peak_step = next((s for s in steps if s["rate"] == top), None)
@@ -217,6 +263,14 @@ async def _profile(
     recording = asyncio.create_task(
         profiling.record(service_pids, config.profile_seconds + 2.0, config.profile_dir.resolve())
     )
+    go_recording = asyncio.create_task(
+        profiling.record_go(
+            stack.ferretdb_debug_url,
+            config.profile_seconds,
+            config.profile_dir.resolve() / "ferretdb.pprof",
+        )
+    )
+    await _settle(stack, config.settle_seconds)
     await asyncio.sleep(1.0)  # py-spy attaches before the first arrival
     step = await run_step(
         ctx,
@@ -226,18 +280,26 @@ async def _profile(
         label="profiled",
     )
     files = await recording
+    try:
+        go_summary = await go_recording
+    except Exception as exc:  # a profile that failed must not sink the run
+        go_summary = {"error": f"{type(exc).__name__}: {exc}"}
     summaries: dict[str, Any] = {}
     for name, found in files.items():
         if isinstance(found, Path):
             summaries[name] = asdict(profiling.summarise_speedscope(name, found))
         else:
             summaries[name] = {"error": found}
+    summaries["ferretdb"] = go_summary
     results["profile"] = {
         "rate": rate,
         "seconds": config.profile_seconds,
         "step": step.public(),
         "services": summaries,
-        "note": "py-spy 100 Hz, idle samples excluded; shares are of each process's busy samples",
+        "note": (
+            "services: py-spy --gil at 100 Hz (samples of the thread running Python); "
+            "ferretdb: Go pprof CPU profile, flat shares"
+        ),
     }
 
 
@@ -281,10 +343,8 @@ async def _baselines(
         )
         sampler.close(window)
         cases = found.get("accepted") or 0
-        found["server_cpu_ms_per_case"] = {
-            name: round(1000.0 * window.cpu[name] / cases, 2) if cases else None
-            for name in ("ferretdb", "kafka")
-        }
+        net = window.net_cpu_ms_per_case(cases, ctx.idle_cpu_rate)
+        found["server_cpu_ms_per_case"] = {name: net.get(name) for name in ("ferretdb", "kafka")}
         out[label] = found
     _say("broker limit: aiokafka max produce, Kafka ProducerPerformance")
     out["broker_aiokafka"] = await baselines.aiokafka_max_produce(
@@ -336,6 +396,12 @@ def _write(config: BenchConfig, results: dict[str, Any], table: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit 0 when every phase ran (whatever the figures say)."""
     config = from_args(argv)
+    # Library log lines (topic creation, ...) go to stderr, and only warnings: stdout
+    # carries the table alone.
+    structlog.configure(
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
+    )
     # SIGTERM unwinds like Ctrl-C, so every process we started is stopped.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     budget = Budget(config.budget_seconds)
@@ -358,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         results["error"] = "interrupted"
         failed = True
-    except Exception as exc:
+    except (Exception, asyncio.CancelledError) as exc:
         results["error"] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
         failed = True

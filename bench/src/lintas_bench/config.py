@@ -19,6 +19,7 @@ class Ports:
     kafka: int = 24092
     kafka_controller: int = 24093
     mongo: int = 24017
+    ferretdb_debug: int = 24060
     intake: int = 24080
     referral: int = 24081
     notify: int = 24082
@@ -46,6 +47,12 @@ class BenchConfig:
     step_factor: float = 2.0
     max_rate: float = 320.0
     step_seconds: float = 30.0
+    #: After the first failing step, bisect this many times between the last rate that
+    #: passed and the first that failed (on a grid of `rate_granularity` cases/s).
+    refine_steps: int = 2
+    rate_granularity: float = 0.5
+    #: Before each step, wait at most this long for the services' consumer lag to be 0.
+    settle_seconds: float = 90.0
     #: After a step's last arrival, how long to wait for its cases to complete.
     drain_seconds: float = 30.0
     arrivals: Arrivals = "uniform"
@@ -89,6 +96,8 @@ QUICK = {
     "step_factor": 2.0,
     "max_rate": 5.0,
     "step_seconds": 8.0,
+    "refine_steps": 0,
+    "settle_seconds": 30.0,
     "drain_seconds": 15.0,
     "calibration_cases": 6,
     "idle_seconds": 4.0,
@@ -133,6 +142,8 @@ def parser() -> argparse.ArgumentParser:
         "--step-seconds", type=float, help=f"each step's length (default {d.step_seconds})"
     )
     p.add_argument("--drain-seconds", type=float, help="wait this long for a step's cases")
+    p.add_argument("--refine-steps", type=int, help="bisection steps after the first failure")
+    p.add_argument("--settle-seconds", type=float, help="wait for consumer lag 0 before a step")
     p.add_argument("--arrivals", choices=["uniform", "poisson"], help="arrival process")
     p.add_argument("--seed", type=int, help="seed of the poisson arrivals")
     p.add_argument("--threshold-ms", type=float, help="p99 bar of a sustained rate")
@@ -172,6 +183,8 @@ def from_args(argv: list[str] | None = None) -> BenchConfig:
         "max_rate",
         "step_seconds",
         "drain_seconds",
+        "refine_steps",
+        "settle_seconds",
         "arrivals",
         "seed",
         "threshold_ms",

@@ -112,8 +112,10 @@ class StepResult:
     duplicates_seen: dict[str, int]
     drain_seconds: float
     cpu_seconds: dict[str, float]
-    cpu_ms_per_case: dict[str, float]
+    cpu_ms_per_case: dict[str, float | None]
+    cpu_ms_per_case_gross: dict[str, float]
     peak_rss_mib: dict[str, float]
+    load_average: float
     verdict: StepVerdict | None = None
     case_ids: list[str] = field(default_factory=list, repr=False)
 
@@ -137,6 +139,8 @@ class LoadContext:
     arrivals: Arrivals
     seed: int
     threshold_ms: float
+    #: CPU seconds per second each process burns when idle, subtracted per case.
+    idle_cpu_rate: dict[str, float] = field(default_factory=dict)
     _counter: int = 0
 
     def next_numbers(self, count: int) -> range:
@@ -236,11 +240,15 @@ async def run_step(
     missing_offered = sum(1 for i in ids if i not in ctx.observer.offered)
     missing_sms = sum(1 for i in ids if i not in ctx.observer.sms)
     services_cpu = {n: window.cpu.get(n, 0.0) for n in window.cpu}
-    per_case = {
+    gross = {
         name: round(1000.0 * cpu / len(accepted), 2) if accepted else 0.0
         for name, cpu in services_cpu.items()
     }
-    per_case["lintas services"] = round(sum(per_case.get(name, 0.0) for name in SERVICE_NAMES), 2)
+    gross["lintas services"] = round(sum(gross.get(name, 0.0) for name in SERVICE_NAMES), 2)
+    per_case = window.net_cpu_ms_per_case(len(accepted), ctx.idle_cpu_rate)
+    per_case["lintas services"] = (
+        round(sum(per_case.get(name) or 0.0 for name in SERVICE_NAMES), 2) if accepted else None
+    )
     result = StepResult(
         label=label,
         rate=rate,
@@ -259,7 +267,9 @@ async def run_step(
         drain_seconds=round(drained, 1),
         cpu_seconds=services_cpu,
         cpu_ms_per_case=per_case,
+        cpu_ms_per_case_gross=gross,
         peak_rss_mib=mib(window),
+        load_average=round(os.getloadavg()[0], 2),
         case_ids=ids,
     )
     result.verdict = judge_step(

@@ -14,6 +14,7 @@ import contextlib
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from lintas_shared.topics import CASES, NOTIFICATIONS, REFERRALS
 
 OFFERED = "org.lintas.referral.offered"
@@ -50,12 +51,18 @@ class Observer:
             client_id="lintas-bench-observer",
             fetch_max_wait_ms=100,
         )
-        await consumer.start()
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            described = await admin.describe_topics([CASES, REFERRALS, NOTIFICATIONS])
+        finally:
+            await admin.close()
         partitions = [
-            TopicPartition(topic, p)
-            for topic in (CASES, REFERRALS, NOTIFICATIONS)
-            for p in sorted(consumer.partitions_for_topic(topic) or set())
+            TopicPartition(topic["topic"], p["partition"])
+            for topic in described
+            for p in topic["partitions"]
         ]
+        await consumer.start()
         if not partitions:
             await consumer.stop()
             raise RuntimeError("the observer found no partitions; are the topics created?")
@@ -114,3 +121,31 @@ class Observer:
         if self._task is not None and self._task.done() and not self._task.cancelled():
             return self._task.exception()
         return None
+
+
+async def consumer_lag(bootstrap: str, groups: list[str], topics: list[str]) -> dict[str, int]:
+    """Records each consumer group has yet to process on `topics` (end minus committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        described = await admin.describe_topics(topics)
+        partitions = [
+            TopicPartition(t["topic"], p["partition"]) for t in described for p in t["partitions"]
+        ]
+        ends = await consumer.end_offsets(partitions)
+        lag: dict[str, int] = {}
+        for group in groups:
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            # Only topics the group consumes (has committed on); a partition of such a
+            # topic without a commit yet is read from its start (auto_offset_reset).
+            done = {tp: m.offset for tp, m in committed.items() if m.offset >= 0}
+            consumed = {tp.topic for tp in done}
+            lag[group] = sum(
+                max(0, ends[tp] - done.get(tp, 0)) for tp in partitions if tp.topic in consumed
+            )
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()

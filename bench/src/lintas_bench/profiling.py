@@ -1,11 +1,16 @@
-"""Sampling profiles of the running services with py-spy, and what they show.
+"""Sampling profiles of the running processes, and what they show.
 
 py-spy attaches to each service by pid (no change to the services), samples Python
 stacks 100 times a second while a load step runs and writes a speedscope file (open it
-at speedscope.app, or convert with `collapsed`). Idle samples (a thread waiting in
-epoll) are left out by py-spy, so the shares below are shares of the CPU time each
-process spent running Python, by leaf frame ("self") and by frames on the stack
-("inclusive").
+at speedscope.app; `*.collapsed.txt` beside it feeds flamegraph.pl). It keeps only
+samples of the thread holding the GIL (`--gil`): its idle detection does not work in
+this container (threads parked in epoll or a queue were counted as busy), and the GIL
+holder is, by definition, the thread running Python. The shares below are therefore
+shares of each process's Python execution, by leaf frame ("self") and by frames on the
+stack ("inclusive"); time in C code that releases the GIL is not in them.
+
+FerretDB (Go) is profiled by its own runtime: the wrapper serves Go's pprof on
+`-debug-addr`, and `go tool pprof -top` turns the CPU profile into flat shares.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import shutil
 import sys
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 _SITE = re.compile(r"/site-packages/([^/]+)")
 _LINTAS = re.compile(r"/(lintas_[a-z]+)/")
@@ -166,6 +173,7 @@ async def record(
                 str(max(1, round(seconds))),
                 "--rate",
                 str(rate),
+                "--gil",
                 "--format",
                 "speedscope",
                 "--output",
@@ -190,3 +198,75 @@ async def record(
             tail = stderr.decode(errors="replace").strip().splitlines()[-3:]
             results[name] = f"py-spy exit {process.returncode}: {' | '.join(tail)}"
     return results
+
+
+_PPROF_LINE = re.compile(
+    r"^\s*(?P<flat>[\d.]+)(?P<unit>[a-z]*s)\s+(?P<flatpct>[\d.]+)%\s+[\d.]+%\s+"
+    r"[\d.]+[a-z]*s\s+(?P<cumpct>[\d.]+)%\s+(?P<name>.+?)\s*$"
+)
+
+
+def go_package_of(symbol: str) -> str:
+    """The Go package of a symbol ("modernc.org/sqlite/lib.sqlite3VdbeExec" ->
+    "modernc.org/sqlite/lib"), with FerretDB's internal prefix shortened."""
+    head, _, tail = symbol.rpartition("/")
+    package = f"{head}/{tail.split('.')[0]}" if head else symbol.split(".")[0]
+    return package.replace("github.com/FerretDB/FerretDB/internal/", "ferretdb/")
+
+
+def parse_pprof_top(text: str, top: int = 10) -> dict[str, list[Share]]:
+    """Flat shares by package and by function from `go tool pprof -top` output."""
+    by_package: dict[str, float] = {}
+    by_function: list[Share] = []
+    for line in text.splitlines():
+        match = _PPROF_LINE.match(line)
+        if match is None:
+            continue
+        percent = float(match.group("flatpct"))
+        name = match.group("name")
+        package = go_package_of(name)
+        by_package[package] = by_package.get(package, 0.0) + percent
+        if len(by_function) < top:
+            by_function.append(Share(name, percent))
+    return {
+        "self_by_package": [
+            Share(n, round(p, 1))
+            for n, p in sorted(by_package.items(), key=lambda item: -item[1])[:top]
+        ],
+        "self_by_function": by_function,
+    }
+
+
+async def record_go(debug_url: str, seconds: float, out: Path) -> dict[str, Any]:
+    """Take a Go CPU profile over `seconds` from a pprof endpoint and summarise it."""
+    async with httpx.AsyncClient(timeout=seconds + 30.0) as client:
+        response = await client.get(
+            f"{debug_url}/debug/pprof/profile", params={"seconds": max(1, round(seconds))}
+        )
+    if response.status_code != 200:
+        return {"error": f"pprof answered {response.status_code}"}
+    await asyncio.to_thread(out.write_bytes, response.content)
+    go = shutil.which("go")
+    if go is None:
+        return {"file": str(out), "error": "go not found: no summary"}
+    process = await asyncio.create_subprocess_exec(
+        go,
+        "tool",
+        "pprof",
+        "-top",
+        "-nodecount=400",
+        str(out),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120.0)
+    if process.returncode != 0:
+        return {"file": str(out), "error": stderr.decode(errors="replace")[-300:]}
+    text = stdout.decode(errors="replace")
+    await asyncio.to_thread(out.with_suffix(".top.txt").write_text, text)
+    summary = parse_pprof_top(text)
+    return {
+        "file": str(out),
+        "self_by_package": [asdict(s) for s in summary["self_by_package"]],
+        "self_by_function": [asdict(s) for s in summary["self_by_function"]],
+    }

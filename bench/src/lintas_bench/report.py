@@ -42,12 +42,14 @@ def _pipeline(results: Mapping[str, Any], lines: list[str]) -> None:
     header = (
         f"{'rate/s':>6} {'sent':>5} {'201':>5} {'err':>4} | {'http p50':>8} {'p99':>6} | "
         f"{'offer p50':>9} {'p95':>6} {'p99':>6} {'max':>6} | {'sms p50':>7} {'p95':>6} "
-        f"{'p99':>6} {'max':>6} | {'miss':>4} | {'cpu ms/case':>11} | verdict"
+        f"{'p99':>6} {'max':>6} | {'miss':>4} | {'svc':>5} {'ferret':>6} {'kafka':>5} | "
+        f"{'load':>4} | verdict"
     )
     lines.append(header)
     lines.append("-" * len(header))
     for step in pipeline.get("steps", []):
         http, offered, sms = step["http"], step["offered"], step["sms"]
+        cpu = step["cpu_ms_per_case"]
         verdict = step.get("verdict") or {}
         ok = "ok" if verdict.get("sustained") else "FAIL: " + "; ".join(verdict.get("reasons", []))
         lines.append(
@@ -58,7 +60,8 @@ def _pipeline(results: Mapping[str, Any], lines: list[str]) -> None:
             f"{_n(offered['max_ms'], 0):>6} | {_n(sms['p50_ms'], 0):>7} {_n(sms['p95_ms'], 0):>6} "
             f"{_n(sms['p99_ms'], 0):>6} {_n(sms['max_ms'], 0):>6} | "
             f"{max(step['missing_offered'], step['missing_sms']):>4} | "
-            f"{_n(step['cpu_ms_per_case'].get('lintas services'), 1):>11} | {ok}"
+            f"{_n(cpu.get('lintas services'), 0):>5} {_n(cpu.get('ferretdb'), 0):>6} "
+            f"{_n(cpu.get('kafka'), 0):>5} | {_n(step.get('load_average'), 1):>4} | {ok}"
         )
     top = pipeline.get("highest_sustained_rate")
     lines.append(
@@ -69,8 +72,9 @@ def _pipeline(results: Mapping[str, Any], lines: list[str]) -> None:
     if pipeline.get("stopped"):
         lines.append(f"Ladder stopped: {pipeline['stopped']}")
     lines.append(
-        "cpu ms/case = CPU time of intake + referral + notify during the step and its drain, "
-        "per accepted case"
+        "svc / ferret / kafka = CPU ms per case of intake+referral+notify / FerretDB / Kafka "
+        "over the step and its drain, less each one's idle CPU; load = 1-min load average "
+        "of the machine at the step's end"
     )
 
 
@@ -234,6 +238,12 @@ def _profile(results: Mapping[str, Any], lines: list[str]) -> None:
     for name, summary in profile.get("services", {}).items():
         if "error" in summary:
             lines.append(f"  {name}: {summary['error']}")
+            continue
+        if "samples" not in summary:  # FerretDB: Go pprof, flat shares
+            packages = ", ".join(
+                f"{s['name']} {s['percent']:g}%" for s in summary["self_by_package"][:6]
+            )
+            lines.append(f"  {name} (Go pprof, flat CPU) by package: {packages}")
             continue
         packages = ", ".join(
             f"{s['name']} {s['percent']:g}%" for s in summary["self_by_package"][:6]

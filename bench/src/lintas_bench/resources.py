@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -57,7 +58,23 @@ class Window:
 
     cpu_start: dict[str, float]
     peak_rss: dict[str, int]
+    opened_at: float = field(default_factory=time.monotonic)
+    seconds: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
+
+    def net_cpu_ms_per_case(
+        self, cases: int, idle_rate: Mapping[str, float]
+    ) -> dict[str, float | None]:
+        """CPU milliseconds per case, less what each process burns when idle (its
+        background loops) over the same time: at low rates that would dominate."""
+        if cases <= 0:
+            return {name: None for name in self.cpu}
+        return {
+            name: round(
+                1000.0 * max(0.0, used - idle_rate.get(name, 0.0) * self.seconds) / cases, 2
+            )
+            for name, used in self.cpu.items()
+        }
 
 
 @dataclass
@@ -85,6 +102,7 @@ class Sampler:
     def close(self, window: Window) -> Window:
         """End a window: fills in its CPU seconds per process."""
         self._sample()
+        window.seconds = time.monotonic() - window.opened_at
         window.cpu = {
             name: round(cpu_seconds(pid) - window.cpu_start[name], 3)
             for name, pid in self.pids.items()
@@ -133,3 +151,9 @@ class Sampler:
 def mib(window: Window) -> dict[str, float]:
     """A window's peaks in MiB."""
     return {name: round(value / MIB, 1) for name, value in window.peak_rss.items()}
+
+
+def idle_rate(window: Window) -> dict[str, float]:
+    """CPU seconds per second of each process over an idle window."""
+    seconds = max(window.seconds, 1e-6)
+    return {name: round(used / seconds, 4) for name, used in window.cpu.items()}

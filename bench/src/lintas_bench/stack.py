@@ -16,9 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from lintas_deploy.ferretdb import ferretdb_process, start_ferretdb
+from lintas_deploy.ferretdb import ferretdb_process, provision_ferretdb
 from lintas_deploy.kafka import kafka_process, start_kafka
-from lintas_deploy.processes import ManagedProcess
+from lintas_deploy.processes import ManagedProcess, ensure_ports_free, wait_for_port
 from lintas_intake.domain.organisation import OrganisationKind
 from lintas_shared.kafka import ensure_topics
 from lintas_shared.topics import ALL_TOPICS
@@ -28,6 +28,7 @@ from lintas_tools.services import ServiceSpec, service_specs, start_service, sto
 from lintas_bench.config import BenchConfig
 
 SERVICES = ("intake", "referral", "notify")
+GROUPS = {name: f"lintas-{name}" for name in SERVICES}
 DATABASES = {"intake": "lintas_intake", "referral": "lintas_referral", "notify": "lintas_notify"}
 #: A legal partner that never runs out of room: the default (50 open referrals) would
 #: turn every later case into "unassigned" and measure something else.
@@ -41,6 +42,7 @@ class Stack:
     kafka_bootstrap: str
     mongodb_uri: str
     intake_url: str
+    ferretdb_debug_url: str
     ngo_api_key: str
     state_dir: Path
     pids: dict[str, int]
@@ -73,6 +75,9 @@ def service_environment(config: BenchConfig, state: Path, pepper: str) -> dict[s
             "PYTHONUNBUFFERED": "1",
         }
     )
+    for name in SERVICES:
+        env[f"LINTAS_{name.upper()}_DATABASE"] = DATABASES[name]
+        env[f"LINTAS_{name.upper()}_CONSUMER_GROUP"] = GROUPS[name]
     return env
 
 
@@ -130,7 +135,7 @@ def running_stack(config: BenchConfig, say: Callable[[str], None]) -> Iterator[S
             partitions=config.topic_partitions,
             progress=lambda _m: None,
         )
-        start_ferretdb(state, cache, port=ports.mongo, progress=lambda _m: None)
+        _start_ferretdb(state, cache, ports.mongo, ports.ferretdb_debug)
         bootstrap = f"127.0.0.1:{ports.kafka}"
         uri = f"mongodb://127.0.0.1:{ports.mongo}/"
         asyncio.run(ensure_topics(bootstrap, ALL_TOPICS, partitions=config.topic_partitions))
@@ -148,6 +153,7 @@ def running_stack(config: BenchConfig, say: Callable[[str], None]) -> Iterator[S
             kafka_bootstrap=bootstrap,
             mongodb_uri=uri,
             intake_url=specs[0].url,
+            ferretdb_debug_url=f"http://127.0.0.1:{ports.ferretdb_debug}",
             ngo_api_key=api_key,
             state_dir=state,
             pids=pids,
@@ -160,6 +166,33 @@ def running_stack(config: BenchConfig, say: Callable[[str], None]) -> Iterator[S
         # The data is only this run's load; the logs stay for a look afterwards.
         for data in (state / "kafka" / "data", state / "ferretdb" / "data"):
             shutil.rmtree(data, ignore_errors=True)
+
+
+def _start_ferretdb(state: Path, cache: Path, port: int, debug_port: int) -> None:
+    """FerretDB as `lintas_deploy.ferretdb.start_ferretdb` starts it, plus the wrapper's
+    `-debug-addr`, so Go's CPU profile of the store can be taken during the profile step."""
+    ensure_ports_free({"mongo (FerretDB) port": port, "FerretDB debug port": debug_port})
+    binary = provision_ferretdb(cache, lambda _m: None)
+    data = state / "ferretdb" / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    process = ferretdb_process(state)
+    process.start(
+        [
+            str(binary),
+            "-listen-addr",
+            f"127.0.0.1:{port}",
+            "-sqlite-dir",
+            f"{data}/",
+            "-debug-addr",
+            f"127.0.0.1:{debug_port}",
+        ],
+        cwd=state / "ferretdb",
+    )
+    try:
+        wait_for_port("127.0.0.1", port, 60.0, process)
+    except BaseException:
+        process.stop(timeout=10.0)
+        raise
 
 
 def _pid(process: ManagedProcess) -> int:

@@ -155,3 +155,13 @@ def next_rates(base: Sequence[float], factor: float, limit: float) -> list[float
         top = round(top * factor, 3)
         rates.append(top)
     return [r for r in rates if r <= limit]
+
+
+def bisect_rate(passed: float | None, failed: float, granularity: float = 0.5) -> float | None:
+    """The next rate to try between the highest that passed and the lowest that failed,
+    on a grid of `granularity`; None when no grid point lies strictly between them."""
+    low = passed or 0.0
+    middle = round((low + failed) / 2.0 / granularity) * granularity
+    if middle <= low + 1e-9 or middle >= failed - 1e-9 or middle <= 0:
+        return None
+    return middle
