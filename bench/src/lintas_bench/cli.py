@@ -112,7 +112,8 @@ async def _phases(
         )
         results["memory"]["top_rate"] = top
         if config.profile and "profile" not in config.skip and budget.left() > 0:
-            await _profile(config, stack, ctx, results, top)
+            failed = (results.get("pipeline") or {}).get("lowest_failed_rate")
+            await _profile(config, stack, ctx, results, top, failed)
         if "baselines" not in config.skip and budget.left() > 0:
             await _baselines(config, stack, ctx, results, tools_dir, top, sampler)
         if "import" not in config.skip and budget.left() > 0:
@@ -240,6 +241,9 @@ async def _pipeline(
             failed = rate_
     top = highest_sustained(verdicts)
     results["pipeline"]["highest_sustained_rate"] = top
+    results["pipeline"]["lowest_failed_rate"] = min(
+        (v.rate for v in verdicts if not v.sustained), default=None
+    )
     peak_step = next((s for s in steps if s["rate"] == top), None)
     results["memory"]["peak_rss_mib_at_top_rate"] = peak_step["peak_rss_mib"] if peak_step else None
     overall: dict[str, float] = {}
@@ -256,8 +260,11 @@ async def _profile(
     ctx: LoadContext,
     results: dict[str, Any],
     top: float | None,
+    failed: float | None,
 ) -> None:
-    rate = config.profile_rate or top or min(config.rates)
+    # At the first rate that failed the services are busy all the time, so the samples
+    # are many and show what one case costs; else at the top rate.
+    rate = config.profile_rate or failed or top or min(config.rates)
     _say(f"profile: py-spy on the services during {config.profile_seconds:g}s at {rate:g}/s")
     service_pids = {name: stack.pids[name] for name in SERVICES}
     recording = asyncio.create_task(
@@ -314,6 +321,8 @@ async def _baselines(
 ) -> None:
     shape = ctx.observer.shape
     out: dict[str, Any] = {"record_shape": asdict(shape)}
+    # The services idle meanwhile: a backlog left by the last step must be gone first.
+    out["consumer_lag_before"] = await _settle(stack, config.settle_seconds)
     results["baselines"] = out
     _say(f"baseline (a): {config.roundtrips} raw Kafka round trips")
     out["kafka_roundtrip"] = await baselines.kafka_roundtrip(

@@ -69,7 +69,7 @@ class BenchConfig:
     profile_rate: float | None = None  # default: the highest sustained rate (or the lowest)
     profile: bool = True
     #: Bulk import through `lintas import`.
-    import_rows: int = 2000
+    import_rows: int = 1000
     import_concurrency: int = 8
     #: Baselines.
     roundtrips: int = 200

@@ -201,39 +201,61 @@ async def record(
 
 
 _PPROF_LINE = re.compile(
-    r"^\s*(?P<flat>[\d.]+)(?P<unit>[a-z]*s)\s+(?P<flatpct>[\d.]+)%\s+[\d.]+%\s+"
-    r"[\d.]+[a-z]*s\s+(?P<cumpct>[\d.]+)%\s+(?P<name>.+?)\s*$"
+    r"^\s*(?P<flat>[\d.]+)(?P<unit>[a-z]*s)?\s+(?P<flatpct>[\d.]+)%\s+[\d.]+%\s+"
+    r"[\d.]+[a-z]*s?\s+(?P<cumpct>[\d.]+)%\s+(?P<name>.+?)(?: \(inline\))?\s*$"
 )
+#: Frames of FerretDB's profile worth naming, by what they stand for (cumulative share).
+GO_LANDMARKS = {
+    "decoding stored documents (sjson.Unmarshal)": "internal/handler/sjson.Unmarshal",
+    "encoding documents for storage (sjson.Marshal)": "internal/handler/sjson.Marshal",
+    "SQLite executing statements (sqlite3_step)": "modernc.org/sqlite/lib.Xsqlite3_step",
+    "Go memory allocation (mallocgc)": "runtime.mallocgc",
+    "Go garbage collector (gcBgMarkWorker)": "runtime.gcBgMarkWorker",
+    "wire protocol: reading and writing messages": "FerretDB/wire.ReadMessage",
+}
+_COMMAND = re.compile(r"internal/handler\.\(\*Handler\)\.Msg(?P<command>\w+)$")
 
 
 def go_package_of(symbol: str) -> str:
     """The Go package of a symbol ("modernc.org/sqlite/lib.sqlite3VdbeExec" ->
-    "modernc.org/sqlite/lib"), with FerretDB's internal prefix shortened."""
+    "modernc.org/sqlite/lib"), with FerretDB's internal prefix shortened; assembly
+    routines without a package ("aeshashbody") belong to the runtime."""
+    if "." not in symbol and "/" not in symbol:
+        return "runtime"
     head, _, tail = symbol.rpartition("/")
     package = f"{head}/{tail.split('.')[0]}" if head else symbol.split(".")[0]
-    return package.replace("github.com/FerretDB/FerretDB/internal/", "ferretdb/")
+    package = package.replace("github.com/FerretDB/FerretDB/internal/", "ferretdb/")
+    return "runtime" if package.startswith("internal/runtime") else package
 
 
 def parse_pprof_top(text: str, top: int = 10) -> dict[str, list[Share]]:
-    """Flat shares by package and by function from `go tool pprof -top` output."""
+    """Shares from `go tool pprof -top -cum` output: flat CPU by package, cumulative CPU
+    by wire command (FerretDB's `Msg<Command>` handlers) and at a few landmark frames."""
     by_package: dict[str, float] = {}
-    by_function: list[Share] = []
+    by_command: dict[str, float] = {}
+    landmarks: dict[str, float] = {}
     for line in text.splitlines():
         match = _PPROF_LINE.match(line)
         if match is None:
             continue
-        percent = float(match.group("flatpct"))
         name = match.group("name")
+        flat, cum = float(match.group("flatpct")), float(match.group("cumpct"))
         package = go_package_of(name)
-        by_package[package] = by_package.get(package, 0.0) + percent
-        if len(by_function) < top:
-            by_function.append(Share(name, percent))
+        by_package[package] = by_package.get(package, 0.0) + flat
+        if command := _COMMAND.search(name):
+            by_command[command.group("command")] = cum
+        for label, frame in GO_LANDMARKS.items():
+            if name.endswith(frame) and label not in landmarks:
+                landmarks[label] = cum
+
+    def shares(values: dict[str, float]) -> list[Share]:
+        ordered = sorted(values.items(), key=lambda item: -item[1])[:top]
+        return [Share(name, round(percent, 1)) for name, percent in ordered]
+
     return {
-        "self_by_package": [
-            Share(n, round(p, 1))
-            for n, p in sorted(by_package.items(), key=lambda item: -item[1])[:top]
-        ],
-        "self_by_function": by_function,
+        "self_by_package": shares(by_package),
+        "by_command": shares(by_command),
+        "landmarks": shares(landmarks),
     }
 
 
@@ -254,6 +276,7 @@ async def record_go(debug_url: str, seconds: float, out: Path) -> dict[str, Any]
         "tool",
         "pprof",
         "-top",
+        "-cum",
         "-nodecount=400",
         str(out),
         stdout=asyncio.subprocess.PIPE,
@@ -264,9 +287,11 @@ async def record_go(debug_url: str, seconds: float, out: Path) -> dict[str, Any]
         return {"file": str(out), "error": stderr.decode(errors="replace")[-300:]}
     text = stdout.decode(errors="replace")
     await asyncio.to_thread(out.with_suffix(".top.txt").write_text, text)
-    summary = parse_pprof_top(text)
-    return {
+    total = re.search(r"Total samples = ([\d.]+m?s) \(([\d.]+)%\)", text)
+    result: dict[str, Any] = {
         "file": str(out),
-        "self_by_package": [asdict(s) for s in summary["self_by_package"]],
-        "self_by_function": [asdict(s) for s in summary["self_by_function"]],
+        "cpu": f"{total.group(1)} in {seconds:g} s" if total else None,
     }
+    for key, found in parse_pprof_top(text).items():
+        result[key] = [asdict(share) for share in found]
+    return result

@@ -239,11 +239,16 @@ def _profile(results: Mapping[str, Any], lines: list[str]) -> None:
         if "error" in summary:
             lines.append(f"  {name}: {summary['error']}")
             continue
-        if "samples" not in summary:  # FerretDB: Go pprof, flat shares
-            packages = ", ".join(
-                f"{s['name']} {s['percent']:g}%" for s in summary["self_by_package"][:6]
+        if "samples" not in summary:  # FerretDB: Go pprof
+
+            def join(key: str, count: int = 6, found: Mapping[str, Any] = summary) -> str:
+                return ", ".join(f"{s['name']} {s['percent']:g}%" for s in found[key][:count])
+
+            lines.append(
+                f"  {name} (Go pprof, {summary.get('cpu')} CPU) under each wire command: "
+                f"{join('by_command')}; at: {join('landmarks')}"
             )
-            lines.append(f"  {name} (Go pprof, flat CPU) by package: {packages}")
+            lines.append(f"  {'':{len(name)}}  flat by package: {join('self_by_package', 4)}")
             continue
         packages = ", ".join(
             f"{s['name']} {s['percent']:g}%" for s in summary["self_by_package"][:6]
