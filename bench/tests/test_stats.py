@@ -141,21 +141,24 @@ def test_speedscope_summary_counts_leaf_and_inclusive_frames(tmp_path: Path) -> 
         {"name": "handle", "file": "/w/services/intake/src/lintas_intake/handlers.py", "line": 2},
         {"name": "validate", "file": f"{site}/pydantic/main.py", "line": 3},
         {"name": "insert", "file": f"{site}/pymongo/asynchronous/collection.py", "line": 4},
+        {"name": "EpollSelector.select", "file": "/x/lib/python3.11/selectors.py", "line": 5},
     ]
     profile = {
         "type": "sampled",
-        "samples": [[0, 1, 2], [0, 1, 2], [0, 1, 3], [0]],
-        "weights": [0.01, 0.01, 0.01, 0.01],
+        "samples": [[0, 1, 2], [0, 1, 2], [0, 1, 3], [0], [0, 4]],
+        "weights": [0.01, 0.01, 0.01, 0.01, 0.01],
     }
     path = tmp_path / "intake.speedscope.json"
     path.write_text(json.dumps({"shared": {"frames": frames}, "profiles": [profile]}))
     summary = summarise_speedscope("intake", path)
     assert summary.samples == 4
+    assert summary.waiting_samples == 1  # waiting in epoll is no work
     assert summary.self_by_package[0].name == "pydantic"
     assert summary.self_by_package[0].percent == 50.0
     inclusive = {s.name: s.percent for s in summary.inclusive_by_function}
     assert inclusive["handle (lintas_intake.handlers)"] == 75.0
     assert "run (asyncio.base_events)" not in inclusive  # on every sample: scaffolding
+    assert [s.name for s in summary.inclusive_lintas] == ["handle (lintas_intake.handlers)"]
 
 
 def test_package_names_come_from_the_file_path() -> None:

@@ -41,6 +41,22 @@ def py_spy() -> str | None:
     return shutil.which("py-spy")
 
 
+#: Leaf frames that wait rather than work (a thread blocked in epoll, a lock or a queue).
+#: py-spy can still see them with --gil, as the thread that last held the GIL.
+_WAITING = {
+    ("EpollSelector.select", "selectors"),
+    ("Condition.wait", "threading"),
+    ("Event.wait", "threading"),
+    ("Thread.join", "threading"),
+    ("_worker", "concurrent/futures/thread"),
+}
+
+
+def is_waiting(name: str, file: str) -> bool:
+    """Whether a leaf frame is a thread waiting (for I/O, a lock, a queue), not working."""
+    return any(name == n and f"/{module}.py" in file for n, module in _WAITING)
+
+
 def package_of(file: str) -> str:
     """Where a frame's code lives: a Lintas package, a library, or a stdlib module."""
     if match := _LINTAS.search(file):
@@ -74,9 +90,11 @@ class ProfileSummary:
 
     process: str
     samples: int
+    waiting_samples: int
     self_by_package: list[Share]
     self_by_function: list[Share]
     inclusive_by_function: list[Share]
+    inclusive_lintas: list[Share]
     file: str
 
 
@@ -84,18 +102,26 @@ def summarise_speedscope(
     process: str, path: Path, top: int = 10, skip_above: float = 90.0
 ) -> ProfileSummary:
     """Shares of a py-spy speedscope file: by package and function of the leaf frame,
-    and inclusive by function (frames on more than `skip_above` percent of samples, the
-    event loop and server scaffolding, are left out of the inclusive list)."""
+    and inclusive by function, of all code and of Lintas' own (frames on more than
+    `skip_above` percent of samples, the event loop and server scaffolding, are left out
+    of the inclusive lists). Samples whose
+    leaf frame waits (`is_waiting`) are counted apart and left out of every share."""
     data: dict[str, Any] = json.loads(path.read_text())
     frames = data["shared"]["frames"]
     keys = [(f["name"], str(f.get("file") or "")) for f in frames]
+    waiting = {i for i, key in enumerate(keys) if is_waiting(*key)}
+    excluded = 0
     self_package: Counter[str] = Counter()
     self_function: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    lintas: Counter[str] = Counter()
     total = 0.0
     for profile in data["profiles"]:
         for stack, weight in zip(profile["samples"], profile["weights"], strict=True):
             if not stack:
+                continue
+            if stack[-1] in waiting:
+                excluded += 1
                 continue
             total += weight
             name, file = keys[stack[-1]]
@@ -103,6 +129,10 @@ def summarise_speedscope(
             self_function[f"{name} ({_module(file)})"] += weight
             for label in {f"{keys[i][0]} ({_module(keys[i][1])})" for i in stack}:
                 inclusive[label] += weight
+            for label in {
+                f"{keys[i][0]} ({_module(keys[i][1])})" for i in stack if _LINTAS.search(keys[i][1])
+            }:
+                lintas[label] += weight
 
     def shares(counter: Counter[str], limit: float = 100.1) -> list[Share]:
         if total <= 0:
@@ -117,10 +147,12 @@ def summarise_speedscope(
     samples = sum(len(p["samples"]) for p in data["profiles"])
     return ProfileSummary(
         process=process,
-        samples=samples,
+        samples=samples - excluded,
+        waiting_samples=excluded,
         self_by_package=shares(self_package),
         self_by_function=shares(self_function),
         inclusive_by_function=shares(inclusive, skip_above),
+        inclusive_lintas=shares(lintas, skip_above),
         file=str(path),
     )
 

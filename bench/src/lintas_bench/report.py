@@ -53,7 +53,7 @@ def _pipeline(results: Mapping[str, Any], lines: list[str]) -> None:
         verdict = step.get("verdict") or {}
         ok = "ok" if verdict.get("sustained") else "FAIL: " + "; ".join(verdict.get("reasons", []))
         lines.append(
-            f"{_n(step['rate'], 0):>6} {step['requested']:>5} {step['accepted']:>5} "
+            f"{step['rate']:>6g} {step['requested']:>5} {step['accepted']:>5} "
             f"{sum(step['errors'].values()):>4} | {_n(http['p50_ms'], 0):>8} "
             f"{_n(http['p99_ms'], 0):>6} | {_n(offered['p50_ms'], 0):>9} "
             f"{_n(offered['p95_ms'], 0):>6} {_n(offered['p99_ms'], 0):>6} "
@@ -69,6 +69,23 @@ def _pipeline(results: Mapping[str, Any], lines: list[str]) -> None:
         f"{_n(config.get('threshold_ms'))} ms (offer and SMS), no errors, every case complete: "
         + (f"{_n(top)} cases/s" if top else "none")
     )
+    top_step = _step_at(results, top)
+    if top_step:
+        cpu = top_step["cpu_ms_per_case"]
+        parts = {
+            "FerretDB": cpu.get("ferretdb"),
+            "intake+referral+notify": cpu.get("lintas services"),
+            "Kafka": cpu.get("kafka"),
+        }
+        total = sum(v for v in parts.values() if isinstance(v, (int, float)))
+        if total > 0:
+            lines.append(
+                f"CPU one case costs at {_n(top)}/s: "
+                + ", ".join(
+                    f"{name} {_n(value, 0)} ms ({100 * (value or 0) / total:.0f}%)"
+                    for name, value in parts.items()
+                )
+            )
     if pipeline.get("stopped"):
         lines.append(f"Ladder stopped: {pipeline['stopped']}")
     lines.append(
@@ -256,8 +273,13 @@ def _profile(results: Mapping[str, Any], lines: list[str]) -> None:
         functions = ", ".join(
             f"{s['name']} {s['percent']:g}%" for s in summary["self_by_function"][:4]
         )
-        lines.append(f"  {name} ({summary['samples']} samples) self by package: {packages}")
+        lines.append(
+            f"  {name} ({summary['samples']} busy samples, {summary['waiting_samples']} waiting "
+            f"left out) self by package: {packages}"
+        )
         lines.append(f"  {'':{len(name)}}  top self frames: {functions}")
+        own = ", ".join(f"{s['name']} {s['percent']:g}%" for s in summary["inclusive_lintas"][:4])
+        lines.append(f"  {'':{len(name)}}  Lintas code on the stack: {own}")
 
 
 def render(results: Mapping[str, Any]) -> str:
