@@ -19,7 +19,7 @@ from lintas_bench.stats import (
     percentile,
     summarise,
 )
-from lintas_bench.storeops import per_case
+from lintas_bench.storeops import full_table_reads, per_case
 
 pytestmark = pytest.mark.unit
 
@@ -195,3 +195,17 @@ def test_bisection_between_the_last_pass_and_the_first_failure() -> None:
     assert bisect_rate(None, 2.0) == 1.0
     assert bisect_rate(None, 0.5) is None
     assert bisect_rate(20.0, 40.0, granularity=1.0) == 30.0
+
+
+def test_full_table_reads_are_selects_without_where_per_collection() -> None:
+    log = [
+        'level=DEBUG msg=">>> SELECT  _ferretdb_sjson FROM \\"cases_fd985966\\"" '
+        "name=sqlite name=lintas_intake args=[]",
+        'level=DEBUG msg=">>> SELECT  _ferretdb_sjson FROM \\"cases_fd985966\\" '
+        "WHERE _ferretdb_sjson->'$._id' = ?\" name=sqlite name=lintas_intake args=[x]",
+        'level=DEBUG msg=">>> SELECT  _ferretdb_sjson FROM \\"cases_fd985966\\"" '
+        "name=sqlite name=lintas_intake args=[]",
+        'level=DEBUG msg=">>> UPDATE \\"cases_fd985966\\" SET x" name=sqlite',
+        'level=DEBUG msg="<<< SELECT  _ferretdb_sjson FROM \\"messages_0a0b0c0d\\"" name=x',
+    ]
+    assert full_table_reads(log) == {"lintas_intake.cases": 2}

@@ -128,6 +128,8 @@ async def _phases(
                 sampler=sampler,
                 time_limit=max(120.0, budget.left() + 120.0),
             )
+        if config.ferretdb_log_level == "debug":
+            results["full_table_reads"] = _full_table_reads(stack, ctx, results)
         for phase in ("profile", "baselines", "import"):
             if phase not in results and phase not in config.skip:
                 results.setdefault("skipped", []).append(f"{phase}: time budget spent")
@@ -369,6 +371,18 @@ async def _baselines(
             max(shape.value_bytes, 1),
             config.broker_records,
         )
+
+
+def _full_table_reads(stack: Stack, ctx: LoadContext, results: dict[str, Any]) -> dict[str, Any]:
+    """Diagnosis mode: whole-collection reads per case, from FerretDB's debug log."""
+    cases = ctx.submitted + int((results.get("import") or {}).get("rows", 0))
+    with (stack.state_dir / "logs" / "ferretdb.log").open(errors="replace") as log:
+        counts = storeops.full_table_reads(log)
+    return {
+        "cases": cases,
+        "per_case": {table: round(n / cases, 2) for table, n in counts.items()} if cases else {},
+        "note": "SELECTs without WHERE in FerretDB's debug log (background loops included)",
+    }
 
 
 def _cache_dir() -> Path:

@@ -79,6 +79,9 @@ class BenchConfig:
     #: Notify's provider throttle for the run (its default, 10/s, would cap SMS at 10/s).
     sms_provider_rate: float = 1000.0
     topic_partitions: int = 6
+    #: FerretDB's log level; "debug" logs every SQL statement (to find full-table reads),
+    #: at a cost that makes the figures meaningless: for diagnosis only.
+    ferretdb_log_level: str = "info"
     #: Stop starting new phases after this many seconds (the phase under way finishes).
     budget_seconds: float = 14 * 60.0
     quick: bool = False
@@ -161,6 +164,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--sms-provider-rate", type=float, help="notify's provider throttle, per second")
     p.add_argument("--budget-seconds", type=float, help="start no new phase after this")
     p.add_argument(
+        "--ferretdb-log-level",
+        choices=["debug", "info", "warn", "error"],
+        help="debug logs every SQL statement FerretDB runs (diagnosis only: slows it down)",
+    )
+    p.add_argument(
         "--skip",
         default="",
         help="comma-separated phases to skip: pipeline, profile, baselines, import",
@@ -198,6 +206,7 @@ def from_args(argv: list[str] | None = None) -> BenchConfig:
         "broker_records",
         "sms_provider_rate",
         "budget_seconds",
+        "ferretdb_log_level",
         "output_dir",
     ):
         value = getattr(args, name)

@@ -143,6 +143,11 @@ class LoadContext:
     idle_cpu_rate: dict[str, float] = field(default_factory=dict)
     _counter: int = 0
 
+    @property
+    def submitted(self) -> int:
+        """Cases this context has sent so far."""
+        return self._counter
+
     def next_numbers(self, count: int) -> range:
         """Fresh case numbers (external_refs never repeat within a run)."""
         start = self._counter

@@ -125,6 +125,17 @@ def _store(results: Mapping[str, Any], lines: list[str]) -> None:
     )
 
 
+def _full_reads(results: Mapping[str, Any], lines: list[str]) -> None:
+    reads = results.get("full_table_reads")
+    if not reads:
+        return
+    found = ", ".join(f"{table} {n:g}" for table, n in list(reads["per_case"].items())[:8])
+    lines.append(
+        f"Whole-collection reads per case (FerretDB debug log, {reads['cases']} cases; debug "
+        f"logging slows FerretDB, so this run's timings do not count): {found}"
+    )
+
+
 def _baselines(results: Mapping[str, Any], lines: list[str]) -> None:
     base = results.get("baselines")
     if not base:
@@ -298,6 +309,7 @@ def render(results: Mapping[str, Any]) -> str:
     _pipeline(results, lines)
     _memory(results, lines)
     _store(results, lines)
+    _full_reads(results, lines)
     _baselines(results, lines)
     _import(results, lines)
     _profile(results, lines)

@@ -135,7 +135,7 @@ def running_stack(config: BenchConfig, say: Callable[[str], None]) -> Iterator[S
             partitions=config.topic_partitions,
             progress=lambda _m: None,
         )
-        _start_ferretdb(state, cache, ports.mongo, ports.ferretdb_debug)
+        _start_ferretdb(state, cache, ports.mongo, ports.ferretdb_debug, config.ferretdb_log_level)
         bootstrap = f"127.0.0.1:{ports.kafka}"
         uri = f"mongodb://127.0.0.1:{ports.mongo}/"
         asyncio.run(ensure_topics(bootstrap, ALL_TOPICS, partitions=config.topic_partitions))
@@ -168,7 +168,9 @@ def running_stack(config: BenchConfig, say: Callable[[str], None]) -> Iterator[S
             shutil.rmtree(data, ignore_errors=True)
 
 
-def _start_ferretdb(state: Path, cache: Path, port: int, debug_port: int) -> None:
+def _start_ferretdb(
+    state: Path, cache: Path, port: int, debug_port: int, log_level: str = "info"
+) -> None:
     """FerretDB as `lintas_deploy.ferretdb.start_ferretdb` starts it, plus the wrapper's
     `-debug-addr`, so Go's CPU profile of the store can be taken during the profile step."""
     ensure_ports_free({"mongo (FerretDB) port": port, "FerretDB debug port": debug_port})
@@ -185,6 +187,8 @@ def _start_ferretdb(state: Path, cache: Path, port: int, debug_port: int) -> Non
             f"{data}/",
             "-debug-addr",
             f"127.0.0.1:{debug_port}",
+            "-log-level",
+            log_level,
         ],
         cwd=state / "ferretdb",
     )

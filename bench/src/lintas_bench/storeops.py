@@ -9,7 +9,8 @@ by the number of cases. Connection chatter (hello, ping, ...) is left out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 
 from lintas_shared.mongo import Document, make_mongo_client
 
@@ -80,3 +81,27 @@ def per_case(
         if value > 0.05:
             result[name] = round(value, 2)
     return result
+
+
+#: A SELECT as FerretDB's debug log shows it: `>>> SELECT  _ferretdb_sjson FROM \"t_1a2b\" ...`
+_SELECT = re.compile(
+    r'msg=">>> SELECT .*? FROM \\"(?P<table>[^\\]+)\\"(?P<rest>[^"]*)"'
+    r"(?:.*? name=(?P<database>\w+) args=)?"
+)
+_TABLE_SUFFIX = re.compile(r"_[0-9a-f]{8}$")
+
+
+def full_table_reads(log_lines: Iterable[str]) -> dict[str, int]:
+    """SELECTs without a WHERE clause per table, from FerretDB's debug log: each one
+    reads and decodes every document of a collection (a filter it could not push down
+    to SQLite, or a query meant to read everything)."""
+    counts: dict[str, int] = {}
+    for line in log_lines:
+        match = _SELECT.search(line)
+        if match is None or "WHERE" in match.group("rest"):
+            continue
+        table = _TABLE_SUFFIX.sub("", match.group("table"))
+        if match.group("database"):
+            table = f"{match.group('database')}.{table}"
+        counts[table] = counts.get(table, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
