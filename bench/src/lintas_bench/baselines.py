@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from lintas_shared.kafka import ensure_topics
 from lintas_shared.mongo import make_mongo_client
 
+from lintas_bench.children import finish
 from lintas_bench.observe import RecordShape
 from lintas_bench.stats import summarise
 
@@ -266,13 +267,10 @@ async def producer_performance(
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
     )
-    try:
-        stdout, _ = await asyncio.wait_for(process.communicate(), timeout=180.0)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+    output = await finish(process, 180.0)
+    if output is None:
         return {"skipped": "ProducerPerformance did not finish within 180 s"}
-    parsed = parse_producer_performance(stdout.decode(errors="replace"))
+    parsed = parse_producer_performance(output[0].decode(errors="replace"))
     if parsed is None:
         return {"skipped": f"no summary from ProducerPerformance (exit {process.returncode})"}
     return {
@@ -324,12 +322,10 @@ async def minimal_pipeline(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    try:
-        stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=seconds + 120.0)
-    except TimeoutError:
-        process.kill()
-        await process.wait()
+    output = await finish(process, seconds + 120.0)
+    if output is None:
         return {"skipped": "the minimal pipeline did not finish in time"}
+    stdout, stderr = output
     lines = [line for line in stdout.decode().splitlines() if line.startswith("{")]
     if process.returncode != 0 or not lines:
         tail = stderr.decode(errors="replace").strip().splitlines()[-5:]

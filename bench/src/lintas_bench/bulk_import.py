@@ -19,6 +19,7 @@ from typing import Any
 
 from lintas_tools.importer import CSV_COLUMNS
 
+from lintas_bench.children import reap
 from lintas_bench.resources import MIB, Sampler, mib, rss_bytes
 
 
@@ -93,17 +94,18 @@ async def run_import(
         peak = 0
         stdout_task = asyncio.create_task(process.stdout.read())  # type: ignore[union-attr]
         timed_out = False
-        while process.returncode is None:
-            peak = max(peak, rss_bytes(process.pid))
-            if time.monotonic() - began > time_limit:
-                process.kill()  # our own child, by its pid
-                timed_out = True
-                break
-            try:
-                await asyncio.wait_for(process.wait(), timeout=0.25)
-            except TimeoutError:
-                pass
-        await process.wait()
+        try:
+            while process.returncode is None:
+                peak = max(peak, rss_bytes(process.pid))
+                if time.monotonic() - began > time_limit:
+                    timed_out = True
+                    break
+                try:
+                    await asyncio.wait_for(process.wait(), timeout=0.25)
+                except TimeoutError:
+                    pass
+        finally:
+            await reap(process)  # past the limit, or the run was interrupted
         stdout = await stdout_task
         elapsed = time.monotonic() - began
         sampler.close(window)

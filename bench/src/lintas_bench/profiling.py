@@ -28,6 +28,8 @@ from typing import Any
 
 import httpx
 
+from lintas_bench.children import finish, reap
+
 _SITE = re.compile(r"/site-packages/([^/]+)")
 _LINTAS = re.compile(r"/(lintas_[a-z]+)/")
 _STDLIB = re.compile(r"/lib/python3\.\d+/([^/]+)")
@@ -216,14 +218,16 @@ async def record(
             path,
         )
     results: dict[str, Path | str] = {}
-    for name, (process, path) in running.items():
-        try:
-            _, stderr = await asyncio.wait_for(process.communicate(), timeout=seconds + 60.0)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    try:
+        outputs = [await finish(process, seconds + 60.0) for process, _ in running.values()]
+    finally:
+        for process, _ in running.values():
+            await reap(process)
+    for (name, (process, path)), output in zip(running.items(), outputs, strict=True):
+        if output is None:
             results[name] = "py-spy did not finish"
             continue
+        stderr = output[1]
         if process.returncode == 0 and _write_collapsed(path, out_dir / f"{name}.collapsed.txt"):
             results[name] = path
         else:
@@ -314,7 +318,10 @@ async def record_go(debug_url: str, seconds: float, out: Path) -> dict[str, Any]
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), timeout=120.0)
+    output = await finish(process, 120.0)
+    if output is None:
+        return {"file": str(out), "error": "go tool pprof did not finish"}
+    stdout, stderr = output
     if process.returncode != 0:
         return {"file": str(out), "error": stderr.decode(errors="replace")[-300:]}
     text = stdout.decode(errors="replace")
