@@ -153,7 +153,7 @@ def _baselines(results: Mapping[str, Any], lines: list[str]) -> None:
     if store:
         cmds = sum(store.get("commands_per_case", {}).values())
         lines.append(
-            f"  (b) Store, the {cmds:g} commands of one case replayed raw by _id: per case "
+            f"  (b) Store, the {cmds:.0f} commands of one case replayed raw by _id: per case "
             f"{_latency(store.get('per_case'))} = "
             f"{_n(store.get('cases_per_second_one_at_a_time'), 1)} cases/s one at a time"
         )
@@ -289,7 +289,7 @@ def _profile(results: Mapping[str, Any], lines: list[str]) -> None:
             f"left out) self by package: {packages}"
         )
         lines.append(f"  {'':{len(name)}}  top self frames: {functions}")
-        own = ", ".join(f"{s['name']} {s['percent']:g}%" for s in summary["inclusive_lintas"][:4])
+        own = ", ".join(f"{s['name']} {s['percent']:g}%" for s in summary["inclusive_lintas"][:6])
         lines.append(f"  {'':{len(name)}}  Lintas code on the stack: {own}")
 
 
