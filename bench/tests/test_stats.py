@@ -92,6 +92,7 @@ def test_a_step_is_sustained_only_when_everything_holds() -> None:
     assert not _judge(duration_s=20.0).sustained
     assert not _judge(requested=0, accepted=0).sustained
     assert "3 cases incomplete" in _judge(missing=3).reasons
+    assert not _judge(aborted=True).sustained
 
 
 def test_highest_sustained_stops_at_the_first_failure() -> None:

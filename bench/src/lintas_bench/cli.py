@@ -105,6 +105,10 @@ async def _phases(
     )
     try:
         await _calibrate(config, stack, ctx, results)
+        # Baselines first, while the store is small and nothing is queued: a failed load
+        # step leaves a backlog (and a bigger store) behind that would distort them.
+        if "baselines" not in config.skip:
+            await _baselines(config, stack, ctx, results, tools_dir, sampler)
         top = (
             await _pipeline(config, stack, ctx, results, budget)
             if "pipeline" not in config.skip
@@ -114,9 +118,8 @@ async def _phases(
         if config.profile and "profile" not in config.skip and budget.left() > 0:
             failed = (results.get("pipeline") or {}).get("lowest_failed_rate")
             await _profile(config, stack, ctx, results, top, failed)
-        if "baselines" not in config.skip and budget.left() > 0:
-            await _baselines(config, stack, ctx, results, tools_dir, top, sampler)
         if "import" not in config.skip and budget.left() > 0:
+            lag = await _settle(stack, config.settle_seconds)
             _say(f"bulk import: {config.import_rows} rows through `lintas import`")
             results["import"] = await run_import(
                 intake_url=stack.intake_url,
@@ -128,6 +131,7 @@ async def _phases(
                 sampler=sampler,
                 time_limit=max(120.0, budget.left() + 120.0),
             )
+            results["import"]["consumer_lag_before"] = lag
         if config.ferretdb_log_level == "debug":
             results["full_table_reads"] = _full_table_reads(stack, ctx, results)
         for phase in ("profile", "baselines", "import"):
@@ -264,9 +268,9 @@ async def _profile(
     top: float | None,
     failed: float | None,
 ) -> None:
-    # At the first rate that failed the services are busy all the time, so the samples
-    # are many and show what one case costs; else at the top rate.
-    rate = config.profile_rate or failed or top or min(config.rates)
+    # At the top sustained rate (a failing rate would measure a backlog and grow the
+    # store); at the first failing rate when none was sustained.
+    rate = config.profile_rate or top or failed or min(config.rates)
     _say(f"profile: py-spy on the services during {config.profile_seconds:g}s at {rate:g}/s")
     service_pids = {name: stack.pids[name] for name in SERVICES}
     recording = asyncio.create_task(
@@ -318,7 +322,6 @@ async def _baselines(
     ctx: LoadContext,
     results: dict[str, Any],
     tools_dir: Path | None,
-    top: float | None,
     sampler: Sampler,
 ) -> None:
     shape = ctx.observer.shape
@@ -335,7 +338,8 @@ async def _baselines(
     out["store"] = await baselines.store_ops(
         stack.mongodb_uri, mix, config.store_cases, shape.value_bytes
     )
-    rate = top or min(config.rates)
+    # (c) open loop at the first rate of the ladder, to set beside Lintas' step there.
+    rate = min(config.rates)
     for mode, label in (("open", "minimal_open"), ("closed", "minimal_closed")):
         _say(
             f"baseline (c): minimal pipeline, {mode} loop"

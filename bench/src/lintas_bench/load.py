@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import time
 import uuid
@@ -99,6 +100,10 @@ class StepResult:
     label: str
     rate: float
     seconds: float
+    #: Cases sent in this run before the step (the store grows, and some reads with it).
+    stored_cases_before: int
+    #: Seconds into the step when it was stopped as hopeless, or None.
+    aborted_at_s: float | None
     requested: int
     accepted: int
     errors: dict[str, int]
@@ -185,6 +190,7 @@ async def run_step(
     """Send `rate` cases a second for `seconds`, then wait up to `drain_seconds` for each
     accepted case's referral offer and SMS; judge the step against the threshold."""
     schedule = open_loop_schedule(rate, seconds, ctx.arrivals, ctx.seed)
+    stored_before = ctx.submitted
     numbers = ctx.next_numbers(len(schedule))
     # Prepared before the clock starts, so building bodies never delays an arrival.
     bodies = [json.dumps(case_document(ctx.run, n)).encode() for n in numbers]
@@ -204,10 +210,20 @@ async def run_step(
     ) as client:
         began = loop.time() + 0.05
         began_wall = time.time() + 0.05
+        # Once more than this many cases are later than the bar, p99 over the whole step
+        # can only fail: stop sending, so a hopeless step leaves a smaller backlog.
+        hopeless = max(3, math.ceil(0.02 * len(schedule)) + 1)
+        aborted_at: float | None = None
+        next_check = began + 1.0
         for offset, body, key in zip(schedule, bodies, keys, strict=True):
             delay = began + offset - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            if loop.time() >= next_check:
+                next_check = loop.time() + 0.5
+                if _late(outcomes, ctx, time.time() - ctx.threshold_ms / 1000.0) >= hopeless:
+                    aborted_at = round(loop.time() - began, 1)
+                    break
             outcome = Outcome(due_lag=max(0.0, loop.time() - (began + offset)))
             outcomes.append(outcome)
             if len(tasks) >= ctx.max_in_flight:
@@ -222,7 +238,8 @@ async def run_step(
     accepted = [o for o in outcomes if o.case_id is not None]
     ids = [o.case_id for o in accepted if o.case_id is not None]
     drain_started = time.monotonic()
-    deadline = drain_started + drain_seconds
+    # An aborted step has failed already: a short look at what still completes will do.
+    deadline = drain_started + (min(drain_seconds, 10.0) if aborted_at else drain_seconds)
     while time.monotonic() < deadline:
         if ctx.observer.failed() is not None:
             raise RuntimeError(f"the topic observer stopped: {ctx.observer.failed()!r}")
@@ -258,6 +275,8 @@ async def run_step(
         label=label,
         rate=rate,
         seconds=seconds,
+        stored_cases_before=stored_before,
+        aborted_at_s=aborted_at,
         requested=len(outcomes),
         accepted=len(accepted),
         errors=dict(errors),
@@ -287,8 +306,21 @@ async def run_step(
         threshold_ms=ctx.threshold_ms,
         duration_s=seconds,
         required_duration_s=required_seconds if required_seconds is not None else seconds,
+        aborted=aborted_at is not None,
     )
     return result
+
+
+def _late(outcomes: list[Outcome], ctx: LoadContext, answered_before: float) -> int:
+    """Requests or cases already later than the bar: answered before `answered_before`
+    (epoch s) and still missing an end point, or still unanswered since then."""
+    late = 0
+    for o in outcomes:
+        if o.status is None and o.error is None:
+            late += 0.0 < o.sent_at < answered_before
+        elif o.case_id is not None and o.answered_at < answered_before:
+            late += o.case_id not in ctx.observer.offered or o.case_id not in ctx.observer.sms
+    return late
 
 
 def _ms(value: float | None) -> float | None:

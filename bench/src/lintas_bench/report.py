@@ -40,7 +40,8 @@ def _pipeline(results: Mapping[str, Any], lines: list[str]) -> None:
         "topic (ms)"
     )
     header = (
-        f"{'rate/s':>6} {'sent':>5} {'201':>5} {'err':>4} | {'http p50':>8} {'p99':>6} | "
+        f"{'rate/s':>6} {'before':>6} {'sent':>5} {'201':>5} {'err':>4} | "
+        f"{'http p50':>8} {'p99':>6} | "
         f"{'offer p50':>9} {'p95':>6} {'p99':>6} {'max':>6} | {'sms p50':>7} {'p95':>6} "
         f"{'p99':>6} {'max':>6} | {'miss':>4} | {'svc':>5} {'ferret':>6} {'kafka':>5} | "
         f"{'load':>4} | verdict"
@@ -53,7 +54,8 @@ def _pipeline(results: Mapping[str, Any], lines: list[str]) -> None:
         verdict = step.get("verdict") or {}
         ok = "ok" if verdict.get("sustained") else "FAIL: " + "; ".join(verdict.get("reasons", []))
         lines.append(
-            f"{step['rate']:>6g} {step['requested']:>5} {step['accepted']:>5} "
+            f"{step['rate']:>6g} {step.get('stored_cases_before', 0):>6} "
+            f"{step['requested']:>5} {step['accepted']:>5} "
             f"{sum(step['errors'].values()):>4} | {_n(http['p50_ms'], 0):>8} "
             f"{_n(http['p99_ms'], 0):>6} | {_n(offered['p50_ms'], 0):>9} "
             f"{_n(offered['p95_ms'], 0):>6} {_n(offered['p99_ms'], 0):>6} "
@@ -91,7 +93,8 @@ def _pipeline(results: Mapping[str, Any], lines: list[str]) -> None:
     lines.append(
         "svc / ferret / kafka = CPU ms per case of intake+referral+notify / FerretDB / Kafka "
         "over the step and its drain, less each one's idle CPU; load = 1-min load average "
-        "of the machine at the step's end"
+        "of the machine at the step's end; before = cases sent earlier in the run (the "
+        "store grows)"
     )
 
 

@@ -107,10 +107,14 @@ def judge_step(
     threshold_ms: float,
     duration_s: float,
     required_duration_s: float,
+    aborted: bool = False,
 ) -> StepVerdict:
     """Judge a step: every request accepted, every case completed, and every p99 in
-    `p99_ms` (one per measured end point) under `threshold_ms`, for long enough."""
+    `p99_ms` (one per measured end point) under `threshold_ms`, for long enough, and
+    not stopped early because too many cases were already late."""
     reasons: list[str] = []
+    if aborted:
+        reasons.append("stopped early: over 2% of its cases already later than the bar")
     if duration_s + 1e-9 < required_duration_s:
         reasons.append(f"ran {duration_s:g}s < {required_duration_s:g}s")
     if requested == 0:
