@@ -221,7 +221,9 @@ async def run_step(
                 await asyncio.sleep(delay)
             if loop.time() >= next_check:
                 next_check = loop.time() + 0.5
-                if _late(outcomes, ctx, time.time() - ctx.threshold_ms / 1000.0) >= hopeless:
+                # A second's margin over the bar, for the observer's own reading delay.
+                cutoff = time.time() - ctx.threshold_ms / 1000.0 - 1.0
+                if _late(outcomes, ctx, cutoff) >= hopeless:
                     aborted_at = round(loop.time() - began, 1)
                     break
             outcome = Outcome(due_lag=max(0.0, loop.time() - (began + offset)))
