@@ -109,6 +109,7 @@ async def run_import(
         stdout = await stdout_task
         elapsed = time.monotonic() - began
         sampler.close(window)
+    source.unlink(missing_ok=True)  # generated workers: nothing to keep
     summary: dict[str, Any] = {}
     text = stdout.decode(errors="replace")
     start = text.find("{")

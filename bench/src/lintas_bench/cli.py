@@ -421,7 +421,14 @@ def _write(config: BenchConfig, results: dict[str, Any], table: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; exit 0 when every phase ran (whatever the figures say)."""
+    """Run the benchmark; exit 0 when every phase ran (whatever the figures say).
+
+    `--render FILE` prints the table of a saved run instead (no servers are started).
+    """
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["--render"] and len(args) == 2:
+        print(render(json.loads(Path(args[1]).read_text())))
+        return 0
     config = from_args(argv)
     # Library log lines (topic creation, ...) go to stderr, and only warnings: stdout
     # carries the table alone.

@@ -132,7 +132,8 @@ def parser() -> argparse.ArgumentParser:
         description=(
             "Start fresh Kafka, FerretDB and the three services on ports 24000-24199, drive "
             "open-loop load through intake's public API, measure raw baselines, memory, bulk "
-            "import and profiles; print a table and write JSON. Stops everything it started."
+            "import and profiles; print a table and write JSON. Stops everything it started. "
+            "`--render FILE` alone prints the table of a saved run."
         ),
     )
     d = BenchConfig()

@@ -253,7 +253,8 @@ def _import(results: Mapping[str, Any], lines: list[str]) -> None:
         hours = ISSUE_IMPORT_ROWS / rate / 3600
         lines.append(
             f"  Issue 6 asks for {ISSUE_IMPORT_ROWS:,} rows: not run by default. EXTRAPOLATED "
-            f"(not measured) at this rate: ~{hours:.1f} h. Run it with --import-rows 100000."
+            f"linearly (not measured) at this rate: ~{hours:.1f} h, optimistic if the store "
+            "slows as it grows. Run it with --import-rows 100000."
         )
 
 
