@@ -7,9 +7,9 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := python3
 UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
-PACKAGES := lintas_shared lintas_intake lintas_referral lintas_notify lintas_tools lintas_deploy lintas_faults
+PACKAGES := lintas_shared lintas_intake lintas_referral lintas_notify lintas_tools lintas_deploy lintas_faults lintas_bench
 
-.PHONY: help install up down status test lint typecheck format provision clean faults
+.PHONY: help install up down status test lint typecheck format provision clean faults bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ test: lint typecheck ## lint, typecheck, then unit, integration and end-to-end t
 
 faults: install ## fault injection: kills, restarts, rewind, poison; checks lost = duplicates = 0 (FAULTS_ARGS=...)
 	$(UV) run python -m lintas_faults $(FAULTS_ARGS)
+
+bench: install ## load, baselines, memory, import and profiles on fresh servers (ports 24000-24199); BENCH_ARGS=--quick
+	@$(UV) run python -m lintas_bench $(BENCH_ARGS)
 
 clean: down ## stop everything and delete local state (.lintas/)
 	rm -rf .lintas

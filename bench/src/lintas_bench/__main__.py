@@ -1,0 +1,5 @@
+"""`python -m lintas_bench`."""
+
+from lintas_bench.cli import main
+
+raise SystemExit(main())
