@@ -23,6 +23,7 @@ import yaml
 from lintas_intake.settings import IntakeSettings
 from lintas_notify.settings import NotifySettings
 from lintas_referral.settings import ReferralSettings
+from lintas_shared.http_server import UVICORN_HTTP
 from lintas_shared.settings import CommonSettings
 
 pytestmark = pytest.mark.unit
@@ -293,6 +294,7 @@ def test_dockerfile_runs_the_factory_on_the_default_port(
     assert callable(factory)
     assert _option(dockerfile.cmd, "--host") == CONTAINER_HOST
     assert _option(dockerfile.cmd, "--port") == str(port)
+    assert _option(dockerfile.cmd, "--http") == UVICORN_HTTP  # the head deadline
     assert dockerfile.exposed == [port]
 
 

@@ -14,6 +14,7 @@ from lintas_shared.consumer import EventConsumer, PermanentEventError, RawRecord
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.events import CaseSubmitted
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
+from lintas_shared.http_guard import HttpLimits
 from lintas_shared.logging import configure_logging
 from lintas_shared.tracing import configure_tracing
 from opentelemetry.trace import SpanKind
@@ -102,7 +103,7 @@ async def app() -> AsyncIterator[httpx.AsyncClient]:
     async def consumers() -> bool:
         return ready["consumers"]
 
-    install_conventions(app, {"store": store, "consumers": consumers})
+    install_conventions(app, {"store": store, "consumers": consumers}, HttpLimits())
 
     # Routes in an included router, as the services have them.
     router = APIRouter(prefix="/v1")

@@ -68,10 +68,10 @@ async def api(
             api_key_pepper=PEPPER,
             master_key=MASTER,  # type: ignore[arg-type]
             keyvault_database=keyvault,
+            http_max_body_bytes=20_000,
         ),
         database=database_name,
         consumer_group=f"test-intake-{uuid.uuid4()}",
-        max_body_bytes=20_000,
     )
     keys = {name: f"key-{name}-{uuid.uuid4()}" for name in ("ngo", "other", "admin", "legal")}
     directory = MongoOrganisationDirectory(mongo[database_name]["organisations"], PEPPER)

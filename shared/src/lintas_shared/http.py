@@ -24,15 +24,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.telemetry import TelemetryConfig
 from opentelemetry.trace import SpanKind
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from lintas_shared import metrics
+from lintas_shared.http_guard import HttpLimits, RequestGuard
 from lintas_shared.logging import get_logger
+from lintas_shared.problems import PROBLEM_JSON, FieldError, Problem, problem_response
 from lintas_shared.tracing import TRACEPARENT_HEADER, context_from_traceparent, tracer
 
-PROBLEM_JSON = "application/problem+json"
 ReadinessCheck = Callable[[], Awaitable[bool]]
 #: Probed by machines every few seconds: counted, but neither traced nor logged.
 OPERATIONS_ROUTES: Final = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -47,42 +47,16 @@ NATIVE_TELEMETRY_OFF: Final[TelemetryConfig] = {"tracing": False, "metrics": Fal
 
 log = get_logger(__name__)
 
-
-class FieldError(BaseModel):
-    """One invalid field: its path in the request and what is wrong with it."""
-
-    field: str
-    message: str
-    type: str
-
-
-class Problem(BaseModel):
-    """An RFC 9457 problem details body."""
-
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str | None = None
-    errors: list[FieldError] | None = None
-
-
-def problem_response(
-    status: int,
-    title: str,
-    detail: str | None = None,
-    *,
-    errors: Sequence[FieldError] | None = None,
-    headers: Mapping[str, str] | None = None,
-    **extra: Any,
-) -> JSONResponse:
-    """A problem-details response."""
-    body = Problem(
-        title=title, status=status, detail=detail, errors=list(errors) if errors else None
-    ).model_dump(exclude_none=True)
-    body.update(extra)
-    return JSONResponse(
-        body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {})
-    )
+__all__ = [
+    "NATIVE_TELEMETRY_OFF",
+    "PROBLEM_JSON",
+    "FieldError",
+    "Problem",
+    "ReadinessCheck",
+    "install_conventions",
+    "problem_response",
+    "validation_errors",
+]
 
 
 def field_path(loc: Sequence[str | int]) -> str:
@@ -200,24 +174,18 @@ def _created_ids(routes: RouteTemplates, response: Response) -> dict[str, str]:
 def install_conventions(
     app: FastAPI,
     readiness: Mapping[str, ReadinessCheck],
+    limits: HttpLimits,
     asyncapi: Callable[[], Any] | None = None,
-    max_body_bytes: int = 256_000,
 ) -> None:
-    """Add problem-details errors, request ids, body limits, health, readiness, metrics,
-    tracing and AsyncAPI."""
+    """Add problem-details errors, request ids, the request guard (rate, size, slow
+    bodies, nesting; see `lintas_shared.http_guard`), health, readiness, metrics, tracing
+    and AsyncAPI."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     routes = RouteTemplates(app)
 
-    async def respond(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        declared = request.headers.get("content-length", "0")
-        if not declared.isdigit() or int(declared) > max_body_bytes:
-            return problem_response(
-                413, "Content Too Large", f"Request bodies are limited to {max_body_bytes} bytes."
-            )
-        return await call_next(request)
+    # Added before `observe`, so inside it: the guard's refusals are counted and logged.
+    app.add_middleware(RequestGuard, limits=limits, exempt_paths=OPERATIONS_ROUTES)
 
     @app.middleware("http")
     async def observe(
@@ -231,7 +199,7 @@ def install_conventions(
         status = 500  # unless a response says otherwise
         try:
             if route in OPERATIONS_ROUTES:
-                response = await respond(request, call_next)
+                response = await call_next(request)
                 status = response.status_code
             else:
                 ids = _ids_of(params)
@@ -244,7 +212,7 @@ def install_conventions(
                         attributes={"http.request.method": method, "http.route": route},
                     ) as span,
                 ):
-                    response = await respond(request, call_next)
+                    response = await call_next(request)
                     status = response.status_code
                     span.set_attribute("http.response.status_code", status)
                     ids |= _created_ids(routes, response)
@@ -252,7 +220,9 @@ def install_conventions(
                     # and span attributes, unlike log lines, are not redacted.
                     if "case_id" in ids and status < 400:
                         span.set_attribute("lintas.case_id", ids["case_id"])
-                    log.info(
+                    # A flood refused by the rate limit would flood the log too: those
+                    # are counted in the metrics and logged only at debug level.
+                    (log.debug if status == 429 else log.info)(
                         "request handled",
                         method=method,
                         route=route,

@@ -33,6 +33,18 @@ class CommonSettings(BaseSettings):
     #: Keys the phone lookup hash (inbound SMS, opt-outs).
     phone_hash_key: SecretStr = SecretStr(DEV_SECRET_PREFIX + "phone-hash-key")
     keyvault_database: str = "lintas_keyvault"
+    #: Requests a minute one API key may make to one instance; 0 turns the limit off.
+    http_rate_limit_per_minute: int = 6_000
+    #: Requests one key may make at once before the per-minute rate applies.
+    http_rate_limit_burst: int = 600
+    #: Largest request body accepted (413 beyond), declared or streamed.
+    http_max_body_bytes: int = 256_000
+    #: Seconds a client has to send a request's head (the connection is closed after).
+    http_header_timeout_seconds: float = 10.0
+    #: Seconds a client has to send the whole request body (408 after).
+    http_body_timeout_seconds: float = 30.0
+    #: Deepest nesting of arrays and objects accepted in a JSON body (400 beyond).
+    http_max_json_depth: int = 32
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> CommonSettings:

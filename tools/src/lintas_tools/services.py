@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 from lintas_deploy.processes import ManagedProcess, port_is_free
+from lintas_shared.http_server import UVICORN_HTTP
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ def start_service(
                 str(spec.port),
                 "--timeout-graceful-shutdown",
                 "20",
+                "--http",
+                UVICORN_HTTP,
             ],
             env=dict(env),
         )

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.crypto import KeyVault, phone_lookup_hash
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
+from lintas_shared.http_guard import HttpLimits
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
@@ -90,7 +91,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         app,
         runtime.readiness(),
         asyncapi=runtime.asyncapi,
-        max_body_bytes=settings.max_body_bytes,
+        limits=HttpLimits.from_settings(settings.common),
     )
     app.include_router(router)
     app.include_router(admin_router)

@@ -17,4 +17,3 @@ class IntakeSettings(BaseSettings):
     port: int = 8080
     database: str = "lintas_intake"
     consumer_group: str = "lintas-intake"
-    max_body_bytes: int = 256_000

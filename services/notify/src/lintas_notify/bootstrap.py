@@ -14,6 +14,7 @@ from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import EventConsumer
 from lintas_shared.crypto import KeyVault
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
+from lintas_shared.http_guard import HttpLimits
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging, get_logger
 from lintas_shared.mongo import make_mongo_client
@@ -210,5 +211,6 @@ def create_app(
         app,
         service.runtime.readiness(),
         asyncapi=service.runtime.asyncapi,
+        limits=HttpLimits.from_settings(settings.common),
     )
     return app

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.crypto import KeyVault
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
+from lintas_shared.http_guard import HttpLimits
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
@@ -138,6 +139,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         app,
         runtime.readiness(),
         asyncapi=runtime.asyncapi,
+        limits=HttpLimits.from_settings(settings.common),
     )
     app.include_router(router)
     return app

@@ -1,0 +1,255 @@
+"""The guard in front of every service's HTTP API, against hostile or broken clients.
+
+Before a request reaches a route:
+- **rate**: a token bucket per API key (`X-API-Key`, or a provider's
+  `X-Lintas-Provider-Token`; the client address when there is neither). An empty bucket
+  answers 429 with `Retry-After`; other keys are untouched. The buckets live in each
+  instance (N instances allow N times the rate; a shared limit belongs in the load
+  balancer or a shared store);
+- **size**: 413 for a declared `Content-Length` over the limit, and for a streamed
+  (chunked) body as soon as it passes the limit, so nothing large is ever buffered;
+- **slow bodies**: 408 when the whole body has not arrived within the body timeout, so a
+  client dribbling a byte a second does not hold a request open for ever;
+- **nesting**: 400 for JSON nested deeper than the limit. Python's parser would recurse
+  until it fails, which answers 500 and says nothing useful.
+
+Operations routes (`/healthz`, `/readyz`, `/metrics`) pass untouched: probes must never
+be rate-limited. Every refusal is a problem-details body naming what was wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from lintas_shared.problems import problem_response
+from lintas_shared.settings import CommonSettings
+
+#: Headers that identify the caller, in the order they are looked for.
+KEY_HEADERS: Final = ("x-api-key", "x-lintas-provider-token")
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """What one instance accepts from clients (see `CommonSettings` for each)."""
+
+    rate_per_minute: int = 6_000
+    burst: int = 600
+    max_body_bytes: int = 256_000
+    body_timeout_seconds: float = 30.0
+    max_json_depth: int = 32
+
+    @classmethod
+    def from_settings(cls, common: CommonSettings) -> HttpLimits:
+        """The limits the `LINTAS_HTTP_*` settings ask for."""
+        return cls(
+            rate_per_minute=common.http_rate_limit_per_minute,
+            burst=common.http_rate_limit_burst,
+            max_body_bytes=common.http_max_body_bytes,
+            body_timeout_seconds=common.http_body_timeout_seconds,
+            max_json_depth=common.http_max_json_depth,
+        )
+
+
+class KeyedRateLimiter:
+    """A token bucket per key: `burst` requests at once, then `per_minute` a minute.
+
+    At most `max_keys` buckets are kept; the least recently used go first (a forgotten
+    bucket starts full again, so forgetting errs towards letting a request in).
+    """
+
+    def __init__(
+        self,
+        per_minute: int,
+        burst: int,
+        *,
+        max_keys: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._rate = per_minute / 60.0
+        self._burst = float(max(burst, 1))
+        self._max_keys = max_keys
+        self._clock = clock
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """Spend one token of `key`'s bucket: 0.0 if there was one, else the seconds
+        until there will be."""
+        now = self._clock()
+        tokens, last = self._buckets.pop(key, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - last) * self._rate)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) / self._rate if self._rate > 0 else math.inf
+        self._buckets[key] = (tokens, now)
+        if len(self._buckets) > self._max_keys:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+_JSON_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET: Final = re.compile(rb"[\[\]{}]")
+
+
+def json_depth_exceeds(body: bytes, limit: int) -> bool:
+    """Whether `body` (JSON, or anything) nests arrays and objects deeper than `limit`.
+
+    Strings are skipped, so brackets inside them do not count.
+    """
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
+        if bracket.group() in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+class _BodyTooLargeError(Exception):
+    pass
+
+
+class _ClientGoneError(Exception):
+    pass
+
+
+def _caller(scope: Scope, headers: Headers) -> str:
+    for name in KEY_HEADERS:
+        value = headers.get(name)
+        if value:
+            # A digest: bounded memory whatever a client sends, and no key kept in clear.
+            return name + ":" + hashlib.sha256(value.encode()).hexdigest()[:32]
+    client = scope.get("client")
+    return "address:" + (str(client[0]) if client else "unknown")
+
+
+class RequestGuard:
+    """ASGI middleware applying `HttpLimits` before the app sees a request."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: HttpLimits,
+        exempt_paths: frozenset[str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.exempt_paths = exempt_paths
+        self._limiter = (
+            KeyedRateLimiter(limits.rate_per_minute, limits.burst, clock=clock)
+            if limits.rate_per_minute > 0
+            else None
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        refusal = await self._check(scope, receive)
+        if isinstance(refusal, bytes):
+            await self.app(scope, _replay(refusal, receive), send)
+        elif refusal is not None:
+            await refusal(scope, receive, send)
+
+    async def _check(self, scope: Scope, receive: Receive) -> bytes | ASGIApp | None:
+        """The body to pass on, a refusal to answer with, or None if the client left."""
+        headers = Headers(scope=scope)
+        limits = self.limits
+        if self._limiter is not None:
+            wait = self._limiter.take(_caller(scope, headers))
+            if wait > 0:
+                return _refusal(
+                    429,
+                    "Too Many Requests",
+                    f"This key may make {limits.rate_per_minute} requests a minute "
+                    f"(bursts of {limits.burst}); retry after the time given.",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+        declared = headers.get("content-length")
+        if declared is not None and (
+            not declared.isdigit() or int(declared) > limits.max_body_bytes
+        ):
+            return self._too_large()
+        try:
+            async with asyncio.timeout(limits.body_timeout_seconds):
+                body = await self._read_body(receive)
+        except _BodyTooLargeError:
+            return self._too_large()
+        except TimeoutError:
+            return _refusal(
+                408,
+                "Request Timeout",
+                f"The request body must arrive within {limits.body_timeout_seconds:g} seconds.",
+                {"Connection": "close"},
+            )
+        except _ClientGoneError:
+            return None
+        if "json" in headers.get("content-type", "") and json_depth_exceeds(
+            body, limits.max_json_depth
+        ):
+            return _refusal(
+                400,
+                "Bad Request",
+                f"JSON bodies may nest arrays and objects at most {limits.max_json_depth} deep.",
+                {},
+            )
+        return body
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGoneError
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limits.max_body_bytes:
+                raise _BodyTooLargeError
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self) -> ASGIApp:
+        return _refusal(
+            413,
+            "Content Too Large",
+            f"Request bodies are limited to {self.limits.max_body_bytes} bytes.",
+            {"Connection": "close"},
+        )
+
+
+def _refusal(status: int, title: str, detail: str, headers: dict[str, str]) -> ASGIApp:
+    return problem_response(status, title, detail, headers=headers)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read, then listens for disconnect."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

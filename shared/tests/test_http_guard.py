@@ -1,0 +1,86 @@
+"""The request guard's pure parts: the per-key token bucket and the JSON nesting check."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from lintas_shared.http_guard import KeyedRateLimiter, json_depth_exceeds
+
+pytestmark = pytest.mark.unit
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_key_gets_its_burst_then_the_rate() -> None:
+    clock = Clock()
+    limiter = KeyedRateLimiter(per_minute=60, burst=3, clock=clock)
+
+    assert [limiter.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert limiter.take("a") == pytest.approx(1.0)  # one token a second
+    clock.now += 0.5
+    assert limiter.take("a") == pytest.approx(0.5)
+    clock.now += 0.5
+    assert limiter.take("a") == 0.0
+    assert limiter.take("a") > 0
+
+
+def test_one_key_spending_everything_leaves_other_keys_alone() -> None:
+    clock = Clock()
+    limiter = KeyedRateLimiter(per_minute=60, burst=2, clock=clock)
+    for _ in range(1_000):
+        limiter.take("flood")
+
+    assert limiter.take("flood") > 0
+    assert limiter.take("quiet") == 0.0
+    assert limiter.take("quiet") == 0.0
+
+
+def test_a_bucket_refills_only_up_to_its_burst() -> None:
+    clock = Clock()
+    limiter = KeyedRateLimiter(per_minute=600, burst=5, clock=clock)
+    limiter.take("a")
+    clock.now += 3_600
+
+    granted = sum(limiter.take("a") == 0.0 for _ in range(10))
+
+    assert granted == 5
+
+
+def test_memory_is_bounded_by_forgetting_the_least_recent_keys() -> None:
+    clock = Clock()
+    limiter = KeyedRateLimiter(per_minute=60, burst=1, max_keys=3, clock=clock)
+    limiter.take("old")
+    assert limiter.take("old") > 0
+    for key in ("b", "c", "d"):
+        limiter.take(key)
+
+    # "old" was forgotten, so it starts with a full bucket again.
+    assert limiter.take("old") == 0.0
+    assert limiter.take("d") > 0  # still remembered
+
+
+def _nested(depth: int) -> bytes:
+    return ("[" * depth + "]" * depth).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "expected"),
+    [
+        (_nested(32), 32, False),
+        (_nested(33), 32, True),
+        (json.dumps({"a": {"b": {"c": [1, {"d": 2}]}}}).encode(), 5, False),
+        (json.dumps({"a": {"b": {"c": [1, {"d": 2}]}}}).encode(), 4, True),
+        # Brackets inside strings, escaped quotes included, do not count.
+        (json.dumps({"note": "[[[[{{{{" * 50, "q": '\\"[[[['}).encode(), 2, False),
+        (_nested(100_000), 32, True),
+    ],
+)
+def test_json_nesting_depth(body: bytes, limit: int, expected: bool) -> None:
+    assert json_depth_exceeds(body, limit) is expected
