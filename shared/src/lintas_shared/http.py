@@ -171,6 +171,48 @@ def _created_ids(routes: RouteTemplates, response: Response) -> dict[str, str]:
     return _ids_of(routes.match("GET", location.split("?")[0])[1])
 
 
+#: What the request guard may answer instead of the route, by whether a body is sent.
+_GUARD_REFUSALS: Final = {
+    "429": "Too many requests from this key; retry after `Retry-After` seconds",
+}
+_GUARD_BODY_REFUSALS: Final = {
+    "400": "JSON nested deeper than the limit",
+    "408": "The body did not arrive in time",
+    "413": "The body is larger than the limit",
+}
+_PROBLEM_REF: Final = "#/components/schemas/Problem"
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Make an OpenAPI document say what the service really answers on errors: every
+    error is `application/problem+json` (FastAPI would document `application/json`, and
+    its own shape for 422), and every API operation may get the guard's refusals."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    if "Problem" not in components:
+        problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(problem.pop("$defs", {}))
+        components["Problem"] = problem
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    problem_content = {PROBLEM_JSON: {"schema": {"$ref": _PROBLEM_REF}}}
+    for path, operations in schema.get("paths", {}).items():
+        if path in OPERATIONS_ROUTES:  # /readyz's 503 is its own JSON, not a problem
+            continue
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            for status, response in responses.items():
+                if status.startswith(("4", "5")):
+                    response["content"] = problem_content
+            refusals = dict(_GUARD_REFUSALS)
+            if "requestBody" in operation:
+                refusals |= _GUARD_BODY_REFUSALS
+            for status, description in refusals.items():
+                responses.setdefault(
+                    status, {"description": description, "content": problem_content}
+                )
+    return schema
+
+
 def install_conventions(
     app: FastAPI,
     readiness: Mapping[str, ReadinessCheck],
@@ -183,6 +225,15 @@ def install_conventions(
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     routes = RouteTemplates(app)
+
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_problems(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     # Added before `observe`, so inside it: the guard's refusals are counted and logged.
     app.add_middleware(RequestGuard, limits=limits, exempt_paths=OPERATIONS_ROUTES)

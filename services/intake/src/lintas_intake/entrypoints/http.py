@@ -398,7 +398,21 @@ async def add_document(
     responses=WRITE_PROBLEMS,
 )
 async def add_consent(
-    case_id: str, body: Consent, caller: Caller, service: Service, audit: Audit
+    case_id: str,
+    body: Annotated[
+        Consent,
+        Body(
+            openapi_examples={
+                "sharing_with_singapore": example(
+                    {**EXAMPLE_SUBMISSION["consent"], "share_with_countries": ["SG"]},
+                    "She agrees to her case going to a partner in Singapore too",
+                )
+            }
+        ),
+    ],
+    caller: Caller,
+    service: Service,
+    audit: Audit,
 ) -> ConsentView | Response:
     """Each consent record says what it covers; routing resumes when one covers it."""
     try:

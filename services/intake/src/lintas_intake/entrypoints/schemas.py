@@ -53,6 +53,21 @@ class NoteView(BaseModel):
 class DocumentIn(_In):
     """Metadata of a document; the file itself stays where the NGO holds it."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "kind": "payslip",
+                    "file_name": "payslip-2026-09.pdf",
+                    "sha256": "9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f9f",
+                    "size": 182044,
+                    "location": "drive://sbmi-hk/LB-7K3Q9/payslip-2026-09.pdf",
+                }
+            ]
+        },
+    )
+
     kind: Literal[
         "identity", "contract", "payslip", "medical", "correspondence", "evidence", "other"
     ]
@@ -136,17 +151,38 @@ class CaseList(BaseModel):
 class NoteIn(_In):
     """A note."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"text": "Worker called; employer promised to pay by Friday."}]
+        },
+    )
+
     text: str = Field(min_length=1, max_length=4000)
 
 
 class SmsPreferenceIn(_In):
     """Opt the worker out of SMS (or back in), e.g. when two-way SMS is not available."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"opted_out": True}]})
+
     opted_out: bool
 
 
 class CloseIn(_In):
     """How the case ended."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "outcome": "settled",
+                    "amounts_recovered": [{"currency": "HKD", "value": "12400.00"}],
+                }
+            ]
+        },
+    )
 
     outcome: Literal["recovered", "settled", "unsuccessful", "withdrawn", "unreachable"]
     amounts_recovered: list[Money] = Field(default_factory=list, max_length=20)

@@ -56,11 +56,27 @@ class _Body(BaseModel):
 class DeclineRequest(_Body):
     """Why the partner declines."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"reason": "No capacity for employment claims this month."}]
+        },
+    )
+
     reason: str = Field(min_length=1, max_length=1000)
 
 
 class ProgressRequest(_Body):
     """Progress on an accepted referral."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"filed_at_forum": True, "hearing_on": "2027-01-15", "documents_needed": False}
+            ]
+        },
+    )
 
     filed_at_forum: bool = False
     hearing_on: date | None = None
@@ -71,12 +87,37 @@ class ProgressRequest(_Body):
 class CloseRequest(_Body):
     """The outcome of a referral."""
 
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "outcome": "settled",
+                    "amounts_recovered": [{"currency": "HKD", "value": "12400.00"}],
+                }
+            ]
+        },
+    )
+
     outcome: Outcome
     amounts_recovered: list[Money] = Field(default_factory=list)
 
 
 class HandOnRequest(_Body):
     """Hand some claims on to another partner (keeps the history)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "to_partner_id": "org-demo-legal-sg",
+                    "claim_indexes": [0],
+                    "reason": "The claim belongs in Singapore.",
+                }
+            ]
+        },
+    )
 
     to_partner_id: str = Field(min_length=1)
     claim_indexes: list[int] = Field(min_length=1)
@@ -349,6 +390,11 @@ async def hand_on_referral(referral_id: str, body: HandOnRequest, caller: Caller
 
 class WebhookRequest(_Body):
     """Where to POST referral events."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"url": "https://partner.example.org/lintas/referrals"}]},
+    )
 
     url: str = Field(min_length=1, max_length=2000, description="https:// (127.0.0.1 on dev)")
 
