@@ -33,6 +33,15 @@ async def audit_entries(
     "/reports/indicators",
     tags=["reports"],
     summary="Programme indicators over a period (JSON or CSV)",
+    responses={
+        200: {
+            "description": "The indicators: JSON, or CSV with `format=csv`",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
 )
 async def indicators(
     request: Request,
