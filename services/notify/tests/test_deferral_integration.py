@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.dispatch import SendRules
 from lintas_notify.domain.schedule import ProviderRateLimit, WorkerLimit
 from lintas_shared.mongo import Document
@@ -12,6 +14,7 @@ from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import case_submitted
 from tests.support.notify import Notify, deadline_approaching, with_worker
+from tests.support.servers import Servers
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +140,33 @@ async def test_a_timer_left_by_a_sent_message_is_cleared_without_a_send(
 
     assert len(notify.provider.sent) == 1
     assert await timers.find_one({"_id": record["_id"]}) is None
+
+
+async def test_sends_noted_by_two_processes_at_once_are_all_counted(
+    notify: Notify, mongo: AsyncMongoClient[Document], servers: Servers
+) -> None:
+    # Two notify instances (two clients) noting sends to one worker at the same instant:
+    # each must count, or she could get more than her daily limit.
+    other_client = AsyncMongoClient[Document](servers.mongodb_uri, tz_aware=True)
+    other = MongoMessageRepository(other_client[notify.database]["messages"])
+    start = notify.clock.now
+    stale = start - timedelta(days=30)
+    await notify.messages.note_sent("worker-1", stale)  # past the kept window
+    try:
+        await asyncio.gather(
+            *(
+                repository.note_sent("worker-1", start + timedelta(seconds=n))
+                for n in range(40)
+                for repository in ([notify.messages] if n % 2 else [other])
+            )
+        )
+    finally:
+        await other_client.close()
+    counted = await notify.messages.sent_times("worker-1", start - timedelta(seconds=1))
+    assert len(counted) == 40
+
+    # Cutting old entries may lose a race and wait for the next send; a lone one cuts.
+    await notify.messages.note_sent("worker-1", start + timedelta(minutes=5))
+    stored = await mongo[notify.database]["messages_worker_sends"].find_one({"_id": "worker-1"})
+    assert stored is not None
+    assert stale.replace(microsecond=0) not in [t.replace(microsecond=0) for t in stored["sent_at"]]

@@ -8,9 +8,7 @@ the two questions asked for every message are kept in small side collections key
 `_id` (the message documents stay the truth; `repair` rebuilds them at start-up):
 - `<name>_timers`: when each deferred message is due (see `DueTimers`);
 - `<name>_worker_sends`: per phone hash, when her recent notifications went out (the
-  daily limit). Two notify processes updating one worker's row at the same instant can
-  lose one entry on FerretDB v1 (its updates are read-modify-write): she could then get
-  one message more than the limit that day. On MongoDB the update is atomic.
+  daily limit), added by atomic `$push` so that concurrent processes lose none.
 
 A receipt names the provider's message id, not ours. FerretDB v1 serves only `_id`
 look-ups from an index (any other filter scans the collection), so the repository keeps
@@ -388,11 +386,24 @@ class MongoMessageRepository:
         return [] if doc is None else [t for t in doc["sent_at"] if t > since]
 
     async def note_sent(self, phone_hash: str, at: datetime) -> None:
-        """Count a notification handed to a provider for this phone (the daily limit)."""
-        async with self.locks.hold(f"worker:{phone_hash}"):
-            kept = await self.sent_times(phone_hash, at - WORKER_SENDS_KEPT)
-            await self._worker_sends.update_one(
-                {"_id": phone_hash}, {"$set": {"sent_at": [*kept, at]}}, upsert=True
+        """Count a notification handed to a provider for this phone (the daily limit).
+
+        The send is added with one atomic `$push`, so two processes never lose each
+        other's. Entries past the kept window are then cut by compare-and-swap: the list
+        is replaced only if it is still the one read, so a send added in between stays.
+        """
+        await self._worker_sends.update_one(
+            {"_id": phone_hash}, {"$push": {"sent_at": at}}, upsert=True
+        )
+        doc = await self._worker_sends.find_one({"_id": phone_hash})
+        times = [] if doc is None else list(doc["sent_at"])
+        kept = [t for t in times if t > at - WORKER_SENDS_KEPT]
+        if len(kept) < len(times):
+            await update_by_id(
+                self._worker_sends,
+                phone_hash,
+                {"$set": {"sent_at": kept}},
+                where={"sent_at": times},
             )
 
     async def by_provider_id(self, provider: str, provider_message_id: str) -> Document | None:
