@@ -1,5 +1,6 @@
 """`lintas dlq` on the real broker and store: records parked by the real consumer path
-are listed, shown, replayed once after the cause is fixed, and discarded."""
+are listed, shown, replayed once after the cause is fixed, and discarded; a record
+parked truncated is never replayed; dead-letter topics keep their records."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from lintas_shared.consumer import EventConsumer, PermanentEventError, RetryPolicy, subscribe
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.events import CaseSubmitted
-from lintas_shared.kafka import KafkaEventPublisher, make_broker
-from lintas_shared.topics import dead_letter_topic
+from lintas_shared.kafka import KafkaEventPublisher, ensure_topics, make_broker
+from lintas_shared.topics import CASES, dead_letter_topic
 from lintas_tools.cli import main
 
 from tests.support.fixtures import case_submitted
@@ -377,3 +380,173 @@ async def test_the_installed_command_lists_as_json_and_reports_a_missing_entry(
     assert f"offset 0 is in several partitions: {wide}.dlq:0:0, {wide}.dlq:1:0" in err
     code, out, _ = await run("dlq", "show", f"{wide}:1:0", "--json")
     assert (code, json.loads(out)["id"]) == (0, f"{wide}.dlq:1:0")
+
+
+async def test_a_truncated_entry_is_listed_shown_and_never_replayed(
+    servers: Servers, cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = await private_topic(servers.kafka_bootstrap)
+    dlq = dead_letter_topic(topic)
+    big_case, small_case = f"case-{uuid.uuid4()}", f"case-{uuid.uuid4()}"
+    big, small = case_submitted(big_case), case_submitted(small_case)
+    handler = FixableHandler({big_case, small_case})
+    big_record = to_kafka_record(big)
+    # A valid event too large to park whole (over 900 KB), then an ordinary one: both
+    # rejected by their handler for now.
+    body = json.dumps({**json.loads(big_record.value), "padding": "x" * 950_000}).encode()
+
+    async with consuming(servers, topic, handler, "dlq-big"):
+        await produce_raw(
+            servers.kafka_bootstrap, topic, body, key=big_record.key, headers=big_record.headers
+        )
+        small_record = to_kafka_record(small)
+        await produce_raw(
+            servers.kafka_bootstrap,
+            topic,
+            small_record.value,
+            key=small_record.key,
+            headers=small_record.headers,
+        )
+        big_entry, small_entry = await parked(servers, topic, 2)
+        assert big_entry.headers["lintas_dlq_original_size"] == str(len(body))
+        assert len(big_entry.value or b"") == 64 * 1024
+        big_ref, small_ref = f"{dlq}:0:{big_entry.offset}", f"{dlq}:0:{small_entry.offset}"
+
+        # list says which one is truncated, and its original size.
+        code, out, _ = await lintas(capsys, "dlq", "list", "--topic", topic)
+        assert code == 0
+        header, big_line, small_line = out.splitlines()
+        assert "SIZE" in header.split()
+        assert big_line.startswith(big_ref)
+        assert f"{len(body)} B, truncated" in big_line
+        assert f"{len(small_entry.value or b'')} B" in small_line
+        assert "truncated" not in small_line
+        code, out, _ = await lintas(capsys, "dlq", "list", "--topic", topic, "--json")
+        listed = {e["id"]: e for e in json.loads(out)}
+        assert (listed[big_ref]["truncated"], listed[big_ref]["bytes"]) == (True, len(body))
+        assert listed[small_ref]["truncated"] is False
+
+        # show says so too, and keeps the (valid, sealed) event's payload hidden.
+        code, out, _ = await lintas(capsys, "dlq", "show", big_ref)
+        assert code == 0
+        assert (
+            f"truncated   yes, when parked: the first 65536 of its {len(body)} bytes kept; "
+            "it cannot be replayed"
+        ) in out
+        assert f"65536 bytes kept of {len(body)}, a valid CloudEvent when parked" in out
+        assert "padding" not in out
+        code, out, _ = await lintas(capsys, "dlq", "show", big_ref, "--json")
+        shown = json.loads(out)
+        assert (shown["truncated"], shown["original_bytes"]) == (True, len(body))
+
+        # The cause is fixed. Replaying the truncated entry alone is refused: exit 1, a
+        # message naming it and its size, nothing sent, nothing in the ledger.
+        handler.broken_cases.clear()
+        before = await end_offset(servers.kafka_bootstrap, topic)
+        code, out, _ = await lintas(capsys, "dlq", "replay", "--dry-run", big_ref)
+        assert code == 1
+        assert out.startswith(f"would skip   {big_ref}: not replayed: it was truncated")
+        code, out, _ = await lintas(capsys, "dlq", "replay", big_ref)
+        assert code == 1
+        line, summary = out.splitlines()
+        assert line.startswith(
+            f"skipped   {big_ref}: not replayed: it was truncated when parked "
+            f"(the first 65536 of its {len(body)} bytes kept) and a replay would send that "
+            f"cut record to {topic}"
+        )
+        assert summary == "1 skipped (1 truncated)"
+        assert await end_offset(servers.kafka_bootstrap, topic) == before
+
+        # --all replays the others, skips the truncated one and says why; exit 0.
+        code, out, _ = await lintas(capsys, "dlq", "replay", "--all", "--topic", topic, "--dry-run")
+        assert code == 0
+        assert out.splitlines()[0].startswith(f"would skip   {big_ref}: not replayed")
+        assert out.splitlines()[1] == f"would replay {small_ref} to {topic}"
+        code, out, _ = await lintas(capsys, "dlq", "replay", "--all", "--topic", topic, "--json")
+        assert code == 0
+        result = json.loads(out)
+        assert result["counts"] == {"skipped": 1, "replayed": 1}
+        assert result["skipped"] == {"truncated": 1}
+        outcomes = {o["id"]: o for o in result["outcomes"]}
+        assert (outcomes[big_ref]["action"], outcomes[big_ref]["skipped"]) == (
+            "skipped",
+            "truncated",
+        )
+        assert outcomes[small_ref]["to"] == f"{topic}:0:{before}"
+        await eventually(lambda: small.id in handler.applied)
+        code, out, _ = await lintas(capsys, "dlq", "replay", "--all", "--topic", topic)
+        assert code == 0
+        assert out.endswith("\n1 skipped (1 truncated)\n")
+        assert await end_offset(servers.kafka_bootstrap, topic) == before + 1
+
+        # It stays pending until an operator discards it; then replay says so, exit 0.
+        code, out, _ = await lintas(capsys, "dlq", "list", "--topic", topic)
+        assert [line.split()[:2] for line in out.splitlines()[1:]] == [[big_ref, "pending"]]
+        code, out, _ = await lintas(
+            capsys, "dlq", "discard", big_ref, "--reason", "too large to replay; resent"
+        )
+        assert (code, out.splitlines()[0]) == (0, f"discarded {big_ref}")
+        code, out, _ = await lintas(capsys, "dlq", "replay", big_ref)
+        assert code == 0
+        assert out.startswith(f"skipped   {big_ref}: already discarded by {OPERATOR}")
+    assert handler.applied == [small.id]
+    assert await end_offset(servers.kafka_bootstrap, topic) == before + 1
+
+
+async def topic_settings(bootstrap: str, topic: str) -> dict[str, str]:
+    """The topic's configuration as the broker reports it."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    [(code, _, _, name, entries)] = response.resources
+    assert (code, name) == (0, topic)
+    return {entry[0]: entry[1] for entry in entries}
+
+
+async def test_dead_letter_topics_keep_their_records_until_an_operator_acts(
+    servers: Servers,
+) -> None:
+    bootstrap = servers.kafka_bootstrap
+    unlimited = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+    def retention(settings: dict[str, str]) -> dict[str, str]:
+        return {k: settings[k] for k in unlimited}
+
+    # Created by ensure_topics, as the services, `lintas up` and the tests create them.
+    topic = await private_topic(bootstrap)
+    assert retention(await topic_settings(bootstrap, dead_letter_topic(topic))) == unlimited
+    assert (await topic_settings(bootstrap, topic))["retention.ms"] != "-1"  # the broker's
+    # The services' own (ensure_topics ran for the session: created, or given them).
+    assert retention(await topic_settings(bootstrap, dead_letter_topic(CASES))) == unlimited
+    # With a caller's settings too (the fault-injection stack sets max.message.bytes).
+    wide = f"test.{uuid.uuid4().hex[:10]}.dlq"
+    await ensure_topics(bootstrap, [wide], partitions=1, config={"max.message.bytes": "2000000"})
+    settings = await topic_settings(bootstrap, wide)
+    assert (retention(settings), settings["max.message.bytes"]) == (unlimited, "2000000")
+
+    # Dead-letter topics created before (or by hand): given the retention at the next
+    # ensure_topics, keeping their other settings and an operator's own retention.ms.
+    old, chosen = (f"test.{uuid.uuid4().hex[:10]}.dlq" for _ in range(2))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(old, 1, 1, topic_configs={"max.message.bytes": "2000000"}),
+                NewTopic(chosen, 1, 1, topic_configs={"retention.ms": "86400000"}),
+            ]
+        )
+    finally:
+        await admin.close()
+    assert (await topic_settings(bootstrap, old))["retention.ms"] != "-1"
+    assert await ensure_topics(bootstrap, [old, chosen, topic], partitions=1) == []
+    settings = await topic_settings(bootstrap, old)
+    assert (retention(settings), settings["max.message.bytes"]) == (unlimited, "2000000")
+    assert retention(await topic_settings(bootstrap, chosen)) == {
+        "retention.ms": "86400000",
+        "retention.bytes": "-1",
+    }
+    assert (await topic_settings(bootstrap, topic))["retention.ms"] != "-1"  # not a DLQ

@@ -21,6 +21,10 @@ ledger: a MongoDB collection with one document per handled entry, `_id` =
 A source record that several consumer groups parked (every consumer of a topic parks a
 malformed record) is in the DLQ once per consumer, but one replay reaches every group
 again: replaying one of them marks the others `replayed` too, with the one that went.
+
+A record too large to park whole was parked as its first 64 KiB, with its original size
+in `lintas_dlq_original_size`. Such an entry is never replayed: it would send a cut
+record to the source topic. It stays pending until an operator discards it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from lintas_shared.consumer import (
     DLQ_CONSUMER,
     DLQ_FAILED_AT,
+    DLQ_ORIGINAL_SIZE,
     DLQ_REASON,
     DLQ_SOURCE_OFFSET,
     DLQ_SOURCE_PARTITION,
@@ -183,8 +188,31 @@ class DeadLetter:
 
     @property
     def payload_size(self) -> int:
-        """The record value's size in bytes."""
+        """The record value's size in bytes (of what was parked)."""
         return len(self.value or b"")
+
+    @property
+    def truncated(self) -> bool:
+        """Whether the consumer parked only the first part of the value (too large)."""
+        return self.header(DLQ_ORIGINAL_SIZE) is not None
+
+    @property
+    def original_size(self) -> int | None:
+        """The value's size before it was truncated, in bytes (None if not truncated, or
+        if the header is not a size)."""
+        raw = self.header(DLQ_ORIGINAL_SIZE)
+        try:
+            size = int(raw or "")
+        except ValueError:
+            return None
+        return size if size >= 0 else None
+
+    def describe_truncation(self) -> str:
+        """What a truncated entry kept: `the first 65536 of its 2000000 bytes`."""
+        size = self.original_size
+        if size is None:
+            return f"the first {self.payload_size} bytes (its size was not recorded)"
+        return f"the first {self.payload_size} of its {size} bytes"
 
     def parse(self) -> CloudEvent | MalformedEventError:
         """The event, or why the record is not a valid CloudEvent."""
@@ -452,8 +480,15 @@ class Action(StrEnum):
 
     REPLAYED = "replayed"
     DISCARDED = "discarded"
-    SKIPPED = "skipped"  # already handled: nothing was done
+    SKIPPED = "skipped"  # nothing was done: see `SkipReason`
     FAILED = "failed"
+
+
+class SkipReason(StrEnum):
+    """Why a replay or discard did nothing with an entry."""
+
+    HANDLED = "already handled"
+    TRUNCATED = "truncated"  # a replay would send a cut record
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,6 +500,7 @@ class Outcome:
     detail: str
     to: str | None = None
     covers: tuple[str, ...] = field(default=())
+    skipped: SkipReason | None = None
 
 
 def describe_handled(record: Document) -> str:
@@ -477,6 +513,15 @@ def describe_handled(record: Document) -> str:
     if record.get("to"):
         words += f" to {record['to']}"
     return words
+
+
+def _already_handled(letter: DeadLetter, record: Document) -> Outcome:
+    return Outcome(
+        letter.id,
+        Action.SKIPPED,
+        f"already {describe_handled(record)}",
+        skipped=SkipReason.HANDLED,
+    )
 
 
 def _same_source(other: Entry, letter: DeadLetter) -> bool:
@@ -548,18 +593,24 @@ class DeadLetterOperations:
         """
         outcomes: list[Outcome] = []
         for target in targets:
-            outcomes.append(await self._replay_one(target.letter, topic_entries))
+            outcomes.append(await self._replay_one(target, topic_entries))
         return outcomes
 
-    async def _replay_one(self, letter: DeadLetter, topic_entries: Sequence[Entry]) -> Outcome:
+    async def _replay_one(self, target: Entry, topic_entries: Sequence[Entry]) -> Outcome:
+        letter = target.letter
         source = letter.source_topic
+        if letter.truncated:
+            # Never claimed: the entry stays pending, for a discard.
+            if target.record is not None and target.state in HANDLED:
+                return _already_handled(letter, target.record)
+            return refuse_truncated(letter)
         if not source:
             return Outcome(letter.id, Action.FAILED, f"no {DLQ_SOURCE_TOPIC} header")
         existing = await self._ledger.claim_replay(letter, self._operator)
         resumed = False
         if existing is not None:
             if EntryState(existing["state"]) in HANDLED:
-                return Outcome(letter.id, Action.SKIPPED, f"already {describe_handled(existing)}")
+                return _already_handled(letter, existing)
             resumed = True  # claimed before and never confirmed: finish that replay
         try:
             if not await self._source.topic_exists(source):
@@ -602,7 +653,19 @@ class DeadLetterOperations:
                     )
                 )
             else:
-                outcomes.append(
-                    Outcome(letter.id, Action.SKIPPED, f"already {describe_handled(existing)}")
-                )
+                outcomes.append(_already_handled(letter, existing))
         return outcomes
+
+
+def refuse_truncated(letter: DeadLetter) -> Outcome:
+    """The outcome of replaying a truncated entry: nothing is sent, the entry stays."""
+    return Outcome(
+        letter.id,
+        Action.SKIPPED,
+        f"not replayed: it was truncated when parked ({letter.describe_truncation()} "
+        f"kept) and a replay would send that cut record to "
+        f"{letter.source_topic or 'its source topic'}; have the original sent again by "
+        "its producer, then discard this entry"
+        + (f" (the whole record was at {letter.source_id})" if letter.source_id else ""),
+        skipped=SkipReason.TRUNCATED,
+    )

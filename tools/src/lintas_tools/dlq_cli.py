@@ -13,11 +13,15 @@ dead-letter name or its source name (lintas.cases.v1 means lintas.cases.v1.dlq).
 never prints payloads; `show` prints a payload only when it is not a valid CloudEvent,
 truncated. A replay sends the record back to its source topic with its original key,
 value and headers (without the lintas_dlq_* ones) and records it in the ledger, so a
-second replay does nothing. Who acted is --by, else $LINTAS_OPERATOR, else the OS user.
+second replay does nothing. An entry truncated when parked (its record was too large to
+park whole; `list` and `show` say so, with its original size) is never replayed: that
+would send a cut record; --all skips it. Who acted is --by, else $LINTAS_OPERATOR, else
+the OS user.
 
 Kafka is $LINTAS_KAFKA_BOOTSTRAP; the ledger of handled entries is the collection
 `dead_letters` of database $LINTAS_OPS_DATABASE [lintas_ops] at $LINTAS_MONGODB_URI.
-Exit code 1 when an entry is not found or any replay or discard failed.
+Exit code 1 when an entry is not found, any replay or discard failed, or the one entry
+named to `replay` is truncated.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from pymongo.errors import PyMongoError
 
 from lintas_tools.dead_letters import (
     HANDLED,
+    DeadLetter,
     DeadLetterError,
     DeadLetterOperations,
     Entry,
@@ -47,7 +52,9 @@ from lintas_tools.dead_letters import (
     KafkaDeadLetters,
     Ledger,
     Outcome,
+    SkipReason,
     describe_handled,
+    refuse_truncated,
 )
 
 #: The ledger's collection, in the database named by LINTAS_OPS_DATABASE.
@@ -57,6 +64,8 @@ DEFAULT_OPS_DATABASE: Final = "lintas_ops"
 PAYLOAD_EXCERPT_BYTES: Final = 512
 REASON_WIDTH: Final = 100
 HEADER_VALUE_WIDTH: Final = 300
+#: How `lintas_shared.consumer` starts the reason of a record that is not a CloudEvent.
+MALFORMED_REASON_PREFIX: Final = "malformed:"
 
 
 @dataclass(frozen=True)
@@ -202,19 +211,45 @@ async def _act(ops: DeadLetterOperations, args: argparse.Namespace, out: TextIO)
         topic_entries = await ops.entries([target.letter.topic]) if replay else targets
     if args.dlq_command == "replay" and args.dry_run:
         documents = [list_document(t) for t in targets]
-        lines = "".join(f"would replay {t.letter.id} to {t.letter.source_topic}\n" for t in targets)
+        lines = "".join(_dry_run_text(t) for t in targets)
         _emit(out, args.json, documents, lines or "nothing to replay\n")
-        return 0
+        # As the replay itself would: one truncated entry named is refused.
+        return 1 if not args.all and any(t.letter.truncated for t in targets) else 0
     if args.dlq_command == "replay":
         outcomes = await ops.replay(targets, topic_entries)
     else:
         outcomes = await ops.discard(targets, args.reason)
     counts = Counter(o.action.value for o in outcomes)
-    document = {"counts": dict(counts), "outcomes": [outcome_document(o) for o in outcomes]}
+    skipped = Counter(o.skipped.value for o in outcomes if o.skipped is not None)
+    document: dict[str, Any] = {
+        "counts": dict(counts),
+        "outcomes": [outcome_document(o) for o in outcomes],
+    }
+    if skipped:
+        document["skipped"] = dict(skipped)
     lines = "".join(outcome_text(o) for o in outcomes)
-    summary = ", ".join(f"{n} {action}" for action, n in sorted(counts.items()))
-    _emit(out, args.json, document, lines + (summary or f"nothing to {args.dlq_command}") + "\n")
-    return 1 if counts.get("failed") else 0
+    _emit(out, args.json, document, lines + summary_text(counts, skipped, args.dlq_command))
+    # --all skips a truncated entry; naming one to replay is an error the caller must see.
+    refused = not args.all and skipped.get(SkipReason.TRUNCATED.value)
+    return 1 if counts.get("failed") or refused else 0
+
+
+def _dry_run_text(target: Entry) -> str:
+    letter = target.letter
+    if letter.truncated:
+        return f"would skip   {letter.id}: {clean(refuse_truncated(letter).detail)}\n"
+    return f"would replay {letter.id} to {clean(letter.source_topic) or '-'}\n"
+
+
+def summary_text(counts: Counter[str], skipped: Counter[str], command: str) -> str:
+    """`1 replayed, 2 skipped (1 already handled, 1 truncated)`, or `nothing to replay`."""
+    parts = []
+    for action, n in sorted(counts.items()):
+        part = f"{n} {action}"
+        if action == "skipped" and skipped:
+            part += f" ({', '.join(f'{m} {why}' for why, m in sorted(skipped.items()))})"
+        parts.append(part)
+    return (", ".join(parts) or f"nothing to {command}") + "\n"
 
 
 def _emit(out: TextIO, as_json: bool, document: Any, text: str) -> None:
@@ -260,6 +295,10 @@ def list_document(entry: Entry) -> dict[str, Any]:
         "event_type": clean(letter.event_type, 200) or None,
         "event_id": clean(letter.event_id, 200) or None,
         "reason": clean(letter.reason),
+        # The record's size as it was consumed (before any truncation), in bytes; None
+        # when a truncated record's size was not recorded.
+        "bytes": letter.original_size if letter.truncated else letter.payload_size,
+        "truncated": letter.truncated,
     }
     if entry.record is not None:
         document["handled"] = _ledger_document(entry.record)
@@ -287,9 +326,27 @@ def _ledger_document(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _size_text(letter: DeadLetter) -> str:
+    """`812 B`, or `2000000 B, truncated` for a record parked as its first part only."""
+    if not letter.truncated:
+        return f"{letter.payload_size} B"
+    size = letter.original_size
+    return "truncated" if size is None else f"{size} B, truncated"
+
+
 def list_text(entries: Sequence[Entry]) -> str:
     """Aligned columns with a header line; the reason last, shortened."""
-    header = ("ID", "STATE", "FAILED AT", "CONSUMER", "SOURCE", "EVENT TYPE", "EVENT ID", "REASON")
+    header = (
+        "ID",
+        "STATE",
+        "FAILED AT",
+        "CONSUMER",
+        "SOURCE",
+        "EVENT TYPE",
+        "EVENT ID",
+        "SIZE",
+        "REASON",
+    )
     rows = [header]
     for entry in entries:
         letter = entry.letter
@@ -302,6 +359,7 @@ def list_text(entries: Sequence[Entry]) -> str:
                 clean(letter.source_id, 120) or "-",
                 clean(letter.event_type, 80) or "-",
                 clean(letter.event_id, 80) or "-",
+                _size_text(letter),
                 clean(letter.reason, REASON_WIDTH) or "-",
             )
         )
@@ -326,11 +384,20 @@ def show_document(entry: Entry) -> dict[str, Any]:
         for k, v in letter.headers
     }
     document["payload_bytes"] = letter.payload_size
-    parsed = letter.parse()
-    document["valid_cloudevent"] = not isinstance(parsed, Exception)
-    if isinstance(parsed, Exception):
+    if letter.truncated:
+        document["original_bytes"] = letter.original_size
+        # A cut value never parses: what the consumer found in the whole record is in
+        # its reason (a record that is not a CloudEvent is parked as `malformed: …`).
+        malformed: str | None = (
+            letter.reason if letter.reason.startswith(MALFORMED_REASON_PREFIX) else None
+        )
+    else:
+        parsed = letter.parse()
+        malformed = str(parsed) if isinstance(parsed, Exception) else None
+    document["valid_cloudevent"] = malformed is None
+    if malformed is not None:
         excerpt = (letter.value or b"")[:PAYLOAD_EXCERPT_BYTES]
-        document["malformed"] = clean(str(parsed))
+        document["malformed"] = clean(malformed)
         document["payload_excerpt"] = clean(excerpt.decode("utf-8", errors="backslashreplace"))
         document["payload_truncated"] = letter.payload_size > PAYLOAD_EXCERPT_BYTES
     return document
@@ -358,13 +425,22 @@ def show_text(entry: Entry) -> str:
         ),
         f"key         {doc['key'] or '-'}",
     ]
+    size = f"{doc['payload_bytes']} bytes"
+    when = ""
+    if entry.letter.truncated:
+        lines.append(
+            f"truncated   yes, when parked: {entry.letter.describe_truncation()} kept; "
+            "it cannot be replayed (that would send the cut record)"
+        )
+        size += f" kept of {doc['original_bytes'] or 'an unrecorded number'}"
+        when = " when parked"  # as the consumer found the whole record
     if doc["valid_cloudevent"]:
         lines.append(
-            f"payload     {doc['payload_bytes']} bytes, a valid CloudEvent "
+            f"payload     {size}, a valid CloudEvent{when} "
             "(not shown: it may hold sealed personal fields)"
         )
     else:
-        lines.append(f"payload     {doc['payload_bytes']} bytes, not a valid CloudEvent")
+        lines.append(f"payload     {size}, not a valid CloudEvent{when}")
         lines.append(f"            {doc['malformed']}")
     lines.append("headers")
     width = max((len(k) for k in doc["headers"]), default=0)
@@ -385,6 +461,7 @@ def outcome_document(outcome: Outcome) -> dict[str, Any]:
         "detail": clean(outcome.detail),
         "to": outcome.to,
         "covers": list(outcome.covers),
+        "skipped": outcome.skipped.value if outcome.skipped is not None else None,
     }
 
 
