@@ -36,6 +36,9 @@ def test_nothing_lost_or_doubled_under_faults(tmp_path: Path) -> None:
     )
     print(table.render())
     assert table.acknowledged == 30, table.examples
+    # Every 4th case was closed at once: each handled in order everywhere.
+    assert table.closed_acknowledged == table.closed_requested == 8, table.examples
+    assert table.closed_in_order == 8, table.examples
     assert table.lost_total == 0, table.examples
     assert table.duplicates_total == 0, table.examples
     assert table.dlq_matching_poison == table.dlq_expected, table.examples

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import httpx
+from lintas_intake.entrypoints.examples import example_submission
 
 from lintas_bench.observe import Observer
 from lintas_bench.resources import Sampler, mib
@@ -42,43 +43,9 @@ def case_document(run: str, n: int) -> dict[str, Any]:
     Every case has its own phone (notify caps SMS per phone) and external_ref. The
     names and numbers are made up and are never printed.
     """
-    return {
-        "external_ref": f"BENCH-{run}-{n:07d}",
-        "worker": {
-            "full_name": f"Pekerja Uji {n:07d}",
-            "phone": f"+62812{n % 10**8:08d}",
-            "preferred_language": "id",
-            "date_of_birth": "1994-05-17",
-            "gender": "female",
-            "home_region": "Lampung Timur, Lampung",
-            "current_country": "ID",
-        },
-        "employment": {
-            "country": "HK",
-            "sector": "domestic_work",
-            "employer_name": "Majikan Uji",
-            "placement_agency": "PT Penempatan Uji",
-            "started_on": "2023-02-01",
-            "ended_on": "2026-08-31",
-        },
-        "claims": [
-            {
-                "type": "unpaid_wages",
-                "amount": {"currency": "HKD", "value": "12000.00"},
-                "arose_on": "2026-08-31",
-                "description": "Gaji tiga bulan terakhir tidak dibayar",
-            }
-        ],
-        "consent": {
-            "text_version": "lintas-consent-id-1",
-            "language": "id",
-            "given_at": "2026-09-15T09:30:00+07:00",
-            "channel": "in_person",
-            "taken_by": "caseworker-17",
-            "purposes": ["legal_referral", "sms_updates"],
-            "share_with_countries": ["HK"],
-        },
-    }
+    return example_submission(
+        f"BENCH-{run}-{n:07d}", f"+62812{n % 10**8:08d}", full_name=f"Pekerja Uji {n:07d}"
+    )
 
 
 @dataclass

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import psutil
+from lintas_shared.background import BackgroundTask
 
 MIB = 1024 * 1024
 
@@ -84,7 +85,7 @@ class Sampler:
     pids: Mapping[str, int]
     interval: float = 0.25
     _windows: list[Window] = field(default_factory=list)
-    _task: asyncio.Task[None] | None = None
+    _loop: BackgroundTask | None = None
 
     def snapshot_rss(self) -> dict[str, float]:
         """RSS now, in MiB, per process."""
@@ -136,16 +137,14 @@ class Sampler:
 
     def start(self) -> None:
         """Sample in the background of the running event loop."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="bench-sampler")
+        if self._loop is None:
+            self._loop = BackgroundTask("bench-sampler", self._run)
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop sampling."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        if self._loop is not None:
+            await self._loop.stop()
 
 
 def mib(window: Window) -> dict[str, float]:

@@ -40,6 +40,8 @@ class Options:
     cache_dir: Path = REPO_ROOT / ".lintas" / "cache"
     keep_state: bool = False
     rate: float = 0.0
+    #: Every n-th case is closed right after its 201 (the order check); 0 for none.
+    close_every: int = 4
 
 
 def _stamp_say(say: Callable[[str], None]) -> Callable[[str], None]:
@@ -114,6 +116,7 @@ async def _load_and_check(
             per_case_seconds=options.per_case_seconds,
             seed=seed,
             rate=options.rate,
+            close_every=options.close_every,
         )
         say(f"driver done in {time.monotonic() - began:.1f}s; waiting for the chaos schedule")
         chaos = await chaos_task
@@ -156,6 +159,12 @@ def _parse(argv: list[str] | None) -> Options:
     )
     p.add_argument("--settle-seconds", type=float, default=600.0, help="bound on settling [600]")
     p.add_argument("--rate", type=float, default=0.0, help="cases/s, 0 = unpaced [0]")
+    p.add_argument(
+        "--close-every",
+        type=int,
+        default=4,
+        help="close every n-th case right after its 201, to check event order [4; 0 = none]",
+    )
     p.add_argument("--keep-state", action="store_true", help="keep Kafka and FerretDB data")
     a = p.parse_args(argv)
     return Options(
@@ -168,6 +177,7 @@ def _parse(argv: list[str] | None) -> Options:
         settle_seconds=a.settle_seconds,
         keep_state=a.keep_state,
         rate=a.rate,
+        close_every=a.close_every,
     )
 
 

@@ -30,6 +30,8 @@ from lintas_faults.stack import DATABASES
 CASE_RECEIVED = "case_received"
 #: Intake statuses that show the referral's news reached the case.
 ROUTED_STATUSES = {"referred", "accepted", "in_progress", "awaiting_consent", "unassigned"}
+#: Referral states still open to the partner: none may be left once the case is closed.
+OPEN_REFERRAL = {"offered", "accepted", "in_progress"}
 #: Event types whose effect must happen once per key: a second id is a second effect.
 ONCE_PER_KEY = {
     "org.lintas.case.submitted",
@@ -103,6 +105,29 @@ def routed(routing: dict[str, Any] | None) -> bool:
     return bool(blocked) and all(b.get("reason") for b in blocked.values())
 
 
+def intake_updated(sub: Submission, case: dict[str, Any] | None) -> bool:
+    """Intake's status shows referral's news (or, for a case closed, that it is closed)."""
+    status = (case or {}).get("status")
+    if sub.close == "closed":
+        return status == "closed"
+    if sub.close is not None:  # the close went unanswered: either state is right
+        return status in ROUTED_STATUSES | {"closed"}
+    return status in ROUTED_STATUSES
+
+
+def referral_expected(sub: Submission, routing: dict[str, Any] | None) -> bool:
+    """Referral's routing is in the state the case's events lead to, in their order."""
+    if sub.close == "closed":
+        return (
+            routed(routing)
+            and (routing or {}).get("status") == "closed"
+            and not any(
+                r.get("status") in OPEN_REFERRAL for r in (routing or {}).get("referrals", [])
+            )
+        )
+    return routed(routing)
+
+
 def settled(subs: list[Submission], snap: Snapshot) -> tuple[int, int]:
     """(acknowledged cases fully handled, acknowledged cases) for the settle loop."""
     acked = [s for s in subs if s.case_id]
@@ -117,8 +142,8 @@ def settled(subs: list[Submission], snap: Snapshot) -> tuple[int, int]:
         1
         for s in acked
         if s.case_id in cases
-        and cases[s.case_id].get("status") in ROUTED_STATUSES
-        and routed(routings.get(s.case_id))
+        and intake_updated(s, cases[s.case_id])
+        and referral_expected(s, routings.get(s.case_id))
         and s.reference in received
     )
     return done, len(acked)
@@ -172,6 +197,9 @@ class Table:
     referral_state_expected: int = 0
     referral_offered: int = 0
     referral_blocked: int = 0
+    closed_requested: int = 0
+    closed_acknowledged: int = 0
+    closed_in_order: int = 0
     sms_expected: int = 0
     sms_sent: int = 0
     duplicates: dict[str, int] = field(default_factory=dict)
@@ -204,6 +232,9 @@ class Table:
             ("cases with expected referral state", self.referral_state_expected),
             ("  offered to a partner", self.referral_offered),
             ("  blocked with a reason (e.g. partner at capacity)", self.referral_blocked),
+            ("cases closed right after submission (order check)", self.closed_requested),
+            ("  close acknowledged by the API", self.closed_acknowledged),
+            ("  closed everywhere, in order (offer, then withdrawn)", self.closed_in_order),
             ("'case received' SMS expected", self.sms_expected),
             ("'case received' SMS sent (outbox lines, distinct cases)", self.sms_sent),
         ]
@@ -256,10 +287,19 @@ async def build_table(
     acked_ids = {s.case_id for s in acked}
     t.stored = sum(1 for s in acked if s.case_id in cases)
     t.stored_not_acknowledged = len(set(cases) - acked_ids)
-    t.intake_status_updated = sum(
-        1 for s in acked if cases.get(s.case_id or "", {}).get("status") in ROUTED_STATUSES
+    t.intake_status_updated = sum(1 for s in acked if intake_updated(s, cases.get(s.case_id or "")))
+    t.referral_state_expected = sum(
+        1 for s in acked if referral_expected(s, routings.get(s.case_id or ""))
     )
-    t.referral_state_expected = sum(1 for s in acked if routed(routings.get(s.case_id or "")))
+    t.closed_requested = sum(1 for s in acked if s.close is not None)
+    t.closed_acknowledged = sum(1 for s in acked if s.close == "closed")
+    t.closed_in_order = sum(
+        1
+        for s in acked
+        if s.close == "closed"
+        and intake_updated(s, cases.get(s.case_id or ""))
+        and referral_expected(s, routings.get(s.case_id or ""))
+    )
     t.referral_offered = sum(
         1 for s in acked if (routings.get(s.case_id or "") or {}).get("referrals")
     )
@@ -319,13 +359,11 @@ async def build_table(
 
     lost = {
         "not stored": {s.case_id for s in acked if s.case_id not in cases},
-        "no referral routing in the expected state": {
-            s.case_id for s in acked if not routed(routings.get(s.case_id or ""))
+        "no referral routing in the expected state (incl. order)": {
+            s.case_id for s in acked if not referral_expected(s, routings.get(s.case_id or ""))
         },
         "intake status never updated": {
-            s.case_id
-            for s in acked
-            if cases.get(s.case_id or "", {}).get("status") not in ROUTED_STATUSES
+            s.case_id for s in acked if not intake_updated(s, cases.get(s.case_id or ""))
         },
         "no 'case received' SMS": {s.case_id for s in acked if s.reference not in received_refs},
     }

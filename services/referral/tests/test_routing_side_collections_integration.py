@@ -33,8 +33,10 @@ async def test_repair_rebuilds_timers_and_partner_load_from_the_routings(
     db = mongo[database_name]
     # As after a crash between the routing writes and theirs, or data from before them.
     await db["routings_timers"].drop()
-    await db["routings_partner_load"].drop()
-    await db["routings_partner_load"].insert_one({"_id": "org-hk-1|gone", "partner_id": "org-hk-1"})
+    await db["routings_partner_cases"].drop()
+    await db["routings_partner_cases"].insert_one({"_id": "org-hk-1", "cases": ["gone"]})
+    # The load's former layout, left by an older version: dropped by the repair.
+    await db["routings_partner_load"].insert_one({"_id": "org-hk-1|x", "partner_id": "org-hk-1"})
     far = stores.clock() + timedelta(days=30)
     assert await stores.routings.due(far) == []
     assert await stores.routings.open_referrals(HK) == {"org-hk-1": 1, "org-hk-2": 0}
@@ -43,6 +45,7 @@ async def test_repair_rebuilds_timers_and_partner_load_from_the_routings(
 
     assert await stores.routings.open_referrals(HK) == {"org-hk-1": 2, "org-hk-2": 1}
     assert sorted(await stores.routings.due(far)) == ["case-rep-0", "case-rep-1", "case-rep-2"]
+    assert "routings_partner_load" not in await db.list_collection_names()
 
 
 async def test_a_stale_timer_changes_nothing_and_moves_to_the_routing_due_time(

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
 
+from lintas_shared.background import BackgroundTask
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.logging import get_logger
@@ -89,7 +90,7 @@ class OutboxRelay:
         # Documents known to hold unpublished entries -> Unix time of the oldest one.
         self._unpublished: dict[object, float] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("outbox-relay", self._run)
         self._lock = asyncio.Lock()
         self.published = 0
 
@@ -205,20 +206,18 @@ class OutboxRelay:
 
     def start(self) -> None:
         """Run the relay loop in the background."""
-        if self._task is None:
+        if not self._loop.started:
             OUTBOX.track(self)
-            self._task = asyncio.create_task(self._run(), name="outbox-relay")
+            self._loop.start()
 
     async def stop(self, *, flush: bool = True) -> None:
         """Stop the loop; by default publish what is pending first (graceful shutdown)."""
-        if self._task is not None:
+        if self._loop.started:
             # Let a pass in flight finish: cancelling it between a publish and its pull
             # would publish that entry again at the next start.
             async with self._lock:
-                self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                self._loop.cancel()
+            await self._loop.stop()
         if flush:
             try:
                 await self.relay_once()

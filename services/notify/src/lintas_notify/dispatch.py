@@ -13,11 +13,11 @@ does not send it again (see the README for what remains of that window).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from lintas_shared.background import BackgroundTask
 from lintas_shared.crypto import CaseKeyMissingError
 from lintas_shared.events import SmsSent, make_event
 from lintas_shared.logging import get_logger
@@ -97,7 +97,7 @@ class Dispatcher:
         self._sleep = sleep
         self._poll_interval = poll_interval
         self._receipts = receipts
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("sms-dispatch", self._run)
 
     @property
     def provider_name(self) -> str:
@@ -387,13 +387,8 @@ class Dispatcher:
 
     def start(self) -> None:
         """Run the schedule of deferred messages in the background."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="sms-dispatch")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop the schedule loop (a message in flight finishes or stays `sending`)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()

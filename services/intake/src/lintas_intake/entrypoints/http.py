@@ -21,6 +21,7 @@ from lintas_intake.domain.case import CaseStateError, CaseStatus
 from lintas_intake.domain.organisation import Organisation, OrganisationKind
 from lintas_intake.domain.records import DocumentRecord
 from lintas_intake.domain.submission import CaseSubmission, Consent
+from lintas_intake.entrypoints.examples import EXAMPLE_SUBMISSION
 from lintas_intake.entrypoints.schemas import (
     CaseCreated,
     CaseList,
@@ -48,43 +49,6 @@ from lintas_intake.handlers import (
     request_hash,
 )
 
-EXAMPLE_SUBMISSION: dict[str, Any] = {
-    "external_ref": "NGO-LPG-2026-0042",
-    "worker": {
-        "full_name": "Contoh Pekerja",
-        "phone": "+6281234567890",
-        "preferred_language": "id",
-        "date_of_birth": "1994-05-17",
-        "gender": "female",
-        "home_region": "Lampung Timur, Lampung",
-        "current_country": "ID",
-    },
-    "employment": {
-        "country": "HK",
-        "sector": "domestic_work",
-        "employer_name": "Contoh Majikan",
-        "placement_agency": "PT Contoh Penempatan",
-        "started_on": "2023-02-01",
-        "ended_on": "2026-08-31",
-    },
-    "claims": [
-        {
-            "type": "unpaid_wages",
-            "amount": {"currency": "HKD", "value": "12000.00"},
-            "arose_on": "2026-08-31",
-            "description": "Gaji tiga bulan terakhir tidak dibayar",
-        }
-    ],
-    "consent": {
-        "text_version": "lintas-consent-id-1",
-        "language": "id",
-        "given_at": "2026-09-15T09:30:00+07:00",
-        "channel": "in_person",
-        "taken_by": "caseworker-17",
-        "purposes": ["legal_referral", "sms_updates"],
-        "share_with_countries": ["HK"],
-    },
-}
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing, unknown or revoked API key"},
     404: {"model": Problem, "description": "No such case for this organisation"},

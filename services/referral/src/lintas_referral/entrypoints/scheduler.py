@@ -7,9 +7,9 @@ expire, reminders to send), so a restart loses nothing and the schedule survives
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 
+from lintas_shared.background import BackgroundTask
 from lintas_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -22,7 +22,7 @@ class Scheduler:
     def __init__(self, jobs: Sequence[Job], interval: float) -> None:
         self._jobs = list(jobs)
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
+        self._loop = BackgroundTask("referral-scheduler", self._run)
 
     async def run_once(self) -> int:
         """One pass over every job; returns how much work was done."""
@@ -46,13 +46,8 @@ class Scheduler:
 
     def start(self) -> None:
         """Start the loop in the background."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="referral-scheduler")
+        self._loop.start()
 
     async def stop(self) -> None:
         """Stop the loop (a pass in flight is cancelled; its writes are atomic)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
