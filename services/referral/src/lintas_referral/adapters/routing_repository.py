@@ -11,14 +11,15 @@ so the hot questions are kept in small side collections keyed by `_id`, maintain
 around each write (the routing document stays the truth; `repair` rebuilds them):
 - `<name>_timers`: when each case next has something due (see `DueTimers`);
 - `<name>_referrals`: referral id -> case id, for the partner API;
-- `<name>_partner_cases`: per partner, the cases holding an open referral to it (its
-  load), kept with `$addToSet` and `$pullAll`, which are atomic and idempotent, and read
-  by `_id`: one small document a partner however many cases are open.
+- `<name>_partner_load`: one row per (partner, case with an open referral to it); the
+  insert or delete of a row decides, once, whether the partner's count moves;
+- `<name>_partner_counts`: per partner, how many such rows there are (its load), read
+  by `_id`: one tiny document however many cases are open.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
@@ -48,6 +49,10 @@ def _document(routing: CaseRouting) -> Document:
     return doc
 
 
+def _load_row(partner_id: str, case_id: str) -> str:
+    return f"{partner_id}|{case_id}"
+
+
 class MongoRoutingRepository:
     """The `RoutingRepository` on MongoDB (and FerretDB)."""
 
@@ -61,9 +66,8 @@ class MongoRoutingRepository:
         database, name = collection.database, collection.name
         self._timers = DueTimers(database[f"{name}_timers"])
         self._referral_cases = database[f"{name}_referrals"]
-        self._partner_cases = database[f"{name}_partner_cases"]
-        #: The load's former layout (one row per partner and case); `repair` drops it.
-        self._former_partner_load = f"{name}_partner_load"
+        self._partner_load = database[f"{name}_partner_load"]
+        self._partner_counts = database[f"{name}_partner_counts"]
 
     async def ensure_indexes(self) -> None:
         """Indexes for the partner's list and the side collections (used by MongoDB)."""
@@ -114,21 +118,26 @@ class MongoRoutingRepository:
             await self._timers.clear(routing.case_id)
         open_partners = set(routing.open_partner_ids)
         for partner_id in {r.partner_organisation_id for r in routing.referrals}:
+            row = _load_row(partner_id, routing.case_id)
             if partner_id in open_partners:
-                await self._add_open_cases(partner_id, [routing.case_id])
-            else:
-                await self._partner_cases.update_one(
-                    {"_id": partner_id}, {"$pullAll": {"cases": [routing.case_id]}}
-                )
+                try:
+                    await self._partner_load.insert_one({"_id": row, "partner_id": partner_id})
+                except DuplicateKeyError:
+                    continue  # counted already (a redelivery, or the other instance)
+                await self._count(partner_id, +1)
+            elif (await self._partner_load.delete_one({"_id": row})).deleted_count:
+                await self._count(partner_id, -1)
 
-    async def _add_open_cases(self, partner_id: str, case_ids: list[str]) -> None:
-        update = {"$addToSet": {"cases": {"$each": case_ids}}}
+    async def _count(self, partner_id: str, change: int, *, to: int | None = None) -> None:
+        # A crash between a row's write and its count leaves the count off by one until
+        # the next start (`repair` counts the rows again).
+        update = {"$inc": {"open": change}} if to is None else {"$set": {"open": to}}
         try:
-            await self._partner_cases.update_one({"_id": partner_id}, update, upsert=True)
+            await self._partner_counts.update_one({"_id": partner_id}, update, upsert=True)
         except DuplicateKeyError:
             # FerretDB v1 lets two upserts of a new `_id` both try the insert: the loser
-            # adds to the document the winner created.
-            await self._partner_cases.update_one({"_id": partner_id}, update)
+            # updates the document the winner created.
+            await self._partner_counts.update_one({"_id": partner_id}, update)
 
     async def _index_referrals(self, case_id: str, referral_ids: Iterable[str]) -> None:
         rows = [{"_id": referral_id, "case_id": case_id} for referral_id in referral_ids]
@@ -183,8 +192,8 @@ class MongoRoutingRepository:
         """How many cases hold an open referral with each partner (its load)."""
         counts = {}
         for partner_id in partner_ids:
-            doc = await self._partner_cases.find_one({"_id": partner_id})
-            counts[partner_id] = len(doc.get("cases", [])) if doc else 0
+            doc = await self._partner_counts.find_one({"_id": partner_id})
+            counts[partner_id] = max(0, int(doc.get("open", 0))) if doc else 0
         return counts
 
     async def repair(self) -> None:
@@ -192,31 +201,32 @@ class MongoRoutingRepository:
         (after a crash between a routing's write and theirs, or data from before them).
         One pass over the routings; it never removes a timer (see `DueTimers`)."""
         due: dict[str, datetime] = {}
-        load: dict[str, set[str]] = defaultdict(set)
+        load: set[str] = set()
         projection = {"next_due_at": 1, "open_partner_ids": 1}
         async for doc in self._collection.find({}, projection):
             if doc.get("next_due_at") is not None:
                 due[doc["_id"]] = doc["next_due_at"]
-            for partner_id in doc.get("open_partner_ids", []):
-                load[partner_id].add(doc["_id"])
+            load.update(_load_row(p, doc["_id"]) for p in doc.get("open_partner_ids", []))
         timers_set = await self._timers.ensure_all(due)
-        held = {d["_id"]: set(d.get("cases", [])) async for d in self._partner_cases.find({})}
-        added = removed = 0
-        for partner_id in load.keys() | held.keys():
-            missing = load[partner_id] - held.get(partner_id, set())
-            extra = held.get(partner_id, set()) - load[partner_id]
-            if missing:
-                await self._add_open_cases(partner_id, sorted(missing))
-            if extra:
-                await self._partner_cases.update_one(
-                    {"_id": partner_id}, {"$pullAll": {"cases": sorted(extra)}}
-                )
-            added, removed = added + len(missing), removed + len(extra)
-        await self._collection.database.drop_collection(self._former_partner_load)
-        if timers_set or added or removed:
+        rows = {row["_id"]: row["partner_id"] async for row in self._partner_load.find({})}
+        missing = [{"_id": r, "partner_id": r.split("|", 1)[0]} for r in load - rows.keys()]
+        await self._insert_ignoring_duplicates(self._partner_load, missing)
+        extra = [r for r in rows if r not in load]
+        if extra:
+            await self._partner_load.delete_many({"_id": {"$in": extra}})
+        # The rows now match the routings: set each partner's count to its rows.
+        counts = Counter(row.split("|", 1)[0] for row in load)
+        stored = {d["_id"]: d.get("open") async for d in self._partner_counts.find({})}
+        recounted = 0
+        for partner_id in counts.keys() | stored.keys():
+            if stored.get(partner_id) != counts[partner_id]:
+                await self._count(partner_id, 0, to=counts[partner_id])
+                recounted += 1
+        if timers_set or missing or extra or recounted:
             log.info(
                 "routing side collections repaired",
                 timers_set=timers_set,
-                load_cases_added=added,
-                load_cases_removed=removed,
+                load_rows_added=len(missing),
+                load_rows_removed=len(extra),
+                partner_counts_set=recounted,
             )
