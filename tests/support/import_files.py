@@ -5,29 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from lintas_tools.importer import CSV_COLUMNS
+from lintas_tools.importer import CSV_COLUMNS, EXAMPLE_ROW
 
-GOOD_ROW = {
-    "worker_full_name": "Contoh Pekerja",
-    "worker_phone": "+6281234567890",
-    "worker_preferred_language": "id",
-    "worker_current_country": "ID",
-    "employment_country": "HK",
-    "employment_sector": "domestic_work",
-    "employment_started_on": "2023-02-01",
-    "employment_ended_on": "2026-08-31",
-    "claim_type": "unpaid_wages",
-    "claim_amount_currency": "HKD",
-    "claim_amount_value": "12000.00",
-    "claim_arose_on": "2026-08-31",
-    "consent_text_version": "lintas-consent-id-1",
-    "consent_language": "id",
-    "consent_given_at": "2026-09-15T09:30:00+07:00",
-    "consent_channel": "in_person",
-    "consent_taken_by": "caseworker-17",
-    "consent_purposes": "legal_referral;sms_updates",
-    "consent_share_with_countries": "HK",
-}
+GOOD_ROW = {k: v for k, v in EXAMPLE_ROW.items() if k != "external_ref"}
 #: Ways a row goes wrong, and the field the API must name for it.
 BREAKAGES = (
     ("worker_phone", "0812-3456", "worker.phone"),

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lintas_tools.importer import CSV_COLUMNS
+from lintas_tools.importer import CSV_COLUMNS, EXAMPLE_ROW
 
 from lintas_bench.children import reap
 from lintas_bench.resources import MIB, Sampler, mib, rss_bytes
@@ -31,27 +31,11 @@ def write_rows(path: Path, rows: int, run: str) -> None:
         writer.writeheader()
         for n in range(rows):
             writer.writerow(
-                {
+                EXAMPLE_ROW
+                | {
                     "external_ref": f"IMPORT-{run}-{n:07d}",
                     "worker_full_name": f"Pekerja Impor {n:07d}",
                     "worker_phone": f"+62813{n % 10**8:08d}",
-                    "worker_preferred_language": "id",
-                    "worker_current_country": "ID",
-                    "employment_country": "HK",
-                    "employment_sector": "domestic_work",
-                    "employment_started_on": "2023-02-01",
-                    "employment_ended_on": "2026-08-31",
-                    "claim_type": "unpaid_wages",
-                    "claim_amount_currency": "HKD",
-                    "claim_amount_value": "12000.00",
-                    "claim_arose_on": "2026-08-31",
-                    "consent_text_version": "lintas-consent-id-1",
-                    "consent_language": "id",
-                    "consent_given_at": "2026-09-15T09:30:00+07:00",
-                    "consent_channel": "in_person",
-                    "consent_taken_by": "caseworker-17",
-                    "consent_purposes": "legal_referral;sms_updates",
-                    "consent_share_with_countries": "HK",
                 }
             )
 

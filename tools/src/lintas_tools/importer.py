@@ -56,6 +56,30 @@ CSV_COLUMNS = (
     "consent_share_with_organisations",
 )
 _LISTS = {"consent_purposes", "consent_share_with_countries", "consent_share_with_organisations"}
+#: A valid row (the columns left out are optional), as the README points to it; the
+#: import tests and `make bench` start from it.
+EXAMPLE_ROW: dict[str, str] = {
+    "external_ref": "NGO-LPG-2026-0042",
+    "worker_full_name": "Contoh Pekerja",
+    "worker_phone": "+6281234567890",
+    "worker_preferred_language": "id",
+    "worker_current_country": "ID",
+    "employment_country": "HK",
+    "employment_sector": "domestic_work",
+    "employment_started_on": "2023-02-01",
+    "employment_ended_on": "2026-08-31",
+    "claim_type": "unpaid_wages",
+    "claim_amount_currency": "HKD",
+    "claim_amount_value": "12000.00",
+    "claim_arose_on": "2026-08-31",
+    "consent_text_version": "lintas-consent-id-1",
+    "consent_language": "id",
+    "consent_given_at": "2026-09-15T09:30:00+07:00",
+    "consent_channel": "in_person",
+    "consent_taken_by": "caseworker-17",
+    "consent_purposes": "legal_referral;sms_updates",
+    "consent_share_with_countries": "HK",
+}
 
 
 def csv_row_to_case(row: dict[str, str]) -> dict[str, Any]:
