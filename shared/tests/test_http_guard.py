@@ -80,6 +80,12 @@ def _nested(depth: int) -> bytes:
         # Brackets inside strings, escaped quotes included, do not count.
         (json.dumps({"note": "[[[[{{{{" * 50, "q": '\\"[[[['}).encode(), 2, False),
         (_nested(100_000), 32, True),
+        # An escaped backslash ends before the quote, which then closes the string.
+        (b'{"a": "x\\\\", "b": ' + _nested(3) + b"}", 3, True),
+        (b'{"a": "x\\"[[[[", "b": 1}', 3, False),
+        # Hostile: an unterminated string of escaped quotes. A regular expression for
+        # strings backtracks quadratically on this (minutes at the body limit).
+        (b'{"a": "' + b'\\"' * 100_000 + b"[" * 40, 32, False),
     ],
 )
 def test_json_nesting_depth(body: bytes, limit: int, expected: bool) -> None:

@@ -107,7 +107,7 @@ def _patched_module(go: str, src_dir: Path, into: Path) -> None:
     info = json.loads(
         _run_go(go, ["mod", "download", "-json", FERRETDB_MODULE], src_dir, "go mod download")
     )
-    shutil.rmtree(into, ignore_errors=True)
+    _remove_tree(into)
     # The module cache is read-only; the copy must be writable (to patch, and to remove).
     shutil.copytree(info["Dir"], into, copy_function=shutil.copyfile)
     for path in [into, *into.rglob("*")]:
@@ -121,6 +121,14 @@ def _patched_module(go: str, src_dir: Path, into: Path) -> None:
                 f"{source.count(text)} of {text!r}, expected {count}"
             )
         path.write_text(source.replace(text, replacement))
+
+
+def _remove_tree(path: Path) -> None:
+    # A copy cut short keeps the module cache's read-only directories: open them first.
+    if path.exists():
+        for root, _dirs, _files in os.walk(path):
+            os.chmod(root, 0o755)  # noqa: S103 (our own build directory)
+        shutil.rmtree(path)
 
 
 def provision_ferretdb(cache_dir: Path, progress: Callable[[str], None] = print) -> Path:
@@ -148,6 +156,8 @@ def provision_ferretdb(cache_dir: Path, progress: Callable[[str], None] = print)
         began = time.monotonic()
         build_dir = cache_dir / "ferretdb-build"
         build_dir.mkdir(parents=True, exist_ok=True)
+        for stale in build_dir.glob("*.go"):  # a source since removed must not build in
+            stale.unlink()
         for path in _sources(src_dir):
             shutil.copyfile(path, build_dir / path.name)
         _patched_module(go, src_dir, build_dir / "ferretdb-module")

@@ -412,5 +412,7 @@ async def build_table(
         and not (seen - expected)
         and t.dlq_unexpected == 0
         and t.acknowledged > 0
+        # The order check must have run: every close asked for was answered.
+        and t.closed_acknowledged == t.closed_requested
     )
     return t
