@@ -105,10 +105,21 @@ def test_a_filter_on_id_and_more_fields_is_found_by_id(wrapper: tuple[str, Path]
     with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
         collection = client["wrapper_check"]["versions"]
         collection.insert_many([{"_id": f"v{n}", "version": n} for n in range(10)])
+        client["wrapper_check"]["numbered"].insert_many([{"_id": n} for n in range(10)])
         for query, expected in (({"_id": "v3", "version": 3}, True), ({"version": 3}, False)):
             plan = client["wrapper_check"].command(
                 "explain", {"find": "versions", "filter": query}, verbosity="queryPlanner"
             )
             assert plan["filterPushdown"] is expected, (query, plan)
+        # Integer ids too (intake's audit chain): found by the index, and matched exactly.
+        plan = client["wrapper_check"].command(
+            "explain", {"find": "numbered", "filter": {"_id": 7}}, verbosity="queryPlanner"
+        )
+        assert plan["filterPushdown"] is True, plan
+        numbered = client["wrapper_check"]["numbered"]
+        assert numbered.find_one({"_id": 7}) == {"_id": 7}
+        assert numbered.find_one({"_id": 7.0}) == {"_id": 7}
+        assert numbered.find_one({"_id": 70}) is None
+        assert numbered.find_one({"_id": "7"}) is None
         assert collection.find_one({"_id": "v3", "version": 3}) == {"_id": "v3", "version": 3}
         assert collection.find_one({"_id": "v3", "version": 4}) is None

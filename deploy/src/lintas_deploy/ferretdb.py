@@ -59,6 +59,16 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
         "if params.Filter.Len() >= 1 {",
         2,  # Query, and Explain (which reports the pushdown)
     ),
+    # ...and for integer `_id`s too (intake's audit chain is numbered), not only strings
+    # and ObjectIDs: SQLite compares the stored JSON text of `_id` with the queried
+    # value's, and an integer's is its decimal digits either way (a double with an
+    # integral value too). Still only a pre-filter: the handler matches in Go after it.
+    (
+        "internal/backends/sqlite/collection.go",
+        "case string, types.ObjectID:",
+        "case string, types.ObjectID, int32, int64:",
+        2,
+    ),
 )
 
 
