@@ -10,12 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 from lintas_intake.domain.organisation import OrganisationKind
+from lintas_tools.import_samples import write_import_csv
 from lintas_tools.importer import import_file
 from lintas_tools.organisations import Directories, OrganisationAdmin
 
 from tests.e2e.conftest import E2E_PEPPER, Stack
 from tests.support.fixtures import example_case
-from tests.support.import_files import write_import_csv
 from tests.support.kafka import eventually
 from tests.support.servers import Servers
 

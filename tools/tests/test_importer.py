@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 from lintas_intake.domain.submission import CaseSubmission
+from lintas_tools.import_samples import GOOD_ROW, write_import_csv
 from lintas_tools.importer import csv_row_to_case, read_rows
-
-from tests.support.import_files import GOOD_ROW, write_import_csv
 
 pytestmark = pytest.mark.unit
 

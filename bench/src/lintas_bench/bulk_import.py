@@ -3,7 +3,9 @@
 The importer runs as its own process, exactly as an operator runs it (`lintas import
 FILE`), with the API key in `LINTAS_API_KEY` (never on the command line). Its own
 summary (rows/s, peak Python heap by tracemalloc) is read from its output, and its peak
-resident memory is sampled from outside with psutil, as are the services'.
+resident memory is sampled from outside with psutil, as are the services'. With broken
+rows (`--import-bad-every`) and a second pass (`--import-rerun`) it also checks issue 3's
+promise: exactly the good rows stored, once.
 """
 
 from __future__ import annotations
@@ -17,46 +19,113 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lintas_tools.importer import CSV_COLUMNS, EXAMPLE_ROW
+from lintas_intake.settings import IntakeSettings
+from lintas_shared.mongo import make_mongo_client
+from lintas_tools.import_samples import write_import_csv
 
 from lintas_bench.children import reap
 from lintas_bench.resources import MIB, Sampler, mib, rss_bytes
-
-
-def write_rows(path: Path, rows: int, run: str) -> None:
-    """A CSV of `rows` valid cases with generated workers and phones (never printed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as out:
-        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for n in range(rows):
-            writer.writerow(
-                EXAMPLE_ROW
-                | {
-                    "external_ref": f"IMPORT-{run}-{n:07d}",
-                    "worker_full_name": f"Pekerja Impor {n:07d}",
-                    "worker_phone": f"+62813{n % 10**8:08d}",
-                }
-            )
 
 
 async def run_import(
     *,
     intake_url: str,
     api_key: str,
+    mongodb_uri: str,
     rows: int,
+    bad_every: int,
+    rerun: bool,
     concurrency: int,
     work_dir: Path,
     run: str,
     sampler: Sampler,
     time_limit: float,
 ) -> dict[str, Any]:
-    """Import `rows` rows; returns the importer's summary plus measured memory."""
+    """Import `rows` rows (every `bad_every`-th broken on purpose), then check the outcome:
+    the broken rows refused with their field named, every good row stored exactly once,
+    and (with `rerun`) a second import of the same file creating nothing. Returns the
+    importer's summary, measured memory and the checks."""
     source = work_dir / f"import-{rows}.csv"
-    write_rows(source, rows, run)
+    prefix = f"IMPORT-{run}"
+    bad = write_import_csv(source, rows, bad_every, prefix, distinct_workers=True)
+    report_path = work_dir / "import-errors.csv"
+    try:
+        result: dict[str, Any] = {"rows": rows, "broken_rows": len(bad), "concurrency": concurrency}
+        result |= await _import_once(
+            source, intake_url, api_key, report_path, concurrency, sampler, time_limit
+        )
+        good = rows - len(bad)
+        checks = {
+            "created == good rows": _check(result["importer"].get("created"), good),
+            "rejected == broken rows": _check(result["importer"].get("rejected"), len(bad)),
+            "report names each broken row's field": _check(misreported_rows(report_path, bad), []),
+        }
+        stored = await _stored_refs(mongodb_uri, prefix)
+        checks["good rows stored"] = _check(len(stored), good)
+        checks["stored more than once"] = _check(len(stored) - len(set(stored)), 0)
+        if rerun:
+            again = await _import_once(
+                source,
+                intake_url,
+                api_key,
+                work_dir / "import-errors-rerun.csv",
+                concurrency,
+                sampler,
+                time_limit,
+            )
+            result["rerun"] = again
+            checks["rerun created"] = _check(again["importer"].get("created"), 0)
+            checks["rerun already present"] = _check(again["importer"].get("already_present"), good)
+            stored = await _stored_refs(mongodb_uri, prefix)
+            checks["stored after the rerun"] = _check(len(stored), good)
+        result["checks"] = checks
+        result["checks_passed"] = all(c["ok"] for c in checks.values())
+        return result
+    finally:
+        source.unlink(missing_ok=True)  # generated workers: nothing to keep
+
+
+def _check(actual: Any, expected: Any) -> dict[str, Any]:
+    return {"actual": actual, "expected": expected, "ok": actual == expected}
+
+
+def misreported_rows(report_path: Path, bad: dict[int, str]) -> list[int]:
+    """Rows whose report lines are missing, misnamed, or which were not broken."""
+    named: dict[int, set[str]] = {}
+    if report_path.exists():
+        with report_path.open(newline="", encoding="utf-8") as report:
+            for line in csv.DictReader(report):
+                named.setdefault(int(line["row"]), set()).add(line["field"])
+    wrong = [row for row, field in bad.items() if field not in named.get(row, set())]
+    return sorted(wrong + [row for row in named if row not in bad])
+
+
+async def _stored_refs(mongodb_uri: str, prefix: str) -> list[str]:
+    """Every stored case's external_ref from this run, read from intake's store (one scan:
+    the API's pages would each scan the collection again)."""
+    client = make_mongo_client(mongodb_uri, app_name="lintas-bench")
+    try:
+        cursor = client[IntakeSettings.model_fields["database"].default]["cases"].find(
+            {"external_ref": {"$regex": f"^{prefix}-"}}, {"external_ref": 1, "_id": 0}
+        )
+        return [doc["external_ref"] async for doc in cursor]
+    finally:
+        await client.close()
+
+
+async def _import_once(
+    source: Path,
+    intake_url: str,
+    api_key: str,
+    report_path: Path,
+    concurrency: int,
+    sampler: Sampler,
+    time_limit: float,
+) -> dict[str, Any]:
+    """One `lintas import` run as its own process, its peak RSS sampled from outside."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
     env["LINTAS_API_KEY"] = api_key
-    with (work_dir / "import-progress.log").open("wb") as progress:
+    with (report_path.parent / "import-progress.log").open("ab") as progress:
         window = sampler.open()
         began = time.monotonic()
         process = await asyncio.create_subprocess_exec(
@@ -68,7 +137,7 @@ async def run_import(
             "--url",
             intake_url,
             "--report",
-            str(work_dir / "import-errors.csv"),
+            str(report_path),
             "--concurrency",
             str(concurrency),
             env=env,
@@ -93,7 +162,6 @@ async def run_import(
         stdout = await stdout_task
         elapsed = time.monotonic() - began
         sampler.close(window)
-    source.unlink(missing_ok=True)  # generated workers: nothing to keep
     summary: dict[str, Any] = {}
     text = stdout.decode(errors="replace")
     start = text.find("{")
@@ -104,8 +172,6 @@ async def run_import(
             summary = {}
     summary.pop("report", None)
     return {
-        "rows": rows,
-        "concurrency": concurrency,
         "exit_code": process.returncode,
         "timed_out": timed_out,
         "seconds": round(elapsed, 1),

@@ -124,7 +124,10 @@ async def _phases(
             results["import"] = await run_import(
                 intake_url=stack.intake_url,
                 api_key=stack.ngo_api_key,
+                mongodb_uri=stack.mongodb_uri,
                 rows=config.import_rows,
+                bad_every=config.import_bad_every,
+                rerun=config.import_rerun,
                 concurrency=config.import_concurrency,
                 work_dir=config.output_dir.resolve(),
                 run=run,
@@ -421,7 +424,8 @@ def _write(config: BenchConfig, results: dict[str, Any], table: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark; exit 0 when every phase ran (whatever the figures say).
+    """Run the benchmark; exit 0 when every phase ran (whatever the figures say) and the
+    import's outcome checks held.
 
     `--render FILE` prints the table of a saved run instead (no servers are started).
     """
@@ -462,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         results["error"] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
         failed = True
+    if (results.get("import") or {}).get("checks_passed") is False:
+        failed = True  # a wrong outcome, not a slow one: the import lost or doubled rows
     results["seconds"] = round(budget.elapsed, 1)
     table = render(results)
     path = _write(config, results, table)

@@ -72,6 +72,10 @@ class BenchConfig:
     #: Bulk import through `lintas import`.
     import_rows: int = 2000
     import_concurrency: int = 8
+    #: Every n-th import row is broken on purpose (0: none; 33 is the 3% of issue 3).
+    import_bad_every: int = 0
+    #: Import the same file a second time: it must create nothing.
+    import_rerun: bool = False
     #: Baselines.
     roundtrips: int = 200
     store_cases: int = 100
@@ -159,6 +163,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--import-rows", type=int, help=f"rows for `lintas import` (default {d.import_rows})"
     )
+    p.add_argument(
+        "--import-bad-every",
+        type=int,
+        help="break every n-th import row on purpose (33 = 3%%); checked to be refused, "
+        "with the field named, and the rest stored exactly once",
+    )
+    p.add_argument(
+        "--import-rerun",
+        action="store_true",
+        help="import the same file again afterwards; it must create nothing",
+    )
     p.add_argument("--roundtrips", type=int)
     p.add_argument("--store-cases", type=int)
     p.add_argument("--minimal-seconds", type=float)
@@ -202,6 +217,7 @@ def from_args(argv: list[str] | None = None) -> BenchConfig:
         "profile_seconds",
         "profile_rate",
         "import_rows",
+        "import_bad_every",
         "roundtrips",
         "store_cases",
         "minimal_seconds",
@@ -218,6 +234,8 @@ def from_args(argv: list[str] | None = None) -> BenchConfig:
         values["max_rate"] = max(max(args.rates), BenchConfig.max_rate)
     if args.no_profile:
         values["profile"] = False
+    if args.import_rerun:
+        values["import_rerun"] = True
     skip = frozenset(s.strip() for s in args.skip.split(",") if s.strip())
     unknown = skip - {"pipeline", "profile", "baselines", "import"}
     if unknown:

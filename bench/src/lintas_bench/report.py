@@ -241,6 +241,7 @@ def _import(results: Mapping[str, Any], lines: list[str]) -> None:
     lines.append("")
     lines.append(
         f"Bulk import (`lintas import`, concurrency {imp['concurrency']}): {imp['rows']:,} rows "
+        f"({imp.get('broken_rows', 0):,} broken on purpose) "
         f"in {_n(imp['seconds'], 1)} s = {_n(rate, 1)} rows/s; created "
         f"{_n(summary.get('created'))}, rejected {_n(summary.get('rejected'))}; importer peak "
         f"RSS {_n(imp['importer_peak_rss_mib'], 1)} MiB (Python heap peak "
@@ -249,6 +250,17 @@ def _import(results: Mapping[str, Any], lines: list[str]) -> None:
     )
     if imp.get("timed_out"):
         lines.append("  the import was stopped at its time limit")
+    again = imp.get("rerun")
+    if again:
+        lines.append(
+            f"  Second import of the same file: {_n(again['seconds'], 1)} s, created "
+            f"{_n(again['importer'].get('created'))}, already present "
+            f"{_n(again['importer'].get('already_present'))}, rejected "
+            f"{_n(again['importer'].get('rejected'))}"
+        )
+    for name, check in imp.get("checks", {}).items():
+        verdict = "ok" if check["ok"] else "FAILED"
+        lines.append(f"  check {name}: {check['actual']} (expected {check['expected']}) {verdict}")
     if imp["rows"] < ISSUE_IMPORT_ROWS and isinstance(rate, (int, float)) and rate > 0:
         hours = ISSUE_IMPORT_ROWS / rate / 3600
         lines.append(

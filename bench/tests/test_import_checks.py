@@ -1,0 +1,34 @@
+"""The bulk import's outcome checks (no servers): they must be able to fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from lintas_bench.bulk_import import misreported_rows
+from lintas_bench.config import from_args
+
+pytestmark = pytest.mark.unit
+
+
+def _report(path: Path, lines: list[tuple[int, str]]) -> Path:
+    path.write_text("row,field,message\n" + "".join(f"{r},{f},bad\n" for r, f in lines))
+    return path
+
+
+def test_a_report_naming_every_broken_row_and_field_passes(tmp_path: Path) -> None:
+    report = _report(tmp_path / "r.csv", [(4, "worker.phone"), (7, "employment.country")])
+    assert misreported_rows(report, {4: "worker.phone", 7: "employment.country"}) == []
+
+
+def test_a_missing_row_a_wrong_field_and_an_extra_row_are_each_caught(tmp_path: Path) -> None:
+    report = _report(tmp_path / "r.csv", [(4, "worker.name"), (9, "worker.phone")])
+    bad = {4: "worker.phone", 7: "employment.country"}
+    assert misreported_rows(report, bad) == [4, 7, 9]
+    assert misreported_rows(tmp_path / "none.csv", bad) == [4, 7]
+
+
+def test_the_import_options_are_read() -> None:
+    config = from_args(["--import-rows", "10000", "--import-bad-every", "33", "--import-rerun"])
+    assert (config.import_rows, config.import_bad_every, config.import_rerun) == (10000, 33, True)
+    assert (from_args([]).import_bad_every, from_args([]).import_rerun) == (0, False)
