@@ -23,9 +23,8 @@ from datetime import datetime
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import Document, upsert_by_id
 
 
 class DueTimers:
@@ -40,13 +39,7 @@ class DueTimers:
 
     async def set(self, owner_id: str, due_at: datetime) -> None:
         """Wake `owner_id` at `due_at` (replacing any earlier setting)."""
-        try:
-            await self._collection.update_one(
-                {"_id": owner_id}, {"$set": {"due_at": due_at}}, upsert=True
-            )
-        except DuplicateKeyError:
-            # Two upserts raced to insert the same owner: the row exists now, update it.
-            await self._collection.update_one({"_id": owner_id}, {"$set": {"due_at": due_at}})
+        await upsert_by_id(self._collection, owner_id, {"$set": {"due_at": due_at}})
 
     async def clear(self, owner_id: str) -> None:
         """Nothing is pending for `owner_id` any more."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import Document, upsert_by_id
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -81,13 +81,7 @@ class MongoEarlyEvents:
         await self._by_case.delete_one({"_id": case_id})
 
     async def _list(self, case_id: str, key: str) -> None:
-        try:
-            await self._by_case.update_one(
-                {"_id": case_id}, {"$addToSet": {"keys": key}}, upsert=True
-            )
-        except DuplicateKeyError:
-            # Two upserts raced to create the list (FerretDB v1): it exists now.
-            await self._by_case.update_one({"_id": case_id}, {"$addToSet": {"keys": key}})
+        await upsert_by_id(self._by_case, case_id, {"$addToSet": {"keys": key}})
 
     async def _unlist(self, case_id: str, key: str) -> None:
         await self._by_case.update_one({"_id": case_id}, {"$pull": {"keys": key}})

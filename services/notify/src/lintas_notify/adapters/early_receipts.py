@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import Document, upsert_by_id
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
 
 from lintas_notify.adapters.message_repository import provider_key
 
@@ -43,12 +42,7 @@ class MongoEarlyReceipts:
             "reason": reason,
             "received_at": now,
         }
-        try:
-            await self._collection.replace_one({"_id": key}, doc, upsert=True)
-        except DuplicateKeyError:
-            # The same report twice at once (a retried webhook): FerretDB v1 let both
-            # upserts try the insert; the document is there now.
-            await self._collection.replace_one({"_id": key}, doc)
+        await upsert_by_id(self._collection, key, doc)  # may race a retried webhook
 
     async def get(self, provider: str, provider_message_id: str) -> Document | None:
         """The receipt kept for this message id, if any."""

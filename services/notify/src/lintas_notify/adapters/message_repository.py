@@ -26,7 +26,7 @@ from typing import Any
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.due_timers import DueTimers
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document, update_by_id
+from lintas_shared.mongo import Document, update_by_id, upsert_by_id
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import NOTIFICATIONS
 from pymongo import ASCENDING
@@ -179,12 +179,9 @@ class MongoMessageRepository:
     ) -> None:
         key = provider_key(provider, provider_message_id)
         doc = {"_id": key, "message_id": message_id, "at": now}
-        try:
-            await self._provider_ids.replace_one({"_id": key}, doc, upsert=True)
-        except DuplicateKeyError:
-            # Two writers filed the same id at once (e.g. the consumer's retry and the
-            # schedule loop both recording `sent`): FerretDB v1 let both try the insert.
-            await self._provider_ids.replace_one({"_id": key}, doc)
+        # Two writers may file the same id at once (the consumer's retry and the
+        # schedule loop both recording `sent`).
+        await upsert_by_id(self._provider_ids, key, doc)
 
     async def schedule(
         self,

@@ -26,7 +26,7 @@ from datetime import datetime
 from lintas_shared.due_timers import DueTimers
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.logging import get_logger
-from lintas_shared.mongo import Document, update_by_id
+from lintas_shared.mongo import Document, update_by_id, upsert_by_id
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry, push_to_outbox
 from lintas_shared.topics import REFERRALS
 from pymongo import ASCENDING
@@ -132,12 +132,7 @@ class MongoRoutingRepository:
         # A crash between a row's write and its count leaves the count off by one until
         # the next start (`repair` counts the rows again).
         update = {"$inc": {"open": change}} if to is None else {"$set": {"open": to}}
-        try:
-            await self._partner_counts.update_one({"_id": partner_id}, update, upsert=True)
-        except DuplicateKeyError:
-            # FerretDB v1 lets two upserts of a new `_id` both try the insert: the loser
-            # updates the document the winner created.
-            await self._partner_counts.update_one({"_id": partner_id}, update)
+        await upsert_by_id(self._partner_counts, partner_id, update)
 
     async def _index_referrals(self, case_id: str, referral_ids: Iterable[str]) -> None:
         rows = [{"_id": referral_id, "case_id": case_id} for referral_id in referral_ids]
