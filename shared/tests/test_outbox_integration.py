@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from lintas_shared.envelope import CloudEvent, from_kafka_record
@@ -10,6 +11,7 @@ from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry, push_to_outbox
 from pymongo import AsyncMongoClient
+from pymongo.asynchronous.collection import AsyncCollection
 
 from tests.support.fixtures import case_submitted
 from tests.support.kafka import collect
@@ -71,3 +73,79 @@ async def test_entries_stay_when_the_broker_refuses(
     doc = await collection.find_one({"_id": "case-kept"})
     assert doc is not None
     assert [entry["id"] for entry in doc[OUTBOX_FIELD]] == [event.id]
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.fail = False
+        self.published: list[str] = []
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        if self.fail:
+            raise ConnectionError("broker down")
+        self.published.append(event.id)
+
+
+async def pending_docs(
+    collection: AsyncCollection[Document], count: int, age: timedelta = timedelta(0)
+) -> None:
+    when = datetime.now(UTC) - age
+    await collection.insert_many(
+        [
+            {
+                "_id": f"case-{n}",
+                OUTBOX_FIELD: [
+                    outbox_entry("t", case_submitted(f"case-{n}").model_copy(update={"time": when}))
+                ],
+            }
+            for n in range(count)
+        ]
+    )
+
+
+async def test_a_full_sweep_of_entries_nobody_announced_is_repeated_until_none_are_left(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    # What a crashed process left behind: the relay was told about none of it.
+    collection = mongo[database_name]["things"]
+    await pending_docs(collection, 5)
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(collection, publisher, batch_size=3)
+    assert await relay.relay_once() == 3
+    assert relay.more_left_behind
+    assert await relay.relay_once() == 2
+    assert not relay.more_left_behind
+    assert len(set(publisher.published)) == 5
+
+
+async def test_a_full_sweep_of_fresh_entries_the_relay_knows_is_not_repeated_at_once(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    # Under steady load the sweep meets entries that are being published anyway; once,
+    # treating them as "more to do" kept sweeps (whole-collection reads) back to back.
+    collection = mongo[database_name]["things"]
+    await pending_docs(collection, 4)
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(collection, publisher, batch_size=3)
+    publisher.fail = True
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()  # the sweep saw three and could not publish them
+    publisher.fail = False
+    assert await relay.relay_once() == 3
+    assert not relay.more_left_behind  # a full batch, but known and fresh
+    assert await relay.relay_once() == 1  # the next sweep (here: at once) gets the rest
+
+
+async def test_a_full_sweep_of_old_entries_is_repeated_even_when_known(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    collection = mongo[database_name]["things"]
+    await pending_docs(collection, 4, age=timedelta(minutes=10))
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(collection, publisher, batch_size=3, stale_after=60)
+    publisher.fail = True
+    with pytest.raises(ConnectionError):
+        await relay.relay_once()
+    publisher.fail = False
+    assert await relay.relay_once() == 3
+    assert relay.more_left_behind

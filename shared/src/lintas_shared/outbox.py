@@ -59,7 +59,12 @@ class OutboxRelay:
     every document: on a large collection a frequent sweep kept a read open so often that
     SQLite could not checkpoint its log, and every query slowed down. This process's own
     failures to publish are retried from memory (see `relay_once`); the sweep is for what
-    a crashed process left behind.
+    a crashed process left behind. A sweep is repeated at once only when it filled its
+    batch with entries left behind: ones this relay was not told about, or older than
+    `stale_after` seconds. Fresh entries this relay was told about are being published
+    anyway; counting them as "more to do" once kept sweeps running back to back under
+    steady load, each reading the whole collection (a bulk import slowed from 40 to 20
+    rows/s by 22,000 cases).
 
     For the same reason the backlog metrics are the relay's own view, kept in memory:
     the documents writers named and sweeps found, until their entries are published.
@@ -73,6 +78,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         batch_size: int = 100,
         sweep_interval: float = 300.0,
+        stale_after: float = 60.0,
         locks: CaseLocks | None = None,
     ) -> None:
         self._collection = collection
@@ -80,6 +86,10 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._sweep_interval = sweep_interval
+        self._stale_after = stale_after
+        #: The last sweep filled its batch with entries left behind: sweep again at once.
+        #: (Known and fresh entries do not count: see the class docstring.)
+        self.more_left_behind = False
         # FerretDB v1 applies an update as read-modify-write: the relay's $pull and a
         # service's write to the same document must not interleave, or one of them is
         # lost (a pulled entry comes back, or a pushed event disappears). Services pass
@@ -138,7 +148,12 @@ class OutboxRelay:
                     cursor = self._collection.find(PENDING_FILTER, {OUTBOX_FIELD: 1}).limit(
                         self._batch_size
                     )
+                    known = ids | self._pending_ids | self._unpublished.keys()
                     found = [doc async for doc in cursor]
+                    cutoff = time.time() - self._stale_after
+                    self.more_left_behind = len(found) >= self._batch_size and any(
+                        doc["_id"] not in known or _oldest_entry_time(doc) < cutoff for doc in found
+                    )
                     # Known before publishing, so an outage shows in the backlog metrics.
                     for doc in found:
                         self._note_unpublished(doc)
@@ -176,7 +191,7 @@ class OutboxRelay:
         if not entries:
             self._unpublished.pop(doc["_id"], None)
             return
-        oldest = min((_entry_time(entry) for entry in entries), default=time.time())
+        oldest = _oldest_entry_time(doc)
         known = self._unpublished.get(doc["_id"])
         self._unpublished[doc["_id"]] = oldest if known is None else min(known, oldest)
 
@@ -186,12 +201,12 @@ class OutboxRelay:
         while True:
             try:
                 sweep = loop.time() >= self._next_sweep
-                published = await self.relay_once(sweep=sweep)
+                await self.relay_once(sweep=sweep)
                 if sweep:
                     self._next_sweep = loop.time() + self._sweep_interval
                 backoff = self._poll_interval
-                if published and sweep:
-                    self._next_sweep = 0.0  # a sweep found work: there may be more
+                if sweep and self.more_left_behind:
+                    self._next_sweep = 0.0  # a full batch left behind: there may be more
                     continue
             except asyncio.CancelledError:
                 raise
@@ -224,6 +239,11 @@ class OutboxRelay:
             except Exception as exc:
                 log.warning("outbox flush at shutdown failed", error=type(exc).__name__)
         OUTBOX.untrack(self)
+
+
+def _oldest_entry_time(doc: Document) -> float:
+    """When the oldest unpublished entry of a document happened (Unix time)."""
+    return min((_entry_time(entry) for entry in doc.get(OUTBOX_FIELD) or []), default=time.time())
 
 
 def _entry_time(entry: Document) -> float:
