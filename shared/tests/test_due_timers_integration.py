@@ -1,0 +1,88 @@
+"""Wake-up times on the real store: found through minute slots read by `_id`, with the
+whole-collection question as the rare fallback."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from lintas_shared.due_timers import DueTimers, slot_of
+from lintas_shared.mongo import Document
+from pymongo import AsyncMongoClient
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 24, 6, 0, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+def timers(mongo: AsyncMongoClient[Document], database_name: str) -> DueTimers:
+    return DueTimers(mongo[database_name]["things_timers"], full_every=HOUR)
+
+
+async def slots(mongo: AsyncMongoClient[Document], database_name: str) -> dict[str, list[str]]:
+    collection = mongo[database_name]["things_timers_slots"]
+    return {doc["_id"]: sorted(doc["owners"]) async for doc in collection.find({})}
+
+
+async def test_due_owners_come_from_the_recent_slots_earliest_first(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    due = timers(mongo, database_name)
+    assert await due.due(T0) == []  # the first question reads the whole collection
+    await due.set("late", T0 + timedelta(minutes=2, seconds=30))
+    await due.set("early", T0 + timedelta(minutes=1))
+    await due.set("later", T0 + timedelta(days=7))
+    assert await due.due(T0 + timedelta(minutes=1, seconds=59)) == ["early"]
+    assert await due.due(T0 + timedelta(minutes=3)) == ["early", "late"]
+    assert await slots(mongo, database_name) == {
+        "2026-11-24T06:01": ["early"],
+        "2026-11-24T06:02": ["late"],
+        "2026-12-01T06:00": ["later"],
+    }
+
+
+async def test_moved_and_cleared_timers_leave_their_old_slots(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    due = timers(mongo, database_name)
+    assert await due.due(T0) == []
+    await due.set("moved", T0 + timedelta(minutes=1))
+    await due.set("moved", T0 + timedelta(minutes=30))
+    await due.set("done", T0 + timedelta(minutes=1))
+    await due.clear("done")
+    assert await due.due(T0 + timedelta(minutes=2)) == []
+    assert await slots(mongo, database_name) == {"2026-11-24T06:30": ["moved"]}
+    assert await due.get("moved") == T0 + timedelta(minutes=30)
+
+
+async def test_a_timer_missing_from_its_slot_is_found_by_the_fallback(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    # Set before slots existed (or its slot entry lost): only the whole-collection
+    # question, asked every `full_every` and after any jump of the clock, finds it.
+    due = timers(mongo, database_name)
+    assert await due.due(T0) == []
+    await mongo[database_name]["things_timers"].insert_one(
+        {"_id": "unlisted", "due_at": T0 + timedelta(minutes=1)}
+    )
+    assert await due.due(T0 + timedelta(minutes=2)) == []  # the slots do not know it
+    assert await due.due(T0 + timedelta(minutes=2) + HOUR) == ["unlisted"]  # fallback
+    jumpy = timers(mongo, database_name)
+    assert await jumpy.due(T0) == []
+    assert await jumpy.due(T0 + timedelta(minutes=10)) == ["unlisted"]  # a 10-minute jump
+
+
+def test_slots_are_minutes_in_utc_whatever_zone_the_time_is_given_in() -> None:
+    jakarta = timezone(timedelta(hours=7))
+    assert slot_of(datetime(2026, 11, 24, 13, 5, 59, tzinfo=jakarta)) == "2026-11-24T06:05"
+    assert slot_of(datetime(2026, 11, 24, 6, 5)) == "2026-11-24T06:05"  # naive: UTC
+
+
+async def test_a_time_given_in_another_zone_is_found(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    due = timers(mongo, database_name)
+    assert await due.due(T0) == []
+    seven_in_jakarta = datetime(2026, 11, 24, 13, 1, tzinfo=timezone(timedelta(hours=7)))
+    await due.set("quiet-hours", seven_in_jakarta)
+    assert await due.due(T0 + timedelta(minutes=1)) == ["quiet-hours"]
