@@ -86,3 +86,13 @@ async def test_a_time_given_in_another_zone_is_found(
     seven_in_jakarta = datetime(2026, 11, 24, 13, 1, tzinfo=timezone(timedelta(hours=7)))
     await due.set("quiet-hours", seven_in_jakarta)
     assert await due.due(T0 + timedelta(minutes=1)) == ["quiet-hours"]
+
+
+async def test_a_time_set_before_the_recent_minutes_is_found_at_the_next_question(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    # A start-up repair sets what fell due while the process was down.
+    due = timers(mongo, database_name)
+    assert await due.due(T0) == []
+    await due.set("overdue", T0 - HOUR)
+    assert await due.due(T0 + timedelta(seconds=5)) == ["overdue"]

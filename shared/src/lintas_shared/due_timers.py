@@ -20,8 +20,9 @@ offer, notify one per message held for quiet hours), and FerretDB reads all of i
 `due_at <= now`: 4,663 timers took 0.8 s a question under load. So each timer is also
 listed in a per-minute slot (`<name>_slots`, `_id` = the minute), and "what is due?"
 reads by `_id` the slots of the last few minutes only. The whole-collection question is
-still asked, but rarely (`full_every`), and whenever the clock moved on by more than the
-slots cover (a start, a stop, a test's jump): it catches what the slots may have missed.
+still asked, but rarely (`full_every`), whenever the clock moved on by more than the
+slots cover (a start, a stop, a test's jump), and after this process set a time before
+the minutes the slots cover: it catches what the slots may have missed.
 A slot entry is a hint too: it is checked against the timer, and dropped once stale.
 """
 
@@ -74,6 +75,8 @@ class DueTimers:
         # Listed first: a crash in between leaves a stale entry, never an unlisted timer.
         await upsert_by_id(self._slots, slot_of(due_at), {"$addToSet": {"owners": owner_id}})
         await upsert_by_id(self._collection, owner_id, {"$set": {"due_at": due_at}})
+        if self._last_now is not None and due_at < self._last_now - self._recent:
+            self._last_full = None  # listed in a minute the slots no longer cover
 
     async def clear(self, owner_id: str) -> None:
         """Nothing is pending for `owner_id` any more."""

@@ -201,9 +201,13 @@ class OutboxRelay:
         while True:
             try:
                 sweep = loop.time() >= self._next_sweep
+                began = loop.time()
                 await self.relay_once(sweep=sweep)
                 if sweep:
-                    self._next_sweep = loop.time() + self._sweep_interval
+                    # A sweep reads the whole collection: however large it grows, spend
+                    # at most a twentieth of the time sweeping.
+                    took = loop.time() - began
+                    self._next_sweep = loop.time() + max(self._sweep_interval, 20 * took)
                 backoff = self._poll_interval
                 if sweep and self.more_left_behind:
                     self._next_sweep = 0.0  # a full batch left behind: there may be more
