@@ -96,3 +96,21 @@ async def test_a_time_set_before_the_recent_minutes_is_found_at_the_next_questio
     assert await due.due(T0) == []
     await due.set("overdue", T0 - HOUR)
     assert await due.due(T0 + timedelta(seconds=5)) == ["overdue"]
+
+
+async def test_a_crowded_minute_is_handed_out_a_limit_at_a_time(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    # 07:00 after quiet hours: many wake-ups in one minute.
+    due = timers(mongo, database_name)
+    assert await due.due(T0) == []
+    for n in range(5):
+        await due.set(f"sms-{n}", T0 + timedelta(minutes=1, seconds=n))
+    handed: list[str] = []
+    while batch := await due.due(T0 + timedelta(minutes=2), limit=2):
+        assert len(batch) <= 2
+        handed += batch
+        for owner in batch:
+            await due.clear(owner)
+    assert handed == [f"sms-{n}" for n in range(5)]
+    assert await slots(mongo, database_name) == {}

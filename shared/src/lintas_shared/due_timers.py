@@ -97,7 +97,7 @@ class DueTimers:
         found: dict[str, datetime] = {}
         minute = now - self._recent
         while minute <= now and len(found) < limit:
-            found |= await self._due_in_slot(slot_of(minute), now)
+            found |= await self._due_in_slot(slot_of(minute), now, limit - len(found))
             minute += timedelta(minutes=1)
         return sorted(found, key=lambda owner: found[owner])[:limit]
 
@@ -109,8 +109,10 @@ class DueTimers:
         )
         return [doc["_id"] async for doc in cursor]
 
-    async def _due_in_slot(self, slot: str, now: datetime) -> dict[str, datetime]:
-        """The due owners listed in one slot; entries no longer matching are dropped."""
+    async def _due_in_slot(self, slot: str, now: datetime, limit: int) -> dict[str, datetime]:
+        """Up to `limit` due owners listed in one slot (in the order they were listed: a
+        minute's worth of wake-ups, say 07:00 after quiet hours, can be many); entries
+        no longer matching are dropped."""
         listing = await self._slots.find_one({"_id": slot})
         if listing is None:
             return {}
@@ -122,6 +124,8 @@ class DueTimers:
                 stale.append(owner_id)  # cleared, or moved to another minute
             elif timer["due_at"] <= now:
                 due[owner_id] = timer["due_at"]
+                if len(due) >= limit:
+                    break
         if stale:
             await self._slots.update_one({"_id": slot}, {"$pullAll": {"owners": stale}})
             # An emptied slot goes; one listed in meanwhile keeps it.
