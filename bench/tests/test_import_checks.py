@@ -1,11 +1,13 @@
-"""The bulk import's outcome checks (no servers): they must be able to fail."""
+"""The bulk import's outcome checks, and its child processes (no servers)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 from lintas_bench.bulk_import import misreported_rows
+from lintas_bench.children import kill_leftovers, reap, spawn
 from lintas_bench.config import from_args
 
 pytestmark = pytest.mark.unit
@@ -32,3 +34,11 @@ def test_the_import_options_are_read() -> None:
     config = from_args(["--import-rows", "10000", "--import-bad-every", "33", "--import-rerun"])
     assert (config.import_rows, config.import_bad_every, config.import_rerun) == (10000, 33, True)
     assert (from_args([]).import_bad_every, from_args([]).import_rerun) == (0, False)
+
+
+async def test_a_child_left_running_is_killed_at_the_end_and_a_collected_one_is_not() -> None:
+    collected = await spawn(sys.executable, "-c", "pass")
+    await reap(collected)
+    left = await spawn(sys.executable, "-c", "import time; time.sleep(60)")
+    assert kill_leftovers() == [left.pid]
+    assert kill_leftovers() == []

@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from lintas_shared.kafka import ensure_topics
 from lintas_shared.mongo import make_mongo_client
 
-from lintas_bench.children import finish
+from lintas_bench.children import finish, spawn
 from lintas_bench.observe import RecordShape
 from lintas_bench.stats import summarise
 
@@ -264,9 +264,7 @@ async def producer_performance(
         f"bootstrap.servers={bootstrap}",
         "acks=all",
     ]
-    process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-    )
+    process = await spawn(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
     output = await finish(process, 180.0)
     if output is None:
         return {"skipped": "ProducerPerformance did not finish within 180 s"}
@@ -297,7 +295,7 @@ async def minimal_pipeline(
     concurrency: int = 16,
 ) -> dict[str, Any]:
     """Run baseline (c) in its own process and return its JSON result."""
-    process = await asyncio.create_subprocess_exec(
+    process = await spawn(
         sys.executable,
         "-m",
         "lintas_bench.minimal",

@@ -23,7 +23,7 @@ from lintas_intake.settings import IntakeSettings
 from lintas_shared.mongo import make_mongo_client
 from lintas_tools.import_samples import write_import_csv
 
-from lintas_bench.children import reap
+from lintas_bench.children import reap, spawn
 from lintas_bench.resources import MIB, Sampler, mib, rss_bytes
 
 
@@ -128,7 +128,7 @@ async def _import_once(
     with (report_path.parent / "import-progress.log").open("ab") as progress:
         window = sampler.open()
         began = time.monotonic()
-        process = await asyncio.create_subprocess_exec(
+        process = await spawn(
             sys.executable,
             "-m",
             "lintas_tools.cli",

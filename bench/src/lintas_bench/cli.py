@@ -35,6 +35,7 @@ from lintas_shared.topics import SOURCE_TOPICS
 
 from lintas_bench import baselines, profiling, storeops
 from lintas_bench.bulk_import import run_import
+from lintas_bench.children import kill_leftovers
 from lintas_bench.config import BenchConfig, from_args
 from lintas_bench.load import LoadContext, StepResult, run_step
 from lintas_bench.observe import Observer, consumer_lag
@@ -466,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
         results["error"] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
         failed = True
+    leftovers = kill_leftovers()
+    if leftovers:
+        _say(f"killed child processes left running by the interruption: {leftovers}")
     if (results.get("import") or {}).get("checks_passed") is False:
         failed = True  # a wrong outcome, not a slow one: the import lost or doubled rows
     results["seconds"] = round(budget.elapsed, 1)

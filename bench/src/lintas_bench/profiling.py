@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from lintas_bench.children import finish, reap
+from lintas_bench.children import finish, reap, spawn
 
 _SITE = re.compile(r"/site-packages/([^/]+)")
 _LINTAS = re.compile(r"/(lintas_[a-z]+)/")
@@ -198,7 +198,7 @@ async def record(
     for name, pid in pids.items():
         path = paths[name]
         running[name] = (
-            await asyncio.create_subprocess_exec(
+            await spawn(
                 binary,
                 "record",
                 "--pid",
@@ -307,7 +307,7 @@ async def record_go(debug_url: str, seconds: float, out: Path) -> dict[str, Any]
     go = shutil.which("go")
     if go is None:
         return {"file": str(out), "error": "go not found: no summary"}
-    process = await asyncio.create_subprocess_exec(
+    process = await spawn(
         go,
         "tool",
         "pprof",
