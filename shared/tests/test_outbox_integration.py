@@ -14,7 +14,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.collection import AsyncCollection
 
 from tests.support.fixtures import case_submitted
-from tests.support.kafka import collect
+from tests.support.kafka import collect, eventually
 from tests.support.kafka_topics import private_topic
 from tests.support.servers import Servers
 
@@ -136,16 +136,21 @@ async def test_a_full_sweep_of_fresh_entries_the_relay_knows_is_not_repeated_at_
     assert await relay.relay_once() == 1  # the next sweep (here: at once) gets the rest
 
 
-async def test_a_full_sweep_of_old_entries_is_repeated_even_when_known(
+async def test_started_the_relay_sweeps_in_the_background_until_nothing_is_left_behind(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
     collection = mongo[database_name]["things"]
-    await pending_docs(collection, 4, age=timedelta(minutes=10))
+    await pending_docs(collection, 7, age=timedelta(minutes=10))
     publisher = RecordingPublisher()
-    relay = OutboxRelay(collection, publisher, batch_size=3, stale_after=60)
-    publisher.fail = True
-    with pytest.raises(ConnectionError):
-        await relay.relay_once()
-    publisher.fail = False
-    assert await relay.relay_once() == 3
-    assert relay.more_left_behind
+    relay = OutboxRelay(collection, publisher, batch_size=3, poll_interval=0.05)
+    relay.start()
+    try:
+        await eventually(lambda: _published(publisher, 7), timeout=30)
+    finally:
+        await relay.stop()
+    assert await relay.backlog() == 0
+    assert sorted(set(publisher.published)) == sorted(publisher.published)  # each once
+
+
+async def _published(publisher: RecordingPublisher, count: int) -> bool:
+    return len(publisher.published) >= count

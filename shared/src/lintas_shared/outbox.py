@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Set
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -53,18 +54,20 @@ class OutboxRelay:
     """Publishes the outbox entries of one collection.
 
     A writer calls `wake(doc_id)` after a write and the relay publishes that document's
-    entries at once, reading it by `_id`. A full sweep of the collection (at start, and
-    every `sweep_interval` seconds) finds entries left behind by a crash or an outage; it
-    is kept rare (five minutes) because FerretDB cannot use an index for it and reads
-    every document: on a large collection a frequent sweep kept a read open so often that
-    SQLite could not checkpoint its log, and every query slowed down. This process's own
-    failures to publish are retried from memory (see `relay_once`); the sweep is for what
-    a crashed process left behind. A sweep is repeated at once only when it filled its
-    batch with entries left behind: ones this relay was not told about, or older than
-    `stale_after` seconds. Fresh entries this relay was told about are being published
-    anyway; counting them as "more to do" once kept sweeps running back to back under
-    steady load, each reading the whole collection (a bulk import slowed from 40 to 20
-    rows/s by 22,000 cases).
+    entries at once, reading it by `_id`. A sweep of the collection (at start, then every
+    `sweep_interval` seconds) finds entries left behind by a crash or an outage. FerretDB
+    cannot use an index for it and reads every document (20 s for 20,000 cases under
+    load), so:
+    - the sweep runs in its own task and only hands what it finds to the publishing loop,
+      which never waits for a sweep;
+    - the next sweep waits at least twenty times as long as the last one took;
+    - a sweep is repeated at once only if it filled its batch and met a document this
+      relay was not told about (left behind). Known documents are published anyway:
+      counting them as "more to do" once kept sweeps running back to back under load,
+      and a bulk import fell from 40 to 20 rows/s by 22,000 cases.
+    A frequent sweep also kept a read open so often that SQLite could not checkpoint its
+    log. This process's own failures to publish are retried from memory (see
+    `relay_once`).
 
     For the same reason the backlog metrics are the relay's own view, kept in memory:
     the documents writers named and sweeps found, until their entries are published.
@@ -78,7 +81,6 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         batch_size: int = 100,
         sweep_interval: float = 300.0,
-        stale_after: float = 60.0,
         locks: CaseLocks | None = None,
     ) -> None:
         self._collection = collection
@@ -86,7 +88,6 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._sweep_interval = sweep_interval
-        self._stale_after = stale_after
         #: The last sweep filled its batch with entries left behind: sweep again at once.
         #: (Known and fresh entries do not count: see the class docstring.)
         self.more_left_behind = False
@@ -95,19 +96,20 @@ class OutboxRelay:
         # lost (a pulled entry comes back, or a pushed event disappears). Services pass
         # the per-document locks they hold around their own writes.
         self._locks = locks or CaseLocks()
-        self._next_sweep = 0.0
+        self._sweep_now = asyncio.Event()
         self._pending_ids: set[object] = set()
         # Documents known to hold unpublished entries -> Unix time of the oldest one.
         self._unpublished: dict[object, float] = {}
         self._wake = asyncio.Event()
         self._loop = BackgroundTask("outbox-relay", self._run)
+        self._sweeper = BackgroundTask("outbox-sweep", self._sweep_forever)
         self._lock = asyncio.Lock()
         self.published = 0
 
     def wake(self, doc_id: object | None = None) -> None:
         """Ask the relay to publish now: this document's entries, or (no id) a full sweep."""
         if doc_id is None:
-            self._next_sweep = 0.0
+            self._sweep_now.set()
         else:
             self._pending_ids.add(doc_id)
             self._unpublished.setdefault(doc_id, time.time())
@@ -145,25 +147,35 @@ class OutboxRelay:
                     else:
                         self._unpublished.pop(doc_id, None)
                 if sweep:
-                    cursor = self._collection.find(PENDING_FILTER, {OUTBOX_FIELD: 1}).limit(
-                        self._batch_size
-                    )
-                    known = ids | self._pending_ids | self._unpublished.keys()
-                    found = [doc async for doc in cursor]
-                    cutoff = time.time() - self._stale_after
-                    self.more_left_behind = len(found) >= self._batch_size and any(
-                        doc["_id"] not in known or _oldest_entry_time(doc) < cutoff for doc in found
-                    )
-                    # Known before publishing, so an outage shows in the backlog metrics.
-                    for doc in found:
-                        self._note_unpublished(doc)
-                    for doc in found:
+                    for doc in await self._find_pending(known=ids):
                         count += await self._publish(doc)
             except BaseException:
                 self._pending_ids |= ids  # nothing named is forgotten on failure
                 raise
             self.published += count
             return count
+
+    async def _find_pending(self, known: Set[object] = frozenset()) -> list[Document]:
+        """One sweep: up to a batch of documents with unpublished entries (a read of the
+        whole collection on FerretDB). Sets `more_left_behind`."""
+        known = known | self._pending_ids | self._unpublished.keys()
+        cursor = self._collection.find(PENDING_FILTER, {OUTBOX_FIELD: 1}).limit(self._batch_size)
+        found = [doc async for doc in cursor]
+        self.more_left_behind = len(found) >= self._batch_size and any(
+            doc["_id"] not in known for doc in found
+        )
+        # Known before publishing, so an outage shows in the backlog metrics.
+        for doc in found:
+            self._note_unpublished(doc)
+        return found
+
+    async def _published_or_timeout(self, doc_ids: set[object], limit: float) -> None:
+        """Wait until the loop has published these documents (or `limit` seconds pass)."""
+        deadline = asyncio.get_running_loop().time() + limit
+        while doc_ids & (self._pending_ids | self._unpublished.keys()):
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(self._poll_interval)
 
     async def _publish(self, found: Document) -> int:
         async with self._locks.hold(str(found["_id"])):
@@ -196,22 +208,12 @@ class OutboxRelay:
         self._unpublished[doc["_id"]] = oldest if known is None else min(known, oldest)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        """The publishing loop: what writers named and sweeps found, never a sweep."""
         backoff = self._poll_interval
         while True:
             try:
-                sweep = loop.time() >= self._next_sweep
-                began = loop.time()
-                await self.relay_once(sweep=sweep)
-                if sweep:
-                    # A sweep reads the whole collection: however large it grows, spend
-                    # at most a twentieth of the time sweeping.
-                    took = loop.time() - began
-                    self._next_sweep = loop.time() + max(self._sweep_interval, 20 * took)
+                await self.relay_once(sweep=False)
                 backoff = self._poll_interval
-                if sweep and self.more_left_behind:
-                    self._next_sweep = 0.0  # a full batch left behind: there may be more
-                    continue
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -223,14 +225,52 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             self._wake.clear()
 
+    async def _sweep_forever(self) -> None:
+        """Sweeps, handing what they find to the publishing loop."""
+        loop = asyncio.get_running_loop()
+        while True:
+            began = loop.time()
+            try:
+                found = await self._find_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("outbox sweep failed", error=type(exc).__name__)
+                OUTBOX_RELAY_FAILURES.labels(self.collection_name).inc()
+                found, self.more_left_behind = [], False
+            took = loop.time() - began
+            if found:
+                handed = {doc["_id"] for doc in found}
+                self._pending_ids |= handed
+                self._wake.set()
+                if self.more_left_behind:
+                    # The next sweep must not meet this batch again (it would count as
+                    # known, and the rest would wait for the next interval).
+                    await self._published_or_timeout(handed, limit=60.0)
+            # With more left behind, let the loop publish this batch first, so the next
+            # sweep finds the rest; else, however large the collection grows, sweep at
+            # most a twentieth of the time (or when asked: `wake()`).
+            pause = (
+                self._poll_interval
+                if self.more_left_behind
+                else max(self._sweep_interval, 20 * took)
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sweep_now.wait(), timeout=pause)
+            self._sweep_now.clear()
+
     def start(self) -> None:
         """Run the relay loop in the background."""
         if not self._loop.started:
             OUTBOX.track(self)
             self._loop.start()
+            self._sweeper.start()
 
     async def stop(self, *, flush: bool = True) -> None:
         """Stop the loop; by default publish what is pending first (graceful shutdown)."""
+        if self._sweeper.started:
+            self._sweeper.cancel()
+            await self._sweeper.stop()
         if self._loop.started:
             # Let a pass in flight finish: cancelling it between a publish and its pull
             # would publish that entry again at the next start.
