@@ -97,6 +97,7 @@ class OutboxRelay:
         # the per-document locks they hold around their own writes.
         self._locks = locks or CaseLocks()
         self._sweep_now = asyncio.Event()
+        self._named_during_sweep: set[object] | None = None
         self._pending_ids: set[object] = set()
         # Documents known to hold unpublished entries -> Unix time of the oldest one.
         self._unpublished: dict[object, float] = {}
@@ -113,6 +114,8 @@ class OutboxRelay:
         else:
             self._pending_ids.add(doc_id)
             self._unpublished.setdefault(doc_id, time.time())
+            if self._named_during_sweep is not None:
+                self._named_during_sweep.add(doc_id)
         self._wake.set()
 
     @property
@@ -158,9 +161,17 @@ class OutboxRelay:
     async def _find_pending(self, known: Set[object] = frozenset()) -> list[Document]:
         """One sweep: up to a batch of documents with unpublished entries (a read of the
         whole collection on FerretDB). Sets `more_left_behind`."""
-        known = known | self._pending_ids | self._unpublished.keys()
-        cursor = self._collection.find(PENDING_FILTER, {OUTBOX_FIELD: 1}).limit(self._batch_size)
-        found = [doc async for doc in cursor]
+        # A sweep can take long (20 s on 20,000 cases under load): documents this process
+        # named or published meanwhile are known too, so they are collected as it runs.
+        self._named_during_sweep = set()
+        try:
+            cursor = self._collection.find(PENDING_FILTER, {OUTBOX_FIELD: 1}).limit(
+                self._batch_size
+            )
+            found = [doc async for doc in cursor]
+            known = known | self._pending_ids | self._unpublished.keys() | self._named_during_sweep
+        finally:
+            self._named_during_sweep = None
         self.more_left_behind = len(found) >= self._batch_size and any(
             doc["_id"] not in known for doc in found
         )
@@ -178,6 +189,8 @@ class OutboxRelay:
             await asyncio.sleep(self._poll_interval)
 
     async def _publish(self, found: Document) -> int:
+        if self._named_during_sweep is not None:
+            self._named_during_sweep.add(found["_id"])
         async with self._locks.hold(str(found["_id"])):
             doc = await self._collection.find_one({"_id": found["_id"]}, {OUTBOX_FIELD: 1})
             entries = [] if doc is None else doc.get(OUTBOX_FIELD, [])
