@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -154,3 +155,42 @@ async def test_started_the_relay_sweeps_in_the_background_until_nothing_is_left_
 
 async def _published(publisher: RecordingPublisher, count: int) -> bool:
     return len(publisher.published) >= count
+
+
+class SlowPublisher:
+    """Acknowledges after a moment, counting how many publishes overlap."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.published: list[str] = []
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        await asyncio.sleep(0.01)
+        self.in_flight -= 1
+        self.published.append(event.id)
+
+
+async def test_documents_go_in_parallel_and_each_ones_entries_in_order(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    collection = mongo[database_name]["things"]
+    events = {f"case-{n}": [case_submitted(f"case-{n}") for _ in range(3)] for n in range(8)}
+    await collection.insert_many(
+        [
+            {"_id": doc_id, OUTBOX_FIELD: [outbox_entry("t", e) for e in evs]}
+            for doc_id, evs in events.items()
+        ]
+    )
+    publisher = SlowPublisher()
+    relay = OutboxRelay(collection, publisher, concurrency=4)
+    for doc_id in events:
+        relay.wake(doc_id)
+    assert await relay.relay_once(sweep=False) == 24
+    assert publisher.most_in_flight == 4
+    for evs in events.values():
+        order = [publisher.published.index(e.id) for e in evs]
+        assert order == sorted(order)
+    assert await relay.backlog() == 0

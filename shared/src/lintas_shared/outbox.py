@@ -81,6 +81,7 @@ class OutboxRelay:
         poll_interval: float = 1.0,
         batch_size: int = 100,
         sweep_interval: float = 300.0,
+        concurrency: int = 1,
         locks: CaseLocks | None = None,
     ) -> None:
         self._collection = collection
@@ -88,6 +89,10 @@ class OutboxRelay:
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._sweep_interval = sweep_interval
+        # Documents published at once. Each document's own entries always go in order,
+        # so more than one is safe only where a document holds all of a key's events
+        # (a case's document in intake and referral).
+        self._concurrency = concurrency
         #: The last sweep filled its batch with entries left behind: sweep again at once.
         #: (Known and fresh entries do not count: see the class docstring.)
         self.more_left_behind = False
@@ -143,15 +148,10 @@ class OutboxRelay:
             count = 0
             ids, self._pending_ids = self._pending_ids, set()
             try:
-                for doc_id in ids:
-                    doc = await self._collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
-                    if doc is not None:
-                        count += await self._publish(doc)
-                    else:
-                        self._unpublished.pop(doc_id, None)
+                count += await self._publish_each(list(ids))
                 if sweep:
-                    for doc in await self._find_pending(known=ids):
-                        count += await self._publish(doc)
+                    found = await self._find_pending(known=ids)
+                    count += await self._publish_each([doc["_id"] for doc in found])
             except BaseException:
                 self._pending_ids |= ids  # nothing named is forgotten on failure
                 raise
@@ -188,11 +188,27 @@ class OutboxRelay:
                 return
             await asyncio.sleep(self._poll_interval)
 
-    async def _publish(self, found: Document) -> int:
+    async def _publish_each(self, doc_ids: list[object]) -> int:
+        """Publish these documents' entries, `concurrency` documents at a time (so the
+        broker's acknowledgements and the store's writes overlap). A failure stops it
+        after the documents in flight finish, and is raised."""
+        count = 0
+        for start in range(0, len(doc_ids), self._concurrency):
+            chunk = doc_ids[start : start + self._concurrency]
+            results = await asyncio.gather(
+                *(self._publish(doc_id) for doc_id in chunk), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+                count += result
+        return count
+
+    async def _publish(self, doc_id: object) -> int:
         if self._named_during_sweep is not None:
-            self._named_during_sweep.add(found["_id"])
-        async with self._locks.hold(str(found["_id"])):
-            doc = await self._collection.find_one({"_id": found["_id"]}, {OUTBOX_FIELD: 1})
+            self._named_during_sweep.add(doc_id)
+        async with self._locks.hold(str(doc_id)):
+            doc = await self._collection.find_one({"_id": doc_id}, {OUTBOX_FIELD: 1})
             entries = [] if doc is None else doc.get(OUTBOX_FIELD, [])
             if doc is not None:
                 self._note_unpublished(doc)
@@ -204,11 +220,9 @@ class OutboxRelay:
                     await self._publisher.publish(entry["topic"], event)
                 # Pull the entry exactly as read: FerretDB v1's $pull matches whole
                 # values only, not conditions on sub-document fields.
-                await self._collection.update_one(
-                    {"_id": found["_id"]}, {"$pull": {OUTBOX_FIELD: entry}}
-                )
+                await self._collection.update_one({"_id": doc_id}, {"$pull": {OUTBOX_FIELD: entry}})
             # Inside the lock: a writer's later entry (and its wake) comes after this.
-            self._unpublished.pop(found["_id"], None)
+            self._unpublished.pop(doc_id, None)
             return len(entries)
 
     def _note_unpublished(self, doc: Document) -> None:

@@ -38,7 +38,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     publisher = KafkaEventPublisher(broker)
     # One set of per-case locks for the service's writes and the relay's pulls.
     locks = CaseLocks()
-    relay = OutboxRelay(database["cases"], publisher, locks=locks)
+    # One document per case holds all its events: documents can go in parallel.
+    relay = OutboxRelay(database["cases"], publisher, locks=locks, concurrency=16)
     vault = KeyVault(
         mongo[common.keyvault_database]["case_keys"], common.master_key.get_secret_value()
     )

@@ -68,7 +68,8 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     publisher = KafkaEventPublisher(broker)
     # One set of per-case locks for the handlers' writes and the relay's pulls.
     locks = CaseLocks()
-    relay = OutboxRelay(database["routings"], publisher, locks=locks)
+    # One routing per case holds all its events: documents can go in parallel.
+    relay = OutboxRelay(database["routings"], publisher, locks=locks, concurrency=16)
     routings = MongoRoutingRepository(database["routings"], on_write=relay.wake)
     partners = MongoPartnerDirectory(database["partners"], routings)
     keys = KeyVault(
