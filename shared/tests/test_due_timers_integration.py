@@ -19,6 +19,14 @@ def timers(mongo: AsyncMongoClient[Document], database_name: str) -> DueTimers:
     return DueTimers(mongo[database_name]["things_timers"], full_every=HOUR)
 
 
+async def asked_at_t0(mongo: AsyncMongoClient[Document], database_name: str) -> DueTimers:
+    """Timers whose first question (a whole-collection read) was asked at T0: later
+    questions within the next minutes read the slots."""
+    due = timers(mongo, database_name)
+    assert await due.due(T0) == []
+    return due
+
+
 async def slots(mongo: AsyncMongoClient[Document], database_name: str) -> dict[str, list[str]]:
     collection = mongo[database_name]["things_timers_slots"]
     return {doc["_id"]: sorted(doc["owners"]) async for doc in collection.find({})}
@@ -44,8 +52,7 @@ async def test_due_owners_come_from_the_recent_slots_earliest_first(
 async def test_moved_and_cleared_timers_leave_their_old_slots(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    due = timers(mongo, database_name)
-    assert await due.due(T0) == []
+    due = await asked_at_t0(mongo, database_name)
     await due.set("moved", T0 + timedelta(minutes=1))
     await due.set("moved", T0 + timedelta(minutes=30))
     await due.set("done", T0 + timedelta(minutes=1))
@@ -60,8 +67,7 @@ async def test_a_timer_missing_from_its_slot_is_found_by_the_fallback(
 ) -> None:
     # Set before slots existed (or its slot entry lost): only the whole-collection
     # question, asked every `full_every` and after any jump of the clock, finds it.
-    due = timers(mongo, database_name)
-    assert await due.due(T0) == []
+    due = await asked_at_t0(mongo, database_name)
     await mongo[database_name]["things_timers"].insert_one(
         {"_id": "unlisted", "due_at": T0 + timedelta(minutes=1)}
     )
@@ -81,8 +87,7 @@ def test_slots_are_minutes_in_utc_whatever_zone_the_time_is_given_in() -> None:
 async def test_a_time_given_in_another_zone_is_found(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    due = timers(mongo, database_name)
-    assert await due.due(T0) == []
+    due = await asked_at_t0(mongo, database_name)
     seven_in_jakarta = datetime(2026, 11, 24, 13, 1, tzinfo=timezone(timedelta(hours=7)))
     await due.set("quiet-hours", seven_in_jakarta)
     assert await due.due(T0 + timedelta(minutes=1)) == ["quiet-hours"]
@@ -92,8 +97,7 @@ async def test_a_time_set_before_the_recent_minutes_is_found_at_the_next_questio
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
     # A start-up repair sets what fell due while the process was down.
-    due = timers(mongo, database_name)
-    assert await due.due(T0) == []
+    due = await asked_at_t0(mongo, database_name)
     await due.set("overdue", T0 - HOUR)
     assert await due.due(T0 + timedelta(seconds=5)) == ["overdue"]
 
@@ -102,8 +106,7 @@ async def test_a_crowded_minute_is_handed_out_a_limit_at_a_time(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
     # 07:00 after quiet hours: many wake-ups in one minute.
-    due = timers(mongo, database_name)
-    assert await due.due(T0) == []
+    due = await asked_at_t0(mongo, database_name)
     for n in range(5):
         await due.set(f"sms-{n}", T0 + timedelta(minutes=1, seconds=n))
     handed: list[str] = []
