@@ -2,8 +2,8 @@
 
 The importer runs as its own process, exactly as an operator runs it (`lintas import
 FILE`), with the API key in `LINTAS_API_KEY` (never on the command line). Its own
-summary (rows/s, peak Python heap by tracemalloc) is read from its output, and its peak
-resident memory is sampled from outside with psutil, as are the services'. With broken
+summary (rows/s, counts) is read from its output, and its peak resident memory is
+sampled from outside with psutil, as are the services'. With broken
 rows (`--import-bad-every`) and a second pass (`--import-rerun`) it also checks issue 3's
 promise: exactly the good rows stored, once.
 """

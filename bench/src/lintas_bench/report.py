@@ -245,8 +245,7 @@ def _import(results: Mapping[str, Any], lines: list[str]) -> None:
         f"in {_n(imp['seconds'], 1)} s = {_n(rate, 1)} rows/s; created "
         f"{_n(summary.get('created'))}, already present {_n(summary.get('already_present'))}, "
         f"rejected {_n(summary.get('rejected'))}; importer peak "
-        f"RSS {_n(imp['importer_peak_rss_mib'], 1)} MiB (Python heap peak "
-        f"{_n(summary.get('peak_python_memory_mb'), 1)} MB); intake peak RSS "
+        f"RSS {_n(imp['importer_peak_rss_mib'], 1)} MiB; intake peak RSS "
         f"{_n(imp['services_peak_rss_mib'].get('intake'), 1)} MiB"
     )
     if imp.get("timed_out"):

@@ -12,6 +12,7 @@ from lintas_intake.domain.records import ConsentRecord, Note
 from lintas_intake.domain.submission import CaseSubmission
 from lintas_intake.handlers import (
     CaseFilters,
+    DuplicateCaseIdError,
     DuplicateExternalRefError,
     DuplicateReferenceError,
     IdempotencyRecord,
@@ -119,6 +120,23 @@ async def test_reference_collision_is_reported_for_a_redraw(
     await add(repo, vault, new_case("c1", "LB-AAAAA", "NGO-1"))
     with pytest.raises(DuplicateReferenceError):
         await add(repo, vault, new_case("c2", "LB-AAAAA", "NGO-2"))
+
+
+async def test_without_looking_any_refusal_but_the_id_is_reported_for_a_redraw(
+    repo: MongoCaseRepository, vault: KeyVault
+) -> None:
+    # The scan for the external_ref is skipped: a reused one looks like a taken reference
+    # (the caller's next attempt looks), and a retry is still told apart by `_id`.
+    first = new_case("c1", "LB-AAAAA", "NGO-7")
+    await add(repo, vault, first)
+    await vault.create("c2")
+    with pytest.raises(DuplicateReferenceError):
+        await repo.add(
+            new_case("c2", "LB-CCCCC", "NGO-7"), [], idem("c2"), look_for_external_ref=False
+        )
+    with pytest.raises(DuplicateCaseIdError):
+        await repo.add(first, [], idem("c1"), look_for_external_ref=False)
+    assert await repo.get("c2") is None
 
 
 async def test_save_refuses_a_stale_version(repo: MongoCaseRepository, vault: KeyVault) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import lintas_intake.handlers as handlers_module
 import pytest
 from lintas_intake.domain.case import Case, CaseStateError, CaseStatus
 from lintas_intake.domain.submission import CaseSubmission, Consent
@@ -15,6 +16,7 @@ from lintas_intake.handlers import (
     CaseService,
     DuplicateCaseIdError,
     DuplicateExternalRefError,
+    DuplicateReferenceError,
     IdempotencyConflictError,
     IdempotencyRecord,
     VersionMismatchError,
@@ -35,18 +37,39 @@ class InMemoryCases:
         self.cases: dict[str, Case] = {}
         self.idempotency: dict[str, IdempotencyRecord] = {}
         self.outbox: list[CloudEvent] = []
+        #: References held by cases outside this fake (a collision on the next draw).
+        self.taken_references: set[str] = set()
+        #: How often `add` looked for the external_ref (a scan of every case in Mongo).
+        self.external_ref_lookups = 0
 
     async def add(
-        self, case: Case, events: Sequence[CloudEvent], idempotency: IdempotencyRecord
+        self,
+        case: Case,
+        events: Sequence[CloudEvent],
+        idempotency: IdempotencyRecord,
+        *,
+        look_for_external_ref: bool = True,
     ) -> None:
         if case.id in self.cases:
             raise DuplicateCaseIdError(case.id)
-        for other in self.cases.values():
-            if (other.organisation_id, other.external_ref) == (
-                case.organisation_id,
-                case.external_ref,
-            ):
-                raise DuplicateExternalRefError(other.id)
+        same_ref = next(
+            (
+                other
+                for other in self.cases.values()
+                if (other.organisation_id, other.external_ref)
+                == (case.organisation_id, case.external_ref)
+            ),
+            None,
+        )
+        taken = {c.reference for c in self.cases.values()} | self.taken_references
+        if same_ref is not None or case.reference in taken:
+            # As the store: the refusal does not say which index refused.
+            if not look_for_external_ref:
+                raise DuplicateReferenceError
+            self.external_ref_lookups += 1
+            if same_ref is not None:
+                raise DuplicateExternalRefError(same_ref.id)
+            raise DuplicateReferenceError
         self.cases[case.id] = case
         self.idempotency[case.id] = idempotency
         self.outbox.extend(events)
@@ -325,11 +348,28 @@ async def test_news_about_an_unknown_case_is_a_permanent_error() -> None:
 
 
 async def test_external_ref_reuse_frees_the_unused_key() -> None:
-    svc, _, vault = service()
+    svc, cases, vault = service()
     await submitted(svc)
     with pytest.raises(DuplicateExternalRefError):
         await svc.submit(CaseSubmission.model_validate(example_case()), "org-ngo", None, "h")
     assert len(vault.keys) == 1
+    # The first refusal is redrawn as a reference collision; the second one looks.
+    assert cases.external_ref_lookups == 1
+
+
+async def test_a_reference_collision_is_redrawn_without_looking_for_the_external_ref(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    svc, cases, _ = service()
+    cases.taken_references.add("LB-TAKEN")
+    draws = iter(["LB-TAKEN", "LB-FRESH"])
+    monkeypatch.setattr(handlers_module, "new_case_reference", lambda: next(draws))
+    case, created = await svc.submit(
+        CaseSubmission.model_validate(example_case()), "org-ngo", None, "h"
+    )
+    assert created
+    assert case.reference == "LB-FRESH"
+    assert cases.external_ref_lookups == 0
 
 
 def texted(

@@ -70,7 +70,7 @@ class DuplicateExternalRefError(Exception):
 
 
 class DuplicateReferenceError(Exception):
-    """The generated reference is taken (rare); a new one is drawn."""
+    """The generated reference is taken (now and then); a new one is drawn."""
 
 
 class DuplicateCaseIdError(Exception):
@@ -140,8 +140,16 @@ class CaseRepository(Protocol):
     """Where cases live; every write carries its events in the same document update."""
 
     async def add(
-        self, case: Case, events: Sequence[CloudEvent], idempotency: IdempotencyRecord
-    ) -> None: ...
+        self,
+        case: Case,
+        events: Sequence[CloudEvent],
+        idempotency: IdempotencyRecord,
+        *,
+        look_for_external_ref: bool = True,
+    ) -> None:
+        """Store a new case. Raises DuplicateCaseIdError, DuplicateExternalRefError or
+        DuplicateReferenceError; without `look_for_external_ref` a taken external_ref may
+        be reported as a taken reference (asking costs a scan of every case)."""
 
     async def idempotency_of(
         self, case_id: str, organisation_id: str
@@ -295,7 +303,7 @@ class CaseService:
                 return await self._replay(case_id, earlier, organisation_id, body_hash), False
         key = await self.keys.create(case_id)
         idempotency = IdempotencyRecord(idempotency_key or f"auto:{case_id}", body_hash)
-        for _ in range(10):
+        for attempt in range(10):
             now = self.clock()
             consent = ConsentRecord(
                 id=initial_consent_id(case_id),
@@ -315,8 +323,13 @@ class CaseService:
                 timeline=(_entry(now, ev.CaseSubmitted.TYPE, organisation_id, "case submitted"),),
             )
             try:
+                # The first refusal is taken for a reference collision and redrawn; a
+                # reused external_ref is refused again, and the second attempt looks.
                 await self.cases.add(
-                    case, [case_submitted_event(case, key, self.phone_hash)], idempotency
+                    case,
+                    [case_submitted_event(case, key, self.phone_hash)],
+                    idempotency,
+                    look_for_external_ref=attempt > 0,
                 )
             except DuplicateReferenceError:
                 continue

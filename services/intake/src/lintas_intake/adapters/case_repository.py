@@ -234,9 +234,24 @@ class MongoCaseRepository:
             return None
 
     async def add(
-        self, case: Case, events: Sequence[CloudEvent], idempotency: IdempotencyRecord
+        self,
+        case: Case,
+        events: Sequence[CloudEvent],
+        idempotency: IdempotencyRecord,
+        *,
+        look_for_external_ref: bool = True,
     ) -> None:
-        """Insert a new case with its events and its idempotency record."""
+        """Insert a new case with its events and its idempotency record.
+
+        When a unique index refuses the case, the cause is told apart by `_id` first (a
+        retry). The store does not say which index refused, and the question "is this
+        external_ref taken?" reads every case on FerretDB v1 (it serves only `_id` from an
+        index). So with `look_for_external_ref=False` any other refusal is reported as a
+        taken reference, for the caller to draw another: references are short and drawn
+        at random, so they collide now and then, and the bulk import measured a scan of
+        every case for each collision. A reused external_ref is refused again on the next
+        attempt, which looks.
+        """
         doc = _to_document(case, await self._key(case.id))
         doc["idempotency_key"] = idempotency.key
         doc["request_hash"] = idempotency.request_hash
@@ -246,6 +261,8 @@ class MongoCaseRepository:
         except DuplicateKeyError:
             if await self._collection.find_one({"_id": case.id}, {"_id": 1}) is not None:
                 raise DuplicateCaseIdError(case.id) from None
+            if not look_for_external_ref:
+                raise DuplicateReferenceError from None
             existing = await self._collection.find_one(
                 {"organisation_id": case.organisation_id, "external_ref": case.external_ref},
                 {"_id": 1},
