@@ -6,10 +6,13 @@ import asyncio
 from datetime import timedelta
 
 import pytest
+from lintas_notify.adapters.message_repository import ORPHANED_CLAIM_AFTER
 from lintas_notify.dispatch import Dispatcher
 from lintas_notify.ports import ProviderRejectedError, ProviderUnavailableError
 from lintas_shared.events import CaseDetailsCorrected, WorkerInfo, make_event
+from lintas_shared.mongo import Document
 from lintas_shared.values import ConsentPurpose
+from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import case_submitted
 from tests.support.notify import (
@@ -238,6 +241,35 @@ async def test_racing_dispatchers_send_a_message_once(notify: Notify) -> None:
     assert len(notify.provider.sent) == 1
     [record] = await notify.messages.for_case("case-race")
     assert (record["status"], record["attempts"]) == ("sent", 1)
+
+
+async def test_a_claim_left_by_a_killed_process_is_taken_over_once(
+    notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    # Found by `make faults`: a SIGKILL between the claim and the `sending` write left the
+    # message `scheduled` with its attempt claimed, and every later claim backed off.
+    notify.clock.advance(hours=12)  # 22:00 in Jakarta: the SMS waits in the schedule
+    await submit(notify, "case-orphan")
+    [record] = await notify.messages.for_case("case-orphan")
+    notify.clock.advance(hours=10)  # 08:00: a process claims it, and dies at once
+    claims = mongo[notify.database]["messages_claims"]
+    await claims.insert_one({"_id": f"{record['_id']}#1", "at": notify.clock.now})
+
+    assert await notify.dispatcher.run_due() == 0  # a fresh claim: its maker may be at work
+    # Past the claim's grace, and past the timers' next whole-collection question (the
+    # minute slots cover only the last five minutes, and this timer fell due at 07:00).
+    later = max(ORPHANED_CLAIM_AFTER, timedelta(minutes=5))
+    notify.clock.advance(seconds=later.total_seconds())
+    rival = Dispatcher(
+        notify.messages, notify.preferences, notify.provider, notify.vault, clock=notify.clock
+    )
+    await asyncio.gather(*(d.run_due() for d in [notify.dispatcher, rival] * 4))
+    assert len(notify.provider.sent) == 1
+    [record] = await notify.messages.for_case("case-orphan")
+    assert (record["status"], record["attempts"]) == ("sent", 1)
+    claim = await claims.find_one({"_id": f"{record['_id']}#1"})
+    assert claim is not None
+    assert "taken_over_from" in claim
 
 
 async def test_a_corrected_phone_and_language_are_used_for_the_next_sms(notify: Notify) -> None:

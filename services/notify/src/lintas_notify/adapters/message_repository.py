@@ -37,6 +37,11 @@ from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
 
 #: How long a worker's send times are kept for the daily limit (longer than any window).
 WORKER_SENDS_KEPT = timedelta(days=7)
+#: A claim whose message is still not `sending` this long after it was made belongs to a
+#: process that stopped between the claim and the status write (a SIGKILL in `make
+#: faults` did, and the SMS was never sent): the provider was not called yet, so another
+#: process takes the attempt over. Far above the two store round trips in between.
+ORPHANED_CLAIM_AFTER = timedelta(minutes=2)
 
 
 def _entry(status: SmsStatus, now: datetime, **extra: object) -> Document:
@@ -236,20 +241,30 @@ class MongoMessageRepository:
         consumer and the schedule loop) could both see `scheduled` and both send. The
         claim's _id is the message id and the attempt number it starts: whoever inserts
         it first owns that attempt; a racer, even one holding an older read, gets a
-        duplicate key and backs off.
+        duplicate key and backs off. A claim whose maker stopped before writing
+        `sending` is taken over once it is `ORPHANED_CLAIM_AFTER` old (see there).
         """
         doc = await self.get(message_id)
         if doc is None or doc["status"] != from_status.value or doc["send_after"] > now:
             return None
-        attempt = int(doc.get("attempts", 0)) + 1
+        attempts = doc.get("attempts")
+        attempt = int(attempts or 0) + 1
+        claim_id = f"{message_id}#{attempt}"
         try:
-            await self._claims.insert_one({"_id": f"{message_id}#{attempt}", "at": now})
+            await self._claims.insert_one({"_id": claim_id, "at": now})
         except DuplicateKeyError:
-            return None
+            if not await self._take_over_orphaned_claim(claim_id, now):
+                return None
         history = _entry(SmsStatus.SENDING, now)
-        await self._update_one(
+        # Only from the state read above: a claimer that stalled for longer than
+        # ORPHANED_CLAIM_AFTER, its attempt taken over meanwhile, finds it moved on.
+        unchanged = {
+            "status": from_status.value,
+            "attempts": {"$exists": False} if attempts is None else attempts,
+        }
+        started = await self._update_one(
             message_id,
-            {"_id": message_id},
+            {"_id": message_id, **unchanged},
             {
                 "$set": {
                     "status": SmsStatus.SENDING.value,
@@ -259,9 +274,24 @@ class MongoMessageRepository:
                 "$push": {"status_history": history},
             },
         )
+        if not started:
+            return None
         doc.update(status=SmsStatus.SENDING.value, attempts=attempt, updated_at=now)
         doc["status_history"] = [*doc["status_history"], history]
         return doc
+
+    async def _take_over_orphaned_claim(self, claim_id: str, now: datetime) -> bool:
+        """Take over a claim its maker left behind; True if this caller now holds it."""
+        claim = await self._claims.find_one({"_id": claim_id})
+        if claim is None or claim["at"] > now - ORPHANED_CLAIM_AFTER:
+            return False  # its maker is (as far as anyone can tell) still at work
+        # Compare-and-set on the claim's time: of several processes taking over, one wins.
+        return await update_by_id(
+            self._claims,
+            claim_id,
+            {"$set": {"at": now, "taken_over_from": claim["at"]}},
+            where={"at": claim["at"]},
+        )
 
     async def note_attempt(
         self, message_id: str, now: datetime, error: str, *, another: bool
