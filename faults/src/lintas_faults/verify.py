@@ -75,7 +75,16 @@ async def snapshot(mongodb_uri: str, sms_outbox: Path) -> Snapshot:
         )
         messages = await (
             client[DATABASES["notify"]]["messages"]
-            .find({}, {"case_id": 1, "template": 1, "causing_event": 1, "status": 1})
+            .find(
+                {},
+                {
+                    "case_id": 1,
+                    "template": 1,
+                    "causing_event": 1,
+                    "status": 1,
+                    "status_history.status": 1,
+                },
+            )
             .to_list(None)
         )
     finally:
@@ -322,6 +331,14 @@ async def build_table(
         ),
         "SMS sent per client reference (outbox lines)": Counter(
             line.get("client_reference") for line in snap.sms_lines
+        ),
+        # Each `sent` record pushes an sms_sent event; its id is fixed per message, so a
+        # second record would be absorbed downstream and must be counted here.
+        "`sent` recorded per SMS record (notify)": Counter(
+            m["_id"]
+            for m in snap.messages
+            for h in m.get("status_history") or ()
+            if h.get("status") == "sent"
         ),
         "event ids processed twice (intake processed_events)": Counter(
             (c["_id"], e) for c in snap.cases for e in c.get("processed_events") or ()

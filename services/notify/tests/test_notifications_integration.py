@@ -10,6 +10,7 @@ from lintas_notify.adapters.message_repository import ORPHANED_CLAIM_AFTER
 from lintas_notify.dispatch import Dispatcher
 from lintas_notify.ports import ProviderRejectedError, ProviderUnavailableError
 from lintas_shared.events import CaseDetailsCorrected, WorkerInfo, make_event
+from lintas_shared.ids import deterministic_id
 from lintas_shared.mongo import Document
 from lintas_shared.values import ConsentPurpose
 from pymongo import AsyncMongoClient
@@ -83,6 +84,8 @@ async def test_each_step_sends_its_sms_in_her_language_and_records_it(notify: No
     [entry] = raw["outbox"]
     assert entry["event"]["type"] == "org.lintas.notification.sms_sent"
     assert entry["event"]["data"]["template"] == "referral_accepted"
+    # The fact "this SMS was sent" has one id, however often it were recorded.
+    assert entry["event"]["id"] == deterministic_id("sms-sent", accepted["_id"])
 
 
 async def test_english_for_a_worker_who_prefers_it(notify: Notify) -> None:

@@ -70,15 +70,18 @@ def new_event(
     data: dict[str, Any],
     traceparent: str | None = None,
     now: datetime | None = None,
+    event_id: str | None = None,
 ) -> CloudEvent:
-    """Build a new event with a fresh id, capturing the active trace context.
+    """Build a new event with a fresh id (or `event_id`), capturing the trace context.
 
     The active span (the HTTP request, or the consumer handling the causing event) is
     the event's parent in the trace. `traceparent` is the fallback when no span is
-    active, e.g. the causing event's own context passed along by a handler.
+    active, e.g. the causing event's own context passed along by a handler. `event_id`
+    gives an event that states a one-off fact (this SMS was sent) the same id however
+    often it is recorded, so consumers' dedup by id absorbs a second record.
     """
     return CloudEvent(
-        id=str(uuid.uuid4()),
+        id=event_id or str(uuid.uuid4()),
         source=source,
         type=type_,
         subject=subject,

@@ -366,15 +366,22 @@ P = TypeVar("P", bound=EventPayload)
 
 
 def make_event(
-    payload: EventPayload, *, source: str, subject: str, traceparent: str | None = None
+    payload: EventPayload,
+    *,
+    source: str,
+    subject: str,
+    traceparent: str | None = None,
+    event_id: str | None = None,
 ) -> CloudEvent:
-    """Wrap a payload in a new CloudEvent of the payload's type."""
+    """Wrap a payload in a new CloudEvent of the payload's type (`event_id`: see
+    `new_event`)."""
     return new_event(
         source=source,
         type_=payload.TYPE,
         subject=subject,
         data=payload.model_dump(mode="json"),
         traceparent=traceparent,
+        event_id=event_id,
     )
 
 

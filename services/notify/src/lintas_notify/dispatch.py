@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from lintas_shared.background import BackgroundTask
 from lintas_shared.crypto import CaseKeyMissingError
 from lintas_shared.events import SmsSent, make_event
+from lintas_shared.ids import deterministic_id
 from lintas_shared.logging import get_logger
 from lintas_shared.mongo import Document
 
@@ -308,7 +309,10 @@ class Dispatcher:
                 language=doc["language"],
                 sent_at=now,
             )
-            events.append(make_event(sent, source=SOURCE, subject=doc["case_id"]))
+            # One id per message: were the send recorded twice, consumers would see
+            # the same event again (`make faults` once saw two for one SMS).
+            sent_id = deterministic_id("sms-sent", doc["_id"])
+            events.append(make_event(sent, source=SOURCE, subject=doc["case_id"], event_id=sent_id))
         await self._messages.finish(
             doc["_id"],
             SmsStatus.SENT,
