@@ -233,14 +233,19 @@ async def test_delivery_receipts_settle_the_message(notify: Notify) -> None:
     assert types.count("org.lintas.notification.sms_delivery_reported") == 1
 
 
-async def test_racing_dispatchers_send_a_message_once(notify: Notify) -> None:
-    notify.clock.advance(hours=12)  # 22:00 in Jakarta: the SMS waits in the schedule
-    await submit(notify, "case-race")
-    notify.clock.advance(hours=10)  # 08:00: the consumer's retry and the loop both try
+async def race_two_dispatchers(notify: Notify) -> None:
+    """This process's schedule loop and another process's, each asking four times."""
     rival = Dispatcher(
         notify.messages, notify.preferences, notify.provider, notify.vault, clock=notify.clock
     )
     await asyncio.gather(*(d.run_due() for d in [notify.dispatcher, rival] * 4))
+
+
+async def test_racing_dispatchers_send_a_message_once(notify: Notify) -> None:
+    notify.clock.advance(hours=12)  # 22:00 in Jakarta: the SMS waits in the schedule
+    await submit(notify, "case-race")
+    notify.clock.advance(hours=10)  # 08:00: the consumer's retry and the loop both try
+    await race_two_dispatchers(notify)
     assert len(notify.provider.sent) == 1
     [record] = await notify.messages.for_case("case-race")
     assert (record["status"], record["attempts"]) == ("sent", 1)
@@ -263,10 +268,7 @@ async def test_a_claim_left_by_a_killed_process_is_taken_over_once(
     # minute slots cover only the last five minutes, and this timer fell due at 07:00).
     later = max(ORPHANED_CLAIM_AFTER, timedelta(minutes=5))
     notify.clock.advance(seconds=later.total_seconds())
-    rival = Dispatcher(
-        notify.messages, notify.preferences, notify.provider, notify.vault, clock=notify.clock
-    )
-    await asyncio.gather(*(d.run_due() for d in [notify.dispatcher, rival] * 4))
+    await race_two_dispatchers(notify)
     assert len(notify.provider.sent) == 1
     [record] = await notify.messages.for_case("case-orphan")
     assert (record["status"], record["attempts"]) == ("sent", 1)
