@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from lintas_notify.adapters.message_repository import ORPHANED_CLAIM_AFTER
 from lintas_notify.dispatch import Dispatcher
+from lintas_notify.domain.message import SmsStatus
 from lintas_notify.ports import ProviderRejectedError, ProviderUnavailableError
 from lintas_shared.events import CaseDetailsCorrected, WorkerInfo, make_event
 from lintas_shared.ids import deterministic_id
@@ -275,6 +278,47 @@ async def test_a_claim_left_by_a_killed_process_is_taken_over_once(
     claim = await claims.find_one({"_id": f"{record['_id']}#1"})
     assert claim is not None
     assert "taken_over_from" in claim
+
+
+class ClaimsRecordingSentFirst:
+    """The claims collection, where another process records its send just before this
+    process's claim goes in (the interleaving behind `make faults`' two sms_sent events
+    for one SMS)."""
+
+    def __init__(self, claims: Any, record_sent: Callable[[], Awaitable[object]]) -> None:
+        self._claims, self._record_sent = claims, record_sent
+
+    async def insert_one(self, doc: Document) -> object:
+        await self._record_sent()
+        return await self._claims.insert_one(doc)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._claims, name)
+
+
+async def test_a_send_recorded_meanwhile_is_not_reopened_by_a_late_claim(
+    notify: Notify,
+) -> None:
+    notify.clock.advance(hours=12)  # 22:00 in Jakarta: the SMS waits in the schedule
+    await submit(notify, "case-late")
+    notify.clock.advance(hours=10)
+    [record] = await notify.messages.for_case("case-late")
+    message_id, now = record["_id"], notify.clock.now
+    assert await notify.messages.claim(message_id, now) is not None  # process A sends
+
+    async def a_records_its_send() -> None:
+        await notify.messages.finish(
+            message_id, SmsStatus.SENT, now, from_statuses=[SmsStatus.SENDING]
+        )
+
+    # Process B found it `sending` and asked the provider before A's send landed there,
+    # so B claims the next attempt; A records `sent` just before B's claim goes in.
+    messages = notify.messages
+    messages._claims = ClaimsRecordingSentFirst(messages._claims, a_records_its_send)  # type: ignore[assignment]
+    assert await messages.claim(message_id, now, from_status=SmsStatus.SENDING) is None
+    [record] = await messages.for_case("case-late")
+    assert record["status"] == "sent"  # not put back to `sending`, to be recorded again
+    assert [h["status"] for h in record["status_history"]].count("sent") == 1
 
 
 async def test_a_corrected_phone_and_language_are_used_for_the_next_sms(notify: Notify) -> None:
