@@ -3,7 +3,9 @@ whole-collection question as the rare fallback."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from lintas_shared.due_timers import DueTimers, slot_of
@@ -117,3 +119,38 @@ async def test_a_crowded_minute_is_handed_out_a_limit_at_a_time(
             await due.clear(owner)
     assert handed == [f"sms-{n}" for n in range(5)]
     assert await slots(mongo, database_name) == {}
+
+
+class SlotsMovingBackFirst:
+    """The slots collection, where another process moves a timer back into the minute
+    being read just before this reader drops that minute's stale entries."""
+
+    def __init__(self, slots: Any, move_back: Callable[[], Awaitable[None]]) -> None:
+        self._slots, self._move_back = slots, move_back
+
+    async def update_one(self, query: Document, update: Document) -> object:
+        if "$pullAll" in update:
+            await self._move_back()
+        return await self._slots.update_one(query, update)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._slots, name)
+
+
+async def test_a_timer_moved_back_while_its_minute_is_read_stays_listed(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    reader = await asked_at_t0(mongo, database_name)
+    writer = timers(mongo, database_name)  # another process
+    await writer.set("sms", T0 + timedelta(minutes=1, seconds=10))
+    await writer.set("sms", T0 + timedelta(minutes=2))  # its 06:01 entry is now stale
+
+    async def move_back() -> None:
+        await writer.set("sms", T0 + timedelta(minutes=1, seconds=30))  # 06:01 again
+
+    reader._slots = SlotsMovingBackFirst(reader._slots, move_back)  # type: ignore[assignment]
+    # The reader saw the timer at 06:02 (stale for 06:01) before the move back.
+    assert await reader.due(T0 + timedelta(minutes=1, seconds=40)) == []
+    assert "sms" in (await slots(mongo, database_name))["2026-11-24T06:01"]
+    later = await asked_at_t0(mongo, database_name)  # from the slots, not a full read
+    assert await later.due(T0 + timedelta(minutes=2)) == ["sms"]

@@ -37,6 +37,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from lintas_shared.mongo import Document, upsert_by_id
 
 SLOT_FORMAT = "%Y-%m-%dT%H:%M"
+_NEVER = datetime.min.replace(tzinfo=UTC)  # the slot of no timer at all
 
 
 def slot_of(moment: datetime) -> str:
@@ -72,9 +73,12 @@ class DueTimers:
 
     async def set(self, owner_id: str, due_at: datetime) -> None:
         """Wake `owner_id` at `due_at` (replacing any earlier setting)."""
-        # Listed first: a crash in between leaves a stale entry, never an unlisted timer.
-        await upsert_by_id(self._slots, slot_of(due_at), {"$addToSet": {"owners": owner_id}})
+        # The timer first, then its listing: a reader dropping a stale entry re-reads the
+        # timers it dropped (`_due_in_slot`), and sees this time if the listing it removed
+        # was this one. A crash in between leaves an unlisted timer, which the first
+        # question after a start (a whole-collection read) finds.
         await upsert_by_id(self._collection, owner_id, {"$set": {"due_at": due_at}})
+        await upsert_by_id(self._slots, slot_of(due_at), {"$addToSet": {"owners": owner_id}})
         if self._last_now is not None and due_at < self._last_now - self._recent:
             self._last_full = None  # listed in a minute the slots no longer cover
 
@@ -128,6 +132,14 @@ class DueTimers:
                     break
         if stale:
             await self._slots.update_one({"_id": slot}, {"$pullAll": {"owners": stale}})
+            # A timer set back into this minute while we looked had its listing (a no-op
+            # $addToSet, or one landing before the pull) removed with the stale one: list
+            # it again.
+            back = [o for o in stale if slot_of(await self.get(o) or _NEVER) == slot]
+            if back:
+                await self._slots.update_one(
+                    {"_id": slot}, {"$addToSet": {"owners": {"$each": back}}}
+                )
             # An emptied slot goes; one listed in meanwhile keeps it.
             await self._slots.delete_one({"_id": slot, "owners": {"$size": 0}})
         return due
