@@ -7,9 +7,9 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := python3
 UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
-PACKAGES := lintas_shared lintas_intake lintas_referral lintas_notify lintas_tools lintas_deploy lintas_faults lintas_bench
+PACKAGES := lintas_shared lintas_intake lintas_referral lintas_notify lintas_console lintas_tools lintas_deploy lintas_faults lintas_bench
 
-.PHONY: help install up down status test lint typecheck format provision clean faults bench
+.PHONY: help install up down status test lint typecheck format provision browser clean faults bench
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -42,7 +42,25 @@ format: install ## apply ruff formatting and safe fixes
 	$(UV) run ruff check --fix .
 	$(UV) run ruff format .
 
-test: lint typecheck ## lint, typecheck, then unit, integration and end-to-end tests
+# Debian's Chromium for the browser tests (Playwright drives it; never `playwright install`).
+browser: ## install Debian's chromium for the browser tests, if it is missing
+	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; then \
+		echo "browser tests use $$(command -v chromium || echo /usr/bin/chromium)"; \
+	else \
+		sudo=""; \
+		if [ "$$(id -u)" != 0 ]; then \
+			if command -v sudo >/dev/null 2>&1; then sudo="sudo"; \
+			else echo "chromium is missing and installing it needs root (or sudo): apt-get install -y chromium" >&2; exit 1; fi; \
+		fi; \
+		echo "installing Debian's chromium for the browser tests: $${sudo:+$$sudo }apt-get install -y chromium"; \
+		if ! $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; then \
+			echo "apt-get install failed: running apt-get update, then installing again"; \
+			$$sudo apt-get update && \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+		fi; \
+	fi
+
+test: lint typecheck browser ## lint, typecheck, then unit, integration, browser and end-to-end tests
 	$(UV) run pytest
 
 faults: install ## fault injection: kills, restarts, rewind, poison; checks lost = duplicates = 0 (FAULTS_ARGS=...)

@@ -15,6 +15,9 @@ from pymongo import AsyncMongoClient
 
 from tests.support.servers import Servers, provide_servers
 
+# The browser fixtures (`browser`, `browser_context`, `page`) for any test tier.
+pytest_plugins = ("tests.support.browser",)
+
 
 @pytest.fixture(scope="session")
 def servers(request: pytest.FixtureRequest) -> Iterator[Servers]:

@@ -20,10 +20,20 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from lintas_console.settings import ConsoleSettings
 from lintas_intake.settings import IntakeSettings
 from lintas_notify.settings import NotifySettings
 from lintas_referral.settings import ReferralSettings
 from lintas_shared.http_server import UVICORN_HTTP
+from lintas_shared.person_tokens import (
+    INTAKE_AUDIENCE,
+    PersonClaims,
+    PersonTokenVerifier,
+    Role,
+    issue_person_token,
+)
 from lintas_shared.settings import CommonSettings
 
 pytestmark = pytest.mark.unit
@@ -36,12 +46,12 @@ CONTAINER_HOST = "0.0.0.0"  # noqa: S104
 COMMON_PREFIX = "LINTAS_"
 WORKSPACE_MEMBER_COPY = re.compile(r"COPY (\S+)/pyproject\.toml \1/")
 
-ServiceSettings = IntakeSettings | ReferralSettings | NotifySettings
+ServiceSettings = IntakeSettings | ReferralSettings | NotifySettings | ConsoleSettings
 
 
 @dataclass(frozen=True)
 class Service:
-    """One of the three services, as the code defines it."""
+    """One of the services (or the console), as the code defines it."""
 
     name: str
     settings_class: type[ServiceSettings]
@@ -59,12 +69,21 @@ class Service:
         return REPO_ROOT / "services" / self.name / "Dockerfile"
 
 
-SERVICES = (
+#: The services that read and write Kafka.
+EVENT_SERVICES = (
     Service("intake", IntakeSettings),
     Service("referral", ReferralSettings),
     Service("notify", NotifySettings),
 )
+#: The web console: MongoDB for people and sessions, and intake's and referral's APIs.
+CONSOLE = Service("console", ConsoleSettings)
+SERVICES = (*EVENT_SERVICES, CONSOLE)
 BY_NAME = pytest.mark.parametrize("service", SERVICES, ids=[s.name for s in SERVICES])
+BY_EVENT_SERVICE = pytest.mark.parametrize(
+    "service", EVENT_SERVICES, ids=[s.name for s in EVENT_SERVICES]
+)
+#: The services that accept the person tokens the console signs.
+TOKEN_VERIFIERS = ("intake", "referral")
 
 
 @dataclass(frozen=True)
@@ -204,12 +223,13 @@ def _unknown_settings(service: Service, environment: Mapping[str, str]) -> list[
     common = set(CommonSettings.model_fields)
     unknown = []
     for name in environment:
-        if name.startswith(service.prefix):
-            known = name.removeprefix(service.prefix).lower() in own
-        elif name.startswith(COMMON_PREFIX):
-            known = name.removeprefix(COMMON_PREFIX).lower() in common
-        else:
+        if not name.startswith(COMMON_PREFIX):
             continue
+        # A common setting may start like the service's own ones: the console's
+        # LINTAS_CONSOLE_PUBLIC_KEY is CommonSettings.console_public_key.
+        known = (
+            name.startswith(service.prefix) and name.removeprefix(service.prefix).lower() in own
+        ) or name.removeprefix(COMMON_PREFIX).lower() in common
         if not known:
             unknown.append(name)
     return unknown
@@ -240,7 +260,7 @@ def test_a_misspelt_variable_is_reported() -> None:
     ]
 
 
-@BY_NAME
+@BY_EVENT_SERVICE
 def test_service_reaches_kafka_and_mongodb_inside_the_network(
     compose: dict[str, Any], service: Service
 ) -> None:
@@ -263,7 +283,7 @@ def test_notify_writes_its_sms_outbox_to_a_named_volume(compose: dict[str, Any])
     assert outbox.is_relative_to(mounts["notify-data"])
 
 
-@BY_NAME
+@BY_EVENT_SERVICE
 def test_service_waits_for_healthy_servers_and_checks_readiness(
     compose: dict[str, Any], service: Service, clean_env: pytest.MonkeyPatch
 ) -> None:
@@ -346,9 +366,71 @@ def test_dockerfiles_differ_only_in_service_and_port(clean_env: pytest.MonkeyPat
     shapes = {service.name: shape(service) for service in SERVICES}
     assert shapes["referral"] == shapes["intake"]
     assert shapes["notify"] == shapes["intake"]
+    assert shapes["console"] == shapes["intake"]
 
 
-# (d) everything is published on the loopback address only
+# (d) the console: its store, the services it calls, and the key pair it signs with
+
+
+def test_console_reaches_mongodb_and_the_services_inside_the_network(
+    compose: dict[str, Any], clean_env: pytest.MonkeyPatch
+) -> None:
+    console = _service(compose, "console")
+    environment = _environment(console)
+    assert environment["LINTAS_MONGODB_URI"] == "mongodb://mongodb:27017/?replicaSet=rs0"
+    assert environment["LINTAS_ENVIRONMENT"] == "dev"
+    assert "LINTAS_KAFKA_BOOTSTRAP" not in environment  # it reads and writes no topic
+    for name, value in environment.items():
+        clean_env.setenv(name, value)
+    settings = ConsoleSettings()
+    intake_port = _ports(_service(compose, "intake"))[0].target
+    referral_port = _ports(_service(compose, "referral"))[0].target
+    assert settings.intake_url == f"http://intake:{intake_port}"
+    assert settings.referral_url == f"http://referral:{referral_port}"
+    published = _ports(console)[0].published
+    assert settings.public_url == f"http://{LOOPBACK}:{published}"
+    assert settings.common.console_public_key is not None
+
+
+def test_console_waits_for_its_store_and_the_services_it_calls(
+    compose: dict[str, Any], clean_env: pytest.MonkeyPatch
+) -> None:
+    console = _service(compose, "console")
+    assert console["depends_on"] == {
+        "mongodb": {"condition": "service_healthy"},
+        "intake": {"condition": "service_healthy"},
+        "referral": {"condition": "service_healthy"},
+    }
+    assert console["restart"] == "unless-stopped"
+    probe = " ".join(_command(console["healthcheck"]["test"]))
+    assert f"http://127.0.0.1:{_default_port(CONSOLE)}/readyz" in probe
+
+
+def test_services_verify_what_the_console_signs(
+    compose: dict[str, Any], clean_env: pytest.MonkeyPatch
+) -> None:
+    """The signing key the console is given and the public key intake and referral are
+    given are one Ed25519 pair: a token the console signs verifies."""
+    console = _service(compose, "console")
+    [mounted] = console["configs"]
+    key_path = _environment(console)["LINTAS_CONSOLE_SIGNING_KEY_PATH"]
+    assert mounted["target"] == key_path
+    private_pem = compose["configs"][mounted["source"]]["content"]
+    private = serialization.load_pem_private_key(private_pem.encode(), password=None)
+    assert isinstance(private, Ed25519PrivateKey)
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    for name in (*TOKEN_VERIFIERS, "console"):
+        assert _environment(_service(compose, name))["LINTAS_CONSOLE_PUBLIC_KEY"] == public_pem
+    claims = PersonClaims("org-demo-ngo-id", "person-1", Role.CASEWORKER)
+    token = issue_person_token(private_pem, claims, INTAKE_AUDIENCE)
+    assert PersonTokenVerifier(public_pem, INTAKE_AUDIENCE).verify(token) == claims
+
+
+# (e) everything is published on the loopback address only
 
 
 def test_every_published_port_is_loopback_only(compose: dict[str, Any]) -> None:
@@ -368,7 +450,7 @@ def test_servers_publish_their_usual_ports_on_loopback(compose: dict[str, Any]) 
     assert "EXTERNAL://127.0.0.1:9092" in kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
 
 
-# (e) the servers are the ones the design names
+# (f) the servers are the ones the design names
 
 
 def test_mongodb_is_mongo_7_as_a_replica_set(compose: dict[str, Any]) -> None:

@@ -1,11 +1,22 @@
-"""The request guard's pure parts: the per-key token bucket and the JSON nesting check."""
+"""The request guard's pure parts: the per-key token bucket, the JSON nesting check, and
+which bucket a person token's requests go to."""
 
 from __future__ import annotations
 
 import json
 
+import httpx
 import pytest
-from lintas_shared.http_guard import KeyedRateLimiter, json_depth_exceeds
+from lintas_shared.http_guard import HttpLimits, KeyedRateLimiter, RequestGuard, json_depth_exceeds
+from lintas_shared.person_tokens import (
+    INTAKE_AUDIENCE,
+    PersonClaims,
+    PersonTokenVerifier,
+    Role,
+    issue_person_token,
+    new_signing_key,
+)
+from starlette.responses import PlainTextResponse
 
 pytestmark = pytest.mark.unit
 
@@ -90,3 +101,34 @@ def _nested(depth: int) -> bytes:
 )
 def test_json_nesting_depth(body: bytes, limit: int, expected: bool) -> None:
     assert json_depth_exceeds(body, limit) is expected
+
+
+async def test_person_tokens_are_limited_per_person_and_unverified_ones_per_token() -> None:
+    private, public = new_signing_key()
+    guard = RequestGuard(
+        PlainTextResponse("ok"),
+        limits=HttpLimits(rate_per_minute=60, burst=2),
+        exempt_paths=frozenset(),
+        person_tokens=PersonTokenVerifier(public, INTAKE_AUDIENCE),
+    )
+    amina = PersonClaims("org-a", "person-amina", Role.CASEWORKER)
+    budi = PersonClaims("org-a", "person-budi", Role.CASEWORKER)
+    forger, _ = new_signing_key()
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=guard), base_url="http://guarded"
+    ) as client:
+
+        async def status(private_key: str, claims: PersonClaims) -> int:
+            token = issue_person_token(private_key, claims, INTAKE_AUDIENCE)
+            response = await client.get("/v1/cases", headers={"Authorization": f"Bearer {token}"})
+            assert token not in response.text
+            return response.status_code
+
+        # A new token for every request (as the console signs them): still one bucket.
+        assert [await status(private, amina) for _ in range(3)] == [200, 200, 429]
+        # Forged tokens naming Budi each get a bucket of their own, not Budi's...
+        assert [await status(forger, budi) for _ in range(5)] == [200] * 5
+        # ...so Budi still has his whole burst; callers without a key are apart too.
+        assert [await status(private, budi) for _ in range(3)] == [200, 200, 429]
+        assert (await client.get("/v1/cases")).status_code == 200

@@ -27,3 +27,13 @@ def test_dev_accepts_the_placeholders(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LINTAS_ENVIRONMENT", "dev")
     monkeypatch.delenv("LINTAS_MASTER_KEY", raising=False)
     assert CommonSettings().master_key.get_secret_value().startswith("dev-only-")
+
+
+def test_the_consoles_public_key_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LINTAS_CONSOLE_PUBLIC_KEY", raising=False)
+    assert CommonSettings().console_public_key is None  # bearer tokens are refused
+    pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
+    monkeypatch.setenv("LINTAS_CONSOLE_PUBLIC_KEY", pem)
+    assert CommonSettings().console_public_key == pem

@@ -1,4 +1,5 @@
-"""The three services running as real processes against the test servers."""
+"""The three services and the console running as real processes against the test
+servers."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ from pathlib import Path
 
 import pytest
 from lintas_intake.entrypoints.subscribers import cases_group
+from lintas_shared.person_tokens import new_signing_key
 from lintas_shared.topics import CASES
-from lintas_tools.demo import DemoTarget, load_or_create_keys, seed_demo
+from lintas_tools.demo import (
+    DemoTarget,
+    load_or_create_keys,
+    load_or_create_people,
+    seed_demo,
+    seed_demo_people,
+    write_signing_key,
+)
 from lintas_tools.services import ServiceSpec, service_specs, start_service, stop_service
 
 from tests.support.fixtures import PHONE_HASH_SECRET
@@ -25,22 +34,33 @@ E2E_PEPPER = "e2e-api-key-pepper"
 
 @dataclass(frozen=True)
 class Stack:
-    """The running services, their demo keys and where their SMS go."""
+    """The running services and the console, their demo keys and people, and where
+    their SMS go."""
 
     urls: dict[str, str]
     keys: dict[str, str]
     sms_outbox: Path
     databases: dict[str, str]
     logs: dict[str, Path]
+    #: This session's console key pair: the console signs with the private key (PEM);
+    #: intake and referral verify with the public key (PEM).
+    console_private_key: str
+    console_public_key: str
+    #: The console's demo people, as `make up` writes them to demo-keys.json's "console":
+    #: {"caseworker" | "org_admin" | "programme" | "lawyer_hk" | "lawyer_sg" | "admin":
+    #:  {"email": …, "password": …}}.
+    people: dict[str, dict[str, str]]
 
 
 @pytest.fixture(scope="session")
 def stack(servers: Servers) -> Iterator[Stack]:
-    """Start intake, referral and notify on their own ports, databases and groups."""
+    """Start intake, referral, notify and the console on their own ports, databases and
+    groups."""
     run = uuid.uuid4().hex[:8]
     state = REPO_ROOT / ".lintas" / "test-services" / run
     state.mkdir(parents=True)
-    databases = {name: f"e2e_{name}_{run}" for name in ("intake", "referral", "notify")}
+    databases = {name: f"e2e_{name}_{run}" for name in ("intake", "referral", "notify", "console")}
+    console_private_key, console_public_key = new_signing_key()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
     env.update(
         {
@@ -51,16 +71,24 @@ def stack(servers: Servers) -> Iterator[Stack]:
             "LINTAS_INTAKE_PORT": os.environ.get("LINTAS_TEST_INTAKE_PORT", "18080"),
             "LINTAS_REFERRAL_PORT": os.environ.get("LINTAS_TEST_REFERRAL_PORT", "18081"),
             "LINTAS_NOTIFY_PORT": os.environ.get("LINTAS_TEST_NOTIFY_PORT", "18082"),
+            "LINTAS_CONSOLE_PORT": os.environ.get("LINTAS_TEST_CONSOLE_PORT", "18083"),
             "PYTHONUNBUFFERED": "1",
             "LINTAS_API_KEY_PEPPER": E2E_PEPPER,
             "LINTAS_KEYVAULT_DATABASE": f"e2e_keyvault_{run}",
             # Known to the tests, so they can find a phone's records by its keyed hash.
             "LINTAS_PHONE_HASH_KEY": PHONE_HASH_SECRET,
+            # Intake and referral accept the person tokens this session's console signs.
+            "LINTAS_CONSOLE_PUBLIC_KEY": console_public_key,
+            "LINTAS_CONSOLE_SIGNING_KEY_PATH": str(state / "console-signing-key.pem"),
+            # As on `make up`; the second factor is tested in the console's own tests.
+            "LINTAS_CONSOLE_REQUIRE_SECOND_FACTOR": "false",
         }
     )
+    write_signing_key(state / "console-signing-key.pem", console_private_key)
     for name, database in databases.items():
         env[f"LINTAS_{name.upper()}_DATABASE"] = database
-        env[f"LINTAS_{name.upper()}_CONSUMER_GROUP"] = f"e2e-{name}-{run}"
+        if name != "console":  # the console reads no topic
+            env[f"LINTAS_{name.upper()}_CONSUMER_GROUP"] = f"e2e-{name}-{run}"
     keys = load_or_create_keys(state / "demo-keys.json")
     env["LINTAS_NOTIFY_INBOUND_TOKEN"] = keys["sms_inbound_token"]
     # The suite runs on the wall clock and every demo case has the same phone: quiet
@@ -78,6 +106,8 @@ def stack(servers: Servers) -> Iterator[Stack]:
             keys,
         )
     )
+    people = load_or_create_people(state / "demo-keys.json")
+    asyncio.run(seed_demo_people(servers.mongodb_uri, databases["console"], people))
     # Intake reads the cases topic only for notify's news of SMS preferences: it need
     # not first work through every case event the earlier tests left there.
     asyncio.run(
@@ -86,15 +116,22 @@ def stack(servers: Servers) -> Iterator[Stack]:
         )
     )
     specs: list[ServiceSpec] = service_specs(env)
+    urls = {s.name: s.url for s in specs}
+    env["LINTAS_CONSOLE_INTAKE_URL"] = urls["intake"]
+    env["LINTAS_CONSOLE_REFERRAL_URL"] = urls["referral"]
+    env["LINTAS_CONSOLE_PUBLIC_URL"] = urls["console"]
     try:
         for spec in specs:
             start_service(spec, state, env, timeout=90)
         yield Stack(
-            urls={s.name: s.url for s in specs},
+            urls=urls,
             keys=keys,
             sms_outbox=state / "sms-outbox.jsonl",
             databases=databases,
             logs={s.name: state / "logs" / f"{s.name}.log" for s in specs},
+            console_private_key=console_private_key,
+            console_public_key=console_public_key,
+            people=people,
         )
     finally:
         for spec in specs:

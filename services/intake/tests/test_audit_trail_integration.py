@@ -56,3 +56,20 @@ async def test_a_cut_trail_stays_cut_for_verify_to_report(
     report = await trail.verify()
     assert not report.intact
     assert (report.first_broken_seq, report.problem) == (3, "an entry is missing")
+
+
+async def test_the_person_is_covered_by_the_hash_and_older_entries_still_verify(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    collection = mongo[database_name]["audit"]
+    trail = AuditTrail(collection)
+    await trail.record(ADMIN, "case-1", "read", ["worker.name"], None)  # an API key
+    # As written before persons existed: no person_id field at all.
+    await collection.update_one({"_id": 1}, {"$unset": {"person_id": ""}})
+    await trail.record(ADMIN, "case-1", "read", ["worker.name"], None, person_id="person-a")
+    assert (await trail.verify()).intact
+    assert [e.get("person_id") for e in await trail.for_case("case-1")] == [None, "person-a"]
+
+    await collection.update_one({"_id": 2}, {"$set": {"person_id": "person-b"}})
+    report = await trail.verify()
+    assert (report.first_broken_seq, report.problem) == (2, "entry content was changed")

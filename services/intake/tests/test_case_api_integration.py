@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from lintas_intake.adapters.audit_trail import ChainReport
 from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
 from lintas_intake.bootstrap import create_app
 from lintas_intake.domain.organisation import Organisation, OrganisationKind
@@ -22,6 +23,14 @@ from lintas_shared.crypto import CaseKeyMissingError, KeyVault
 from lintas_shared.envelope import from_kafka_record
 from lintas_shared.http import PROBLEM_JSON
 from lintas_shared.mongo import Document
+from lintas_shared.person_tokens import (
+    INTAKE_AUDIENCE,
+    REFERRAL_AUDIENCE,
+    PersonClaims,
+    Role,
+    issue_person_token,
+    new_signing_key,
+)
 from lintas_shared.settings import CommonSettings
 from lintas_shared.topics import CASES
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
@@ -37,6 +46,7 @@ pytestmark = pytest.mark.integration
 PEPPER = "test-pepper"
 MASTER = "test-master-key"
 PERSONAL = ("Contoh Pekerja", "6281234567890", "1994-05-17", "Lampung Timur", "Gaji tiga")
+CONSOLE_PRIVATE, CONSOLE_PUBLIC = new_signing_key()
 
 
 @dataclass
@@ -48,6 +58,18 @@ class Api:
 
     def h(self, who: str = "ngo", **extra: str) -> dict[str, str]:
         return {"X-API-Key": self.keys[who], **extra}
+
+    def person(
+        self,
+        role: Role = Role.CASEWORKER,
+        who: str = "ngo",
+        person_id: str = "person-ngo-1",
+        **extra: str,
+    ) -> dict[str, str]:
+        """Headers of a person of organisation `who`, as the console sends them."""
+        claims = PersonClaims(f"org-{who}", person_id, role)
+        token = issue_person_token(CONSOLE_PRIVATE, claims, INTAKE_AUDIENCE)
+        return {"Authorization": f"Bearer {token}", **extra}
 
     @property
     def service(self) -> CaseService:
@@ -69,6 +91,7 @@ async def api(
             master_key=MASTER,  # type: ignore[arg-type]
             keyvault_database=keyvault,
             http_max_body_bytes=20_000,
+            console_public_key=CONSOLE_PUBLIC,
         ),
         database=database_name,
         consumer_group=f"test-intake-{uuid.uuid4()}",
@@ -540,3 +563,191 @@ async def _ready(api: Api) -> dict[str, bool] | None:
     response = await api.client.get("/readyz")
     checks: dict[str, bool] = response.json()["checks"]
     return checks if response.status_code == 200 else None
+
+
+# --- people, through the console's tokens ---------------------------------------------
+
+
+async def test_a_person_token_works_and_the_timeline_and_audit_name_the_person(
+    api: Api,
+) -> None:
+    person = api.person(person_id="person-caseworker-7")
+    created = await api.client.post(
+        "/v1/cases", json=example_case(external_ref=f"NGO-{uuid.uuid4()}"), headers=person
+    )
+    assert created.status_code == 201, created.text
+    url = f"/v1/cases/{created.json()['id']}"
+    assert (
+        await api.client.get(url, headers=api.person(person_id="person-caseworker-7"))
+    ).is_success
+    note = await api.client.post(
+        f"{url}/notes", json={"text": "Called her"}, headers=api.person(person_id="person-8")
+    )
+    assert note.status_code == 201, note.text
+    await api.client.post(f"{url}/notes", json={"text": "By the NGO's system"}, headers=api.h())
+    case_id = created.json()["id"]
+    await api.service.apply_news(
+        ev.make_event(
+            ev.ReferralOffered(
+                referral_id="r-person",
+                case_id=case_id,
+                partner_organisation_id="org-legal",
+                country="HK",
+                offered_at=datetime.now(UTC),
+            ),
+            source="/lintas/referral",
+            subject=case_id,
+        )
+    )
+    await api.service.apply_news(
+        ev.make_event(
+            ev.ReferralAccepted(
+                referral_id="r-person",
+                case_id=case_id,
+                partner_organisation_id="org-legal",
+                country="HK",
+                at=datetime.now(UTC),
+                by_person_id="person-lawyer-3",
+            ),
+            source="/lintas/referral",
+            subject=case_id,
+        )
+    )
+
+    timeline = await api.client.get(f"{url}/timeline", headers=api.person(Role.PROGRAMME))
+    assert timeline.status_code == 200, timeline.text
+    assert [(e["summary"], e["actor"], e["person_id"]) for e in timeline.json()["entries"]] == [
+        ("case submitted", "org-ngo", "person-caseworker-7"),
+        ("note added", "org-ngo", "person-8"),
+        ("note added", "org-ngo", None),
+        ("offered", "org-legal", None),
+        ("accepted", "org-legal", "person-lawyer-3"),
+    ]
+    audit = await api.client.get("/v1/audit", params={"case_id": case_id}, headers=api.h("admin"))
+    assert [(a["action"], a["organisation_id"], a["person_id"]) for a in audit.json()] == [
+        ("read", "org-ngo", "person-caseworker-7"),
+        ("add_note", "org-ngo", "person-8"),
+        ("add_note", "org-ngo", None),
+    ]
+    assert await api.app.state.audit.verify() == ChainReport(3, True)
+
+
+async def test_an_api_key_counts_when_both_are_sent(api: Api) -> None:
+    both = api.h(**api.person(who="other"))
+    body = example_case(external_ref=f"NGO-{uuid.uuid4()}")
+    created = await api.client.post("/v1/cases", json=body, headers=both)
+    assert created.status_code == 201
+    timeline = await api.client.get(f"/v1/cases/{created.json()['id']}/timeline", headers=api.h())
+    [entry] = timeline.json()["entries"]
+    assert (entry["actor"], entry["person_id"]) == ("org-ngo", None)
+
+
+def _token(claims: PersonClaims, **kwargs: Any) -> str:
+    return issue_person_token(CONSOLE_PRIVATE, claims, INTAKE_AUDIENCE, **kwargs)
+
+
+async def test_bad_person_tokens_answer_401_like_a_bad_key(api: Api) -> None:
+    caseworker = PersonClaims("org-ngo", "person-ngo-1", Role.CASEWORKER)
+    stranger_private, _ = new_signing_key()
+    tokens = {
+        "expired": _token(caseworker, now=datetime.now(UTC) - timedelta(minutes=5)),
+        "another key": issue_person_token(stranger_private, caseworker, INTAKE_AUDIENCE),
+        "for referral": issue_person_token(CONSOLE_PRIVATE, caseworker, REFERRAL_AUDIENCE),
+        "unknown org": _token(PersonClaims("org-nobody", "person-x", Role.CASEWORKER)),
+        "too long": _token(caseworker, ttl=timedelta(hours=1)),
+        "garbage": "not-a-token",
+    }
+    for why, token in tokens.items():
+        response = await api.client.get("/v1/cases", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, why
+        assert response.headers["content-type"] == PROBLEM_JSON, why
+        assert response.headers["www-authenticate"] == "Bearer", why
+        assert response.json()["title"] == "Unauthorized", why
+        assert token not in response.text, why
+
+
+async def test_programme_reads_and_submits_but_does_not_change_a_case(api: Api) -> None:
+    programme = Role.PROGRAMME
+    created = await create(api)  # the NGO's system
+    url = f"/v1/cases/{created.json()['id']}"
+    imported = await api.client.post(
+        "/v1/cases",
+        json=example_case(external_ref=f"NGO-{uuid.uuid4()}"),
+        headers=api.person(programme),
+    )
+    assert imported.status_code == 201, imported.text
+    for path in ("/v1/cases", url, f"{url}/timeline", "/v1/reports/indicators"):
+        response = await api.client.get(path, headers=api.person(programme))
+        assert response.status_code == 200, (path, response.text)
+
+    closing = await api.client.post(
+        f"{url}/close", json={"outcome": "settled"}, headers=api.person(programme)
+    )
+    assert closing.status_code == 403
+    assert closing.headers["content-type"] == PROBLEM_JSON
+    assert "programme role" in closing.json()["detail"]
+    for method, path, body in (
+        ("POST", f"{url}/notes", {"text": "x"}),
+        ("POST", f"{url}/erase", None),
+        ("POST", f"{url}/sms-preference", {"opted_out": True}),
+        ("PATCH", url, {"worker": {"phone": "+6281298765432"}}),
+    ):
+        headers = api.person(programme, **{"If-Match": '"1"'})
+        refused = await api.client.request(method, path, json=body, headers=headers)
+        assert refused.status_code == 403, (method, path, refused.text)
+    case = (await api.client.get(url, headers=api.h())).json()
+    assert (case["status"], case["notes"], case["case"] is not None) == ("submitted", [], True)
+    # A caseworker of the same organisation may.
+    closed = await api.client.post(
+        f"{url}/close", json={"outcome": "settled"}, headers=api.person(Role.CASEWORKER)
+    )
+    assert closed.status_code == 200, closed.text
+
+
+async def test_a_lawyer_at_intake_is_refused_as_their_legal_organisation_is(api: Api) -> None:
+    case = (await create(api)).json()
+    lawyer = api.person(Role.LAWYER, who="legal")
+    submit = await api.client.post("/v1/cases", json=EXAMPLE_CASE, headers=lawyer)
+    read = await api.client.get(f"/v1/cases/{case['id']}", headers=api.person(Role.LAWYER, "legal"))
+    assert (submit.status_code, read.status_code) == (403, 404)
+
+
+async def test_the_docs_show_both_ways_to_authenticate(api: Api) -> None:
+    openapi = (await api.client.get("/openapi.json")).json()
+    schemes = openapi["components"]["securitySchemes"]
+    assert schemes["ApiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": schemes["ApiKey"]["description"],
+    }
+    assert (schemes["PersonToken"]["type"], schemes["PersonToken"]["scheme"]) == (
+        "http",
+        "bearer",
+    )
+    create_case = openapi["paths"]["/v1/cases"]["post"]
+    assert {"ApiKey": []} in create_case["security"]
+    assert {"PersonToken": []} in create_case["security"]
+    entry = openapi["components"]["schemas"]["TimelineEntryView"]["properties"]
+    assert "person_id" in entry
+
+
+async def test_without_the_consoles_key_every_bearer_token_is_refused(
+    servers: Servers, database_name: str
+) -> None:
+    settings = IntakeSettings(
+        common=CommonSettings(
+            kafka_bootstrap=servers.kafka_bootstrap, mongodb_uri=servers.mongodb_uri
+        ),
+        database=database_name,
+    )
+    app = create_app(settings)  # no lifespan: refused before the store is asked
+    token = issue_person_token(
+        CONSOLE_PRIVATE, PersonClaims("org-ngo", "person-1", Role.ADMIN), INTAKE_AUDIENCE
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://intake") as client:
+        response = await client.get("/v1/cases", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert "X-API-Key" in response.json()["detail"]

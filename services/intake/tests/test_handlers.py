@@ -433,3 +433,56 @@ async def test_a_texted_preference_for_an_unknown_case_is_a_permanent_error() ->
     svc, _, _ = service()
     with pytest.raises(PermanentEventError):
         await svc.apply_sms_preference(texted("nope", True, NOW))
+
+
+async def test_each_step_a_person_takes_names_them_in_the_timeline() -> None:
+    svc, cases, _ = service()
+    person = "person-caseworker-1"
+    case, _ = await svc.submit(
+        CaseSubmission.model_validate(EXAMPLE_CASE), "org-ngo", None, "h1", person_id=person
+    )
+    consent = Consent.model_validate({**EXAMPLE_CASE["consent"], "share_with_countries": ["SG"]})
+    _, record = await svc.add_consent(case.id, "org-ngo", consent, "org-ngo", person)
+    await svc.withdraw_consent(case.id, "org-ngo", record.id, "org-ngo", person)
+    await svc.add_note(case.id, "org-ngo", "Called her", "org-ngo", person)
+    await svc.set_sms_preference(case.id, "org-ngo", True, "org-ngo", person)
+    await svc.add_note(case.id, "org-ngo", "By the NGO's system", "org-ngo")  # an API key
+    await svc.close(case.id, "org-ngo", "withdrawn", [], "org-ngo", person)
+    await svc.erase(case.id, "org-ngo", "org-ngo", person)
+
+    steps = [(e.summary, e.actor, e.person_id) for e in cases.cases[case.id].timeline]
+    assert steps == [
+        ("case submitted", "org-ngo", person),
+        ("consent recorded", "org-ngo", person),
+        ("consent withdrawn", "org-ngo", person),
+        ("note added", "org-ngo", person),
+        ("worker opted out of SMS", "org-ngo", person),
+        ("note added", "org-ngo", None),
+        ("case closed: withdrawn", "org-ngo", person),
+        ("personal data erased", "org-ngo", person),
+    ]
+
+
+async def test_a_referral_step_a_lawyer_took_names_them_in_the_ngos_timeline() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    base = {"referral_id": "r1", "case_id": case.id, "partner_organisation_id": "org-hk"}
+    await svc.apply_news(
+        news(
+            ev.ReferralOffered(**base, country="HK", offered_at=NOW),
+            case.id,
+        )
+    )
+    await svc.apply_news(
+        news(
+            ev.ReferralAccepted(**base, country="HK", at=NOW, by_person_id="person-lawyer-7"),
+            case.id,
+        )
+    )
+    [offered, accepted] = [e for e in cases.cases[case.id].timeline if e.source == "referral"]
+    assert (offered.summary, offered.actor, offered.person_id) == ("offered", "org-hk", None)
+    assert (accepted.summary, accepted.actor, accepted.person_id) == (
+        "accepted",
+        "org-hk",
+        "person-lawyer-7",
+    )

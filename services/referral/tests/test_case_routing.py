@@ -226,6 +226,48 @@ def test_a_case_is_handed_on_keeping_its_history() -> None:
     assert len(r.referrals) == 3
 
 
+def test_each_step_a_lawyer_takes_names_them_in_the_history_and_the_event() -> None:
+    r, _ = routed(
+        claims=(claim(), claim(ClaimType.EXCESS_PLACEMENT_FEES, "20000000.00", "IDR")),
+        share_with=("HK", "ID"),
+    )
+    rid, lawyer = r.referrals[0].id, "person-lawyer-1"
+    steps = [
+        r.accept(rid, "org-hk-1", NOW, lawyer),
+        r.progress(rid, "org-hk-1", Progress(filed_at_forum=True, at=NOW), NOW),  # an API key
+        r.hand_on(
+            rid, "org-hk-1", Partner("org-id-2", "ID two", "ID"), [1], "agency", POLICY, NOW, lawyer
+        ),
+        r.close_referral(rid, "org-hk-1", "settled", [], NOW, lawyer),
+    ]
+    firsts = [events[0] for events in steps]
+    assert [(type(e).__name__, e.model_dump()["by_person_id"]) for e in firsts] == [
+        ("ReferralAccepted", lawyer),
+        ("ReferralProgressed", None),
+        ("ReferralOffered", lawyer),
+        ("ReferralClosed", lawyer),
+    ]
+    assert [(h.status, h.person_id) for h in r.referrals[0].history] == [
+        ("offered", None),
+        ("accepted", lawyer),
+        ("in_progress", None),
+        ("closed", lawyer),
+    ]
+    handed_on = r.referrals[-1].history[0]
+    assert (handed_on.status, handed_on.reason, handed_on.person_id) == (
+        "offered",
+        "agency",
+        lawyer,
+    )
+    declined = routed()[0]
+    [event, _] = declined.decline(
+        declined.referrals[0].id, "org-hk-1", "conflict", PARTNERS, POLICY, NOW, lawyer
+    )
+    assert isinstance(event, ReferralDeclined)
+    assert event.by_person_id == lawyer
+    assert declined.referrals[0].history[-1].person_id == lawyer
+
+
 def test_hand_on_needs_consent_for_the_destination() -> None:
     r, _ = routed()
     r.accept(r.referrals[0].id, "org-hk-1", NOW)

@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +20,14 @@ from lintas_referral.domain.routing import Partner
 from lintas_referral.settings import ReferralSettings
 from lintas_shared.crypto import DataKey, KeyVault
 from lintas_shared.mongo import Document
+from lintas_shared.person_tokens import (
+    INTAKE_AUDIENCE,
+    REFERRAL_AUDIENCE,
+    PersonClaims,
+    Role,
+    issue_person_token,
+    new_signing_key,
+)
 from lintas_shared.security import hash_api_key
 from lintas_shared.settings import CommonSettings
 from lintas_shared.values import ClaimType
@@ -41,6 +50,7 @@ from tests.support.servers import Servers
 pytestmark = pytest.mark.integration
 PEPPER = "test-pepper"
 KEYS = {"org-hk-1": "lk_hk_one", "org-hk-2": "lk_hk_two", "org-sg": "lk_sg"}
+CONSOLE_PRIVATE, CONSOLE_PUBLIC = new_signing_key()
 
 
 @dataclass
@@ -52,6 +62,14 @@ class Api:
 
     def as_(self, partner: str) -> dict[str, str]:
         return {"X-API-Key": KEYS[partner]}
+
+    def as_person(
+        self, partner: str, person_id: str = "person-lawyer-1", role: Role = Role.LAWYER
+    ) -> dict[str, str]:
+        """Headers of a person of `partner`, as the console sends them."""
+        claims = PersonClaims(partner, person_id, role)
+        token = issue_person_token(CONSOLE_PRIVATE, claims, REFERRAL_AUDIENCE)
+        return {"Authorization": f"Bearer {token}"}
 
     async def submit(self, case_id: str, **kwargs: Any) -> str:
         key = await self.vault.create(case_id)
@@ -72,6 +90,7 @@ async def api(
             kafka_bootstrap=servers.kafka_bootstrap,
             keyvault_database=database_name,
             api_key_pepper=SecretStr(PEPPER),
+            console_public_key=CONSOLE_PUBLIC,
         ),
         database=database_name,
     )
@@ -310,3 +329,110 @@ async def test_operator_redelivery_needs_the_operator_token(api: Api) -> None:
     token = api.app.state.operator_token
     missing = await api.client.post(path, headers={"X-Operator-Token": token})
     assert missing.status_code == 404
+
+
+# --- lawyers, through the console's tokens ---------------------------------------------
+
+
+async def test_a_lawyer_token_accepts_and_the_history_audit_and_event_name_the_lawyer(
+    api: Api,
+) -> None:
+    rid = await api.submit("case-person")
+    lawyer = "person-lawyer-hk-9"
+    view = await api.client.get(f"/v1/referrals/{rid}", headers=api.as_person("org-hk-1", lawyer))
+    assert view.status_code == 200, view.text
+    assert view.json()["shared"]["worker"]["full_name"] == WORKER_NAME
+    accepted = await api.client.post(
+        f"/v1/referrals/{rid}/accept", headers=api.as_person("org-hk-1", lawyer)
+    )
+    assert accepted.status_code == 200, accepted.text
+    progressed = await api.client.post(
+        f"/v1/referrals/{rid}/progress", json={"filed_at_forum": True}, headers=api.as_("org-hk-1")
+    )
+    assert progressed.status_code == 200, progressed.text
+    assert [(h["status"], h["person_id"]) for h in progressed.json()["history"]] == [
+        ("offered", None),
+        ("accepted", lawyer),
+        ("in_progress", None),  # the partner's system, by API key
+    ]
+    doc = await api.app.state.routings.raw("case-person")
+    data = {e["event"]["type"]: e["event"]["data"] for e in doc["outbox"]}
+    assert data["org.lintas.referral.accepted"]["by_person_id"] == lawyer
+    assert data["org.lintas.referral.progressed"]["by_person_id"] is None
+    audit = await api.app.state.audit.for_case("case-person")
+    assert [(a["organisation_id"], a["person_id"]) for a in audit] == [("org-hk-1", lawyer)]
+    # The partner's scope holds for its lawyers too.
+    other = await api.client.get(f"/v1/referrals/{rid}", headers=api.as_person("org-sg"))
+    assert other.status_code == 404
+
+
+async def test_only_lawyers_use_the_referral_api(api: Api) -> None:
+    rid = await api.submit("case-roles")
+    for role in (Role.CASEWORKER, Role.PROGRAMME, Role.ORG_ADMIN, Role.ADMIN):
+        refused = await api.client.post(
+            f"/v1/referrals/{rid}/accept", headers=api.as_person("org-hk-1", role=role)
+        )
+        assert refused.status_code == 403, role
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "lawyers" in refused.json()["detail"]
+    routing = await api.app.state.routings.get("case-roles")
+    assert routing.referrals[0].status == "offered"
+
+
+async def test_bad_person_tokens_answer_401_like_a_bad_key(api: Api) -> None:
+    rid = await api.submit("case-bad-token")
+    lawyer = PersonClaims("org-hk-1", "person-lawyer-1", Role.LAWYER)
+    stranger_private, _ = new_signing_key()
+    tokens = {
+        "expired": issue_person_token(
+            CONSOLE_PRIVATE,
+            lawyer,
+            REFERRAL_AUDIENCE,
+            now=datetime.now(UTC) - timedelta(minutes=5),
+        ),
+        "another key": issue_person_token(stranger_private, lawyer, REFERRAL_AUDIENCE),
+        "for intake": issue_person_token(CONSOLE_PRIVATE, lawyer, INTAKE_AUDIENCE),
+        "unknown org": issue_person_token(
+            CONSOLE_PRIVATE,
+            PersonClaims("org-demo-ngo-id", "person-cw", Role.LAWYER),
+            REFERRAL_AUDIENCE,
+        ),
+    }
+    for why, token in tokens.items():
+        response = await api.client.post(
+            f"/v1/referrals/{rid}/accept", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 401, why
+        assert response.headers["content-type"] == "application/problem+json", why
+        assert response.headers["www-authenticate"] == "Bearer", why
+        assert token not in response.text, why
+    routing = await api.app.state.routings.get("case-bad-token")
+    assert routing.referrals[0].status == "offered"
+
+
+async def test_a_lawyer_hands_on_and_the_new_offer_names_them(api: Api) -> None:
+    await api.app.state.partners.upsert(Partner("org-id", "ID partner", "ID"))
+    rid = await api.submit(
+        "case-hand-person", claims=(claim(ClaimType.ILLEGAL_DEDUCTIONS),), share_with=("HK", "ID")
+    )
+    lawyer = api.as_person("org-hk-1", "person-lawyer-2")
+    await api.client.post(f"/v1/referrals/{rid}/accept", headers=lawyer)
+    handed = await api.client.post(
+        f"/v1/referrals/{rid}/hand-on",
+        json={"to_partner_id": "org-id", "claim_indexes": [0], "reason": "agency's deductions"},
+        headers=api.as_person("org-hk-1", "person-lawyer-2"),
+    )
+    assert handed.status_code == 200, handed.text
+    assert handed.json()["history"][0]["person_id"] == "person-lawyer-2"
+    doc = await api.app.state.routings.raw("case-hand-person")
+    offers = [e["event"]["data"] for e in doc["outbox"] if e["event"]["type"].endswith("offered")]
+    assert [o.get("by_person_id") for o in offers] == [None, "person-lawyer-2"]
+
+
+async def test_the_docs_show_both_ways_to_authenticate(api: Api) -> None:
+    openapi = api.app.openapi()
+    assert set(openapi["components"]["securitySchemes"]) == {"ApiKey", "PersonToken"}
+    accept = openapi["paths"]["/v1/referrals/{referral_id}/accept"]["post"]
+    assert accept["security"] == [{"ApiKey": []}, {"PersonToken": []}]
+    assert "403" in accept["responses"]
+    assert "person_id" in openapi["components"]["schemas"]["HistoryEntry"]["properties"]

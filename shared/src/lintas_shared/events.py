@@ -205,6 +205,11 @@ class CaseErased(EventPayload):
 
 # --- lintas.referrals.v1 (referral) ----------------------------------------------------
 
+_BY_PERSON = (
+    "The pseudonymous id of the person who caused this through the console; null when "
+    "a system's API key, the clock or news from another service did"
+)
+
 
 class ReferralOffered(EventPayload):
     """A case was offered to a legal partner."""
@@ -223,6 +228,9 @@ class ReferralOffered(EventPayload):
         default=None,
         description="The handoff's shared fields (JSON), sealed for this referral's partner "
         "only; the partner fetches the key from the referral API. Unreadable after erasure.",
+    )
+    by_person_id: str | None = Field(
+        default=None, description=_BY_PERSON + " (set when a lawyer handed the claims on)"
     )
 
 
@@ -244,6 +252,7 @@ class _ReferralChange(EventPayload):
     country: CountryCode
     at: datetime
     reason: str | None = None
+    by_person_id: str | None = Field(default=None, description=_BY_PERSON)
 
 
 class ReferralAccepted(_ReferralChange):

@@ -30,6 +30,7 @@ from starlette.routing import compile_path
 from lintas_shared import metrics
 from lintas_shared.http_guard import HttpLimits, RequestGuard
 from lintas_shared.logging import get_logger
+from lintas_shared.person_tokens import PersonTokenVerifier
 from lintas_shared.problems import PROBLEM_JSON, FieldError, Problem, problem_response
 from lintas_shared.tracing import TRACEPARENT_HEADER, context_from_traceparent, tracer
 
@@ -218,10 +219,12 @@ def install_conventions(
     readiness: Mapping[str, ReadinessCheck],
     limits: HttpLimits,
     asyncapi: Callable[[], Any] | None = None,
+    person_tokens: PersonTokenVerifier | None = None,
 ) -> None:
     """Add problem-details errors, request ids, the request guard (rate, size, slow
     bodies, nesting; see `lintas_shared.http_guard`), health, readiness, metrics, tracing
-    and AsyncAPI."""
+    and AsyncAPI. With `person_tokens`, the guard limits a person token's requests per
+    person."""
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_error)
     routes = RouteTemplates(app)
@@ -236,7 +239,12 @@ def install_conventions(
     app.openapi = openapi  # type: ignore[method-assign]
 
     # Added before `observe`, so inside it: the guard's refusals are counted and logged.
-    app.add_middleware(RequestGuard, limits=limits, exempt_paths=OPERATIONS_ROUTES)
+    app.add_middleware(
+        RequestGuard,
+        limits=limits,
+        exempt_paths=OPERATIONS_ROUTES,
+        person_tokens=person_tokens,
+    )
 
     @app.middleware("http")
     async def observe(

@@ -2,10 +2,11 @@
 
 Before a request reaches a route:
 - **rate**: a token bucket per API key (`X-API-Key`, or a provider's
-  `X-Lintas-Provider-Token`; the client address when there is neither). An empty bucket
-  answers 429 with `Retry-After`; other keys are untouched. The buckets live in each
-  instance (N instances allow N times the rate; a shared limit belongs in the load
-  balancer or a shared store);
+  `X-Lintas-Provider-Token`), per person for a console person token
+  (`Authorization: Bearer`, when it verifies; per token when it does not), else per
+  client address. An empty bucket answers 429 with `Retry-After`; other keys are
+  untouched. The buckets live in each instance (N instances allow N times the rate; a
+  shared limit belongs in the load balancer or a shared store);
 - **size**: 413 for a declared `Content-Length` over the limit, and for a streamed
   (chunked) body as soon as it passes the limit, so nothing large is ever buffered;
 - **slow bodies**: 408 when the whole body has not arrived within the body timeout, so a
@@ -32,6 +33,7 @@ from typing import Final
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lintas_shared.person_tokens import PersonTokenError, PersonTokenVerifier
 from lintas_shared.problems import problem_response
 from lintas_shared.settings import CommonSettings
 
@@ -144,12 +146,34 @@ class _ClientGoneError(Exception):
     pass
 
 
-def _caller(scope: Scope, headers: Headers) -> str:
+def _digest(value: str) -> str:
+    # Bounded memory whatever a client sends, and no key or token kept in clear.
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def _bearer(authorization: str | None) -> str | None:
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def _caller(scope: Scope, headers: Headers, person_tokens: PersonTokenVerifier | None) -> str:
     for name in KEY_HEADERS:
         value = headers.get(name)
         if value:
-            # A digest: bounded memory whatever a client sends, and no key kept in clear.
-            return name + ":" + hashlib.sha256(value.encode()).hexdigest()[:32]
+            return name + ":" + _digest(value)
+    token = _bearer(headers.get("authorization"))
+    if token is not None:
+        if person_tokens is not None:
+            try:
+                claims = person_tokens.verify(token)
+            except PersonTokenError:
+                pass
+            else:
+                # Per person, not per token: the console signs a new one every minute
+                # or two. Only a verified subject: anyone can write a person's id into a
+                # forged token, and must not drain that person's bucket with it.
+                return "person:" + _digest(f"{claims.organisation_id}\x00{claims.person_id}")
+        return "bearer:" + _digest(token)
     client = scope.get("client")
     return "address:" + (str(client[0]) if client else "unknown")
 
@@ -164,10 +188,12 @@ class RequestGuard:
         limits: HttpLimits,
         exempt_paths: frozenset[str],
         clock: Callable[[], float] = time.monotonic,
+        person_tokens: PersonTokenVerifier | None = None,
     ) -> None:
         self.app = app
         self.limits = limits
         self.exempt_paths = exempt_paths
+        self.person_tokens = person_tokens
         self._limiter = (
             KeyedRateLimiter(limits.rate_per_minute, limits.burst, clock=clock)
             if limits.rate_per_minute > 0
@@ -189,7 +215,7 @@ class RequestGuard:
         headers = Headers(scope=scope)
         limits = self.limits
         if self._limiter is not None:
-            wait = self._limiter.take(_caller(scope, headers))
+            wait = self._limiter.take(_caller(scope, headers, self.person_tokens))
             if wait > 0:
                 return _refusal(
                     429,

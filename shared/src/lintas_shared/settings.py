@@ -45,6 +45,9 @@ class CommonSettings(BaseSettings):
     http_body_timeout_seconds: float = 30.0
     #: Deepest nesting of arrays and objects accepted in a JSON body (400 beyond).
     http_max_json_depth: int = 32
+    #: The console's Ed25519 public key (PEM): intake and referral accept the person
+    #: tokens it signs (`Authorization: Bearer`). Unset: only API keys are accepted.
+    console_public_key: str | None = None
 
     @model_validator(mode="after")
     def _no_placeholder_secrets(self) -> CommonSettings:

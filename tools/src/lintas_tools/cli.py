@@ -1,9 +1,10 @@
 """`lintas`: run the whole local stack, and operate it.
 
-lintas up        start Kafka, FerretDB and the three services, seed demo data
+lintas up        start Kafka, FerretDB, the three services and the console, seed demo data
 lintas down      stop everything `up` started
 lintas status    what is running
-lintas demo-seed (re)create the demo organisations and keys
+lintas demo-seed (re)create the demo organisations, keys and console people
+lintas user      console people: create, disable, reset-2fa, link (lintas user --help)
 lintas dlq       dead letters: list, show, replay, discard (lintas dlq --help)
 """
 
@@ -15,9 +16,13 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
+from lintas_console.domain.people import PeopleError
+from lintas_console.settings import ConsoleSettings
 from lintas_deploy.ferretdb import ferretdb_process, start_ferretdb
 from lintas_deploy.kafka import kafka_process, start_kafka
 from lintas_intake.adapters.audit_trail import AuditTrail, ChainReport
@@ -25,13 +30,22 @@ from lintas_intake.domain.organisation import OrganisationKind
 from lintas_intake.settings import IntakeSettings
 from lintas_referral.settings import ReferralSettings
 from lintas_shared.kafka import ensure_topics
+from lintas_shared.person_tokens import Role
 from lintas_shared.topics import ALL_TOPICS
 
 from lintas_tools import dlq_cli
-from lintas_tools.demo import DemoTarget, load_or_create_keys, seed_demo
+from lintas_tools.demo import (
+    DemoTarget,
+    load_or_create_keys,
+    load_or_create_people,
+    load_or_create_signing_key,
+    seed_demo,
+    seed_demo_people,
+)
 from lintas_tools.importer import run_import
 from lintas_tools.organisations import Directories, OrganisationAdmin
-from lintas_tools.services import service_specs, start_service, stop_service
+from lintas_tools.people import PeopleCommands, PeopleTarget
+from lintas_tools.services import ServiceSpec, service_specs, start_service, stop_service
 
 
 def _say(message: str) -> None:
@@ -64,13 +78,45 @@ def _demo_target(env: dict[str, str]) -> DemoTarget:
     )
 
 
+def _console_url(env: Mapping[str, str]) -> str:
+    """Where people open the console: its public URL, else where `up` starts it."""
+    spec = next(s for s in service_specs(env) if s.name == "console")
+    return env.get("LINTAS_CONSOLE_PUBLIC_URL") or spec.url
+
+
 def cmd_demo_seed(state: Path, env: dict[str, str]) -> Path:
-    """Seed demo organisations; returns where their keys are."""
+    """Seed demo organisations and the console's demo people; returns where their keys
+    and passwords are."""
     keys_path = state / "demo-keys.json"
     keys = load_or_create_keys(keys_path)
     asyncio.run(seed_demo(_demo_target(env), keys))
-    _say(f"demo organisations seeded; keys in {keys_path}")
+    people = load_or_create_people(keys_path)
+    asyncio.run(seed_demo_people(env["LINTAS_MONGODB_URI"], ConsoleSettings().database, people))
+    _say(
+        f"demo organisations and console people ({', '.join(people)}) seeded; "
+        f"keys and passwords in {keys_path}"
+    )
     return keys_path
+
+
+def _console_env(state: Path, env: dict[str, str], specs: list[ServiceSpec]) -> bool:
+    """Give the console its signing key (made once in the state dir), every service its
+    public key, and the console the addresses of intake and referral. Returns whether the
+    console asks lawyers and admins for a second factor (off on this dev stack unless
+    LINTAS_CONSOLE_REQUIRE_SECOND_FACTOR says otherwise)."""
+    key_path = Path(
+        env.get("LINTAS_CONSOLE_SIGNING_KEY_PATH", str(state / "console-signing-key.pem"))
+    ).resolve()
+    env["LINTAS_CONSOLE_SIGNING_KEY_PATH"] = str(key_path)
+    # Always the signing key's own half: a stale value from the shell would refuse
+    # every person token.
+    env["LINTAS_CONSOLE_PUBLIC_KEY"] = load_or_create_signing_key(key_path)
+    urls = {spec.name: spec.url for spec in specs}
+    env.setdefault("LINTAS_CONSOLE_INTAKE_URL", urls["intake"])
+    env.setdefault("LINTAS_CONSOLE_REFERRAL_URL", urls["referral"])
+    env.setdefault("LINTAS_CONSOLE_PUBLIC_URL", urls["console"])
+    env.setdefault("LINTAS_CONSOLE_REQUIRE_SECOND_FACTOR", "false")
+    return env["LINTAS_CONSOLE_REQUIRE_SECOND_FACTOR"].strip().lower() in {"1", "true", "yes", "on"}
 
 
 def cmd_up() -> int:
@@ -94,7 +140,7 @@ def cmd_up() -> int:
         )
     )
     _say(f"      {len(created)} created, {len(ALL_TOPICS) - len(created)} already there")
-    _say("[3/4] demo organisations")
+    _say("[3/4] demo organisations and console people")
     keys_path = cmd_demo_seed(state, env)
     # Notify authenticates the SMS provider's callbacks with the demo inbound token.
     env.setdefault(
@@ -102,6 +148,7 @@ def cmd_up() -> int:
     )
     _say("[4/4] services")
     specs = service_specs(env)
+    second_factor = _console_env(state, env, specs)
     for spec in specs:
         process = start_service(spec, state, env)
         _say(
@@ -109,7 +156,16 @@ def cmd_up() -> int:
             f"log {state / 'logs' / (spec.name + '.log')})"
         )
     _say(f"\nLintas is up in {time.monotonic() - started:.0f}s.")
+    _say(f"  console   {env['LINTAS_CONSOLE_PUBLIC_URL']}   sign in as a demo person")
+    _say(f'            (emails and passwords under "console" in {keys_path})')
+    if not second_factor:
+        _say(
+            "            second factor off on this dev stack "
+            "(LINTAS_CONSOLE_REQUIRE_SECOND_FACTOR=false)"
+        )
     for spec in specs:
+        if spec.name == "console":
+            continue
         _say(
             f"  {spec.name:<9} OpenAPI docs {spec.url}/docs   AsyncAPI {spec.url}/v1/asyncapi.json"
         )
@@ -178,6 +234,35 @@ async def _org_command(args: argparse.Namespace) -> object:
         await admin.close()
 
 
+def _people_target() -> PeopleTarget:
+    intake = IntakeSettings()
+    console = ConsoleSettings()
+    return PeopleTarget(
+        mongodb_uri=_stack_env(_state_dir())["LINTAS_MONGODB_URI"],
+        console_database=console.database,
+        intake_database=intake.database,
+        api_key_pepper=intake.common.api_key_pepper.get_secret_value(),
+        public_url=_console_url(os.environ),
+        link_lifetime=timedelta(hours=console.invitation_hours),
+    )
+
+
+async def _user_command(args: argparse.Namespace) -> object:
+    commands = PeopleCommands(_people_target())
+    try:
+        if args.user_command == "create":
+            return await commands.create(
+                args.org, Role(args.role), args.email, args.name, args.language
+            )
+        if args.user_command == "disable":
+            return await commands.disable(args.email)
+        if args.user_command == "reset-2fa":
+            return await commands.reset_second_factor(args.email)
+        return await commands.new_link(args.email)
+    finally:
+        await commands.close()
+
+
 async def _audit_verify() -> ChainReport:
     from lintas_shared.mongo import make_mongo_client
 
@@ -196,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="start the whole local stack with demo data")
     sub.add_parser("down", help="stop everything `up` started")
     sub.add_parser("status", help="show which processes are running")
-    sub.add_parser("demo-seed", help="(re)create the demo organisations and keys")
+    sub.add_parser("demo-seed", help="(re)create the demo organisations, keys and people")
     org = sub.add_parser("org", help="organisations and API keys").add_subparsers(
         dest="org_command", required=True
     )
@@ -213,6 +298,23 @@ def _parser() -> argparse.ArgumentParser:
     revoke = org.add_parser("revoke-key", help="revoke a key at once")
     revoke.add_argument("org_id")
     revoke.add_argument("key_id")
+    user = sub.add_parser("user", help="people who sign in to the console").add_subparsers(
+        dest="user_command", required=True
+    )
+    user_create = user.add_parser(
+        "create", help="add a person; prints the one-time link that sets their password"
+    )
+    user_create.add_argument("--org", required=True, help="the organisation's id (org-…)")
+    user_create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    user_create.add_argument("--email", required=True)
+    user_create.add_argument("--name", help="the name shown in the console (default: email)")
+    user_create.add_argument("--language", choices=["id", "en"], default="id")
+    for name, text in (
+        ("disable", "stop a person signing in; ends their sessions now"),
+        ("reset-2fa", "forget a person's authenticator (they enrol a new one)"),
+        ("link", "a new one-time link to set a password (earlier links stop working)"),
+    ):
+        user.add_parser(name, help=text).add_argument("--email", required=True)
     imp = sub.add_parser("import", help="import cases from CSV or JSON Lines")
     imp.add_argument("file", type=Path)
     imp.add_argument(
@@ -260,6 +362,9 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
         if args.command == "org":
             _say(json.dumps(asyncio.run(_org_command(args)), indent=2))
             return 0
+        if args.command == "user":
+            _say(json.dumps(asyncio.run(_user_command(args)), indent=2))
+            return 0
         if args.command == "import":
             if not args.api_key:
                 raise RuntimeError("--api-key (or LINTAS_API_KEY) is required")
@@ -280,7 +385,7 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
         state = _state_dir()
         cmd_demo_seed(state, _stack_env(state))
         return 0
-    except (RuntimeError, KeyError) as exc:
+    except (RuntimeError, KeyError, PeopleError) as exc:
         print(f"lintas: {exc}", file=sys.stderr)
         return 1
 

@@ -1,4 +1,4 @@
-"""Starting and stopping the three services as background processes."""
+"""Starting and stopping the services (and the console) as background processes."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ class ServiceSpec:
 
 
 def service_specs(env: Mapping[str, str]) -> list[ServiceSpec]:
-    """The three services with their ports from the environment (8080, 8081, 8082)."""
+    """The services with their ports from the environment: intake, referral, notify and
+    the web console (8080, 8081, 8082, 8083). The console comes last: it calls intake
+    and referral."""
     return [
         ServiceSpec(
             "intake",
@@ -44,6 +46,11 @@ def service_specs(env: Mapping[str, str]) -> list[ServiceSpec]:
             "notify",
             "lintas_notify.bootstrap:create_app",
             int(env.get("LINTAS_NOTIFY_PORT", "8082")),
+        ),
+        ServiceSpec(
+            "console",
+            "lintas_console.bootstrap:create_app",
+            int(env.get("LINTAS_CONSOLE_PORT", "8083")),
         ),
     ]
 

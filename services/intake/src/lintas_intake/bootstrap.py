@@ -15,6 +15,7 @@ from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
+from lintas_shared.person_tokens import INTAKE_AUDIENCE, PersonTokenVerifier
 from lintas_shared.runtime import ServiceRuntime
 
 from lintas_intake.adapters.audit_trail import AuditTrail
@@ -54,6 +55,12 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         database["organisations"], common.api_key_pepper.get_secret_value()
     )
     audit = AuditTrail(database["audit"])
+    # A bad key stops the service here rather than refusing every person later.
+    person_tokens = (
+        PersonTokenVerifier(common.console_public_key, INTAKE_AUDIENCE)
+        if common.console_public_key
+        else None
+    )
     register_subscribers(
         broker, group_id=settings.consumer_group, service=service, dead_letters=publisher
     )
@@ -78,7 +85,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         title="Lintas intake API",
         version="0.1.0",
         description="Partner NGOs submit migrant workers' cases and follow their handoff. "
-        "Authenticate with your organisation's key in the `X-API-Key` header. "
+        "Authenticate with your organisation's key in the `X-API-Key` header, or, for a "
+        "person working in the Lintas console, with the short-lived token the console "
+        "signs (`Authorization: Bearer`). "
         "Errors are RFC 9457 problem details naming each bad field.",
         telemetry=NATIVE_TELEMETRY_OFF,
         lifespan=lifespan,
@@ -87,12 +96,14 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     app.state.cases = cases
     app.state.organisations = organisations
     app.state.audit = audit
+    app.state.person_tokens = person_tokens
     app.state.runtime = runtime
     install_conventions(
         app,
         runtime.readiness(),
         asyncapi=runtime.asyncapi,
         limits=HttpLimits.from_settings(settings.common),
+        person_tokens=person_tokens,
     )
     app.include_router(router)
     app.include_router(admin_router)

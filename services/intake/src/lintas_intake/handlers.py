@@ -252,9 +252,11 @@ def _event(payload: ev.EventPayload, case_id: str) -> CloudEvent:
 
 
 def _entry(
-    at: datetime, type_: str, actor: str, summary: str, source: str = "intake"
+    at: datetime, type_: str, actor: str, summary: str, person_id: str | None
 ) -> TimelineEntry:
-    return TimelineEntry(at=at, source=source, type=type_, actor=actor, summary=summary)
+    return TimelineEntry(
+        at=at, source="intake", type=type_, actor=actor, summary=summary, person_id=person_id
+    )
 
 
 # --- the use cases ----------------------------------------------------------------------
@@ -285,6 +287,7 @@ class CaseService:
         organisation_id: str,
         idempotency_key: str | None,
         body_hash: str,
+        person_id: str | None = None,
     ) -> tuple[Case, bool]:
         """Store a new case and its `case submitted` event in one write.
 
@@ -320,7 +323,11 @@ class CaseService:
                 submitted_at=now,
                 updated_at=now,
                 consents=(consent,),
-                timeline=(_entry(now, ev.CaseSubmitted.TYPE, organisation_id, "case submitted"),),
+                timeline=(
+                    _entry(
+                        now, ev.CaseSubmitted.TYPE, organisation_id, "case submitted", person_id
+                    ),
+                ),
             )
             try:
                 # The first refusal is taken for a reference collision and redrawn; a
@@ -398,6 +405,7 @@ class CaseService:
         expected_version: int,
         patch: dict[str, Any],
         actor: str,
+        person_id: str | None = None,
     ) -> Case:
         """Apply a JSON merge patch to worker, employment and claims (If-Match required)."""
         await self.get(case_id, organisation_id)  # 404 before anything else
@@ -418,6 +426,7 @@ class CaseService:
                     ev.CaseDetailsCorrected.TYPE,
                     actor,
                     f"corrected: {', '.join(sorted(patch))}",
+                    person_id,
                 ),
             )
             worker, employment, claims = _sealed_parts(corrected, key, self.phone_hash)
@@ -433,7 +442,12 @@ class CaseService:
         return await self._change(case_id, organisation_id, expected_version, change)
 
     async def add_consent(
-        self, case_id: str, organisation_id: str, consent: Consent, actor: str
+        self,
+        case_id: str,
+        organisation_id: str,
+        consent: Consent,
+        actor: str,
+        person_id: str | None = None,
     ) -> tuple[Case, ConsentRecord]:
         """Record another consent; routing may resume."""
         record_id = new_id()
@@ -443,7 +457,7 @@ class CaseService:
                 id=record_id, consent=consent, recorded_at=now, recorded_by=actor
             )
             updated = case.add_consent(
-                record, _entry(now, ev.ConsentRecorded.TYPE, actor, "consent recorded")
+                record, _entry(now, ev.ConsentRecorded.TYPE, actor, "consent recorded", person_id)
             )
             payload = ev.ConsentRecorded(case_id=case_id, consent=_consent_summary(record))
             return updated, [_event(payload, case_id)]
@@ -454,30 +468,40 @@ class CaseService:
         return case, record
 
     async def withdraw_consent(
-        self, case_id: str, organisation_id: str, consent_id: str, actor: str
+        self,
+        case_id: str,
+        organisation_id: str,
+        consent_id: str,
+        actor: str,
+        person_id: str | None = None,
     ) -> Case:
         """Withdraw a consent; referrals it allowed are withdrawn by routing."""
 
         def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
             if case.consent(consent_id) is None:
                 raise CaseNotFoundError(consent_id)
-            updated = case.withdraw_consent(
-                consent_id, now, _entry(now, ev.ConsentWithdrawn.TYPE, actor, "consent withdrawn")
-            )
+            entry = _entry(now, ev.ConsentWithdrawn.TYPE, actor, "consent withdrawn", person_id)
+            updated = case.withdraw_consent(consent_id, now, entry)
             payload = ev.ConsentWithdrawn(case_id=case_id, consent_id=consent_id, withdrawn_at=now)
             return updated, [_event(payload, case_id)]
 
         return await self._change(case_id, organisation_id, None, change)
 
     async def add_note(
-        self, case_id: str, organisation_id: str, text: str, actor: str
+        self,
+        case_id: str,
+        organisation_id: str,
+        text: str,
+        actor: str,
+        person_id: str | None = None,
     ) -> tuple[Case, Note]:
         """Add an internal note."""
         note_id = new_id()
 
         def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
             note = Note(id=note_id, text=text, author_organisation_id=actor, at=now)
-            return case.add_note(note, _entry(now, "case.note_added", actor, "note added")), []
+            entry = _entry(now, "case.note_added", actor, "note added", person_id)
+            return case.add_note(note, entry), []
 
         case = await self._change(case_id, organisation_id, None, change)
         return case, next(n for n in case.notes if n.id == note_id)
@@ -488,22 +512,27 @@ class CaseService:
         organisation_id: str,
         document: Callable[[str, datetime], DocumentRecord],
         actor: str,
+        person_id: str | None = None,
     ) -> tuple[Case, DocumentRecord]:
         """Record a document's metadata."""
         document_id = new_id()
 
         def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
             record = document(document_id, now)
-            return case.add_document(
-                record,
-                _entry(now, "case.document_recorded", actor, f"document recorded: {record.kind}"),
-            ), []
+            summary = f"document recorded: {record.kind}"
+            entry = _entry(now, "case.document_recorded", actor, summary, person_id)
+            return case.add_document(record, entry), []
 
         case = await self._change(case_id, organisation_id, None, change)
         return case, next(d for d in case.documents if d.id == document_id)
 
     async def set_sms_preference(
-        self, case_id: str, organisation_id: str, opted_out: bool, actor: str
+        self,
+        case_id: str,
+        organisation_id: str,
+        opted_out: bool,
+        actor: str,
+        person_id: str | None = None,
     ) -> Case:
         """Opt the worker out of SMS (or back in) on her behalf."""
 
@@ -513,7 +542,9 @@ class CaseService:
             word = "out of" if opted_out else "back into"
             updated = case.set_sms_opt_out(
                 opted_out,
-                _entry(now, ev.SmsPreferenceChanged.TYPE, actor, f"worker opted {word} SMS"),
+                _entry(
+                    now, ev.SmsPreferenceChanged.TYPE, actor, f"worker opted {word} SMS", person_id
+                ),
             )
             payload = ev.SmsPreferenceChanged(
                 case_id=case_id,
@@ -527,7 +558,13 @@ class CaseService:
         return await self._change(case_id, organisation_id, None, change)
 
     async def close(
-        self, case_id: str, organisation_id: str, outcome: str, amounts: Sequence[Money], actor: str
+        self,
+        case_id: str,
+        organisation_id: str,
+        outcome: str,
+        amounts: Sequence[Money],
+        actor: str,
+        person_id: str | None = None,
     ) -> Case:
         """Close the case with an outcome and the amounts recovered."""
 
@@ -539,7 +576,8 @@ class CaseService:
                 amounts_recovered=tuple((m.currency, m.value) for m in amounts),
             )
             updated = case.close(
-                result, _entry(now, ev.CaseClosed.TYPE, actor, f"case closed: {outcome}")
+                result,
+                _entry(now, ev.CaseClosed.TYPE, actor, f"case closed: {outcome}", person_id),
             )
             payload = ev.CaseClosed(
                 case_id=case_id,
@@ -551,7 +589,9 @@ class CaseService:
 
         return await self._change(case_id, organisation_id, None, change)
 
-    async def erase(self, case_id: str, organisation_id: str | None, actor: str) -> Case:
+    async def erase(
+        self, case_id: str, organisation_id: str | None, actor: str, person_id: str | None = None
+    ) -> Case:
         """Erase the worker's data everywhere: drop it here, destroy the case key, announce.
 
         Destroying the key is what reaches every other copy, including records already in
@@ -561,7 +601,8 @@ class CaseService:
         """
 
         def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
-            updated = case.erase(_entry(now, ev.CaseErased.TYPE, actor, "personal data erased"))
+            entry = _entry(now, ev.CaseErased.TYPE, actor, "personal data erased", person_id)
+            updated = case.erase(entry)
             return updated, [_event(ev.CaseErased(case_id=case_id, erased_at=now), case_id)]
 
         try:
@@ -634,7 +675,14 @@ def _news_entry(event: CloudEvent, payload: ev.EventPayload, case: Case) -> Time
     words = event.type.rsplit(".", 1)[-1].replace("_", " ")
     detail = getattr(payload, "reason", None) or getattr(payload, "template", None)
     summary = f"{words}: {detail}" if detail else words
-    return TimelineEntry(at=at, source=source, type=event.type, actor=actor, summary=summary)
+    return TimelineEntry(
+        at=at,
+        source=source,
+        type=event.type,
+        actor=actor,
+        summary=summary,
+        person_id=getattr(payload, "by_person_id", None),
+    )
 
 
 def _status_change(payload: ev.EventPayload, case: Case) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
+from lintas_shared.person_tokens import REFERRAL_AUDIENCE, PersonTokenVerifier
 from lintas_shared.runtime import ServiceRuntime
 
 from lintas_referral import handlers, webhooks
@@ -62,6 +63,12 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     rules = load_rules(settings)
     policy = make_policy(settings)
     common = settings.common
+    # A bad key stops the service here rather than refusing every lawyer later.
+    person_tokens = (
+        PersonTokenVerifier(common.console_public_key, REFERRAL_AUDIENCE)
+        if common.console_public_key
+        else None
+    )
     mongo = make_mongo_client(common.mongodb_uri, app_name="lintas-referral")
     database = mongo[settings.database]
     broker = make_broker(common.kafka_bootstrap, client_id="lintas-referral")
@@ -123,7 +130,9 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         title="Lintas referral API",
         version="0.1.0",
         description="Legal partners receive, accept and report on referrals. "
-        "Authenticate with your organisation's key in the `X-API-Key` header.",
+        "Authenticate with your organisation's key in the `X-API-Key` header, or, for a "
+        "lawyer working in the Lintas console, with the short-lived token the console "
+        "signs (`Authorization: Bearer`).",
         telemetry=NATIVE_TELEMETRY_OFF,
         lifespan=lifespan,
     )
@@ -132,6 +141,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     app.state.referrals = ctx
     app.state.partners = partners
     app.state.api_key_pepper = common.api_key_pepper.get_secret_value()
+    app.state.person_tokens = person_tokens
     app.state.audit = MongoAuditTrail(database["audit"])
     app.state.webhooks = hooks
     app.state.deliveries = deliveries
@@ -141,6 +151,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         runtime.readiness(),
         asyncapi=runtime.asyncapi,
         limits=HttpLimits.from_settings(settings.common),
+        person_tokens=person_tokens,
     )
     app.include_router(router)
     return app

@@ -271,14 +271,24 @@ async def on_case_erased(event: CloudEvent, ctx: Referrals) -> None:
 # --- the partner's commands ----------------------------------------------------------------
 
 
-async def accept(ctx: Referrals, referral_id: str, partner_id: str) -> CaseRouting:
+# `person_id`: the person who acted through the console; None for a system's API key.
+
+
+async def accept(
+    ctx: Referrals, referral_id: str, partner_id: str, person_id: str | None = None
+) -> CaseRouting:
     """The partner accepts an offered referral."""
     return await apply(
-        ctx, referral_id, lambda r, now: r.accept(referral_id, partner_id, now), by_referral=True
+        ctx,
+        referral_id,
+        lambda r, now: r.accept(referral_id, partner_id, now, person_id),
+        by_referral=True,
     )
 
 
-async def decline(ctx: Referrals, referral_id: str, partner_id: str, reason: str) -> CaseRouting:
+async def decline(
+    ctx: Referrals, referral_id: str, partner_id: str, reason: str, person_id: str | None = None
+) -> CaseRouting:
     """The partner declines; the next eligible partner is offered the claims."""
     routing = await ctx.routings.by_referral(referral_id)
     if routing is None:
@@ -287,31 +297,42 @@ async def decline(ctx: Referrals, referral_id: str, partner_id: str, reason: str
     return await apply(
         ctx,
         referral_id,
-        lambda r, now: r.decline(referral_id, partner_id, reason, partners, ctx.policy, now),
+        lambda r, now: r.decline(
+            referral_id, partner_id, reason, partners, ctx.policy, now, person_id
+        ),
         by_referral=True,
     )
 
 
 async def progress(
-    ctx: Referrals, referral_id: str, partner_id: str, report: Progress
+    ctx: Referrals,
+    referral_id: str,
+    partner_id: str,
+    report: Progress,
+    person_id: str | None = None,
 ) -> CaseRouting:
     """The partner reports progress."""
     return await apply(
         ctx,
         referral_id,
-        lambda r, now: r.progress(referral_id, partner_id, report, now),
+        lambda r, now: r.progress(referral_id, partner_id, report, now, person_id),
         by_referral=True,
     )
 
 
 async def close(
-    ctx: Referrals, referral_id: str, partner_id: str, outcome: Outcome, amounts: Sequence[Money]
+    ctx: Referrals,
+    referral_id: str,
+    partner_id: str,
+    outcome: Outcome,
+    amounts: Sequence[Money],
+    person_id: str | None = None,
 ) -> CaseRouting:
     """The partner closes the referral with its outcome."""
     return await apply(
         ctx,
         referral_id,
-        lambda r, now: r.close_referral(referral_id, partner_id, outcome, amounts, now),
+        lambda r, now: r.close_referral(referral_id, partner_id, outcome, amounts, now, person_id),
         by_referral=True,
     )
 
@@ -323,6 +344,7 @@ async def hand_on(
     to_partner_id: str,
     claim_indexes: Sequence[int],
     reason: str,
+    person_id: str | None = None,
 ) -> CaseRouting:
     """Hand claims of a referral on to another partner (e.g. back to Indonesia)."""
     to = await ctx.partners.by_id(to_partner_id)
@@ -332,7 +354,7 @@ async def hand_on(
         ctx,
         referral_id,
         lambda r, now: r.hand_on(
-            referral_id, partner_id, to, claim_indexes, reason, ctx.policy, now
+            referral_id, partner_id, to, claim_indexes, reason, ctx.policy, now, person_id
         ),
         by_referral=True,
     )

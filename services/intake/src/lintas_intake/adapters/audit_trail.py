@@ -2,8 +2,9 @@
 
 Each entry carries the hash of the one before it, and its own hash over its content
 and that link, so changing or deleting an entry breaks the chain at that point, which
-`verify` finds. Entries never hold personal data: who, which organisation, when, which
-case, which fields, why.
+`verify` finds. Entries never hold personal data: which organisation, which person
+(a pseudonymous id, when a person acted through the console), when, which case, which
+fields, why.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ _CONTENT = (
 def entry_hash(entry: dict[str, Any]) -> str:
     """The hash of an entry's content and its link to the previous entry."""
     content = {k: entry.get(k) for k in _CONTENT}
+    # Covered only when set: entries written before persons existed keep their hashes.
+    if entry.get("person_id") is not None:
+        content["person_id"] = entry["person_id"]
     return hashlib.sha256(
         json.dumps(content, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()
@@ -81,8 +85,11 @@ class AuditTrail:
         action: str,
         fields: Sequence[str],
         reason: str | None,
+        *,
+        person_id: str | None = None,
     ) -> None:
-        """Append one entry (the sequence number as _id serialises concurrent appends)."""
+        """Append one entry (the sequence number as _id serialises concurrent appends);
+        `person_id` when a person acted, None for an organisation's API key."""
         for _ in range(50):
             last = await self._tail()
             entry: dict[str, Any] = {
@@ -90,6 +97,7 @@ class AuditTrail:
                 "at": self._clock().isoformat(),
                 "organisation_id": caller.id,
                 "organisation_kind": caller.kind.value,
+                "person_id": person_id,
                 "case_id": case_id,
                 "action": action,
                 "fields": list(fields),

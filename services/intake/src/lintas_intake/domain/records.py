@@ -70,3 +70,4 @@ class TimelineEntry:
     type: str  # the CloudEvents type, or an intake action such as "case.note_added"
     actor: str  # an organisation id, or the service that acted
     summary: str
+    person_id: str | None = None  # the person who acted (console); None for an API key

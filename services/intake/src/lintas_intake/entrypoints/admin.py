@@ -1,4 +1,7 @@
-"""Audit listing (admins) and programme indicators (admins, or an NGO for its own cases)."""
+"""Audit listing (admins) and programme indicators (admins, or an NGO for its own cases).
+
+A person's role narrows this: the audit listing is not programme staff's to read.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +11,34 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from lintas_shared.http import Problem
+from lintas_shared.person_tokens import Role
 
 from lintas_intake.adapters.audit_trail import AuditTrail
 from lintas_intake.domain.indicators import compute_indicators, indicators_csv_rows
-from lintas_intake.domain.organisation import Organisation, OrganisationKind
+from lintas_intake.domain.organisation import Caller as CallerValue
+from lintas_intake.domain.organisation import OrganisationKind
 from lintas_intake.entrypoints.http import PROBLEMS, _caller
 
 router = APIRouter(prefix="/v1", responses=PROBLEMS)
-Caller = Annotated[Organisation, Depends(_caller)]
+Caller = Annotated[CallerValue, Depends(_caller)]
 
 
-@router.get("/audit", tags=["audit"], summary="Audit entries of a case (admins)")
+@router.get(
+    "/audit",
+    tags=["audit"],
+    summary="Audit entries of a case (admins)",
+    responses={403: {"model": Problem, "description": "The person's role may not read it"}},
+)
 async def audit_entries(
     request: Request, caller: Caller, case_id: Annotated[str, Query(max_length=100)]
 ) -> list[dict[str, Any]]:
-    """Who read or changed the case's personal data, when, which fields, why."""
-    if caller.kind is not OrganisationKind.ADMIN:
+    """Who read or changed the case's personal data (organisation and, when a person
+    acted through the console, the person's id), when, which fields, why."""
+    if caller.organisation.kind is not OrganisationKind.ADMIN:
         raise HTTPException(404, "Not found.")
+    if caller.role is Role.PROGRAMME:
+        raise HTTPException(403, "The programme role does not read the audit trail.")
     trail: AuditTrail = request.app.state.audit
     return [{k: v for k, v in e.items() if k != "_id"} for e in await trail.for_case(case_id)]
 
@@ -53,9 +67,10 @@ async def indicators(
     """Cases by status, country, claim type and organisation; referral flow and median
     hours from submission to acceptance; outcomes and amounts recovered; SMS sent and
     delivered. An NGO sees its own cases; an admin sees all."""
-    if caller.kind is OrganisationKind.LEGAL:
+    organisation = caller.organisation
+    if organisation.kind is OrganisationKind.LEGAL:
         raise HTTPException(404, "Not found.")
-    scope = None if caller.kind is OrganisationKind.ADMIN else caller.id
+    scope = None if organisation.kind is OrganisationKind.ADMIN else organisation.id
     facts = await request.app.state.cases.facts(scope, from_, to)
     report = compute_indicators(facts)
     report["period"] = {

@@ -1,8 +1,14 @@
 """The partner-NGO case API under /v1.
 
+Callers: a system with its organisation's `X-API-Key`, or a person through the console
+with a short-lived token (`Authorization: Bearer`, see `lintas_shared.person_tokens`),
+who acts for their organisation and is named in the timeline and the audit trail.
+
 Tenancy: an NGO sees and changes only the cases it submitted; an admin sees all (and
 every admin read of personal data is audited like any other); a legal partner sees
 cases only through referral's partner API. Another organisation's case answers 404.
+A person's role narrows what their organisation may do: programme staff read and submit
+cases and read the indicators, but do not change or erase cases (403).
 """
 
 from __future__ import annotations
@@ -10,15 +16,28 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    Security,
+)
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from lintas_shared.http import Problem, problem_response, validation_errors
+from lintas_shared.person_tokens import PersonTokenError, PersonTokenVerifier
 from lintas_shared.values import ClaimType, CountryCode
 from pydantic import ValidationError
 
 from lintas_intake.adapters.audit_trail import AuditTrail
 from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
 from lintas_intake.domain.case import CaseStateError, CaseStatus
-from lintas_intake.domain.organisation import Organisation, OrganisationKind
+from lintas_intake.domain.organisation import Caller as CallerValue
+from lintas_intake.domain.organisation import OrganisationKind
 from lintas_intake.domain.records import DocumentRecord
 from lintas_intake.domain.submission import CaseSubmission, Consent
 from lintas_intake.entrypoints.examples import EXAMPLE_SUBMISSION
@@ -50,27 +69,69 @@ from lintas_intake.handlers import (
 )
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "Missing, unknown or revoked API key"},
+    401: {
+        "model": Problem,
+        "description": "Missing, unknown or revoked API key; or a person token that is "
+        "invalid, expired, meant for another service or of an unknown organisation",
+    },
     404: {"model": Problem, "description": "No such case for this organisation"},
 }
+#: What a person's role may refuse before anything else is looked at.
+ROLE_PROBLEM: dict[int | str, dict[str, Any]] = {
+    403: {"model": Problem, "description": "The person's role may not change or erase cases"},
+}
 WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    **ROLE_PROBLEM,
     409: {"model": Problem, "description": "Not allowed in the case's state"},
     422: {"model": Problem, "description": "Invalid fields, each named"},
 }
 PERSONAL_READ = ["worker", "employment", "claims", "consents", "notes", "documents"]
 
+API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="Your organisation's API key (systems and scripts)",
+    auto_error=False,
+)
+PERSON_TOKEN = HTTPBearer(
+    scheme_name="PersonToken",
+    bearerFormat="JWT",
+    description="A person's short-lived token, signed by the Lintas console "
+    "(EdDSA; audience `lintas-intake`; claims `sub` = person, `org`, `role`)",
+    auto_error=False,
+)
+
+
+def _unauthorised(detail: str, challenge: str) -> HTTPException:
+    return HTTPException(401, detail, headers={"WWW-Authenticate": challenge})
+
 
 async def _caller(
     request: Request,
-    x_api_key: Annotated[str | None, Header(description="Your organisation's API key")] = None,
-) -> Organisation:
+    api_key: Annotated[str | None, Security(API_KEY)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(PERSON_TOKEN)] = None,
+) -> CallerValue:
+    """The organisation behind an API key, or the person (and organisation) behind a
+    console token. An API key, when sent, is what counts."""
     directory: MongoOrganisationDirectory = request.app.state.organisations
-    organisation = await directory.by_api_key(x_api_key) if x_api_key else None
+    if api_key:
+        organisation = await directory.by_api_key(api_key)
+        if organisation is None:
+            raise _unauthorised("A valid X-API-Key header is required.", "ApiKey")
+        return CallerValue(organisation)
+    if bearer is None:
+        raise _unauthorised("A valid X-API-Key header is required.", "ApiKey")
+    verifier: PersonTokenVerifier | None = request.app.state.person_tokens
+    if verifier is None:
+        raise _unauthorised("Person tokens are not accepted here; use an X-API-Key.", "Bearer")
+    try:
+        claims = verifier.verify(bearer.credentials)
+    except PersonTokenError as exc:
+        raise _unauthorised(f"The bearer token is refused: {exc}.", "Bearer") from None
+    organisation = await directory.get(claims.organisation_id)
     if organisation is None:
-        raise HTTPException(
-            401, "A valid X-API-Key header is required.", headers={"WWW-Authenticate": "ApiKey"}
-        )
-    return organisation
+        raise _unauthorised("The bearer token's organisation is not known here.", "Bearer")
+    return CallerValue(organisation, claims.person_id, claims.role)
 
 
 def _service(request: Request) -> CaseService:
@@ -83,18 +144,30 @@ def _audit(request: Request) -> AuditTrail:
     return trail
 
 
-Caller = Annotated[Organisation, Depends(_caller)]
+Caller = Annotated[CallerValue, Depends(_caller)]
 Service = Annotated[CaseService, Depends(_service)]
 Audit = Annotated[AuditTrail, Depends(_audit)]
 
 
-def _scope(caller: Organisation) -> str | None:
+def _scope(caller: CallerValue) -> str | None:
     """Whose cases the caller may touch: its own; an admin any; a legal partner none here."""
-    if caller.kind is OrganisationKind.ADMIN:
+    organisation = caller.organisation
+    if organisation.kind is OrganisationKind.ADMIN:
         return None
-    if caller.kind is OrganisationKind.LEGAL:
+    if organisation.kind is OrganisationKind.LEGAL:
         return "\x00no-case-belongs-to-a-legal-partner-here"
-    return caller.id
+    return organisation.id
+
+
+def _require_change_role(caller: CallerValue) -> None:
+    """Refuse a person whose role only reads (checked before the case is looked up, so it
+    says nothing about whether the case exists)."""
+    if not caller.may_change_cases():
+        raise HTTPException(
+            403,
+            f"The {caller.role} role may read and submit cases and read the indicators, "
+            "but not change or erase a case; a caseworker of the organisation can.",
+        )
 
 
 def _etag(version: int) -> str:
@@ -150,11 +223,15 @@ async def create_case(
     ] = None,
 ) -> CaseCreated | Response:
     """Store the case and announce it; routing and the worker's SMS follow from the event."""
-    if caller.kind is not OrganisationKind.NGO:
+    if caller.organisation.kind is not OrganisationKind.NGO:
         return problem_response(403, "Forbidden", "Only NGO organisations submit cases.")
     try:
         case, created = await service.submit(
-            submission, caller.id, idempotency_key, request_hash(await request.json())
+            submission,
+            caller.organisation.id,
+            idempotency_key,
+            request_hash(await request.json()),
+            person_id=caller.person_id,
         )
     except DuplicateExternalRefError as exc:
         return problem_response(409, "Conflict", str(exc), existing_case_id=exc.existing_case_id)
@@ -227,7 +304,7 @@ async def get_case(
     except CaseNotFoundError:
         raise _not_found() from None
     if case.submission is not None:
-        await audit.record(caller, case_id, "read", PERSONAL_READ, reason)
+        await _record(audit, caller, case_id, "read", PERSONAL_READ, reason)
     response.headers["ETag"] = _etag(case.version)
     return case_view(case)
 
@@ -261,6 +338,7 @@ async def patch_case(
     if_match: Annotated[str | None, Header(description="The ETag you read")] = None,
 ) -> CaseView | Response:
     """JSON merge patch (RFC 7396) of worker, employment and claims, with If-Match."""
+    _require_change_role(caller)
     unknown = sorted(set(patch) - {"worker", "employment", "claims"})
     if unknown:
         return problem_response(
@@ -281,7 +359,7 @@ async def patch_case(
     except ValueError:
         return problem_response(412, "Precondition Failed", "If-Match is not an ETag of ours.")
     try:
-        case = await service.correct(case_id, _require_ngo(caller), version, patch, caller.id)
+        case = await service.correct(case_id, _require_ngo(caller), version, patch, *_actor(caller))
     except CaseNotFoundError:
         raise _not_found() from None
     except VersionMismatchError as exc:
@@ -295,17 +373,36 @@ async def patch_case(
         )
     except CaseStateError as exc:
         return _conflict(exc)
-    await audit.record(caller, case_id, "correct", sorted(patch), None)
+    await _record(audit, caller, case_id, "correct", sorted(patch), None)
     response.headers["ETag"] = _etag(case.version)
     return case_view(case)
 
 
-def _require_ngo(caller: Organisation) -> str:
+def _require_ngo(caller: CallerValue) -> str:
+    _require_change_role(caller)
     scope = _scope(caller)
-    if scope is None or caller.kind is not OrganisationKind.NGO:
+    if scope is None or caller.organisation.kind is not OrganisationKind.NGO:
         # Admins read and erase; changing a case's details is its NGO's job.
         raise _not_found()
     return scope
+
+
+def _actor(caller: CallerValue) -> tuple[str, str | None]:
+    """Who acted, for the timeline: the organisation, and the person if one did."""
+    return caller.organisation.id, caller.person_id
+
+
+async def _record(
+    audit: AuditTrail,
+    caller: CallerValue,
+    case_id: str,
+    action: str,
+    fields: list[str],
+    reason: str | None,
+) -> None:
+    await audit.record(
+        caller.organisation, case_id, action, fields, reason, person_id=caller.person_id
+    )
 
 
 @router.post(
@@ -320,12 +417,12 @@ async def add_note(
 ) -> NoteView | Response:
     """Notes stay with the NGO: never shared with partners unless a manifest says so."""
     try:
-        _, note = await service.add_note(case_id, _require_ngo(caller), body.text, caller.id)
+        _, note = await service.add_note(case_id, _require_ngo(caller), body.text, *_actor(caller))
     except CaseNotFoundError:
         raise _not_found() from None
     except CaseStateError as exc:
         return _conflict(exc)
-    await audit.record(caller, case_id, "add_note", ["notes"], None)
+    await _record(audit, caller, case_id, "add_note", ["notes"], None)
     return NoteView.model_validate(note, from_attributes=True)
 
 
@@ -345,12 +442,14 @@ async def add_document(
         return DocumentRecord(id=document_id, recorded_at=now, **body.model_dump())
 
     try:
-        _, document = await service.add_document(case_id, _require_ngo(caller), record, caller.id)
+        _, document = await service.add_document(
+            case_id, _require_ngo(caller), record, *_actor(caller)
+        )
     except CaseNotFoundError:
         raise _not_found() from None
     except CaseStateError as exc:
         return _conflict(exc)
-    await audit.record(caller, case_id, "add_document", ["documents"], None)
+    await _record(audit, caller, case_id, "add_document", ["documents"], None)
     return DocumentView.model_validate(document, from_attributes=True)
 
 
@@ -380,12 +479,12 @@ async def add_consent(
 ) -> ConsentView | Response:
     """Each consent record says what it covers; routing resumes when one covers it."""
     try:
-        _, record = await service.add_consent(case_id, _require_ngo(caller), body, caller.id)
+        _, record = await service.add_consent(case_id, _require_ngo(caller), body, *_actor(caller))
     except CaseNotFoundError:
         raise _not_found() from None
     except CaseStateError as exc:
         return _conflict(exc)
-    await audit.record(caller, case_id, "add_consent", ["consents"], None)
+    await _record(audit, caller, case_id, "add_consent", ["consents"], None)
     return ConsentView(
         id=record.id,
         active=record.active,
@@ -407,12 +506,14 @@ async def withdraw_consent(
 ) -> CaseView | Response:
     """Referrals the consent allowed are withdrawn and their partners told."""
     try:
-        case = await service.withdraw_consent(case_id, _require_ngo(caller), consent_id, caller.id)
+        case = await service.withdraw_consent(
+            case_id, _require_ngo(caller), consent_id, *_actor(caller)
+        )
     except (CaseNotFoundError, KeyError):
         raise _not_found() from None
     except CaseStateError as exc:
         return _conflict(exc)
-    await audit.record(caller, case_id, "withdraw_consent", ["consents"], None)
+    await _record(audit, caller, case_id, "withdraw_consent", ["consents"], None)
     return case_view(case)
 
 
@@ -428,7 +529,7 @@ async def sms_preference(
     """For routes where the worker cannot reply STOP/BERHENTI herself."""
     try:
         case = await service.set_sms_preference(
-            case_id, _require_ngo(caller), body.opted_out, caller.id
+            case_id, _require_ngo(caller), body.opted_out, *_actor(caller)
         )
     except CaseNotFoundError:
         raise _not_found() from None
@@ -449,7 +550,7 @@ async def close_case(
     """Record the outcome and the amounts recovered per currency."""
     try:
         case = await service.close(
-            case_id, _require_ngo(caller), body.outcome, body.amounts_recovered, caller.id
+            case_id, _require_ngo(caller), body.outcome, body.amounts_recovered, *_actor(caller)
         )
     except CaseNotFoundError:
         raise _not_found() from None
@@ -462,17 +563,19 @@ async def close_case(
     "/cases/{case_id}/erase",
     response_model=CaseView,
     summary="Erase the worker's personal data everywhere (UU 27/2022)",
+    responses=ROLE_PROBLEM,
 )
 async def erase_case(case_id: str, caller: Caller, service: Service, audit: Audit) -> CaseView:
     """Destroys the case's key: every copy, in every service and in Kafka, becomes noise."""
+    _require_change_role(caller)
     scope = _scope(caller)
-    if caller.kind is OrganisationKind.LEGAL:
+    if caller.organisation.kind is OrganisationKind.LEGAL:
         raise _not_found()
     try:
-        case = await service.erase(case_id, scope, caller.id)
+        case = await service.erase(case_id, scope, *_actor(caller))
     except CaseNotFoundError:
         raise _not_found() from None
-    await audit.record(caller, case_id, "erase", PERSONAL_READ, None)
+    await _record(audit, caller, case_id, "erase", PERSONAL_READ, None)
     return case_view(case)
 
 

@@ -194,8 +194,13 @@ class TimelineEntryView(BaseModel):
     at: datetime
     source: str
     type: str
-    actor: str
+    actor: str = Field(description="The organisation that acted, or the service")
     summary: str
+    person_id: str | None = Field(
+        default=None,
+        description="The person who acted (a pseudonymous id), when one did through the "
+        "console; null for an organisation's API key or a service",
+    )
 
 
 class Timeline(BaseModel):

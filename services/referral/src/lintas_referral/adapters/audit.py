@@ -1,4 +1,7 @@
-"""The audit trail: every read of a case's personal data, by whom and which fields."""
+"""The audit trail: every read of a case's personal data, by whom and which fields.
+
+Who: the organisation, and the person (a pseudonymous id) when one acted through the
+console; never a name or an email."""
 
 from __future__ import annotations
 
@@ -24,14 +27,16 @@ class MongoAuditTrail:
         organisation_id: str,
         fields: Sequence[str],
         at: datetime,
+        person_id: str | None = None,
     ) -> None:
-        """Write one access record."""
+        """Write one access record (`person_id` None: an organisation's API key)."""
         await self._collection.insert_one(
             {
                 "_id": new_id(),
                 "case_id": case_id,
                 "referral_id": referral_id,
                 "organisation_id": organisation_id,
+                "person_id": person_id,
                 "fields": list(fields),
                 "at": at,
             }

@@ -41,16 +41,13 @@ class MongoPartnerDirectory:
     async def by_api_key_hash(self, key_hash: str) -> Partner | None:
         """The partner holding an API key with this hash (see lintas_shared.security)."""
         doc = await self._collection.find_one({"api_key_hashes": key_hash, "active": True})
-        if doc is None:
-            return None
-        return Partner(
-            id=doc["_id"],
-            name=doc["name"],
-            country=doc["country"],
-            claim_types=frozenset(doc.get("claim_types", ())),
-            capacity=doc.get("capacity", 50),
-            languages=frozenset(doc.get("languages", ())),
-        )
+        return None if doc is None else _caller_partner(doc)
+
+    async def calling(self, partner_id: str) -> Partner | None:
+        """An active partner by id, as a caller (a person's token names it); its load is
+        not counted."""
+        doc = await self._collection.find_one({"_id": partner_id, "active": True})
+        return None if doc is None else _caller_partner(doc)
 
     async def by_id(self, partner_id: str) -> Partner | None:
         """An active partner by id (for handing a case on)."""
@@ -96,3 +93,14 @@ class MongoPartnerDirectory:
         doc = await self._collection.find_one({"_id": partner_id, "active": True})
         hook = (doc or {}).get("webhook")
         return None if not hook else (hook["url"], hook["secret"])
+
+
+def _caller_partner(doc: Document) -> Partner:
+    return Partner(
+        id=doc["_id"],
+        name=doc["name"],
+        country=doc["country"],
+        claim_types=frozenset(doc.get("claim_types", ())),
+        capacity=doc.get("capacity", 50),
+        languages=frozenset(doc.get("languages", ())),
+    )

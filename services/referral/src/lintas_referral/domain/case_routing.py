@@ -115,6 +115,11 @@ class HistoryEntry(_Model):
     at: datetime
     status: str
     reason: str | None = None
+    person_id: str | None = Field(
+        default=None,
+        description="The person who took this step (a pseudonymous id), when one did "
+        "through the console; null for an API key or the service itself",
+    )
 
 
 class Progress(_Model):
@@ -405,12 +410,15 @@ class CaseRouting(_Model):
         status: ReferralStatus,
         now: datetime,
         reason: str | None = None,
+        person_id: str | None = None,
     ) -> dict[str, Any]:
         if referral.status not in allowed:
             raise TransitionError(f"referral is {referral.status}; cannot become {status}")
         referral.status = status
         referral.reason = reason
-        referral.history.append(HistoryEntry(at=now, status=status, reason=reason))
+        referral.history.append(
+            HistoryEntry(at=now, status=status, reason=reason, person_id=person_id)
+        )
         self.updated_at = now
         return {
             "referral_id": referral.id,
@@ -419,14 +427,16 @@ class CaseRouting(_Model):
             "country": referral.jurisdiction,
             "at": now,
             "reason": reason,
+            "by_person_id": person_id,
         }
 
-    def accept(self, referral_id: str, partner_id: str, now: datetime) -> list[EventPayload]:
-        """The partner takes the referral."""
+    def accept(
+        self, referral_id: str, partner_id: str, now: datetime, person_id: str | None = None
+    ) -> list[EventPayload]:
+        """The partner takes the referral (`person_id`: who, when a person did)."""
         r = self.referral(referral_id, partner_id)
-        events: list[EventPayload] = [
-            ReferralAccepted(**self._change(r, frozenset({"offered"}), "accepted", now))
-        ]
+        change = self._change(r, frozenset({"offered"}), "accepted", now, person_id=person_id)
+        events: list[EventPayload] = [ReferralAccepted(**change)]
         return events + self._refresh_status()
 
     def decline(
@@ -437,18 +447,26 @@ class CaseRouting(_Model):
         partners: Mapping[str, Sequence[Partner]],
         policy: Policy,
         now: datetime,
+        person_id: str | None = None,
     ) -> list[EventPayload]:
         """The partner declines; the next eligible partner is offered the claims."""
         r = self.referral(referral_id, partner_id)
-        change = self._change(r, frozenset({"offered"}), "declined", now, reason)
+        change = self._change(r, frozenset({"offered"}), "declined", now, reason, person_id)
         return [ReferralDeclined(**change), *self.route(partners, policy, now)]
 
     def progress(
-        self, referral_id: str, partner_id: str, progress: Progress, now: datetime
+        self,
+        referral_id: str,
+        partner_id: str,
+        progress: Progress,
+        now: datetime,
+        person_id: str | None = None,
     ) -> list[EventPayload]:
         """The partner reports progress (filed, hearing date, documents needed)."""
         r = self.referral(referral_id, partner_id)
-        change = self._change(r, frozenset({"accepted", "in_progress"}), "in_progress", now)
+        change = self._change(
+            r, frozenset({"accepted", "in_progress"}), "in_progress", now, person_id=person_id
+        )
         r.progress = progress
         event = ReferralProgressed(
             **change,
@@ -465,10 +483,13 @@ class CaseRouting(_Model):
         outcome: Outcome,
         amounts: Sequence[Money],
         now: datetime,
+        person_id: str | None = None,
     ) -> list[EventPayload]:
         """The partner closes the referral with its outcome."""
         r = self.referral(referral_id, partner_id)
-        change = self._change(r, frozenset({"accepted", "in_progress"}), "closed", now)
+        change = self._change(
+            r, frozenset({"accepted", "in_progress"}), "closed", now, person_id=person_id
+        )
         r.outcome, r.amounts_recovered = outcome, tuple(amounts)
         self._cancel_reminders(r.jurisdiction)
         event = ReferralClosed(**change, outcome=outcome, amounts_recovered=tuple(amounts))
@@ -483,6 +504,7 @@ class CaseRouting(_Model):
         reason: str,
         policy: Policy,
         now: datetime,
+        person_id: str | None = None,
     ) -> list[EventPayload]:
         """Hand claims on to a partner elsewhere (e.g. back to Indonesia); history is kept."""
         source = self.referral(referral_id, partner_id)
@@ -500,7 +522,9 @@ class CaseRouting(_Model):
         event = self._offer(to, claims, policy, now)
         self.referrals[-1].handed_on_from = source.id
         self.referrals[-1].history[0].reason = reason
-        return [event, *self._refresh_status()]
+        self.referrals[-1].history[0].person_id = person_id
+        handed_on = event.model_copy(update={"by_person_id": person_id})
+        return [handed_on, *self._refresh_status()]
 
     # --- time ---------------------------------------------------------------------------
 

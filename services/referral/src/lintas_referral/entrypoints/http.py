@@ -1,4 +1,9 @@
-"""The legal partner's referral API under /v1 (X-API-Key of a legal organisation).
+"""The legal partner's referral API under /v1.
+
+Callers: a system with the `X-API-Key` of a legal organisation, or a lawyer working in
+the console with its short-lived token (`Authorization: Bearer`, see
+`lintas_shared.person_tokens`; other roles answer 403). A person's id goes into the
+referral's history, its events and the audit trail.
 
 A partner sees only the referrals offered to it, and of the case only the fields its
 handoff shares; another partner's referral id answers 404.
@@ -9,13 +14,16 @@ from __future__ import annotations
 import base64
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Security, status
 from fastapi.responses import JSONResponse
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.http import FieldError, Problem, problem_response
+from lintas_shared.person_tokens import PersonTokenError, PersonTokenVerifier, Role
 from lintas_shared.security import hash_api_key
 from lintas_shared.values import Money
 from pydantic import BaseModel, ConfigDict, Field
@@ -42,10 +50,16 @@ from lintas_referral.handlers import Referrals
 from lintas_referral.webhooks import Webhooks
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "Missing or unknown API key"},
+    401: {
+        "model": Problem,
+        "description": "Missing or unknown API key; or a person token that is invalid, "
+        "expired, meant for another service or of an unknown partner",
+    },
+    403: {"model": Problem, "description": "A person token whose role is not lawyer"},
     404: {"model": Problem, "description": "No such referral for this partner"},
 }
 NOT_FOUND = "No such referral."
+NO_KEY = "A valid X-API-Key header of a legal partner is required."
 SHARING_STATUSES = frozenset({"offered", "accepted", "in_progress", "closed"})
 
 
@@ -175,22 +189,76 @@ def _summary(routing: CaseRouting, r: Referral) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class PartnerCaller:
+    """Who is calling: a partner by its API key (a system; no person), or one of its
+    lawyers through the console's token."""
+
+    partner: Partner
+    person_id: str | None = None
+    role: Role | None = None
+
+    @property
+    def id(self) -> str:
+        """The partner's id (what tenancy is decided by)."""
+        return self.partner.id
+
+
+API_KEY = APIKeyHeader(
+    name="X-API-Key",
+    scheme_name="ApiKey",
+    description="Your organisation's API key (systems)",
+    auto_error=False,
+)
+PERSON_TOKEN = HTTPBearer(
+    scheme_name="PersonToken",
+    bearerFormat="JWT",
+    description="A lawyer's short-lived token, signed by the Lintas console "
+    "(EdDSA; audience `lintas-referral`; claims `sub` = person, `org`, `role` = lawyer)",
+    auto_error=False,
+)
+
+
+def _unauthorised(detail: str, challenge: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": challenge}
+    )
+
+
 async def _caller(
     request: Request,
-    x_api_key: Annotated[str | None, Header(description="Your organisation's API key")] = None,
-) -> Partner:
+    api_key: Annotated[str | None, Security(API_KEY)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(PERSON_TOKEN)] = None,
+) -> PartnerCaller:
+    """The partner behind an API key, or the lawyer (and partner) behind a console
+    token. An API key, when sent, is what counts."""
     directory: MongoPartnerDirectory = request.app.state.partners
-    pepper: str = request.app.state.api_key_pepper
-    partner = (
-        await directory.by_api_key_hash(hash_api_key(x_api_key, pepper)) if x_api_key else None
-    )
-    if partner is None:
+    if api_key:
+        pepper: str = request.app.state.api_key_pepper
+        partner = await directory.by_api_key_hash(hash_api_key(api_key, pepper))
+        if partner is None:
+            raise _unauthorised(
+                "A valid X-API-Key header of a legal partner is required.", "ApiKey"
+            )
+        return PartnerCaller(partner)
+    if bearer is None:
+        raise _unauthorised("A valid X-API-Key header of a legal partner is required.", "ApiKey")
+    verifier: PersonTokenVerifier | None = request.app.state.person_tokens
+    if verifier is None:
+        raise _unauthorised("Person tokens are not accepted here; use an X-API-Key.", "Bearer")
+    try:
+        claims = verifier.verify(bearer.credentials)
+    except PersonTokenError as exc:
+        raise _unauthorised(f"The bearer token is refused: {exc}.", "Bearer") from None
+    found = await directory.calling(claims.organisation_id)
+    if found is None:
+        raise _unauthorised("The bearer token's organisation is not a partner here.", "Bearer")
+    if claims.role is not Role.LAWYER:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "A valid X-API-Key header of a legal partner is required.",
-            headers={"WWW-Authenticate": "ApiKey"},
+            status.HTTP_403_FORBIDDEN,
+            f"The referral API is for lawyers; the {claims.role} role cannot use it.",
         )
-    return partner
+    return PartnerCaller(found, claims.person_id, claims.role)
 
 
 def _ctx(request: Request) -> Referrals:
@@ -198,12 +266,14 @@ def _ctx(request: Request) -> Referrals:
     return ctx
 
 
-Caller = Annotated[Partner, Depends(_caller)]
+Caller = Annotated[PartnerCaller, Depends(_caller)]
 Ctx = Annotated[Referrals, Depends(_ctx)]
 router = APIRouter(prefix="/v1", tags=["referrals"], responses=PROBLEMS)
 
 
-async def _mine(ctx: Referrals, referral_id: str, partner: Partner) -> tuple[CaseRouting, Referral]:
+async def _mine(
+    ctx: Referrals, referral_id: str, partner: PartnerCaller
+) -> tuple[CaseRouting, Referral]:
     routing = await ctx.routings.by_referral(referral_id)
     try:
         if routing is None:
@@ -256,6 +326,7 @@ async def get_referral(
                 organisation_id=caller.id,
                 fields=r.handoff.fields,
                 at=ctx.clock(),
+                person_id=caller.person_id,
             )
     return view
 
@@ -296,6 +367,7 @@ async def content_key(referral_id: str, caller: Caller, ctx: Ctx, request: Reque
         organisation_id=caller.id,
         fields=[CONTENT_FIELD, *r.handoff.fields],
         at=ctx.clock(),
+        person_id=caller.person_id,
     )
     return ContentKey(
         key=base64.urlsafe_b64encode(key.key).decode(),
@@ -310,7 +382,7 @@ def _conflict(exc: TransitionError) -> JSONResponse:
 async def _command(
     ctx: Referrals,
     referral_id: str,
-    caller: Partner,
+    caller: PartnerCaller,
     run: Callable[[], Awaitable[CaseRouting]],
 ) -> dict[str, Any] | JSONResponse:
     await _mine(ctx, referral_id, caller)
@@ -332,7 +404,10 @@ CONFLICT: dict[int | str, dict[str, Any]] = {
 async def accept_referral(referral_id: str, caller: Caller, ctx: Ctx) -> Any:
     """Accept an offered referral."""
     return await _command(
-        ctx, referral_id, caller, lambda: handlers.accept(ctx, referral_id, caller.id)
+        ctx,
+        referral_id,
+        caller,
+        lambda: handlers.accept(ctx, referral_id, caller.id, caller.person_id),
     )
 
 
@@ -343,7 +418,7 @@ async def decline_referral(referral_id: str, body: DeclineRequest, caller: Calle
         ctx,
         referral_id,
         caller,
-        lambda: handlers.decline(ctx, referral_id, caller.id, body.reason),
+        lambda: handlers.decline(ctx, referral_id, caller.id, body.reason, caller.person_id),
     )
 
 
@@ -354,7 +429,10 @@ async def report_progress(referral_id: str, body: ProgressRequest, caller: Calle
     """Report progress: filed at the forum, a hearing date, documents needed."""
     report = Progress(**body.model_dump(), at=ctx.clock())
     return await _command(
-        ctx, referral_id, caller, lambda: handlers.progress(ctx, referral_id, caller.id, report)
+        ctx,
+        referral_id,
+        caller,
+        lambda: handlers.progress(ctx, referral_id, caller.id, report, caller.person_id),
     )
 
 
@@ -365,7 +443,14 @@ async def close_referral(referral_id: str, body: CloseRequest, caller: Caller, c
         ctx,
         referral_id,
         caller,
-        lambda: handlers.close(ctx, referral_id, caller.id, body.outcome, body.amounts_recovered),
+        lambda: handlers.close(
+            ctx,
+            referral_id,
+            caller.id,
+            body.outcome,
+            body.amounts_recovered,
+            caller.person_id,
+        ),
     )
 
 
@@ -378,7 +463,13 @@ async def hand_on_referral(referral_id: str, body: HandOnRequest, caller: Caller
     await _mine(ctx, referral_id, caller)
     try:
         routing = await handlers.hand_on(
-            ctx, referral_id, caller.id, body.to_partner_id, body.claim_indexes, body.reason
+            ctx,
+            referral_id,
+            caller.id,
+            body.to_partner_id,
+            body.claim_indexes,
+            body.reason,
+            caller.person_id,
         )
     except TransitionError as exc:
         return _conflict(exc)

@@ -1,0 +1,2 @@
+"""The console's adapters: its Mongo stores, password hashing, and intake's and
+referral's HTTP APIs."""

@@ -1,0 +1,644 @@
+"""Programme pages: import rows to API bodies, stable idempotency keys, an error report
+without personal data, the import job, and the indicators page with its charts and CSV
+(unit tier: the pages run in-process against a fake intake, no I/O)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import httpx
+import pytest
+from argon2 import PasswordHasher
+from fastapi import FastAPI
+from lintas_console.adapters.passwords import Passwords
+from lintas_console.adapters.services_api import (
+    Answer,
+    ApiProblemError,
+    FieldProblem,
+    ServiceClient,
+    ServiceUnavailableError,
+)
+from lintas_console.bootstrap import ERROR_PAGES, _error_page
+from lintas_console.domain.attempts import AttemptLimiter
+from lintas_console.domain.people import Person, Role
+from lintas_console.domain.sessions import Session, SessionPolicy
+from lintas_console.entrypoints import pages_programme, web
+from lintas_console.entrypoints.imports import (
+    EXAMPLE_ROW,
+    MAX_UPLOAD_BYTES,
+    NOT_JSON,
+    NOT_OBJECT,
+    FileKind,
+    ImportJob,
+    ImportJobs,
+    Outcome,
+    RowResult,
+    TryAgainError,
+    UploadRefusedError,
+    csv_row_to_case,
+    decode,
+    error_report_csv,
+    error_report_rows,
+    file_kind,
+    idempotency_key,
+    read_rows,
+    run_import,
+    scrub,
+    template_csv,
+    upload_id,
+    with_defaults,
+)
+from lintas_console.entrypoints.pages_programme import read_period, row_error_text
+from lintas_console.entrypoints.web import Console, Visitor, build_templates
+from lintas_console.handlers import Accounts, PeopleAdmin
+from lintas_console.i18n import Translator, load_catalogs
+from lintas_console.settings import ConsoleSettings
+from lintas_shared.person_tokens import PersonClaims
+
+from services.console.tests.fakes import InMemoryPeople, InMemorySessions
+
+pytestmark = pytest.mark.unit
+T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+PHONE = "+6281234567890"
+NAME = "Contoh Pekerja"
+HEADER = ",".join(EXAMPLE_ROW)
+
+
+def _csv(*rows: dict[str, str]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(EXAMPLE_ROW))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
+
+
+def _row(n: int, **changes: str) -> dict[str, str]:
+    return {**EXAMPLE_ROW, "external_ref": f"NGO-{n:04d}", **changes}
+
+
+# --- rows to API bodies -----------------------------------------------------------------
+
+
+def test_a_csv_row_is_the_case_document_the_api_takes() -> None:
+    row: dict[str | None, Any] = {
+        **EXAMPLE_ROW,
+        "claim_claimants": "2",
+        "worker_gender": "  ",
+        "consent_share_with_countries": "HK; SG;",
+    }
+    doc = csv_row_to_case(row)
+    assert doc["external_ref"] == "NGO-LPG-2026-0042"
+    assert doc["worker"] == {
+        "full_name": NAME,
+        "phone": PHONE,
+        "preferred_language": "id",
+        "current_country": "ID",
+    }
+    assert doc["employment"]["country"] == "HK"
+    assert doc["claims"] == [
+        {
+            "type": "unpaid_wages",
+            "amount": {"currency": "HKD", "value": "12000.00"},
+            "arose_on": "2026-08-31",
+            "claimants": 2,
+        }
+    ]
+    assert doc["consent"]["purposes"] == ["legal_referral", "sms_updates"]
+    assert doc["consent"]["share_with_countries"] == ["HK", "SG"]
+    assert "gender" not in doc["worker"]  # an empty cell is left out
+
+
+def test_an_unknown_column_is_kept_for_the_api_to_name_and_extra_cells_are_ignored() -> None:
+    doc = csv_row_to_case({"external_ref": "X", "colour": "blue", None: ["spill"]})
+    assert doc["colour"] == "blue"
+    assert None not in doc
+
+
+def test_csv_rows_are_numbered_as_a_spreadsheet_shows_them() -> None:
+    text = _csv(_row(1), _row(2)) + ",,,\n"
+    rows = list(read_rows(text, FileKind.CSV))
+    assert [n for n, _doc in rows] == [2, 3]  # the header is row 1; the empty line is skipped
+    assert isinstance(rows[1][1], dict)
+    assert rows[1][1]["external_ref"] == "NGO-0002"
+
+
+def test_json_lines_are_numbered_by_line_and_bad_lines_are_named() -> None:
+    text = '{"external_ref": "A"}\n\nnot json\n[1, 2]\n{"external_ref": "B"}\n'
+    rows = list(read_rows(text, FileKind.JSON_LINES))
+    assert rows == [
+        (1, {"external_ref": "A"}),
+        (3, NOT_JSON),
+        (4, NOT_OBJECT),
+        (5, {"external_ref": "B"}),
+    ]
+
+
+def test_a_consent_without_taken_by_was_taken_by_the_person_importing() -> None:
+    doc = {"consent": {"language": "id"}}
+    assert with_defaults(doc, "person-1")["consent"]["taken_by"] == "person-1"
+    assert doc == {"consent": {"language": "id"}}  # the row itself is left as it was
+    kept = {"consent": {"taken_by": "caseworker-17"}}
+    assert with_defaults(kept, "person-1")["consent"]["taken_by"] == "caseworker-17"
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("cases.xlsx", HEADER + "\n"),
+        ("cases.csv", "name;phone\nSiti;+62\n"),
+        ("cases.jsonl", HEADER + "\n"),
+        ("cases", HEADER + "\n"),
+    ],
+)
+def test_a_wrong_file_type_is_refused(name: str, text: str) -> None:
+    with pytest.raises(UploadRefusedError):
+        file_kind(name, text)
+
+
+def test_the_file_type_comes_from_the_name_and_the_first_line() -> None:
+    assert file_kind("Cases.CSV", HEADER + "\n") is FileKind.CSV
+    assert file_kind("cases.jsonl", '\n{"external_ref": "A"}\n') is FileKind.JSON_LINES
+    assert file_kind("cases.ndjson", '{"a": 1}') is FileKind.JSON_LINES
+
+
+def test_uploads_must_be_utf8_text_of_at_most_5_mb() -> None:
+    assert decode("\ufeffexternal_ref\n".encode()) == "external_ref\n"  # Excel's BOM
+    with pytest.raises(UploadRefusedError):
+        decode(b"\xff\xfe\x00e\x00x")
+    with pytest.raises(UploadRefusedError):
+        decode(b"x" * (MAX_UPLOAD_BYTES + 1))
+
+
+# --- idempotency ------------------------------------------------------------------------
+
+
+def test_idempotency_keys_are_stable_per_upload_and_row() -> None:
+    content = _csv(_row(1), _row(2)).encode()
+    upload = upload_id(content, "ngo-a", "person-1")
+    assert upload == upload_id(content, "ngo-a", "person-1")  # the same file again
+    assert idempotency_key(upload, 2) == idempotency_key(upload, 2)
+    assert idempotency_key(upload, 2) != idempotency_key(upload, 3)
+    others = {
+        upload_id(content + b"\n", "ngo-a", "person-1"),
+        upload_id(content, "ngo-b", "person-1"),
+        upload_id(content, "ngo-a", "person-2"),
+    }
+    assert upload not in others
+    assert len(others) == 3
+    assert len(idempotency_key(upload, 100_000)) <= 200  # intake's header limit
+
+
+# --- the job ----------------------------------------------------------------------------
+
+
+class FakeIntakeCases:
+    """POST /v1/cases as intake answers it: replays by key, 409 for a known
+    external_ref, 422 naming a bad phone (quoting it, to prove the report does not)."""
+
+    def __init__(self, *, fail_first: int = 0) -> None:
+        self.by_key: dict[str, dict[str, Any]] = {}
+        self.refs: set[str] = set()
+        self.calls = 0
+        self.fail_first = fail_first
+
+    async def submit(self, doc: dict[str, Any], key: str) -> RowResult:
+        self.calls += 1
+        if self.calls <= self.fail_first:
+            raise TryAgainError
+        if key in self.by_key:
+            return RowResult(Outcome.ALREADY_PRESENT)
+        phone = doc.get("worker", {}).get("phone", "")
+        if not phone.startswith("+"):
+            return RowResult(
+                Outcome.REFUSED,
+                (("worker.phone", f"Value error, {phone} is not a phone number", "value_error"),),
+            )
+        if doc["external_ref"] in self.refs:
+            return RowResult(Outcome.ALREADY_PRESENT)
+        self.by_key[key] = doc
+        self.refs.add(doc["external_ref"])
+        return RowResult(Outcome.CREATED)
+
+
+async def _no_sleep(_seconds: float) -> None:
+    return None
+
+
+def _job(text: str, upload: str = "u1") -> ImportJob:
+    total = sum(1 for _ in read_rows(text, FileKind.CSV))
+    return ImportJob("job-1", "person-1", "cases.csv", upload, total, T0)
+
+
+async def test_an_import_counts_each_outcome_and_a_second_run_makes_nothing_new() -> None:
+    text = _csv(_row(1), _row(2, worker_phone="0812-3456"), _row(3))
+    intake = FakeIntakeCases()
+    job = await run_import(
+        _job(text), read_rows(text, FileKind.CSV), intake.submit, person_id="p-1"
+    )
+    assert (job.total, job.done, job.created, job.already_present, job.refused) == (3, 3, 2, 0, 1)
+    assert not job.running
+    again = await run_import(
+        _job(text), read_rows(text, FileKind.CSV), intake.submit, person_id="p-1"
+    )
+    assert (again.created, again.already_present, again.refused) == (0, 2, 1)
+    assert len(intake.by_key) == 2
+    # The same rows in another upload: known by their external_ref, still nothing new.
+    other = await run_import(
+        _job(text, "u2"), read_rows(text, FileKind.CSV), intake.submit, person_id="p-1"
+    )
+    assert (other.created, other.already_present) == (0, 2)
+
+
+async def test_rows_are_sent_again_while_intake_is_down_then_given_up() -> None:
+    text = _csv(_row(1))
+    recovering = FakeIntakeCases(fail_first=2)
+    job = await run_import(
+        _job(text), read_rows(text, FileKind.CSV), recovering.submit, person_id="p", sleep=_no_sleep
+    )
+    assert job.created == 1
+    down = FakeIntakeCases(fail_first=1000)
+    job = await run_import(
+        _job(text), read_rows(text, FileKind.CSV), down.submit, person_id="p", sleep=_no_sleep
+    )
+    assert job.refused == 1
+    assert job.errors[0].row == 2
+
+
+async def test_the_error_report_names_row_field_and_problem_but_no_personal_data() -> None:
+    bad_phone = "0812-3456-7788"
+    text = _csv(_row(1, worker_phone=bad_phone), _row(2))
+    job = await run_import(
+        _job(text), read_rows(text, FileKind.CSV), FakeIntakeCases().submit, person_id="p"
+    )
+    translator = Translator(load_catalogs())
+    translator.use("en")
+    report = error_report_csv(error_report_rows(job, row_error_text(translator.gettext)))
+    lines = list(csv.reader(io.StringIO(report)))
+    assert lines[0] == ["row", "field", "message"]
+    assert lines[1][:2] == ["2", "worker.phone"]
+    assert lines[1][2].startswith("Not a valid phone number")
+    assert len(lines) == 2
+    for value in (bad_phone, NAME, "NGO-0001", "Contoh"):
+        assert value not in report
+    # Even the kept (English) message of the API has the row's values cut out.
+    assert bad_phone not in job.errors[0].message
+
+
+def test_scrub_cuts_every_value_of_the_row_out_of_a_message() -> None:
+    row = {"worker": {"full_name": "Siti Aminah", "phone": "0812"}, "claims": [{"n": 1}]}
+    assert scrub("Siti Aminah has phone 0812", row) == "[…] has phone […]"
+    assert scrub("field required", row) == "field required"
+
+
+def test_a_message_that_looks_like_a_formula_stays_text_in_a_spreadsheet() -> None:
+    report = error_report_csv([(2, "x", "=HYPERLINK(1)")])
+    assert "'=HYPERLINK(1)" in report
+
+
+def test_the_template_file_is_a_valid_import() -> None:
+    rows = list(read_rows(template_csv(), FileKind.CSV))
+    assert len(rows) == 1
+    assert isinstance(rows[0][1], dict)
+    assert rows[0][1]["external_ref"] == EXAMPLE_ROW["external_ref"]
+
+
+async def test_jobs_are_seen_only_by_their_owner_and_forgotten_a_day_after() -> None:
+    now = [T0]
+    jobs = ImportJobs(clock=lambda: now[0], max_running_per_person=1)
+    job = jobs.new("person-1", "cases.csv", "u", 1)
+    assert jobs.get(job.id, "person-2") is None
+    assert jobs.get(job.id, "person-1") is job
+    assert jobs.busy("person-1")
+    assert not jobs.busy("person-2")
+
+    async def work() -> None:
+        job.created = 1
+        job.finished_at = now[0]
+
+    jobs.start(job, work())
+    await asyncio.sleep(0.01)
+    assert not job.running
+    assert not jobs.busy("person-1")
+    now[0] = T0 + timedelta(hours=25)
+    assert jobs.of_person("person-1") == []
+
+
+async def test_a_job_that_fails_is_ended_and_says_so() -> None:
+    jobs = ImportJobs(clock=lambda: T0)
+    job = jobs.new("person-1", "cases.csv", "u", 5)
+
+    async def broken() -> None:
+        raise RuntimeError("bug")
+
+    jobs.start(job, broken())
+    await asyncio.sleep(0.01)
+    assert not job.running
+    assert job.stopped is not None
+
+
+def test_a_period_reads_both_dates_and_names_bad_ones() -> None:
+    period = read_period("2026-01-01", "2026-01-31", str)
+    assert period.errors == {}
+    assert period.api_params() == {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"}
+    assert period.query() == "?from=2026-01-01&to=2026-01-31"
+    assert read_period(None, "", str).api_params() == {}
+    assert read_period(None, "", str).query() == ""
+    assert set(read_period("31/01/2026", "", str).errors) == {"from"}
+    assert set(read_period("2026-02-01", "2026-01-01", str).errors) == {"to"}
+
+
+# --- the pages, in-process --------------------------------------------------------------
+
+REPORT: dict[str, Any] = {
+    "cases": 12000,
+    "cases_by": {
+        "claim_type": {"unpaid_wages": 9, "abuse": 1},
+        "employment_country": {"HK": 7, "SG": 4, "unknown": 1},
+        "organisation": {"ngo-a": 12000},
+        "status": {"referred": 5, "closed": 2, "submitted": 0},
+    },
+    "referrals": {
+        "offered": 6,
+        "accepted": 4,
+        "declined": 1,
+        "median_hours_submission_to_acceptance": 5.5,
+    },
+    "closed_by_outcome": {},
+    "amounts_recovered": {"HKD": "12000.10", "SGD": "300.00"},
+    "sms": {"sent": 3, "delivered": 2},
+    "period": {"from": None, "to": None},
+}
+
+
+class FakeIntake:
+    """intake's API as the pages call it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.cases = FakeIntakeCases()
+        self.down = False
+
+    async def call(
+        self,
+        person: PersonClaims,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        self.calls.append((method, path, dict(params or {})))
+        if self.down:
+            raise ServiceUnavailableError("intake")
+        if path == "/v1/reports/indicators":
+            if (params or {}).get("format") == "csv":
+                text = "indicator,dimension,value\r\ncases,,12000\r\n"
+                return Answer(200, text, httpx.Headers({"content-type": "text/csv"}))
+            return Answer(200, REPORT, httpx.Headers())
+        if method == "POST" and path == "/v1/cases":
+            key = (headers or {})["Idempotency-Key"]
+            result = await self.cases.submit(json, key)
+            if result.outcome is Outcome.REFUSED:
+                field, message, type_ = result.problems[0]
+                raise ApiProblemError(
+                    422, "Invalid request", None, [FieldProblem(field, message, type_)]
+                )
+            replayed = result.outcome is Outcome.ALREADY_PRESENT
+            return Answer(
+                201,
+                {"id": "case-1"},
+                httpx.Headers({"idempotent-replayed": "true"} if replayed else {}),
+            )
+        raise AssertionError(f"unexpected call {method} {path}")
+
+
+def console_app(intake: FakeIntake, person: Person) -> FastAPI:
+    """The programme and people pages with in-memory stores and `person` signed in."""
+    from lintas_console.entrypoints import pages_people
+
+    translator = Translator(load_catalogs())
+    people, sessions = InMemoryPeople(), InMemorySessions()
+    people.people[person.id] = person
+    passwords = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    ctx = Console(
+        settings=ConsoleSettings(),
+        accounts=Accounts(
+            people,
+            sessions,
+            passwords,
+            policy=SessionPolicy(),
+            attempts=AttemptLimiter(5, timedelta(minutes=15)),
+            enforce_second_factor=False,
+        ),
+        people=PeopleAdmin(
+            people,
+            sessions,
+            passwords,
+            public_url="http://console.test",
+            link_lifetime=timedelta(hours=72),
+        ),
+        intake=cast(ServiceClient, intake),
+        referral=cast(ServiceClient, intake),
+        translator=translator,
+        templates=build_templates(translator),
+    )
+    app = FastAPI()
+    app.state.console = ctx
+    for exc_class, status, heading, message in ERROR_PAGES:
+        app.add_exception_handler(exc_class, _error_page(status, heading, message))
+    app.include_router(pages_programme.router)
+    app.include_router(pages_people.router)
+    session = Session("key", person.id, "csrf-1", T0, T0, True, "en")
+
+    async def signed_in() -> Visitor:
+        translator.use(session.language)
+        return Visitor(session, person, "cookie")
+
+    app.dependency_overrides[web._visitor] = signed_in
+    return app
+
+
+PROGRAMME_PERSON = Person("person-prog", "ngo-a", "prog@ngo.test", Role.PROGRAMME, "Prog")
+
+
+@pytest.fixture
+def intake() -> FakeIntake:
+    return FakeIntake()
+
+
+@pytest.fixture
+async def browser(intake: FakeIntake) -> AsyncIterator[httpx.AsyncClient]:
+    app = console_app(intake, PROGRAMME_PERSON)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://console.test") as client:
+        yield client
+
+
+async def test_the_indicators_page_shows_charts_and_tables_of_the_period(
+    browser: httpx.AsyncClient, intake: FakeIntake
+) -> None:
+    page = await browser.get("/indicators", params={"from": "2026-01-01", "to": "2026-01-31"})
+    assert page.status_code == 200
+    assert intake.calls[-1] == (
+        "GET",
+        "/v1/reports/indicators",
+        {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"},
+    )
+    html = page.text
+    assert html.count('<svg class="chart"') == 5  # one organisation: no chart of it
+    assert 'aria-labelledby="chart-status-title chart-status-desc"' in html
+    assert "<td>Hong Kong</td><td>7</td>" in html
+    assert "<td>Unknown</td><td>1</td>" in html
+    assert "12,000" in html  # numbers in the reader's locale
+    assert "HK$12,000.10" in html  # money per currency, never a float
+    assert 'href="/indicators.csv?from=2026-01-01&amp;to=2026-01-31"' in html
+    assert "style=" not in html
+
+
+async def test_the_indicators_csv_is_intakes_for_the_same_period(
+    browser: httpx.AsyncClient, intake: FakeIntake
+) -> None:
+    answer = await browser.get("/indicators.csv", params={"from": "2026-01-01"})
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith("text/csv")
+    assert answer.headers["content-disposition"] == (
+        'attachment; filename="lintas-indicators-from-2026-01-01.csv"'
+    )
+    assert answer.text.startswith("indicator,dimension,value")
+    assert intake.calls[-1][2] == {"from": "2026-01-01T00:00:00Z", "format": "csv"}
+
+
+async def test_a_bad_date_is_named_beside_its_field_and_intake_is_not_asked(
+    browser: httpx.AsyncClient, intake: FakeIntake
+) -> None:
+    page = await browser.get("/indicators", params={"from": "soon"})
+    assert page.status_code == 422
+    assert 'id="f-from-error"' in page.text
+    assert intake.calls == []
+
+
+async def test_intake_down_gives_a_clear_message_and_keeps_the_period(
+    browser: httpx.AsyncClient, intake: FakeIntake
+) -> None:
+    intake.down = True
+    page = await browser.get("/indicators", params={"from": "2026-01-01"})
+    assert page.status_code == 503
+    assert "cannot reach the case service" in page.text
+    assert 'value="2026-01-01"' in page.text
+
+
+async def test_other_roles_do_not_see_the_programme_pages(intake: FakeIntake) -> None:
+    lawyer = Person("person-law", "legal-hk", "law@hk.test", Role.LAWYER, "Law")
+    transport = httpx.ASGITransport(app=console_app(intake, lawyer))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for path in ("/indicators", "/indicators.csv", "/imports"):
+            assert (await client.get(path)).status_code == 404
+
+
+async def _wait_until_finished(browser: httpx.AsyncClient, job_path: str) -> httpx.Response:
+    for _ in range(200):
+        page = await browser.get(job_path)
+        if "Refresh" not in page.headers:
+            return page
+        await asyncio.sleep(0.01)
+    raise AssertionError("the import did not finish")
+
+
+async def _upload(
+    browser: httpx.AsyncClient, name: str, content: bytes, token: str = "csrf-1"
+) -> httpx.Response:
+    return await browser.post(
+        "/imports", data={"csrf_token": token}, files={"file": (name, content, "text/csv")}
+    )
+
+
+async def test_an_upload_is_imported_in_the_background_with_its_progress(
+    browser: httpx.AsyncClient, intake: FakeIntake
+) -> None:
+    content = _csv(_row(1), _row(2, worker_phone="0812-3456"), _row(3)).encode()
+    started = await _upload(browser, "cases.csv", content)
+    assert started.status_code == 303
+    job_path = started.headers["location"]
+    assert job_path.startswith("/imports/")
+    page = await _wait_until_finished(browser, job_path)
+    assert "3 of 3 rows" in page.text
+    assert '<dd data-testid="import-created">2</dd>' in page.text
+    assert '<dd data-testid="import-refused">1</dd>' in page.text
+    assert "Not a valid phone number" in page.text
+    assert "0812-3456" not in page.text
+    report = await browser.get(job_path + "/errors.csv")
+    assert report.headers["content-disposition"].startswith("attachment;")
+    assert list(csv.reader(io.StringIO(report.text)))[1][:2] == ["3", "worker.phone"]
+    # The same file again: every row recognised, nothing made twice.
+    again = await _upload(browser, "cases.csv", content)
+    page = await _wait_until_finished(browser, again.headers["location"])
+    assert '<dd data-testid="import-already-present">2</dd>' in page.text
+    assert len(intake.cases.by_key) == 2
+    listing = await browser.get("/imports")
+    assert listing.text.count("cases.csv</a>") == 2
+
+
+async def test_a_json_lines_upload_is_imported(browser: httpx.AsyncClient) -> None:
+    doc = csv_row_to_case(dict(_row(7)))
+    content = (json.dumps(doc) + "\n" + "{broken\n").encode()
+    started = await _upload(browser, "cases.jsonl", content)
+    page = await _wait_until_finished(browser, started.headers["location"])
+    assert "2 of 2 rows" in page.text
+    assert "This line is not valid JSON." in page.text
+
+
+async def test_a_running_import_page_refreshes_itself_until_asked_not_to(
+    browser: httpx.AsyncClient,
+) -> None:
+    jobs = pages_programme.ImportJobs()
+    job = jobs.new(PROGRAMME_PERSON.id, "big.csv", "u", 10)
+    app = cast(Any, browser._transport).app
+    app.state.import_jobs = jobs
+    page = await browser.get(f"/imports/{job.id}")
+    assert page.headers["refresh"] == "2"
+    assert "0 of 10 rows" in page.text
+    still = await browser.get(f"/imports/{job.id}?still=1")
+    assert "refresh" not in still.headers
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "status", "message"),
+    [
+        ("cases.xlsx", b"PK\x03\x04", 422, "This is not a CSV or JSON Lines file"),
+        ("cases.csv", b"\xff\xfe\x00\x00", 422, "not UTF-8 text"),
+        ("cases.csv", HEADER.encode() + b"\n", 422, "no rows"),
+        ("cases.csv", b"x" * (MAX_UPLOAD_BYTES + 10), 413, "larger than 5 MB"),
+    ],
+)
+async def test_a_file_that_cannot_be_imported_is_refused_beside_the_field(
+    browser: httpx.AsyncClient, name: str, content: bytes, status: int, message: str
+) -> None:
+    answer = await _upload(browser, name, content)
+    assert answer.status_code == status
+    assert 'id="f-file-error"' in answer.text
+    assert message in answer.text
+
+
+async def test_an_upload_without_the_forms_token_is_refused(browser: httpx.AsyncClient) -> None:
+    answer = await _upload(browser, "cases.csv", _csv(_row(1)).encode(), token="forged")
+    assert answer.status_code == 403
+
+
+async def test_nobody_else_sees_an_import(browser: httpx.AsyncClient, intake: FakeIntake) -> None:
+    started = await _upload(browser, "cases.csv", _csv(_row(1)).encode())
+    job_path = started.headers["location"]
+    await _wait_until_finished(browser, job_path)
+    other = Person("person-2", "ngo-a", "other@ngo.test", Role.PROGRAMME, "Other")
+    app = console_app(intake, other)
+    app.state.import_jobs = cast(Any, browser._transport).app.state.import_jobs
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        assert (await client.get(job_path)).status_code == 404
+        assert (await client.get(job_path + "/errors.csv")).status_code == 404
