@@ -103,6 +103,7 @@ async def test_a_case_goes_from_the_caseworker_to_the_lawyer_and_back(
         assert "Lampung Timur" not in page_text
         assert "1994" not in page_text
         await screenshot(lawyer_page, "referral")
+        assert await axe_violations(lawyer_page) == []
         await lawyer_page.get_by_role("button", name=re.compile(r"^(Accept|Terima)$")).click()
         await wait_for_text(lawyer_page, '[data-testid="referral-status"]', r"Accepted|Diterima")
     finally:

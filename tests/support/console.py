@@ -120,10 +120,14 @@ async def weigh(page: Page, url: str) -> PageWeight:
     """Load `url` in a fresh cache state and add up every response body."""
     weight = PageWeight()
     pending: list[Response] = []
-    page.on("response", pending.append)
+
+    def seen(response: Response) -> None:
+        pending.append(response)
+
+    page.on("response", seen)
     await page.goto(url)
     await page.wait_for_load_state("load")
-    page.remove_listener("response", pending.append)
+    page.remove_listener("response", seen)
     for response in pending:
         try:
             weight.sizes[response.url] = len(await response.body())

@@ -123,7 +123,7 @@ async def test_failures_limit_the_account_even_from_new_addresses(
     with pytest.raises(SignInThrottledError):
         await accounts.sign_in("caseworker@example.org", PASSWORD, "10.0.0.99", "id", None)
     clock.now += timedelta(minutes=15)
-    assert (await accounts.sign_in("caseworker@example.org", PASSWORD, "10.0.0.99", "id", None))
+    assert await accounts.sign_in("caseworker@example.org", PASSWORD, "10.0.0.99", "id", None)
 
 
 async def test_failures_limit_the_address_across_accounts(
@@ -184,7 +184,8 @@ async def test_lawyers_must_enrol_and_use_a_second_factor(
     done = await accounts.confirm_second_factor(pending, lawyer, code)
     assert done.second_factor_done
     enrolled = await people.get(lawyer.id)
-    assert enrolled is not None and enrolled.totp_secret == secret
+    assert enrolled is not None
+    assert enrolled.totp_secret == secret
 
 
 async def test_the_dev_setting_lets_lawyers_sign_in_with_a_password_only(

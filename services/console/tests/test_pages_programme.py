@@ -86,7 +86,7 @@ def _row(n: int, **changes: str) -> dict[str, str]:
 
 
 def test_a_csv_row_is_the_case_document_the_api_takes() -> None:
-    row: dict[str | None, Any] = {
+    row: dict[str, Any] = {
         **EXAMPLE_ROW,
         "claim_claimants": "2",
         "worker_gender": "  ",
@@ -270,6 +270,22 @@ async def test_rows_are_sent_again_while_intake_is_down_then_given_up() -> None:
     assert job.errors[0].row == 2
 
 
+async def test_a_fault_on_one_row_does_not_stop_the_others() -> None:
+    text = _csv(*(_row(n) for n in range(1, 40)))
+    intake = FakeIntakeCases()
+
+    async def flaky(doc: dict[str, Any], key: str) -> RowResult:
+        if doc["external_ref"] == "NGO-0005":
+            raise RuntimeError("bug")
+        return await intake.submit(doc, key)
+
+    job = await asyncio.wait_for(
+        run_import(_job(text), read_rows(text, FileKind.CSV), flaky, person_id="p"), 5
+    )
+    assert (job.done, job.created, job.refused) == (39, 38, 1)
+    assert job.errors[0].row == 6
+
+
 async def test_the_error_report_names_row_field_and_problem_but_no_personal_data() -> None:
     bad_phone = "0812-3456-7788"
     text = _csv(_row(1, worker_phone=bad_phone), _row(2))
@@ -419,7 +435,7 @@ class FakeIntake:
         raise AssertionError(f"unexpected call {method} {path}")
 
 
-def console_app(intake: FakeIntake, person: Person) -> FastAPI:
+def console_app(intake: FakeIntake, person: Person, language: str = "en") -> FastAPI:
     """The programme and people pages with in-memory stores and `person` signed in."""
     from lintas_console.entrypoints import pages_people
 
@@ -455,7 +471,7 @@ def console_app(intake: FakeIntake, person: Person) -> FastAPI:
         app.add_exception_handler(exc_class, _error_page(status, heading, message))
     app.include_router(pages_programme.router)
     app.include_router(pages_people.router)
-    session = Session("key", person.id, "csrf-1", T0, T0, True, "en")
+    session = Session("key", person.id, "csrf-1", T0, T0, True, language)
 
     async def signed_in() -> Visitor:
         translator.use(session.language)
@@ -552,10 +568,10 @@ async def _wait_until_finished(browser: httpx.AsyncClient, job_path: str) -> htt
 
 
 async def _upload(
-    browser: httpx.AsyncClient, name: str, content: bytes, token: str = "csrf-1"
+    browser: httpx.AsyncClient, name: str, content: bytes, csrf: str = "csrf-1"
 ) -> httpx.Response:
     return await browser.post(
-        "/imports", data={"csrf_token": token}, files={"file": (name, content, "text/csv")}
+        "/imports", data={"csrf_token": csrf}, files={"file": (name, content, "text/csv")}
     )
 
 
@@ -597,7 +613,7 @@ async def test_a_json_lines_upload_is_imported(browser: httpx.AsyncClient) -> No
 async def test_a_running_import_page_refreshes_itself_until_asked_not_to(
     browser: httpx.AsyncClient,
 ) -> None:
-    jobs = pages_programme.ImportJobs()
+    jobs = ImportJobs()
     job = jobs.new(PROGRAMME_PERSON.id, "big.csv", "u", 10)
     app = cast(Any, browser._transport).app
     app.state.import_jobs = jobs
@@ -627,7 +643,7 @@ async def test_a_file_that_cannot_be_imported_is_refused_beside_the_field(
 
 
 async def test_an_upload_without_the_forms_token_is_refused(browser: httpx.AsyncClient) -> None:
-    answer = await _upload(browser, "cases.csv", _csv(_row(1)).encode(), token="forged")
+    answer = await _upload(browser, "cases.csv", _csv(_row(1)).encode(), csrf="forged")
     assert answer.status_code == 403
 
 

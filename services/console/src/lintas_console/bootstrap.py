@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -35,6 +36,7 @@ from lintas_console.entrypoints import (
     pages_programme,
     pages_referrals,
 )
+from lintas_console.entrypoints.imports import MAX_UPLOAD_BYTES, ImportJobs
 from lintas_console.entrypoints.web import (
     Console,
     CsrfRefusedError,
@@ -171,6 +173,7 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await jobs.close()
             await ctx.intake.close()
             await ctx.referral.close()
             await mongo.close()
@@ -184,11 +187,19 @@ def create_app(settings: ConsoleSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.console = ctx
+    jobs = ImportJobs()
+    app.state.import_jobs = jobs
 
     async def store_ready() -> bool:
         return await ping(mongo)
 
-    install_conventions(app, {"store": store_ready}, limits=HttpLimits.from_settings(common))
+    # An upload of cases may be larger, and slower to arrive, than any API body.
+    limits = replace(
+        HttpLimits.from_settings(common),
+        max_body_bytes=max(common.http_max_body_bytes, MAX_UPLOAD_BYTES + 1_000_000),
+        body_timeout_seconds=max(common.http_body_timeout_seconds, 120.0),
+    )
+    install_conventions(app, {"store": store_ready}, limits=limits)
     # Pages answer in HTML, not the APIs' problem documents.
     for exc_class, status, heading, message in ERROR_PAGES:
         app.add_exception_handler(exc_class, _error_page(status, heading, message))

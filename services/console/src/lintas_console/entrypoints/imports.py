@@ -22,7 +22,7 @@ import hashlib
 import io
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -110,6 +110,7 @@ def _(message: str) -> str:
 NOT_JSON: Final = _("This line is not valid JSON.")
 NOT_OBJECT: Final = _("This line is not a JSON object.")
 UNAVAILABLE: Final = _("The case service did not answer; this row was not imported.")
+FAULT: Final = _("A fault in the console stopped this row; it was not imported. Try it again.")
 #: The `type` of a problem the importer found itself (its message is a msgid above).
 ROW_PROBLEM: Final = "lintas_import"
 #: The `type` of a refusal without a field (its message is the API's own).
@@ -141,7 +142,7 @@ NO_ROWS: Final = _("The file has no rows to import.")
 NO_FILE: Final = _("Choose a file to upload.")
 
 
-def csv_row_to_case(row: dict[str | None, Any]) -> dict[str, Any]:
+def csv_row_to_case(row: Mapping[Any, Any]) -> dict[str, Any]:
     """One CSV row as a case document (empty cells left out; an unknown column kept at
     the top, for the API to name)."""
     doc: dict[str, Any] = {"worker": {}, "employment": {}, "consent": {}}
@@ -228,7 +229,7 @@ def read_rows(text: str, kind: FileKind) -> Iterator[Row]:
     for number, row in enumerate(reader, 2):
         if not any(isinstance(v, str) and v.strip() for v in row.values()):
             continue  # an empty line a spreadsheet left at the end
-        yield number, csv_row_to_case(dict(row))
+        yield number, csv_row_to_case(row)
 
 
 def count_rows(text: str, kind: FileKind) -> int:
@@ -404,7 +405,13 @@ async def run_import(
                 job.record(number, RowResult(Outcome.REFUSED, (("", doc, ROW_PROBLEM),)), None)
                 continue
             body = with_defaults(doc, person_id)
-            result = await _send(body, idempotency_key(job.upload_id, number), submit, sleep)
+            try:
+                result = await _send(body, idempotency_key(job.upload_id, number), submit, sleep)
+            except Exception as exc:  # one row's fault must not stop the others
+                log.warning(
+                    "import row failed", job=job.id[:8], row=number, fault=type(exc).__name__
+                )
+                result = RowResult(Outcome.REFUSED, (("", FAULT, ROW_PROBLEM),))
             job.record(number, result, body)
 
     workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]

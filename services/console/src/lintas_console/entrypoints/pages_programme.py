@@ -94,7 +94,7 @@ class Period:
         params = {}
         if self.start is not None:
             params["from"] = f"{self.start.isoformat()}T00:00:00Z"
-        if self.end is not None:
+        if self.end is not None and self.end < date.max:
             params["to"] = f"{(self.end + timedelta(days=1)).isoformat()}T00:00:00Z"
         return params
 
@@ -198,7 +198,7 @@ def indicator_sections(
         (
             "sms",
             gettext("SMS to workers"),
-            gettext("SMS"),
+            gettext("SMS messages"),
             {k: int(sms.get(k) or 0) for k in ("sent", "delivered")},
             {"sent": gettext("Sent"), "delivered": gettext("Delivered")},
         ),
