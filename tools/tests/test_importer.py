@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from lintas_intake.domain.submission import CaseSubmission
+from lintas_shared.case_rows import csv_row_to_case
 from lintas_tools.import_samples import GOOD_ROW, write_import_csv
-from lintas_tools.importer import csv_row_to_case, read_rows
+from lintas_tools.importer import read_rows
 
 pytestmark = pytest.mark.unit
 

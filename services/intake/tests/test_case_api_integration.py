@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -751,3 +751,69 @@ async def test_without_the_consoles_key_every_bearer_token_is_refused(
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert "X-API-Key" in response.json()["detail"]
+
+
+async def test_the_list_by_reference_and_by_nearest_deadline(api: Api) -> None:
+    cases = [(await create(api)).json() for _ in range(3)]
+    for case, deadline in ((cases[0], date(2026, 12, 1)), (cases[1], date(2026, 10, 15))):
+        await api.service.apply_news(
+            ev.make_event(
+                ev.ReferralOffered(
+                    referral_id=f"r-{case['id']}",
+                    case_id=case["id"],
+                    partner_organisation_id="org-legal",
+                    country="HK",
+                    offered_at=datetime.now(UTC),
+                    deadline=ev.DeadlineSummary(date=deadline, basis="rule", verified=True),
+                ),
+                source="/lintas/referral",
+                subject=case["id"],
+            )
+        )
+    # The reference in any letter case; the deadline and whether it was verified listed.
+    reference = cases[1]["reference"]
+    found = await api.client.get(
+        "/v1/cases", params={"sort": "deadline", "reference": reference.lower()}, headers=api.h()
+    )
+    assert found.status_code == 200, found.text
+    [item] = found.json()["items"]
+    assert (item["id"], item["deadline"], item["deadline_verified"]) == (
+        cases[1]["id"],
+        "2026-10-15",
+        True,
+    )
+    other = await api.client.get(
+        "/v1/cases", params={"reference": reference}, headers=api.h("other")
+    )
+    assert other.json()["items"] == []
+    # Nearest deadline first, the case without one last, over two pages.
+    first = await api.client.get(
+        "/v1/cases", params={"sort": "deadline", "limit": 2}, headers=api.h()
+    )
+    page = first.json()
+    assert [i["id"] for i in page["items"]] == [cases[1]["id"], cases[0]["id"]]
+    second = await api.client.get(
+        "/v1/cases",
+        params={"sort": "deadline", "limit": 2, "cursor": page["next_cursor"]},
+        headers=api.h(),
+    )
+    assert [(i["id"], i["deadline"]) for i in second.json()["items"]] == [(cases[2]["id"], None)]
+    assert second.json()["next_cursor"] is None
+    # A cursor pages only its own sort; a reference of another shape is refused.
+    mixed = await api.client.get(
+        "/v1/cases", params={"cursor": page["next_cursor"]}, headers=api.h()
+    )
+    assert mixed.status_code == 422, mixed.text
+    assert mixed.headers["content-type"] == PROBLEM_JSON
+    assert [e["field"] for e in mixed.json()["errors"]] == ["cursor"]
+    for bad in ("LB-1234", "XX-12345", "LB-123456", "LB-12 45"):
+        refused = await api.client.get("/v1/cases", params={"reference": bad}, headers=api.h())
+        assert refused.status_code == 422, bad
+        assert [e["field"] for e in refused.json()["errors"]] == ["reference"]
+    # OpenAPI documents them.
+    openapi = (await api.client.get("/openapi.json")).json()
+    parameters = {p["name"]: p for p in openapi["paths"]["/v1/cases"]["get"]["parameters"]}
+    assert {"reference", "sort"} <= set(parameters)
+    assert parameters["reference"]["schema"]["anyOf"][0]["maxLength"] == 8
+    item_schema = openapi["components"]["schemas"]["CaseListItem"]["properties"]
+    assert {"deadline", "deadline_verified"} <= set(item_schema)

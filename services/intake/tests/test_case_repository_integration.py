@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from lintas_intake.adapters.case_repository import MongoCaseRepository
-from lintas_intake.domain.case import Case, CaseStatus
+from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
 from lintas_intake.domain.records import ConsentRecord, Note
 from lintas_intake.domain.submission import CaseSubmission
 from lintas_intake.handlers import (
     CaseFilters,
+    CaseSort,
+    CursorError,
     DuplicateCaseIdError,
     DuplicateExternalRefError,
     DuplicateReferenceError,
@@ -207,3 +209,99 @@ async def test_list_filters(repo: MongoCaseRepository, vault: KeyVault) -> None:
     by_ref = await repo.page("org-a", CaseFilters(external_ref="NGO-1"), None, 10)
     assert [c.id for c in by_ref.items] == ["c1"]
     assert (await repo.page("org-a", CaseFilters(claim_type="abuse"), None, 10)).items == []
+
+
+def referred(case: Case, deadline: str | None, verified: bool | None = None) -> Case:
+    referral = ReferralSummary("r-" + case.id, "org-hk", "HK", NOW, "offered", None, None)
+    return replace(
+        case,
+        status=CaseStatus.REFERRED,
+        referral=replace(referral, deadline=deadline, deadline_verified=verified),
+    )
+
+
+async def test_the_list_finds_a_case_by_its_reference(
+    repo: MongoCaseRepository, vault: KeyVault
+) -> None:
+    await add(repo, vault, new_case("c1", "LB-AAAAA", "NGO-1"))
+    await add(repo, vault, new_case("c2", "LB-CCCCC", "NGO-2"))
+    by_reference = await repo.page("org-a", CaseFilters(reference="LB-CCCCC"), None, 10)
+    assert [c.id for c in by_reference.items] == ["c2"]
+    assert (await repo.page("org-b", CaseFilters(reference="LB-CCCCC"), None, 10)).items == []
+
+
+async def test_the_filing_deadline_is_stored_with_the_referral_and_follows_it(
+    repo: MongoCaseRepository, vault: KeyVault
+) -> None:
+    case = new_case("c1", "LB-AAAAA")
+    await add(repo, vault, case)
+    assert (await repo.raw("c1") or {})["filing_deadline"] is None
+    offered = replace(referred(case, "2026-11-02", False), version=2)
+    assert await repo.save(offered, 1, [])
+    assert (await repo.raw("c1") or {})["filing_deadline"] == "2026-11-02"
+    moved = replace(referred(case, "2026-10-20", True), version=3)
+    assert await repo.save(moved, 2, [])
+    assert (await repo.raw("c1") or {})["filing_deadline"] == "2026-10-20"
+    [item] = (await repo.page("org-a", CaseFilters(), None, 10)).items
+    assert (item.deadline, item.deadline_verified) == (date(2026, 10, 20), True)
+
+
+async def test_nearest_deadline_first_and_cases_without_one_last_across_pages(
+    repo: MongoCaseRepository,
+    vault: KeyVault,
+    mongo: AsyncMongoClient[Document],
+    database_name: str,
+) -> None:
+    deadlines = {
+        "c1": None,  # offered without a deadline
+        "c2": "2026-10-10",
+        "c3": "2026-10-01",
+        "c4": "2026-10-01",
+        "c5": "2026-12-24",
+    }
+    for n, (case_id, deadline) in enumerate(deadlines.items()):
+        case = new_case(case_id, f"LB-AAA{'ACDEF'[n]}A", f"NGO-{n}", at=NOW + timedelta(minutes=n))
+        await add(repo, vault, referred(case, deadline, deadline is not None))
+    await add(repo, vault, new_case("c0", "LB-CCCCC", "NGO-X0"))  # never referred
+    # A case written before the field existed counts as one without a deadline.
+    await add(repo, vault, new_case("c9", "LB-CCCCD", "NGO-X9"))
+    await mongo[database_name]["cases"].update_one(
+        {"_id": "c9"}, {"$unset": {"filing_deadline": 1}}
+    )
+    by_deadline = CaseFilters(sort=CaseSort.DEADLINE)
+    ids: list[list[str]] = []
+    cursor = None
+    for _ in range(4):
+        page = await repo.page("org-a", by_deadline, cursor, 2)
+        ids.append([c.id for c in page.items])
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert ids == [["c3", "c4"], ["c2", "c5"], ["c0", "c1"], ["c9"]]
+    # Pages that cross from the dated cases into the undated ones.
+    first = await repo.page("org-a", by_deadline, None, 3)
+    second = await repo.page("org-a", by_deadline, first.next_cursor, 3)
+    assert [c.id for c in first.items] == ["c3", "c4", "c2"]
+    assert [c.id for c in second.items] == ["c5", "c0", "c1"]
+    assert [c.deadline for c in second.items] == [date(2026, 12, 24), None, None]
+    third = await repo.page("org-a", by_deadline, second.next_cursor, 3)
+    assert ([c.id for c in third.items], third.next_cursor) == (["c9"], None)
+    # Filters still apply in this order.
+    referred_only = CaseFilters(status="referred", sort=CaseSort.DEADLINE)
+    page = await repo.page("org-a", referred_only, None, 10)
+    assert [c.id for c in page.items] == ["c3", "c4", "c2", "c5", "c1"]
+
+
+async def test_a_cursor_of_one_sort_is_refused_by_the_other(
+    repo: MongoCaseRepository, vault: KeyVault
+) -> None:
+    for n in range(3):
+        await add(repo, vault, new_case(f"c{n}", f"LB-AAA{'ACD'[n]}A", f"NGO-{n}"))
+    newest = await repo.page("org-a", CaseFilters(), None, 1)
+    by_deadline = await repo.page("org-a", CaseFilters(sort=CaseSort.DEADLINE), None, 1)
+    assert newest.next_cursor is not None
+    assert by_deadline.next_cursor is not None
+    with pytest.raises(CursorError, match="sort=submitted"):
+        await repo.page("org-a", CaseFilters(sort=CaseSort.DEADLINE), newest.next_cursor, 1)
+    with pytest.raises(CursorError, match="sort=deadline"):
+        await repo.page("org-a", CaseFilters(), by_deadline.next_cursor, 1)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import lintas_intake.handlers as handlers_module
 import pytest
 from lintas_intake.domain.case import Case, CaseStateError, CaseStatus
 from lintas_intake.domain.submission import CaseSubmission, Consent
 from lintas_intake.handlers import (
+    CaseCursor,
     CaseFilters,
     CasePage,
     CaseService,
+    CaseSort,
+    CaseSummary,
+    CursorError,
     DuplicateCaseIdError,
     DuplicateExternalRefError,
     DuplicateReferenceError,
@@ -96,7 +100,64 @@ class InMemoryCases:
     async def page(
         self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int
     ) -> CasePage:
-        raise NotImplementedError
+        """As the store: filters, then `filters.sort` order, then keyset pagination."""
+        f = filters
+        summaries = [
+            _summary(c)
+            for c in self.cases.values()
+            if (organisation_id is None or c.organisation_id == organisation_id)
+            and (f.status is None or c.status.value == f.status)
+            and (f.external_ref is None or c.external_ref == f.external_ref)
+            and (f.reference is None or c.reference == f.reference)
+            and (f.employment_country is None or _country(c) == f.employment_country)
+            and (f.claim_type is None or f.claim_type in _claim_types(c))
+            and (f.submitted_from is None or c.submitted_at >= f.submitted_from)
+            and (f.submitted_to is None or c.submitted_at < f.submitted_to)
+        ]
+        after = None if cursor is None else CaseCursor.decode(cursor, f.sort)
+        if f.sort is CaseSort.DEADLINE:
+            # Nearest deadline first, then those without one; ties by id.
+            def by_deadline(s: CaseSummary) -> tuple[bool, str, str]:
+                return (s.deadline is None, s.deadline.isoformat() if s.deadline else "", s.id)
+
+            summaries.sort(key=by_deadline)
+            if after is not None:
+                last = (after.key is None, after.key or "", after.case_id)
+                summaries = [s for s in summaries if by_deadline(s) > last]
+        else:
+            summaries.sort(key=lambda s: (s.submitted_at, s.id), reverse=True)
+            if after is not None:
+                last_at = (after.submitted_at, after.case_id)
+                summaries = [s for s in summaries if (s.submitted_at, s.id) < last_at]
+        items = summaries[:limit]
+        more = len(summaries) > limit
+        return CasePage(items, CaseCursor.after(f.sort, items[-1]).encode() if more else None)
+
+
+def _country(case: Case) -> str | None:
+    return None if case.submission is None else case.submission.employment.country
+
+
+def _claim_types(case: Case) -> tuple[str, ...]:
+    claims = () if case.submission is None else case.submission.claims
+    return tuple(sorted({c.type.value for c in claims}))
+
+
+def _summary(case: Case) -> CaseSummary:
+    referral = case.referral
+    deadline = None if referral is None else referral.deadline
+    return CaseSummary(
+        id=case.id,
+        reference=case.reference,
+        external_ref=case.external_ref,
+        status=case.status,
+        submitted_at=case.submitted_at,
+        updated_at=case.updated_at,
+        employment_country=_country(case),
+        claim_types=_claim_types(case),
+        deadline=None if deadline is None else date.fromisoformat(deadline),
+        deadline_verified=None if referral is None else referral.deadline_verified,
+    )
 
 
 NOW = datetime(2026, 9, 16, 8, 0, tzinfo=UTC)
@@ -486,3 +547,85 @@ async def test_a_referral_step_a_lawyer_took_names_them_in_the_ngos_timeline() -
         "org-hk",
         "person-lawyer-7",
     )
+
+
+# --- the case list: reference, deadline order ------------------------------------------
+
+
+async def listed_cases(svc: CaseService, deadlines: list[date | None]) -> list[Case]:
+    """One case per deadline (None: offered without one; the last is never offered)."""
+    made = []
+    for n, deadline in enumerate(deadlines):
+        body = CaseSubmission.model_validate(example_case(external_ref=f"NGO-{n}"))
+        case, _ = await svc.submit(body, "org-ngo", None, f"h{n}")
+        if deadline is not None or n < len(deadlines) - 1:
+            summary = None
+            if deadline is not None:
+                summary = ev.DeadlineSummary(date=deadline, basis="rule", verified=n % 2 == 0)
+            offered = ev.ReferralOffered(
+                referral_id=f"r{n}",
+                case_id=case.id,
+                partner_organisation_id="org-hk",
+                country="HK",
+                offered_at=NOW,
+                deadline=summary,
+            )
+            await svc.apply_news(news(offered, case.id))
+        made.append(case)
+    return made
+
+
+async def test_the_list_finds_a_case_by_its_reference() -> None:
+    svc, _, _ = service()
+    first, second = await listed_cases(svc, [None, None])
+    page = await svc.list_cases("org-ngo", CaseFilters(reference=second.reference), None, 10)
+    assert [c.id for c in page.items] == [second.id]
+    assert (
+        await svc.list_cases("org-ngo", CaseFilters(reference="LB-XXXXX"), None, 10)
+    ).items == []
+    assert (
+        await svc.list_cases("org-other", CaseFilters(reference=first.reference), None, 10)
+    ).items == []
+
+
+async def test_nearest_deadline_first_and_cases_without_one_last_across_pages() -> None:
+    svc, _, _ = service()
+    d = date(2026, 10, 1)
+    cases = await listed_cases(svc, [None, d + timedelta(days=9), d, d, None])
+    by_deadline = CaseFilters(sort=CaseSort.DEADLINE)
+    first = await svc.list_cases("org-ngo", by_deadline, None, 3)
+    second = await svc.list_cases("org-ngo", by_deadline, first.next_cursor, 3)
+    tied = sorted([cases[2].id, cases[3].id])
+    undated = sorted([cases[0].id, cases[4].id])
+    assert [c.id for c in first.items] == [*tied, cases[1].id]
+    assert [c.id for c in second.items] == undated
+    assert second.next_cursor is None
+    expected = {
+        cases[0].id: (None, None),
+        cases[1].id: (d + timedelta(days=9), False),
+        cases[2].id: (d, True),
+        cases[3].id: (d, False),
+        cases[4].id: (None, None),
+    }
+    assert {c.id: (c.deadline, c.deadline_verified) for c in first.items + second.items} == (
+        expected
+    )
+    # A page boundary between the null deadlines holds too.
+    pages = [await svc.list_cases("org-ngo", by_deadline, None, 4)]
+    pages.append(await svc.list_cases("org-ngo", by_deadline, pages[0].next_cursor, 4))
+    assert [c.id for p in pages for c in p.items] == [*tied, cases[1].id, *undated]
+
+
+async def test_a_cursor_pages_only_its_own_sort() -> None:
+    svc, _, _ = service()
+    await listed_cases(svc, [date(2026, 10, 1), None, None])
+    by_deadline = await svc.list_cases("org-ngo", CaseFilters(sort=CaseSort.DEADLINE), None, 1)
+    newest = await svc.list_cases("org-ngo", CaseFilters(), None, 1)
+    assert by_deadline.next_cursor
+    assert newest.next_cursor
+    with pytest.raises(CursorError, match="sort=deadline"):
+        await svc.list_cases("org-ngo", CaseFilters(), by_deadline.next_cursor, 1)
+    with pytest.raises(CursorError, match="sort=submitted"):
+        await svc.list_cases("org-ngo", CaseFilters(sort=CaseSort.DEADLINE), newest.next_cursor, 1)
+    with pytest.raises(CursorError):
+        CaseCursor.decode("not-a-cursor", CaseSort.SUBMITTED)

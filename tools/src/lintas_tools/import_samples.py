@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from lintas_tools.importer import CSV_COLUMNS, EXAMPLE_ROW
+from lintas_shared.case_rows import CSV_COLUMNS, EXAMPLE_ROW
 
 GOOD_ROW = {k: v for k, v in EXAMPLE_ROW.items() if k != "external_ref"}
 

@@ -7,11 +7,13 @@ read. News from referral and notify is applied once per event, by its (source, i
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from lintas_shared import events as ev
@@ -92,16 +94,27 @@ class IdempotencyRecord:
     request_hash: str
 
 
+class CaseSort(StrEnum):
+    """The order of the case list."""
+
+    #: Newest first (submitted_at, then _id, both descending).
+    SUBMITTED = "submitted"
+    #: Nearest filing deadline first, then those without one; ties by _id ascending.
+    DEADLINE = "deadline"
+
+
 @dataclass(frozen=True)
 class CaseFilters:
-    """Filters of the case list."""
+    """Filters (and the order) of the case list."""
 
     status: str | None = None
     employment_country: str | None = None
     claim_type: str | None = None
     external_ref: str | None = None
+    reference: str | None = None
     submitted_from: datetime | None = None
     submitted_to: datetime | None = None
+    sort: CaseSort = CaseSort.SUBMITTED
 
 
 @dataclass(frozen=True)
@@ -116,6 +129,9 @@ class CaseSummary:
     updated_at: datetime
     employment_country: str | None
     claim_types: tuple[str, ...]
+    #: The current referral's filing deadline, and whether a lawyer verified it.
+    deadline: date | None = None
+    deadline_verified: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -124,6 +140,58 @@ class CasePage:
 
     items: list[CaseSummary]
     next_cursor: str | None
+
+
+class CursorError(ValueError):
+    """A cursor that is not ours, or that pages the other sort (HTTP 422 on `cursor`)."""
+
+
+@dataclass(frozen=True)
+class CaseCursor:
+    """Where a page ended: its sort, the sort key of its last case, and that case's id.
+
+    The key is `submitted_at` (ISO date-time) for `submitted`, and the filing deadline
+    (ISO date, as stored) or None for `deadline`. Opaque to clients.
+    """
+
+    sort: CaseSort
+    key: str | None
+    case_id: str
+
+    @classmethod
+    def after(cls, sort: CaseSort, last: CaseSummary) -> CaseCursor:
+        if sort is CaseSort.DEADLINE:
+            key = None if last.deadline is None else last.deadline.isoformat()
+        else:
+            key = last.submitted_at.isoformat()
+        return cls(sort, key, last.id)
+
+    def encode(self) -> str:
+        raw = json.dumps([self.sort.value, self.key, self.case_id]).encode()
+        return base64.urlsafe_b64encode(raw).decode()
+
+    @classmethod
+    def decode(cls, cursor: str, sort: CaseSort) -> CaseCursor:
+        """Read a cursor back for `sort`; CursorError if it is not one of ours or of `sort`."""
+        try:
+            parts = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+            if len(parts) == 2:  # before sorts: [submitted_at, id]
+                parts = [CaseSort.SUBMITTED.value, *parts]
+            given, key, case_id = CaseSort(parts[0]), parts[1], str(parts[2])
+            if given is CaseSort.SUBMITTED:
+                datetime.fromisoformat(key)
+            elif key is not None:
+                date.fromisoformat(key)
+        except Exception as exc:
+            raise CursorError("invalid cursor") from exc
+        if given is not sort:
+            raise CursorError(f"the cursor pages sort={given.value}, not sort={sort.value}")
+        return cls(given, key, case_id)
+
+    @property
+    def submitted_at(self) -> datetime:
+        assert self.key is not None
+        return datetime.fromisoformat(self.key)
 
 
 class CaseKeys(Protocol):

@@ -22,12 +22,13 @@ import hashlib
 import io
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
+from lintas_shared.case_rows import CSV_COLUMNS, EXAMPLE_ROW, csv_row_to_case
 from lintas_shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -41,63 +42,6 @@ ATTEMPTS: Final = 5
 #: Errors kept per job (a file of nothing but bad rows still ends, and says so).
 MAX_ERRORS: Final = 50_000
 
-#: CSV columns (as `lintas import` reads them).
-CSV_COLUMNS: Final = (
-    "external_ref",
-    "worker_full_name",
-    "worker_phone",
-    "worker_preferred_language",
-    "worker_date_of_birth",
-    "worker_gender",
-    "worker_home_region",
-    "worker_current_country",
-    "worker_passport_number",
-    "employment_country",
-    "employment_sector",
-    "employment_employer_name",
-    "employment_placement_agency",
-    "employment_started_on",
-    "employment_ended_on",
-    "claim_type",
-    "claim_amount_currency",
-    "claim_amount_value",
-    "claim_arose_on",
-    "claim_claimants",
-    "claim_description",
-    "consent_text_version",
-    "consent_language",
-    "consent_given_at",
-    "consent_channel",
-    "consent_taken_by",
-    "consent_purposes",
-    "consent_share_with_countries",
-    "consent_share_with_organisations",
-)
-_LISTS: Final = frozenset(
-    {"consent_purposes", "consent_share_with_countries", "consent_share_with_organisations"}
-)
-#: A made-up valid row, for the template file offered on the upload page.
-EXAMPLE_ROW: Final = {
-    "external_ref": "NGO-LPG-2026-0042",
-    "worker_full_name": "Contoh Pekerja",
-    "worker_phone": "+6281234567890",
-    "worker_preferred_language": "id",
-    "worker_current_country": "ID",
-    "employment_country": "HK",
-    "employment_sector": "domestic_work",
-    "employment_started_on": "2023-02-01",
-    "employment_ended_on": "2026-08-31",
-    "claim_type": "unpaid_wages",
-    "claim_amount_currency": "HKD",
-    "claim_amount_value": "12000.00",
-    "claim_arose_on": "2026-08-31",
-    "consent_text_version": "lintas-consent-id-1",
-    "consent_language": "id",
-    "consent_given_at": "2026-09-15T09:30:00+07:00",
-    "consent_channel": "in_person",
-    "consent_purposes": "legal_referral;sms_updates",
-    "consent_share_with_countries": "HK",
-}
 JSON_SUFFIXES: Final = (".jsonl", ".ndjson", ".json")
 
 
@@ -140,40 +84,6 @@ WRONG_TYPE: Final = _(
 NOT_TEXT: Final = _("The file is not UTF-8 text. Save it as CSV UTF-8 and try again.")
 NO_ROWS: Final = _("The file has no rows to import.")
 NO_FILE: Final = _("Choose a file to upload.")
-
-
-def csv_row_to_case(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """One CSV row as a case document (empty cells left out; an unknown column kept at
-    the top, for the API to name)."""
-    doc: dict[str, Any] = {"worker": {}, "employment": {}, "consent": {}}
-    claim: dict[str, Any] = {}
-    amount: dict[str, str] = {}
-    for column, raw in row.items():
-        if column is None or not isinstance(raw, str):
-            continue  # cells beyond the header's columns
-        value = raw.strip()
-        column = column.strip()
-        if not value or not column:
-            continue
-        if column == "external_ref":
-            doc["external_ref"] = value
-        elif column.startswith("claim_amount_"):
-            amount[column.removeprefix("claim_amount_")] = value
-        elif column.startswith("claim_"):
-            name = column.removeprefix("claim_")
-            claim[name] = int(value) if name == "claimants" and value.isdigit() else value
-        else:
-            section, _sep, name = column.partition("_")
-            if section not in doc or not name:
-                doc[column] = value
-                continue
-            doc[section][name] = (
-                [v.strip() for v in value.split(";") if v.strip()] if column in _LISTS else value
-            )
-    if amount:
-        claim["amount"] = amount
-    doc["claims"] = [claim]
-    return doc
 
 
 def file_kind(filename: str, text: str) -> FileKind:
@@ -541,3 +451,6 @@ def template_csv() -> str:
     writer.writeheader()
     writer.writerow(EXAMPLE_ROW)
     return out.getvalue()
+
+
+__all__ = ["CSV_COLUMNS", "EXAMPLE_ROW", "csv_row_to_case"]

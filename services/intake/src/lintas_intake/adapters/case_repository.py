@@ -7,11 +7,9 @@ one single-document write.
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from lintas_shared.crypto import CaseKeyMissingError, DataKey, KeyVault
@@ -35,8 +33,10 @@ from lintas_intake.domain.records import (
 )
 from lintas_intake.domain.submission import CaseSubmission, Consent
 from lintas_intake.handlers import (
+    CaseCursor,
     CaseFilters,
     CasePage,
+    CaseSort,
     CaseSummary,
     DuplicateCaseIdError,
     DuplicateExternalRefError,
@@ -79,6 +79,8 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
         "status": case.status.value,
         "status_reason": case.status_reason,
         "referral": None if case.referral is None else asdict(case.referral),
+        # The referral's deadline (ISO date: sorts as it reads), for the list's order.
+        "filing_deadline": None if case.referral is None else case.referral.deadline,
         "consents": [_consent_doc(c) for c in case.consents],
         "notes": [
             {
@@ -180,19 +182,34 @@ def _amounts(outcome: Document) -> tuple[tuple[str, str], ...]:
     return tuple((a["currency"], a["value"]) for a in outcome.get("amounts_recovered", []))
 
 
-def encode_cursor(submitted_at: datetime, case_id: str) -> str:
-    """An opaque cursor for keyset pagination."""
-    raw = json.dumps([submitted_at.isoformat(), case_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+_SUMMARY_PROJECTION = {
+    "_id": 1,
+    "reference": 1,
+    "external_ref": 1,
+    "status": 1,
+    "submitted_at": 1,
+    "updated_at": 1,
+    "employment_country": 1,
+    "claim_types": 1,
+    "filing_deadline": 1,
+    "referral": 1,
+}
 
 
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Read a cursor back; raises ValueError if it is not one of ours."""
-    try:
-        at, case_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return datetime.fromisoformat(at), str(case_id)
-    except Exception as exc:
-        raise ValueError("invalid cursor") from exc
+def _summary(doc: Document) -> CaseSummary:
+    deadline = doc.get("filing_deadline")
+    return CaseSummary(
+        id=doc["_id"],
+        reference=doc["reference"],
+        external_ref=doc["external_ref"],
+        status=CaseStatus(doc["status"]),
+        submitted_at=doc["submitted_at"],
+        updated_at=doc["updated_at"],
+        employment_country=doc.get("employment_country"),
+        claim_types=tuple(doc.get("claim_types", ())),
+        deadline=None if deadline is None else date.fromisoformat(deadline),
+        deadline_verified=(doc.get("referral") or {}).get("deadline_verified"),
+    )
 
 
 class MongoCaseRepository:
@@ -225,6 +242,9 @@ class MongoCaseRepository:
         )
         await self._collection.create_index(
             [("submitted_at", DESCENDING), ("_id", DESCENDING)], name="submitted_order"
+        )
+        await self._collection.create_index(
+            [("filing_deadline", ASCENDING), ("_id", ASCENDING)], name="deadline_order"
         )
 
     async def _key(self, case_id: str) -> DataKey | None:
@@ -306,7 +326,9 @@ class MongoCaseRepository:
     async def page(
         self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int
     ) -> CasePage:
-        """One page of case summaries, newest first, stable under concurrent inserts."""
+        """One page of case summaries in `filters.sort` order, stable under concurrent
+        inserts: newest first; or nearest filing deadline first, then the cases without
+        one, ties by `_id`. Raises CursorError for a cursor of the other sort."""
         query: dict[str, Any] = {}
         if organisation_id is not None:
             query["organisation_id"] = organisation_id
@@ -318,6 +340,8 @@ class MongoCaseRepository:
             query["claim_types"] = filters.claim_type
         if filters.external_ref:
             query["external_ref"] = filters.external_ref
+        if filters.reference:
+            query["reference"] = filters.reference
         window: dict[str, Any] = {}
         if filters.submitted_from:
             window["$gte"] = filters.submitted_from
@@ -325,53 +349,63 @@ class MongoCaseRepository:
             window["$lt"] = filters.submitted_to
         if window:
             query["submitted_at"] = window
-        if cursor is not None:
-            at, last_id = decode_cursor(cursor)
+        after = None if cursor is None else CaseCursor.decode(cursor, filters.sort)
+        if filters.sort is CaseSort.DEADLINE:
+            docs = await self._by_deadline(query, after, limit + 1)
+        else:
+            docs = await self._by_submitted(query, after, limit + 1)
+        items = [_summary(d) for d in docs[:limit]]
+        next_cursor = None
+        if len(docs) > limit:
+            next_cursor = CaseCursor.after(filters.sort, items[-1]).encode()
+        return CasePage(items=items, next_cursor=next_cursor)
+
+    async def _find(self, query: Document, order: list[tuple[str, int]], n: int) -> list[Document]:
+        found = self._collection.find(query, _SUMMARY_PROJECTION).sort(order).limit(n)
+        return [d async for d in found]
+
+    async def _by_submitted(
+        self, query: Document, after: CaseCursor | None, n: int
+    ) -> list[Document]:
+        if after is not None:
+            at = after.submitted_at
             query = {
                 "$and": [
                     query,
                     {
                         "$or": [
                             {"submitted_at": {"$lt": at}},
-                            {"submitted_at": at, "_id": {"$lt": last_id}},
+                            {"submitted_at": at, "_id": {"$lt": after.case_id}},
                         ]
                     },
                 ]
             }
-        projection = {
-            "_id": 1,
-            "reference": 1,
-            "external_ref": 1,
-            "status": 1,
-            "submitted_at": 1,
-            "updated_at": 1,
-            "employment_country": 1,
-            "claim_types": 1,
-        }
-        docs = [
-            d
-            async for d in self._collection.find(query, projection)
-            .sort([("submitted_at", DESCENDING), ("_id", DESCENDING)])
-            .limit(limit + 1)
-        ]
-        items = [
-            CaseSummary(
-                id=d["_id"],
-                reference=d["reference"],
-                external_ref=d["external_ref"],
-                status=CaseStatus(d["status"]),
-                submitted_at=d["submitted_at"],
-                updated_at=d["updated_at"],
-                employment_country=d.get("employment_country"),
-                claim_types=tuple(d.get("claim_types", ())),
-            )
-            for d in docs[:limit]
-        ]
-        next_cursor = None
-        if len(docs) > limit:
-            last = items[-1]
-            next_cursor = encode_cursor(last.submitted_at, last.id)
-        return CasePage(items=items, next_cursor=next_cursor)
+        return await self._find(query, [("submitted_at", DESCENDING), ("_id", DESCENDING)], n)
+
+    async def _by_deadline(
+        self, query: Document, after: CaseCursor | None, n: int
+    ) -> list[Document]:
+        """Two index walks of `deadline_order`: the cases with a deadline (ascending), then
+        those without (null sorts first in MongoDB, so it cannot simply come last)."""
+        docs: list[Document] = []
+        if after is None or after.key is not None:
+            dated: Document = {"filing_deadline": {"$type": "string"}}
+            if after is not None:
+                dated = {
+                    "$or": [
+                        {"filing_deadline": {"$gt": after.key}},
+                        {"filing_deadline": after.key, "_id": {"$gt": after.case_id}},
+                    ]
+                }
+            order = [("filing_deadline", ASCENDING), ("_id", ASCENDING)]
+            docs = await self._find({"$and": [query, dated]}, order, n)
+        if len(docs) < n:
+            undated: Document = {"filing_deadline": None}
+            if after is not None and after.key is None:
+                undated = {"filing_deadline": None, "_id": {"$gt": after.case_id}}
+            order = [("filing_deadline", ASCENDING), ("_id", ASCENDING)]
+            docs += await self._find({"$and": [query, undated]}, order, n - len(docs))
+        return docs
 
     async def facts(
         self, organisation_id: str | None, start: datetime | None, end: datetime | None

@@ -62,6 +62,8 @@ from lintas_intake.handlers import (
     CaseFilters,
     CaseNotFoundError,
     CaseService,
+    CaseSort,
+    CursorError,
     DuplicateExternalRefError,
     IdempotencyConflictError,
     VersionMismatchError,
@@ -80,6 +82,8 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 ROLE_PROBLEM: dict[int | str, dict[str, Any]] = {
     403: {"model": Problem, "description": "The person's role may not change or erase cases"},
 }
+#: A case reference (`lintas_shared.ids.new_case_reference`), in any letter case.
+REFERENCE_PATTERN = "^[Ll][Bb]-[A-Za-z0-9]{5}$"
 WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
     **ROLE_PROBLEM,
     409: {"model": Problem, "description": "Not allowed in the case's state"},
@@ -250,7 +254,11 @@ async def create_case(
     )
 
 
-@router.get("/cases", response_model=CaseList, summary="List your cases, newest first")
+@router.get(
+    "/cases",
+    response_model=CaseList,
+    summary="List your cases, newest first or nearest filing deadline first",
+)
 async def list_cases(
     caller: Caller,
     service: Service,
@@ -258,8 +266,24 @@ async def list_cases(
     employment_country: Annotated[CountryCode | None, Query()] = None,
     claim_type: ClaimType | None = None,
     external_ref: Annotated[str | None, Query(max_length=100)] = None,
+    reference: Annotated[
+        str | None,
+        Query(
+            min_length=8,
+            max_length=8,
+            pattern=REFERENCE_PATTERN,
+            description="The case's reference, e.g. LB-7K3Q9 (exact; any letter case)",
+        ),
+    ] = None,
     submitted_from: datetime | None = None,
     submitted_to: datetime | None = None,
+    sort: Annotated[
+        CaseSort,
+        Query(
+            description="`submitted`: newest first. `deadline`: nearest filing deadline "
+            "first, then the cases without one; ties by id. A cursor pages only its sort."
+        ),
+    ] = CaseSort.SUBMITTED,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> CaseList | Response:
@@ -269,18 +293,20 @@ async def list_cases(
         employment_country=employment_country,
         claim_type=claim_type.value if claim_type else None,
         external_ref=external_ref,
+        reference=reference.upper() if reference else None,
         submitted_from=submitted_from,
         submitted_to=submitted_to,
+        sort=sort,
     )
     try:
         page = await service.list_cases(_scope(caller), filters, cursor, limit)
-    except ValueError:
+    except CursorError as exc:
         return problem_response(
             422,
             "Invalid request",
-            "cursor is not valid",
+            f"cursor is not valid: {exc}",
             errors=validation_errors(
-                [{"loc": ("query", "cursor"), "msg": "invalid cursor", "type": "value_error"}]
+                [{"loc": ("query", "cursor"), "msg": str(exc), "type": "value_error"}]
             ),
         )
     return CaseList(

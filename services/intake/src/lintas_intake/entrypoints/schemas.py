@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 from lintas_shared.values import Money
@@ -139,6 +139,12 @@ class CaseListItem(BaseModel):
     updated_at: datetime
     employment_country: str | None
     claim_types: list[str]
+    deadline: date | None = Field(
+        description="The current referral's filing deadline (the nearest one the case has)"
+    )
+    deadline_verified: bool | None = Field(
+        description="Whether a lawyer verified that deadline; null without one"
+    )
 
 
 class CaseList(BaseModel):
