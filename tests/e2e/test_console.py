@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from lintas_intake.entrypoints.examples import EXAMPLE_SUBMISSION
 from lintas_shared.mongo import make_mongo_client
@@ -269,3 +270,65 @@ async def test_every_page_passes_axe_and_stays_within_its_weight(page: Page, sta
     (SCREENSHOTS / "page-weight.json").write_text(json.dumps(report, indent=2))
     print("\npage weight (bytes, uncompressed HTML+CSS+JS):", json.dumps(report, indent=1))
     assert failures == {}
+
+
+async def test_an_invited_person_sets_a_password_and_a_second_factor(
+    page: Page, stack: Stack
+) -> None:
+    """The org-admin invites; the one-time link sets a password; the person enrols an
+    authenticator and is asked for its code at the next sign-in. axe checks the pages
+    on the way (welcome, account, second factor)."""
+    console = stack.urls["console"]
+    email = f"relawan-{uuid.uuid4().hex[:8]}@demo.lintas.test"
+    await sign_in(page, console, stack.people["org_admin"])
+    await page.goto(f"{console}/people")
+    await page.fill('[name="email"]', email)
+    await page.fill('[name="display_name"]', "Relawan Desa")
+    await page.select_option('[name="role"]', "caseworker")
+    await page.click('form[action="/people"] button[type="submit"]')
+    link = (await page.inner_text('[data-testid="one-time-link"]')).strip()
+    assert link.startswith(f"{console}/welcome/")
+    await page.context.clear_cookies()
+
+    password = "kata-sandi-yang-panjang"
+    await page.goto(link)
+    assert await axe_violations(page) == []
+    await page.fill('[name="password"]', password)
+    await page.fill('[name="password_again"]', password)
+    await page.click('main form button[type="submit"]')
+    await page.wait_for_url(re.compile("/sign-in"))
+    # The link works once.
+    again = await page.goto(link)
+    assert again is not None
+    await page.fill('[name="password"]', "another-long-password")
+    await page.fill('[name="password_again"]', "another-long-password")
+    await page.click('main form button[type="submit"]')
+    assert "/welcome/" in page.url
+    assert await page.locator(".error-box").count() == 1
+
+    person = {"email": email, "password": password}
+    await sign_in(page, console, person)
+    await page.goto(f"{console}/account")
+    await page.click('form[action="/account/second-factor"] button')
+    secret = (await page.inner_text('[data-testid="totp-secret"]')).strip()
+    assert await axe_violations(page) == []
+    await page.fill('[name="code"]', pyotp.TOTP(secret).now())
+    await page.click('form[action="/account/second-factor/confirm"] button')
+    assert await page.inner_text('[data-testid="second-factor"]') in ("aktif", "set up")
+
+    await page.click("form[data-sign-out] button")
+    await page.wait_for_url(re.compile("/sign-in"))
+    await page.fill('input[name="email"]', email)
+    await page.fill('input[name="password"]', password)
+    await page.click('form[action="/sign-in"] button[type="submit"]')
+    await page.wait_for_url(re.compile("/second-factor"))
+    assert await axe_violations(page) == []
+    # Without the code, no page opens.
+    await page.goto(f"{console}/cases")
+    assert "/second-factor" in page.url
+    await page.fill('[name="code"]', "000000" if pyotp.TOTP(secret).now() != "000000" else "111111")
+    await page.click('main form button[type="submit"]')
+    assert await page.locator(".error-box").count() == 1
+    await page.fill('[name="code"]', pyotp.TOTP(secret).now())
+    await page.click('main form button[type="submit"]')
+    await page.wait_for_url(re.compile("/cases"))

@@ -1,13 +1,24 @@
 """In-memory stand-ins of the console's ports, for unit tests (the contract tests run the
-same checks against these and the real store)."""
+same checks against these and the real store), and pages served in-process with them."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
+from argon2 import PasswordHasher
+from fastapi import APIRouter, FastAPI
+from lintas_console.adapters.passwords import Passwords
+from lintas_console.adapters.services_api import ServiceClient
+from lintas_console.bootstrap import ERROR_PAGES, _error_page
+from lintas_console.domain.attempts import AttemptLimiter
 from lintas_console.domain.people import PeopleError, Person
-from lintas_console.domain.sessions import Session
+from lintas_console.domain.sessions import Session, SessionPolicy
+from lintas_console.entrypoints import web
+from lintas_console.entrypoints.web import Console, Visitor, build_templates
+from lintas_console.handlers import Accounts, PeopleAdmin
+from lintas_console.i18n import Translator, load_catalogs
+from lintas_console.settings import ConsoleSettings
 
 
 class InMemoryPeople:
@@ -69,3 +80,55 @@ class InMemorySessions:
 
     async def remove_person(self, person_id: str) -> None:
         self.sessions = {k: s for k, s in self.sessions.items() if s.person_id != person_id}
+
+
+def pages_app(
+    routers: list[APIRouter],
+    person: Person,
+    intake: ServiceClient,
+    referral: ServiceClient,
+    language: str = "en",
+) -> FastAPI:
+    """Some of the console's pages, in-process, with in-memory stores, the given clients
+    of intake and referral, and `person` signed in (session CSRF token "csrf-1")."""
+    translator = Translator(load_catalogs())
+    people, sessions = InMemoryPeople(), InMemorySessions()
+    people.people[person.id] = person
+    passwords = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    ctx = Console(
+        settings=ConsoleSettings(),
+        accounts=Accounts(
+            people,
+            sessions,
+            passwords,
+            policy=SessionPolicy(),
+            attempts=AttemptLimiter(5, timedelta(minutes=15)),
+            enforce_second_factor=False,
+        ),
+        people=PeopleAdmin(
+            people,
+            sessions,
+            passwords,
+            public_url="http://console.test",
+            link_lifetime=timedelta(hours=72),
+        ),
+        intake=intake,
+        referral=referral,
+        translator=translator,
+        templates=build_templates(translator),
+    )
+    app = FastAPI()
+    app.state.console = ctx
+    for exc_class, status, heading, message in ERROR_PAGES:
+        app.add_exception_handler(exc_class, _error_page(status, heading, message))
+    for router in routers:
+        app.include_router(router)
+    now = datetime.now(UTC)
+    session = Session("key", person.id, "csrf-1", now, now, True, language)
+
+    async def signed_in() -> Visitor:
+        translator.use(session.language)
+        return Visitor(session, person, "cookie")
+
+    app.dependency_overrides[web._visitor] = signed_in
+    return app

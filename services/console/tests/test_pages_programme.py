@@ -14,9 +14,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
 from fastapi import FastAPI
-from lintas_console.adapters.passwords import Passwords
 from lintas_console.adapters.services_api import (
     Answer,
     ApiProblemError,
@@ -24,11 +22,8 @@ from lintas_console.adapters.services_api import (
     ServiceClient,
     ServiceUnavailableError,
 )
-from lintas_console.bootstrap import ERROR_PAGES, _error_page
-from lintas_console.domain.attempts import AttemptLimiter
 from lintas_console.domain.people import Person, Role
-from lintas_console.domain.sessions import Session, SessionPolicy
-from lintas_console.entrypoints import pages_programme, web
+from lintas_console.entrypoints import pages_programme
 from lintas_console.entrypoints.imports import (
     EXAMPLE_ROW,
     MAX_UPLOAD_BYTES,
@@ -55,13 +50,10 @@ from lintas_console.entrypoints.imports import (
     with_defaults,
 )
 from lintas_console.entrypoints.pages_programme import read_period, row_error_text
-from lintas_console.entrypoints.web import Console, Visitor, build_templates
-from lintas_console.handlers import Accounts, PeopleAdmin
 from lintas_console.i18n import Translator, load_catalogs
-from lintas_console.settings import ConsoleSettings
 from lintas_shared.person_tokens import PersonClaims
 
-from services.console.tests.fakes import InMemoryPeople, InMemorySessions
+from services.console.tests.fakes import pages_app
 
 pytestmark = pytest.mark.unit
 T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
@@ -439,46 +431,10 @@ def console_app(intake: FakeIntake, person: Person, language: str = "en") -> Fas
     """The programme and people pages with in-memory stores and `person` signed in."""
     from lintas_console.entrypoints import pages_people
 
-    translator = Translator(load_catalogs())
-    people, sessions = InMemoryPeople(), InMemorySessions()
-    people.people[person.id] = person
-    passwords = Passwords(PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    ctx = Console(
-        settings=ConsoleSettings(),
-        accounts=Accounts(
-            people,
-            sessions,
-            passwords,
-            policy=SessionPolicy(),
-            attempts=AttemptLimiter(5, timedelta(minutes=15)),
-            enforce_second_factor=False,
-        ),
-        people=PeopleAdmin(
-            people,
-            sessions,
-            passwords,
-            public_url="http://console.test",
-            link_lifetime=timedelta(hours=72),
-        ),
-        intake=cast(ServiceClient, intake),
-        referral=cast(ServiceClient, intake),
-        translator=translator,
-        templates=build_templates(translator),
+    client = cast(ServiceClient, intake)
+    return pages_app(
+        [pages_programme.router, pages_people.router], person, client, client, language
     )
-    app = FastAPI()
-    app.state.console = ctx
-    for exc_class, status, heading, message in ERROR_PAGES:
-        app.add_exception_handler(exc_class, _error_page(status, heading, message))
-    app.include_router(pages_programme.router)
-    app.include_router(pages_people.router)
-    session = Session("key", person.id, "csrf-1", T0, T0, True, language)
-
-    async def signed_in() -> Visitor:
-        translator.use(session.language)
-        return Visitor(session, person, "cookie")
-
-    app.dependency_overrides[web._visitor] = signed_in
-    return app
 
 
 PROGRAMME_PERSON = Person("person-prog", "ngo-a", "prog@ngo.test", Role.PROGRAMME, "Prog")

@@ -194,3 +194,45 @@ async def welcome(request: Request, ctx: Ctx, token: str) -> Response:
 
 
 __all__ = ["LANGUAGES", "router"]
+
+
+@router.get("/account")
+async def account_page(request: Request, ctx: Ctx, visitor: SignedIn) -> Response:
+    """Who you are here, and a second factor for those not required to have one."""
+    return render(ctx, request, "account.html", visitor=visitor, secret=None)
+
+
+@router.post("/account/second-factor")
+async def start_second_factor(request: Request, ctx: Ctx, visitor: SignedIn) -> Response:
+    """Show a new authenticator key to add, and ask for a code from it."""
+    await checked_form(request, visitor)
+    secret = await ctx.accounts.start_enrolment(visitor.session)
+    return render(
+        ctx,
+        request,
+        "account.html",
+        visitor=visitor,
+        secret=secret,
+        uri=ctx.accounts.provisioning_uri(visitor.person, secret),
+    )
+
+
+@router.post("/account/second-factor/confirm")
+async def confirm_second_factor(request: Request, ctx: Ctx, visitor: SignedIn) -> Response:
+    """Enrol the authenticator once a code from it is right."""
+    form = await checked_form(request, visitor)
+    session = await ctx.accounts.sessions.get(visitor.session.key) or visitor.session
+    try:
+        await ctx.accounts.confirm_second_factor(session, visitor.person, str(form.get("code", "")))
+    except (SignInRefusedError, SignInThrottledError):
+        return render(
+            ctx,
+            request,
+            "account.html",
+            visitor=visitor,
+            status=422,
+            secret=session.pending_totp_secret,
+            uri=None,
+            error=True,
+        )
+    return redirect("/account?enrolled=1")

@@ -84,6 +84,33 @@ DOCUMENT_KINDS = {
     "evidence": _("Evidence"),
     "other": _("Other"),
 }
+#: What happened, by the timeline entry's event type.
+TIMELINE = {
+    "org.lintas.case.submitted": _("Case submitted"),
+    "org.lintas.case.details_corrected": _("Case details corrected"),
+    "org.lintas.case.consent_recorded": _("Consent recorded"),
+    "org.lintas.case.consent_withdrawn": _("Consent withdrawn"),
+    "org.lintas.case.sms_preference_changed": _("SMS preference changed"),
+    "org.lintas.case.closed": _("Case closed"),
+    "org.lintas.case.erased": _("Personal data erased"),
+    "case.note_added": _("Note added"),
+    "case.document_recorded": _("Document recorded"),
+    "org.lintas.referral.offered": _("Offered to a legal partner"),
+    "org.lintas.referral.routing_blocked": _("Could not be referred"),
+    "org.lintas.referral.accepted": _("Accepted by the legal partner"),
+    "org.lintas.referral.declined": _("Declined by the legal partner"),
+    "org.lintas.referral.expired": _("Offer expired"),
+    "org.lintas.referral.withdrawn": _("Referral withdrawn"),
+    "org.lintas.referral.progressed": _("Progress reported by the legal partner"),
+    "org.lintas.referral.closed": _("Closed by the legal partner"),
+    "org.lintas.referral.deadline_approaching": _("Filing deadline approaching"),
+    "org.lintas.notification.sms_sent": _("SMS sent to the worker"),
+    "org.lintas.notification.sms_delivery_reported": _("SMS delivery reported"),
+}
+#: Timeline entries whose detail is free text worth showing (a reason), not a code.
+TIMELINE_WITH_REASON = frozenset(
+    {"org.lintas.referral.declined", "org.lintas.referral.routing_blocked"}
+)
 COUNTRIES = {
     "ID": _("Indonesia"),
     "HK": _("Hong Kong"),
@@ -117,5 +144,23 @@ def labels(translate: Callable[[str], str]) -> dict[str, dict[str, str]]:
         "outcome": OUTCOMES,
         "document_kind": DOCUMENT_KINDS,
         "country": COUNTRIES,
+        "timeline": TIMELINE,
     }
     return {name: {k: translate(v) for k, v in group.items()} for name, group in groups.items()}
+
+
+def timeline_text(entry: dict[str, str], translate: Callable[[str], str]) -> str:
+    """A timeline entry in the person's words: the event's label, and the reason where
+    the entry has one (a decline, a blocked routing), else the service's own summary."""
+    label = TIMELINE.get(entry.get("type", ""))
+    if label is None:
+        return entry.get("summary", "")
+    text = translate(label)
+    detail = entry.get("summary", "").partition(": ")[2]
+    if detail and entry.get("type") in TIMELINE_WITH_REASON:
+        text += f": {detail}"
+    elif detail and entry.get("type") == "org.lintas.case.closed":
+        text += f": {translate(OUTCOMES.get(detail, detail))}"
+    elif detail and entry.get("type") == "case.document_recorded":
+        text += f": {translate(DOCUMENT_KINDS.get(detail, detail))}"
+    return text

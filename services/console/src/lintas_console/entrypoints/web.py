@@ -19,7 +19,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lintas_console.adapters.services_api import ServiceClient
 from lintas_console.domain.people import Person
 from lintas_console.domain.sessions import Session
-from lintas_console.entrypoints.vocabulary import COUNTRIES, CURRENCIES, TIME_ZONES, labels
+from lintas_console.entrypoints.vocabulary import (
+    COUNTRIES,
+    CURRENCIES,
+    LANGUAGES,
+    TIME_ZONES,
+    labels,
+    timeline_text,
+)
 from lintas_console.handlers import Accounts, PeopleAdmin
 from lintas_console.i18n import (
     LANGUAGE_NAMES,
@@ -184,6 +191,8 @@ def render(
         language=ctx.translator.language(),
         roles=Role,
         L=labels(ctx.translator.gettext),
+        LANGUAGE_OPTIONS=LANGUAGES,
+        timeline_text=lambda entry: timeline_text(entry, ctx.translator.gettext),
         CURRENCIES=CURRENCIES,
         CURRENCY_OPTIONS={c: c for c in CURRENCIES},
         TIME_ZONE_OPTIONS={z: z for z in TIME_ZONES},
