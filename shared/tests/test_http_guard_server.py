@@ -134,9 +134,14 @@ async def test_ten_thousand_requests_from_one_key_are_limited_and_other_keys_are
 
 async def test_probes_are_never_limited(client: httpx.AsyncClient) -> None:
     # No key: the client address is the bucket, which earlier requests may have emptied.
-    for _ in range(LIMITS.burst + 5):
-        await client.get("/v1/ping")
-    assert (await client.get("/v1/ping")).status_code == 429
+    # Sent until refused (the bucket refills while a slow machine sends, so the count
+    # of requests it takes is not fixed; four times the burst is far more than enough).
+    for _ in range(LIMITS.burst * 4):
+        if (await client.get("/v1/ping")).status_code == 429:
+            break
+    else:
+        pytest.fail(f"no 429 in {LIMITS.burst * 4} requests without a key")
+    # The probes answer right after the API refused the same client.
     assert (await client.get("/healthz")).status_code == 200
     assert (await client.get("/readyz")).status_code == 200
 

@@ -8,6 +8,8 @@ and the weight of each page."""
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import json
 import re
 import uuid
@@ -18,6 +20,7 @@ import httpx
 import pyotp
 import pytest
 from lintas_intake.entrypoints.examples import EXAMPLE_SUBMISSION
+from lintas_shared.case_rows import EXAMPLE_ROW
 from lintas_shared.mongo import make_mongo_client
 from playwright.async_api import Page
 
@@ -332,3 +335,34 @@ async def test_an_invited_person_sets_a_password_and_a_second_factor(
     await page.fill('[name="code"]', pyotp.TOTP(secret).now())
     await page.click('main form button[type="submit"]')
     await page.wait_for_url(re.compile("/cases"))
+
+
+async def test_a_bulk_import_by_upload_shows_progress_and_reports_each_refused_row(
+    page: Page, stack: Stack
+) -> None:
+    refs = [f"IMP-{uuid.uuid4().hex[:10]}" for _ in range(3)]
+    rows = [{**EXAMPLE_ROW, "external_ref": ref, "consent_taken_by": ""} for ref in refs]
+    rows[2]["worker_phone"] = "99887"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(EXAMPLE_ROW))
+    writer.writeheader()
+    writer.writerows(rows)
+    await sign_in(page, stack.urls["console"], stack.people["programme"])
+    await page.goto(f"{stack.urls['console']}/imports")
+    await page.set_input_files(
+        '[name="file"]',
+        files=[{"name": "cases.csv", "mimeType": "text/csv", "buffer": out.getvalue().encode()}],
+    )
+    await page.click('main form[action="/imports"] button[type="submit"]')
+    await page.wait_for_url(re.compile(r"/imports/[^/]+$"))
+    await wait_for_text(page, '[data-testid="import-finished"]', r"\S")
+    assert await page.inner_text('[data-testid="import-created"]') == "2"
+    assert await page.inner_text('[data-testid="import-refused"]') == "1"
+    report_url = await page.get_attribute('[data-testid="import-errors-csv"]', "href")
+    assert report_url is not None
+    report = await page.request.get(f"{stack.urls['console']}{report_url}")
+    text = await report.text()
+    assert "worker.phone" in text
+    assert "99887" not in text  # the row's values never reach the report
+    assert "Contoh Pekerja" not in text
+    assert [len(_cases_with_ref(stack, ref)) for ref in refs] == [1, 1, 0]
