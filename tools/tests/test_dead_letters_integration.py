@@ -28,7 +28,7 @@ from lintas_tools.cli import main
 
 from tests.support.fixtures import case_submitted
 from tests.support.kafka import SeenRecord, collect, eventually, produce_raw
-from tests.support.kafka_topics import private_topic
+from tests.support.kafka_topics import private_topic, private_topic_name
 from tests.support.servers import Servers
 
 pytestmark = pytest.mark.integration
@@ -522,14 +522,14 @@ async def test_dead_letter_topics_keep_their_records_until_an_operator_acts(
     # The services' own (ensure_topics ran for the session: created, or given them).
     assert retention(await topic_settings(bootstrap, dead_letter_topic(CASES))) == unlimited
     # With a caller's settings too (the fault-injection stack sets max.message.bytes).
-    wide = f"test.{uuid.uuid4().hex[:10]}.dlq"
+    wide = f"{private_topic_name()}.dlq"
     await ensure_topics(bootstrap, [wide], partitions=1, config={"max.message.bytes": "2000000"})
     settings = await topic_settings(bootstrap, wide)
     assert (retention(settings), settings["max.message.bytes"]) == (unlimited, "2000000")
 
     # Dead-letter topics created before (or by hand): given the retention at the next
     # ensure_topics, keeping their other settings and an operator's own retention.ms.
-    old, chosen = (f"test.{uuid.uuid4().hex[:10]}.dlq" for _ in range(2))
+    old, chosen = (f"{private_topic_name()}.dlq" for _ in range(2))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
