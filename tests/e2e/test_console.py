@@ -366,3 +366,30 @@ async def test_a_bulk_import_by_upload_shows_progress_and_reports_each_refused_r
     assert "99887" not in text  # the row's values never reach the report
     assert "Contoh Pekerja" not in text
     assert [len(_cases_with_ref(stack, ref)) for ref in refs] == [1, 1, 0]
+
+
+async def test_the_core_flow_works_with_javascript_off(page: Page, stack: Stack) -> None:
+    """Sign in, submit a case, add a claim, record a note, sign out: all plain HTML forms."""
+    browser = page.context.browser
+    assert browser is not None
+    context = await browser.new_context(java_script_enabled=False)
+    try:
+        plain = await context.new_page()
+        console = stack.urls["console"]
+        await sign_in(plain, console, stack.people["caseworker"])
+        await plain.goto(f"{console}/cases/new")
+        case = example_case()
+        await fill_case_form(plain, case)
+        # "Add another claim" is a submit button: the server answers with two claims.
+        await plain.click('button[name="action"][value="add_claim"]')
+        assert await plain.locator('[name="claims[1].type"]').count() == 1
+        assert await plain.input_value('[name="worker.full_name"]') == case["worker"]["full_name"]
+        await plain.click('button[name="action"][value="submit"]')
+        await plain.wait_for_url(re.compile(r"/cases/[0-9a-f-]{36}\?created=1"))
+        await plain.fill('[name="text"]', "Pekerja menelepon.")
+        await plain.click('form[action$="/notes"] button[type="submit"]')
+        assert "Pekerja menelepon." in await plain.inner_text("#notes")
+        await plain.click("form[data-sign-out] button")
+        await plain.wait_for_url(re.compile("/sign-in"))
+    finally:
+        await context.close()
