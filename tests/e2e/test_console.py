@@ -7,7 +7,6 @@ and the weight of each page."""
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import json
@@ -19,7 +18,6 @@ from typing import Any
 import httpx
 import pyotp
 import pytest
-from lintas_intake.entrypoints.examples import EXAMPLE_SUBMISSION
 from lintas_shared.case_rows import EXAMPLE_ROW
 from lintas_shared.mongo import make_mongo_client
 from playwright.async_api import Page
@@ -35,6 +33,7 @@ from tests.support.console import (
     wait_for_text,
     weigh,
 )
+from tests.support.fixtures import recent_example_case
 from tests.support.servers import Servers
 
 pytestmark = pytest.mark.e2e
@@ -42,8 +41,9 @@ REFERRED = r"Dirujuk|Referred|Diterima|Accepted"
 
 
 def example_case() -> dict[str, Any]:
-    """The issue-2 example with its own external_ref (intake refuses a reused one)."""
-    case = copy.deepcopy(EXAMPLE_SUBMISSION)
+    """The issue-2 example with its own external_ref (intake refuses a reused one), dated
+    relative to today as the stack routes by today's date."""
+    case = recent_example_case()  # the same document as intake's EXAMPLE_SUBMISSION
     case["external_ref"] = f"NGO-LPG-{uuid.uuid4().hex[:10]}"
     return case
 
@@ -393,3 +393,11 @@ async def test_the_core_flow_works_with_javascript_off(page: Page, stack: Stack)
         await plain.wait_for_url(re.compile("/sign-in"))
     finally:
         await context.close()
+
+
+def test_the_example_typed_into_the_form_is_the_issue_2_example() -> None:
+    from lintas_intake.entrypoints.examples import EXAMPLE_SUBMISSION
+
+    from tests.support.fixtures import EXAMPLE_CASE
+
+    assert EXAMPLE_CASE == EXAMPLE_SUBMISSION

@@ -10,11 +10,14 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 import uuid
+from datetime import date
 from typing import Any
 
 import httpx
 import pytest
+from lintas_referral.domain.forums import add_months
 from lintas_shared.crypto import DataKey
 from lintas_shared.envelope import from_kafka_record, to_kafka_record
 from lintas_shared.events import (
@@ -30,10 +33,10 @@ from lintas_shared.topics import CASES, REFERRALS
 from lintas_shared.values import ConsentPurpose
 
 from tests.e2e.conftest import Stack
-from tests.support.fixtures import example_case
+from tests.support.fixtures import RECENT_CLAIM_AGE, recent_example_case
 from tests.support.kafka import collect, eventually, produce_raw
 from tests.support.servers import Servers
-from tests.support.webhook_receiver import webhook_receiver
+from tests.support.webhook_receiver import Receiver, webhook_receiver
 
 pytestmark = pytest.mark.e2e
 MANIFEST = {
@@ -66,7 +69,7 @@ def fields_of(shared: dict[str, Any]) -> set[str]:
 
 
 async def submit(stack: Stack, **consent: Any) -> dict[str, Any]:
-    doc = example_case(external_ref=f"NGO-{uuid.uuid4()}")
+    doc = recent_example_case(external_ref=f"NGO-{uuid.uuid4()}")
     doc["consent"].update(consent)
     async with httpx.AsyncClient(base_url=stack.urls["intake"], timeout=10) as client:
         created = await client.post(
@@ -98,6 +101,8 @@ async def test_partner_hears_by_signed_webhook_reads_minimised_case_and_accepts(
             registered = await hk.put("/v1/webhook", json={"url": receiver.url})
             assert registered.status_code == 200, registered.text
             receiver.secret = registered.json()["secret"]
+            assert receiver.secret.startswith("whsec_")
+            assert registered.json()["signature_scheme"] == "standard"
             refused = await hk.put("/v1/webhook", json={"url": "http://lawyer.example.hk/x"})
             assert refused.status_code == 422
             assert refused.json()["errors"][0]["field"] == "url"
@@ -110,8 +115,12 @@ async def test_partner_hears_by_signed_webhook_reads_minimised_case_and_accepts(
             [claim] = view["claims"]
             assert claim["forum"]["code"] == "HK-MECAB"
             assert [p["code"] for p in claim["prerequisites"]] == ["HK-LD-CONCILIATION"]
-            assert claim["deadline"]["date"] == "2027-08-31"
-            assert claim["deadline"]["verified"] is False
+            # Six years (Limitation Ord.); MECAB hears it only if filed within 12 months.
+            arose = date.today() - RECENT_CLAIM_AGE
+            assert claim["deadline"]["date"] == add_months(arose, 72).isoformat()
+            assert claim["deadline"]["verified"] is True
+            assert claim["forum_until"] == add_months(arose, 12).isoformat()
+            assert claim["deadline_passed"] is False
             assert fields_of(view["shared"]) == MANIFEST
             assert view["shared"]["worker"]["full_name"] == "Contoh Pekerja"
             assert view["shared"]["employment"]["employer_name"] == "Contoh Majikan"
@@ -155,6 +164,7 @@ async def test_partner_hears_by_signed_webhook_reads_minimised_case_and_accepts(
             await eventually(lambda: delivered("org.lintas.referral.offered"), timeout=60)
             await eventually(lambda: delivered("org.lintas.referral.accepted"), timeout=60)
             assert receiver.rejected == []
+            await _receiver_refuses_forgeries(receiver)
             log = (await hk.get(f"/v1/referrals/{rid}/deliveries")).json()
             assert {d["state"] for d in log} == {"delivered"}
             assert (await sg.get(f"/v1/referrals/{rid}/deliveries")).status_code == 404
@@ -245,3 +255,29 @@ async def test_referral_logs_hold_no_personal_data(stack: Stack) -> None:
     assert text
     for secret in ("Contoh Pekerja", "6281234567890", "Contoh Majikan", "Lampung Timur"):
         assert secret not in text
+
+
+async def _receiver_refuses_forgeries(receiver: Receiver) -> None:
+    """What the Standard Webhooks library and a seen-id set give a partner: a delivery
+    sent again is a replay, a changed body fails the signature, an old timestamp is
+    stale. Each is a real delivery from the stack, sent again by hand."""
+    seen = next(r for r in receiver.requests if "webhook-signature" in r.headers)
+    attempts = {
+        "replayed id": (seen.headers, seen.body),
+        "bad signature": (seen.headers, seen.body.replace(b'"data":{', b'"data":{"x":1,', 1)),
+        "stale timestamp": (
+            {**seen.headers, "webhook-timestamp": str(int(time.time()) - 600)},
+            seen.body,
+        ),
+    }
+    async with httpx.AsyncClient(timeout=10) as client:
+        for why, (headers, body) in attempts.items():
+            before = len(receiver.rejected)
+            sent = await client.post(
+                receiver.url,
+                content=body,
+                headers={k: v for k, v in headers.items() if k not in ("content-length", "host")},
+            )
+            assert sent.status_code == 401, why
+            assert receiver.rejected[before:] == [why]
+    receiver.rejected.clear()

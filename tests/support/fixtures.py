@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lintas_shared.crypto import CaseKeyMissingError, DataKey, phone_lookup_hash
@@ -63,6 +63,25 @@ def example_case(**changes: Any) -> dict[str, Any]:
     """A deep copy of the example case with top-level keys replaced."""
     doc = copy.deepcopy(EXAMPLE_CASE)
     doc.update(changes)
+    return doc
+
+
+#: How long before today the e2e example's claim arose: well inside MECAB's 12 months.
+RECENT_CLAIM_AGE = timedelta(days=60)
+
+
+def recent_example_case(**changes: Any) -> dict[str, Any]:
+    """The example case with its claim, the end of the job and the consent dated relative
+    to today, for tests that run on the wall clock (the stack routes by today's date: a
+    fixed date would leave MECAB's 12 months one day and change where the claim goes)."""
+    doc = example_case(**changes)
+    arose = datetime.now(UTC).date() - RECENT_CLAIM_AGE
+    doc["employment"]["ended_on"] = arose.isoformat()
+    for claim in doc["claims"]:
+        claim["arose_on"] = arose.isoformat()
+    doc["consent"]["given_at"] = (
+        datetime.now(UTC) - RECENT_CLAIM_AGE + timedelta(days=10)
+    ).isoformat()
     return doc
 
 

@@ -52,6 +52,8 @@ def case(
     share_with_organisations: tuple[str, ...] = (),
     purposes: tuple[ConsentPurpose, ...] = (ConsentPurpose.LEGAL_REFERRAL,),
     consent_id: str | None = None,
+    agency_country: str | None = None,
+    worker_country: str = "ID",
 ) -> CaseSubmitted:
     """A submitted case as intake would announce it, personal fields sealed with `key`."""
     key = key or fixture_key(case_id)
@@ -65,7 +67,7 @@ def case(
             phone=key.encrypt("worker.phone", WORKER_PHONE),
             phone_hash=phone_lookup_hash(WORKER_PHONE, PHONE_HASH_SECRET),
             preferred_language="id",
-            current_country="ID",
+            current_country=worker_country,
         ),
         employment=EmploymentSummary(
             country=country,
@@ -74,6 +76,7 @@ def case(
             ended_on=ended_on,
             employer_name=key.encrypt("employment.employer_name", EMPLOYER),
             placement_agency=key.encrypt("employment.placement_agency", AGENCY),
+            placement_agency_country=agency_country,
         ),
         claims=tuple(
             ClaimSummary(

@@ -1,21 +1,37 @@
 """A partner's webhook endpoint for tests: a real HTTP server on 127.0.0.1.
 
-It verifies `X-Lintas-Signature` on its own (HMAC-SHA256 over "<t>.<body>", refusing
-timestamps more than 5 minutes from its clock), and can fail on purpose.
+It does what a partner's receiver would, with the libraries a partner would use:
+verifies each delivery with the `standardwebhooks` package (`webhook-id`,
+`webhook-timestamp`, `webhook-signature`, the `whsec_` secret; timestamps more than 5
+minutes from its clock refused), refuses a `webhook-id` it has already accepted (a
+replay), and reads the body with the CloudEvents SDK (structured mode,
+`application/cloudevents+json`). With `scheme="lintas-v1"` it verifies the deprecated
+`X-Lintas-Signature` instead, by hand, as partners built before did. It can fail on
+purpose, and keeps every request it saw so a test can send one again, changed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
+
+from cloudevents.core.bindings.http import HTTPMessage, from_http_event
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as it arrived."""
+
+    headers: dict[str, str]
+    body: bytes
 
 
 @dataclass
@@ -24,25 +40,48 @@ class Receiver:
 
     url: str = ""
     secret: str = ""
+    scheme: Literal["standard", "lintas-v1"] = "standard"
     fail_next: int = 0  # answer 500 to this many valid requests first
     accepted: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    requests: list[Seen] = field(default_factory=list)
     failed_on_purpose: int = 0
+    seen_ids: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def check(self, header: str, body: bytes) -> str | None:
-        """None when the signature is valid and fresh, else why not."""
+    def check(self, headers: dict[str, str], body: bytes) -> str | None:
+        """None when the delivery is authentic, fresh and new, else why not."""
+        if self.scheme == "lintas-v1":
+            return _check_lintas_v1(self.secret, headers.get("x-lintas-signature", ""), body)
         try:
-            parts = dict(item.split("=", 1) for item in header.split(","))
-            timestamp = int(parts["t"])
-        except (KeyError, ValueError):
-            return "malformed signature header"
-        if abs(time.time() - timestamp) > 300:
-            return "stale timestamp"
-        mac = hmac.new(self.secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-        if not hmac.compare_digest(mac.hexdigest(), parts.get("v1", "")):
-            return "bad signature"
+            Webhook(self.secret).verify(body, headers)
+        except WebhookVerificationError as exc:
+            reason = str(exc)
+            if "too old" in reason or "too new" in reason:
+                return "stale timestamp"
+            return "bad signature" if "signature" in reason.lower() else reason
+        if headers["webhook-id"] in self.seen_ids:
+            return "replayed id"
         return None
+
+    def event(self, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+        """The body read as a CloudEvent by the SDK: its attributes and data."""
+        event = from_http_event(HTTPMessage(headers=headers, body=body))
+        return {**event.get_attributes(), "data": event.get_data()}
+
+
+def _check_lintas_v1(secret: str, header: str, body: bytes) -> str | None:
+    try:
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        timestamp = int(parts["t"])
+    except (KeyError, ValueError):
+        return "malformed signature header"
+    if abs(time.time() - timestamp) > 300:
+        return "stale timestamp"
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    if not hmac.compare_digest(mac.hexdigest(), parts.get("v1", "")):
+        return "bad signature"
+    return None
 
 
 @contextmanager
@@ -53,8 +92,10 @@ def webhook_receiver() -> Iterator[Receiver]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            problem = receiver.check(self.headers.get("X-Lintas-Signature", ""), body)
+            headers = {k.lower(): v for k, v in self.headers.items()}
             with receiver.lock:
+                receiver.requests.append(Seen(headers, body))
+                problem = receiver.check(headers, body)
                 if problem is not None:
                     receiver.rejected.append(problem)
                     status = 401
@@ -63,7 +104,9 @@ def webhook_receiver() -> Iterator[Receiver]:
                     receiver.failed_on_purpose += 1
                     status = 500
                 else:
-                    receiver.accepted.append(json.loads(body))
+                    receiver.accepted.append(receiver.event(headers, body))
+                    if receiver.scheme == "standard":
+                        receiver.seen_ids.add(headers["webhook-id"])
                     status = 204
             self.send_response(status)
             self.send_header("Content-Length", "0")

@@ -11,6 +11,7 @@ import pytest
 from lintas_console.adapters.services_api import service_client
 from lintas_console.domain.people import Person, Role
 from lintas_console.entrypoints import pages_cases
+from lintas_console.entrypoints.forms import nest
 from lintas_shared.person_tokens import INTAKE_AUDIENCE, REFERRAL_AUDIENCE, new_signing_key
 
 from services.console.tests.fakes import pages_app
@@ -61,6 +62,32 @@ async def test_a_new_case_sent_while_intake_is_down_keeps_what_was_typed(
     assert 'value="12000.00"' in page.text
     # The same Idempotency-Key goes out again with the next try: still one case.
     assert 'name="idempotency_key" value="key-1"' in page.text
+
+
+async def test_the_new_case_form_asks_the_washington_group_questions_as_optional(
+    console: httpx.AsyncClient,
+) -> None:
+    html = (await console.get("/cases/new")).text
+    assert "Fungsi tubuh (pertanyaan Washington Group), hanya dengan persetujuan pekerja" in html
+    for domain in ("seeing", "hearing", "walking", "remembering", "self_care", "communicating"):
+        assert f'name="worker.functioning.{domain}"' in html
+    assert html.count('<option value="cannot_do"') == 6
+    assert "Tidak bisa sama sekali" in html
+    assert 'name="worker.functioning.seeing"  required' not in html
+    # Answers kept in the form when intake is down; only the answered ones are sent.
+    form = {
+        "csrf_token": "csrf-1",
+        "idempotency_key": "key-2",
+        "claim_count": "1",
+        "action": "submit",
+        "worker.functioning.walking": "a_lot",
+        "worker.functioning.seeing": "",
+    }
+    page = await console.post("/cases/new", data=form)
+    assert page.status_code == 503
+    assert '<option value="a_lot" selected>' in page.text
+    body = nest(list(form.items()))
+    assert body["worker"] == {"functioning": {"walking": "a_lot"}}
 
 
 async def test_a_page_that_needs_intake_says_it_is_not_answering(

@@ -366,7 +366,7 @@ def test_a_period_reads_both_dates_and_names_bad_ones() -> None:
 REPORT: dict[str, Any] = {
     "cases": 12000,
     "cases_by": {
-        "claim_type": {"unpaid_wages": 9, "abuse": 1},
+        "claim_type": {"unpaid_wages": 9, "abuse": None},  # suppressed
         "employment_country": {"HK": 7, "SG": 4, "unknown": 1},
         "organisation": {"ngo-a": 12000},
         "status": {"referred": 5, "closed": 2, "submitted": 0},
@@ -380,6 +380,54 @@ REPORT: dict[str, Any] = {
     "closed_by_outcome": {},
     "amounts_recovered": {"HKD": "12000.10", "SGD": "300.00"},
     "sms": {"sent": 3, "delivered": 2},
+    "breakdowns": {
+        "gender": {
+            "dimensions": ["gender"],
+            "withheld": False,
+            "groups": [
+                {
+                    "group": {"gender": "female"},
+                    "cases": 9,
+                    "suppressed": False,
+                    "median_days_submission_to_acceptance": 2.5,
+                    "amounts_recovered": {"HKD": "12000.10"},
+                },
+                {
+                    "group": {"gender": "male"},
+                    "cases": None,
+                    "suppressed": True,
+                    "median_days_submission_to_acceptance": None,
+                    "amounts_recovered": None,
+                },
+            ],
+        },
+        "age_band": {"dimensions": ["age_band"], "withheld": True, "groups": []},
+        "gender_sector_disability": {
+            "dimensions": ["gender", "sector", "disability"],
+            "withheld": False,
+            "groups": [
+                {
+                    "group": {"gender": "female", "sector": "domestic_work", "disability": "yes"},
+                    "cases": 6,
+                    "suppressed": False,
+                    "median_days_submission_to_acceptance": 1.5,
+                    "amounts_recovered": {},
+                },
+                {
+                    "group": {"gender": "male", "sector": "construction", "disability": "no"},
+                    "cases": None,
+                    "suppressed": True,
+                    "median_days_submission_to_acceptance": None,
+                    "amounts_recovered": None,
+                },
+            ],
+        },
+    },
+    "suppression": {
+        "min_cell": 5,
+        "shown_as": "<5",
+        "suppressed_counts": {"cases_by.claim_type": ["abuse"]},
+    },
     "period": {"from": None, "to": None},
 }
 
@@ -464,13 +512,35 @@ async def test_the_indicators_page_shows_charts_and_tables_of_the_period(
         {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z"},
     )
     html = page.text
-    assert html.count('<svg class="chart"') == 5  # one organisation: no chart of it
+    # One organisation: no chart of it; no outcomes; one chart of the workers' gender.
+    assert html.count('<svg class="chart"') == 6
     assert 'aria-labelledby="chart-status-title chart-status-desc"' in html
     assert "<td>Hong Kong</td><td>7</td>" in html
     assert "<td>Unknown</td><td>1</td>" in html
     assert "12,000" in html  # numbers in the reader's locale
     assert "HK$12,000.10" in html  # money per currency, never a float
     assert 'href="/indicators.csv?from=2026-01-01&amp;to=2026-01-31"' in html
+    assert "style=" not in html
+
+
+async def test_the_indicators_page_breaks_cases_down_by_who_the_workers_are(
+    browser: httpx.AsyncClient,
+) -> None:
+    html = (await browser.get("/indicators")).text
+    assert "<td>Abuse</td><td>&lt;5</td>" in html  # a suppressed count of the older tables
+    assert '<h2 id="h-workers">Who the workers are</h2>' in html
+    assert 'data-testid="suppression-note"' in html
+    assert "a count below 5 cases is shown as “&lt;5”" in html
+    assert "<td>Female</td><td>9</td><td>2.5</td><td>HK$12,000.10</td>" in html
+    assert "<td>Male</td><td>&lt;5</td><td>—</td><td>—</td>" in html
+    assert 'id="chart-workers-gender"' in html
+    # The crossing: women domestic workers with a disability, as a table.
+    assert (
+        "<td>Female</td><td>Domestic work</td><td>With a disability</td><td>6</td><td>1.5</td>"
+        in html
+    )
+    assert "<td>Male</td><td>Construction</td><td>Without a disability</td><td>&lt;5</td>" in html
+    assert "Not shown: too few cases to show without singling anyone out." in html
     assert "style=" not in html
 
 

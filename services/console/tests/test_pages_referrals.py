@@ -263,10 +263,11 @@ def test_a_refused_webhook_url_is_said_plainly() -> None:
 # --- what the browser tests look for ----------------------------------------------------------
 
 
-def _page(language: str, status: str) -> str:
+def _page(language: str, status: str, claim: dict[str, Any] | None = None) -> str:
     translator = Translator(load_catalogs())
     translator.use(language)
-    referral = _referral("r1", status, _claim(0, "2026-05-01", verified=False)) | {
+    claim = claim or _claim(0, "2026-05-01", verified=False)
+    referral = _referral("r1", status, claim) | {
         "handed_on_from": None,
         "erased": False,
         "handoff": {
@@ -331,3 +332,40 @@ def test_an_accepted_referral_offers_progress_close_and_hand_on_not_accept() -> 
     assert 'data-testid="accept"' not in page
     for action in ("progress", "close", "hand_on"):
         assert f'action="/referrals/r1/{action}"' in page
+
+
+PASSED = _claim(0, "2026-01-10") | {
+    "deadline_passed": True,
+    "late_filing": "ECO s.14(4): the court may allow a later claim with a reasonable excuse.",
+    "warnings": ["The filing deadline passed on 2026-01-10."],
+    "alternatives": [{"code": "HK-SCT", "name": "Small Claims Tribunal", "verified": False}],
+}
+UNCOMPARABLE = _claim(0, "2032-08-31", verified=False) | {
+    "missing_facts": ["the amount per claimant in HKD (given in IDR)"],
+    "warnings": ["Unverified: routing is missing the amount per claimant in HKD (given in IDR)."],
+}
+
+
+@pytest.mark.parametrize(
+    ("language", "passed"),
+    [("en", "Deadline passed on 10 Jan 2026"), ("id", "Batas waktu sudah lewat pada 10 Jan 2026")],
+)
+def test_a_passed_deadline_shows_the_date_and_the_late_filing_route(
+    language: str, passed: str
+) -> None:
+    page = _page(language, "offered", PASSED)
+    assert passed in page
+    assert "s.14(4)" in page.split('data-testid="late-filing">')[1]
+    assert "Small Claims Tribunal" in page.split('data-testid="alternatives">')[1]
+    inbox_rows, _ = deadline_rows([_referral("r1", "offered", PASSED)], today=date(2026, 9, 16))
+    assert inbox_rows[0].passed
+    assert inbox_rows[0].late_filing.startswith("ECO s.14(4)")
+
+
+def test_an_unverified_routing_names_the_missing_fact() -> None:
+    page = _page("en", "offered", UNCOMPARABLE)
+    note = page.split('data-testid="unverified">')[1].split("</p>")[0]
+    assert "Missing: the amount per claimant in HKD (given in IDR)." in note
+    rows, _ = deadline_rows([_referral("r1", "offered", UNCOMPARABLE)], today=date(2026, 9, 16))
+    assert rows[0].missing == "the amount per claimant in HKD (given in IDR)"
+    assert not rows[0].passed

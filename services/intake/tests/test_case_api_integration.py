@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from csv import reader as csv_reader
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from io import StringIO
 from typing import Any
 
 import httpx
@@ -457,6 +459,7 @@ async def test_admin_reads_are_audited_and_tampering_is_detected(
 
 
 async def test_indicators_match_a_hand_counted_fixture(api: Api) -> None:
+    api.app.state.indicators_min_cell = 1  # these few cases, unsuppressed
     t0 = datetime.now(UTC)
     hk1 = (await create(api)).json()
     hk2 = (await create(api)).json()
@@ -817,3 +820,159 @@ async def test_the_list_by_reference_and_by_nearest_deadline(api: Api) -> None:
     assert parameters["reference"]["schema"]["anyOf"][0]["maxLength"] == 8
     item_schema = openapi["components"]["schemas"]["CaseListItem"]["properties"]
     assert {"deadline", "deadline_verified"} <= set(item_schema)
+
+
+# --- GEDSI indicators: who the workers are (issue 14) -------------------------------
+ALL_NONE = dict.fromkeys(
+    ("seeing", "hearing", "walking", "remembering", "self_care", "communicating"), "none"
+)
+WITH_DIFFICULTY = {**ALL_NONE, "walking": "a_lot", "remembering": "some"}
+
+
+def case_doc(
+    *,
+    gender: str = "female",
+    born: str = "1994-05-17",
+    functioning: dict[str, str] | None = None,
+    sector: str = "domestic_work",
+    country: str = "HK",
+    region: str = "Lampung Timur, Lampung",
+) -> dict[str, Any]:
+    doc = example_case(external_ref=f"NGO-{uuid.uuid4()}")
+    doc["worker"] = {**doc["worker"], "gender": gender, "date_of_birth": born}
+    doc["worker"]["home_region"] = region
+    if functioning is not None:
+        doc["worker"]["functioning"] = functioning
+    doc["employment"] = {**doc["employment"], "sector": sector, "country": country}
+    return doc
+
+
+async def submit_all(api: Api, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    created = []
+    for doc in docs:
+        response = await create(api, doc)
+        assert response.status_code == 201, response.text
+        created.append(response.json())
+    return created
+
+
+def rows(report: dict[str, Any], name: str) -> dict[tuple[str, ...], int | None]:
+    return {tuple(g["group"].values()): g["cases"] for g in report["breakdowns"][name]["groups"]}
+
+
+async def test_the_report_breaks_cases_down_by_who_the_workers_are(api: Api) -> None:
+    t0 = datetime.now(UTC) - timedelta(seconds=1)
+    await submit_all(
+        api,
+        [
+            # 6 women domestic workers in HK with a disability, 25-34, from Lampung
+            *[case_doc(functioning=WITH_DIFFICULTY) for _ in range(6)],
+            # 5 women domestic workers in HK without, 25-34, from Lampung
+            *[case_doc(functioning=ALL_NONE) for _ in range(5)],
+            # 2 men in construction in SG, answers not recorded, 18-24, from Jawa Timur
+            *[
+                case_doc(
+                    gender="male",
+                    born="2005-01-01",
+                    sector="construction",
+                    country="SG",
+                    region="Malang, Jawa Timur",
+                )
+                for _ in range(2)
+            ],
+        ],
+    )
+    window = {"from": t0.isoformat(), "to": (datetime.now(UTC) + timedelta(seconds=1)).isoformat()}
+
+    api.app.state.indicators_min_cell = 1
+    exact = (await api.client.get("/v1/reports/indicators", params=window, headers=api.h())).json()
+    assert exact["cases"] == 13
+    assert rows(exact, "gender") == {("female",): 11, ("male",): 2}
+    assert rows(exact, "age_band") == {("18-24",): 2, ("25-34",): 11}
+    assert rows(exact, "disability") == {("no",): 5, ("unknown",): 2, ("yes",): 6}
+    assert rows(exact, "home_province") == {("Jawa Timur",): 2, ("Lampung",): 11}
+    assert rows(exact, "gender_sector_disability") == {
+        ("female", "domestic_work", "no"): 5,
+        ("female", "domestic_work", "yes"): 6,
+        ("male", "construction", "unknown"): 2,
+    }
+
+    api.app.state.indicators_min_cell = 5  # the default
+    report = (await api.client.get("/v1/reports/indicators", params=window, headers=api.h())).json()
+    # Men (2) are below 5; women would give them away: both hidden.
+    assert rows(report, "gender") == {("female",): None, ("male",): None}
+    assert rows(report, "employment_country") == {("HK",): None, ("SG",): None}
+    # Women domestic workers with a disability: 6, shown; the two small cells hidden.
+    assert rows(report, "gender_sector_disability") == {
+        ("female", "domestic_work", "no"): None,
+        ("female", "domestic_work", "yes"): 6,
+        ("male", "construction", "unknown"): None,
+    }
+    hidden = report["breakdowns"]["gender_age_band"]["groups"][-1]
+    assert hidden["group"] == {"gender": "male", "age_band": "18-24"}
+    assert (hidden["cases"], hidden["suppressed"], hidden["amounts_recovered"]) == (
+        None,
+        True,
+        None,
+    )
+    assert report["suppression"]["min_cell"] == 5
+    text = (
+        await api.client.get(
+            "/v1/reports/indicators", params={**window, "format": "csv"}, headers=api.h()
+        )
+    ).text
+    first, *rest = text.splitlines()
+    assert first.startswith("# Counts below 5 cases are suppressed and shown as <5")
+    table = list(csv_reader(StringIO("\n".join(rest))))
+    assert table[0] == ["indicator", "dimension", "value"]
+    assert ["gender.cases", "gender=male", "<5"] in table
+    assert [
+        "gender_sector_disability.cases",
+        "gender=female;sector=domestic_work;disability=yes",
+        "6",
+    ] in table
+    assert "a_lot" not in text
+    assert "walking" not in text
+
+
+async def test_the_washington_group_answers_are_sealed_and_only_derived_facts_kept(
+    api: Api, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    answers = {
+        "seeing": "cannot_do",
+        "hearing": "some",
+        "walking": "a_lot",
+        "remembering": "none",
+        "self_care": "some",
+        "communicating": "none",
+    }
+    [case] = await submit_all(api, [case_doc(functioning=answers)])
+    raw = await mongo[database_name]["cases"].find_one({"_id": case["id"]})
+    assert raw is not None
+    sealed = raw["submission"]["worker"]["functioning"]
+    assert isinstance(sealed, str)
+    assert sealed.startswith("enc:")
+    stored = str(raw)
+    for word in ("cannot_do", "a_lot", "seeing", "walking", "self_care", "communicating"):
+        assert word not in stored
+    assert raw["worker_facts"] == {
+        "gender": "female",
+        "age_band": "25-34",
+        "disability": "yes",
+        "sector": "domestic_work",
+        "home_province": "Lampung",
+    }
+    # Its own NGO reads the answers back, unchanged.
+    read = (await api.client.get(f"/v1/cases/{case['id']}", headers=api.h())).json()
+    assert read["case"]["worker"]["functioning"] == answers
+    # Erasure forgets the derived facts with the rest.
+    assert (await api.client.post(f"/v1/cases/{case['id']}/erase", headers=api.h())).is_success
+    erased = await mongo[database_name]["cases"].find_one({"_id": case["id"]})
+    assert erased is not None
+    assert set(erased["worker_facts"].values()) == {"unknown"}
+
+
+async def test_an_unknown_answer_is_refused(api: Api) -> None:
+    response = await create(api, case_doc(functioning={"seeing": "blind"}))
+    assert response.status_code == 422
+    assert "worker.functioning.seeing" in response.text

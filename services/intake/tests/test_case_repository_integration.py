@@ -87,13 +87,14 @@ async def test_personal_fields_are_sealed_at_rest_and_opened_on_read(
         "Contoh Pekerja",
         "6281234567890",
         "1994-05-17",
-        "Lampung",
+        "Lampung Timur",  # the home region as typed; only its province is kept (below)
         "Gaji tiga",
         "Majikan",
         "afraid",
     ):
         assert secret not in text
     assert raw["submission"]["worker"]["phone"].startswith("enc:v1:")
+    assert raw["worker_facts"]["home_province"] == "Lampung"  # for the indicators
     assert raw["submission"]["employment"]["country"] == "HK"  # routing facts stay readable
     assert await repo.get("c1") == case
 

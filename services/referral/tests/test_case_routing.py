@@ -57,9 +57,9 @@ def test_offer_carries_forum_and_deadline_and_records_the_handoff() -> None:
     assert isinstance(offer, ReferralOffered)
     assert offer.partner_organisation_id == "org-hk-1"  # least loaded
     assert offer.forum is not None
-    assert (offer.forum.code, offer.forum.verified) == ("HK-MECAB", False)
+    assert (offer.forum.code, offer.forum.verified) == ("HK-MECAB", True)
     assert offer.deadline is not None
-    assert offer.deadline.date == date(2027, 8, 31)
+    assert offer.deadline.date == date(2032, 8, 31)  # 6 years; MECAB's 12 months: jurisdiction
     [referral] = r.referrals
     assert referral.expires_at == NOW + timedelta(hours=72)
     handoff = referral.handoff
@@ -329,8 +329,8 @@ def test_a_corrected_amount_reroutes_the_claim_and_moves_its_reminders() -> None
     assert r.claims[0].forum is not None
     assert r.claims[0].forum.code == "HK-MECAB"
     old = {m.deadline for m in r.reminders}
-    assert old == {date(2027, 8, 31)}
-    corrected = case(claims=(claim(value="20000.00"),))
+    assert old == {date(2032, 8, 31)}
+    corrected = case(claims=(claim(value="20000.00", arose_on=date(2026, 7, 31)),))
     events = r.correct(
         CaseDetailsCorrected(case_id="case-1", claims=corrected.claims, corrected_at=NOW),
         RULES,
@@ -342,4 +342,4 @@ def test_a_corrected_amount_reroutes_the_claim_and_moves_its_reminders() -> None
     assert r.claims[0].forum is not None
     assert r.claims[0].forum.code == "HK-LT"
     states = {(m.deadline, m.state) for m in r.reminders}
-    assert states == {(date(2027, 8, 31), "cancelled"), (date(2032, 8, 31), "scheduled")}
+    assert states == {(date(2032, 8, 31), "cancelled"), (date(2032, 7, 31), "scheduled")}

@@ -133,7 +133,7 @@ async def test_the_partner_sees_exactly_the_manifest_fields(api: Api) -> None:
     assert [c["type"] for c in shared["claims"]] == ["unpaid_wages"]
     assert shared["claims"][0]["description"] == DESCRIPTION
     assert view["claims"][0]["forum"]["code"] == "HK-MECAB"
-    assert view["claims"][0]["deadline"]["verified"] is False
+    assert view["claims"][0]["deadline"]["verified"] is True  # the MECAB row is verified
     assert view["handoff"]["consent_id"] == "consent-case-view"
     assert view["handoff"]["recipient_country"] == "HK"
     for absent in (

@@ -1,7 +1,11 @@
-"""Signed webhook delivery to a real local receiver, with retries on a stored schedule."""
+"""Signed webhook delivery to a real local receiver, with retries on a stored schedule.
+
+The receiver verifies with the `standardwebhooks` package and reads the body with the
+CloudEvents SDK, as a partner would (tests/support/webhook_receiver.py)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import itertools
 import time
@@ -11,12 +15,15 @@ from datetime import timedelta
 import pytest
 from lintas_referral import handlers, webhooks
 from lintas_referral.adapters.http_sender import HttpxSender
+from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
 from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
+from lintas_referral.domain.webhooks import SignatureScheme
 from lintas_referral.webhooks import SecretBox, Webhooks
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD
 from pymongo import AsyncMongoClient
+from standardwebhooks.webhooks import Webhook
 
 from services.referral.tests.conftest import Stores
 from tests.support.referral_cases import case, submitted
@@ -99,11 +106,13 @@ async def test_stale_or_badly_signed_deliveries_are_rejected_by_the_receiver(
     stores: Stores, hooks: Webhooks, receiver: Receiver
 ) -> None:
     receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
+    assert receiver.secret.startswith("whsec_")
     event = await offered_event(stores, "case-w2")
     await webhooks.on_referral_event(event, hooks)
     stale = dataclasses.replace(hooks, wall_clock=lambda: time.time() - 301)
     await webhooks.deliver_due(stale)
-    receiver.secret = "whsec_not-the-one-we-gave"
+    right = receiver.secret
+    receiver.secret = "whsec_" + base64.b64encode(b"not-the-one-we-gave").decode()
     stores.clock.advance(seconds=30)
     await webhooks.deliver_due(hooks)
     assert receiver.rejected == ["stale timestamp", "bad signature"]
@@ -111,6 +120,71 @@ async def test_stale_or_badly_signed_deliveries_are_rejected_by_the_receiver(
     [delivery] = await hooks.deliveries.for_referral(event.data["referral_id"])  # type: ignore[attr-defined]
     assert [a["status_code"] for a in delivery["log"]] == [401, 401]
     assert delivery["state"] == "pending"
+
+    # The right secret: the third attempt lands, with the same webhook-id as the first.
+    receiver.secret = right
+    stores.clock.advance(seconds=60)
+    await webhooks.deliver_due(hooks)
+    assert len(receiver.accepted) == 1
+    ids = {r.headers["webhook-id"] for r in receiver.requests}
+    assert ids == {delivery["_id"]}
+
+
+async def test_standard_webhooks_headers_and_a_cloudevent_body(
+    stores: Stores, hooks: Webhooks, receiver: Receiver
+) -> None:
+    receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
+    event = await offered_event(stores, "case-w4")
+    await webhooks.on_referral_event(event, hooks)
+    await webhooks.deliver_due(hooks)
+    [seen] = receiver.requests
+    assert seen.headers["content-type"] == "application/cloudevents+json"
+    assert seen.headers["webhook-signature"].startswith("v1,")
+    assert int(seen.headers["webhook-timestamp"]) == pytest.approx(time.time(), abs=10)
+    assert "x-lintas-signature" not in seen.headers  # new registrations: the standard only
+    [body] = receiver.accepted
+    assert (body["id"], body["source"], body["type"], body["subject"]) == (
+        event.id,
+        event.source,
+        "org.lintas.referral.offered",
+        event.subject,
+    )
+    assert body["data"]["referral_id"] == event.data["referral_id"]
+
+
+@pytest.mark.parametrize("scheme", ["both", "lintas-v1"])
+async def test_a_partner_on_the_old_header_keeps_it_for_a_release(
+    stores: Stores, hooks: Webhooks, receiver: Receiver, scheme: SignatureScheme
+) -> None:
+    receiver.scheme = "lintas-v1"  # a receiver built before the standard headers
+    receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url, scheme)
+    event = await offered_event(stores, f"case-w5-{scheme}")
+    await webhooks.on_referral_event(event, hooks)
+    await webhooks.deliver_due(hooks)
+    assert receiver.rejected == []
+    [seen] = receiver.requests
+    assert seen.headers["x-lintas-event-id"] == event.id
+    assert ("webhook-signature" in seen.headers) is (scheme == "both")
+    if scheme == "both":  # and the same delivery verifies the standard way too
+        Webhook(receiver.secret).verify(seen.body, seen.headers)
+
+
+async def test_a_registration_from_before_schemes_is_signed_the_old_way(
+    stores: Stores, hooks: Webhooks, receiver: Receiver
+) -> None:
+    receiver.scheme = "lintas-v1"
+    receiver.secret = "whsec_" + "an-old-url-safe-secret_-"
+    sealed = hooks.box.seal("org-hk-1", receiver.secret)
+    partners: MongoPartnerDirectory = hooks.partners  # type: ignore[assignment]
+    await partners._collection.update_one(
+        {"_id": "org-hk-1"}, {"$set": {"webhook": {"url": receiver.url, "secret": sealed}}}
+    )
+    event = await offered_event(stores, "case-w6")
+    await webhooks.on_referral_event(event, hooks)
+    await webhooks.deliver_due(hooks)
+    assert receiver.rejected == []
+    assert len(receiver.accepted) == 1
+    assert "webhook-signature" not in receiver.requests[0].headers
 
 
 async def test_gives_up_after_24_hours_and_an_operator_redelivers(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -254,6 +255,26 @@ class EventConsumer:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One consumer attached to one topic: what the AsyncAPI documents say it receives."""
+
+    consumer: str
+    topic: str
+    group_id: str
+    event_types: tuple[str, ...]
+
+
+_SUBSCRIPTIONS: weakref.WeakKeyDictionary[KafkaBroker, list[Subscription]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def subscriptions(broker: KafkaBroker) -> tuple[Subscription, ...]:
+    """The subscriptions `subscribe` attached to `broker`, in order."""
+    return tuple(_SUBSCRIPTIONS.get(broker, ()))
+
+
 async def _raw_body(message: StreamMessage[Any]) -> bytes:
     # Keep FastStream from decoding: parsing (and refusing) is EventConsumer's job.
     return message.body
@@ -267,6 +288,9 @@ def subscribe(broker: KafkaBroker, topic: str, *, group_id: str, consumer: Event
     the service first started is skipped.
     """
     consumer.group = consumer.group or group_id
+    _SUBSCRIPTIONS.setdefault(broker, []).append(
+        Subscription(consumer.name, topic, group_id, consumer.event_types)
+    )
 
     @broker.subscriber(
         topic,

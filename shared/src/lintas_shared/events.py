@@ -20,8 +20,9 @@ from lintas_shared.values import (
     ClaimType,
     ConsentPurpose,
     CountryCode,
+    CurrencyCode,
     LanguageCode,
-    Money,
+    MoneyValue,
     Sector,
 )
 
@@ -47,6 +48,16 @@ class _Part(BaseModel):
 # --- parts ---------------------------------------------------------------------------
 
 
+class Amount(_Part):
+    """An amount in one currency: `lintas_shared.values.Money` as events carry it (a
+    consumer ignores fields it does not know here too; the API refuses them)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", from_attributes=True)
+
+    currency: CurrencyCode
+    value: MoneyValue = Field(description="A decimal string, e.g. '12000.00'; never a number")
+
+
 class WorkerInfo(_Part):
     """The worker as other services need her: contact (encrypted), language, whereabouts."""
 
@@ -67,13 +78,14 @@ class EmploymentSummary(_Part):
     ended_on: date | None = None
     employer_name: EncryptedStr | None = None
     placement_agency: EncryptedStr | None = None
+    placement_agency_country: CountryCode | None = None
 
 
 class ClaimSummary(_Part):
     """A claim: routing facts in clear, the free-text description encrypted."""
 
     type: ClaimType
-    amount: Money | None = None
+    amount: Amount | None = Field(default=None, description="Per claimant, not the total")
     arose_on: date | None = None
     claimants: int = Field(default=1, ge=1)
     description: EncryptedStr | None = None
@@ -189,7 +201,7 @@ class CaseClosed(EventPayload):
 
     case_id: str
     outcome: Literal["recovered", "settled", "unsuccessful", "withdrawn", "unreachable"]
-    amounts_recovered: tuple[Money, ...] = ()
+    amounts_recovered: tuple[Amount, ...] = ()
     closed_at: datetime
 
 
@@ -301,7 +313,7 @@ class ReferralClosed(_ReferralChange):
     TOPIC: ClassVar[str] = topics.REFERRALS
 
     outcome: Literal["recovered", "settled", "unsuccessful", "withdrawn", "unreachable"]
-    amounts_recovered: tuple[Money, ...] = ()
+    amounts_recovered: tuple[Amount, ...] = ()
 
 
 class DeadlineApproaching(EventPayload):

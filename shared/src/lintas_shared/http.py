@@ -7,6 +7,10 @@
 - Each request gets a correlation id (`X-Request-ID`), bound into every log line, and a
   server span (joining the caller's W3C `traceparent`, if any) whose trace id is in
   every log line too; it is counted by route template, never by raw path.
+- OPTIONS answers 204 with `Allow` naming every method of the resource, and so does a
+  405 (Starlette's names only the first route's).
+- `/docs` (Swagger UI) and `/docs/asyncapi` are served with their assets from the
+  service itself (`lintas_shared.docs`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from lintas_shared import metrics
+from lintas_shared.docs import install_docs
 from lintas_shared.http_guard import HttpLimits, RequestGuard
 from lintas_shared.logging import get_logger
 from lintas_shared.person_tokens import PersonTokenVerifier
@@ -159,6 +164,21 @@ class RouteTemplates:
             other_method = other_method or (template, found.groupdict())
         return other_method or (metrics.UNMATCHED_ROUTE, {})
 
+    def allowed(self, path: str) -> frozenset[str] | None:
+        """Every method some route answers at `path` (with OPTIONS, and HEAD where GET
+        is), or None when no route has this path: what `Allow` lists (RFC 9110)."""
+        if self._built_for != len(self._app.router.routes):
+            self._build()
+        found: set[str] = set()
+        for _template, regex, methods in self._routes:
+            if methods is not None and regex.match(path) is not None:
+                found |= methods
+        if not found:
+            return None
+        if "GET" in found:
+            found.add("HEAD")
+        return frozenset(found | {"OPTIONS"})
+
 
 def _ids_of(params: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(params[k]) for k in _LOGGED_PATH_IDS if k in params}
@@ -201,6 +221,14 @@ def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
             continue
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
+            if "428" in responses:  # the handler answers 428 without it: it is required
+                for parameter in operation.get("parameters", ()):
+                    if parameter.get("in") == "header" and parameter["name"] == "if-match":
+                        parameter["required"] = True
+                        schema_ = parameter["schema"]
+                        for alternative in schema_.pop("anyOf", ()):
+                            if alternative.get("type") == "string":
+                                schema_.update(alternative)
             for status, response in responses.items():
                 if status.startswith(("4", "5")):
                     response["content"] = problem_content
@@ -253,6 +281,12 @@ def install_conventions(
         rid = request.headers.get("x-request-id") or str(uuid.uuid4())
         rid = rid[:64]
         method = request.method if request.method in _METHODS else "OTHER"
+        allowed = routes.allowed(request.scope["path"])
+        if request.method == "OPTIONS" and allowed is not None:
+            # What this resource supports, for every route that shares its path.
+            return Response(
+                status_code=204, headers={"Allow": _allow(allowed), "X-Request-ID": rid}
+            )
         route, params = routes.match(request.method, request.scope["path"])
         started = time.perf_counter()
         status = 500  # unless a response says otherwise
@@ -293,6 +327,9 @@ def install_conventions(
             metrics.HTTP_REQUESTS.labels(method, route, str(status)).inc()
             metrics.HTTP_DURATION.labels(method, route).observe(time.perf_counter() - started)
         response.headers["X-Request-ID"] = rid
+        if response.status_code == 405 and allowed is not None:
+            # Starlette names only the first matching route's methods.
+            response.headers["Allow"] = _allow(allowed)
         return response
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
@@ -333,3 +370,10 @@ def install_conventions(
         )
         async def asyncapi_document() -> Any:
             return spec()
+
+    install_docs(app, asyncapi)
+
+
+def _allow(methods: Iterable[str]) -> str:
+    order = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+    return ", ".join(m for m in order if m in set(methods))

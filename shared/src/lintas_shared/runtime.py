@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faststream.kafka import KafkaBroker
-from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 
+from lintas_shared.asyncapi import service_document
+from lintas_shared.consumer import subscriptions
 from lintas_shared.http import ReadinessCheck
 from lintas_shared.kafka import ensure_topics
 from lintas_shared.logging import get_logger
@@ -92,11 +93,9 @@ class ServiceRuntime:
         }
 
     def asyncapi(self) -> Any:
-        """This service's AsyncAPI 3.0 document, generated from its subscribers."""
-        spec = AsyncAPI(
-            self.broker, title=f"Lintas {self.name}", version=self.version, schema_version="3.0.0"
-        )
-        return spec.to_specification().to_jsonable()
+        """This service's AsyncAPI 3.0 document: the events it sends and, from its
+        subscriptions, those it receives (see `lintas_shared.asyncapi`)."""
+        return service_document(self.name, subscriptions(self.broker), version=self.version)
 
     @asynccontextmanager
     async def lifespan(self, _app: Any) -> AsyncIterator[None]:

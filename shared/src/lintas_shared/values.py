@@ -1,7 +1,9 @@
 """Value types that appear in more than one service's contracts.
 
 Each validates itself, so an invalid country, currency, language, phone or amount is
-refused with a message naming the problem wherever it enters the system.
+refused with a message naming the problem wherever it enters the system; and each says
+in its JSON Schema exactly what it accepts (an enum of codes, or a pattern), so that the
+OpenAPI documents, generated clients and validators refuse what the server refuses.
 """
 
 from __future__ import annotations
@@ -13,14 +15,52 @@ from typing import Annotated
 
 import phonenumbers
 import pycountry
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from phonenumbers import PhoneMetadata
+from phonenumbers.phonenumberutil import COUNTRY_CODE_TO_REGION_CODE
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, WithJsonSchema
 
 _COUNTRIES = frozenset(c.alpha_2 for c in pycountry.countries)
 _CURRENCIES = frozenset(c.alpha_3 for c in pycountry.currencies)
 _LANGUAGES = frozenset(
     lang.alpha_2 for lang in pycountry.languages if getattr(lang, "alpha_2", None)
 )
-_MONEY = re.compile(r"^\d{1,15}(\.\d{1,2})?$")
+#: Searched as JSON Schema validators do (`re.search`), so the server and the schema agree.
+MONEY_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,2})?$"
+_MONEY = re.compile(MONEY_PATTERN)
+
+
+def _digit_runs(lengths: list[int]) -> str:
+    runs: list[tuple[int, int]] = []
+    for n in lengths:
+        if runs and runs[-1][1] == n - 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return "|".join(
+        f"[1-9][0-9]{{{a - 1}}}" if a == b else f"[1-9][0-9]{{{a - 1},{b - 1}}}" for a, b in runs
+    )
+
+
+def _e164_pattern() -> str:
+    """E.164 as the phone metadata knows it: `+`, a country calling code, then a national
+    number of one of that code's possible lengths, not starting with 0."""
+    alternatives = []
+    for code, regions in sorted(COUNTRY_CODE_TO_REGION_CODE.items()):
+        metadata = PhoneMetadata.metadata_for_region_or_calling_code(code, regions[0])
+        if metadata is None or metadata.general_desc is None:
+            continue
+        lengths = sorted(
+            n
+            for n in set(metadata.general_desc.possible_length or ())
+            if n >= 2 and len(str(code)) + n <= 15
+        )
+        if lengths:
+            alternatives.append(f"{code}(?:{_digit_runs(lengths)})")
+    return r"^\+(?:" + "|".join(alternatives) + ")$"
+
+
+PHONE_PATTERN = _e164_pattern()
+_PHONE = re.compile(PHONE_PATTERN)
 
 
 def _country(value: str) -> str:
@@ -43,16 +83,16 @@ def _language(value: str) -> str:
 
 def _phone(value: str) -> str:
     message = f"phone must be in E.164 form, e.g. '+6281234567890', got {len(value)} characters"
-    if not value.startswith("+"):
+    if not _PHONE.search(value):
         raise ValueError(message)
+    # What the pattern allows is accepted, in its canonical form: a national prefix
+    # written after the country code ("+375 8 …") is dropped.
     try:
         parsed = phonenumbers.parse(value, None)
     except phonenumbers.NumberParseException:
-        raise ValueError(message) from None
+        return value
     formatted = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    if formatted != value or not phonenumbers.is_possible_number(parsed):
-        raise ValueError(message)
-    return value
+    return formatted if _PHONE.search(formatted) else value
 
 
 def _money(value: object) -> str:
@@ -70,11 +110,48 @@ def _money(value: object) -> str:
     return value
 
 
-CountryCode = Annotated[str, AfterValidator(_country)]
-CurrencyCode = Annotated[str, AfterValidator(_currency)]
-LanguageCode = Annotated[str, AfterValidator(_language)]
-PhoneNumber = Annotated[str, AfterValidator(_phone)]
-MoneyValue = Annotated[str, BeforeValidator(_money)]
+CountryCode = Annotated[
+    str,
+    AfterValidator(_country),
+    WithJsonSchema(
+        {"type": "string", "enum": sorted(_COUNTRIES), "description": "ISO 3166-1 alpha-2"}
+    ),
+]
+CurrencyCode = Annotated[
+    str,
+    AfterValidator(_currency),
+    WithJsonSchema({"type": "string", "enum": sorted(_CURRENCIES), "description": "ISO 4217"}),
+]
+LanguageCode = Annotated[
+    str,
+    AfterValidator(_language),
+    WithJsonSchema({"type": "string", "enum": sorted(_LANGUAGES), "description": "ISO 639-1"}),
+]
+PhoneNumber = Annotated[
+    str,
+    AfterValidator(_phone),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": PHONE_PATTERN,
+            "description": "E.164: '+', a country calling code and a national number of a "
+            "length possible there, e.g. '+6281234567890'",
+            "examples": ["+6281234567890"],
+        }
+    ),
+]
+MoneyValue = Annotated[
+    str,
+    BeforeValidator(_money),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": MONEY_PATTERN,
+            "description": "A non-negative decimal string with at most 2 decimal places",
+            "examples": ["12000.00"],
+        }
+    ),
+]
 
 
 class Money(BaseModel):

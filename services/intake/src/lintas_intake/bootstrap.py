@@ -94,6 +94,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     )
     app.state.service = service
     app.state.cases = cases
+    app.state.indicators_min_cell = settings.indicators_min_cell
     app.state.organisations = organisations
     app.state.audit = audit
     app.state.person_tokens = person_tokens

@@ -281,6 +281,7 @@ def _sealed_parts(
         ended_on=sub.employment.ended_on,
         employer_name=seal("employment.employer_name", sub.employment.employer_name),
         placement_agency=seal("employment.placement_agency", sub.employment.placement_agency),
+        placement_agency_country=sub.employment.placement_agency_country,
     )
     claims = tuple(
         ev.ClaimSummary(

@@ -17,3 +17,5 @@ class IntakeSettings(BaseSettings):
     port: int = 8080
     database: str = "lintas_intake"
     consumer_group: str = "lintas-intake"
+    #: Counts of cases below this are suppressed in the indicators (shown as "<5").
+    indicators_min_cell: int = Field(default=5, ge=1, le=1000)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 from lintas_shared.case_locks import CaseLocks
@@ -28,6 +29,7 @@ from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
 from lintas_referral.domain.case_routing import Policy
 from lintas_referral.domain.handoff import load_default_manifests
 from lintas_referral.domain.rules import RuleBook, load_default_rules, parse_rules
+from lintas_referral.domain.webhooks import url_pattern
 from lintas_referral.entrypoints.http import router
 from lintas_referral.entrypoints.scheduler import Scheduler
 from lintas_referral.entrypoints.subscribers import (
@@ -154,4 +156,21 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         person_tokens=person_tokens,
     )
     app.include_router(router)
+    _document_webhook_urls(app, common.environment)
     return app
+
+
+def _document_webhook_urls(app: FastAPI, environment: str) -> None:
+    """State the webhook URL rule of this environment (plain http to 127.0.0.1 only on
+    a dev stack) in the OpenAPI document, as `check_url` applies it."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = build()
+        schemas = document.get("components", {}).get("schemas", {})
+        url = schemas.get("WebhookRequest", {}).get("properties", {}).get("url")
+        if url is not None:
+            url["pattern"] = url_pattern(environment)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

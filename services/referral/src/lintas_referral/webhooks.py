@@ -8,7 +8,6 @@ in the delivery log and schedules the next from the stored retry schedule.
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,27 +21,48 @@ from lintas_shared.logging import get_logger
 from lintas_shared.mongo import Document
 
 from lintas_referral.domain.webhooks import (
-    EVENT_ID_HEADER,
-    SIGNATURE_HEADER,
+    DEFAULT_SCHEME,
+    LEGACY_SCHEME,
+    SIGNATURE_SCHEMES,
     RetrySchedule,
+    SignatureScheme,
     check_url,
-    sign,
+    new_secret,
+    signature_headers,
 )
 from lintas_referral.handlers import Clock, RoutingRepository, utc_now
 
 log = get_logger(__name__)
-DELIVERY_ID_HEADER = "X-Lintas-Delivery-Id"
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A partner's webhook: where to POST, the sealed secret, and how to sign."""
+
+    url: str
+    sealed_secret: str
+    #: A registration stored before schemes existed has none: it gets what it was
+    #: built against, the deprecated `X-Lintas-Signature`.
+    signature_scheme: SignatureScheme = LEGACY_SCHEME
+
+
+def scheme_of(value: object) -> SignatureScheme:
+    """A stored scheme, or the legacy one for a registration that has none."""
+    for scheme in SIGNATURE_SCHEMES:
+        if value == scheme:
+            return scheme  # type: ignore[return-value]
+    return LEGACY_SCHEME
 
 
 class WebhookDirectory(Protocol):
     """Where partners' webhook registrations live."""
 
-    async def set_webhook(self, partner_id: str, url: str, sealed_secret: str) -> bool:
-        """Register a URL and sealed secret."""
+    async def set_webhook(self, partner_id: str, registration: Registration) -> bool:
+        """Register a URL, sealed secret and signature scheme."""
         ...
 
-    async def webhook(self, partner_id: str) -> tuple[str, str] | None:
-        """URL and sealed secret, if registered."""
+    async def webhook(self, partner_id: str) -> Registration | None:
+        """The registration, if any."""
         ...
 
 
@@ -101,11 +121,15 @@ class Webhooks:
     environment: str = "dev"
 
 
-async def register(hooks: Webhooks, partner_id: str, url: str) -> str:
-    """Register the partner's URL; returns the new signing secret (shown only once)."""
-    check_url(url, hooks.environment)
-    secret = "whsec_" + secrets.token_urlsafe(32)
-    await hooks.partners.set_webhook(partner_id, url, hooks.box.seal(partner_id, secret))
+async def register(
+    hooks: Webhooks, partner_id: str, url: str, scheme: SignatureScheme = DEFAULT_SCHEME
+) -> str:
+    """Register the partner's URL and signature scheme; returns a new `whsec_` signing
+    secret (shown only once)."""
+    url = check_url(url, hooks.environment)
+    secret = new_secret()
+    registration = Registration(url, hooks.box.seal(partner_id, secret), scheme)
+    await hooks.partners.set_webhook(partner_id, registration)
     return secret
 
 
@@ -159,18 +183,17 @@ async def _attempt(hooks: Webhooks, delivery: Document) -> None:
     if target is None:
         error = "no webhook registered"
     else:
-        url, sealed = target
         body = delivery["body"].encode()
-        headers = {
-            "Content-Type": "application/cloudevents+json",
-            SIGNATURE_HEADER: sign(
-                hooks.box.open(delivery["partner_id"], sealed), int(hooks.wall_clock()), body
-            ),
-            EVENT_ID_HEADER: delivery["event_id"],
-            DELIVERY_ID_HEADER: delivery["_id"],
-        }
+        headers = signature_headers(
+            target.signature_scheme,
+            hooks.box.open(delivery["partner_id"], target.sealed_secret),
+            delivery_id=delivery["_id"],
+            event_id=delivery["event_id"],
+            timestamp=int(hooks.wall_clock()),
+            body=body,
+        )
         try:
-            status = await hooks.sender.post(url, body, headers)
+            status = await hooks.sender.post(target.url, body, headers)
         except Exception as exc:
             error = type(exc).__name__  # never the URL's answer body: it may echo data
     now = hooks.clock()

@@ -71,33 +71,39 @@ def _short(label: str) -> str:
 
 
 def bar_chart(
-    counts: Mapping[str, int],
+    counts: Mapping[str, int | None],
     *,
     title: str,
     name: str | None = None,
     labels: Mapping[str, str] | None = None,
     empty_text: str = "No data",
     number: Callable[[int], str] = str,
+    suppressed_text: str = "<5",
 ) -> BarChart:
     """The geometry of a chart of `counts` ({key: count}), in the order given.
 
     `labels` gives the words shown for a key (the key itself otherwise). The longest bar
     is the largest count; a count of zero has no bar, only its number. `number` writes
-    a count in the reader's locale.
+    a count in the reader's locale. A suppressed count (None) has no bar either, only
+    `suppressed_text`.
     """
     shown = labels or {}
-    items = [(shown.get(key, key), max(0, int(value))) for key, value in counts.items()]
-    largest = max((value for _, value in items), default=0)
+    items = [
+        (shown.get(key, key), None if value is None else max(0, int(value)))
+        for key, value in counts.items()
+    ]
+    largest = max((value or 0 for _, value in items), default=0)
     room = WIDTH - VALUE_ROOM
     bars = []
-    for index, (label, value) in enumerate(items):
+    for index, (label, count) in enumerate(items):
         top = index * ROW
+        value = count or 0
         width = round(room * value / largest, 1) if largest else 0.0
         bars.append(
             Bar(
                 label=label,
                 value=value,
-                text=number(value),
+                text=suppressed_text if count is None else number(value),
                 y=top + BAR_TOP,
                 width=width,
                 label_y=top + LABEL_BASELINE,
@@ -155,17 +161,24 @@ def svg(chart: BarChart) -> Markup:
 
 
 def draw(
-    counts: Mapping[str, int],
+    counts: Mapping[str, int | None],
     *,
     title: str,
     name: str | None = None,
     labels: Mapping[str, str] | None = None,
     empty_text: str = "No data",
     number: Callable[[int], str] = str,
+    suppressed_text: str = "<5",
 ) -> Markup:
     """`svg(bar_chart(...))`: the chart as the template puts it on the page."""
     return svg(
         bar_chart(
-            counts, title=title, name=name, labels=labels, empty_text=empty_text, number=number
+            counts,
+            title=title,
+            name=name,
+            labels=labels,
+            empty_text=empty_text,
+            number=number,
+            suppressed_text=suppressed_text,
         )
     )

@@ -7,6 +7,7 @@ validation, idempotency and the audit trail stay in intake.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -194,6 +195,7 @@ async def case_page(request: Request, ctx: Ctx, visitor: SignedIn, case_id: str)
         case=case,
         entries=entries,
         names=names,
+        today=datetime.now(UTC).date().isoformat(),
         created=request.query_params.get("created") == "1",
         done=request.query_params.get("done"),
         values={},

@@ -152,10 +152,11 @@ def indicator_sections(
     number: Callable[[float | int], str],
 ) -> list[Section]:
     """The report's breakdowns, each with its words in the reader's language."""
-    cases_by: Mapping[str, Mapping[str, int]] = report.get("cases_by", {})
+    cases_by: Mapping[str, Mapping[str, int | None]] = report.get("cases_by", {})
+    mark = suppression_mark(report)
     referrals = report.get("referrals", {})
     sms = report.get("sms", {})
-    plan: list[tuple[str, str, str, Mapping[str, int], Mapping[str, str]]] = [
+    plan: list[tuple[str, str, str, Mapping[str, int | None], Mapping[str, str]]] = [
         (
             "status",
             gettext("Cases by status"),
@@ -217,8 +218,11 @@ def indicator_sections(
         )
     sections = []
     for name, title, heading, counts, words in plan:
-        rows = [(words.get(key, key), number(int(n))) for key, n in counts.items()]
-        has_any = any(int(n) for n in counts.values())
+        rows = [
+            (words.get(key, key), mark if n is None else number(int(n)))
+            for key, n in counts.items()
+        ]
+        has_any = any(n is None or int(n) for n in counts.values())
         chart = draw(
             counts,
             title=title,
@@ -226,8 +230,128 @@ def indicator_sections(
             labels=words,
             empty_text=gettext("None in this period."),
             number=number,
+            suppressed_text=mark,
         )
         sections.append(Section(name, title, heading, rows if has_any else [], chart))
+    return sections
+
+
+def suppression_mark(report: Mapping[str, Any]) -> str:
+    """How a suppressed count is shown ("<5" with the default minimum)."""
+    return str((report.get("suppression") or {}).get("shown_as") or "<5")
+
+
+@dataclass(frozen=True)
+class GroupRow:
+    """One group of workers: its words per dimension and its figures, as written."""
+
+    labels: tuple[str, ...]
+    cases: str
+    median_days: str
+    amounts: Mapping[str, str]
+    suppressed: bool
+
+
+@dataclass(frozen=True)
+class GroupSection:
+    """One breakdown by who the workers are: a table, and a chart when one-way."""
+
+    name: str
+    title: str
+    headings: tuple[str, ...]
+    rows: list[GroupRow]
+    chart: Markup | None
+    withheld: bool
+
+
+def group_sections(
+    report: Mapping[str, Any],
+    labels: Mapping[str, Mapping[str, str]],
+    gettext: Callable[[str], str],
+    number: Callable[[float | int], str],
+) -> list[GroupSection]:
+    """The GEDSI breakdowns of the report (gender, age, disability, sector, country of
+    work, home province, and their crossings), suppressed cells shown as "<5"."""
+    mark = suppression_mark(report)
+    unknown = gettext("Unknown")
+    words: dict[str, tuple[str, Mapping[str, str]]] = {
+        "gender": (gettext("Gender"), {**labels["gender"], "unknown": unknown}),
+        "age_band": (
+            gettext("Age"),
+            {"under_18": gettext("Under 18"), "45+": gettext("45 and over"), "unknown": unknown},
+        ),
+        "disability": (
+            gettext("Disability"),
+            {
+                "yes": gettext("With a disability"),
+                "no": gettext("Without a disability"),
+                "unknown": gettext("Not asked or not answered"),
+            },
+        ),
+        "sector": (gettext("Sector"), {**labels["sector"], "unknown": unknown}),
+        "employment_country": (
+            gettext("Country of work"),
+            {**labels["country"], "unknown": unknown},
+        ),
+        "home_province": (gettext("Home province"), {"unknown": unknown}),
+    }
+    titles = {
+        "gender": gettext("Workers by gender"),
+        "age_band": gettext("Workers by age at submission"),
+        "disability": gettext("Workers by disability"),
+        "sector": gettext("Workers by sector"),
+        "employment_country": gettext("Workers by country of work"),
+        "home_province": gettext("Workers by home province"),
+        "gender_sector_disability": gettext("Workers by gender, sector and disability"),
+        "gender_age_band": gettext("Workers by gender and age"),
+    }
+    sections = []
+    for name, part in (report.get("breakdowns") or {}).items():
+        dims = tuple(part.get("dimensions") or ())
+        if not dims or any(d not in words for d in dims):
+            continue
+        rows = []
+        counts: dict[str, int | None] = {}
+        chart_words: dict[str, str] = {}
+        for group in part.get("groups") or ():
+            values = tuple(str(group["group"].get(d, "")) for d in dims)
+            shown = tuple(words[d][1].get(v, v) for d, v in zip(dims, values, strict=True))
+            cases = group.get("cases")
+            median = group.get("median_days_submission_to_acceptance")
+            rows.append(
+                GroupRow(
+                    labels=shown,
+                    cases=mark if cases is None else number(int(cases)),
+                    median_days="—" if median is None else number(median),
+                    amounts=group.get("amounts_recovered") or {},
+                    suppressed=bool(group.get("suppressed")),
+                )
+            )
+            key = "|".join(values)
+            counts[key] = None if cases is None else int(cases)
+            chart_words[key] = " · ".join(shown)
+        title = titles.get(name, name)
+        chart = None
+        if len(dims) == 1 and rows:
+            chart = draw(
+                counts,
+                title=title,
+                name=f"workers-{name}",
+                labels=chart_words,
+                empty_text=gettext("None in this period."),
+                number=number,
+                suppressed_text=mark,
+            )
+        sections.append(
+            GroupSection(
+                name=name.replace("_", "-"),
+                title=title,
+                headings=tuple(words[d][0] for d in dims),
+                rows=rows,
+                chart=chart,
+                withheld=bool(part.get("withheld")),
+            )
+        )
     return sections
 
 
@@ -269,6 +393,9 @@ async def indicators_page(request: Request, ctx: Ctx, visitor: SignedIn) -> Resp
         cases=number(int(report["cases"])) if report else "",
         median=number(median) if median is not None else None,
         sections=indicator_sections(report, labels(gettext), gettext, number) if report else [],
+        groups=group_sections(report, labels(gettext), gettext, number) if report else [],
+        min_cell=(report.get("suppression") or {}).get("min_cell", 5) if report else 5,
+        suppressed=suppression_mark(report) if report else "<5",
         unavailable=unavailable,
     )
 

@@ -238,6 +238,10 @@ class DeadlineRow:
     unverified: bool
     basis: str
     note: str
+    passed: bool = False
+    late_filing: str = ""
+    missing: str = ""
+    warnings: tuple[str, ...] = ()
 
 
 def deadline_rows(
@@ -265,6 +269,13 @@ def deadline_rows(
                 unverified=unverified(claim),
                 basis=str((claim.get("deadline") or {}).get("basis", "")),
                 note=str(claim.get("deadline_note") or ""),
+                # Routing's own verdict on the day it routed, or past by today's date.
+                passed=bool(claim.get("deadline_passed")) or (on is not None and on < today),
+                late_filing=str(claim.get("late_filing") or ""),
+                missing="; ".join(str(m) for m in claim.get("missing_facts") or ()),
+                warnings=tuple(
+                    str(w) for w in claim.get("warnings") or () if "deadline passed" not in str(w)
+                ),
             )
             (dated if on else undated).append(row)
     dated.sort(key=lambda r: (r.on or date.max, r.case_reference, r.claim_type))
@@ -543,6 +554,10 @@ async def deadlines(request: Request, ctx: Ctx, visitor: SignedIn) -> Response:
     )
 
 
+#: The referral API's webhook signature schemes (its `signature_scheme`).
+SIGNATURE_SCHEMES = ("standard", "both", "lintas-v1")
+
+
 @router.get("/webhook")
 async def webhook_page(request: Request, ctx: Ctx, visitor: SignedIn) -> Response:
     """The form to set the organisation's webhook URL."""
@@ -556,7 +571,11 @@ async def set_webhook(request: Request, ctx: Ctx, visitor: SignedIn) -> Response
     by the console, so a redirect could not show it)."""
     allow(visitor, LAWYERS)
     form = await checked_form(request, visitor)
-    values = {"url": str(form.get("url", "")).strip()}
+    scheme = str(form.get("signature_scheme", "standard"))
+    values = {
+        "url": str(form.get("url", "")).strip(),
+        "signature_scheme": scheme if scheme in SIGNATURE_SCHEMES else "standard",
+    }
     context: dict[str, Any] = {"values": values, "errors": {}}
     try:
         answer = await ctx.referral.call(
@@ -588,6 +607,9 @@ async def set_webhook(request: Request, ctx: Ctx, visitor: SignedIn) -> Response
         "referrals/webhook.html",
         visitor=visitor,
         saved=answer.data,
-        values={"url": answer.data.get("url", values["url"])},
+        values={
+            "url": answer.data.get("url", values["url"]),
+            "signature_scheme": answer.data.get("signature_scheme", values["signature_scheme"]),
+        },
         errors={},
     )

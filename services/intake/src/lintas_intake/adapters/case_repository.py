@@ -23,7 +23,7 @@ from pymongo.errors import DuplicateKeyError
 
 from lintas_intake.adapters.sealing import open_submission, seal_submission
 from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
-from lintas_intake.domain.indicators import CaseFacts
+from lintas_intake.domain.indicators import UNKNOWN, CaseFacts, derive_worker_facts
 from lintas_intake.domain.records import (
     ConsentRecord,
     DocumentRecord,
@@ -74,6 +74,9 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
         "claim_types": []
         if submission is None
         else sorted({c.type.value for c in submission.claims}),
+        # Who the worker is, as the indicators see it (age band, disability yes/no...):
+        # derived here, never the answers, which stay sealed in `submission`.
+        "worker_facts": derive_worker_facts(submission, case.submitted_at),
         "submitted_at": case.submitted_at,
         "updated_at": case.updated_at,
         "status": case.status.value,
@@ -426,6 +429,7 @@ class MongoCaseRepository:
             "status": 1,
             "employment_country": 1,
             "claim_types": 1,
+            "worker_facts": 1,
             "submitted_at": 1,
             "outcome": 1,
             "timeline": 1,
@@ -440,6 +444,10 @@ class MongoCaseRepository:
                 outcome=(d.get("outcome") or {}).get("outcome"),
                 amounts_recovered=_amounts(d.get("outcome") or {}),
                 timeline=tuple((t["type"], t["at"], t["summary"]) for t in d.get("timeline", [])),
+                **{
+                    name: (d.get("worker_facts") or {}).get(name) or UNKNOWN
+                    for name in ("gender", "age_band", "disability", "sector", "home_province")
+                },
             )
             async for d in self._collection.find(query, projection)
         ]

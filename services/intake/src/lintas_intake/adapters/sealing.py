@@ -6,17 +6,21 @@ token can be opened wherever the case key is available, and nowhere after erasur
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any, Final
 
 from lintas_shared.crypto import DataKey
 
 #: Personal fields of the submission, as (section, field) pairs.
+#: `worker.functioning` (the Washington Group answers, an object) is sealed as its JSON.
 PERSONAL_FIELDS: Final = (
     ("worker", "full_name"),
     ("worker", "phone"),
     ("worker", "date_of_birth"),
     ("worker", "home_region"),
     ("worker", "passport_number"),
+    ("worker", "functioning"),
     ("employment", "employer_name"),
     ("employment", "placement_agency"),
 )
@@ -38,11 +42,31 @@ def _transform(submission: dict[str, Any], change: Any) -> dict[str, Any]:
     return out
 
 
+#: Personal fields whose value is an object, sealed as one JSON string.
+_OBJECT_FIELDS: Final = frozenset({"worker.functioning"})
+
+
+def _seal(key: DataKey) -> Callable[[str, Any], str]:
+    def seal(field: str, value: Any) -> str:
+        text = json.dumps(value, sort_keys=True) if field in _OBJECT_FIELDS else value
+        return key.encrypt(field, text)
+
+    return seal
+
+
+def _open(key: DataKey) -> Callable[[str, str], Any]:
+    def open_(field: str, token: str) -> Any:
+        text = key.decrypt(field, token)
+        return json.loads(text) if field in _OBJECT_FIELDS else text
+
+    return open_
+
+
 def seal_submission(submission: dict[str, Any], key: DataKey) -> dict[str, Any]:
     """The submission (JSON form) with every personal field encrypted."""
-    return _transform(submission, key.encrypt)
+    return _transform(submission, _seal(key))
 
 
 def open_submission(sealed: dict[str, Any], key: DataKey) -> dict[str, Any]:
     """The submission (JSON form) with every personal field decrypted."""
-    return _transform(sealed, key.decrypt)
+    return _transform(sealed, _open(key))

@@ -52,6 +52,38 @@ class ConsentChannel(StrEnum):
     PAPER_FORM = "paper_form"
 
 
+class Difficulty(StrEnum):
+    """One answer of the Washington Group Short Set: how hard the activity is."""
+
+    NONE = "none"
+    SOME = "some"
+    A_LOT = "a_lot"
+    CANNOT_DO = "cannot_do"
+
+
+class Functioning(_Strict):
+    """The Washington Group Short Set on functioning, asked only with the worker's consent.
+
+    Each answer is optional (a question not asked, or not answered, is left out). Sensitive:
+    sealed with the other personal fields; the indicators see only `disability` below.
+    """
+
+    seeing: Difficulty | None = None
+    hearing: Difficulty | None = None
+    walking: Difficulty | None = None
+    remembering: Difficulty | None = None
+    self_care: Difficulty | None = None
+    communicating: Difficulty | None = None
+
+    def disability(self) -> str:
+        """`yes` (a lot of difficulty, or cannot do, in any domain), `no` (all six
+        answered, none of them so), else `unknown` (the Washington Group's cut-off)."""
+        answers = [getattr(self, name) for name in type(self).model_fields]
+        if any(a in (Difficulty.A_LOT, Difficulty.CANNOT_DO) for a in answers):
+            return "yes"
+        return "no" if all(a is not None for a in answers) else "unknown"
+
+
 class Worker(_Strict):
     """The worker. Everything here except language and country is personal data."""
 
@@ -63,6 +95,11 @@ class Worker(_Strict):
     home_region: str | None = Field(default=None, max_length=200)
     current_country: CountryCode
     passport_number: str | None = Field(default=None, max_length=40)
+    functioning: Functioning | None = Field(
+        default=None,
+        description="Washington Group Short Set answers, only with the worker's consent "
+        "(sealed; reports show only disability yes/no/unknown)",
+    )
 
     @model_validator(mode="after")
     def _dates(self) -> Worker:
@@ -77,6 +114,11 @@ class Employment(_Strict):
     sector: Sector
     employer_name: str | None = Field(default=None, max_length=200)
     placement_agency: str | None = Field(default=None, max_length=200)
+    placement_agency_country: CountryCode | None = Field(
+        default=None,
+        description="Where the placement agency that charged the fees is licensed (ISO "
+        "3166-1 alpha-2); routes an overcharging claim to that country's regulator",
+    )
     started_on: date
     ended_on: date | None = None
 
@@ -93,7 +135,11 @@ class Claim(_Strict):
     """One legal claim."""
 
     type: ClaimType
-    amount: Money | None = None
+    amount: Money | None = Field(
+        default=None,
+        description="The amount each claimant claims (per claimant, not the total of all "
+        "claimants); compared with a forum's per-claimant ceiling",
+    )
     arose_on: date | None = None
     claimants: int = Field(default=1, ge=1, le=1000)
     description: str | None = Field(default=None, max_length=4000)
@@ -143,8 +189,11 @@ class CaseSubmission(_Strict):
         employment = info.data.get("employment")
         if not isinstance(employment, Employment):
             return claims  # employment itself is invalid; that error is reported already
-        earliest = employment.started_on - timedelta(days=365)
-        latest = (employment.ended_on or datetime.now(UTC).date()) + timedelta(days=365)
+        year = timedelta(days=365)
+        # Clamped: a date within a year of 0001-01-01 or 9999-12-31 must not overflow (500).
+        started, ended = employment.started_on, employment.ended_on or datetime.now(UTC).date()
+        earliest = started - year if started > date.min + year else date.min
+        latest = ended + year if ended < date.max - year else date.max
         for i, claim in enumerate(claims):
             if claim.arose_on is not None and not earliest <= claim.arose_on <= latest:
                 raise PydanticCustomError(

@@ -29,6 +29,7 @@ from fastapi import (
 )
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from lintas_shared.http import Problem, problem_response, validation_errors
+from lintas_shared.http_params import DateTimeParam
 from lintas_shared.person_tokens import PersonTokenError, PersonTokenVerifier
 from lintas_shared.values import ClaimType, CountryCode
 from pydantic import ValidationError
@@ -275,8 +276,8 @@ async def list_cases(
             description="The case's reference, e.g. LB-7K3Q9 (exact; any letter case)",
         ),
     ] = None,
-    submitted_from: datetime | None = None,
-    submitted_to: datetime | None = None,
+    submitted_from: Annotated[DateTimeParam | None, Query()] = None,
+    submitted_to: Annotated[DateTimeParam | None, Query()] = None,
     sort: Annotated[
         CaseSort,
         Query(
@@ -335,6 +336,32 @@ async def get_case(
     return case_view(case)
 
 
+#: What `ETag` holds and `If-Match` must: the case's version, quoted (weak allowed).
+ETAG_PATTERN = r'^(W/)?"[0-9]+"$'
+
+
+def _patch_schema() -> dict[str, Any]:
+    """The merge patch as the handler takes it: only worker, employment (each a partial
+    object of the submission's) and claims (the whole list, replaced)."""
+    schema = CaseSubmission.model_json_schema(ref_template="#/components/schemas/{model}")
+    defs = schema["$defs"]
+
+    def partial(name: str) -> dict[str, Any]:
+        part = {k: v for k, v in defs[name].items() if k != "required"}
+        part["description"] = f"Only the fields to change. {part.get('description', '')}"
+        return part
+
+    return {
+        "type": "object",
+        "properties": {
+            "worker": partial("Worker"),
+            "employment": partial("Employment"),
+            "claims": schema["properties"]["claims"],
+        },
+        "additionalProperties": False,
+    }
+
+
 @router.patch(
     "/cases/{case_id}",
     response_model=CaseView,
@@ -344,6 +371,7 @@ async def get_case(
         412: {"model": Problem, "description": "If-Match is stale"},
         428: {"model": Problem, "description": "If-Match is required"},
     },
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _patch_schema()}}}},
 )
 async def patch_case(
     case_id: str,
@@ -361,7 +389,10 @@ async def patch_case(
             }
         ),
     ],
-    if_match: Annotated[str | None, Header(description="The ETag you read")] = None,
+    if_match: Annotated[
+        str | None,
+        Header(description="The ETag you read (required: 428 without it)", pattern=ETAG_PATTERN),
+    ] = None,
 ) -> CaseView | Response:
     """JSON merge patch (RFC 7396) of worker, employment and claims, with If-Match."""
     _require_change_role(caller)

@@ -10,6 +10,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from lintas_referral.adapters.routing_repository import MongoRoutingRepository
 from lintas_referral.domain.routing import Partner
+from lintas_referral.webhooks import Registration, scheme_of
 
 
 class MongoPartnerDirectory:
@@ -80,19 +81,30 @@ class MongoPartnerDirectory:
             upsert=True,
         )
 
-    async def set_webhook(self, partner_id: str, url: str, sealed_secret: str) -> bool:
-        """Register (or replace) the partner's webhook URL and its sealed secret."""
+    async def set_webhook(self, partner_id: str, registration: Registration) -> bool:
+        """Register (or replace) the partner's webhook URL, sealed secret and scheme."""
         result = await self._collection.update_one(
             {"_id": partner_id},
-            {"$set": {"webhook": {"url": url, "secret": sealed_secret}}},
+            {
+                "$set": {
+                    "webhook": {
+                        "url": registration.url,
+                        "secret": registration.sealed_secret,
+                        "signature_scheme": registration.signature_scheme,
+                    }
+                }
+            },
         )
         return result.matched_count == 1
 
-    async def webhook(self, partner_id: str) -> tuple[str, str] | None:
-        """The partner's webhook URL and sealed secret, if it registered one."""
+    async def webhook(self, partner_id: str) -> Registration | None:
+        """The partner's webhook registration, if it made one (one stored before schemes
+        existed is signed the deprecated way, as its receiver expects)."""
         doc = await self._collection.find_one({"_id": partner_id, "active": True})
         hook = (doc or {}).get("webhook")
-        return None if not hook else (hook["url"], hook["secret"])
+        if not hook:
+            return None
+        return Registration(hook["url"], hook["secret"], scheme_of(hook.get("signature_scheme")))
 
 
 def _caller_partner(doc: Document) -> Partner:

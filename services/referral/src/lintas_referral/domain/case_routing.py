@@ -218,7 +218,7 @@ class CaseRouting(_Model):
             reference=case.reference,
             language=case.worker.preferred_language,
             case=case.model_dump(mode="json"),
-            claims=route_claims(case, rules),
+            claims=route_claims(case, rules, now.date()),
             consents=[ConsentRecord.from_summary(case.consent)],
             created_at=now,
             updated_at=now,
@@ -578,6 +578,8 @@ class CaseRouting(_Model):
         for claim in self.claims:
             if claim.deadline is None or claim.forum is None or claim.jurisdiction is None:
                 continue
+            if claim.deadline_passed:
+                continue  # already past on the day of routing: shown as passed, no alarms
             for days in policy.reminder_days:
                 due = datetime.combine(claim.deadline.date - timedelta(days=days), time(), UTC)
                 rid = f"{claim.claim_index}:{claim.deadline.date.isoformat()}:{days}"
@@ -629,7 +631,7 @@ class CaseRouting(_Model):
                 self.case[part] = dumped
         if correction.worker is not None:
             self.language = correction.worker.preferred_language
-        self.claims = route_claims(CaseSubmitted.model_validate(self.case), rules)
+        self.claims = route_claims(CaseSubmitted.model_validate(self.case), rules, now.date())
         current = {(c.claim_index, c.deadline.date) for c in self.claims if c.deadline}
         for m in self.reminders:
             if m.state == "scheduled" and (m.claim_index, m.deadline) not in current:

@@ -18,7 +18,8 @@ from lintas_shared.values import ClaimType, CountryCode, Money, Sector
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 RuleStatus = Literal["verified", "verify"]
-ClockStart = Literal["claim_arose", "employment_ended", "accident"]
+ClockStart = Literal["claim_arose", "employment_ended", "accident", "offence"]
+WorkerLocation = Literal["any", "in_jurisdiction", "outside_jurisdiction"]
 
 
 class RulesFileError(ValueError):
@@ -63,6 +64,12 @@ class FilingPeriod(_Row):
         return f"{self.months} months" if self.months is not None else f"{self.days} days"
 
 
+class EarlierCeiling(Money):
+    """A lower ceiling where the right arose wholly before a day (MECAB before 17 Sep 2021)."""
+
+    arose_before: date
+
+
 class Rule(_Row):
     """Which claims go to which forum (or are known not to be covered)."""
 
@@ -76,11 +83,23 @@ class Rule(_Row):
     sectors: tuple[Sector, ...] = ()
     excluded_sectors: tuple[Sector, ...] = ()
     employment: Literal["any", "current", "ended"] = "any"
+    agency_countries: tuple[CountryCode, ...] = ()
+    worker_location: WorkerLocation = "any"
     max_amount: Money | None = None
+    max_amount_if_arose_before: EarlierCeiling | None = None
+    max_amount_mediated: Money | None = None
+    over_ceiling: Literal["next_rule", "warn"] = "next_rule"
+    over_ceiling_warning: str | None = None
+    over_ceiling_alternatives: tuple[str, ...] = ()
     max_claimants: int | None = Field(default=None, ge=1)
+    jurisdiction_limit: FilingPeriod | None = None
     deadline: FilingPeriod | None = None
+    late_filing: str | None = None
     prerequisites: tuple[str, ...] = ()
+    suggested: tuple[str, ...] = ()
     then: tuple[str, ...] = ()
+    alternatives: tuple[str, ...] = ()
+    legal_basis: str | None = None
     next_step: str | None = None
     worker_abroad_note: str | None = None
     source: str = Field(min_length=1)
@@ -93,6 +112,16 @@ class Rule(_Row):
             raise ValueError("a forum rule needs 'forum' and 'next_step'")
         if self.outcome == "not_covered" and not self.reason:
             raise ValueError("a not_covered rule needs 'reason'")
+        ceilings = [self.max_amount_if_arose_before, self.max_amount_mediated]
+        if any(c is not None for c in ceilings) and self.max_amount is None:
+            raise ValueError("a conditional ceiling needs 'max_amount' too")
+        for other in ceilings:
+            if other is not None and self.max_amount and other.currency != self.max_amount.currency:
+                raise ValueError("every ceiling of a rule is in the currency of 'max_amount'")
+        if self.over_ceiling == "warn" and (
+            self.max_amount is None or not self.over_ceiling_warning
+        ):
+            raise ValueError("over_ceiling = 'warn' needs 'max_amount' and 'over_ceiling_warning'")
         return self
 
     @property
@@ -131,7 +160,14 @@ def _check_references(book: RuleBook) -> None:
         if rule.id in seen:
             raise RulesFileError(f"{where}, field 'id': duplicate id")
         seen.add(rule.id)
-        for field in ("forum", "prerequisites", "then"):
+        for field in (
+            "forum",
+            "prerequisites",
+            "suggested",
+            "then",
+            "alternatives",
+            "over_ceiling_alternatives",
+        ):
             value = getattr(rule, field)
             refs = [value] if isinstance(value, str) else list(value or ())
             for ref in refs:

@@ -1,31 +1,111 @@
-"""Signed webhooks: the signature, the URL rule, and the retry schedule. Pure.
+"""Signed webhooks: the signatures, the URL rule and the retry schedule. Pure.
 
-Every delivery is a POST whose `X-Lintas-Signature` header is
-`t=<unix seconds>,v1=<hex HMAC-SHA256 over "<t>.<body>" with the partner's secret>`.
-Receivers recompute it and refuse a timestamp older than 5 minutes (a replayed request).
-Failed deliveries are retried with exponential backoff for up to 24 hours, on a stored
-schedule: `next_attempt_at` says when, so nothing depends on in-memory timers.
+Deliveries follow the Standard Webhooks specification (https://www.standardwebhooks.com):
+every POST carries
+
+- `webhook-id`: the delivery's id, the same on every retry (receivers deduplicate on it);
+- `webhook-timestamp`: unix seconds when this attempt was signed;
+- `webhook-signature`: `v1,<base64 HMAC-SHA256 over "<id>.<timestamp>.<body>">`, keyed
+  with the base64-decoded part of the partner's `whsec_…` secret.
+
+so any Standard Webhooks library verifies them. The body is the event as a CloudEvent in
+structured mode (`Content-Type: application/cloudevents+json`).
+
+Deprecation path: partners that built against the older `X-Lintas-Signature` header
+(`t=<unix seconds>,v1=<hex HMAC-SHA256 over "<t>.<body>" with the whole secret string>`)
+keep getting it for one more release, chosen per partner by the registration's
+`signature_scheme`: `standard` (new registrations' default), `both` (both sets of headers,
+to switch verifiers without a gap), or `lintas-v1` (the old header alone; what a
+registration made before the scheme existed gets).
+
+Receivers refuse a timestamp more than 5 minutes from their clock. Failed deliveries are
+retried with exponential backoff for up to 24 hours, on a stored schedule:
+`next_attempt_at` says when, so nothing depends on in-memory timers.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from urllib.parse import urlsplit
+from typing import Final, Literal, get_args
 
-SIGNATURE_HEADER = "X-Lintas-Signature"
-EVENT_ID_HEADER = "X-Lintas-Event-Id"
+#: Standard Webhooks headers.
+WEBHOOK_ID_HEADER: Final = "webhook-id"
+WEBHOOK_TIMESTAMP_HEADER: Final = "webhook-timestamp"
+WEBHOOK_SIGNATURE_HEADER: Final = "webhook-signature"
+#: The deprecated Lintas headers (`lintas-v1` and `both` schemes only).
+SIGNATURE_HEADER: Final = "X-Lintas-Signature"
+EVENT_ID_HEADER: Final = "X-Lintas-Event-Id"
+DELIVERY_ID_HEADER: Final = "X-Lintas-Delivery-Id"
+CLOUDEVENTS_JSON: Final = "application/cloudevents+json"
+SECRET_PREFIX: Final = "whsec_"  # noqa: S105 (the prefix, not a secret)
 TOLERANCE = timedelta(minutes=5)
+
+SignatureScheme = Literal["standard", "both", "lintas-v1"]
+SIGNATURE_SCHEMES: Final[tuple[str, ...]] = get_args(SignatureScheme)
+#: What a new registration gets unless it asks for another.
+DEFAULT_SCHEME: Final[SignatureScheme] = "standard"
+#: What a registration stored before schemes existed gets: what it was built against.
+LEGACY_SCHEME: Final[SignatureScheme] = "lintas-v1"
 
 
 class WebhookUrlError(ValueError):
     """The URL cannot receive webhooks in this environment."""
 
 
+def new_secret() -> str:
+    """A Standard Webhooks secret: `whsec_` and 32 random bytes in standard base64."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key of a `whsec_` secret: its base64 part, decoded (as the Standard
+    Webhooks libraries do)."""
+    encoded = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(encoded + "==")
+    except (binascii.Error, ValueError):
+        return encoded.encode()
+
+
+def sign_standard(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` value for `body` sent as `msg_id` at `timestamp`."""
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    mac = hmac.new(secret_key(secret), signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def verify_standard(
+    secret: str,
+    headers: dict[str, str],
+    body: bytes,
+    now: int,
+    tolerance: timedelta = TOLERANCE,
+) -> bool:
+    """What a receiver does: a fresh timestamp and a matching `v1` signature."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    msg_id = lowered.get(WEBHOOK_ID_HEADER, "")
+    try:
+        timestamp = int(lowered.get(WEBHOOK_TIMESTAMP_HEADER, ""))
+    except ValueError:
+        return False
+    if not msg_id or abs(now - timestamp) > tolerance.total_seconds():
+        return False
+    expected = sign_standard(secret, msg_id, timestamp, body)
+    return any(
+        hmac.compare_digest(expected, candidate)
+        for candidate in lowered.get(WEBHOOK_SIGNATURE_HEADER, "").split()
+    )
+
+
 def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The signature header value for `body` sent at `timestamp`."""
+    """The deprecated `X-Lintas-Signature` value for `body` sent at `timestamp`."""
     mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"t={timestamp},v1={mac.hexdigest()}"
 
@@ -33,7 +113,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 def verify(
     secret: str, header: str, body: bytes, now: int, tolerance: timedelta = TOLERANCE
 ) -> bool:
-    """What a receiver does: the signature matches and the timestamp is fresh."""
+    """What a receiver of the deprecated header does: the signature matches and the
+    timestamp is fresh."""
     try:
         parts = dict(item.split("=", 1) for item in header.split(","))
         timestamp = int(parts["t"])
@@ -45,13 +126,54 @@ def verify(
     return hmac.compare_digest(expected, parts.get("v1", ""))
 
 
+def signature_headers(
+    scheme: SignatureScheme,
+    secret: str,
+    *,
+    delivery_id: str,
+    event_id: str,
+    timestamp: int,
+    body: bytes,
+) -> dict[str, str]:
+    """Every header of one delivery attempt under the partner's scheme."""
+    headers = {"Content-Type": CLOUDEVENTS_JSON}
+    if scheme in ("standard", "both"):
+        headers |= {
+            WEBHOOK_ID_HEADER: delivery_id,
+            WEBHOOK_TIMESTAMP_HEADER: str(timestamp),
+            WEBHOOK_SIGNATURE_HEADER: sign_standard(secret, delivery_id, timestamp, body),
+        }
+    if scheme in ("lintas-v1", "both"):
+        headers |= {
+            SIGNATURE_HEADER: sign(secret, timestamp, body),
+            EVENT_ID_HEADER: event_id,
+            DELIVERY_ID_HEADER: delivery_id,
+        }
+    return headers
+
+
+_HOST: Final = (
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+)
+_PORT_AND_REST: Final = r"(?::[0-9]{1,5})?(?:[/?#][!-~]*)?"
+HTTPS_URL: Final = rf"https://{_HOST}{_PORT_AND_REST}"
+DEV_URL: Final = rf"http://127\.0\.0\.1{_PORT_AND_REST}"
+
+
+def url_pattern(environment: str) -> str:
+    """The pattern a webhook URL must match in `environment`, as the OpenAPI document
+    states it and `check_url` applies it (searched as JSON Schema validators do)."""
+    if environment == "dev":
+        return rf"^(?:{HTTPS_URL}|{DEV_URL})$"
+    return rf"^{HTTPS_URL}$"
+
+
 def check_url(url: str, environment: str) -> str:
-    """HTTPS everywhere; plain http only to 127.0.0.1 on a development stack."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return url
-    if parts.scheme == "http" and parts.hostname == "127.0.0.1" and environment == "dev":
-        return url
+    """HTTPS everywhere; plain http only to 127.0.0.1 on a development stack. Returns the
+    URL to store."""
+    if re.search(url_pattern(environment), url):
+        return url.removesuffix("\n")
     raise WebhookUrlError("url must be https:// (http://127.0.0.1 only on a dev stack)")
 
 

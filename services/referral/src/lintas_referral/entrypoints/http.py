@@ -15,7 +15,7 @@ import base64
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Security, status
@@ -23,10 +23,11 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.http import FieldError, Problem, problem_response
+from lintas_shared.http_params import DateParam
 from lintas_shared.person_tokens import PersonTokenError, PersonTokenVerifier, Role
 from lintas_shared.security import hash_api_key
 from lintas_shared.values import Money
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from lintas_referral import handlers, webhooks
 from lintas_referral.adapters.audit import MongoAuditTrail
@@ -45,7 +46,12 @@ from lintas_referral.domain.case_routing import (
 from lintas_referral.domain.forums import ClaimRouting
 from lintas_referral.domain.handoff import CONTENT_FIELD, minimised_view, referral_key
 from lintas_referral.domain.routing import Partner
-from lintas_referral.domain.webhooks import WebhookUrlError
+from lintas_referral.domain.webhooks import (
+    DEFAULT_SCHEME,
+    SignatureScheme,
+    WebhookUrlError,
+    url_pattern,
+)
 from lintas_referral.handlers import Referrals
 from lintas_referral.webhooks import Webhooks
 
@@ -92,9 +98,9 @@ class ProgressRequest(_Body):
         },
     )
 
-    filed_at_forum: bool = False
-    hearing_on: date | None = None
-    documents_needed: bool = False
+    filed_at_forum: StrictBool = False
+    hearing_on: DateParam | None = None
+    documents_needed: StrictBool = False
     note: str | None = Field(default=None, max_length=2000)
 
 
@@ -480,21 +486,41 @@ async def hand_on_referral(referral_id: str, body: HandOnRequest, caller: Caller
 
 
 class WebhookRequest(_Body):
-    """Where to POST referral events."""
+    """Where to POST referral events, and how to sign them."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"url": "https://partner.example.org/lintas/referrals"}]},
+        json_schema_extra={
+            "examples": [
+                {"url": "https://partner.example.org/lintas/referrals"},
+                {"url": "https://partner.example.org/lintas/referrals", "signature_scheme": "both"},
+            ]
+        },
     )
 
-    url: str = Field(min_length=1, max_length=2000, description="https:// (127.0.0.1 on dev)")
+    url: str = Field(
+        max_length=2000,
+        description="https:// (http://127.0.0.1 too on a dev stack)",
+        json_schema_extra={"pattern": url_pattern("dev")},
+    )
+    signature_scheme: SignatureScheme = Field(
+        default=DEFAULT_SCHEME,
+        description="`standard` (the default): Standard Webhooks headers `webhook-id`, "
+        "`webhook-timestamp`, `webhook-signature`. `both`: those and the deprecated "
+        "`X-Lintas-Signature`, to move a receiver over without a gap. `lintas-v1`: the "
+        "deprecated header alone. `both` and `lintas-v1` are kept for one release.",
+    )
 
 
 class WebhookRegistered(BaseModel):
     """The registration; the secret is shown only now."""
 
     url: str
-    secret: str = Field(description="Verify X-Lintas-Signature with this; shown only once")
+    signature_scheme: SignatureScheme
+    secret: str = Field(
+        description="`whsec_` and base64: verify `webhook-signature` with it (any Standard "
+        "Webhooks library takes it as it is); shown only once"
+    )
 
 
 class DeliveryAttempt(BaseModel):
@@ -535,13 +561,23 @@ Hooks = Annotated[Webhooks, Depends(_hooks)]
     responses={422: {"model": Problem, "description": "URL not allowed, field named"}},
 )
 async def register_webhook(body: WebhookRequest, caller: Caller, hooks: Hooks) -> Any:
-    """Register (or replace) the URL that receives your referral events, signed.
+    """Register (or replace) the URL that receives your referral events, signed, with a
+    new secret.
 
-    Every POST carries `X-Lintas-Signature: t=<unix>,v1=<hex>`: HMAC-SHA256 with the
-    returned secret over `<t>.<body>`. Refuse it when `t` is more than 5 minutes old.
+    Deliveries follow the Standard Webhooks specification: each POST carries
+    `webhook-id` (the same on every retry of one delivery: deduplicate on it),
+    `webhook-timestamp` (unix seconds) and `webhook-signature`
+    (`v1,<base64 HMAC-SHA256 over "<id>.<timestamp>.<body>">`, keyed with the base64 part
+    of the `whsec_` secret), so a Standard Webhooks library verifies it. Refuse a
+    timestamp more than 5 minutes from your clock. The body is the event as a CloudEvent
+    in structured mode (`Content-Type: application/cloudevents+json`).
+
+    `signature_scheme` `both` or `lintas-v1` also (or only) sends the deprecated
+    `X-Lintas-Signature: t=<unix>,v1=<hex HMAC-SHA256 over "<t>.<body>">` (keyed with the
+    whole secret string), for one more release.
     """
     try:
-        secret = await webhooks.register(hooks, caller.id, body.url)
+        secret = await webhooks.register(hooks, caller.id, body.url, body.signature_scheme)
     except WebhookUrlError as exc:
         return problem_response(
             422,
@@ -549,7 +585,9 @@ async def register_webhook(body: WebhookRequest, caller: Caller, hooks: Hooks) -
             "One or more fields are invalid.",
             errors=[FieldError(field="url", message=str(exc), type="value_error")],
         )
-    return WebhookRegistered(url=body.url, secret=secret)
+    return WebhookRegistered(
+        url=body.url.removesuffix("\n"), signature_scheme=body.signature_scheme, secret=secret
+    )
 
 
 def _delivery(doc: dict[str, Any]) -> Delivery:
