@@ -82,6 +82,8 @@ def stack(servers: Servers) -> Iterator[Stack]:
             "LINTAS_CONSOLE_SIGNING_KEY_PATH": str(state / "console-signing-key.pem"),
             # As on `make up`; the second factor is tested in the console's own tests.
             "LINTAS_CONSOLE_REQUIRE_SECOND_FACTOR": "false",
+            # The tests' webhook receiver is on 127.0.0.1: allowed on this dev stack only.
+            "LINTAS_REFERRAL_WEBHOOK_ALLOW_LOOPBACK": "true",
         }
     )
     write_signing_key(state / "console-signing-key.pem", console_private_key)

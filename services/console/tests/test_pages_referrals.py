@@ -263,7 +263,9 @@ def test_a_refused_webhook_url_is_said_plainly() -> None:
 # --- what the browser tests look for ----------------------------------------------------------
 
 
-def _page(language: str, status: str, claim: dict[str, Any] | None = None) -> str:
+def _page(
+    language: str, status: str, claim: dict[str, Any] | None = None, *, shared: bool = True
+) -> str:
     translator = Translator(load_catalogs())
     translator.use(language)
     claim = claim or _claim(0, "2026-05-01", verified=False)
@@ -278,7 +280,7 @@ def _page(language: str, status: str, claim: dict[str, Any] | None = None) -> st
             "consent_id": "c1",
             "fields": ["worker.full_name"],
         },
-        "shared": {"worker": {"full_name": "Siti Aminah"}},
+        "shared": {"worker": {"full_name": "Siti Aminah"}} if shared else None,
     }
     request = Request({"type": "http", "method": "GET", "path": "/referrals/r1", "headers": []})
     page: str = (
@@ -325,6 +327,19 @@ def test_the_referral_page_has_what_the_browser_tests_look_for(
     shared = page.split('data-testid="shared-fields">')[1].split("</section>")[0]
     assert "Siti Aminah" in shared
     assert 'data-testid="unverified"' in page
+
+
+@pytest.mark.parametrize(
+    ("language", "said"), [("en", "no longer shared"), ("id", "tidak lagi dibagikan")]
+)
+def test_a_closed_referral_past_its_retention_says_it_is_no_longer_shared(
+    language: str, said: str
+) -> None:
+    page = _page(language, "closed", shared=False)
+    shared = page.split('data-testid="shared-fields">')[1].split("</section>")[0]
+    assert 'data-testid="no-longer-shared"' in shared
+    assert said in shared
+    assert "Siti Aminah" not in page
 
 
 def test_an_accepted_referral_offers_progress_close_and_hand_on_not_accept() -> None:

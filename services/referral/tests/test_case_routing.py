@@ -214,15 +214,15 @@ def test_a_case_is_handed_on_keeping_its_history() -> None:
     hk = r.referrals[0]
     r.accept(hk.id, "org-hk-1", NOW)
     other = Partner("org-id-2", "ID two", "ID")
-    events = r.hand_on(hk.id, "org-hk-1", other, [1], "claim against the agency", POLICY, NOW)
+    events = r.hand_on(hk.id, "org-hk-1", other, [0], "claim against the agency", POLICY, NOW)
     assert types(events) == ["ReferralOffered"]
     new = r.referrals[-1]
     assert (new.partner_organisation_id, new.handed_on_from, new.claim_indexes) == (
         "org-id-2",
         hk.id,
-        (1,),
+        (0,),
     )
-    assert r.referrals[0].status == "accepted"  # the HK lawyer keeps the wages claim
+    assert r.referrals[0].status == "accepted"  # the HK lawyer keeps its referral open
     assert len(r.referrals) == 3
 
 
@@ -236,7 +236,7 @@ def test_each_step_a_lawyer_takes_names_them_in_the_history_and_the_event() -> N
         r.accept(rid, "org-hk-1", NOW, lawyer),
         r.progress(rid, "org-hk-1", Progress(filed_at_forum=True, at=NOW), NOW),  # an API key
         r.hand_on(
-            rid, "org-hk-1", Partner("org-id-2", "ID two", "ID"), [1], "agency", POLICY, NOW, lawyer
+            rid, "org-hk-1", Partner("org-id-2", "ID two", "ID"), [0], "agency", POLICY, NOW, lawyer
         ),
         r.close_referral(rid, "org-hk-1", "settled", [], NOW, lawyer),
     ]
@@ -273,6 +273,47 @@ def test_hand_on_needs_consent_for_the_destination() -> None:
     r.accept(r.referrals[0].id, "org-hk-1", NOW)
     with pytest.raises(TransitionError, match="consent"):
         r.hand_on(r.referrals[0].id, "org-hk-1", ID1, [0], "x", POLICY, NOW)
+
+
+def test_only_the_callers_own_claims_are_handed_on_and_never_to_itself() -> None:
+    r, _ = routed(
+        claims=(claim(), claim(ClaimType.EXCESS_PLACEMENT_FEES, "20000000.00", "IDR")),
+        share_with=("HK", "ID"),
+    )
+    hk = r.referrals[0]  # holds claim 0 only; claim 1 was offered to org-id-1
+    r.accept(hk.id, "org-hk-1", NOW)
+    other = Partner("org-id-2", "ID two", "ID")
+    with pytest.raises(TransitionError, match="not part of this referral"):
+        r.hand_on(hk.id, "org-hk-1", other, [1], "pull the other claim", POLICY, NOW)
+    with pytest.raises(TransitionError, match="not part of this referral"):
+        r.hand_on(hk.id, "org-hk-1", other, [0, 7], "an unknown claim", POLICY, NOW)
+    with pytest.raises(TransitionError, match="holding it"):
+        r.hand_on(hk.id, "org-hk-1", HK1, [0], "to myself", POLICY, NOW)
+    # Pulling another partner's claim to itself: its own referral holds no such claim.
+    with pytest.raises(TransitionError):
+        r.hand_on(hk.id, "org-hk-1", HK1, [1], "take it", POLICY, NOW)
+    assert len(r.referrals) == 2
+    assert [e.status for e in r.referrals] == ["accepted", "offered"]
+
+
+def test_a_closed_referral_shares_personal_data_only_for_the_retention() -> None:
+    r, _ = routed()
+    rid = r.referrals[0].id
+    r.accept(rid, "org-hk-1", NOW)
+    keep = timedelta(days=30)
+    assert r.referrals[0].shares_personal_data(NOW, keep)
+    r.close_referral(rid, "org-hk-1", "settled", [], NOW + timedelta(days=1))
+    closed = r.referrals[0]
+    assert closed.shared_until(keep) == NOW + timedelta(days=31)
+    assert closed.shares_personal_data(NOW + timedelta(days=30), keep)
+    assert not closed.shares_personal_data(NOW + timedelta(days=31), keep)
+    assert not closed.shares_personal_data(NOW + timedelta(days=1), timedelta(0))
+    withdrawn, _ = routed()
+    withdrawn.accept(withdrawn.referrals[0].id, "org-hk-1", NOW)
+    withdrawn.close_case(NOW)
+    assert withdrawn.referrals[0].status == "withdrawn"
+    assert not withdrawn.referrals[0].shares_personal_data(NOW, keep)
+    assert withdrawn.referrals[0].shared_until(keep) is None
 
 
 def test_an_uncovered_claim_is_unassigned_with_its_reason() -> None:

@@ -322,6 +322,83 @@ async def test_hand_on_to_an_indonesian_partner_keeps_the_history(api: Api) -> N
     assert "consent" in refused.json()["detail"]
 
 
+async def test_hand_on_only_moves_the_callers_own_claims_to_another_active_partner(
+    api: Api, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    await api.app.state.partners.upsert(Partner("org-id", "ID partner", "ID"))
+    await api.app.state.partners.upsert(Partner("org-id-gone", "ID former partner", "ID"))
+    await mongo[database_name]["partners"].update_one(
+        {"_id": "org-id-gone"}, {"$set": {"active": False}}
+    )
+    rid = await api.submit(
+        "case-pull",
+        claims=(claim(), claim(ClaimType.EXCESS_PLACEMENT_FEES, "20000000.00", "IDR")),
+        share_with=("HK", "ID"),
+    )
+    hk = api.as_("org-hk-1")
+    await api.client.post(f"/v1/referrals/{rid}/accept", headers=hk)
+    attempts = {
+        "another referral's claim": ("org-hk-2", [1]),
+        "another referral's claim, to itself": ("org-hk-1", [1]),
+        "its own claim, to itself": ("org-hk-1", [0]),
+        "an unknown claim": ("org-hk-2", [5]),
+        "an unknown partner": ("org-nowhere", [0]),
+        "an inactive partner": ("org-id-gone", [0]),
+    }
+    for why, (to, indexes) in attempts.items():
+        response = await api.client.post(
+            f"/v1/referrals/{rid}/hand-on",
+            json={"to_partner_id": to, "claim_indexes": indexes, "reason": why},
+            headers=hk,
+        )
+        assert response.status_code == 409, why
+    routing = await api.app.state.routings.get("case-pull")
+    assert [(r.partner_organisation_id, r.claim_indexes) for r in routing.referrals] == [
+        ("org-hk-1", (0,)),
+        ("org-id", (1,)),
+    ]
+    doc = await api.app.state.routings.raw("case-pull")
+    offers = [e for e in doc["outbox"] if e["event"]["type"].endswith("offered")]
+    assert len(offers) == 2  # the two routed offers; nothing was handed on
+
+
+async def test_closed_referral_shows_only_its_outcome_after_the_retention(api: Api) -> None:
+    rid = await api.submit("case-retention")
+    hk = api.as_("org-hk-1")
+    await api.client.post(f"/v1/referrals/{rid}/accept", headers=hk)
+    closed = await api.client.post(
+        f"/v1/referrals/{rid}/close",
+        json={"outcome": "settled", "amounts_recovered": []},
+        headers=hk,
+    )
+    assert closed.status_code == 200, closed.text
+    retention = api.app.state.referrals.policy.closed_view_retention
+    assert retention == timedelta(days=30)  # LINTAS_REFERRAL_CLOSED_VIEW_DAYS' default
+    view = (await api.client.get(f"/v1/referrals/{rid}", headers=hk)).json()
+    assert view["shared"] is not None
+    assert datetime.fromisoformat(view["shared_until"]) == api.clock.now + retention
+    key = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=hk)
+    assert key.status_code == 200
+    api.clock.advance(days=30, seconds=1)
+    later = await api.client.get(f"/v1/referrals/{rid}", headers=hk)
+    assert later.status_code == 200
+    view = later.json()
+    assert (view["status"], view["outcome"], view["shared"]) == ("closed", "settled", None)
+    assert WORKER_NAME not in later.text
+    gone = await api.client.get(f"/v1/referrals/{rid}/content-key", headers=hk)
+    assert gone.status_code == 410
+    # A withdrawn referral loses the view at once.
+    wid = await api.submit("case-withdrawn")
+    await api.client.post(f"/v1/referrals/{wid}/accept", headers=hk)
+    await handlers.apply(
+        api.app.state.referrals, "case-withdrawn", lambda r, now: r.close_case(now)
+    )
+    view = (await api.client.get(f"/v1/referrals/{wid}", headers=hk)).json()
+    assert (view["status"], view["shared"]) == ("withdrawn", None)
+    withdrawn = await api.client.get(f"/v1/referrals/{wid}/content-key", headers=hk)
+    assert withdrawn.status_code == 410
+
+
 async def test_operator_redelivery_needs_the_operator_token(api: Api) -> None:
     path = "/v1/operator/webhook-deliveries/no-such-delivery/redeliver"
     assert (await api.client.post(path)).status_code == 401

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import ipaddress
 import itertools
 import time
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from standardwebhooks.webhooks import Webhook
 from services.referral.tests.conftest import Stores
 from tests.support.referral_cases import case, submitted
 from tests.support.webhook_receiver import Receiver, webhook_receiver
+from tests.support.webhook_resolver import FakeResolver, RecordingSender
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +50,9 @@ async def hooks(stores: Stores, mongo: AsyncMongoClient[Document], database_name
         routings=stores.routings,
         sender=HttpxSender(timeout=5),
         box=SecretBox("test-master"),
+        resolver=FakeResolver(),
         clock=stores.clock,
+        allow_loopback=True,  # the receiver is on 127.0.0.1, as on the dev stack
     )
 
 
@@ -215,3 +219,48 @@ async def test_gives_up_after_24_hours_and_an_operator_redelivers(
     [delivery] = await store.for_referral(event.data["referral_id"])
     assert delivery["state"] == "delivered"
     assert len(receiver.accepted) == 1
+
+
+async def test_a_name_whose_answer_turns_private_is_not_sent_to_at_delivery(
+    stores: Stores, hooks: Webhooks
+) -> None:
+    resolver = FakeResolver({"partner.example.org": ["93.184.216.34"]})
+    sender = RecordingSender()
+    strict = dataclasses.replace(hooks, resolver=resolver, sender=sender, allow_loopback=False)
+    await webhooks.register(strict, "org-hk-1", "https://partner.example.org/hook")
+    event = await offered_event(stores, "case-w-dns")
+    await webhooks.on_referral_event(event, strict)
+
+    resolver.answers["partner.example.org"] = ["93.184.216.34", "10.0.0.7"]  # DNS changed
+    assert await webhooks.deliver_due(strict) == 1
+    assert sender.sent == []  # nothing left for the private address, nor the public one
+    resolver.answers["partner.example.org"] = ["93.184.216.34"]
+    stores.clock.advance(seconds=30)
+    assert await webhooks.deliver_due(strict) == 1
+    # Sent to the address that was checked, for the URL as registered.
+    assert [(url, str(address)) for url, address in sender.sent] == [
+        ("https://partner.example.org/hook", "93.184.216.34")
+    ]
+    [delivery] = await hooks.deliveries.for_referral(event.data["referral_id"])  # type: ignore[attr-defined]
+    assert [(a["status_class"], a["ok"]) for a in delivery["log"]] == [
+        ("address refused", False),
+        ("2xx", True),
+    ]
+    assert all("error" not in a for a in delivery["log"])
+
+
+async def test_the_sender_connects_to_the_checked_address_without_a_second_lookup(
+    receiver: Receiver,
+) -> None:
+    receiver.secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    sender = HttpxSender(timeout=5)
+    port = receiver.url.split(":")[2].split("/")[0]
+    # `.invalid` never resolves: the request can only have gone to the address given.
+    url = f"http://partner.invalid:{port}/lintas"
+    try:
+        status = await sender.post(url, ipaddress.ip_address("127.0.0.1"), b"{}", {})
+    finally:
+        await sender.close()
+    assert status == 401  # unsigned, so the receiver refuses it: but it got there
+    [seen] = receiver.requests
+    assert seen.headers["host"] == f"partner.invalid:{port}"

@@ -65,6 +65,9 @@ def _stack_env(state: Path) -> dict[str, str]:
     env.setdefault("LINTAS_MONGODB_URI", f"mongodb://127.0.0.1:{mongo_port}/")
     env.setdefault("LINTAS_NOTIFY_SMS_OUTBOX_PATH", str(state / "sms-outbox.jsonl"))
     env["PYTHONUNBUFFERED"] = "1"
+    # The dev stack's own webhook receivers listen on 127.0.0.1; a deployment never sets it.
+    if env.get("LINTAS_ENVIRONMENT", "dev") == "dev":
+        env.setdefault("LINTAS_REFERRAL_WEBHOOK_ALLOW_LOOPBACK", "true")
     return env
 
 

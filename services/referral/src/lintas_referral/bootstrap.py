@@ -22,7 +22,7 @@ from lintas_shared.runtime import ServiceRuntime
 
 from lintas_referral import handlers, webhooks
 from lintas_referral.adapters.audit import MongoAuditTrail
-from lintas_referral.adapters.http_sender import HttpxSender
+from lintas_referral.adapters.http_sender import HttpxSender, SystemResolver
 from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
 from lintas_referral.adapters.routing_repository import MongoRoutingRepository
 from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
@@ -52,6 +52,7 @@ def make_policy(settings: ReferralSettings) -> Policy:
     """Offer time-to-live, reminder days and the legal-referral manifest."""
     return Policy(
         offer_ttl=timedelta(hours=settings.offer_ttl_hours),
+        closed_view_retention=timedelta(days=settings.closed_view_days),
         reminder_days=settings.reminder_days,
         manifest=load_default_manifests()[LEGAL_REFERRAL],
     )
@@ -96,7 +97,8 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         routings=routings,
         sender=sender,
         box=webhooks.SecretBox(common.master_key.get_secret_value()),
-        environment=common.environment,
+        resolver=SystemResolver(),
+        allow_loopback=settings.webhook_allow_loopback,
     )
     register_webhook_subscriber(
         broker, group_id=settings.consumer_group, hooks=hooks, dead_letters=publisher
@@ -156,13 +158,13 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         person_tokens=person_tokens,
     )
     app.include_router(router)
-    _document_webhook_urls(app, common.environment)
+    _document_webhook_urls(app, settings.webhook_allow_loopback)
     return app
 
 
-def _document_webhook_urls(app: FastAPI, environment: str) -> None:
-    """State the webhook URL rule of this environment (plain http to 127.0.0.1 only on
-    a dev stack) in the OpenAPI document, as `check_url` applies it."""
+def _document_webhook_urls(app: FastAPI, allow_loopback: bool) -> None:
+    """State the webhook URL rule of this deployment (plain http to 127.0.0.1 only with
+    the dev stack's loopback setting) in the OpenAPI document, as `check_url` applies it."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -170,7 +172,7 @@ def _document_webhook_urls(app: FastAPI, environment: str) -> None:
         schemas = document.get("components", {}).get("schemas", {})
         url = schemas.get("WebhookRequest", {}).get("properties", {}).get("url")
         if url is not None:
-            url["pattern"] = url_pattern(environment)
+            url["pattern"] = url_pattern(allow_loopback)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]

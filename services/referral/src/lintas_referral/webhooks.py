@@ -24,9 +24,14 @@ from lintas_referral.domain.webhooks import (
     DEFAULT_SCHEME,
     LEGACY_SCHEME,
     SIGNATURE_SCHEMES,
+    IPAddress,
     RetrySchedule,
     SignatureScheme,
+    WebhookUrlError,
+    check_addresses,
     check_url,
+    endpoint,
+    literal_address,
     new_secret,
     signature_headers,
 )
@@ -85,9 +90,18 @@ class DeliveryStore(Protocol):
 
 
 class Sender(Protocol):
-    """Sends one HTTP POST; returns the status code (raises on a network failure)."""
+    """Sends one HTTP POST to `address` (already checked) as if to `url`: no second
+    lookup of the URL's host. Returns the status code (raises on a network failure)."""
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int: ...
+    async def post(
+        self, url: str, address: IPAddress, body: bytes, headers: dict[str, str]
+    ) -> int: ...
+
+
+class Resolver(Protocol):
+    """Resolves a host name to its addresses (none when it does not resolve)."""
+
+    async def resolve(self, host: str, port: int) -> list[str]: ...
 
 
 class SecretBox:
@@ -114,11 +128,34 @@ class Webhooks:
     routings: RoutingRepository
     sender: Sender
     box: SecretBox
+    resolver: Resolver
     schedule: RetrySchedule = field(default_factory=RetrySchedule)
     clock: Clock = utc_now
     #: Signing time is always the real time: receivers compare it with their own clock.
     wall_clock: Callable[[], float] = time.time
-    environment: str = "dev"
+    #: Plain http to 127.0.0.1 and loopback addresses: only on the dev stack, by the
+    #: explicit `LINTAS_REFERRAL_WEBHOOK_ALLOW_LOOPBACK` setting.
+    allow_loopback: bool = False
+
+
+def status_class(status: int | None) -> str:
+    """What a partner sees of an attempt's answer: `2xx`…`5xx`, or `no answer` (never
+    why: a refused connection and a silent port look the same)."""
+    if status is None:
+        return "no answer"
+    return f"{status // 100}xx" if 100 <= status < 600 else "other"
+
+
+async def checked_address(hooks: Webhooks, url: str) -> IPAddress:
+    """The one address to send to for `url`: its host resolved (or read, if it is an
+    address in any spelling) and every answer allowed. Raises `WebhookUrlError`."""
+    where = endpoint(url)
+    literal = literal_address(where.host)
+    if literal is not None:
+        addresses = [str(literal)]
+    else:
+        addresses = await hooks.resolver.resolve(where.host, where.port)
+    return check_addresses(where.host, addresses, hooks.allow_loopback)
 
 
 async def register(
@@ -126,7 +163,8 @@ async def register(
 ) -> str:
     """Register the partner's URL and signature scheme; returns a new `whsec_` signing
     secret (shown only once)."""
-    url = check_url(url, hooks.environment)
+    url = check_url(url, hooks.allow_loopback)
+    await checked_address(hooks, url)
     secret = new_secret()
     registration = Registration(url, hooks.box.seal(partner_id, secret), scheme)
     await hooks.partners.set_webhook(partner_id, registration)
@@ -179,23 +217,31 @@ async def on_referral_event(event: CloudEvent, hooks: Webhooks) -> None:
 async def _attempt(hooks: Webhooks, delivery: Document) -> None:
     target = await hooks.partners.webhook(delivery["partner_id"])
     status: int | None = None
-    error: str | None = None
+    outcome: str
+    error: str | None = None  # for the operators' log only, never the partner's
     if target is None:
-        error = "no webhook registered"
+        outcome, error = "no webhook registered", "no webhook registered"
     else:
-        body = delivery["body"].encode()
-        headers = signature_headers(
-            target.signature_scheme,
-            hooks.box.open(delivery["partner_id"], target.sealed_secret),
-            delivery_id=delivery["_id"],
-            event_id=delivery["event_id"],
-            timestamp=int(hooks.wall_clock()),
-            body=body,
-        )
         try:
-            status = await hooks.sender.post(target.url, body, headers)
-        except Exception as exc:
-            error = type(exc).__name__  # never the URL's answer body: it may echo data
+            # Again at each attempt: the name's answer may have changed since.
+            address = await checked_address(hooks, target.url)
+        except WebhookUrlError as exc:
+            outcome, error = "address refused", str(exc)
+        else:
+            body = delivery["body"].encode()
+            headers = signature_headers(
+                target.signature_scheme,
+                hooks.box.open(delivery["partner_id"], target.sealed_secret),
+                delivery_id=delivery["_id"],
+                event_id=delivery["event_id"],
+                timestamp=int(hooks.wall_clock()),
+                body=body,
+            )
+            try:
+                status = await hooks.sender.post(target.url, address, body, headers)
+            except Exception as exc:
+                error = type(exc).__name__  # never the URL's answer body: it may echo data
+            outcome = status_class(status)
     now = hooks.clock()
     ok = status is not None and 200 <= status < 300
     changes: dict[str, Any] = {"state": "delivered", "next_attempt_at": None}
@@ -207,7 +253,8 @@ async def _attempt(hooks: Webhooks, delivery: Document) -> None:
             "state": "pending" if following else "failed",
             "next_attempt_at": following,
         }
-    attempt = {"at": now, "status_code": status, "error": error, "ok": ok}
+    # The code stays for operators; partners see only the class (see the HTTP API).
+    attempt = {"at": now, "status_code": status, "status_class": outcome, "ok": ok}
     await hooks.deliveries.record_attempt(delivery["_id"], delivery["attempts"], attempt, changes)
     if not ok:
         log.info(

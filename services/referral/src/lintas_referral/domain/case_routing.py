@@ -155,6 +155,29 @@ class Referral(_Model):
         """Offered, accepted or in progress."""
         return self.status in OPEN_STATUSES
 
+    @property
+    def closed_at(self) -> datetime | None:
+        """When the partner closed the referral (None unless it is closed)."""
+        if self.status != "closed":
+            return None
+        return next((h.at for h in reversed(self.history) if h.status == "closed"), None)
+
+    def shared_until(self, retention: timedelta) -> datetime | None:
+        """Until when a closed referral still shows the case's personal data."""
+        closed_at = self.closed_at
+        return None if closed_at is None else closed_at + retention
+
+    def shares_personal_data(self, now: datetime, retention: timedelta) -> bool:
+        """The partner may see the case's shared fields and its content key.
+
+        While the referral is open; after the partner closed it only for `retention`
+        (then only the outcome stays); never once declined, expired or withdrawn.
+        """
+        if self.is_open:
+            return True
+        until = self.shared_until(retention)
+        return until is not None and now < until
+
 
 class Reminder(_Model):
     """One scheduled reminder before a filing deadline; sent at most once."""
@@ -181,6 +204,8 @@ class Policy(_Model):
     """The knobs of routing: time to accept an offer, reminder days, manifest."""
 
     offer_ttl: timedelta = timedelta(hours=72)
+    #: How long a partner keeps the personal-data view of a referral it closed.
+    closed_view_retention: timedelta = timedelta(days=30)
     reminder_days: tuple[int, ...] = DEFAULT_REMINDER_DAYS
     manifest: Manifest
 
@@ -506,10 +531,23 @@ class CaseRouting(_Model):
         now: datetime,
         person_id: str | None = None,
     ) -> list[EventPayload]:
-        """Hand claims on to a partner elsewhere (e.g. back to Indonesia); history is kept."""
+        """Hand claims on to a partner elsewhere (e.g. back to Indonesia); history is kept.
+
+        Only claims of the caller's own referral, and never to the caller itself. No NGO
+        approval is asked: the new offer is an ordinary `referral offered` event naming
+        who handed it on, so the caseworker sees it on the case's timeline.
+        """
         source = self.referral(referral_id, partner_id)
         if not source.is_open:
             raise TransitionError(f"referral is {source.status}; only an open one is handed on")
+        if to.id == source.partner_organisation_id:
+            raise TransitionError("a referral cannot be handed on to the partner holding it")
+        foreign = sorted(set(claim_indexes) - set(source.claim_indexes))
+        if foreign:
+            raise TransitionError(
+                f"claims {foreign} are not part of this referral; only its own claims "
+                f"{list(source.claim_indexes)} can be handed on"
+            )
         if self._consent_for(policy.manifest.purpose, to) is None:
             raise TransitionError(f"no active consent covers sharing with {to.country} ({to.id})")
         claims = [c for c in self.claims if c.claim_index in set(claim_indexes)]

@@ -29,11 +29,15 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import re
 import secrets
+import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
+from urllib.parse import urlsplit
 
 #: Standard Webhooks headers.
 WEBHOOK_ID_HEADER: Final = "webhook-id"
@@ -161,20 +165,112 @@ HTTPS_URL: Final = rf"https://{_HOST}{_PORT_AND_REST}"
 DEV_URL: Final = rf"http://127\.0\.0\.1{_PORT_AND_REST}"
 
 
-def url_pattern(environment: str) -> str:
-    """The pattern a webhook URL must match in `environment`, as the OpenAPI document
-    states it and `check_url` applies it (searched as JSON Schema validators do)."""
-    if environment == "dev":
+def url_pattern(allow_loopback: bool) -> str:
+    """The pattern a webhook URL must match, as the OpenAPI document states it and
+    `check_url` applies it (searched as JSON Schema validators do). Plain http to
+    127.0.0.1 only with `allow_loopback` (the dev stack's explicit setting)."""
+    if allow_loopback:
         return rf"^(?:{HTTPS_URL}|{DEV_URL})$"
     return rf"^{HTTPS_URL}$"
 
 
-def check_url(url: str, environment: str) -> str:
-    """HTTPS everywhere; plain http only to 127.0.0.1 on a development stack. Returns the
-    URL to store."""
-    if re.search(url_pattern(environment), url):
+def check_url(url: str, allow_loopback: bool = False) -> str:
+    """HTTPS everywhere; plain http only to 127.0.0.1 when loopback receivers are allowed
+    (the dev stack). Returns the URL to store. The address rule is `check_address`."""
+    if re.search(url_pattern(allow_loopback), url):
         return url.removesuffix("\n")
     raise WebhookUrlError("url must be https:// (http://127.0.0.1 only on a dev stack)")
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+_CGNAT: Final = ipaddress.IPv4Network("100.64.0.0/10")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a webhook URL points: scheme, host as written, port."""
+
+    scheme: str
+    host: str
+    port: int
+
+
+def endpoint(url: str) -> Endpoint:
+    """The scheme, host and port of a URL that passed `check_url` (`WebhookUrlError` if
+    the port is out of range)."""
+    parts = urlsplit(url.removesuffix("\n"))
+    try:
+        port = parts.port
+    except ValueError:  # the pattern allows five digits: 99999 is no port
+        port = 0
+    if port == 0:
+        raise WebhookUrlError("url port must be between 1 and 65535")
+    host = parts.hostname or ""
+    return Endpoint(parts.scheme, host, port or (443 if parts.scheme == "https" else 80))
+
+
+def literal_address(host: str) -> IPAddress | None:
+    """The address a host names by itself, in any form a resolver would read: dotted
+    quad, IPv6, or the integer, hex, octal and short forms (`2130706433`, `0x7f.1`,
+    `127.1`) that name 127.0.0.1 to the C library. None for a name."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def _embedded(address: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def address_refused(address: IPAddress, allow_loopback: bool = False) -> bool:
+    """Whether a webhook may not be sent to `address`: anything but a public unicast
+    address (loopback, link-local, private, CGNAT 100.64/10, multicast, unspecified,
+    reserved, IPv6 unique-local), also inside IPv4-mapped, 6to4, Teredo or NAT64 IPv6.
+    With `allow_loopback` (dev stack only), loopback is allowed."""
+    inner = _embedded(address)
+    if inner is not None and address_refused(inner, allow_loopback):
+        return True
+    if address.is_loopback or (inner is not None and inner.is_loopback):
+        return not allow_loopback
+    return (
+        not address.is_global
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+        or (isinstance(address, ipaddress.IPv4Address) and address in _CGNAT)
+    )
+
+
+def check_addresses(host: str, addresses: Iterable[str], allow_loopback: bool = False) -> IPAddress:
+    """The address to connect to, from what `host` resolved to: refused unless every one
+    is allowed (a name with a private answer among public ones is refused as a whole)."""
+    parsed = [ipaddress.ip_address(a.split("%", 1)[0]) for a in addresses]
+    if not parsed:
+        raise WebhookUrlError("url host does not resolve")
+    if any(address_refused(a, allow_loopback) for a in parsed):
+        raise WebhookUrlError(
+            "url must point to a public address (not loopback, link-local, private, "
+            "shared, multicast or reserved)"
+        )
+    return parsed[0]
 
 
 @dataclass(frozen=True)

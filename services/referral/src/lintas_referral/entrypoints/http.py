@@ -66,7 +66,6 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 NOT_FOUND = "No such referral."
 NO_KEY = "A valid X-API-Key header of a legal partner is required."
-SHARING_STATUSES = frozenset({"offered", "accepted", "in_progress", "closed"})
 
 
 class _Body(BaseModel):
@@ -175,9 +174,18 @@ class ReferralView(ReferralSummary):
 
     handoff: HandoffView
     shared: dict[str, Any] | None = Field(
-        description="The case, minimised to handoff.fields; null once the data was erased"
+        description="The case, minimised to handoff.fields; null once the data was erased, "
+        "the referral was declined, expired or withdrawn, or closed longer ago than "
+        "the retention (see shared_until)"
     )
     erased: bool = False
+    outcome: Outcome | None = Field(default=None, description="Set once you closed it")
+    amounts_recovered: list[Money] = Field(default_factory=list)
+    shared_until: datetime | None = Field(
+        default=None,
+        description="For a closed referral: when its shared fields and content key stop "
+        "being available to you (only the outcome stays)",
+    )
 
 
 def _summary(routing: CaseRouting, r: Referral) -> dict[str, Any]:
@@ -312,11 +320,18 @@ async def get_referral(
 ) -> dict[str, Any]:
     """The referral with forum, deadline and exactly the fields its handoff shares."""
     routing, r = await _mine(ctx, referral_id, caller)
-    view = {**_summary(routing, r), "handoff": r.handoff.model_dump(), "erased": routing.erased}
+    view = {
+        **_summary(routing, r),
+        "handoff": r.handoff.model_dump(),
+        "erased": routing.erased,
+        "outcome": r.outcome,
+        "amounts_recovered": list(r.amounts_recovered),
+    }
     view["shared"] = None
-    # Personal data only while the referral is the partner's to work on (or closed by it):
-    # a declined, expired or withdrawn offer no longer opens the case.
-    if not routing.erased and r.status in SHARING_STATUSES:
+    view["shared_until"] = r.shared_until(ctx.policy.closed_view_retention)
+    # Personal data only while the referral is the partner's to work on, or for a while
+    # after it closed it: a declined, expired or withdrawn offer no longer opens the case.
+    if not routing.erased and r.shares_personal_data(ctx.clock(), ctx.policy.closed_view_retention):
         try:
             key = await _case_key(ctx, routing.case_id)
             view["shared"] = minimised_view(
@@ -360,7 +375,7 @@ class ContentKey(BaseModel):
 async def content_key(referral_id: str, caller: Caller, ctx: Ctx, request: Request) -> Any:
     """For partners consuming lintas.referrals.v1: opens only this referral's content."""
     routing, r = await _mine(ctx, referral_id, caller)
-    if r.status not in SHARING_STATUSES:
+    if not r.shares_personal_data(ctx.clock(), ctx.policy.closed_view_retention):
         return problem_response(410, "Gone", f"The referral is {r.status}; it is no longer shared.")
     try:
         key = referral_key(await _case_key(ctx, routing.case_id), r.id)
@@ -500,8 +515,11 @@ class WebhookRequest(_Body):
 
     url: str = Field(
         max_length=2000,
-        description="https:// (http://127.0.0.1 too on a dev stack)",
-        json_schema_extra={"pattern": url_pattern("dev")},
+        description="https:// (http://127.0.0.1 too on a dev stack). The host must "
+        "resolve only to public addresses: loopback, link-local, private, shared (CGNAT), "
+        "multicast, unspecified, reserved and IPv6 unique-local addresses are refused, "
+        "here and again at each delivery.",
+        json_schema_extra={"pattern": url_pattern(False)},
     )
     signature_scheme: SignatureScheme = Field(
         default=DEFAULT_SCHEME,
@@ -527,10 +545,29 @@ class DeliveryAttempt(BaseModel):
     """One attempt to deliver (or a redelivery request)."""
 
     at: datetime
-    status_code: int | None = None
-    error: str | None = None
+    status_class: str | None = Field(
+        default=None,
+        description="Your endpoint's answer, as a class only: `2xx`, `3xx`, `4xx`, `5xx`, "
+        "`no answer` (no connection or no HTTP answer), or `address refused` (your host "
+        "resolved to an address webhooks are not sent to).",
+        examples=["2xx", "no answer"],
+    )
     ok: bool | None = None
     redelivery_requested: bool | None = None
+
+
+def _attempt(doc: dict[str, Any]) -> DeliveryAttempt:
+    """What a partner sees of an attempt: never a status code or an error text (they
+    told a closed port from an open one). Older attempts stored both."""
+    outcome = doc.get("status_class")
+    if outcome is None and "ok" in doc:
+        outcome = webhooks.status_class(doc.get("status_code"))
+    return DeliveryAttempt(
+        at=doc["at"],
+        status_class=outcome,
+        ok=doc.get("ok"),
+        redelivery_requested=doc.get("redelivery_requested"),
+    )
 
 
 class Delivery(BaseModel):
@@ -591,7 +628,11 @@ async def register_webhook(body: WebhookRequest, caller: Caller, hooks: Hooks) -
 
 
 def _delivery(doc: dict[str, Any]) -> Delivery:
-    return Delivery(id=doc["_id"], **{k: v for k, v in doc.items() if k != "_id"})
+    return Delivery(
+        id=doc["_id"],
+        **{k: v for k, v in doc.items() if k not in ("_id", "log")},
+        log=[_attempt(a) for a in doc.get("log", [])],
+    )
 
 
 @router.get(
