@@ -27,10 +27,15 @@ from fastapi import (
     Response,
     Security,
 )
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from lintas_shared.http import Problem, problem_response, validation_errors
+from lintas_shared.http_auth import (
+    api_key_scheme,
+    person_claims,
+    person_token_scheme,
+    unauthorised,
+)
 from lintas_shared.http_params import DateTimeParam
-from lintas_shared.person_tokens import PersonTokenError, PersonTokenVerifier
 from lintas_shared.values import ClaimType, CountryCode
 from pydantic import ValidationError
 
@@ -92,23 +97,11 @@ WRITE_PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 PERSONAL_READ = ["worker", "employment", "claims", "consents", "notes", "documents"]
 
-API_KEY = APIKeyHeader(
-    name="X-API-Key",
-    scheme_name="ApiKey",
-    description="Your organisation's API key (systems and scripts)",
-    auto_error=False,
+API_KEY = api_key_scheme("Your organisation's API key (systems and scripts)")
+PERSON_TOKEN = person_token_scheme(
+    "A person's short-lived token, signed by the Lintas console "
+    "(EdDSA; audience `lintas-intake`; claims `sub` = person, `org`, `role`)"
 )
-PERSON_TOKEN = HTTPBearer(
-    scheme_name="PersonToken",
-    bearerFormat="JWT",
-    description="A person's short-lived token, signed by the Lintas console "
-    "(EdDSA; audience `lintas-intake`; claims `sub` = person, `org`, `role`)",
-    auto_error=False,
-)
-
-
-def _unauthorised(detail: str, challenge: str) -> HTTPException:
-    return HTTPException(401, detail, headers={"WWW-Authenticate": challenge})
 
 
 async def _caller(
@@ -122,20 +115,14 @@ async def _caller(
     if api_key:
         organisation = await directory.by_api_key(api_key)
         if organisation is None:
-            raise _unauthorised("A valid X-API-Key header is required.", "ApiKey")
+            raise unauthorised("A valid X-API-Key header is required.", "ApiKey")
         return CallerValue(organisation)
     if bearer is None:
-        raise _unauthorised("A valid X-API-Key header is required.", "ApiKey")
-    verifier: PersonTokenVerifier | None = request.app.state.person_tokens
-    if verifier is None:
-        raise _unauthorised("Person tokens are not accepted here; use an X-API-Key.", "Bearer")
-    try:
-        claims = verifier.verify(bearer.credentials)
-    except PersonTokenError as exc:
-        raise _unauthorised(f"The bearer token is refused: {exc}.", "Bearer") from None
+        raise unauthorised("A valid X-API-Key header is required.", "ApiKey")
+    claims = person_claims(request, bearer)
     organisation = await directory.get(claims.organisation_id)
     if organisation is None:
-        raise _unauthorised("The bearer token's organisation is not known here.", "Bearer")
+        raise unauthorised("The bearer token's organisation is not known here.", "Bearer")
     return CallerValue(organisation, claims.person_id, claims.role)
 
 

@@ -20,11 +20,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Security, status
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.http import FieldError, Problem, problem_response
+from lintas_shared.http_auth import (
+    api_key_scheme,
+    person_claims,
+    person_token_scheme,
+    unauthorised,
+)
 from lintas_shared.http_params import DateParam
-from lintas_shared.person_tokens import PersonTokenError, PersonTokenVerifier, Role
+from lintas_shared.person_tokens import Role
 from lintas_shared.security import hash_api_key
 from lintas_shared.values import Money
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
@@ -218,25 +224,11 @@ class PartnerCaller:
         return self.partner.id
 
 
-API_KEY = APIKeyHeader(
-    name="X-API-Key",
-    scheme_name="ApiKey",
-    description="Your organisation's API key (systems)",
-    auto_error=False,
+API_KEY = api_key_scheme("Your organisation's API key (systems)")
+PERSON_TOKEN = person_token_scheme(
+    "A lawyer's short-lived token, signed by the Lintas console "
+    "(EdDSA; audience `lintas-referral`; claims `sub` = person, `org`, `role` = lawyer)"
 )
-PERSON_TOKEN = HTTPBearer(
-    scheme_name="PersonToken",
-    bearerFormat="JWT",
-    description="A lawyer's short-lived token, signed by the Lintas console "
-    "(EdDSA; audience `lintas-referral`; claims `sub` = person, `org`, `role` = lawyer)",
-    auto_error=False,
-)
-
-
-def _unauthorised(detail: str, challenge: str) -> HTTPException:
-    return HTTPException(
-        status.HTTP_401_UNAUTHORIZED, detail, headers={"WWW-Authenticate": challenge}
-    )
 
 
 async def _caller(
@@ -251,22 +243,14 @@ async def _caller(
         pepper: str = request.app.state.api_key_pepper
         partner = await directory.by_api_key_hash(hash_api_key(api_key, pepper))
         if partner is None:
-            raise _unauthorised(
-                "A valid X-API-Key header of a legal partner is required.", "ApiKey"
-            )
+            raise unauthorised("A valid X-API-Key header of a legal partner is required.", "ApiKey")
         return PartnerCaller(partner)
     if bearer is None:
-        raise _unauthorised("A valid X-API-Key header of a legal partner is required.", "ApiKey")
-    verifier: PersonTokenVerifier | None = request.app.state.person_tokens
-    if verifier is None:
-        raise _unauthorised("Person tokens are not accepted here; use an X-API-Key.", "Bearer")
-    try:
-        claims = verifier.verify(bearer.credentials)
-    except PersonTokenError as exc:
-        raise _unauthorised(f"The bearer token is refused: {exc}.", "Bearer") from None
+        raise unauthorised("A valid X-API-Key header of a legal partner is required.", "ApiKey")
+    claims = person_claims(request, bearer)
     found = await directory.calling(claims.organisation_id)
     if found is None:
-        raise _unauthorised("The bearer token's organisation is not a partner here.", "Bearer")
+        raise unauthorised("The bearer token's organisation is not a partner here.", "Bearer")
     if claims.role is not Role.LAWYER:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
