@@ -198,6 +198,14 @@ def _example_body(spec: dict[str, Any], operation: dict[str, Any]) -> Any:
     return examples[0]
 
 
+#: Bodies other than the documented example: the webhook example's host is a real name,
+#: which referral resolves before it accepts it, and these machines resolve no names
+#: beyond the package registries; the test stack accepts loopback receivers instead.
+BODY_OVERRIDES: dict[tuple[str, str], Any] = {
+    ("PUT", "/v1/webhook"): {"url": "http://127.0.0.1:9/lintas/referrals"},
+}
+
+
 def _query(path: str, params: dict[str, str]) -> dict[str, str]:
     return {"case_id": params["case_id"]} if path == "/v1/audit" else {}
 
@@ -218,7 +226,7 @@ async def test_every_endpoint_refuses_every_wrong_caller_as_documented(
             assert documented == set(expected), f"{service}: endpoints and EXPECTED differ"
             for (method, template), answers in expected.items():
                 operation = spec["paths"][template][method.lower()]
-                body = _example_body(spec, operation)
+                body = BODY_OVERRIDES.get((method, template)) or _example_body(spec, operation)
                 path = template.format(**world.params)
                 for caller, status in answers.items():
                     headers = dict(world.headers[service][caller])
