@@ -7,6 +7,7 @@ does not exist. A one-time link is shown once, on the page that answers the form
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Final
 from urllib.parse import urlencode
 
@@ -195,11 +196,17 @@ async def disable(request: Request, ctx: Ctx, visitor: SignedIn, person_id: str)
             status=409,
             problem=ctx.translator.gettext("You cannot disable yourself."),
         )
+    return await _change(visitor, ctx.people.disable(visitor.person, person_id), "disabled")
+
+
+async def _change(visitor: Visitor, change: Awaitable[Person], done: str) -> Response:
+    """Carry out one change to a person and show the list again; a person the visitor
+    may not touch looks like one that does not exist."""
     try:
-        person = await ctx.people.disable(visitor.person, person_id)
+        person = await change
     except NotAllowedError:
         raise PageNotFoundError from None
-    return redirect(_list_path(visitor, person.organisation_id, done="disabled"))
+    return redirect(_list_path(visitor, person.organisation_id, done=done))
 
 
 @router.post("/people/{person_id}/enable")
@@ -207,11 +214,7 @@ async def enable(request: Request, ctx: Ctx, visitor: SignedIn, person_id: str) 
     """Let a disabled person sign in again."""
     allow(visitor, ADMINS)
     await checked_form(request, visitor)
-    try:
-        person = await ctx.people.enable(visitor.person, person_id)
-    except NotAllowedError:
-        raise PageNotFoundError from None
-    return redirect(_list_path(visitor, person.organisation_id, done="enabled"))
+    return await _change(visitor, ctx.people.enable(visitor.person, person_id), "enabled")
 
 
 @router.post("/people/{person_id}/reset-2fa")
@@ -221,11 +224,9 @@ async def reset_second_factor(
     """Forget the person's authenticator (a lost phone)."""
     allow(visitor, ADMINS)
     await checked_form(request, visitor)
-    try:
-        person = await ctx.people.reset_second_factor(visitor.person, person_id)
-    except NotAllowedError:
-        raise PageNotFoundError from None
-    return redirect(_list_path(visitor, person.organisation_id, done="reset"))
+    return await _change(
+        visitor, ctx.people.reset_second_factor(visitor.person, person_id), "reset"
+    )
 
 
 @router.post("/people/{person_id}/link")
