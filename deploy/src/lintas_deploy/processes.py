@@ -77,6 +77,24 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+#: How long stop() waits for PID 1 to collect a stopped server that is not our child.
+REAP_WAIT_SECONDS = 15.0
+
+
+def _listed(pid: int, group: bool) -> bool:
+    """Whether ``pid`` (or, for a group, any member of it) is still in the process table,
+    zombies included."""
+    _reap(pid)
+    if not group:
+        return _read_stat(pid) is not None
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            stat = _read_stat(int(entry.name))
+            if stat is not None and stat[1] == pid:
+                return True
+    return False
+
+
 def _pid_alive(pid: int) -> bool:
     _reap(pid)
     stat = _read_stat(pid)
@@ -238,6 +256,10 @@ class ManagedProcess:
             send(signal.SIGKILL)
             _wait_until(lambda: not alive(), 10.0)
         _reap(pid)
+        # A server started by an earlier `lintas up` is no child of ours: once it exits,
+        # only PID 1 can collect it, and until then it is listed as <defunct>. Wait for
+        # that (about 2 s on these machines) so that nothing we started is left listed.
+        _wait_until(lambda: not _listed(pid, group), REAP_WAIT_SECONDS)
         self._forget()
         return True
 
