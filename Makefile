@@ -6,7 +6,9 @@ SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := python3
 UV_VERSION := 0.13.8
-UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+# uv from the PATH, else the project's own copy (tools/install_uv.py: no pip, so an
+# OS-managed python3 (PEP 668) is fine).
+UV := $(shell command -v uv 2>/dev/null || echo "$(CURDIR)/.lintas/tools/bin/uv")
 PACKAGES := lintas_shared lintas_intake lintas_referral lintas_notify lintas_console lintas_tools lintas_deploy lintas_faults lintas_bench
 
 .PHONY: help install up down status test lint typecheck format provision browser clean faults bench
@@ -14,9 +16,9 @@ PACKAGES := lintas_shared lintas_intake lintas_referral lintas_notify lintas_con
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-install: ## install uv if missing, then the workspace from uv.lock
-	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv $(UV_VERSION) from PyPI"; \
-		python3 -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"; }
+install: ## install uv if missing (into .lintas/tools), then the workspace from uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 tools/install_uv.py --version $(UV_VERSION) \
+		--dest .lintas/tools --cache .lintas/cache/uv
 	@$(UV) sync --frozen --quiet
 
 provision: install ## fetch the Kafka jars and build FerretDB (cached under .lintas/cache)
