@@ -150,15 +150,25 @@ async def _calibrate(
     config: BenchConfig, stack: Stack, ctx: LoadContext, results: dict[str, Any]
 ) -> None:
     _say(f"idle window ({config.idle_seconds:g}s), then {config.calibration_cases} cases at 2/s")
+    urls = {
+        name: f"http://127.0.0.1:{getattr(config.ports, name)}"
+        for name in ("intake", "referral", "notify")
+    }
     before = await storeops.command_totals(stack.mongodb_uri)
+    services_before = await storeops.service_commands(urls)
     idle_window = ctx.sampler.open()
     await asyncio.sleep(config.idle_seconds)
     ctx.sampler.close(idle_window)
     idle = storeops.diff(await storeops.command_totals(stack.mongodb_uri), before)
+    services_after = await storeops.service_commands(urls)
+    services_idle = {
+        name: storeops.diff(services_after[name], services_before[name]) for name in urls
+    }
     ctx.idle_cpu_rate = idle_rate(idle_window)
     results["idle_cpu_seconds_per_second"] = ctx.idle_cpu_rate
     began = time.monotonic()
     before = await storeops.command_totals(stack.mongodb_uri)
+    services_before = await storeops.service_commands(urls)
     step = await run_step(
         ctx,
         rate=2.0,
@@ -169,14 +179,26 @@ async def _calibrate(
     # Intake applies the offer and the SMS news to its case after both were published.
     await asyncio.sleep(3.0)
     work = storeops.diff(await storeops.command_totals(stack.mongodb_uri), before)
-    per_case = storeops.per_case(
-        work, time.monotonic() - began, idle, config.idle_seconds, step.accepted
-    )
+    services_after = await storeops.service_commands(urls)
+    work_seconds = time.monotonic() - began
+    per_case = storeops.per_case(work, work_seconds, idle, config.idle_seconds, step.accepted)
+    by_service = {
+        name: storeops.per_case(
+            storeops.diff(services_after[name], services_before[name]),
+            work_seconds,
+            services_idle[name],
+            config.idle_seconds,
+            step.accepted,
+        )
+        for name in urls
+    }
     results["store_commands"] = {
         "per_case": per_case,
         "total_per_case": round(sum(per_case.values()), 1),
         "cases": step.accepted,
         "idle_per_second": {k: round(v / config.idle_seconds, 2) for k, v in idle.items()},
+        "by_service": by_service,
+        "by_service_total": {n: round(sum(v.values()), 1) for n, v in by_service.items()},
         "method": (
             "FerretDB serverStatus metrics.commands totals around the calibration cases, "
             "minus the idle rate over the same time, divided by the cases"

@@ -126,6 +126,10 @@ def _store(results: Mapping[str, Any], lines: list[str]) -> None:
         f"Store commands per case (server-side count over {store['cases']} cases, background "
         f"subtracted): {mix}; total {store['total_per_case']:g}"
     )
+    for service, steps in store.get("by_service", {}).items():
+        found = ", ".join(f"{k} {v:g}" for k, v in sorted(steps.items(), key=lambda i: -i[1]))
+        total = store["by_service_total"][service]
+        lines.append(f"  {service} (its own count, by collection.command): {total:g}: {found}")
 
 
 def _full_reads(results: Mapping[str, Any], lines: list[str]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
+import httpx
 from lintas_shared.mongo import Document, make_mongo_client
 
 #: Commands that are connection upkeep, not work done for a case.
@@ -81,6 +82,32 @@ def per_case(
         if value > 0.05:
             result[name] = round(value, 2)
     return result
+
+
+#: One sample of `lintas_store_commands_total` in a service's /metrics exposition.
+_SAMPLE = re.compile(
+    r'^lintas_store_commands_total\{collection="(?P<collection>[^"]*)",'
+    r'command="(?P<command>[^"]*)"\} (?P<value>[0-9.e+]+)$',
+    re.M,
+)
+
+
+def parse_service_commands(exposition: str) -> dict[str, int]:
+    """`collection.command` -> commands sent so far, from one service's /metrics."""
+    return {
+        f"{m.group('collection')}.{m.group('command')}": int(float(m.group("value")))
+        for m in _SAMPLE.finditer(exposition)
+    }
+
+
+async def service_commands(urls: Mapping[str, str]) -> dict[str, dict[str, int]]:
+    """What each service counted itself (`lintas_store_commands_total`), by service: the
+    server's totals cannot say which service or which step sent a command."""
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        return {
+            name: parse_service_commands((await client.get(f"{url}/metrics")).text)
+            for name, url in urls.items()
+        }
 
 
 #: A SELECT as FerretDB's debug log shows it: `>>> SELECT  _ferretdb_sjson FROM \"t_1a2b\" ...`

@@ -74,6 +74,12 @@ DEAD_LETTERS = Counter(
     "Records parked in a dead-letter topic, by reason (malformed, rejected, failed).",
     ["consumer", "topic", "reason"],
 )
+STORE_COMMANDS = Counter(
+    "lintas_store_commands",
+    "Commands this process sent to the store, by collection and command (the bench reads "
+    "them per service; connection upkeep such as hello and ping is left out).",
+    ["collection", "command"],
+)
 OUTBOX_RELAY_FAILURES = Counter(
     "lintas_outbox_relay_failures",
     "Outbox relay passes that failed (broker or store unavailable); entries are kept.",

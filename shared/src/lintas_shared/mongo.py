@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     AutoReconnect,
@@ -14,6 +14,8 @@ from pymongo.errors import (
     NetworkTimeout,
     ServerSelectionTimeoutError,
 )
+
+from lintas_shared.metrics import STORE_COMMANDS
 
 Document = dict[str, Any]
 
@@ -26,6 +28,50 @@ TRANSIENT_STORE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: Commands that keep a connection going rather than do work; not counted.
+UPKEEP_COMMANDS = frozenset(
+    {
+        "hello",
+        "ismaster",
+        "isMaster",
+        "ping",
+        "buildInfo",
+        "buildinfo",
+        "endSessions",
+        "saslStart",
+        "saslContinue",
+        "getParameter",
+        "serverStatus",
+    }
+)
+
+
+class StoreCommandCounter(monitoring.CommandListener):
+    """Counts each command a client sends, by collection and command name
+    (`lintas_store_commands_total`), so the cost of a case can be told per service and
+    per step, not only as the server's total."""
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        """Count the command as it is sent."""
+        name = event.command_name
+        if name in UPKEEP_COMMANDS:
+            return
+        target = event.command.get(name)
+        if name == "getMore":
+            target = event.command.get("collection")
+        collection = target if isinstance(target, str) else "-"
+        STORE_COMMANDS.labels(collection, name).inc()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        """Nothing to do: counted when sent."""
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        """Nothing to do: counted when sent."""
+
+
+_COUNTER = StoreCommandCounter()
+
+
 def make_mongo_client(uri: str, *, app_name: str) -> AsyncMongoClient[Document]:
     """Build a client; it connects lazily, so build it at start-up, never at import."""
     return AsyncMongoClient(
@@ -34,6 +80,7 @@ def make_mongo_client(uri: str, *, app_name: str) -> AsyncMongoClient[Document]:
         tz_aware=True,
         serverSelectionTimeoutMS=5_000,
         connectTimeoutMS=5_000,
+        event_listeners=[_COUNTER],
     )
 
 
