@@ -69,6 +69,30 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
         "case string, types.ObjectID, int32, int64:",
         2,
     ),
+    # Narrow a filter on another indexed field with that index (see
+    # deploy/ferretdb/sqlite/lintas_pushdown.go.in, which ADDED_FILES puts beside these).
+    (
+        "internal/backends/sqlite/collection.go",
+        "\tq += whereClause\n\tq += prepareOrderByClause(params.Sort)\n",
+        '\tif whereClause == "" {\n\t\twhereClause, args = lintasPushdown(meta, params.Filter)\n'
+        "\t}\n\n\tq += whereClause\n\tq += prepareOrderByClause(params.Sort)\n",
+        1,  # Query
+    ),
+    (
+        "internal/backends/sqlite/collection.go",
+        "\torderByClause := prepareOrderByClause(params.Sort)\n",
+        '\tif whereClause == "" {\n\t\twhereClause, args = lintasPushdown(meta, params.Filter)\n'
+        '\t\tfilterPushdown = whereClause != ""\n\t}\n\n'
+        "\torderByClause := prepareOrderByClause(params.Sort)\n",
+        1,  # Explain
+    ),
+)
+
+#: Go files of ours added to FerretDB's module before the build: (source under
+#: deploy/ferretdb, destination in the module). Named `.go.in` here so that the wrapper's
+#: own `go build` (package main) does not compile them.
+ADDED_FILES: tuple[tuple[str, str], ...] = (
+    ("sqlite/lintas_pushdown.go.in", "internal/backends/sqlite/lintas_pushdown.go"),
 )
 
 
@@ -89,9 +113,13 @@ def _sources(src_dir: Path) -> list[Path]:
     return sorted([src_dir / "go.mod", src_dir / "go.sum", *src_dir.glob("*.go")])
 
 
+def _added(src_dir: Path) -> list[Path]:
+    return [src_dir / source for source, _ in ADDED_FILES]
+
+
 def _source_hash(src_dir: Path) -> str:
     digest = hashlib.sha256(repr(PATCHES).encode())
-    for path in _sources(src_dir):
+    for path in [*_sources(src_dir), *_added(src_dir)]:
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -131,6 +159,8 @@ def _patched_module(go: str, src_dir: Path, into: Path) -> None:
                 f"{source.count(text)} of {text!r}, expected {count}"
             )
         path.write_text(source.replace(text, replacement))
+    for source, destination in ADDED_FILES:
+        shutil.copyfile(src_dir / source, into / destination)
 
 
 def _remove_tree(path: Path) -> None:
