@@ -15,6 +15,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,7 @@ def test_a_filter_on_an_indexed_field_reads_that_index(wrapper: tuple[str, Path]
             {"status": {"$eq": "open"}},
             {"status": {"$in": ["open", "closed"]}},
             {"org": "o1", "at": {"$gt": 3}},  # leads a compound index
+            {"status": 1},  # by the field's value (a single-field index has a twin)
         ):
             plan = _plan_of(client, query)
             assert plan.startswith("pushdown=True"), (query, plan)
@@ -167,7 +169,7 @@ def test_a_filter_on_an_indexed_field_reads_that_index(wrapper: tuple[str, Path]
             assert "detail=SCAN" not in plan, (query, plan)
         for query in (
             {"unindexed": "open"},
-            {"status": 1},  # numbers have several JSON spellings: not narrowed
+            {"org": 1},  # a number on a compound index: no value twin to search
             {"status": None},  # would have to find the missing field too
             {"status.inner": "open"},  # a path may run through an array of documents
             {"status": {"$regex": "^op"}},
@@ -193,8 +195,70 @@ def test_narrowed_filters_find_exactly_what_mongodb_finds(wrapper: tuple[str, Pa
         assert ids({"status": 'op"en<&>\\é'}) == {7}
         assert ids({"status": "open", "_id": {"$gt": 1}}) == {2}
         assert ids({"status": "nobody"}) == set()
+        assert ids({"status": 1}) == {8}
+        assert ids({"status": {"$gte": 1}}) == {8}
         # Writes narrowed by the same index change exactly the matching documents.
         assert shapes.update_many({"status": "open"}, {"$set": {"seen": True}}).modified_count == 2
         assert ids({"seen": True}) == {1, 2}
         assert shapes.delete_many({"status": "closed"}).deleted_count == 2
         assert ids({}) == {1, 3, 4, 6, 7, 8}
+
+
+def _date(year: int) -> datetime:
+    return datetime(year, 1, 1, tzinfo=UTC)
+
+
+#: Documents whose `due` takes every shape a range on it must tell apart; 1990 has fewer
+#: digits of milliseconds than 2026 and 2300 more, which a text comparison would misplace.
+DUES = [
+    {"_id": 1, "due": _date(2026)},
+    {"_id": 2, "due": _date(1990)},
+    {"_id": 3, "due": _date(2300)},
+    {"_id": 4, "due": [_date(1980), _date(2030)]},
+    {"_id": 5},
+    {"_id": 6, "due": None},
+    {"_id": 7, "due": "2026"},
+    {"_id": 8, "due": 5},
+    {"_id": 9, "due": 1.5e12},
+    {"_id": 10, "due": True},
+]
+
+
+def test_ranges_on_dates_and_numbers_are_narrowed_and_exact(wrapper: tuple[str, Path]) -> None:
+    # "Timers due before now" must not read the whole collection, and a range must find
+    # exactly what MongoDB finds: by value (not text), arrays by any element, no strings.
+    uri, data = wrapper
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000, tz_aware=True) as client:
+        dues = client["wrapper_check"]["dues"]
+        dues.insert_many(DUES)
+        dues.create_index("due")
+
+        def ids(query: dict[str, object]) -> set[object]:
+            return {doc["_id"] for doc in dues.find(query, {"_id": 1})}
+
+        cases: list[tuple[dict[str, object], set[object]]] = [
+            ({"due": {"$lte": _date(2027)}}, {1, 2, 4}),
+            ({"due": {"$lt": _date(1990)}}, {4}),
+            ({"due": {"$gt": _date(2027)}}, {3, 4}),
+            ({"due": {"$gte": _date(1985), "$lt": _date(2028)}}, {1, 2, 4}),
+            ({"due": _date(2026)}, {1}),
+            ({"due": {"$gt": 1}}, {8, 9}),
+            ({"due": 5}, {8}),
+            ({"due": {"$eq": 1.5e12}}, {9}),
+        ]
+        for query, expected in cases:
+            assert ids(query) == expected, query
+            plan = client["wrapper_check"].command(
+                "explain", {"find": "dues", "filter": query}, verbosity="queryPlanner"
+            )
+            steps = " ".join(plan["queryPlanner"]["Plan"])
+            assert plan["filterPushdown"] is True, (query, steps)
+            assert "_due_1_lintas_value" in steps, (query, steps)
+            assert "detail=SCAN" not in steps, (query, steps)
+
+        # The value index lives and dies with its index.
+        dues.drop_index("due_1")
+        with sqlite3.connect(data / "wrapper_check.sqlite") as db:
+            names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")]
+        assert not [name for name in names if "_due_1" in name], names
+        assert ids({"due": {"$lte": _date(2027)}}) == {1, 2, 4}  # still right, by a scan

@@ -86,6 +86,24 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
         "\torderByClause := prepareOrderByClause(params.Sort)\n",
         1,  # Explain
     ),
+    # ...and give single-field indexes a twin on the field's SQL value, for ranges.
+    (
+        "internal/backends/sqlite/metadata/registry.go",
+        "\t\tcreated = append(created, index.Name)\n",
+        "\t\tif err := lintasValueIndexCreate(ctx, db, c.TableName, index); err != nil {\n"
+        "\t\t\t_ = r.indexesDrop(ctx, dbName, collectionName, created)\n"
+        "\t\t\treturn lazyerrors.Error(err)\n\t\t}\n\n"
+        "\t\tcreated = append(created, index.Name)\n",
+        1,
+    ),
+    (
+        "internal/backends/sqlite/metadata/registry.go",
+        "\t\tc.Settings.Indexes = slices.Delete(c.Settings.Indexes, i, i+1)\n",
+        "\t\tif err := lintasValueIndexDrop(ctx, db, c.TableName, name); err != nil {\n"
+        "\t\t\treturn lazyerrors.Error(err)\n\t\t}\n\n"
+        "\t\tc.Settings.Indexes = slices.Delete(c.Settings.Indexes, i, i+1)\n",
+        1,
+    ),
 )
 
 #: Go files of ours added to FerretDB's module before the build: (source under
@@ -93,6 +111,10 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
 #: own `go build` (package main) does not compile them.
 ADDED_FILES: tuple[tuple[str, str], ...] = (
     ("sqlite/lintas_pushdown.go.in", "internal/backends/sqlite/lintas_pushdown.go"),
+    (
+        "sqlite/metadata/lintas_value_index.go.in",
+        "internal/backends/sqlite/metadata/lintas_value_index.go",
+    ),
 )
 
 
