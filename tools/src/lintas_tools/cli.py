@@ -329,7 +329,9 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--report", type=Path, help="where refused rows are listed (default: FILE.errors.csv)"
     )
-    imp.add_argument("--concurrency", type=int, default=8)
+    imp.add_argument(
+        "--concurrency", type=int, default=4, help="batches in flight at once (default 4)"
+    )
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(
         dest="audit_command", required=True
     )

@@ -1,10 +1,11 @@
 """Bulk import of cases through the public API (`lintas import FILE`).
 
 Reads CSV (one claim per row, header below) or JSON Lines (one case document per line),
-submits each row with its own Idempotency-Key, a few at a time, retrying what the
-network or the server lost, and shows progress with rate and ETA. Every refused row is
-written to a report (row, field, message); re-running the same file is safe, because a
-row already imported is recognised by its external_ref.
+submits the rows in batches (`POST /v1/cases/batch`, up to `batch_size` rows and
+BATCH_BYTES of JSON each, a few batches at a time), each row with its own idempotency
+key, retrying what the network or the server lost, and shows progress with rate and ETA.
+Every refused row is written to a report (row, field, message); re-running the same file
+is safe, because a row already imported is recognised by its key or its external_ref.
 """
 
 from __future__ import annotations
@@ -93,47 +94,84 @@ def _idempotency_key(doc: dict[str, Any]) -> str:
     return "import-" + hashlib.sha256(body.encode()).hexdigest()[:40]
 
 
-async def _submit(
+#: Most JSON bytes in one batch: inside intake's default request body limit (256,000).
+BATCH_BYTES = 200_000
+
+
+def _fail(report: ImportReport, rows: list[tuple[int, dict[str, Any]]], why: str) -> None:
+    report.rejected += len(rows)
+    report.errors.extend((number, "", why) for number, _ in rows)
+
+
+def _record(report: ImportReport, number: int, result: dict[str, Any]) -> None:
+    outcome = result.get("outcome")
+    if outcome == "created":
+        report.created += 1
+    elif outcome == "already_present" or (outcome == "conflict" and result.get("existing_case_id")):
+        report.already_present += 1  # the same row (or its external_ref) from an earlier run
+    else:
+        report.rejected += 1
+        problems = result.get("errors") or [{"field": "", "message": result.get("detail", "")}]
+        report.errors.extend((number, p.get("field", ""), p.get("message", "")) for p in problems)
+
+
+async def _submit_batch(
     client: httpx.AsyncClient,
-    number: int,
-    doc: dict[str, Any],
+    rows: list[tuple[int, dict[str, Any]]],
     report: ImportReport,
     attempts: int = 5,
 ) -> None:
-    headers = {"Idempotency-Key": _idempotency_key(doc)}
+    """Send one batch; a batch the server finds too large is sent again in two halves."""
+    body = {"cases": [{"idempotency_key": _idempotency_key(doc), "case": doc} for _, doc in rows]}
     for attempt in range(1, attempts + 1):
         try:
-            response = await client.post("/v1/cases", json=doc, headers=headers)
+            response = await client.post("/v1/cases/batch", json=body)
         except httpx.TransportError as exc:
             if attempt == attempts:
-                report.rejected += 1
-                report.errors.append((number, "", f"network: {type(exc).__name__}"))
+                _fail(report, rows, f"network: {type(exc).__name__}")
                 return
             await asyncio.sleep(0.2 * 2**attempt)
             continue
-        if response.status_code == 201:
-            if response.headers.get("idempotent-replayed") == "true":
-                report.already_present += 1  # the same row, imported by an earlier run
-            else:
-                report.created += 1
-            return
-        if response.status_code == 409 and "existing_case_id" in response.text:
-            report.already_present += 1  # imported by an earlier run
+        if response.status_code == 413 and len(rows) > 1:
+            half = len(rows) // 2
+            await _submit_batch(client, rows[:half], report, attempts)
+            await _submit_batch(client, rows[half:], report, attempts)
             return
         if response.status_code in (429, 500, 502, 503, 504) and attempt < attempts:
             await asyncio.sleep(float(response.headers.get("retry-after", 0.2 * 2**attempt)))
             continue
-        report.rejected += 1
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        problems = body.get("errors") or [
-            {"field": "", "message": body.get("detail") or f"HTTP {response.status_code}"}
-        ]
-        for problem in problems:
-            report.errors.append((number, problem.get("field", ""), problem.get("message", "")))
+        if response.status_code != 200:
+            try:
+                detail = response.json().get("detail") or f"HTTP {response.status_code}"
+            except ValueError:
+                detail = f"HTTP {response.status_code}"
+            _fail(report, rows, str(detail))
+            return
+        for (number, _), result in zip(rows, response.json()["results"], strict=True):
+            _record(report, number, result)
         return
+
+
+def _batches(
+    items: Iterator[tuple[int, dict[str, Any] | str]], report: ImportReport, size: int
+) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+    """Readable rows in batches of at most `size` rows and BATCH_BYTES; unreadable rows
+    go straight to the report."""
+    batch: list[tuple[int, dict[str, Any]]] = []
+    weight = 0
+    for number, doc in items:
+        if isinstance(doc, str):
+            report.rejected += 1
+            report.errors.append((number, "", doc))
+            continue
+        cost = len(json.dumps(doc)) + 100
+        if batch and (len(batch) >= size or weight + cost > BATCH_BYTES):
+            yield batch
+            batch, weight = [], 0
+        batch.append((number, doc))
+        weight += cost
+    if batch:
+        yield batch
 
 
 async def import_file(
@@ -142,33 +180,30 @@ async def import_file(
     url: str,
     api_key: str,
     report_path: Path,
-    concurrency: int = 8,
+    concurrency: int = 4,
+    batch_size: int = 100,
     out: TextIO = sys.stderr,
 ) -> ImportReport:
-    """Submit every row of `path`; returns the report, also written to `report_path`."""
+    """Submit every row of `path` in batches, `concurrency` batches at a time; returns
+    the report, also written to `report_path`."""
     total = sum(1 for _ in read_rows(path))
     report = ImportReport()
     progress = Progress(total, out)
-    queue: asyncio.Queue[tuple[int, dict[str, Any] | str] | None] = asyncio.Queue(
-        maxsize=concurrency * 4
+    queue: asyncio.Queue[list[tuple[int, dict[str, Any]]] | None] = asyncio.Queue(
+        maxsize=concurrency * 2
     )
 
     async def worker(client: httpx.AsyncClient) -> None:
-        while (item := await queue.get()) is not None:
-            number, doc = item
-            if isinstance(doc, str):
-                report.rejected += 1
-                report.errors.append((number, "", doc))
-            else:
-                await _submit(client, number, doc, report)
+        while (batch := await queue.get()) is not None:
+            await _submit_batch(client, batch, report)
             progress.show(report)
 
     async with httpx.AsyncClient(
-        base_url=url, headers={"X-API-Key": api_key}, timeout=30.0
+        base_url=url, headers={"X-API-Key": api_key}, timeout=120.0
     ) as client:
         workers = [asyncio.create_task(worker(client)) for _ in range(concurrency)]
-        for item in read_rows(path):
-            await queue.put(item)
+        for batch in _batches(read_rows(path), report, batch_size):
+            await queue.put(batch)
         for _ in workers:
             await queue.put(None)
         await asyncio.gather(*workers)

@@ -22,6 +22,7 @@ from lintas_intake.adapters.audit_trail import AuditTrail
 from lintas_intake.adapters.case_repository import MongoCaseRepository
 from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
 from lintas_intake.entrypoints.admin import router as admin_router
+from lintas_intake.entrypoints.batch import router as batch_router
 from lintas_intake.entrypoints.http import router
 from lintas_intake.entrypoints.subscribers import register_subscribers
 from lintas_intake.handlers import CaseService
@@ -107,5 +108,6 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         person_tokens=person_tokens,
     )
     app.include_router(router)
+    app.include_router(batch_router)
     app.include_router(admin_router)
     return app
