@@ -33,7 +33,7 @@ from lintas_shared.kafka import ensure_topics
 from lintas_shared.person_tokens import Role
 from lintas_shared.topics import ALL_TOPICS
 
-from lintas_tools import dlq_cli
+from lintas_tools import dlq_cli, sms_cli
 from lintas_tools.demo import (
     DemoTarget,
     load_or_create_keys,
@@ -178,6 +178,10 @@ def cmd_up() -> int:
     )
     _say(f"  demo API keys: {keys_path}")
     _say(f"  SMS sent by the file provider: {env['LINTAS_NOTIFY_SMS_OUTBOX_PATH']}")
+    _say(
+        "  SMS wait for the worker's quiet hours (21:00-07:00 her time, by default): "
+        "`uv run lintas sms waiting` lists them"
+    )
     _say("Stop everything with: make down")
     return 0
 
@@ -337,6 +341,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_parser("verify", help="check the hash chain; exit 1 if broken")
     dlq_cli.add_parser(sub)
+    sms_cli.add_parser(sub)
     return parser
 
 
@@ -387,6 +392,8 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
             return 0 if result.intact else 1
         if args.command == "dlq":
             return dlq_cli.run(args, _dlq_target(), out)
+        if args.command == "sms":
+            return sms_cli.run(args, out or sys.stdout)
         state = _state_dir()
         cmd_demo_seed(state, _stack_env(state))
         return 0
