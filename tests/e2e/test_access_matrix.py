@@ -45,6 +45,7 @@ def row(foreign: int, wrong_kind: int, owner: int | None = None) -> dict[str, in
 EXPECTED: dict[str, dict[tuple[str, str], dict[str, int]]] = {
     "intake": {
         ("POST", "/v1/cases"): row(201, 403),  # another NGO files its own case
+        ("POST", "/v1/cases/batch"): row(200, 403),  # another NGO files its own batch
         ("GET", "/v1/cases"): row(200, 200),  # lists its own: none of the owner's
         ("GET", "/v1/cases/{case_id}"): row(404, 404, owner=200),
         ("PATCH", "/v1/cases/{case_id}"): row(404, 404),
