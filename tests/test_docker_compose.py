@@ -27,6 +27,8 @@ from lintas_intake.settings import IntakeSettings
 from lintas_notify.settings import NotifySettings
 from lintas_referral.settings import ReferralSettings
 from lintas_shared.http_server import UVICORN_HTTP
+from lintas_shared.kafka_access import ACCESS
+from lintas_shared.kafka_auth import ADMIN_PRINCIPAL
 from lintas_shared.person_tokens import (
     INTAKE_AUDIENCE,
     PersonClaims,
@@ -34,7 +36,8 @@ from lintas_shared.person_tokens import (
     Role,
     issue_person_token,
 )
-from lintas_shared.settings import CommonSettings
+from lintas_shared.settings import DEV_SECRET_PREFIX, CommonSettings
+from pydantic import SecretStr
 
 pytestmark = pytest.mark.unit
 
@@ -101,6 +104,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in list(os.environ):
         if name.upper().startswith(COMMON_PREFIX):
             monkeypatch.delenv(name)
+    # Defaults are read as on the dev stack (nothing defaults to dev); a test that
+    # copies a compose environment in gets that environment's LINTAS_ENVIRONMENT.
+    monkeypatch.setenv("LINTAS_ENVIRONMENT", "dev")
     return monkeypatch
 
 
@@ -119,13 +125,47 @@ def _service(compose: Mapping[str, Any], name: str) -> dict[str, Any]:
     return found
 
 
-def _environment(definition: Mapping[str, Any]) -> dict[str, str]:
-    """A service's `environment:`, in either the mapping or the list form."""
+#: What the operator's shell gives compose for each `${VAR:?…}` (a secret) in these tests.
+OPERATOR_SECRETS = {
+    name: f"{name.lower()}-{'x' * 40}"
+    for name in re.findall(r"\$\{([A-Z0-9_]+):\?", COMPOSE_FILE.read_text(encoding="utf-8"))
+}
+#: The secrets every service checks: CommonSettings' fields that ship a placeholder.
+COMMON_SECRETS = [
+    f"LINTAS_{name.upper()}"
+    for name, info in CommonSettings.model_fields.items()
+    if isinstance(info.default, SecretStr)
+    and info.default.get_secret_value().startswith(DEV_SECRET_PREFIX)
+]
+INTERPOLATION = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?:(?P<op>:[?-])(?P<arg>[^}]*))?\}")
+
+
+def _interpolate(value: str, shell: Mapping[str, str]) -> str:
+    """Compose's `${VAR}`, `${VAR:-default}` and `${VAR:?error}` against `shell`."""
+
+    def one(match: re.Match[str]) -> str:
+        found = shell.get(match["name"], "")
+        if found:
+            return found
+        if match["op"] == ":?":
+            raise LookupError(f"compose refuses to start: {match['arg']}")
+        return match["arg"] or ""
+
+    return INTERPOLATION.sub(one, value)
+
+
+def _environment(
+    definition: Mapping[str, Any], shell: Mapping[str, str] = OPERATOR_SECRETS
+) -> dict[str, str]:
+    """A service's `environment:`, in either the mapping or the list form, with the
+    operator's `shell` interpolated."""
     raw = definition.get("environment", {})
     if isinstance(raw, list):
         pairs = (item.split("=", 1) for item in raw)
-        return {key: value for key, value in pairs}
-    return {key: "" if value is None else str(value) for key, value in raw.items()}
+        return {key: _interpolate(value, shell) for key, value in pairs}
+    return {
+        key: "" if value is None else _interpolate(str(value), shell) for key, value in raw.items()
+    }
 
 
 def _ports(definition: Mapping[str, Any]) -> list[Published]:
@@ -212,7 +252,7 @@ def test_service_listens_where_it_publishes(
     settings = service.settings_class()
     assert settings.host == CONTAINER_HOST
     assert settings.port == _ports(_service(compose, service.name))[0].target
-    assert settings.common.environment == "dev"
+    assert settings.common.environment == "production"
 
 
 # (b) every LINTAS_* variable compose sets is a real setting of that service
@@ -268,9 +308,46 @@ def test_service_reaches_kafka_and_mongodb_inside_the_network(
     kafka = _environment(_service(compose, "kafka"))
     advertised = kafka["KAFKA_ADVERTISED_LISTENERS"].split(",")
     assert environment["LINTAS_KAFKA_BOOTSTRAP"] == "kafka:29092"
-    assert f"PLAINTEXT://{environment['LINTAS_KAFKA_BOOTSTRAP']}" in advertised
+    assert f"SASL_PLAINTEXT://{environment['LINTAS_KAFKA_BOOTSTRAP']}" in advertised
     assert environment["LINTAS_MONGODB_URI"] == "mongodb://mongodb:27017/?replicaSet=rs0"
-    assert environment["LINTAS_ENVIRONMENT"] == "dev"
+    assert environment["LINTAS_ENVIRONMENT"] == "production"
+
+
+@BY_NAME
+def test_compose_takes_every_secret_from_the_operator_and_never_runs_as_dev(
+    compose: dict[str, Any], service: Service, clean_env: pytest.MonkeyPatch
+) -> None:
+    """Not dev: each secret the service checks comes from the operator's environment
+    (`${VAR:?…}`: compose stops without it), and the service starts with real ones."""
+    definition = _service(compose, service.name)
+    raw = {k: str(v) for k, v in definition["environment"].items()}
+    environment = _environment(definition)
+    assert environment["LINTAS_ENVIRONMENT"] == "production"
+    secrets = [*COMMON_SECRETS]
+    secrets += {
+        "referral": ["LINTAS_REFERRAL_OPERATOR_TOKEN"],
+        "notify": ["LINTAS_NOTIFY_INBOUND_TOKEN"],
+    }.get(service.name, [])
+    for name in secrets:
+        given = re.fullmatch(r"\$\{([A-Z0-9_]+):\?[^}]*\}", raw.get(name, ""))
+        assert given, f"{name} must come from the operator's environment (${{…:?…}})"
+        without = {k: v for k, v in OPERATOR_SECRETS.items() if k != given[1]}
+        with pytest.raises(LookupError, match=given[1]):
+            _environment(definition, without)
+    for name, value in environment.items():
+        clean_env.setenv(name, value)
+    assert service.settings_class().common.environment == "production"
+    # The dev stack's placeholders are refused here.
+    clean_env.setenv("LINTAS_MASTER_KEY", "dev-only-master-key")
+    with pytest.raises(ValueError, match="LINTAS_MASTER_KEY is a published placeholder"):
+        service.settings_class()
+
+
+@BY_NAME
+def test_dockerfile_does_not_run_as_dev(service: Service) -> None:
+    text = service.dockerfile.read_text(encoding="utf-8")
+    assert "LINTAS_ENVIRONMENT=production" in text
+    assert "LINTAS_ENVIRONMENT=dev" not in text
 
 
 def test_notify_writes_its_sms_outbox_to_a_named_volume(compose: dict[str, Any]) -> None:
@@ -290,8 +367,11 @@ def test_service_waits_for_healthy_servers_and_checks_readiness(
     definition = _service(compose, service.name)
     assert definition["depends_on"] == {
         "mongodb": {"condition": "service_healthy"},
-        "kafka": {"condition": "service_healthy"},
+        # kafka-setup itself waits for a healthy Kafka, then sets the ACLs.
+        "kafka-setup": {"condition": "service_completed_successfully"},
     }
+    setup = _service(compose, "kafka-setup")
+    assert setup["depends_on"] == {"kafka": {"condition": "service_healthy"}}
     assert definition["restart"] == "unless-stopped"
     probe = " ".join(_command(definition["healthcheck"]["test"]))
     assert f"http://127.0.0.1:{_default_port(service)}/readyz" in probe
@@ -378,7 +458,7 @@ def test_console_reaches_mongodb_and_the_services_inside_the_network(
     console = _service(compose, "console")
     environment = _environment(console)
     assert environment["LINTAS_MONGODB_URI"] == "mongodb://mongodb:27017/?replicaSet=rs0"
-    assert environment["LINTAS_ENVIRONMENT"] == "dev"
+    assert environment["LINTAS_ENVIRONMENT"] == "production"
     assert "LINTAS_KAFKA_BOOTSTRAP" not in environment  # it reads and writes no topic
     for name, value in environment.items():
         clean_env.setenv(name, value)
@@ -477,8 +557,11 @@ def test_kafka_is_apache_kafka_3_9_1_in_kraft_mode(
     assert environment["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
     assert environment["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"] == "1"
     assert environment["KAFKA_NUM_PARTITIONS"] == str(CommonSettings().topic_partitions)
-    probe = _command(kafka["healthcheck"]["test"])
-    assert probe[1].startswith("/opt/kafka/bin/")
+    probe = " ".join(_command(kafka["healthcheck"]["test"]))
+    # Kafka's own tool, logged in as the admin (every listener needs a login).
+    assert "/opt/kafka/bin/kafka-broker-api-versions.sh --bootstrap-server localhost:29092" in probe
+    assert "--command-config" in probe
+    assert "$$LINTAS_ADMIN_KAFKA_PASSWORD" in probe
 
 
 def test_servers_keep_their_data_in_named_volumes(compose: dict[str, Any]) -> None:
@@ -490,3 +573,52 @@ def test_servers_keep_their_data_in_named_volumes(compose: dict[str, Any]) -> No
     kafka = mounts("kafka")
     assert kafka["kafka-data"] == _environment(_service(compose, "kafka"))["KAFKA_LOG_DIRS"]
     assert {"mongodb-data", "kafka-data"} <= set(compose["volumes"])
+
+
+# (g) Kafka: every listener needs a login, and the ACLs are the one table
+
+
+def _jaas_users(text: str) -> dict[str, str]:
+    return dict(re.findall(r'user_([a-z]+)="([^"]*)"', text))
+
+
+def test_kafka_needs_a_login_on_every_listener_and_denies_what_no_acl_allows(
+    compose: dict[str, Any],
+) -> None:
+    kafka = _environment(_service(compose, "kafka"))
+    protocols = dict(p.split(":") for p in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}, protocols
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    assert kafka["KAFKA_SUPER_USERS"] == f"User:{ADMIN_PRINCIPAL}"
+    for listener in protocols:  # each listener knows the same users
+        name = listener.replace("_", "__")
+        assert _jaas_users(kafka[f"KAFKA_LISTENER_NAME_{name}_PLAIN_SASL_JAAS_CONFIG"])
+
+
+@BY_EVENT_SERVICE
+def test_each_service_logs_in_as_its_own_principal(
+    compose: dict[str, Any], service: Service
+) -> None:
+    kafka = _environment(_service(compose, "kafka"))
+    users = _jaas_users(kafka["KAFKA_LISTENER_NAME_SASL__PLAINTEXT_PLAIN_SASL_JAAS_CONFIG"])
+    environment = _environment(_service(compose, service.name))
+    assert environment["LINTAS_KAFKA_SASL_MECHANISM"] == "PLAIN"
+    assert "LINTAS_KAFKA_USERNAME" not in environment  # it logs in under its own name
+    assert users[service.name] == environment["LINTAS_KAFKA_PASSWORD"]
+    others = {name: pw for name, pw in users.items() if name != service.name}
+    assert environment["LINTAS_KAFKA_PASSWORD"] not in others.values()
+    assert set(users) == {ADMIN_PRINCIPAL, *ACCESS}
+
+
+def test_the_acls_are_set_before_any_service_starts(compose: dict[str, Any]) -> None:
+    setup = _service(compose, "kafka-setup")
+    assert setup["command"][-2:] == ["-m", "lintas_shared.kafka_access"]
+    environment = _environment(setup)
+    assert environment["LINTAS_KAFKA_USERNAME"] == ADMIN_PRINCIPAL
+    kafka = _environment(_service(compose, "kafka"))
+    users = _jaas_users(kafka["KAFKA_LISTENER_NAME_SASL__PLAINTEXT_PLAIN_SASL_JAAS_CONFIG"])
+    assert environment["LINTAS_KAFKA_PASSWORD"] == users[ADMIN_PRINCIPAL]
+    for service in EVENT_SERVICES:
+        depends = _service(compose, service.name)["depends_on"]
+        assert depends["kafka-setup"] == {"condition": "service_completed_successfully"}

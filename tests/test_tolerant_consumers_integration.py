@@ -23,6 +23,7 @@ from lintas_shared import topics
 from lintas_shared.asyncapi import example_payload
 from lintas_shared.envelope import CloudEvent, new_event, to_kafka_record
 from lintas_shared.kafka import make_broker
+from lintas_shared.kafka_auth import client_auth
 
 from tests.support.kafka_groups import start_group_at_end
 from tests.support.servers import Servers
@@ -85,7 +86,7 @@ def _unknown(type_: str, case_id: str) -> tuple[bytes, bytes, list[tuple[str, by
 
 
 async def _committed(bootstrap: str, group: str, topic: str, partition: int) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_auth().client_options())
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -146,7 +147,9 @@ async def test_unknown_fields_and_types_are_handled_or_skipped_never_parked(
 
     await broker.start()
     last: dict[str, tuple[int, int]] = {}
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, **client_auth().client_options(), acks="all"
+    )
     await producer.start()
     try:
         for topic, batch in records.items():

@@ -13,19 +13,28 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Request
 from lintas_shared.http import install_conventions
+from lintas_shared.http_auth import authenticated
 from lintas_shared.http_guard import HttpLimits
 from lintas_shared.http_server import GuardedH11Protocol, header_timeout_seconds
 
 pytestmark = pytest.mark.integration
 
-LIMITS = HttpLimits(rate_per_minute=600, burst=50, max_body_bytes=10_000, body_timeout_seconds=1.0)
+LIMITS = HttpLimits(
+    rate_per_minute=600,
+    burst=50,
+    max_body_bytes=10_000,
+    body_timeout_seconds=1.0,
+    unauthenticated_rate_per_minute=600,
+    unauthenticated_burst=50,
+)
 HEADER_TIMEOUT = "1"
 
 
@@ -34,6 +43,7 @@ class Server:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.bodies_seen = 0
+        self.lookups = 0
 
 
 def _free_port() -> int:
@@ -55,11 +65,22 @@ def server() -> Iterator[Server]:
 
     install_conventions(app, {"always": ready}, LIMITS)
 
-    @app.get("/v1/ping")
+    async def any_key(request: Request) -> None:
+        # Stands in for a service's key look-up: the keys `_key` makes are known, any
+        # other answers 401 like a key the service does not know.
+        key = request.headers.get("x-api-key")
+        if key is None:
+            return
+        running.lookups += 1
+        if not key.startswith("known-"):
+            raise HTTPException(401, "A valid X-API-Key header is required.")
+        authenticated(request)
+
+    @app.get("/v1/ping", dependencies=[Depends(any_key)])
     async def ping() -> dict[str, str]:
         return {"pong": "yes"}
 
-    @app.post("/v1/echo")
+    @app.post("/v1/echo", dependencies=[Depends(any_key)])
     async def echo(body: dict[str, Any]) -> dict[str, int]:
         running.bodies_seen += 1
         return {"keys": len(body)}
@@ -94,13 +115,23 @@ async def client(server: Server) -> AsyncIterator[httpx.AsyncClient]:
 
 def _key(name: str) -> dict[str, str]:
     # A fresh key per test: buckets are per key, and tests may run in any order.
-    return {"X-API-Key": f"{name}-{time.monotonic_ns()}"}
+    return {"X-API-Key": f"known-{name}-{time.monotonic_ns()}"}
+
+
+@asynccontextmanager
+async def _client_from(server: Server, address: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client connecting from another loopback address: a bucket of its own."""
+    transport = httpx.AsyncHTTPTransport(local_address=address)
+    async with httpx.AsyncClient(base_url=server.url, transport=transport, timeout=30) as c:
+        yield c
 
 
 async def test_ten_thousand_requests_from_one_key_are_limited_and_other_keys_are_not(
     client: httpx.AsyncClient,
 ) -> None:
     flood, quiet = _key("flood"), _key("quiet")
+    for key in (flood, quiet):  # accepted once (counted by address), then per key
+        assert (await client.get("/v1/ping", headers=key)).status_code == 200
     statuses: list[int] = []
     retry_after: set[str] = set()
     quiet_statuses: list[int] = []
@@ -132,18 +163,49 @@ async def test_ten_thousand_requests_from_one_key_are_limited_and_other_keys_are
     assert quiet_statuses == [200] * 40
 
 
-async def test_probes_are_never_limited(client: httpx.AsyncClient) -> None:
-    # No key: the client address is the bucket, which earlier requests may have emptied.
-    # Sent until refused (the bucket refills while a slow machine sends, so the count
-    # of requests it takes is not fixed; four times the burst is far more than enough).
-    for _ in range(LIMITS.burst * 4):
-        if (await client.get("/v1/ping")).status_code == 429:
-            break
-    else:
-        pytest.fail(f"no 429 in {LIMITS.burst * 4} requests without a key")
-    # The probes answer right after the API refused the same client.
-    assert (await client.get("/healthz")).status_code == 200
-    assert (await client.get("/readyz")).status_code == 200
+async def test_probes_are_never_limited(server: Server) -> None:
+    # No key: the client address is the bucket (an address of its own, so the other
+    # tests' keys, counted by address until accepted, keep theirs). Sent until refused
+    # (the bucket refills while a slow machine sends, so the count of requests it takes
+    # is not fixed; four times the burst is far more than enough).
+    async with _client_from(server, "127.0.0.2") as client:
+        for _ in range(LIMITS.unauthenticated_burst * 4):
+            if (await client.get("/v1/ping")).status_code == 429:
+                break
+        else:
+            pytest.fail(f"no 429 in {LIMITS.unauthenticated_burst * 4} requests without a key")
+        # The probes answer right after the API refused the same client.
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 200
+
+
+async def test_made_up_keys_from_one_address_are_refused_before_the_key_look_up(
+    server: Server,
+) -> None:
+    async with (
+        _client_from(server, "127.0.0.3") as attacker,
+        _client_from(server, "127.0.0.4") as partner,
+    ):
+        known = _key("partner")
+        assert (await partner.get("/v1/ping", headers=known)).status_code == 200
+        lookups = server.lookups
+        # A new made-up key each time, until refused (the bucket refills while a slow
+        # machine sends, so the count is not fixed; four times the burst is plenty).
+        statuses: list[int] = []
+        while len(statuses) < LIMITS.unauthenticated_burst * 4 and 429 not in statuses:
+            guess = {"X-API-Key": f"guess-{len(statuses)}"}
+            refused = await attacker.get("/v1/ping", headers=guess)
+            statuses.append(refused.status_code)
+
+        assert statuses[-1] == 429
+        assert set(statuses[:-1]) == {401}
+        assert len(statuses) - 1 >= LIMITS.unauthenticated_burst
+        assert server.lookups - lookups == len(statuses) - 1  # the 429 never reached it
+        assert int(refused.headers["retry-after"]) >= 1
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "without valid credentials" in refused.json()["detail"]
+        # Meanwhile a key accepted before is served, and from its own address.
+        assert (await partner.get("/v1/ping", headers=known)).status_code == 200
 
 
 async def test_bodies_over_the_limit_are_refused_declared_or_streamed(

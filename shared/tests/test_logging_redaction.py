@@ -80,3 +80,26 @@ def test_uuids_stay_whole_even_with_a_run_of_digits(capsys: pytest.CaptureFixtur
     assert line["event_id"] == event_id
     assert line["event"] == f"parked {event_id} after [redacted] called"
     assert "081299990006" not in line["note"]
+
+
+def test_access_lines_carry_the_path_but_never_the_query_string(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("test")
+    try:
+        # As uvicorn's access logger writes a request line (its own format and arguments).
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d',
+            "127.0.0.1:5000",
+            "GET",
+            "/v1/cases?external_ref=NGO-Siti-Rahayu&reason=harbour",
+            "1.1",
+            200,
+        )
+        [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
+    assert "GET /v1/cases?[query]" in line["event"]
+    for secret in ("Siti", "harbour", "external_ref"):
+        assert secret not in json.dumps(line)

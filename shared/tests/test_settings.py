@@ -10,16 +10,15 @@ pytestmark = pytest.mark.unit
 
 
 def test_production_refuses_placeholder_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("LINTAS_MASTER_KEY", "LINTAS_API_KEY_PEPPER", "LINTAS_PHONE_HASH_KEY"):
-        monkeypatch.delenv(name, raising=False)
+    names = ("LINTAS_MASTER_KEY", "LINTAS_API_KEY_PEPPER", "LINTAS_PHONE_HASH_KEY")
+    for name in (*names, "LINTAS_AUDIT_KEY", "LINTAS_KAFKA_PASSWORD"):
+        monkeypatch.setenv(name, f"a-real-{name.lower()}-" + "x" * 32)
     monkeypatch.setenv("LINTAS_ENVIRONMENT", "production")
-    with pytest.raises(ValidationError, match="LINTAS_API_KEY_PEPPER"):
-        CommonSettings()
-    monkeypatch.setenv("LINTAS_API_KEY_PEPPER", "a-real-pepper")
-    monkeypatch.setenv("LINTAS_PHONE_HASH_KEY", "a-real-phone-key")
-    with pytest.raises(ValidationError, match="LINTAS_MASTER_KEY"):
-        CommonSettings()
-    monkeypatch.setenv("LINTAS_MASTER_KEY", "a-real-master-key")
+    for name in names:
+        with monkeypatch.context() as one:
+            one.delenv(name)
+            with pytest.raises(ValidationError, match=f"{name} is a published placeholder"):
+                CommonSettings()
     assert CommonSettings().environment == "production"
 
 

@@ -73,6 +73,8 @@ def stack(servers: Servers) -> Iterator[Stack]:
             "LINTAS_NOTIFY_PORT": os.environ.get("LINTAS_TEST_NOTIFY_PORT", "18082"),
             "LINTAS_CONSOLE_PORT": os.environ.get("LINTAS_TEST_CONSOLE_PORT", "18083"),
             "PYTHONUNBUFFERED": "1",
+            # A dev stack, said explicitly: placeholder secrets are refused elsewhere.
+            "LINTAS_ENVIRONMENT": "dev",
             "LINTAS_API_KEY_PEPPER": E2E_PEPPER,
             "LINTAS_KEYVAULT_DATABASE": f"e2e_keyvault_{run}",
             # Known to the tests, so they can find a phone's records by its keyed hash.
@@ -90,7 +92,8 @@ def stack(servers: Servers) -> Iterator[Stack]:
     for name, database in databases.items():
         env[f"LINTAS_{name.upper()}_DATABASE"] = database
         if name != "console":  # the console reads no topic
-            env[f"LINTAS_{name.upper()}_CONSUMER_GROUP"] = f"e2e-{name}-{run}"
+            # Under the service's group prefix: its Kafka principal may join no other.
+            env[f"LINTAS_{name.upper()}_CONSUMER_GROUP"] = f"lintas-{name}-e2e-{run}"
     keys = load_or_create_keys(state / "demo-keys.json")
     env["LINTAS_NOTIFY_INBOUND_TOKEN"] = keys["sms_inbound_token"]
     # The suite runs on the wall clock and every demo case has the same phone: quiet

@@ -70,7 +70,11 @@ EXPECTED: dict[str, dict[tuple[str, str], dict[str, int]]] = {
         ("POST", "/v1/referrals/{referral_id}/close"): row(404, 401),
         ("POST", "/v1/referrals/{referral_id}/hand-on"): row(404, 401),
         ("PUT", "/v1/webhook"): row(200, 401),  # its own webhook
+        # Its own webhook's secret (registered by the row above, so there is one).
+        ("POST", "/v1/webhook/rotate-secret"): row(200, 401),
         ("GET", "/v1/referrals/{referral_id}/deliveries"): row(404, 401, owner=200),
+        # Partner reads of a case: Lintas admins (console token) and operators only.
+        ("GET", "/v1/audit"): row(404, 401),
         # Operators authenticate with X-Operator-Token: no organisation's key opens it.
         ("POST", "/v1/operator/webhook-deliveries/{delivery_id}/redeliver"): row(401, 401),
     },

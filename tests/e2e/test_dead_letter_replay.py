@@ -31,6 +31,7 @@ from lintas_shared.consumer import (
 )
 from lintas_shared.envelope import from_kafka_record
 from lintas_shared.events import CaseSubmitted, ReferralOffered, SmsSent
+from lintas_shared.kafka_auth import client_auth
 from lintas_shared.mongo import Document
 from lintas_shared.topics import CASES, NOTIFICATIONS, REFERRALS, dead_letter_topic
 from lintas_tools.cli import main
@@ -47,9 +48,11 @@ pytestmark = pytest.mark.e2e
 
 def consumer_groups(stack: Stack) -> dict[str, list[str]]:
     """Each topic's consumer groups in the stack (named by the stack fixture after its
-    run id, as its databases are: e2e_intake_<run> goes with group e2e-intake-<run>)."""
+    run id, as its databases are: e2e_intake_<run> goes with group lintas-intake-e2e-<run>)."""
     run = stack.databases["intake"].removeprefix("e2e_intake_")
-    intake, referral, notify = (f"e2e-{name}-{run}" for name in ("intake", "referral", "notify"))
+    intake, referral, notify = (
+        f"lintas-{name}-e2e-{run}" for name in ("intake", "referral", "notify")
+    )
     return {
         CASES: [referral, notify],
         REFERRALS: [intake, f"{notify}.referrals", f"{referral}-webhooks"],
@@ -61,7 +64,7 @@ async def committed_past(
     bootstrap: str, group: str, topic: str, partition: int, offset: int
 ) -> bool:
     """Whether `group` has committed beyond `offset`: it handled that record and returned."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_auth().client_options())
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group)
@@ -82,7 +85,9 @@ async def park(bootstrap: str, record: SeenRecord, consumer: str) -> str:
         DLQ_CONSUMER: consumer,
         DLQ_FAILED_AT: "2026-09-16T00:00:00+00:00",
     }
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, **client_auth().client_options(), acks="all"
+    )
     await producer.start()
     try:
         sent = await producer.send_and_wait(

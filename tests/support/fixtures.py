@@ -7,7 +7,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lintas_shared.crypto import CaseKeyMissingError, DataKey, phone_lookup_hash
+from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseSubmitted,
@@ -136,7 +136,7 @@ def case_submitted(
         worker=WorkerInfo(
             full_name=key.encrypt("worker.full_name", "Contoh Pekerja"),
             phone=key.encrypt("worker.phone", phone),
-            phone_hash=phone_lookup_hash(phone, PHONE_HASH_SECRET),
+            phone_hash=key.keyed_hash("worker.phone", phone),
             preferred_language=language,
             current_country="ID",
         ),

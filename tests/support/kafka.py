@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from lintas_shared.kafka_auth import client_auth
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,12 @@ async def produce_raw(
     headers: dict[str, str] | None = None,
 ) -> None:
     """Produce one record exactly as given (for poison and hand-made events)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=4_000_000)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        **client_auth().client_options(),
+        acks="all",
+        max_request_size=4_000_000,
+    )
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -59,6 +65,7 @@ async def collect(
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
+        **client_auth().client_options(),
         group_id=f"test-observer-{uuid.uuid4()}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from lintas_shared.kafka_auth import client_auth
 
 
 async def start_group_at_end(bootstrap: str, group_id: str, topic: str) -> None:
@@ -14,9 +15,12 @@ async def start_group_at_end(bootstrap: str, group_id: str, topic: str) -> None:
     shared topics. That only costs time, and time is what a test waiting for its own
     record has least of on a shared machine.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_auth().client_options())
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        **client_auth().client_options(),
+        group_id=group_id,
+        enable_auto_commit=False,
     )
     await admin.start()
     await consumer.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -10,10 +11,12 @@ from lintas_notify.adapters.early_events import MongoEarlyEvents
 from lintas_notify.adapters.early_receipts import MongoEarlyReceipts
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
+from lintas_notify.adapters.reply_budget import MongoReplyBudget
 from lintas_notify.dispatch import Dispatcher, RetryBudget, SendRules
 from lintas_notify.domain.message import OutgoingSms
 from lintas_notify.domain.templates import load_catalogue
 from lintas_notify.handlers import NotifyHandlers
+from lintas_notify.phones import PhoneLookup
 from lintas_notify.ports import ProviderError, SmsProvider
 from lintas_notify.receipts import DeliveryReports
 from lintas_notify.replies import Conversations
@@ -67,6 +70,7 @@ class RecordingProvider:
 
     def __init__(self, failures: list[ProviderError] | None = None) -> None:
         self.sent: list[OutgoingSms] = []
+        self.forgotten: set[str] = set()
         self.failures = list(failures or [])
         self.calls = 0
 
@@ -83,12 +87,17 @@ class RecordingProvider:
                 return f"fake-{i}"
         return None
 
+    async def forget(self, client_references: Collection[str]) -> None:
+        self.forgotten.update(client_references)
+
 
 def _event(payload: EventPayload, case_id: str, source: str) -> CloudEvent:
     return make_event(payload, source=source, subject=case_id)
 
 
 AT = datetime(2026, 9, 16, 2, 0, tzinfo=UTC)
+#: Answers to one phone's SMS in an hour, in the notify the tests wire.
+REPLY_LIMIT = 5
 
 
 def referral_offered(case_id: str, at: datetime = AT) -> CloudEvent:
@@ -260,9 +269,21 @@ async def wire_notify(mongo: AsyncMongoClient[Document], database_name: str) -> 
     )
     catalogue, _ = load_catalogue("en")
     early = MongoEarlyEvents(db["early_events"])
-    handlers = NotifyHandlers(messages, profiles, preferences, dispatcher, catalogue, clock, early)
+    phones = PhoneLookup(vault, PHONE_HASH_SECRET)
+    budget = MongoReplyBudget(db["reply_budget"], limit=REPLY_LIMIT, window=timedelta(hours=1))
+    handlers = NotifyHandlers(
+        messages, profiles, preferences, dispatcher, catalogue, clock, early, phones, budget
+    )
     conversations = Conversations(
-        messages, profiles, preferences, dispatcher, catalogue, PHONE_HASH_SECRET, clock, reports
+        messages,
+        profiles,
+        preferences,
+        dispatcher,
+        catalogue,
+        PHONE_HASH_SECRET,
+        clock,
+        reports,
+        budget,
     )
     return Notify(
         handlers,

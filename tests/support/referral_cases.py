@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from lintas_shared.crypto import DataKey, phone_lookup_hash
+from lintas_shared.crypto import DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseClosed,
@@ -19,7 +19,7 @@ from lintas_shared.events import (
 )
 from lintas_shared.values import ClaimType, ConsentPurpose, Money, Sector
 
-from tests.support.fixtures import PHONE_HASH_SECRET, fixture_key
+from tests.support.fixtures import fixture_key
 
 INTAKE = "/lintas/intake"
 WORKER_NAME = "Siti Contoh Rahayu"
@@ -65,7 +65,7 @@ def case(
         worker=WorkerInfo(
             full_name=key.encrypt("worker.full_name", WORKER_NAME),
             phone=key.encrypt("worker.phone", WORKER_PHONE),
-            phone_hash=phone_lookup_hash(WORKER_PHONE, PHONE_HASH_SECRET),
+            phone_hash=key.keyed_hash("worker.phone", WORKER_PHONE),
             preferred_language="id",
             current_country=worker_country,
         ),

@@ -6,6 +6,11 @@ Found in this order:
 3. the project's own launcher (deploy/): Kafka from Maven Central jars and FerretDB,
    on ports and in a data directory of their own, so `make test` works whether or not
    `make up` is running.
+
+The tests log in to Kafka with SASL/SCRAM as the admin (`LINTAS_KAFKA_USERNAME` and
+`LINTAS_KAFKA_PASSWORD`, the dev placeholders unless set) and apply the services' ACLs:
+a broker from 1. must have those logins; the testcontainers broker of 2. has no SASL
+listener, so the Kafka tests cannot pass on it as it is.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ from lintas_shared.consumer import EventConsumer, PermanentEventError, RetryPoli
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.events import CaseSubmitted
 from lintas_shared.kafka import KafkaEventPublisher, ensure_topics, make_broker
-from lintas_shared.topics import CASES, dead_letter_topic
+from lintas_shared.kafka_auth import client_auth
+from lintas_shared.topics import CASES, DLQ_TOPIC_CONFIG, dead_letter_topic
 from lintas_tools.cli import main
 
 from tests.support.fixtures import case_submitted
@@ -103,7 +104,9 @@ async def lintas(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, s
 
 async def end_offset(bootstrap: str, topic: str) -> int:
     """How many records a one-partition topic holds."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, **client_auth().client_options(), group_id=None
+    )
     await consumer.start()
     try:
         tp = TopicPartition(topic, 0)
@@ -368,7 +371,9 @@ async def test_the_installed_command_lists_as_json_and_reports_a_missing_entry(
 
     # TOPIC OFFSET names an entry only when one partition has that offset.
     wide = await private_topic(servers.kafka_bootstrap, partitions=2)
-    producer = AIOKafkaProducer(bootstrap_servers=servers.kafka_bootstrap)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=servers.kafka_bootstrap, **client_auth().client_options()
+    )
     await producer.start()
     try:
         for partition in (0, 1):
@@ -495,22 +500,30 @@ async def test_a_truncated_entry_is_listed_shown_and_never_replayed(
 
 async def topic_settings(bootstrap: str, topic: str) -> dict[str, str]:
     """The topic's configuration as the broker reports it."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_auth().client_options())
     await admin.start()
     try:
-        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        for _ in range(50):  # a topic just created is unknown (3) until its metadata spreads
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic)]
+            )
+            [(code, _, _, name, entries)] = response.resources
+            if code != 3:
+                break
+            await asyncio.sleep(0.2)
     finally:
         await admin.close()
-    [(code, _, _, name, entries)] = response.resources
     assert (code, name) == (0, topic)
     return {entry[0]: entry[1] for entry in entries}
 
 
-async def test_dead_letter_topics_keep_their_records_until_an_operator_acts(
+async def test_dead_letter_topics_keep_their_records_for_the_configured_retention(
     servers: Servers,
 ) -> None:
     bootstrap = servers.kafka_bootstrap
-    unlimited = {"retention.ms": "-1", "retention.bytes": "-1"}
+    # Finite (issue #15: erasure leaves nothing linkable), 30 days by default.
+    unlimited = {"retention.ms": str(30 * 86_400_000), "retention.bytes": "-1"}
+    assert dict(DLQ_TOPIC_CONFIG) == unlimited
 
     def retention(settings: dict[str, str]) -> dict[str, str]:
         return {k: settings[k] for k in unlimited}
@@ -529,22 +542,25 @@ async def test_dead_letter_topics_keep_their_records_until_an_operator_acts(
 
     # Dead-letter topics created before (or by hand): given the retention at the next
     # ensure_topics, keeping their other settings and an operator's own retention.ms.
-    old, chosen = (f"{private_topic_name()}.dlq" for _ in range(2))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    # One left unlimited by an earlier version is given the finite retention too.
+    old, chosen, forever = (f"{private_topic_name()}.dlq" for _ in range(3))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_auth().client_options())
     await admin.start()
     try:
         await admin.create_topics(
             [
                 NewTopic(old, 1, 1, topic_configs={"max.message.bytes": "2000000"}),
                 NewTopic(chosen, 1, 1, topic_configs={"retention.ms": "86400000"}),
+                NewTopic(forever, 1, 1, topic_configs={"retention.ms": "-1"}),
             ]
         )
     finally:
         await admin.close()
-    assert (await topic_settings(bootstrap, old))["retention.ms"] != "-1"
-    assert await ensure_topics(bootstrap, [old, chosen, topic], partitions=1) == []
+    assert (await topic_settings(bootstrap, old))["retention.ms"] != unlimited["retention.ms"]
+    assert await ensure_topics(bootstrap, [old, chosen, forever, topic], partitions=1) == []
     settings = await topic_settings(bootstrap, old)
     assert (retention(settings), settings["max.message.bytes"]) == (unlimited, "2000000")
+    assert retention(await topic_settings(bootstrap, forever)) == unlimited
     assert retention(await topic_settings(bootstrap, chosen)) == {
         "retention.ms": "86400000",
         "retention.bytes": "-1",

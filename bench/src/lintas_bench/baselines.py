@@ -26,6 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from lintas_shared.kafka import ensure_topics
+from lintas_shared.kafka_auth import client_auth
 from lintas_shared.mongo import make_mongo_client
 
 from lintas_bench.children import finish, spawn
@@ -48,9 +49,15 @@ async def kafka_roundtrip(bootstrap: str, shape: RecordShape, count: int) -> dic
     await ensure_topics(bootstrap, [topic], partitions=1)
     value = b"v" * max(shape.value_bytes, 1)
     headers = _headers(shape)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        **client_auth().client_options(),
+        acks="all",
+        enable_idempotence=True,
+    )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **client_auth().client_options(),
         group_id=f"{topic}.group",
         enable_auto_commit=False,
     )
@@ -168,7 +175,11 @@ async def aiokafka_max_produce(
     value = b"v" * max(shape.value_bytes, 1)
     headers = _headers(shape)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
+        bootstrap_servers=bootstrap,
+        **client_auth().client_options(),
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
     )
     await producer.start()
     sent = 0

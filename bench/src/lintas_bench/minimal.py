@@ -33,6 +33,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from lintas_shared.kafka import ensure_topics
+from lintas_shared.kafka_auth import client_auth
 from lintas_shared.mongo import Document, make_mongo_client
 from pymongo.asynchronous.collection import AsyncCollection
 
@@ -81,7 +82,10 @@ class Minimal:
         self.routings: AsyncCollection[Document] = db["routings"]
         self.messages: AsyncCollection[Document] = db["messages"]
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=args.bootstrap, acks="all", enable_idempotence=True
+            bootstrap_servers=args.bootstrap,
+            **client_auth().client_options(),
+            acks="all",
+            enable_idempotence=True,
         )
         self.outbox = Path(args.outbox)
         self.file_lock = asyncio.Lock()
@@ -100,6 +104,7 @@ class Minimal:
         consumer = AIOKafkaConsumer(
             self.topics["cases"],
             bootstrap_servers=self.args.bootstrap,
+            **client_auth().client_options(),
             group_id=f"{self.prefix}.{group}",
             enable_auto_commit=False,
             auto_offset_reset="earliest",

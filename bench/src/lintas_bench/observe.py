@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from lintas_shared.kafka_auth import client_auth
 from lintas_shared.topics import CASES, NOTIFICATIONS, REFERRALS
 
 OFFERED = "org.lintas.referral.offered"
@@ -47,11 +48,14 @@ class Observer:
         """Assign every partition of the three topics at their current end, then read."""
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
+            **client_auth().client_options(),
             enable_auto_commit=False,
             client_id="lintas-bench-observer",
             fetch_max_wait_ms=100,
         )
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, **client_auth().client_options()
+        )
         await admin.start()
         try:
             described = await admin.describe_topics([CASES, REFERRALS, NOTIFICATIONS])
@@ -125,8 +129,10 @@ class Observer:
 
 async def consumer_lag(bootstrap: str, groups: list[str], topics: list[str]) -> dict[str, int]:
     """Records each consumer group has yet to process on `topics` (end minus committed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_auth().client_options())
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, **client_auth().client_options(), enable_auto_commit=False
+    )
     await admin.start()
     await consumer.start()
     try:

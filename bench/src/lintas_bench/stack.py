@@ -21,6 +21,8 @@ from lintas_deploy.kafka import kafka_process, start_kafka
 from lintas_deploy.processes import ManagedProcess, ensure_ports_free, wait_for_port
 from lintas_intake.domain.organisation import OrganisationKind
 from lintas_shared.kafka import ensure_topics
+from lintas_shared.kafka_access import apply_acls
+from lintas_shared.kafka_auth import client_auth
 from lintas_shared.topics import ALL_TOPICS
 from lintas_tools.organisations import Directories, OrganisationAdmin
 from lintas_tools.services import ServiceSpec, service_specs, start_service, stop_service
@@ -56,6 +58,8 @@ def service_environment(config: BenchConfig, state: Path, pepper: str) -> dict[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
     env.update(
         {
+            # A dev stack, said explicitly: placeholder secrets are refused elsewhere.
+            "LINTAS_ENVIRONMENT": "dev",
             "LINTAS_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
             "LINTAS_MONGODB_URI": f"mongodb://127.0.0.1:{ports.mongo}/",
             "LINTAS_TOPIC_PARTITIONS": str(config.topic_partitions),
@@ -143,6 +147,7 @@ def running_stack(config: BenchConfig, say: Callable[[str], None]) -> Iterator[S
         bootstrap = f"127.0.0.1:{ports.kafka}"
         uri = f"mongodb://127.0.0.1:{ports.mongo}/"
         asyncio.run(ensure_topics(bootstrap, ALL_TOPICS, partitions=config.topic_partitions))
+        asyncio.run(apply_acls(bootstrap, client_auth()))
         api_key = asyncio.run(_seed(uri, pepper))
         env = service_environment(config, state, pepper)
         # The three services the load goes through (not the console: nobody signs in).

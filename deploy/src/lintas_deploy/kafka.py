@@ -3,12 +3,19 @@
 ``provision_kafka`` copies the runtime jars named by ``deploy/kafka/pom.xml`` into the
 cache with ``mvn dependency:copy-dependencies``; ``start_kafka`` writes the broker
 config, formats the storage once and runs ``java ... kafka.Kafka server.properties``.
+
+Clients authenticate with SASL/SCRAM-SHA-512 on the only client listener, and the
+StandardAuthorizer denies whatever no ACL allows. The SCRAM users (``ADMIN_USER``, a
+super user, and one per service) are written into the storage when it is formatted;
+the ACLs are applied afterwards by whoever starts the broker for the stack
+(``lintas_shared.kafka_access``), as the admin.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -25,7 +32,12 @@ from lintas_deploy.processes import (
 )
 
 __all__ = [
+    "ADMIN_USER",
+    "DEV_PASSWORD",
     "KAFKA_VERSION",
+    "SCRAM_MECHANISM",
+    "SERVICE_USERS",
+    "dev_users",
     "kafka_address",
     "kafka_process",
     "provision_kafka",
@@ -35,6 +47,17 @@ __all__ = [
 KAFKA_VERSION = "3.9.1"
 
 HOST = "127.0.0.1"
+
+#: The broker's own principal, and the super user that provisioning and tools log in as.
+ADMIN_USER = "admin"
+#: One SCRAM user per service; their ACLs are in ``lintas_shared.kafka_access``.
+SERVICE_USERS = ("intake", "referral", "notify")
+#: Every principal's password on a dev or test broker: a published placeholder, so it
+#: separates the services from each other's mistakes, not from someone on the machine.
+DEV_PASSWORD = "dev-only-kafka-password"  # noqa: S105  (a published placeholder)
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+# The listener clients use; the name is also its security protocol.
+CLIENT_LISTENER = "SASL_PLAINTEXT"
 
 # Logged by KafkaRaftServer.startup() once broker and controller are both up.
 STARTED_MESSAGE = "Kafka Server started"
@@ -177,16 +200,57 @@ def _prop_value(value: str) -> str:
     return "".join(c if c.isascii() else f"\\u{ord(c):04x}" for c in out)
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int, partitions: int) -> str:
+def dev_users() -> dict[str, str]:
+    """The SCRAM users of a dev or test broker: the admin and each service, with the
+    placeholder password."""
+    return {name: DEV_PASSWORD for name in (ADMIN_USER, *SERVICE_USERS)}
+
+
+def _jaas_quote(value: str) -> str:
+    if '"' in value or "\\" in value:
+        raise ValueError("a Kafka password must not contain a double quote or a backslash")
+    return f'"{value}"'
+
+
+def _server_properties(
+    data_dir: Path, port: int, controller_port: int, partitions: int, admin_password: str
+) -> str:
+    admin = f"username={_jaas_quote(ADMIN_USER)} password={_jaas_quote(admin_password)}"
     props: list[tuple[str, str | int]] = [
         ("process.roles", "broker,controller"),
         ("node.id", 1),
         ("controller.quorum.voters", f"1@{HOST}:{controller_port}"),
-        ("listeners", f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}"),
-        ("advertised.listeners", f"PLAINTEXT://{HOST}:{port}"),
+        (
+            "listeners",
+            f"{CLIENT_LISTENER}://{HOST}:{port},CONTROLLER://{HOST}:{controller_port}",
+        ),
+        ("advertised.listeners", f"{CLIENT_LISTENER}://{HOST}:{port}"),
         ("controller.listener.names", "CONTROLLER"),
-        ("inter.broker.listener.name", "PLAINTEXT"),
-        ("listener.security.protocol.map", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"),
+        ("inter.broker.listener.name", CLIENT_LISTENER),
+        (
+            "listener.security.protocol.map",
+            f"CONTROLLER:SASL_PLAINTEXT,{CLIENT_LISTENER}:SASL_PLAINTEXT",
+        ),
+        # Clients: SCRAM, whose users live in the cluster metadata (formatted in).
+        ("sasl.enabled.mechanisms", SCRAM_MECHANISM),
+        (f"listener.name.{CLIENT_LISTENER.lower()}.sasl.enabled.mechanisms", SCRAM_MECHANISM),
+        ("sasl.mechanism.inter.broker.protocol", SCRAM_MECHANISM),
+        (
+            f"listener.name.{CLIENT_LISTENER.lower()}.{SCRAM_MECHANISM.lower()}.sasl.jaas.config",
+            f"org.apache.kafka.common.security.scram.ScramLoginModule required {admin};",
+        ),
+        # The controller listener cannot use SCRAM (the metadata is not there yet when
+        # the quorum forms): PLAIN with the admin alone, so that port is no back door.
+        ("listener.name.controller.sasl.enabled.mechanisms", "PLAIN"),
+        ("sasl.mechanism.controller.protocol", "PLAIN"),
+        (
+            "listener.name.controller.plain.sasl.jaas.config",
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f"{admin} user_{ADMIN_USER}={_jaas_quote(admin_password)};",
+        ),
+        ("authorizer.class.name", "org.apache.kafka.metadata.authorizer.StandardAuthorizer"),
+        ("allow.everyone.if.no.acl.found", "false"),
+        ("super.users", f"User:{ADMIN_USER}"),
         ("log.dirs", str(data_dir)),
         ("num.partitions", partitions),
         ("default.replication.factor", 1),
@@ -215,12 +279,37 @@ def kafka_process(state_dir: Path) -> ManagedProcess:
 
 
 def kafka_address(state_dir: Path) -> str | None:
-    """Return ``host:port`` of the PLAINTEXT listener last configured in ``state_dir``."""
+    """Return ``host:port`` of the client listener last configured in ``state_dir``."""
     props = _read(Path(state_dir).resolve() / "kafka" / "server.properties")
     for line in (props or "").splitlines():
         if line.startswith("advertised.listeners="):
-            return line.split("=", 1)[1].removeprefix("PLAINTEXT://")
+            return line.split("=", 1)[1].split("://", 1)[-1]
     return None
+
+
+def _users_stamp(users: dict[str, str], salt: str) -> str:
+    """What the storage was formatted with: a salted hash, so the file holds no password."""
+    digest = hashlib.sha256(salt.encode() + b"\0")
+    for name, password in sorted(users.items()):
+        digest.update(f"{name}\0{password}\0".encode())
+    return f"{SCRAM_MECHANISM} {salt} {digest.hexdigest()}"
+
+
+def _formatted_with(stamp: str | None, users: dict[str, str]) -> bool:
+    """Whether `stamp` (a ``scram.stamp`` file's text) was written for exactly `users`."""
+    parts = (stamp or "").split()
+    return len(parts) == 3 and _users_stamp(users, parts[1]) == stamp
+
+
+def _check_users(users: dict[str, str]) -> None:
+    """Names and passwords must survive ``--add-scram 'MECH=[name=..,password=..]'``."""
+    for name, password in users.items():
+        for value in (name, password):
+            if not value or any(c in value for c in '"\\,[]= ') or not value.isprintable():
+                raise ValueError(
+                    "Kafka user names and passwords must be printable, without spaces or "
+                    'any of " \\ , [ ] ='
+                )
 
 
 def _storage_tool(java: str, jars_dir: Path, log4j: Path, *args: str) -> str:
@@ -273,6 +362,7 @@ def start_kafka(
     heap: str = "512m",
     timeout: float = 120.0,
     progress: Callable[[str], None] = print,
+    users: dict[str, str] | None = None,
 ) -> ManagedProcess:
     """Start the Kafka broker (KRaft, broker+controller) on 127.0.0.1 and wait until ready.
 
@@ -283,13 +373,26 @@ def start_kafka(
     ``java ... kafka.Kafka server.properties`` and waits until the port answers and the
     log says "Kafka Server started". On failure the process is stopped and RuntimeError
     carries the log tail; PortInUseError if a port is taken by a process we did not start.
+
+    ``users`` (name to password; default ``dev_users()``) are the SCRAM users, and must
+    include ``ADMIN_USER``. They can only be written when the storage is formatted, so
+    storage formatted with other users (or before SASL) is formatted afresh: its records
+    are lost. A broker still running with a configuration from before SASL is restarted.
     """
     state_dir = Path(state_dir).resolve()
     proc = kafka_process(state_dir)
     kafka_dir = state_dir / "kafka"
+    users = dict(users if users is not None else dev_users())
+    if ADMIN_USER not in users:
+        raise ValueError(f"the Kafka users must include {ADMIN_USER!r}")
+    _check_users(users)
     with file_lock(state_dir / "run" / "kafka.lock"):
         if proc.is_running():
-            return proc
+            running = _read(kafka_dir / "server.properties") or ""
+            if "sasl.enabled.mechanisms=" in running:
+                return proc
+            progress("kafka: the running broker predates SASL; restarting it")
+            proc.stop()
         if port == controller_port:
             raise ValueError("Kafka port and controller port must differ")
         ensure_ports_free(
@@ -305,17 +408,48 @@ def start_kafka(
             raise RuntimeError(f"the state dir must not contain ',' (log.dirs): {state_dir}")
         data_dir.mkdir(parents=True, exist_ok=True)
         server_props = kafka_dir / "server.properties"
-        server_props.write_text(_server_properties(data_dir, port, controller_port, partitions))
+        server_props.touch(mode=0o600)
+        server_props.chmod(0o600)  # it holds the admin's password
+        server_props.write_text(
+            _server_properties(data_dir, port, controller_port, partitions, users[ADMIN_USER])
+        )
         log4j = kafka_dir / "log4j.properties"
         log4j.write_text(_LOG4J_PROPERTIES)
 
         def run_tool(*args: str) -> str:
             return _storage_tool(java, jars_dir, log4j, *args)
 
+        stamp_file = kafka_dir / "scram.stamp"
+        formatted = (data_dir / "meta.properties").exists()
+        if formatted and not _formatted_with(_read(stamp_file), users):
+            progress(
+                f"kafka: {data_dir} was formatted with other SCRAM users (or before SASL); "
+                "formatting it afresh, its records are lost"
+            )
+            shutil.rmtree(data_dir)
+            data_dir.mkdir(parents=True)
+            (kafka_dir / "cluster.id").unlink(missing_ok=True)
         cluster_id = _cluster_id(kafka_dir, data_dir, run_tool)
         if not (data_dir / "meta.properties").exists():
             progress(f"kafka: formatting {data_dir} (cluster id {cluster_id})")
-            run_tool("format", "-t", cluster_id, "-c", str(server_props), "--ignore-formatted")
+            scram = [
+                arg
+                for name, password in sorted(users.items())
+                for arg in (
+                    "--add-scram",
+                    f"{SCRAM_MECHANISM}=[name={name},password={password}]",
+                )
+            ]
+            run_tool(
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(server_props),
+                "--ignore-formatted",
+                *scram,
+            )
+            stamp_file.write_text(_users_stamp(users, secrets.token_hex(16)) + "\n")
 
         argv = [
             java,

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from lintas_shared.kafka_auth import client_auth
 from lintas_shared.topics import CASES, NOTIFICATIONS, REFERRALS
 
 #: Marks every poison record; the services keep the original headers in the DLQ copy.
@@ -86,7 +87,10 @@ def poison_record(topic: str, kind: str, big_bytes: int) -> tuple[bytes, dict[st
 async def inject_poison(bootstrap: str, topic: str, big_bytes: int, tag: str) -> list[Poison]:
     """Produce one record of each poison kind to `topic`."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=big_bytes + 1_000_000
+        bootstrap_servers=bootstrap,
+        **client_auth().client_options(),
+        acks="all",
+        max_request_size=big_bytes + 1_000_000,
     )
     await producer.start()
     injected = []
@@ -125,7 +129,10 @@ async def rewind_group(bootstrap: str, group: str, topic: str, within: float = 6
     members, so this retries (bounded) until the stopped members have left it.
     """
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+        bootstrap_servers=bootstrap,
+        **client_auth().client_options(),
+        group_id=group,
+        enable_auto_commit=False,
     )
     await consumer.start()
     try:
@@ -163,6 +170,7 @@ async def read_all(bootstrap: str, topic: str, within: float = 120.0) -> list[Re
     """Every record of `topic` up to its end offsets as of now."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        **client_auth().client_options(),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_partition_fetch_bytes=8 * 1024 * 1024,

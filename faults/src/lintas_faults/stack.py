@@ -20,6 +20,8 @@ from lintas_deploy.ferretdb import ferretdb_process, start_ferretdb
 from lintas_deploy.kafka import kafka_process, start_kafka
 from lintas_deploy.processes import ManagedProcess
 from lintas_shared.kafka import ensure_topics
+from lintas_shared.kafka_access import apply_acls
+from lintas_shared.kafka_auth import client_auth
 from lintas_shared.topics import ALL_TOPICS
 from lintas_tools.demo import DemoTarget, load_or_create_keys, seed_demo
 from lintas_tools.services import ServiceSpec, start_service
@@ -34,7 +36,8 @@ FACTORIES = {
     "notify": "lintas_notify.bootstrap:create_app",
 }
 #: Consumer groups (env LINTAS_<SERVICE>_CONSUMER_GROUP); notify adds `.referrals`.
-GROUPS = {name: f"faults-{name}" for name in FACTORIES}
+#: Each under its service's group prefix: its Kafka principal may join no other group.
+GROUPS = {name: f"lintas-{name}-faults" for name in FACTORIES}
 DATABASES = {name: f"faults_{name}" for name in FACTORIES}
 KEYVAULT_DATABASE = "faults_keyvault"
 
@@ -133,6 +136,7 @@ class FaultStack:
                 config={"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES)},
             )
         )
+        asyncio.run(apply_acls(self.bootstrap, client_auth()))
         self.keys = load_or_create_keys(self.state / "demo-keys.json")
         asyncio.run(
             seed_demo(
@@ -155,6 +159,8 @@ class FaultStack:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
         env.update(
             {
+                # A dev stack, said explicitly: placeholder secrets are refused elsewhere.
+                "LINTAS_ENVIRONMENT": "dev",
                 "LINTAS_KAFKA_BOOTSTRAP": self.bootstrap,
                 "LINTAS_MONGODB_URI": self.mongodb_uri,
                 "LINTAS_TOPIC_PARTITIONS": str(PARTITIONS),

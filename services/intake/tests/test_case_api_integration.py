@@ -13,15 +13,14 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from lintas_intake.adapters.audit_trail import ChainReport
 from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
 from lintas_intake.bootstrap import create_app
 from lintas_intake.domain.organisation import Organisation, OrganisationKind
 from lintas_intake.entrypoints.subscribers import cases_group
-from lintas_intake.handlers import CaseService
+from lintas_intake.handlers import CaseService, request_hash
 from lintas_intake.settings import IntakeSettings
 from lintas_shared import events as ev
-from lintas_shared.crypto import CaseKeyMissingError, KeyVault
+from lintas_shared.crypto import CaseKeyMissingError, KeyVault, phone_lookup_hash
 from lintas_shared.envelope import from_kafka_record
 from lintas_shared.http import PROBLEM_JSON
 from lintas_shared.mongo import Document
@@ -263,6 +262,27 @@ async def test_oversized_body_answers_413(api: Api) -> None:
     assert (await create(api, doc)).status_code == 413
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/json"])
+async def test_deep_nesting_answers_400_on_every_endpoint_whatever_the_content_type(
+    api: Api, content_type: str | None
+) -> None:
+    deep = b'{"claims": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    headers = api.h(**({"Content-Type": content_type} if content_type else {}))
+    schema = (await api.client.get("/openapi.json")).json()
+    with_bodies = [
+        (method.upper(), path.replace("{", "").replace("}", ""))
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    ]
+    assert ("POST", "/v1/cases") in with_bodies
+    for method, path in with_bodies:
+        answer = await api.client.request(method, path, content=deep, headers=headers)
+        assert (method, path, answer.status_code) == (method, path, 400)
+        assert answer.headers["content-type"].startswith(PROBLEM_JSON)
+    assert (await api.client.get("/v1/cases", headers=api.h())).json()["items"] == []
+
+
 async def test_etag_and_if_match_guard_corrections(api: Api) -> None:
     case = (await create(api)).json()
     url = f"/v1/cases/{case['id']}"
@@ -395,12 +415,47 @@ async def test_notes_documents_consents_and_close(api: Api) -> None:
 async def test_erasure_leaves_nothing_recoverable_in_the_store_or_in_kafka(
     api: Api, servers: Servers, mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    case = (await create(api)).json()
+    body = example_case(external_ref=f"NGO-{uuid.uuid4()}")
+    body["consent"] = {**body["consent"], "taken_by": "caseworker-Wulandari"}
+    case = (await create(api, body)).json()
     url = f"/v1/cases/{case['id']}"
     await api.client.post(f"{url}/notes", json={"text": "Lives near the harbour"}, headers=api.h())
     await api.client.patch(
         url, json={"worker": {"phone": "+6281298765432"}}, headers=api.h(**{"If-Match": '"2"'})
     )
+    location = "drive://ngo/Wulandari-Kowloon/payslip.pdf"
+    document = {"kind": "payslip", "file_name": "payslip.pdf", "sha256": "ab" * 32}
+    added = await api.client.post(
+        f"{url}/documents", json={**document, "size": 10, "location": location}, headers=api.h()
+    )
+    assert added.status_code == 201, added.text
+    # Sealed while the case lives: who took the consent, her gender, where a file is.
+    raw = await mongo[database_name]["cases"].find_one({"_id": case["id"]})
+    assert raw is not None
+    assert raw["submission"]["worker"]["gender"].startswith("enc:v1:")
+    assert raw["submission"]["consent"]["taken_by"].startswith("enc:v1:")
+    assert raw["consents"][0]["consent"]["taken_by"].startswith("enc:v1:")
+    assert raw["documents"][0]["location"].startswith("enc:v1:")
+    for secret in ("Wulandari", "Kowloon"):
+        assert secret not in str(raw)
+    view = (await api.client.get(url, headers=api.h())).json()
+    assert view["documents"][0]["location"] == location
+    assert view["case"]["worker"]["gender"] == "female"
+    assert view["consents"][0]["consent"]["taken_by"] == "caseworker-Wulandari"
+    # A partner's decline: its free-text reason is copied to the case's timeline.
+    declined = ev.ReferralDeclined(
+        referral_id=f"r-{case['id']}",
+        case_id=case["id"],
+        partner_organisation_id="p-hk",
+        country="HK",
+        at=datetime.now(UTC),
+        reason="we acted for Wulandari's agency",
+    )
+    await api.service.apply_news(
+        ev.make_event(declined, source="/lintas/referral", subject=case["id"])
+    )
+    timeline = (await api.client.get(f"{url}/timeline", headers=api.h())).json()["entries"]
+    assert "declined: we acted for Wulandari's agency" in [e["summary"] for e in timeline]
     erased = await api.client.post(f"{url}/erase", headers=api.h())
     assert erased.status_code == 200
     assert erased.json()["status"] == "erased"
@@ -409,8 +464,15 @@ async def test_erasure_leaves_nothing_recoverable_in_the_store_or_in_kafka(
 
     raw = await mongo[database_name]["cases"].find_one({"_id": case["id"]})
     assert raw is not None
-    for secret in (*PERSONAL, "harbour", "6281298765432"):
+    # Nothing derived from the request body (its hash could confirm a guessed body).
+    body_hash = request_hash(body)
+    phone_hashes = [
+        phone_lookup_hash(phone, CommonSettings().phone_hash_key.get_secret_value())
+        for phone in ("+6281234567890", "+6281298765432")
+    ]
+    for secret in (*PERSONAL, "harbour", "6281298765432", "Wulandari", body_hash):
         assert secret not in str(raw)
+    assert raw.get("request_hash") is None
     assert await mongo[api.keyvault]["case_keys"].find_one({"_id": case["id"]}) is None
 
     records = await collect(
@@ -425,7 +487,8 @@ async def test_erasure_leaves_nothing_recoverable_in_the_store_or_in_kafka(
     with pytest.raises(CaseKeyMissingError):
         await vault.get(case["id"])
     for record in records:
-        for secret in (*PERSONAL, "6281298765432"):
+        # No phone, and no hash of it anyone could recompute (the one-key phone hash).
+        for secret in (*PERSONAL, "6281298765432", *phone_hashes, "Wulandari", body_hash):
             assert secret not in (record.value or b"").decode()
     assert submitted.worker.phone.startswith("enc:v1:")  # sealed, and the key is gone
 
@@ -632,7 +695,8 @@ async def test_a_person_token_works_and_the_timeline_and_audit_name_the_person(
         ("add_note", "org-ngo", "person-8"),
         ("add_note", "org-ngo", None),
     ]
-    assert await api.app.state.audit.verify() == ChainReport(3, True)
+    report = await api.app.state.audit.verify()
+    assert (report.entries, report.intact, report.sealed) == (3, True, 3)
 
 
 async def test_an_api_key_counts_when_both_are_sent(api: Api) -> None:

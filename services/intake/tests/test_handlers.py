@@ -27,11 +27,11 @@ from lintas_intake.handlers import (
 )
 from lintas_shared import events as ev
 from lintas_shared.consumer import PermanentEventError
-from lintas_shared.crypto import CaseKeyMissingError, phone_lookup_hash
+from lintas_shared.crypto import CaseKeyMissingError
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.values import Money
 
-from tests.support.fixtures import EXAMPLE_CASE, PHONE_HASH_SECRET, FakeKeyVault, example_case
+from tests.support.fixtures import EXAMPLE_CASE, FakeKeyVault, example_case
 
 pytestmark = pytest.mark.unit
 
@@ -166,7 +166,7 @@ NOW = datetime(2026, 9, 16, 8, 0, tzinfo=UTC)
 def service() -> tuple[CaseService, InMemoryCases, FakeKeyVault]:
     cases, vault = InMemoryCases(), FakeKeyVault()
     return (
-        CaseService(cases, vault, lambda p: phone_lookup_hash(p, PHONE_HASH_SECRET), lambda: NOW),
+        CaseService(cases, vault, lambda: NOW),
         cases,
         vault,
     )

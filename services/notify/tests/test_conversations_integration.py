@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+from lintas_notify.adapters.reply_budget import MongoReplyBudget
 from lintas_notify.domain.message import SmsStatus
 from lintas_shared.crypto import phone_lookup_hash
 from lintas_shared.envelope import CloudEvent
@@ -10,6 +13,7 @@ from lintas_shared.envelope import CloudEvent
 from tests.support.fixtures import PHONE_HASH_SECRET, case_submitted
 from tests.support.notify import (
     AT,
+    REPLY_LIMIT,
     Notify,
     deadline_approaching,
     referral_accepted,
@@ -142,3 +146,45 @@ async def test_reply_records_keep_no_phone(notify: Notify) -> None:
     assert [d["status"] for d in stored] == [SmsStatus.SENT.value]
     assert stored[0]["to"] is None
     assert stored[0]["phone_hash"] == phone_lookup_hash(PHONE, PHONE_HASH_SECRET)
+
+
+async def test_one_phone_gets_at_most_the_reply_limit_of_answers_a_window(notify: Notify) -> None:
+    await submit(notify, "case-flood")
+    flood = [
+        await notify.conversations.inbound(STRANGER, "STATUS LB-7K3Q9", f"in-flood-{n}")
+        for n in range(REPLY_LIMIT + 3)
+    ]
+    # Over the limit she still opts out, but is not told so by SMS.
+    stop = await notify.conversations.inbound(STRANGER, "STOP", "in-flood-stop")
+
+    assert [o.replied_with for o in flood] == ["status_unknown"] * REPLY_LIMIT + [None] * 3
+    assert stop.replied_with is None
+    assert await notify.preferences.is_opted_out(phone_lookup_hash(STRANGER, PHONE_HASH_SECRET))
+    assert [to for to, _, _ in replies(notify)] == [STRANGER] * REPLY_LIMIT
+    # The answers not sent are recorded, without the number.
+    suppressed = [
+        doc
+        async for doc in notify.messages._collection.find({"status": "suppressed", "kind": "reply"})
+    ]
+    assert len(suppressed) == 4
+    assert {(doc["reason"], doc["to"]) for doc in suppressed} == {("reply limit", None)}
+
+    # A retried webhook of an answered SMS keeps its answer and sends nothing new...
+    retried = await notify.conversations.inbound(STRANGER, "STATUS LB-7K3Q9", "in-flood-0")
+    assert retried.replied_with == "status_unknown"
+    # ...another instance on the same store counts the same window...
+    other = MongoReplyBudget(
+        notify.messages._collection.database["reply_budget"],
+        limit=REPLY_LIMIT,
+        window=timedelta(hours=1),
+    )
+    assert not await other.allow(
+        phone_lookup_hash(STRANGER, PHONE_HASH_SECRET), "reply-new", notify.clock.now
+    )
+    # ...another phone is answered...
+    await notify.conversations.inbound(PHONE, "status lb-7k3q9", "in-flood-her")
+    # ...and the next window answers this phone again.
+    notify.clock.advance(hours=1)
+    again = await notify.conversations.inbound(STRANGER, "STATUS LB-7K3Q9", "in-flood-next")
+    assert again.replied_with == "status_unknown"
+    assert [to for to, _, _ in replies(notify)] == [STRANGER] * REPLY_LIMIT + [PHONE, STRANGER]

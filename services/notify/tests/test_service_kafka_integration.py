@@ -251,6 +251,33 @@ async def test_the_provider_api_needs_the_token_and_answers_status(
     assert record["status"] == "delivered"
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/json"])
+async def test_deep_nesting_answers_400_on_every_endpoint_whatever_the_content_type(
+    harness: Harness, content_type: str | None
+) -> None:
+    deep = b'{"from": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    headers = {"X-Lintas-Provider-Token": TOKEN}
+    if content_type:
+        headers["Content-Type"] = content_type
+    async with harness.running() as (app, _service):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://notify") as client:
+            schema = (await client.get("/openapi.json")).json()
+            with_bodies = [
+                (method.upper(), path)
+                for path, operations in schema["paths"].items()
+                for method, operation in operations.items()
+                if "requestBody" in operation
+            ]
+            assert {path for _, path in with_bodies} == {"/v1/inbound-sms", "/v1/delivery-receipts"}
+            for method, path in with_bodies:
+                answer = await client.request(method, path, content=deep, headers=headers)
+                assert (path, answer.status_code) == (path, 400)
+                assert answer.headers["content-type"].startswith("application/problem+json")
+                assert "nest" in answer.json()["detail"]
+    assert harness.lines() == []
+
+
 class DownForOneNumber(FileSmsProvider):
     """The file provider, except that one number's route is down."""
 

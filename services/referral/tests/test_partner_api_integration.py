@@ -18,6 +18,7 @@ from lintas_referral.bootstrap import create_app
 from lintas_referral.domain.handoff import flatten_fields
 from lintas_referral.domain.routing import Partner
 from lintas_referral.settings import ReferralSettings
+from lintas_shared.audit_chain import AuditChain
 from lintas_shared.crypto import DataKey, KeyVault
 from lintas_shared.mongo import Document
 from lintas_shared.person_tokens import (
@@ -230,6 +231,26 @@ async def test_bad_bodies_name_their_fields(api: Api) -> None:
         "outcome",
         "amounts_recovered[0].value",
     }
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", None, "application/json"])
+async def test_deep_nesting_answers_400_on_every_endpoint_whatever_the_content_type(
+    api: Api, content_type: str | None
+) -> None:
+    deep = b'{"reason": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+    headers = api.as_("org-hk-1") | ({"Content-Type": content_type} if content_type else {})
+    schema = (await api.client.get("/openapi.json")).json()
+    with_bodies = [
+        (method.upper(), path.replace("{", "").replace("}", ""))
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if "requestBody" in operation
+    ]
+    assert len(with_bodies) > 3
+    for method, path in with_bodies:
+        answer = await api.client.request(method, path, content=deep, headers=headers)
+        assert (method, path, answer.status_code) == (method, path, 400)
+        assert answer.headers["content-type"].startswith("application/problem+json")
 
 
 async def test_decline_offers_the_next_partner_who_then_sees_it(api: Api) -> None:
@@ -513,3 +534,100 @@ async def test_the_docs_show_both_ways_to_authenticate(api: Api) -> None:
     assert accept["security"] == [{"ApiKey": []}, {"PersonToken": []}]
     assert "403" in accept["responses"]
     assert "person_id" in openapi["components"]["schemas"]["HistoryEntry"]["properties"]
+
+
+async def _three_partner_reads(api: Api, case_id: str) -> str:
+    rid = await api.submit(case_id)
+    for path in ("", "", "/content-key"):
+        read = await api.client.get(f"/v1/referrals/{rid}{path}", headers=api.as_("org-hk-1"))
+        assert read.status_code == 200, read.text
+    return rid
+
+
+async def test_partner_reads_are_a_keyed_chain_whose_deleted_tail_is_named(
+    api: Api, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    await _three_partner_reads(api, "case-chain")
+    trail = api.app.state.audit
+    report = await trail.verify()
+    assert (report.chain, report.intact, report.entries, report.sealed) == ("referral", True, 3, 3)
+
+    # The newest disclosure is deleted: nothing is left to show a gap, but the checkpoint
+    # (in the key vault's database) still counts it.
+    await mongo[database_name]["audit"].delete_one({"_id": 3})
+    report = await trail.verify()
+    assert (report.intact, report.missing, report.first_broken_seq) == (False, [3], 3)
+    assert report.problem == "entry 3 is missing (the checkpoint counts 3, the chain ends at 2)"
+
+
+async def test_a_rewritten_partner_read_is_reported_even_rechained(
+    api: Api, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    await _three_partner_reads(api, "case-rewrite")
+    audit = mongo[database_name]["audit"]
+    # The partner that read is swapped, and every link after it recomputed without our key.
+    forger = AuditChain("referral", audit, mongo[database_name]["audit_checkpoints"], "guess")
+    prev = (await audit.find_one({"_id": 1}) or {})["mac"]
+    for seq in (2, 3):
+        doc = dict(await audit.find_one({"_id": seq}) or {})
+        doc["organisation_id"] = "org-sg" if seq == 2 else doc["organisation_id"]
+        doc["prev"] = prev
+        doc["mac"] = prev = forger.entry_mac(doc)
+        await audit.replace_one({"_id": seq}, doc)
+    report = await api.app.state.audit.verify()
+    assert (report.intact, report.first_broken_seq) == (False, 2)
+    assert report.problem == "entry content was changed"
+
+
+async def test_records_from_before_the_chain_are_listed_and_counted_as_unchained(
+    api: Api, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    await mongo[database_name]["audit"].insert_one(
+        {
+            "_id": "old-record",
+            "case_id": "case-legacy",
+            "referral_id": "ref-old",
+            "organisation_id": "org-hk-1",
+            "person_id": None,
+            "fields": ["worker.full_name"],
+            "at": datetime(2026, 1, 1, tzinfo=UTC),
+        }
+    )
+    rid = await api.submit("case-legacy")
+    assert (await api.client.get(f"/v1/referrals/{rid}", headers=api.as_("org-hk-1"))).is_success
+    report = await api.app.state.audit.verify()
+    assert (report.intact, report.entries, report.unchained) == (True, 1, 1)
+    listed = await api.app.state.audit.for_case("case-legacy")
+    assert [a["referral_id"] for a in listed] == ["ref-old", rid]
+
+
+async def test_admins_read_a_cases_partner_reads_and_nobody_else_does(api: Api) -> None:
+    rid = await _three_partner_reads(api, "case-admin-audit")
+    params = {"case_id": "case-admin-audit"}
+    admin = api.as_person("org-admin", "person-admin-1", Role.ADMIN)
+    answer = await api.client.get("/v1/audit", params=params, headers=admin)
+    assert answer.status_code == 200, answer.text
+    assert [(e["organisation_id"], e["referral_id"], e["seq"]) for e in answer.json()] == [
+        ("org-hk-1", rid, 1),
+        ("org-hk-1", rid, 2),
+        ("org-hk-1", rid, 3),
+    ]
+    assert answer.json()[2]["fields"][0] == "referral.content"
+    operator = {"X-Operator-Token": api.app.state.operator_token}
+    assert (await api.client.get("/v1/audit", params=params, headers=operator)).json() == (
+        answer.json()
+    )
+
+    refused = {
+        "the partner that read": (api.as_("org-hk-1"), 404),
+        "another partner": (api.as_("org-sg"), 404),
+        "a lawyer": (api.as_person("org-hk-1"), 404),
+        "the programme role": (api.as_person("org-admin", "person-p", Role.PROGRAMME), 403),
+        "an unknown key": ({"X-API-Key": "lk_unknown"}, 401),
+        "a wrong operator token": ({"X-Operator-Token": "wrong"}, 401),
+        "nobody": ({}, 401),
+    }
+    for who, (headers, status) in refused.items():
+        response = await api.client.get("/v1/audit", params=params, headers=headers)
+        assert response.status_code == status, who
+        assert "org-hk-1" not in response.text, who

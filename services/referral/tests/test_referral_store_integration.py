@@ -209,6 +209,24 @@ async def test_erasure_withdraws_and_drops_every_sealed_field(stores: Stores) ->
     from lintas_shared.events import CaseErased, make_event
 
     await handlers.on_case_submitted(submitted(case("case-e")), stores.ctx)
+    # Partners' free text: a decline's reason and a progress note may name the worker.
+    routing = await stores.routings.get("case-e")
+    assert routing is not None
+    first = routing.referrals[0].id
+    await handlers.decline(stores.ctx, first, "org-hk-1", "we acted for Wulandari's agency")
+    routing = await stores.routings.get("case-e")
+    assert routing is not None
+    second = routing.referrals[1].id
+    await handlers.accept(stores.ctx, second, "org-hk-2")
+    note = "Wulandari will bring her payslips"
+    await handlers.progress(
+        stores.ctx,
+        second,
+        "org-hk-2",
+        Progress(documents_needed=True, note=note, at=stores.clock()),
+    )
+    raw = await stores.routings.raw("case-e")
+    assert "Wulandari" in str({k: v for k, v in (raw or {}).items() if k != OUTBOX_FIELD})
     erased = make_event(
         CaseErased(case_id="case-e", erased_at=datetime(2026, 9, 30, tzinfo=UTC)),
         source="/lintas/intake",
@@ -220,8 +238,9 @@ async def test_erasure_withdraws_and_drops_every_sealed_field(stores: Stores) ->
     assert doc is not None
     state = {k: v for k, v in doc.items() if k != OUTBOX_FIELD}
     assert "enc:v1:" not in str(state)
+    assert "Wulandari" not in str(state)
     assert doc["erased"] is True
-    assert await outbox_types(stores, "case-e") == [ReferralOffered.TYPE, ReferralWithdrawn.TYPE]
+    assert (await outbox_types(stores, "case-e"))[-1] == ReferralWithdrawn.TYPE
 
 
 async def test_a_correction_is_applied_once_and_routes_new_claims(stores: Stores) -> None:

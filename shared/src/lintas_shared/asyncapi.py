@@ -515,14 +515,18 @@ def _dlq_channel(topic: str) -> dict[str, Any]:
     return {
         "address": dlq,
         "title": dlq,
-        "description": f"Dead letters of {topic}: kept without time or size limit until "
-        "an operator replays or drops them.",
+        "description": f"Dead letters of {topic}: kept until an operator replays or drops "
+        f"them, for at most {topics.DLQ_RETENTION_DAYS_DEFAULT} days by default "
+        "(`LINTAS_DLQ_RETENTION_DAYS`).",
         "messages": {"DeadLetter": {"$ref": f"#/components/messages/{_dlq_id(topic)}"}},
         "bindings": {
             "kafka": {
                 "topic": dlq,
                 "topicConfiguration": {
-                    key: int(value) for key, value in topics.DLQ_TOPIC_CONFIG.items()
+                    key: int(value)
+                    for key, value in topics.dead_letter_config(
+                        topics.DLQ_RETENTION_DAYS_DEFAULT
+                    ).items()
                 },
                 "bindingVersion": KAFKA_BINDING_VERSION,
             }

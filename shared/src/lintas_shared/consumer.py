@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import structlog
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, Topic
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from opentelemetry.trace import Span, Tracer
@@ -293,7 +293,9 @@ def subscribe(broker: KafkaBroker, topic: str, *, group_id: str, consumer: Event
     )
 
     @broker.subscriber(
-        topic,
+        # Not created here: the runtime's ensure_topics does, and a service's Kafka
+        # principal may not create a topic it only reads.
+        Topic(topic, declare=False),
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",

@@ -8,6 +8,12 @@ its personal data, in any service's store or in records already in Kafka, is noi
 
 The vault is one collection shared by the services, standing in for a KMS: intake
 creates and destroys keys, the others only read them.
+
+Master keys have ids. Each vault entry stores the id of the master key that wrapped it
+(`key_id`; an entry from before ids is the legacy id "1"), and a value sealed directly
+with a master-derived key starts `mk:<id>:`. Settings name the current key and may list
+previous ones (`MasterKeys`): those are still read, never used to wrap, so both old and
+new work while `KeyVault.rewrap_all` (`lintas keys rotate`) moves every entry over.
 """
 
 from __future__ import annotations
@@ -16,7 +22,8 @@ import base64
 import hashlib
 import hmac
 import os
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Final
 
@@ -27,6 +34,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from lintas_shared.mongo import Document
+from lintas_shared.settings import LEGACY_MASTER_KEY_ID, CommonSettings
 
 PREFIX: Final = "enc:v1:"
 #: An encrypted field as it travels and is stored: 'enc:v1:<base64 nonce+ciphertext>'.
@@ -35,6 +43,10 @@ EncryptedStr = Annotated[str, StringConstraints(pattern=r"^enc:v1:[A-Za-z0-9_\-=
 
 class CaseKeyMissingError(Exception):
     """The case's data key is gone (erased) or never existed: its data cannot be read."""
+
+
+class UnknownMasterKeyError(ValueError):
+    """A value was wrapped or sealed by a master key id these settings do not hold."""
 
 
 def derive_key(secret: str, purpose: str) -> bytes:
@@ -70,27 +82,127 @@ class DataKey:
         except InvalidTag:  # wrong key, field or case
             raise ValueError("field does not decrypt with this case's key") from None
 
+    def keyed_hash(self, purpose: str, value: str) -> str:
+        """A hash of `value` keyed by this case's key (HMAC-SHA256, hex): equal values of
+        one case compare equal, and nobody can recompute or brute-force it without the
+        key, so erasing the case (destroying the key) leaves it unlinkable to anything."""
+        purpose_key = hmac.new(self.key, f"{self.case_id}\x1f{purpose}".encode(), hashlib.sha256)
+        return hmac.new(purpose_key.digest(), value.encode(), hashlib.sha256).hexdigest()
+
     def _aad(self, field: str) -> bytes:
         return f"{self.case_id}\x1f{field}".encode()
 
 
-class KeyVault:
-    """Per-case data keys, stored wrapped by the master key."""
+#: A value sealed directly with a master-derived key: `mk:<key id>:enc:v1:…`.
+MASTER_SEALED_PREFIX: Final = "mk:"
 
-    def __init__(self, collection: AsyncCollection[Document], master_secret: str) -> None:
+
+@dataclass(frozen=True)
+class MasterKeys:
+    """The current master key (by id) and the previous ones still read during a rotation.
+
+    Only the current key wraps or seals; any of them unwraps or opens what carries its id.
+    """
+
+    current_id: str
+    #: {id: secret}, the current key included.
+    secrets: Mapping[str, str]
+
+    def __post_init__(self) -> None:
+        if self.current_id not in self.secrets:
+            raise ValueError("the current master key id has no secret")
+
+    @classmethod
+    def single(cls, secret: str, key_id: str = LEGACY_MASTER_KEY_ID) -> MasterKeys:
+        """One master key (what a deployment runs with outside a rotation)."""
+        return cls(key_id, {key_id: secret})
+
+    @classmethod
+    def from_settings(cls, settings: CommonSettings) -> MasterKeys:
+        """`LINTAS_MASTER_KEY` as `LINTAS_MASTER_KEY_ID`, and `LINTAS_MASTER_KEYS_PREVIOUS`."""
+        return cls(settings.master_key_id, settings.master_keys())
+
+    def derived(self, key_id: str, purpose: str) -> bytes:
+        """The key for `purpose` derived from master key `key_id`."""
+        secret = self.secrets.get(key_id)
+        if secret is None:
+            raise UnknownMasterKeyError(
+                f"master key id {key_id!r} is not configured (LINTAS_MASTER_KEY_ID, "
+                "LINTAS_MASTER_KEYS_PREVIOUS)"
+            )
+        return derive_key(secret, purpose)
+
+    def seal(self, purpose: str, bound: str, plaintext: str) -> str:
+        """`plaintext` sealed with the current key's `purpose` key, bound to `bound`, as
+        `mk:<id>:enc:v1:…`."""
+        box = DataKey(purpose, self.derived(self.current_id, purpose))
+        return f"{MASTER_SEALED_PREFIX}{self.current_id}:{box.encrypt(bound, plaintext)}"
+
+    def open(self, purpose: str, bound: str, sealed: str) -> str:
+        """What `seal` sealed, under whichever configured key its id names (a value
+        without an id is the legacy key's). Raises ValueError if it does not open."""
+        key_id, token = sealed_key_id(sealed)
+        return DataKey(purpose, self.derived(key_id, purpose)).decrypt(bound, token)
+
+
+def sealed_key_id(sealed: str) -> tuple[str, str]:
+    """The master key id of a sealed value and the `enc:v1:` token it carries."""
+    if sealed.startswith(MASTER_SEALED_PREFIX):
+        key_id, _, token = sealed[len(MASTER_SEALED_PREFIX) :].partition(":")
+        return key_id, token
+    return LEGACY_MASTER_KEY_ID, sealed
+
+
+@dataclass
+class RotationReport:
+    """What `KeyVault.rewrap_all` did; `remaining` 0 means no entry is left under any
+    previous key, so the previous keys can be removed from settings."""
+
+    current_id: str
+    checked: int = 0
+    rewrapped: int = 0
+    #: Erased (deleted) between being read and being re-wrapped: nothing to do.
+    erased_meanwhile: int = 0
+    #: Wrapped by a key id these settings do not hold: left as they are.
+    unreadable: int = 0
+    #: Entries not under the current key when the pass ended (by id).
+    remaining: dict[str, int] = field(default_factory=dict)
+    #: Entries under the current key when the pass ended.
+    current: int = 0
+
+
+class KeyVault:
+    """Per-case data keys, stored wrapped by the current master key with its id."""
+
+    def __init__(self, collection: AsyncCollection[Document], master: MasterKeys | str) -> None:
         self._collection = collection
-        self._master = derive_key(master_secret, "key-wrapping")
+        self._keys = MasterKeys.single(master) if isinstance(master, str) else master
+
+    def _wrap(self, case_id: str, key: bytes) -> str:
+        wrapping = self._keys.derived(self._keys.current_id, "key-wrapping")
+        nonce = os.urandom(12)
+        return base64.b64encode(
+            nonce + AESGCM(wrapping).encrypt(nonce, key, case_id.encode())
+        ).decode()
+
+    def _unwrap(self, case_id: str, doc: Document) -> bytes:
+        # An entry from before key ids were stored was wrapped by the legacy id.
+        wrapping = self._keys.derived(doc.get("key_id", LEGACY_MASTER_KEY_ID), "key-wrapping")
+        raw = base64.b64decode(doc["wrapped"])
+        try:
+            return AESGCM(wrapping).decrypt(raw[:12], raw[12:], case_id.encode())
+        except InvalidTag:
+            raise ValueError("the vault entry does not unwrap with this master key") from None
 
     async def create(self, case_id: str) -> DataKey:
         """The case's key, created on first use (idempotent)."""
         key = AESGCM.generate_key(bit_length=256)
-        nonce = os.urandom(12)
-        wrapped = nonce + AESGCM(self._master).encrypt(nonce, key, case_id.encode())
         try:
             await self._collection.insert_one(
                 {
                     "_id": case_id,
-                    "wrapped": base64.b64encode(wrapped).decode(),
+                    "wrapped": self._wrap(case_id, key),
+                    "key_id": self._keys.current_id,
                     "created_at": datetime.now(UTC),
                 }
             )
@@ -103,12 +215,60 @@ class KeyVault:
         doc = await self._collection.find_one({"_id": case_id})
         if doc is None:
             raise CaseKeyMissingError(case_id)
-        raw = base64.b64decode(doc["wrapped"])
-        try:
-            key = AESGCM(self._master).decrypt(raw[:12], raw[12:], case_id.encode())
-        except InvalidTag:
-            raise ValueError("the vault entry does not unwrap with this master key") from None
-        return DataKey(case_id, key)
+        return DataKey(case_id, self._unwrap(case_id, doc))
+
+    async def rewrap_all(
+        self,
+        progress: Callable[[RotationReport], Awaitable[None]] | None = None,
+        batch_size: int = 200,
+    ) -> RotationReport:
+        """Re-wrap every entry not under the current master key with it, while services
+        keep reading and writing: each entry is replaced only if it is unchanged since it
+        was read (an entry erased meanwhile stays erased, never comes back), new entries
+        are already current, and a second run finds nothing left to do. `progress` is
+        called after each batch."""
+        current = self._keys.current_id
+        report = RotationReport(current)
+        after = ""
+        while True:
+            docs = await self._collection.find(
+                {"_id": {"$gt": after}, "key_id": {"$ne": current}},
+                {"_id": 1, "wrapped": 1, "key_id": 1},
+                sort=[("_id", 1)],
+                limit=batch_size,
+            ).to_list()
+            if not docs:
+                break
+            for doc in docs:
+                after = doc["_id"]
+                report.checked += 1
+                try:
+                    key = self._unwrap(after, doc)
+                except ValueError:  # UnknownMasterKeyError too: a key not configured
+                    report.unreadable += 1
+                    continue
+                result = await self._collection.update_one(
+                    {"_id": after, "wrapped": doc["wrapped"]},
+                    {
+                        "$set": {
+                            "wrapped": self._wrap(after, key),
+                            "key_id": current,
+                            "rewrapped_at": datetime.now(UTC),
+                        }
+                    },
+                )
+                if result.modified_count == 1:
+                    report.rewrapped += 1
+                elif await self._collection.find_one({"_id": after}, {"_id": 1}) is None:
+                    report.erased_meanwhile += 1
+                # else: another run re-wrapped it meanwhile; it is current now.
+            if progress is not None:
+                await progress(report)
+        async for doc in self._collection.find({"key_id": {"$ne": current}}, {"key_id": 1}):
+            key_id = doc.get("key_id", LEGACY_MASTER_KEY_ID)
+            report.remaining[key_id] = report.remaining.get(key_id, 0) + 1
+        report.current = await self._collection.count_documents({"key_id": current})
+        return report
 
     async def destroy(self, case_id: str) -> bool:
         """Delete the case's key for good; True if there was one."""

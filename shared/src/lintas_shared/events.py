@@ -63,7 +63,12 @@ class WorkerInfo(_Part):
 
     full_name: EncryptedStr
     phone: EncryptedStr
-    phone_hash: str = Field(description="Keyed hash of the E.164 phone, for lookups")
+    phone_hash: str = Field(
+        description="HMAC of the E.164 phone keyed by the case's own data key "
+        "(`DataKey.keyed_hash('worker.phone', …)`): it tells one phone of the case from "
+        "another and links nothing once the case is erased. No service looks phones up "
+        "by it; notify keeps its own look-up hash"
+    )
     preferred_language: LanguageCode
     current_country: CountryCode
     time_zone: str | None = Field(default=None, description="IANA zone where known")
@@ -174,11 +179,13 @@ class SmsPreferenceChanged(EventPayload):
     """The worker opted out of (or back into) SMS, through her NGO or by SMS.
 
     Intake announces a change made through its API (channel `api`, source
-    `/lintas/intake`) with the phone's keyed hash, which notify keys opt-outs by. Notify
+    `/lintas/intake`); notify applies it to the phone it holds for the case. Notify
     announces a change she texted (channel `sms`, source `/lintas/notify`), one event per
-    case of her phone, with the case id and the preference only. Each service applies
-    the other's announcement and ignores its own, and applying one announces nothing, so
-    a change never echoes between them; the latest `changed_at` wins on both sides.
+    case of her phone. Both carry the case id and the preference only: no phone hash
+    travels (issue #15), so nothing in Kafka links a case to a phone once it is erased.
+    Each service applies the other's announcement and ignores its own, and applying one
+    announces nothing, so a change never echoes between them; the latest `changed_at`
+    wins on both sides.
     """
 
     TYPE: ClassVar[str] = "org.lintas.case.sms_preference_changed"
@@ -186,7 +193,9 @@ class SmsPreferenceChanged(EventPayload):
 
     case_id: str
     phone_hash: str | None = Field(
-        default=None, description="Keyed hash of the phone (intake's announcements only)"
+        default=None,
+        description="No longer sent (always null) and ignored: notify finds the phone by "
+        "the case id. Kept in the schema so that readers of older records still parse them",
     )
     opted_out: bool
     channel: Literal["api", "sms"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from lintas_shared.http_guard import mark_authenticated
 from lintas_shared.person_tokens import PersonClaims, PersonTokenError, PersonTokenVerifier
 
 
@@ -39,3 +40,9 @@ def person_claims(request: Request, bearer: HTTPAuthorizationCredentials) -> Per
         return verifier.verify(bearer.credentials)
     except PersonTokenError as exc:
         raise unauthorised(f"The bearer token is refused: {exc}.", "Bearer") from None
+
+
+def authenticated(request: Request) -> None:
+    """Call once the caller's credentials verified: the request guard then limits that
+    key per key, not with the requests without credentials from its client address."""
+    mark_authenticated(request.scope)

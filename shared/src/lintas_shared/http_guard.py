@@ -2,16 +2,21 @@
 
 Before a request reaches a route:
 - **rate**: a token bucket per API key (`X-API-Key`, or a provider's
-  `X-Lintas-Provider-Token`), per person for a console person token
-  (`Authorization: Bearer`, when it verifies; per token when it does not), else per
-  client address. An empty bucket answers 429 with `Retry-After`; other keys are
-  untouched. The buckets live in each instance (N instances allow N times the rate; a
-  shared limit belongs in the load balancer or a shared store);
+  `X-Lintas-Provider-Token`) the service has accepted before, and per person for a
+  console person token that verifies (`Authorization: Bearer`). Every other request
+  (no credentials, a key not yet accepted, made up or wrong, a token that does not
+  verify) takes a token from its client address's bucket, smaller by default, so
+  cycling made-up keys buys no new bucket. An empty bucket answers 429 with
+  `Retry-After` before the route (and its key lookup) runs; other keys are untouched.
+  A key is accepted when the route says so (`mark_authenticated`) and forgotten when
+  it answers 401. The buckets live in each instance (N instances allow N times the
+  rate; a shared limit belongs in the load balancer or a shared store);
 - **size**: 413 for a declared `Content-Length` over the limit, and for a streamed
   (chunked) body as soon as it passes the limit, so nothing large is ever buffered;
 - **slow bodies**: 408 when the whole body has not arrived within the body timeout, so a
   client dribbling a byte a second does not hold a request open for ever;
-- **nesting**: 400 for JSON nested deeper than the limit. Python's parser would recurse
+- **nesting**: 400 for a body nested deeper than the limit, whatever its declared
+  content type (a handler may parse JSON without asking). Python's parser would recurse
   until it fails, which answers 500 and says nothing useful.
 
 Operations routes (`/healthz`, `/readyz`, `/metrics`) pass untouched: probes must never
@@ -39,6 +44,9 @@ from lintas_shared.settings import CommonSettings
 
 #: Headers that identify the caller, in the order they are looked for.
 KEY_HEADERS: Final = ("x-api-key", "x-lintas-provider-token")
+#: Set in the ASGI scope by a route whose caller's credentials verified (see
+#: `mark_authenticated`): the guard then counts that key's requests in its own bucket.
+AUTHENTICATED: Final = "lintas.authenticated"
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,8 @@ class HttpLimits:
     max_body_bytes: int = 256_000
     body_timeout_seconds: float = 30.0
     max_json_depth: int = 32
+    unauthenticated_rate_per_minute: int = 1_200
+    unauthenticated_burst: int = 300
 
     @classmethod
     def from_settings(cls, common: CommonSettings) -> HttpLimits:
@@ -60,14 +70,19 @@ class HttpLimits:
             max_body_bytes=common.http_max_body_bytes,
             body_timeout_seconds=common.http_body_timeout_seconds,
             max_json_depth=common.http_max_json_depth,
+            unauthenticated_rate_per_minute=common.http_unauthenticated_rate_limit_per_minute,
+            unauthenticated_burst=common.http_unauthenticated_rate_limit_burst,
         )
 
 
 class KeyedRateLimiter:
     """A token bucket per key: `burst` requests at once, then `per_minute` a minute.
 
-    At most `max_keys` buckets are kept; the least recently used go first (a forgotten
-    bucket starts full again, so forgetting errs towards letting a request in).
+    At most `max_keys` buckets are kept. Only a bucket that has refilled to its burst is
+    ever forgotten (least recently used first): a forgotten bucket starts full, so
+    forgetting any other would let an exhausted key start over. While every bucket kept
+    is still refilling, a new key waits until the oldest has refilled (at most
+    `burst` / rate), so a flood of new keys cannot push the others out.
     """
 
     def __init__(
@@ -88,17 +103,38 @@ class KeyedRateLimiter:
         """Spend one token of `key`'s bucket: 0.0 if there was one, else the seconds
         until there will be."""
         now = self._clock()
-        tokens, last = self._buckets.pop(key, (self._burst, now))
+        bucket = self._buckets.pop(key, None)
+        if bucket is None:
+            room = self._make_room(now)
+            if room > 0:
+                return room
+            bucket = (self._burst, now)
+        tokens, last = bucket
         tokens = min(self._burst, tokens + (now - last) * self._rate)
         wait = 0.0
         if tokens >= 1.0:
             tokens -= 1.0
         else:
-            wait = (1.0 - tokens) / self._rate if self._rate > 0 else math.inf
+            wait = self._seconds_for(1.0 - tokens)
         self._buckets[key] = (tokens, now)
-        if len(self._buckets) > self._max_keys:
-            self._buckets.popitem(last=False)
         return wait
+
+    def __len__(self) -> int:
+        """How many buckets are kept."""
+        return len(self._buckets)
+
+    def _seconds_for(self, tokens: float) -> float:
+        return tokens / self._rate if self._rate > 0 else math.inf
+
+    def _make_room(self, now: float) -> float:
+        """0.0 once a new bucket fits, else the seconds until the oldest has refilled."""
+        while len(self._buckets) >= self._max_keys:
+            oldest, (tokens, last) = next(iter(self._buckets.items()))
+            missing = self._burst - (tokens + (now - last) * self._rate)
+            if missing > 0:
+                return self._seconds_for(missing)
+            del self._buckets[oldest]
+        return 0.0
 
 
 #: The only bytes that matter for nesting: brackets, and the quotes and backslashes that
@@ -156,11 +192,24 @@ def _bearer(authorization: str | None) -> str | None:
     return (token.strip() or None) if scheme.lower() == "bearer" else None
 
 
-def _caller(scope: Scope, headers: Headers, person_tokens: PersonTokenVerifier | None) -> str:
+@dataclass(frozen=True)
+class _Caller:
+    """Whose bucket a request could go to."""
+
+    bucket: str  #: the key's, the person's or the token's
+    address: str  #: the client address's
+    key: str | None  #: `bucket` when it is a key header, which routes may accept
+    verified: bool  #: a person token that verified here
+
+
+def _caller(scope: Scope, headers: Headers, person_tokens: PersonTokenVerifier | None) -> _Caller:
+    client = scope.get("client")
+    address = "address:" + (str(client[0]) if client else "unknown")
     for name in KEY_HEADERS:
         value = headers.get(name)
         if value:
-            return name + ":" + _digest(value)
+            key = name + ":" + _digest(value)
+            return _Caller(key, address, key, verified=False)
     token = _bearer(headers.get("authorization"))
     if token is not None:
         if person_tokens is not None:
@@ -172,10 +221,17 @@ def _caller(scope: Scope, headers: Headers, person_tokens: PersonTokenVerifier |
                 # Per person, not per token: the console signs a new one every minute
                 # or two. Only a verified subject: anyone can write a person's id into a
                 # forged token, and must not drain that person's bucket with it.
-                return "person:" + _digest(f"{claims.organisation_id}\x00{claims.person_id}")
-        return "bearer:" + _digest(token)
-    client = scope.get("client")
-    return "address:" + (str(client[0]) if client else "unknown")
+                person = "person:" + _digest(f"{claims.organisation_id}\x00{claims.person_id}")
+                return _Caller(person, address, None, verified=True)
+        return _Caller("bearer:" + _digest(token), address, None, verified=False)
+    return _Caller(address, address, None, verified=False)
+
+
+def mark_authenticated(scope: Scope) -> None:
+    """Tell the guard that this request's credentials verified (a route calls this once
+    its caller is known), so the key's later requests count against its own bucket, not
+    its client address's."""
+    scope[AUTHENTICATED] = True
 
 
 class RequestGuard:
@@ -189,6 +245,7 @@ class RequestGuard:
         exempt_paths: frozenset[str],
         clock: Callable[[], float] = time.monotonic,
         person_tokens: PersonTokenVerifier | None = None,
+        max_accepted_keys: int = 100_000,
     ) -> None:
         self.app = app
         self.limits = limits
@@ -199,31 +256,83 @@ class RequestGuard:
             if limits.rate_per_minute > 0
             else None
         )
+        self._unauthenticated = (
+            KeyedRateLimiter(
+                limits.unauthenticated_rate_per_minute, limits.unauthenticated_burst, clock=clock
+            )
+            if limits.unauthenticated_rate_per_minute > 0
+            else None
+        )
+        #: Key buckets a route has accepted, least recently used first (bounded: a key
+        #: forgotten here is counted by address until a route accepts it again).
+        self._accepted: OrderedDict[str, None] = OrderedDict()
+        self._max_accepted = max_accepted_keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.exempt_paths:
             await self.app(scope, receive, send)
             return
-        checked = await self._check(scope, receive)
-        if isinstance(checked, bytes):
-            await self.app(scope, _replay(checked, receive), send)
-        else:
+        caller = _caller(scope, Headers(scope=scope), self.person_tokens)
+        checked = await self._check(scope, receive, caller)
+        if not isinstance(checked, bytes):
             await checked(scope, receive, send)
+            return
+        status = 0
 
-    async def _check(self, scope: Scope, receive: Receive) -> bytes | ASGIApp:
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        scope.pop(AUTHENTICATED, None)  # only the route may say so
+        try:
+            await self.app(scope, _replay(checked, receive), send_noting_status)
+        finally:
+            if caller.key is not None:
+                self._note_outcome(caller.key, bool(scope.get(AUTHENTICATED)), status)
+
+    def _note_outcome(self, key: str, authenticated: bool, status: int) -> None:
+        if authenticated and status != 401:
+            self._accepted[key] = None
+            self._accepted.move_to_end(key)
+            if len(self._accepted) > self._max_accepted:
+                self._accepted.popitem(last=False)
+        elif status == 401:
+            self._accepted.pop(key, None)  # revoked since, or never valid
+
+    def _rate(self, caller: _Caller) -> ASGIApp | None:
+        """A 429 if the caller's bucket is empty, else None (a token taken)."""
+        limits = self.limits
+        trusted = caller.verified or (caller.key is not None and caller.key in self._accepted)
+        if trusted or self._unauthenticated is None:
+            if self._limiter is None:
+                return None
+            wait = self._limiter.take(caller.bucket)
+            detail = (
+                f"This key may make {limits.rate_per_minute} requests a minute "
+                f"(bursts of {limits.burst}); retry after the time given."
+            )
+        else:
+            wait = self._unauthenticated.take(caller.address)
+            detail = (
+                "Requests without valid credentials (none, or a key or token not accepted "
+                f"here) may come {limits.unauthenticated_rate_per_minute} a minute from one "
+                f"address (bursts of {limits.unauthenticated_burst}); retry after the time "
+                "given."
+            )
+        if wait <= 0:
+            return None
+        retry = str(max(1, math.ceil(wait))) if math.isfinite(wait) else "3600"
+        return _refusal(429, "Too Many Requests", detail, {"Retry-After": retry})
+
+    async def _check(self, scope: Scope, receive: Receive, caller: _Caller) -> bytes | ASGIApp:
         """The body to pass on, or a refusal to answer with."""
         headers = Headers(scope=scope)
         limits = self.limits
-        if self._limiter is not None:
-            wait = self._limiter.take(_caller(scope, headers, self.person_tokens))
-            if wait > 0:
-                return _refusal(
-                    429,
-                    "Too Many Requests",
-                    f"This key may make {limits.rate_per_minute} requests a minute "
-                    f"(bursts of {limits.burst}); retry after the time given.",
-                    {"Retry-After": str(max(1, math.ceil(wait)))},
-                )
+        refused = self._rate(caller)
+        if refused is not None:
+            return refused
         declared = headers.get("content-length")
         if declared is not None and (
             not declared.isdigit() or int(declared) > limits.max_body_bytes
@@ -244,13 +353,14 @@ class RequestGuard:
         except _ClientGoneError:
             # Nobody will read the answer, but the app stack expects one.
             return _refusal(400, "Bad Request", "The client left before sending its body.", {})
-        if "json" in headers.get("content-type", "").lower() and json_depth_exceeds(
-            body, limits.max_json_depth
-        ):
+        # Whatever the content type: a handler may parse the body as JSON without asking
+        # (a form or text body nests nothing, so this costs it nothing).
+        if json_depth_exceeds(body, limits.max_json_depth):
             return _refusal(
                 400,
                 "Bad Request",
-                f"JSON bodies may nest arrays and objects at most {limits.max_json_depth} deep.",
+                f"Request bodies may nest arrays and objects at most {limits.max_json_depth} "
+                "deep (JSON, whatever the content type).",
                 {},
             )
         return body

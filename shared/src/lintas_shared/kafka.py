@@ -11,6 +11,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 
 from lintas_shared.envelope import CloudEvent, to_kafka_record
+from lintas_shared.kafka_auth import KafkaAuth, client_auth
 from lintas_shared.logging import get_logger, library_logger
 from lintas_shared.metrics import EVENTS_PUBLISHED
 from lintas_shared.topics import DLQ_TOPIC_CONFIG, is_dead_letter_topic
@@ -24,11 +25,13 @@ MAX_RECORD_BYTES = 1_000_000
 _TOPIC_OWN_SETTING = 1
 
 
-def make_broker(bootstrap: str, *, client_id: str) -> KafkaBroker:
-    """A broker whose producer is idempotent and waits for all in-sync replicas."""
+def make_broker(bootstrap: str, *, client_id: str, auth: KafkaAuth | None = None) -> KafkaBroker:
+    """A broker whose producer is idempotent and waits for all in-sync replicas, logged
+    in as `auth`'s principal (by default as `LINTAS_KAFKA_*` say: the admin unless set)."""
     return KafkaBroker(
         bootstrap,
         client_id=client_id,
+        security=(auth or client_auth()).security(),
         acks="all",
         enable_idempotence=True,
         max_request_size=MAX_RECORD_BYTES + 64_000,
@@ -73,14 +76,21 @@ async def ensure_topics(
     partitions: int,
     replication_factor: int = 1,
     config: dict[str, Any] | None = None,
+    auth: KafkaAuth | None = None,
 ) -> list[str]:
     """Create any of `names` that do not exist yet; returns the ones created.
+
+    Logs in as `auth`, by default as `LINTAS_KAFKA_*` say (the admin unless set).
 
     A dead-letter topic is created with `DLQ_TOPIC_CONFIG` (under `config`), and an
     existing one that does not set those itself is given them (see `_keep_dead_letters`).
     """
     names = list(names)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="lintas-admin")
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="lintas-admin",
+        **(auth or client_auth()).client_options(),
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -139,7 +149,12 @@ async def _keep_dead_letters(admin: AIOKafkaAdminClient, topics: list[str]) -> N
                     raise RuntimeError(f"describing {name}: error code {code} {message or ''}")
                 # AlterConfigs replaces all of a topic's own settings: send them all back.
                 own = {e[0]: e[1] for e in entries if e[3] == _TOPIC_OWN_SETTING}
-                missing = {k: v for k, v in DLQ_TOPIC_CONFIG.items() if k not in own}
+                # "-1" on retention.ms was the default before dead letters expired.
+                missing = {
+                    k: v
+                    for k, v in DLQ_TOPIC_CONFIG.items()
+                    if k not in own or (k == "retention.ms" and own[k] == "-1")
+                }
                 if missing and None not in own.values():  # a hidden (sensitive) value: skip
                     changes.append(
                         ConfigResource(ConfigResourceType.TOPIC, name, {**own, **missing})

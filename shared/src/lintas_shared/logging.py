@@ -81,6 +81,18 @@ def _scrub(value: Any) -> Any:
     return value
 
 
+class DropQueryString(logging.Filter):
+    """Cuts the query string off uvicorn's access lines: a query can carry personal data
+    (a name searched for, an `external_ref`), and the path alone says what was asked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            path, question, _ = args[2].partition("?")
+            record.args = (args[0], args[1], path + ("?[query]" if question else ""), *args[3:])
+        return True
+
+
 def add_trace_ids(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -141,6 +153,9 @@ def configure_logging(service: str, level: str = "INFO") -> None:
         lib.handlers[:] = []
         lib.propagate = True
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, DropQueryString) for f in access.filters):
+        access.addFilter(DropQueryString())
     structlog.contextvars.bind_contextvars(service=service)
 
 

@@ -19,6 +19,8 @@ from lintas_shared.asyncapi import service_document
 from lintas_shared.consumer import subscriptions
 from lintas_shared.http import ReadinessCheck
 from lintas_shared.kafka import ensure_topics
+from lintas_shared.kafka_access import ACCESS
+from lintas_shared.kafka_auth import KafkaAuth
 from lintas_shared.logging import get_logger
 from lintas_shared.metrics import CONSUMER_LAG, subscriber_consumers
 from lintas_shared.mongo import Document, ping
@@ -40,11 +42,20 @@ class ServiceRuntime:
     topic_partitions: int
     relays: Sequence[OutboxRelay] = field(default_factory=list)
     version: str = "0.1.0"
+    #: Who the service logs in to Kafka as; None: as `LINTAS_KAFKA_*` say.
+    kafka_auth: KafkaAuth | None = None
 
     async def start(self) -> None:
         """Create topics, start consuming, start the relays (in that order)."""
         configure_tracing(self.name)
-        await ensure_topics(self.kafka_bootstrap, ALL_TOPICS, partitions=self.topic_partitions)
+        # Only the topics it uses: its principal may see no others.
+        access = ACCESS.get(self.name)
+        await ensure_topics(
+            self.kafka_bootstrap,
+            access.topics if access else ALL_TOPICS,
+            partitions=self.topic_partitions,
+            auth=self.kafka_auth,
+        )
         await self.broker.start()
         for relay in self.relays:
             relay.start()

@@ -4,28 +4,49 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
 CASES: Final = "lintas.cases.v1"
 REFERRALS: Final = "lintas.referrals.v1"
 NOTIFICATIONS: Final = "lintas.notifications.v1"
 
 DLQ_SUFFIX: Final = ".dlq"
 
+#: How long a dead letter is kept by default (`LINTAS_DLQ_RETENTION_DAYS`).
+DLQ_RETENTION_DAYS_DEFAULT: Final = 30
+
+
+class DeadLetterSettings(BaseSettings):
+    """`LINTAS_DLQ_RETENTION_DAYS`: how long dead-letter topics keep their records."""
+
+    model_config = SettingsConfigDict(env_prefix="LINTAS_DLQ_", extra="ignore")
+
+    retention_days: int = Field(default=DLQ_RETENTION_DAYS_DEFAULT, ge=1)
+
+
+def dead_letter_config(retention_days: int) -> Mapping[str, str]:
+    """The settings of a dead-letter topic that keeps records `retention_days` days."""
+    return MappingProxyType(
+        {"retention.ms": str(retention_days * 86_400_000), "retention.bytes": "-1"}
+    )
+
+
 #: Settings of every dead-letter topic: `lintas_shared.kafka.ensure_topics` creates it with
-#: them, and gives them to an existing one that does not set them itself.
+#: them, and gives them to an existing one that does not set them itself (or still has
+#: the unlimited `-1` retention of earlier versions).
 #:
-#: Unlimited retention, by time and by size (-1), not the broker's default (7 days in our
-#: stacks) nor another fixed window such as 30 days. A dead letter is work waiting for a
-#: person (`lintas dlq`): there is no age after which losing it unseen is right, a fix can
-#: take longer than any window (holidays, a bug waiting for a release), and the consumer
-#: has moved past the record in its source topic, so the dead letter is the copy a replay
-#: needs. The cost is small and bounded: only failures are parked, a parked value is at
-#: most ~900 KB (larger ones are cut to 64 KiB), and an event's personal fields are sealed
-#: with its case's key, so erasing a case makes its dead letters unreadable like every
-#: other copy in Kafka. An operator who must reclaim space sets `retention.ms` on the
-#: topic itself; ensure_topics leaves a topic's own setting alone.
-DLQ_TOPIC_CONFIG: Final[Mapping[str, str]] = MappingProxyType(
-    {"retention.ms": "-1", "retention.bytes": "-1"}
-)
+#: A finite retention by time (30 days unless `LINTAS_DLQ_RETENTION_DAYS` says otherwise),
+#: unlimited by size. A dead letter is work waiting for a person (`lintas dlq`), and the
+#: consumer has moved past the record in its source topic, so the window must cover a
+#: fix that takes a while (holidays, a bug waiting for a release). But a dead letter is
+#: a copy of an event, and erasure (issue #15) must leave nothing linkable anywhere: an
+#: unlimited topic would keep a case's ids and timings for ever, long after the case was
+#: erased. Its sealed fields are noise once the case key is destroyed; the retention
+#: bounds the rest. A dead letter still unhandled near the end of the window must be
+#: replayed or parked elsewhere by an operator (`lintas dlq list` shows the oldest). An
+#: operator's own finite `retention.ms` on a topic stays; ensure_topics leaves it alone.
+DLQ_TOPIC_CONFIG: Final[Mapping[str, str]] = dead_letter_config(DeadLetterSettings().retention_days)
 
 
 def dead_letter_topic(topic: str) -> str:

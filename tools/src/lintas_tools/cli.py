@@ -6,6 +6,7 @@ lintas status    what is running
 lintas demo-seed (re)create the demo organisations, keys and console people
 lintas user      console people: create, disable, reset-2fa, link (lintas user --help)
 lintas dlq       dead letters: list, show, replay, discard (lintas dlq --help)
+lintas keys rotate  re-wrap case keys and webhook secrets under the current master key
 """
 
 from __future__ import annotations
@@ -25,15 +26,18 @@ from lintas_console.domain.people import PeopleError
 from lintas_console.settings import ConsoleSettings
 from lintas_deploy.ferretdb import ferretdb_process, start_ferretdb
 from lintas_deploy.kafka import kafka_process, start_kafka
-from lintas_intake.adapters.audit_trail import AuditTrail, ChainReport
 from lintas_intake.domain.organisation import OrganisationKind
 from lintas_intake.settings import IntakeSettings
 from lintas_referral.settings import ReferralSettings
+from lintas_shared.crypto import MasterKeys
 from lintas_shared.kafka import ensure_topics
+from lintas_shared.kafka_access import apply_acls
+from lintas_shared.kafka_auth import client_auth
 from lintas_shared.person_tokens import Role
 from lintas_shared.topics import ALL_TOPICS
 
 from lintas_tools import dlq_cli, sms_cli
+from lintas_tools.audit import AuditTarget, verify_audit
 from lintas_tools.demo import (
     DemoTarget,
     load_or_create_keys,
@@ -43,6 +47,7 @@ from lintas_tools.demo import (
     seed_demo_people,
 )
 from lintas_tools.importer import run_import
+from lintas_tools.keys import KeysTarget, rotate_keys
 from lintas_tools.organisations import Directories, OrganisationAdmin
 from lintas_tools.people import PeopleCommands, PeopleTarget
 from lintas_tools.services import ServiceSpec, service_specs, start_service, stop_service
@@ -56,6 +61,12 @@ def _state_dir() -> Path:
     return Path(os.environ.get("LINTAS_STATE_DIR", ".lintas")).resolve()
 
 
+def _dev_stack() -> None:
+    """Say this is the dev stack (placeholder secrets allowed), unless the caller said
+    otherwise: nothing else defaults to dev. `up` and `demo-seed` only."""
+    os.environ.setdefault("LINTAS_ENVIRONMENT", "dev")
+
+
 def _stack_env(state: Path) -> dict[str, str]:
     """The environment every service gets: one source of truth for addresses and paths."""
     env = dict(os.environ)
@@ -65,6 +76,10 @@ def _stack_env(state: Path) -> dict[str, str]:
     env.setdefault("LINTAS_MONGODB_URI", f"mongodb://127.0.0.1:{mongo_port}/")
     env.setdefault("LINTAS_NOTIFY_SMS_OUTBOX_PATH", str(state / "sms-outbox.jsonl"))
     env["PYTHONUNBUFFERED"] = "1"
+    # Each service logs in to the dev broker as its own principal, with the placeholder
+    # password: an admin login set in the shell for `lintas dlq` must not reach them.
+    env.pop("LINTAS_KAFKA_USERNAME", None)
+    env.pop("LINTAS_KAFKA_PASSWORD", None)
     # The dev stack's own webhook receivers listen on 127.0.0.1; a deployment never sets it.
     if env.get("LINTAS_ENVIRONMENT", "dev") == "dev":
         env.setdefault("LINTAS_REFERRAL_WEBHOOK_ALLOW_LOOPBACK", "true")
@@ -125,6 +140,7 @@ def _console_env(state: Path, env: dict[str, str], specs: list[ServiceSpec]) -> 
 def cmd_up() -> int:
     """Start everything and wait until all of it is healthy."""
     started = time.monotonic()
+    _dev_stack()
     state = _state_dir()
     cache = Path(os.environ.get("LINTAS_CACHE_DIR", state / "cache")).resolve()
     env = _stack_env(state)
@@ -143,6 +159,8 @@ def cmd_up() -> int:
         )
     )
     _say(f"      {len(created)} created, {len(ALL_TOPICS) - len(created)} already there")
+    added, removed = asyncio.run(apply_acls(env["LINTAS_KAFKA_BOOTSTRAP"], client_auth()))
+    _say(f"      ACLs: one principal per service, {added} added, {removed} removed")
     _say("[3/4] demo organisations and console people")
     keys_path = cmd_demo_seed(state, env)
     # Notify authenticates the SMS provider's callbacks with the demo inbound token.
@@ -270,14 +288,16 @@ async def _user_command(args: argparse.Namespace) -> object:
         await commands.close()
 
 
-async def _audit_verify() -> ChainReport:
-    from lintas_shared.mongo import make_mongo_client
-
-    client = make_mongo_client(_directories().mongodb_uri, app_name="lintas-cli")
-    try:
-        return await AuditTrail(client[IntakeSettings().database]["audit"]).verify()
-    finally:
-        await client.close()
+def _audit_target(witness: Path | None) -> AuditTarget:
+    intake = IntakeSettings()
+    return AuditTarget(
+        mongodb_uri=_stack_env(_state_dir())["LINTAS_MONGODB_URI"],
+        intake_database=intake.database,
+        referral_database=ReferralSettings().database,
+        checkpoint_database=intake.common.keyvault_database,
+        audit_key=intake.common.audit_key.get_secret_value(),
+        witness=witness,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -339,10 +359,49 @@ def _parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(
         dest="audit_command", required=True
     )
-    audit.add_parser("verify", help="check the hash chain; exit 1 if broken")
+    verify = audit.add_parser(
+        "verify",
+        help="check intake's and referral's keyed chains and their signed checkpoints; "
+        "exit 1 if either is broken",
+    )
+    verify.add_argument(
+        "--witness",
+        type=Path,
+        help="a file (kept off the database host) holding the heads this command last "
+        "found intact: a chain behind or different from them is refused (catches a "
+        "rollback to an old checkpoint); updated after every intact check",
+    )
+    keys = sub.add_parser("keys", help="master keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys.add_parser(
+        "rotate",
+        help="re-wrap every case key and re-seal every webhook secret under the current "
+        "master key (LINTAS_MASTER_KEY_ID), reading the previous ones meanwhile; safe to "
+        "re-run; exit 1 while anything is left under a previous key",
+    )
     dlq_cli.add_parser(sub)
     sms_cli.add_parser(sub)
     return parser
+
+
+def _keys_rotate() -> int:
+    """`lintas keys rotate`: progress as it goes, then the counts as JSON."""
+    referral = ReferralSettings()
+    common = referral.common
+    rotation = asyncio.run(
+        rotate_keys(
+            KeysTarget(
+                mongodb_uri=_stack_env(_state_dir())["LINTAS_MONGODB_URI"],
+                keyvault_database=common.keyvault_database,
+                referral_database=referral.database,
+            ),
+            MasterKeys.from_settings(common),
+            _say,
+        )
+    )
+    _say(json.dumps(rotation.summary(), indent=2))
+    return 0 if rotation.complete else 1
 
 
 def _dlq_target() -> dlq_cli.DlqTarget:
@@ -387,13 +446,16 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
             )
             return 0 if report.rejected == 0 else 2
         if args.command == "audit":
-            result = asyncio.run(_audit_verify())
-            _say(json.dumps(vars(result), indent=2))
-            return 0 if result.intact else 1
+            result = asyncio.run(verify_audit(_audit_target(args.witness)))
+            _say(json.dumps(result, indent=2))
+            return 0 if result["intact"] else 1
         if args.command == "dlq":
             return dlq_cli.run(args, _dlq_target(), out)
         if args.command == "sms":
             return sms_cli.run(args, out or sys.stdout)
+        if args.command == "keys":
+            return _keys_rotate()
+        _dev_stack()
         state = _state_dir()
         cmd_demo_seed(state, _stack_env(state))
         return 0

@@ -49,6 +49,7 @@ from lintas_shared.consumer import (
 )
 from lintas_shared.envelope import CloudEvent, MalformedEventError, from_kafka_record
 from lintas_shared.kafka import MAX_RECORD_BYTES
+from lintas_shared.kafka_auth import client_auth
 from lintas_shared.mongo import Document
 from lintas_shared.topics import DLQ_SUFFIX
 from pymongo.asynchronous.collection import AsyncCollection
@@ -270,13 +271,16 @@ class KafkaDeadLetters:
         fetch_bytes = 2 * MAX_RECORD_BYTES
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap,
+            **client_auth().client_options(),
             client_id="lintas-dlq",
             group_id=None,
             enable_auto_commit=False,
             max_partition_fetch_bytes=fetch_bytes,
             fetch_max_bytes=fetch_bytes,
         )
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="lintas-dlq")
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=bootstrap, **client_auth().client_options(), client_id="lintas-dlq"
+        )
         self._bootstrap = bootstrap
         self._producer: AIOKafkaProducer | None = None  # built on first use: list never needs it
 
@@ -365,6 +369,7 @@ class KafkaDeadLetters:
         if self._producer is None:
             producer = AIOKafkaProducer(
                 bootstrap_servers=self._bootstrap,
+                **client_auth().client_options(),
                 client_id="lintas-dlq",
                 acks="all",
                 enable_idempotence=True,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 
 from fastapi import FastAPI
 from lintas_shared.case_locks import CaseLocks
-from lintas_shared.crypto import KeyVault, phone_lookup_hash
+from lintas_shared.crypto import KeyVault, MasterKeys
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.http_guard import HttpLimits
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
+from lintas_shared.kafka_auth import service_auth
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
@@ -36,26 +36,25 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     configure_logging("intake", common.log_level)
     mongo = make_mongo_client(common.mongodb_uri, app_name="lintas-intake")
     database = mongo[settings.database]
-    broker = make_broker(common.kafka_bootstrap, client_id="lintas-intake")
+    kafka_auth = service_auth(common, "intake")
+    broker = make_broker(common.kafka_bootstrap, client_id="lintas-intake", auth=kafka_auth)
     publisher = KafkaEventPublisher(broker)
     # One set of per-case locks for the service's writes and the relay's pulls.
     locks = CaseLocks()
     # One document per case holds all its events: documents can go in parallel.
     relay = OutboxRelay(database["cases"], publisher, locks=locks, concurrency=16)
-    vault = KeyVault(
-        mongo[common.keyvault_database]["case_keys"], common.master_key.get_secret_value()
-    )
+    vault = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
     cases = MongoCaseRepository(database["cases"], vault, on_write=relay.wake)
-    service = CaseService(
-        cases,
-        vault,
-        partial(phone_lookup_hash, secret=common.phone_hash_key.get_secret_value()),
-        locks=locks,
-    )
+    service = CaseService(cases, vault, locks=locks)
     organisations = MongoOrganisationDirectory(
         database["organisations"], common.api_key_pepper.get_secret_value()
     )
-    audit = AuditTrail(database["audit"])
+    # The checkpoint lives beside the case keys, not with the entries it seals.
+    audit = AuditTrail(
+        database["audit"],
+        mongo[common.keyvault_database]["audit_checkpoints"],
+        common.audit_key.get_secret_value(),
+    )
     # A bad key stops the service here rather than refusing every person later.
     person_tokens = (
         PersonTokenVerifier(common.console_public_key, INTAKE_AUDIENCE)
@@ -70,6 +69,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         mongo=mongo,
         broker=broker,
         kafka_bootstrap=common.kafka_bootstrap,
+        kafka_auth=kafka_auth,
         topic_partitions=common.topic_partitions,
         relays=[relay],
     )

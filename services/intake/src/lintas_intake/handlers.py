@@ -38,7 +38,6 @@ SOURCE = "/lintas/intake"
 #: Where a preference the worker texted comes from (notify answers her SMS).
 NOTIFY_SOURCE = "/lintas/notify"
 Clock = Callable[[], datetime]
-PhoneHasher = Callable[[str], str]
 
 
 def utc_now() -> datetime:
@@ -88,10 +87,11 @@ class IdempotencyConflictError(Exception):
 
 @dataclass(frozen=True)
 class IdempotencyRecord:
-    """The key a create was made under, and a hash of its request body."""
+    """The key a create was made under, and a hash of its request body (None once the
+    case is erased: nothing derived from the body outlives the case)."""
 
     key: str
-    request_hash: str
+    request_hash: str | None
 
 
 class CaseSort(StrEnum):
@@ -262,7 +262,7 @@ def _consent_summary(record: ConsentRecord) -> ev.ConsentSummary:
 
 
 def _sealed_parts(
-    sub: CaseSubmission, key: DataKey, phone_hash: PhoneHasher
+    sub: CaseSubmission, key: DataKey
 ) -> tuple[ev.WorkerInfo, ev.EmploymentSummary, tuple[ev.ClaimSummary, ...]]:
     def seal(field: str, value: str | None) -> str | None:
         return None if value is None else key.encrypt(field, value)
@@ -270,7 +270,10 @@ def _sealed_parts(
     worker = ev.WorkerInfo(
         full_name=key.encrypt("worker.full_name", sub.worker.full_name),
         phone=key.encrypt("worker.phone", sub.worker.phone),
-        phone_hash=phone_hash(sub.worker.phone),
+        # Keyed by the case's own key (issue #15): no global phone hash travels in an
+        # event, and this one is noise once the case is erased. Notify, the only reader
+        # of phones, keeps its own look-up hash, and drops it at erasure.
+        phone_hash=key.keyed_hash("worker.phone", sub.worker.phone),
         preferred_language=sub.worker.preferred_language,
         current_country=sub.worker.current_country,
     )
@@ -296,13 +299,13 @@ def _sealed_parts(
     return worker, employment, claims
 
 
-def case_submitted_event(case: Case, key: DataKey, phone_hash: PhoneHasher) -> CloudEvent:
+def case_submitted_event(case: Case, key: DataKey) -> CloudEvent:
     """What routing and notify need, every personal field sealed with the case's key.
 
     Dates of birth, home regions and identity numbers stay in intake altogether.
     """
     assert case.submission is not None
-    worker, employment, claims = _sealed_parts(case.submission, key, phone_hash)
+    worker, employment, claims = _sealed_parts(case.submission, key)
     payload = ev.CaseSubmitted(
         case_id=case.id,
         reference=case.reference,
@@ -338,13 +341,11 @@ class CaseService:
         self,
         cases: CaseRepository,
         keys: CaseKeys,
-        phone_hash: PhoneHasher,
         clock: Clock = utc_now,
         locks: CaseLocks | None = None,
     ) -> None:
         self.cases = cases
         self.keys = keys
-        self.phone_hash = phone_hash
         self.clock = clock
         # FerretDB v1's conditional update is not atomic: serialise each case's
         # read-change-write inside this process (the version check still guards others).
@@ -403,7 +404,7 @@ class CaseService:
                 # reused external_ref is refused again, and the second attempt looks.
                 await self.cases.add(
                     case,
-                    [case_submitted_event(case, key, self.phone_hash)],
+                    [case_submitted_event(case, key)],
                     idempotency,
                     look_for_external_ref=attempt > 0,
                 )
@@ -423,7 +424,7 @@ class CaseService:
     async def _replay(
         self, case_id: str, record: IdempotencyRecord, organisation_id: str, body_hash: str
     ) -> Case:
-        if record.request_hash != body_hash:
+        if record.request_hash is not None and record.request_hash != body_hash:
             raise IdempotencyConflictError(
                 "this Idempotency-Key was used with a different request body"
             )
@@ -498,7 +499,7 @@ class CaseService:
                     person_id,
                 ),
             )
-            worker, employment, claims = _sealed_parts(corrected, key, self.phone_hash)
+            worker, employment, claims = _sealed_parts(corrected, key)
             payload = ev.CaseDetailsCorrected(
                 case_id=case_id,
                 corrected_at=now,
@@ -615,9 +616,9 @@ class CaseService:
                     now, ev.SmsPreferenceChanged.TYPE, actor, f"worker opted {word} SMS", person_id
                 ),
             )
+            # Notify finds the phone by the case id (issue #15): no phone hash.
             payload = ev.SmsPreferenceChanged(
                 case_id=case_id,
-                phone_hash=self.phone_hash(case.submission.worker.phone),
                 opted_out=opted_out,
                 channel="api",
                 changed_at=now,

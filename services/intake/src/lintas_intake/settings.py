@@ -10,7 +10,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class IntakeSettings(BaseSettings):
     """Everything the intake service reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="LINTAS_INTAKE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LINTAS_INTAKE_", extra="ignore", hide_input_in_errors=True
+    )
 
     common: CommonSettings = Field(default_factory=CommonSettings)
     host: str = "127.0.0.1"

@@ -5,17 +5,18 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import EventConsumer
-from lintas_shared.crypto import KeyVault
+from lintas_shared.crypto import KeyVault, MasterKeys
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.http_guard import HttpLimits
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
+from lintas_shared.kafka_auth import service_auth
 from lintas_shared.logging import configure_logging, get_logger
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
@@ -29,6 +30,7 @@ from lintas_notify.adapters.http_provider import HttpSmsProvider
 from lintas_notify.adapters.instrumented import InstrumentedProvider, MeteredMessageRepository
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
+from lintas_notify.adapters.reply_budget import MongoReplyBudget
 from lintas_notify.adapters.smpp_provider import SmppSmsProvider
 from lintas_notify.dispatch import Clock, Dispatcher, SendRules
 from lintas_notify.domain.schedule import ProviderRateLimit, QuietHours, WorkerLimit
@@ -36,6 +38,7 @@ from lintas_notify.domain.templates import load_catalogue
 from lintas_notify.entrypoints.http import router
 from lintas_notify.entrypoints.subscribers import register_subscribers
 from lintas_notify.handlers import NotifyHandlers
+from lintas_notify.phones import PhoneLookup
 from lintas_notify.ports import SmsProvider
 from lintas_notify.receipts import DeliveryReports
 from lintas_notify.replies import Conversations
@@ -91,6 +94,7 @@ class NotifyService:
         await self.messages.ensure_indexes()
         await self.profiles.ensure_indexes()
         await self.handlers.early.ensure_indexes()
+        await self.conversations.reply_budget.ensure_indexes()
         await self.messages.repair(self.handlers.clock())
         await self.dispatcher.resolve_in_sending()
         async with self.runtime.lifespan(app):
@@ -114,7 +118,10 @@ def build(
         get_logger(__name__).warning("sms template leaves GSM-7", detail=warning)
     mongo = make_mongo_client(settings.common.mongodb_uri, app_name="lintas-notify")
     database = mongo[settings.database]
-    broker = make_broker(settings.common.kafka_bootstrap, client_id="lintas-notify")
+    kafka_auth = service_auth(settings.common, "notify")
+    broker = make_broker(
+        settings.common.kafka_bootstrap, client_id="lintas-notify", auth=kafka_auth
+    )
     publisher = KafkaEventPublisher(broker)
     # One set of per-message locks for the repository's updates and the relay's pulls.
     message_locks = CaseLocks()
@@ -131,7 +138,7 @@ def build(
     profiles = MongoCaseProfiles(database["cases"])
     keys = KeyVault(
         mongo[settings.common.keyvault_database]["case_keys"],
-        settings.common.master_key.get_secret_value(),
+        MasterKeys.from_settings(settings.common),
     )
     provider = provider or make_provider(settings)
     reports = DeliveryReports(messages, MongoEarlyReceipts(database["early_receipts"]), clock)
@@ -150,7 +157,15 @@ def build(
         receipts=reports,
     )
     early = MongoEarlyEvents(database["early_events"])
-    handlers = NotifyHandlers(messages, profiles, preferences, dispatcher, catalogue, clock, early)
+    phones = PhoneLookup(keys, settings.common.phone_hash_key.get_secret_value())
+    reply_budget = MongoReplyBudget(
+        database["reply_budget"],
+        limit=settings.reply_limit,
+        window=timedelta(minutes=settings.reply_window_minutes),
+    )
+    handlers = NotifyHandlers(
+        messages, profiles, preferences, dispatcher, catalogue, clock, early, phones, reply_budget
+    )
     conversations = Conversations(
         messages,
         profiles,
@@ -160,6 +175,7 @@ def build(
         settings.common.phone_hash_key.get_secret_value(),
         clock,
         reports,
+        reply_budget,
     )
     if isinstance(provider, SmppSmsProvider):
         provider.on_receipt = conversations.receipt  # receipts come back on the session
@@ -171,6 +187,7 @@ def build(
         mongo=mongo,
         broker=broker,
         kafka_bootstrap=settings.common.kafka_bootstrap,
+        kafka_auth=kafka_auth,
         topic_partitions=settings.common.topic_partitions,
         relays=[message_relay, preference_relay],
     )

@@ -105,6 +105,10 @@ class Dispatcher:
         """The provider messages are handed to."""
         return self._provider.name
 
+    async def forget(self, message_ids: list[str]) -> None:
+        """Erasure: the provider drops the phone of these messages from what it keeps."""
+        await self._provider.forget(message_ids)
+
     async def dispatch(self, message_id: str, *, raise_unavailable: bool = True) -> SmsStatus:
         """Send one scheduled message if the rules allow it now; returns its status after.
 
@@ -322,7 +326,7 @@ class Dispatcher:
             provider_message_id=provider_message_id,
             events=events,
         )
-        if doc.get("kind") == MessageKind.NOTIFICATION.value:
+        if doc.get("kind") == MessageKind.NOTIFICATION.value and doc.get("phone_hash"):
             await self._messages.note_sent(doc["phone_hash"], now)
         if self._receipts is not None:
             try:

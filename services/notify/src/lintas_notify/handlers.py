@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from lintas_shared.crypto import CaseKeyMissingError
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseClosed,
@@ -31,11 +32,13 @@ from lintas_notify.adapters.case_profiles import CaseProfile, MongoCaseProfiles
 from lintas_notify.adapters.early_events import MongoEarlyEvents
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
+from lintas_notify.adapters.reply_budget import MongoReplyBudget
 from lintas_notify.dispatch import SOURCE, Dispatcher
 from lintas_notify.domain.encoding import sms_cost
 from lintas_notify.domain.message import OutgoingSms, SmsStatus
 from lintas_notify.domain.stage import Stage
 from lintas_notify.domain.templates import TemplateCatalogue
+from lintas_notify.phones import PhoneLookup
 
 Clock = Callable[[], datetime]
 
@@ -51,6 +54,10 @@ class NotifyHandlers:
     catalogue: TemplateCatalogue
     clock: Clock
     early: MongoEarlyEvents
+    #: Notify's own look-up hash of a phone (the event's `phone_hash` is not used).
+    phones: PhoneLookup
+    #: Answers per phone and window: its records hold the phone's hash, and go with it.
+    reply_budget: MongoReplyBudget
     #: An event older than this sends no SMS (e.g. history replayed by a new consumer
     #: group): news that old would mislead more than help. It is recorded as suppressed.
     max_event_age: timedelta = timedelta(days=7)
@@ -64,6 +71,7 @@ class NotifyHandlers:
             ReferralClosed.TYPE: self.on_referral_closed,
             CaseClosed.TYPE: self.on_case_closed,
             CaseDetailsCorrected.TYPE: self.on_details_corrected,
+            SmsPreferenceChanged.TYPE: self.on_preference_changed,
         }
 
     # --- case events (intake) ----------------------------------------------------------
@@ -71,7 +79,14 @@ class NotifyHandlers:
     async def on_case_submitted(self, event: CloudEvent) -> None:
         """Remember how to reach the worker, and tell her the case was received."""
         case = parse_payload(event, CaseSubmitted)
-        await self.profiles.add(case)
+        try:
+            phone_hash = await self.phones.of_sealed(case.case_id, case.worker.phone)
+        except CaseKeyMissingError:
+            # Erased before notify heard of it (a replay): remember only that.
+            await self.profiles.erase(case.case_id)
+            await self.early.drop_case(case.case_id)
+            return
+        await self.profiles.add(case, phone_hash)
         await self._notify(event, case.case_id, "case_received", event.dedupe_key)
         handlers = self._by_type()
         for early in await self.early.for_case(case.case_id):
@@ -84,19 +99,29 @@ class NotifyHandlers:
         if await self._profile(event, change.case_id) is None:
             return
         if change.worker is not None:
-            await self.profiles.correct_worker(change.case_id, change.worker, change.corrected_at)
+            try:
+                phone_hash = await self.phones.of_sealed(change.case_id, change.worker.phone)
+            except CaseKeyMissingError:
+                return  # erased meanwhile: its `case erased` event follows
+            await self.profiles.correct_worker(
+                change.case_id, change.worker, phone_hash, change.corrected_at
+            )
 
     async def on_preference_changed(self, event: CloudEvent) -> None:
         """The NGO opted her phone out of SMS, or back in, through intake's API.
 
+        The phone is the case's, as notify holds it (the event names the case only).
         Notify's own announcements of a change she texted come back on the same topic:
-        they are already applied and carry no phone hash, so they are skipped.
+        they are already applied, so they are skipped.
         """
         change = parse_payload(event, SmsPreferenceChanged)
-        if event.source == SOURCE or change.phone_hash is None:
+        if event.source == SOURCE:
+            return
+        profile = await self._profile(event, change.case_id)
+        if profile is None:
             return
         await self.preferences.change(
-            change.phone_hash, change.opted_out, change.changed_at, change.channel
+            profile.phone_hash, change.opted_out, change.changed_at, change.channel
         )
 
     async def on_case_closed(self, event: CloudEvent) -> None:
@@ -105,11 +130,26 @@ class NotifyHandlers:
         await self._close(event, closed.case_id, closed.outcome, closed.closed_at)
 
     async def on_case_erased(self, event: CloudEvent) -> None:
-        """Forget her: the profile, and any message not yet sent."""
+        """Forget her: the profile, any message not yet sent, and every trace of her
+        phone's hash on the case; with her phone's last case, the phone's own records
+        (opt-out, daily limit, replies) too. The profile goes last, so a redelivery after
+        a crash in between finds the hash and finishes the job."""
         erased = parse_payload(event, CaseErased)
-        await self.profiles.erase(erased.case_id)
-        await self.early.drop_case(erased.case_id)
-        await self.messages.forget_case(erased.case_id, self.clock())
+        case_id = erased.case_id
+        profile = await self.profiles.state(case_id)
+        reference = profile.reference if isinstance(profile, CaseProfile) else None
+        forgotten = await self.messages.forget_case(case_id, reference, self.clock())
+        if isinstance(profile, CaseProfile):
+            others = await self.profiles.case_ids_for_phone(profile.phone_hash)
+            if [c for c in others if c != case_id]:
+                await self.preferences.forget_case(profile.phone_hash, case_id)
+            else:
+                forgotten += await self.messages.forget_worker(profile.phone_hash)
+                await self.preferences.forget(profile.phone_hash)
+                await self.reply_budget.forget(profile.phone_hash)
+        await self.dispatcher.forget(forgotten)
+        await self.profiles.erase(case_id)
+        await self.early.drop_case(case_id)
 
     # --- referral events -------------------------------------------------------------
 

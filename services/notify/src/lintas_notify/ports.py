@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from lintas_shared.crypto import DataKey
@@ -51,6 +52,11 @@ class SmsProvider(Protocol):
         """The provider's id for a message it already accepted under this reference, or
         None when it did not or cannot tell (then `send` must be safe to repeat, e.g. by
         an idempotency key)."""
+        ...
+
+    async def forget(self, client_references: Collection[str]) -> None:
+        """Erasure: drop the phone from whatever this provider keeps of these messages
+        (the file provider's outbox); a gateway's own records are under its contract."""
         ...
 
 

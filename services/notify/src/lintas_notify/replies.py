@@ -4,6 +4,8 @@ Everything is keyed by the phone's keyed hash: the plaintext number of an inboun
 used only to address the reply, and never stored. A STATUS reply names a case's stage
 only when the asking phone is the one registered on that case; any other number gets
 the same neutral answer as an unknown reference, so nobody can probe references.
+A phone gets at most so many answers a window (`MongoReplyBudget`): what it sends
+beyond is acted on all the same, and its answer recorded as suppressed, never sent.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from lintas_shared.topics import CASES
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
+from lintas_notify.adapters.reply_budget import MongoReplyBudget
 from lintas_notify.dispatch import SOURCE, Dispatcher
 from lintas_notify.domain.encoding import sms_cost
 from lintas_notify.domain.inbound import InboundRequest, Intent, parse_inbound
@@ -53,6 +56,7 @@ class Conversations:
     phone_hash_key: str
     clock: Clock
     reports: DeliveryReports
+    reply_budget: MongoReplyBudget
 
     async def inbound(self, sender: str, body: str, inbound_id: str | None) -> InboundOutcome:
         """Act on one inbound SMS and answer it (at most once per change or request)."""
@@ -78,7 +82,13 @@ class Conversations:
         if template is None:
             return InboundOutcome(request.intent, None)
         cause = inbound_id or f"{phone_hash}#{body.strip().upper()}#{now.isoformat()}"
-        await self._reply(sender, phone_hash, template, language, cause, values)
+        sms = self._reply(sender, phone_hash, template, language, cause, values)
+        if not await self.reply_budget.allow(phone_hash, sms.id, now):
+            # Each answer costs: a number writing again and again gets no more of them.
+            await self.messages.record_suppressed(sms, "reply limit", now)
+            log.info("inbound sms not answered: reply limit", intent=request.intent.value)
+            return InboundOutcome(request.intent, None)
+        await self.dispatcher.send_reply(sms)
         return InboundOutcome(request.intent, template)
 
     async def _status(
@@ -114,7 +124,7 @@ class Conversations:
             for case_id in await self.profiles.case_ids_for_phone(phone_hash)
         ]
 
-    async def _reply(
+    def _reply(
         self,
         sender: str,
         phone_hash: str,
@@ -122,11 +132,11 @@ class Conversations:
         language: str,
         cause: str,
         values: dict[str, str],
-    ) -> None:
+    ) -> OutgoingSms:
         values.setdefault("reference", "")
         body, used = self.catalogue.render(template, language, **values)
         cost = sms_cost(body)
-        sms = OutgoingSms(
+        return OutgoingSms(
             id=deterministic_id("reply", cause, template),
             case_id=None,
             case_reference=values["reference"] or None,
@@ -141,7 +151,6 @@ class Conversations:
             causing_event=f"inbound#{deterministic_id('inbound', cause)}",
             kind=MessageKind.REPLY,
         )
-        await self.dispatcher.send_reply(sms)
 
     async def receipt(self, provider_message_id: str, status: str, reason: str | None) -> bool:
         """Record a provider's delivery report (see `DeliveryReports.receipt`); False if

@@ -14,7 +14,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class NotifySettings(BaseSettings):
     """Everything the notify service reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix="LINTAS_NOTIFY_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LINTAS_NOTIFY_", extra="ignore", hide_input_in_errors=True
+    )
 
     common: CommonSettings = Field(default_factory=CommonSettings)
     host: str = "127.0.0.1"
@@ -31,6 +33,10 @@ class NotifySettings(BaseSettings):
     quiet_end: time = time(7, 0)
     #: At most this many notifications to one worker in any 24 hours; more wait.
     worker_daily_limit: int = Field(default=3, ge=1)
+    #: At most this many answers (SMS we pay for) to one phone's own SMS in each reply
+    #: window; beyond, her SMS still act (STOP stops) but get no answer.
+    reply_limit: int = Field(default=5, ge=1)
+    reply_window_minutes: int = Field(default=60, ge=1)
     #: At most this many messages a second through the provider; more wait.
     provider_rate_per_second: float = Field(default=10.0, gt=0)
     #: How often the schedule of deferred messages is checked, in seconds.
@@ -60,8 +66,10 @@ class NotifySettings(BaseSettings):
     def _no_placeholder_secrets(self) -> NotifySettings:
         env = self.common.environment
         require_real_secret(self.inbound_token, "LINTAS_NOTIFY_INBOUND_TOKEN", env)
+        # The provider issues these (an SMPP password is at most 8 characters): only the
+        # placeholder is refused, not a short one.
         if self.sms_provider == "http":
-            require_real_secret(self.http_auth_token, "LINTAS_NOTIFY_HTTP_AUTH_TOKEN", env)
+            require_real_secret(self.http_auth_token, "LINTAS_NOTIFY_HTTP_AUTH_TOKEN", env, 0)
         if self.sms_provider == "smpp":
-            require_real_secret(self.smpp_password, "LINTAS_NOTIFY_SMPP_PASSWORD", env)
+            require_real_secret(self.smpp_password, "LINTAS_NOTIFY_SMPP_PASSWORD", env, 0)
         return self

@@ -10,10 +10,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from lintas_shared.case_locks import CaseLocks
-from lintas_shared.crypto import KeyVault
+from lintas_shared.crypto import KeyVault, MasterKeys
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.http_guard import HttpLimits
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
+from lintas_shared.kafka_auth import service_auth
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
@@ -74,7 +75,8 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     )
     mongo = make_mongo_client(common.mongodb_uri, app_name="lintas-referral")
     database = mongo[settings.database]
-    broker = make_broker(common.kafka_bootstrap, client_id="lintas-referral")
+    kafka_auth = service_auth(common, "referral")
+    broker = make_broker(common.kafka_bootstrap, client_id="lintas-referral", auth=kafka_auth)
     publisher = KafkaEventPublisher(broker)
     # One set of per-case locks for the handlers' writes and the relay's pulls.
     locks = CaseLocks()
@@ -82,9 +84,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     relay = OutboxRelay(database["routings"], publisher, locks=locks, concurrency=16)
     routings = MongoRoutingRepository(database["routings"], on_write=relay.wake)
     partners = MongoPartnerDirectory(database["partners"], routings)
-    keys = KeyVault(
-        mongo[common.keyvault_database]["case_keys"], common.master_key.get_secret_value()
-    )
+    keys = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
     ctx = handlers.Referrals(
         routings=routings, partners=partners, rules=rules, policy=policy, keys=keys, locks=locks
     )
@@ -96,7 +96,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         partners=partners,
         routings=routings,
         sender=sender,
-        box=webhooks.SecretBox(common.master_key.get_secret_value()),
+        box=webhooks.SecretBox(MasterKeys.from_settings(common)),
         resolver=SystemResolver(),
         allow_loopback=settings.webhook_allow_loopback,
     )
@@ -112,6 +112,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         mongo=mongo,
         broker=broker,
         kafka_bootstrap=common.kafka_bootstrap,
+        kafka_auth=kafka_auth,
         topic_partitions=common.topic_partitions,
         relays=[relay],
     )
@@ -146,7 +147,12 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     app.state.partners = partners
     app.state.api_key_pepper = common.api_key_pepper.get_secret_value()
     app.state.person_tokens = person_tokens
-    app.state.audit = MongoAuditTrail(database["audit"])
+    # The checkpoint lives beside the case keys, not with the records it seals.
+    app.state.audit = MongoAuditTrail(
+        database["audit"],
+        mongo[common.keyvault_database]["audit_checkpoints"],
+        common.audit_key.get_secret_value(),
+    )
     app.state.webhooks = hooks
     app.state.deliveries = deliveries
     app.state.operator_token = settings.operator_token.get_secret_value()

@@ -10,19 +10,21 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from lintas_shared.crypto import DataKey, derive_key
+from lintas_shared.crypto import MasterKeys, sealed_key_id
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.ids import deterministic_id
 from lintas_shared.logging import get_logger
 from lintas_shared.mongo import Document
 
 from lintas_referral.domain.webhooks import (
+    DEFAULT_ROTATION_OVERLAP,
     DEFAULT_SCHEME,
     LEGACY_SCHEME,
+    MAX_ROTATION_OVERLAP,
     SIGNATURE_SCHEMES,
     IPAddress,
     RetrySchedule,
@@ -49,6 +51,17 @@ class Registration:
     #: A registration stored before schemes existed has none: it gets what it was
     #: built against, the deprecated `X-Lintas-Signature`.
     signature_scheme: SignatureScheme = LEGACY_SCHEME
+    #: The secret a rotation replaced, sealed: it still signs until `previous_until`.
+    previous_sealed_secret: str | None = None
+    previous_until: datetime | None = None
+
+    def overlapping(self, now: datetime) -> bool:
+        """Whether the replaced secret still signs at `now` (the overlap window)."""
+        return (
+            self.previous_sealed_secret is not None
+            and self.previous_until is not None
+            and now < self.previous_until
+        )
 
 
 def scheme_of(value: object) -> SignatureScheme:
@@ -68,6 +81,12 @@ class WebhookDirectory(Protocol):
 
     async def webhook(self, partner_id: str) -> Registration | None:
         """The registration, if any."""
+        ...
+
+    async def replace_webhook(
+        self, partner_id: str, expected: Registration, registration: Registration
+    ) -> bool:
+        """Replace the registration only if it is still `expected`; False otherwise."""
         ...
 
 
@@ -105,18 +124,28 @@ class Resolver(Protocol):
 
 
 class SecretBox:
-    """Seals webhook secrets at rest with a key derived from the master key."""
+    """Seals webhook secrets at rest with a key derived from the master key, carrying its
+    id (`mk:<id>:…`; one sealed before ids were stored is the legacy key's)."""
 
-    def __init__(self, master_secret: str) -> None:
-        self._key = DataKey("webhook-secrets", derive_key(master_secret, "webhook-secrets"))
+    def __init__(self, master: MasterKeys | str) -> None:
+        self._keys = MasterKeys.single(master) if isinstance(master, str) else master
+
+    @property
+    def current_key_id(self) -> str:
+        """The id of the master key new seals are made with."""
+        return self._keys.current_id
 
     def seal(self, partner_id: str, secret: str) -> str:
         """The secret, encrypted and bound to the partner."""
-        return self._key.encrypt(partner_id, secret)
+        return self._keys.seal("webhook-secrets", partner_id, secret)
 
     def open(self, partner_id: str, sealed: str) -> str:
         """The secret in clear, to sign with."""
-        return self._key.decrypt(partner_id, sealed)
+        return self._keys.open("webhook-secrets", partner_id, sealed)
+
+    def is_current(self, sealed: str) -> bool:
+        """Whether `sealed` is under the current master key (nothing to re-seal)."""
+        return sealed_key_id(sealed)[0] == self._keys.current_id
 
 
 @dataclass(frozen=True)
@@ -169,6 +198,49 @@ async def register(
     registration = Registration(url, hooks.box.seal(partner_id, secret), scheme)
     await hooks.partners.set_webhook(partner_id, registration)
     return secret
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    """A new signing secret (shown once) and until when the old one still signs."""
+
+    secret: str
+    previous_valid_until: datetime
+    registration: Registration
+
+
+async def rotate_secret(
+    hooks: Webhooks, partner_id: str, overlap: timedelta = DEFAULT_ROTATION_OVERLAP
+) -> RotatedSecret | None:
+    """Give the partner's webhook a new `whsec_` secret; deliveries are signed with the
+    old one too until `overlap` has passed. None if it registered no webhook. A secret
+    still overlapping from an earlier rotation stops signing now (only one old one)."""
+    if not timedelta(0) <= overlap <= MAX_ROTATION_OVERLAP:
+        raise ValueError("the overlap must be between 0 and 7 days")
+    for _ in range(5):  # another rotation or registration in between: read again
+        current = await hooks.partners.webhook(partner_id)
+        if current is None:
+            return None
+        secret = new_secret()
+        until = hooks.clock() + overlap
+        rotated = replace(
+            current,
+            sealed_secret=hooks.box.seal(partner_id, secret),
+            previous_sealed_secret=current.sealed_secret,
+            previous_until=until,
+        )
+        if await hooks.partners.replace_webhook(partner_id, current, rotated):
+            return RotatedSecret(secret, until, rotated)
+    raise RuntimeError("the webhook registration kept changing; try again")
+
+
+def signing_secrets(hooks: Webhooks, partner_id: str, target: Registration) -> list[str]:
+    """The secrets a delivery is signed with now: the current one, and the replaced one
+    during a rotation's overlap window."""
+    secrets = [hooks.box.open(partner_id, target.sealed_secret)]
+    if target.overlapping(hooks.clock()) and target.previous_sealed_secret is not None:
+        secrets.append(hooks.box.open(partner_id, target.previous_sealed_secret))
+    return secrets
 
 
 async def _recipient(hooks: Webhooks, event: CloudEvent) -> tuple[str, str] | None:
@@ -229,13 +301,15 @@ async def _attempt(hooks: Webhooks, delivery: Document) -> None:
             outcome, error = "address refused", str(exc)
         else:
             body = delivery["body"].encode()
+            current, *previous = signing_secrets(hooks, delivery["partner_id"], target)
             headers = signature_headers(
                 target.signature_scheme,
-                hooks.box.open(delivery["partner_id"], target.sealed_secret),
+                current,
                 delivery_id=delivery["_id"],
                 event_id=delivery["event_id"],
                 timestamp=int(hooks.wall_clock()),
                 body=body,
+                also=previous,
             )
             try:
                 status = await hooks.sender.post(target.url, address, body, headers)

@@ -613,3 +613,60 @@ async def set_webhook(request: Request, ctx: Ctx, visitor: SignedIn) -> Response
         },
         errors={},
     )
+
+
+#: How long the old webhook secret keeps signing after a rotation (the referral API's
+#: `overlap_hours`): the choices offered, the first the default.
+ROTATION_OVERLAPS = ("24", "72", "168", "0")
+
+
+@router.post("/webhook/rotate-secret")
+async def rotate_webhook_secret(request: Request, ctx: Ctx, visitor: SignedIn) -> Response:
+    """Replace the webhook's signing secret; the old one keeps signing for the chosen
+    overlap. The new secret is shown on this answer only (the console never stores it)."""
+    allow(visitor, LAWYERS)
+    form = await checked_form(request, visitor)
+    overlap = str(form.get("overlap_hours", ROTATION_OVERLAPS[0]))
+    overlap = overlap if overlap in ROTATION_OVERLAPS else ROTATION_OVERLAPS[0]
+    context: dict[str, Any] = {"values": {"overlap_hours": overlap}, "errors": {}}
+    try:
+        answer = await ctx.referral.call(
+            visitor.claims,
+            "POST",
+            "/v1/webhook/rotate-secret",
+            json={"overlap_hours": int(overlap)},
+        )
+    except ServiceUnavailableError:
+        return render(
+            ctx,
+            request,
+            "referrals/webhook.html",
+            visitor=visitor,
+            status=503,
+            unavailable=True,
+            **context,
+        )
+    except ApiProblemError as exc:
+        return render(
+            ctx,
+            request,
+            "referrals/webhook.html",
+            visitor=visitor,
+            status=409 if exc.status == 404 else 400,
+            no_webhook=exc.status == 404,
+            refused=exc,
+            **context,
+        )
+    return render(
+        ctx,
+        request,
+        "referrals/webhook.html",
+        visitor=visitor,
+        rotated=answer.data,
+        overlap_hours=overlap,
+        values={
+            "url": answer.data.get("url", ""),
+            "signature_scheme": answer.data.get("signature_scheme", "standard"),
+        },
+        errors={},
+    )

@@ -21,7 +21,7 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
-from lintas_intake.adapters.sealing import open_submission, seal_submission
+from lintas_intake.adapters.sealing import open_submission, open_value, seal_submission
 from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
 from lintas_intake.domain.indicators import UNKNOWN, CaseFacts, derive_worker_facts
 from lintas_intake.domain.records import (
@@ -47,14 +47,27 @@ from lintas_intake.handlers import (
 _NO_OUTBOX = {OUTBOX_FIELD: 0}
 
 
-def _consent_doc(record: ConsentRecord) -> Document:
+def _consent_doc(record: ConsentRecord, key: DataKey | None) -> Document:
+    consent = None if record.consent is None else record.consent.model_dump(mode="json")
+    if consent is not None and key is not None:  # who took it identifies the case's NGO staff
+        consent["taken_by"] = key.encrypt(f"consents.{record.id}.taken_by", consent["taken_by"])
     return {
         "id": record.id,
-        "consent": None if record.consent is None else record.consent.model_dump(mode="json"),
+        "consent": consent,
         "recorded_at": record.recorded_at,
         "recorded_by": record.recorded_by,
         "withdrawn_at": record.withdrawn_at,
     }
+
+
+def _open_consent(doc: Document, key: DataKey | None) -> Consent | None:
+    consent = doc.get("consent")
+    if consent is None:
+        return None
+    if key is not None:
+        field = f"consents.{doc['id']}.taken_by"
+        consent = {**consent, "taken_by": open_value(key, field, consent["taken_by"])}
+    return Consent.model_validate(consent)
 
 
 def _to_document(case: Case, key: DataKey | None) -> Document:
@@ -84,7 +97,7 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
         "referral": None if case.referral is None else asdict(case.referral),
         # The referral's deadline (ISO date: sorts as it reads), for the list's order.
         "filing_deadline": None if case.referral is None else case.referral.deadline,
-        "consents": [_consent_doc(c) for c in case.consents],
+        "consents": [_consent_doc(c, key) for c in case.consents],
         "notes": [
             {
                 "id": n.id,
@@ -98,6 +111,8 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
             {
                 **asdict(d),
                 "file_name": key.encrypt(f"documents.{d.id}", d.file_name) if key else None,
+                # A path or URL often names the worker or the NGO's folder for her.
+                "location": key.encrypt(f"documents.{d.id}.location", d.location) if key else None,
             }
             for d in case.documents
         ],
@@ -143,7 +158,7 @@ def _from_document(doc: Document, key: DataKey | None) -> Case:
                 recorded_at=c["recorded_at"],
                 recorded_by=c["recorded_by"],
                 withdrawn_at=c.get("withdrawn_at"),
-                consent=None if c.get("consent") is None else Consent.model_validate(c["consent"]),
+                consent=_open_consent(c, key),
             )
             for c in doc.get("consents", [])
         ),
@@ -159,7 +174,11 @@ def _from_document(doc: Document, key: DataKey | None) -> Case:
         ),
         documents=tuple(
             DocumentRecord(
-                **{**d, "file_name": key.decrypt(f"documents.{d['id']}", d["file_name"])}
+                **{
+                    **d,
+                    "file_name": key.decrypt(f"documents.{d['id']}", d["file_name"]),
+                    "location": open_value(key, f"documents.{d['id']}.location", d["location"]),
+                }
             )
             for d in doc.get("documents", [])
             if key is not None
@@ -302,7 +321,7 @@ class MongoCaseRepository:
         )
         if doc is None or doc["organisation_id"] != organisation_id:
             return None
-        return IdempotencyRecord(doc["idempotency_key"], doc["request_hash"])
+        return IdempotencyRecord(doc["idempotency_key"], doc.get("request_hash"))
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None:
         """The case, or None; with `organisation_id`, only if that organisation owns it."""
@@ -317,6 +336,9 @@ class MongoCaseRepository:
         doc = _to_document(case, None if case.erased else await self._key(case.id))
         del doc["_id"]
         update: Document = {"$set": doc}
+        if case.erased:
+            # The body's hash could confirm a guessed body (issue #15): gone with the case.
+            update["$unset"] = {"request_hash": ""}
         if events:
             update["$push"] = {OUTBOX_FIELD: {"$each": [outbox_entry(CASES, e) for e in events]}}
         saved = await update_by_id(

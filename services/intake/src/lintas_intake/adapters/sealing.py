@@ -10,14 +10,18 @@ import json
 from collections.abc import Callable
 from typing import Any, Final
 
-from lintas_shared.crypto import DataKey
+from lintas_shared.crypto import PREFIX, DataKey
 
 #: Personal fields of the submission, as (section, field) pairs.
 #: `worker.functioning` (the Washington Group answers, an object) is sealed as its JSON.
+#: `worker.gender` and `consent.taken_by` were stored in clear before issue #15: such
+#: values are still read (`open_value`) and sealed at the case's next write.
 PERSONAL_FIELDS: Final = (
     ("worker", "full_name"),
     ("worker", "phone"),
     ("worker", "date_of_birth"),
+    ("worker", "gender"),
+    ("consent", "taken_by"),
     ("worker", "home_region"),
     ("worker", "passport_number"),
     ("worker", "functioning"),
@@ -56,10 +60,15 @@ def _seal(key: DataKey) -> Callable[[str, Any], str]:
 
 def _open(key: DataKey) -> Callable[[str, str], Any]:
     def open_(field: str, token: str) -> Any:
-        text = key.decrypt(field, token)
+        text = open_value(key, field, token)
         return json.loads(text) if field in _OBJECT_FIELDS else text
 
     return open_
+
+
+def open_value(key: DataKey, field: str, value: str) -> str:
+    """A sealed field's value; one stored before the field was sealed is returned as is."""
+    return key.decrypt(field, value) if value.startswith(PREFIX) else value
 
 
 def seal_submission(submission: dict[str, Any], key: DataKey) -> dict[str, Any]:

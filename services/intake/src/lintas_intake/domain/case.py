@@ -160,7 +160,13 @@ class Case:
         """Drop every piece of the worker's personal data, keeping the bare facts."""
         if self.erased:
             raise CaseStateError("case already erased")
-        return self._next(
+        # News from routing carries a partner's free text after "<what>: " (a decline's
+        # reason), which may name her: only the "<what>" stays.
+        timeline = tuple(
+            replace(t, summary=t.summary.partition(": ")[0]) if t.source == "referral" else t
+            for t in self.timeline
+        )
+        return replace(self, timeline=timeline)._next(
             entry,
             status=CaseStatus.ERASED,
             status_reason=None,

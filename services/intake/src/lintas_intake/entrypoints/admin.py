@@ -40,7 +40,9 @@ async def audit_entries(
     request: Request, caller: Caller, case_id: Annotated[str, Query(max_length=100)]
 ) -> list[dict[str, Any]]:
     """Who read or changed the case's personal data (organisation and, when a person
-    acted through the console, the person's id), when, which fields, why."""
+    acted through the console, the person's id), when, which fields, why. Each entry
+    carries its chain fields (`seq`, `v`, `prev`, `mac`; older ones `prev_hash`, `hash`).
+    Legal partners' reads of the case are listed by referral's `GET /v1/audit`."""
     if caller.organisation.kind is not OrganisationKind.ADMIN:
         raise HTTPException(404, "Not found.")
     if caller.role is Role.PROGRAMME:

@@ -31,6 +31,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from lintas_shared.http import Problem, problem_response, validation_errors
 from lintas_shared.http_auth import (
     api_key_scheme,
+    authenticated,
     person_claims,
     person_token_scheme,
     unauthorised,
@@ -116,6 +117,7 @@ async def _caller(
         organisation = await directory.by_api_key(api_key)
         if organisation is None:
             raise unauthorised("A valid X-API-Key header is required.", "ApiKey")
+        authenticated(request)
         return CallerValue(organisation)
     if bearer is None:
         raise unauthorised("A valid X-API-Key header is required.", "ApiKey")

@@ -1,7 +1,8 @@
 """What notify keeps about each case: how to reach the worker, and the case's stage.
 
 The phone is kept only sealed with the case key (as it came in the event); lookups by
-phone use the keyed hash. Erasure leaves a tombstone so late events are recognised.
+phone use notify's own look-up hash (`lintas_notify.phones`), never the event's. Erasure
+leaves a tombstone, without the hash, so late events are recognised.
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ class CaseProfile:
     stage: Stage
 
 
-def _worker_fields(worker: WorkerInfo) -> Document:
+def _worker_fields(worker: WorkerInfo, phone_hash: str) -> Document:
     return {
         "phone": worker.phone,
-        "phone_hash": worker.phone_hash,
+        "phone_hash": phone_hash,
         "language": worker.preferred_language,
         "current_country": worker.current_country,
         "time_zone": worker.time_zone,
@@ -55,12 +56,13 @@ class MongoCaseProfiles:
         await self._collection.create_index("reference")
         await self._collection.create_index("phone_hash")
 
-    async def add(self, case: CaseSubmitted) -> None:
-        """Remember a submitted case (idempotent: a redelivery changes nothing)."""
+    async def add(self, case: CaseSubmitted, phone_hash: str) -> None:
+        """Remember a submitted case and the look-up hash of its phone (idempotent: a
+        redelivery changes nothing)."""
         doc: Document = {
             "_id": case.case_id,
             "reference": case.reference,
-            **_worker_fields(case.worker),
+            **_worker_fields(case.worker, phone_hash),
             "details_at": case.submitted_at,
             "sms_consent": ConsentPurpose.SMS_UPDATES in case.consent.purposes,
             "stage": Stage.RECEIVED.value,
@@ -72,12 +74,14 @@ class MongoCaseProfiles:
         except DuplicateKeyError:
             pass
 
-    async def correct_worker(self, case_id: str, worker: WorkerInfo, at: datetime) -> None:
+    async def correct_worker(
+        self, case_id: str, worker: WorkerInfo, phone_hash: str, at: datetime
+    ) -> None:
         """Replace the worker's contact details, unless a newer correction is already in."""
         await update_by_id(
             self._collection,
             case_id,
-            {"$set": {**_worker_fields(worker), "details_at": at}},
+            {"$set": {**_worker_fields(worker, phone_hash), "details_at": at}},
             where={"erased": False, "details_at": {"$lte": at}},
         )
 

@@ -2,7 +2,8 @@
 
 It stands in for a gateway on a developer's machine and in the end-to-end tests, and
 behaves like one where it matters: it returns a message id, and it can say whether it
-already accepted a message under a client reference.
+already accepted a message under a client reference. Unlike a gateway it is ours, so
+erasure reaches it: the lines of an erased case's messages lose their phone.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import json
 import os
 import uuid
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -54,6 +56,38 @@ class FileSmsProvider:
             out.write(line + "\n")
             out.flush()
             os.fsync(out.fileno())
+
+    async def forget(self, client_references: Collection[str]) -> None:
+        """Blank the phone (`to`) on the lines of these messages (erasure)."""
+        wanted = set(client_references)
+        if wanted:
+            async with self._lock:
+                await asyncio.to_thread(self._forget, wanted)
+
+    def _forget(self, wanted: set[str]) -> None:
+        if not self._path.exists():
+            return
+        out, changed = [], False
+        with self._path.open(encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    out.append(line)
+                    continue
+                if entry.get("client_reference") in wanted and entry.get("to") is not None:
+                    entry["to"], changed = None, True
+                    line = json.dumps(entry, ensure_ascii=False) + "\n"
+                out.append(line)
+        if not changed:
+            return
+        # Written aside and renamed over: a crash leaves the old file or the new one.
+        scratch = self._path.with_name(self._path.name + ".forget")
+        with scratch.open("w", encoding="utf-8") as new:
+            new.writelines(out)
+            new.flush()
+            os.fsync(new.fileno())
+        scratch.replace(self._path)
 
     async def find_sent(self, client_reference: str) -> str | None:
         """The message id of an earlier line with this client reference, if any."""

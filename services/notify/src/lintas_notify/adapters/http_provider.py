@@ -12,6 +12,8 @@ reference, so `find_sent` cannot tell and that key is what makes a resend safe.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import httpx
 
 from lintas_notify.domain.message import OutgoingSms
@@ -94,3 +96,6 @@ class HttpSmsProvider:
     async def find_sent(self, client_reference: str) -> str | None:
         """The Messages API cannot look up by client reference: resend with the same key."""
         return None
+
+    async def forget(self, client_references: Collection[str]) -> None:
+        """Nothing kept here; the gateway's own records are under its contract."""

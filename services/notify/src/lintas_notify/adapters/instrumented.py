@@ -7,6 +7,7 @@ and the repository subclass counts the status changes that stick.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Final
 
@@ -113,3 +114,7 @@ class InstrumentedProvider:
     async def find_sent(self, client_reference: str) -> str | None:
         """As the wrapped provider."""
         return await self._inner.find_sent(client_reference)
+
+    async def forget(self, client_references: Collection[str]) -> None:
+        """As the wrapped provider."""
+        await self._inner.forget(client_references)

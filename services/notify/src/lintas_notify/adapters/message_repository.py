@@ -8,7 +8,8 @@ the two questions asked for every message are kept in small side collections key
 `_id` (the message documents stay the truth; `repair` rebuilds them at start-up):
 - `<name>_timers`: when each deferred message is due (see `DueTimers`);
 - `<name>_worker_sends`: per phone hash, when her recent notifications went out (the
-  daily limit), added by atomic `$push` so that concurrent processes lose none.
+  daily limit), added by atomic `$push` so that concurrent processes lose none. Dropped
+  with the phone's last case (`forget_worker`).
 
 A receipt names the provider's message id, not ours. FerretDB v1 serves only `_id`
 look-ups from an index (any other filter scans the collection), so the repository keeps
@@ -93,7 +94,7 @@ def sms_from_document(doc: Document, to: str) -> OutgoingSms:
         case_reference=doc.get("case_reference"),
         to=to,
         to_sealed=doc.get("to"),
-        phone_hash=doc["phone_hash"],
+        phone_hash=doc.get("phone_hash") or "",  # None once the case is erased
         body=doc["body"],
         language=doc["language"],
         template=doc["template"],
@@ -155,7 +156,8 @@ class MongoMessageRepository:
             {"phone_hash": 1, "sent_at": 1},
         )
         async for doc in cursor:
-            sent.setdefault(doc["phone_hash"], []).append(doc["sent_at"])
+            if doc.get("phone_hash"):  # an erased case's messages have none
+                sent.setdefault(doc["phone_hash"], []).append(doc["sent_at"])
         for phone_hash, times in sent.items():
             async with self.locks.hold(f"worker:{phone_hash}"):
                 await self._worker_sends.update_one(
@@ -474,8 +476,10 @@ class MongoMessageRepository:
             self._on_write(message_id)
         return recorded
 
-    async def forget_case(self, case_id: str, now: datetime) -> None:
-        """Erasure: no scheduled message goes, and no sealed phone stays."""
+    async def forget_case(self, case_id: str, reference: str | None, now: datetime) -> list[str]:
+        """Erasure: no scheduled message goes, no sealed phone and no phone hash stays,
+        and replies that named the case's reference (STATUS) are deleted. Returns the ids
+        of those messages, for the provider to forget too."""
         await self._collection.update_many(
             {"case_id": case_id, "status": SmsStatus.SCHEDULED.value},
             {
@@ -483,7 +487,27 @@ class MongoMessageRepository:
                 "$push": {"status_history": _entry(SmsStatus.SUPPRESSED, now, reason="erased")},
             },
         )
-        await self._collection.update_many({"case_id": case_id}, {"$set": {"to": None}})
+        await self._collection.update_many(
+            {"case_id": case_id}, {"$set": {"to": None, "phone_hash": None}}
+        )
+        ids = [d["_id"] async for d in self._collection.find({"case_id": case_id}, {"_id": 1})]
+        if reference:
+            ids += await self._delete_replies({"case_reference": reference})
+        return ids
+
+    async def forget_worker(self, phone_hash: str) -> list[str]:
+        """Erasure of the phone's last case: its daily-limit record and every reply to it
+        go (a reply's id derives from her phone's hash). Returns the replies' ids."""
+        await self._worker_sends.delete_one({"_id": phone_hash})
+        return await self._delete_replies({"phone_hash": phone_hash})
+
+    async def _delete_replies(self, where: Document) -> list[str]:
+        # A scan on FerretDB v1 (no index serves it): erasures are rare.
+        query = {"kind": MessageKind.REPLY.value, **where}
+        ids = [d["_id"] async for d in self._collection.find(query, {"_id": 1})]
+        if ids:
+            await self._collection.delete_many({"_id": {"$in": ids}})
+        return ids
 
     async def for_case(self, case_id: str) -> list[Document]:
         """Every SMS record of a case (operators and tests)."""

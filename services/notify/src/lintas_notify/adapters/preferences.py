@@ -1,4 +1,8 @@
-"""Opt-out state per phone (by keyed hash), with the events a change announces."""
+"""Opt-out state per phone (by notify's look-up hash), with the events a change announces.
+
+A worker's STOP applies to her phone, so to all her cases, and to a case of that phone
+submitted later. The record goes with the phone's last case (`forget`, at erasure).
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,26 @@ class MongoPreferences:
         """Whether this phone asked for no more SMS."""
         doc = await self._collection.find_one({"_id": phone_hash}, {"opted_out": 1})
         return bool(doc and doc.get("opted_out"))
+
+    async def forget(self, phone_hash: str) -> None:
+        """Erasure of the phone's last case: drop its record, announcements and all."""
+        async with self.locks.hold(phone_hash):
+            await self._collection.delete_one({"_id": phone_hash})
+
+    async def forget_case(self, phone_hash: str, case_id: str) -> None:
+        """Erasure of one of the phone's cases: its announcements not yet relayed go
+        (intake ignores news of an erased case), the phone's record stays for the others."""
+        async with self.locks.hold(phone_hash):
+            doc = await self._collection.find_one({"_id": phone_hash}, {OUTBOX_FIELD: 1})
+            entries = [] if doc is None else list(doc.get(OUTBOX_FIELD) or [])
+            kept = [e for e in entries if e.get("event", {}).get("subject") != case_id]
+            if len(kept) < len(entries):
+                await update_by_id(
+                    self._collection,
+                    phone_hash,
+                    {"$set": {OUTBOX_FIELD: kept}},
+                    where={OUTBOX_FIELD: entries},
+                )
 
     async def change(
         self,

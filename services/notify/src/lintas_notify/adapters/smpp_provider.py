@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import Final
 
 import smpp34
@@ -213,6 +213,9 @@ class SmppSmsProvider:
     async def find_sent(self, client_reference: str) -> str | None:
         """SMPP cannot look a message up by our reference."""
         return None
+
+    async def forget(self, client_references: Collection[str]) -> None:
+        """Nothing kept here; the SMSC's own records are under its contract."""
 
     async def close(self) -> None:
         """Stop rebinding, unbind and stop (graceful shutdown)."""

@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from lintas_shared.http import Problem
+from lintas_shared.http_auth import authenticated
 from lintas_shared.values import PHONE_PATTERN, PhoneNumber
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -79,6 +80,7 @@ async def _authenticated(
             "A valid X-Lintas-Provider-Token header is required.",
             headers={"WWW-Authenticate": "Token"},
         )
+    authenticated(request)
 
 
 def _conversations(request: Request) -> Conversations:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from lintas_shared.mongo import Document
@@ -10,7 +11,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 
 from lintas_referral.adapters.routing_repository import MongoRoutingRepository
 from lintas_referral.domain.routing import Partner
-from lintas_referral.webhooks import Registration, scheme_of
+from lintas_referral.webhooks import Registration, SecretBox, scheme_of
 
 
 class MongoPartnerDirectory:
@@ -84,18 +85,20 @@ class MongoPartnerDirectory:
     async def set_webhook(self, partner_id: str, registration: Registration) -> bool:
         """Register (or replace) the partner's webhook URL, sealed secret and scheme."""
         result = await self._collection.update_one(
-            {"_id": partner_id},
-            {
-                "$set": {
-                    "webhook": {
-                        "url": registration.url,
-                        "secret": registration.sealed_secret,
-                        "signature_scheme": registration.signature_scheme,
-                    }
-                }
-            },
+            {"_id": partner_id}, {"$set": {"webhook": _webhook_document(registration)}}
         )
         return result.matched_count == 1
+
+    async def replace_webhook(
+        self, partner_id: str, expected: Registration, registration: Registration
+    ) -> bool:
+        """Replace the registration only if its sealed secret is still `expected`'s (a
+        concurrent rotation or registration wins; the caller reads again)."""
+        result = await self._collection.update_one(
+            {"_id": partner_id, "webhook.secret": expected.sealed_secret},
+            {"$set": {"webhook": _webhook_document(registration)}},
+        )
+        return result.modified_count == 1
 
     async def webhook(self, partner_id: str) -> Registration | None:
         """The partner's webhook registration, if it made one (one stored before schemes
@@ -104,7 +107,74 @@ class MongoPartnerDirectory:
         hook = (doc or {}).get("webhook")
         if not hook:
             return None
-        return Registration(hook["url"], hook["secret"], scheme_of(hook.get("signature_scheme")))
+        return _registration(hook)
+
+    async def reseal_webhook_secrets(self, box: SecretBox) -> ResealReport:
+        """Seal every stored webhook secret (and an overlapping old one) under the current
+        master key: part of `lintas keys rotate`. Each partner is replaced only if it is
+        unchanged since read; re-running finds nothing left to do."""
+        report = ResealReport()
+        async for doc in self._collection.find({"webhook": {"$exists": True}}):
+            hook = doc.get("webhook")
+            if not hook:
+                continue
+            stored = _registration(hook)
+            sealed = [stored.sealed_secret, stored.previous_sealed_secret]
+            if all(s is None or box.is_current(s) for s in sealed):
+                report.current += 1
+                continue
+            try:
+                resealed = replace(
+                    stored,
+                    sealed_secret=box.seal(doc["_id"], box.open(doc["_id"], stored.sealed_secret)),
+                    previous_sealed_secret=(
+                        None
+                        if stored.previous_sealed_secret is None
+                        else box.seal(
+                            doc["_id"], box.open(doc["_id"], stored.previous_sealed_secret)
+                        )
+                    ),
+                )
+            except ValueError:  # sealed by a master key these settings do not hold
+                report.unreadable += 1
+                continue
+            if await self.replace_webhook(doc["_id"], stored, resealed):
+                report.resealed += 1
+        return report
+
+
+@dataclass
+class ResealReport:
+    """What `reseal_webhook_secrets` did."""
+
+    resealed: int = 0
+    current: int = 0
+    unreadable: int = 0
+
+
+def _webhook_document(registration: Registration) -> Document:
+    doc: Document = {
+        "url": registration.url,
+        "secret": registration.sealed_secret,
+        "signature_scheme": registration.signature_scheme,
+    }
+    if registration.previous_sealed_secret is not None:
+        doc["previous_secret"] = registration.previous_sealed_secret
+        doc["previous_until"] = registration.previous_until
+    return doc
+
+
+def _registration(hook: Document) -> Registration:
+    until = hook.get("previous_until")
+    if isinstance(until, datetime) and until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)  # the store hands back naive UTC
+    return Registration(
+        hook["url"],
+        hook["secret"],
+        scheme_of(hook.get("signature_scheme")),
+        previous_sealed_secret=hook.get("previous_secret"),
+        previous_until=until,
+    )
 
 
 def _caller_partner(doc: Document) -> Partner:

@@ -726,9 +726,19 @@ class CaseRouting(_Model):
         return events + self._refresh_status()
 
     def erase(self, now: datetime) -> list[EventPayload]:
-        """The worker's data was erased: withdraw, and drop every personal token held."""
+        """The worker's data was erased: withdraw, and drop every personal token held and
+        the partners' free text (a decline's or hand-on's reason, a progress note), which
+        may name her."""
         events = self.close_case(now)
         self.erased = True
+        for r in self.referrals:
+            for i, entry in enumerate(r.history):
+                if entry.status == "declined" or (i == 0 and r.handed_on_from is not None):
+                    entry.reason = None
+            if r.status == "declined":
+                r.reason = None
+            if r.progress is not None:
+                r.progress.note = None
         self.case = {
             "case_id": self.case_id,
             "employment": {"country": self.case.get("employment", {}).get("country")},

@@ -18,6 +18,12 @@ keep getting it for one more release, chosen per partner by the registration's
 to switch verifiers without a gap), or `lintas-v1` (the old header alone; what a
 registration made before the scheme existed gets).
 
+Secret rotation: a partner may replace its secret with an overlap window. Until the
+window ends each delivery is signed with the new secret and the old one: two `v1,`
+signatures, space-separated, in `webhook-signature` (as Standard Webhooks provides for),
+and two `v1=` parts in `X-Lintas-Signature`; a receiver verifies with either secret.
+After the window only the new one signs.
+
 Receivers refuse a timestamp more than 5 minutes from their clock. Failed deliveries are
 retried with exponential backoff for up to 24 hours, on a stored schedule:
 `next_attempt_at` says when, so nothing depends on in-memory timers.
@@ -33,7 +39,7 @@ import ipaddress
 import re
 import secrets
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
@@ -50,6 +56,10 @@ DELIVERY_ID_HEADER: Final = "X-Lintas-Delivery-Id"
 CLOUDEVENTS_JSON: Final = "application/cloudevents+json"
 SECRET_PREFIX: Final = "whsec_"  # noqa: S105 (the prefix, not a secret)
 TOLERANCE = timedelta(minutes=5)
+#: How long the old secret keeps signing after a rotation, unless the partner asks
+#: otherwise, and the longest it may ask for.
+DEFAULT_ROTATION_OVERLAP = timedelta(hours=24)
+MAX_ROTATION_OVERLAP = timedelta(days=7)
 
 SignatureScheme = Literal["standard", "both", "lintas-v1"]
 SIGNATURE_SCHEMES: Final[tuple[str, ...]] = get_args(SignatureScheme)
@@ -108,26 +118,30 @@ def verify_standard(
     )
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    """The deprecated `X-Lintas-Signature` value for `body` sent at `timestamp`."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    return f"t={timestamp},v1={mac.hexdigest()}"
+def sign(secret: str, timestamp: int, body: bytes, *also: str) -> str:
+    """The deprecated `X-Lintas-Signature` value for `body` sent at `timestamp`: one
+    `v1=` part per secret (`also`: the old secrets of a rotation's overlap window)."""
+    macs = [
+        hmac.new(key.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+        for key in (secret, *also)
+    ]
+    return f"t={timestamp}," + ",".join(f"v1={mac}" for mac in macs)
 
 
 def verify(
     secret: str, header: str, body: bytes, now: int, tolerance: timedelta = TOLERANCE
 ) -> bool:
-    """What a receiver of the deprecated header does: the signature matches and the
-    timestamp is fresh."""
+    """What a receiver of the deprecated header does: the timestamp is fresh and one of
+    the `v1=` signatures matches."""
+    parts = [tuple(item.split("=", 1)) for item in header.split(",") if "=" in item]
     try:
-        parts = dict(item.split("=", 1) for item in header.split(","))
-        timestamp = int(parts["t"])
-    except (KeyError, ValueError):
+        timestamp = int(next(value for name, value in parts if name == "t"))
+    except (StopIteration, ValueError):
         return False
     if abs(now - timestamp) > tolerance.total_seconds():
         return False
     expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, parts.get("v1", ""))
+    return any(hmac.compare_digest(expected, value) for name, value in parts if name == "v1")
 
 
 def signature_headers(
@@ -138,18 +152,23 @@ def signature_headers(
     event_id: str,
     timestamp: int,
     body: bytes,
+    also: Sequence[str] = (),
 ) -> dict[str, str]:
-    """Every header of one delivery attempt under the partner's scheme."""
+    """Every header of one delivery attempt under the partner's scheme, signed with
+    `secret` and, during a rotation's overlap window, each of `also` (the old secret)."""
     headers = {"Content-Type": CLOUDEVENTS_JSON}
     if scheme in ("standard", "both"):
+        signatures = " ".join(
+            sign_standard(key, delivery_id, timestamp, body) for key in (secret, *also)
+        )
         headers |= {
             WEBHOOK_ID_HEADER: delivery_id,
             WEBHOOK_TIMESTAMP_HEADER: str(timestamp),
-            WEBHOOK_SIGNATURE_HEADER: sign_standard(secret, delivery_id, timestamp, body),
+            WEBHOOK_SIGNATURE_HEADER: signatures,
         }
     if scheme in ("lintas-v1", "both"):
         headers |= {
-            SIGNATURE_HEADER: sign(secret, timestamp, body),
+            SIGNATURE_HEADER: sign(secret, timestamp, body, *also),
             EVENT_ID_HEADER: event_id,
             DELIVERY_ID_HEADER: delivery_id,
         }

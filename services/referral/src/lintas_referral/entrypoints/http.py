@@ -15,7 +15,7 @@ import base64
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Security, status
@@ -25,6 +25,7 @@ from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.http import FieldError, Problem, problem_response
 from lintas_shared.http_auth import (
     api_key_scheme,
+    authenticated,
     person_claims,
     person_token_scheme,
     unauthorised,
@@ -53,7 +54,9 @@ from lintas_referral.domain.forums import ClaimRouting
 from lintas_referral.domain.handoff import CONTENT_FIELD, minimised_view, referral_key
 from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.webhooks import (
+    DEFAULT_ROTATION_OVERLAP,
     DEFAULT_SCHEME,
+    MAX_ROTATION_OVERLAP,
     SignatureScheme,
     WebhookUrlError,
     url_pattern,
@@ -244,6 +247,7 @@ async def _caller(
         partner = await directory.by_api_key_hash(hash_api_key(api_key, pepper))
         if partner is None:
             raise unauthorised("A valid X-API-Key header of a legal partner is required.", "ApiKey")
+        authenticated(request)
         return PartnerCaller(partner)
     if bearer is None:
         raise unauthorised("A valid X-API-Key header of a legal partner is required.", "ApiKey")
@@ -378,6 +382,52 @@ async def content_key(referral_id: str, caller: Caller, ctx: Ctx, request: Reque
         key=base64.urlsafe_b64encode(key.key).decode(),
         associated_data=f"{routing.case_id}\x1f{CONTENT_FIELD}",
     )
+
+
+async def _audit_reader(
+    request: Request,
+    api_key: Annotated[str | None, Security(API_KEY)] = None,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(PERSON_TOKEN)] = None,
+    x_operator_token: Annotated[str | None, Header(description="The operator token")] = None,
+) -> None:
+    """Lintas admins only, as intake's `/v1/audit`: a console token with the `admin` role
+    (only admins grant it), or the operator token. A partner (key or lawyer) gets 404,
+    the programme role 403, anyone unknown 401."""
+    expected: str = request.app.state.operator_token
+    if x_operator_token and hmac.compare_digest(x_operator_token, expected):
+        return
+    if bearer is not None and not api_key:
+        claims = person_claims(request, bearer)
+        if claims.role is Role.ADMIN:
+            return
+        if claims.role is Role.PROGRAMME:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, "The programme role does not read the audit trail."
+            )
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Not found.")
+    await _caller(request, api_key, None)  # 401 unless a partner's key
+    raise HTTPException(status.HTTP_404_NOT_FOUND, "Not found.")
+
+
+@router.get(
+    "/audit",
+    tags=["audit"],
+    summary="Partner reads of a case's personal data (admins)",
+    dependencies=[Depends(_audit_reader)],
+    responses={
+        403: {"model": Problem, "description": "A person token of the programme role"},
+        404: {"model": Problem, "description": "Not an admin: a partner's key or lawyer"},
+    },
+)
+async def audit_entries(
+    request: Request, case_id: Annotated[str, Query(max_length=100)]
+) -> list[dict[str, Any]]:
+    """Every time a partner opened the case's personal data (the referral view, or the
+    content key of its sealed event): which partner, which person (when a lawyer acted
+    through the console), which referral, which fields, when. Intake's `/v1/audit` has
+    the case's reads and changes inside Lintas."""
+    audit: MongoAuditTrail = request.app.state.audit
+    return [{k: v for k, v in e.items() if k != "_id"} for e in await audit.for_case(case_id)]
 
 
 def _conflict(exc: TransitionError) -> JSONResponse:
@@ -608,6 +658,59 @@ async def register_webhook(body: WebhookRequest, caller: Caller, hooks: Hooks) -
         )
     return WebhookRegistered(
         url=body.url.removesuffix("\n"), signature_scheme=body.signature_scheme, secret=secret
+    )
+
+
+class WebhookRotation(_Body):
+    """How long the old secret keeps signing alongside the new one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}]})
+
+    overlap_hours: float = Field(
+        default=DEFAULT_ROTATION_OVERLAP.total_seconds() / 3600,
+        ge=0,
+        le=MAX_ROTATION_OVERLAP.total_seconds() / 3600,
+        description="Hours during which deliveries are signed with both the old and the new "
+        "secret (0: the new one only, at once). At most 168 (7 days).",
+    )
+
+
+class WebhookSecretRotated(BaseModel):
+    """The new secret (shown only now) and the end of the overlap window."""
+
+    url: str
+    signature_scheme: SignatureScheme
+    secret: str = Field(description="The new `whsec_` secret; shown only once")
+    previous_secret_valid_until: datetime = Field(
+        description="Until then each delivery carries a signature with the old secret too "
+        "(two space-separated `v1,` entries in `webhook-signature`, two `v1=` parts in "
+        "`X-Lintas-Signature`); after it, only the new secret signs."
+    )
+
+
+@router.post(
+    "/webhook/rotate-secret",
+    response_model=WebhookSecretRotated,
+    tags=["webhooks"],
+    summary="Rotate your webhook signing secret, with an overlap window",
+    responses={404: {"model": Problem, "description": "No webhook is registered"}},
+)
+async def rotate_webhook_secret(body: WebhookRotation, caller: Caller, hooks: Hooks) -> Any:
+    """Replace the signing secret of your webhook without a gap: from now on deliveries
+    are signed with the new secret, and with the old one too until
+    `previous_secret_valid_until` (`overlap_hours` from now). Verify with either secret
+    meanwhile (accept a delivery when any of its signatures matches), move your receiver
+    to the new one, and the old one stops signing at the end of the window. Rotating
+    again during a window ends the earlier window at once (only one old secret signs).
+    """
+    rotated = await webhooks.rotate_secret(hooks, caller.id, timedelta(hours=body.overlap_hours))
+    if rotated is None:
+        return problem_response(404, "Not Found", "No webhook is registered; register one first.")
+    return WebhookSecretRotated(
+        url=rotated.registration.url,
+        signature_scheme=rotated.registration.signature_scheme,
+        secret=rotated.secret,
+        previous_secret_valid_until=rotated.previous_valid_until,
     )
 
 
