@@ -90,6 +90,13 @@ async def test_notify_may_write_its_own_topic_but_not_referrals(servers: Servers
         await produce(servers.kafka_bootstrap, "notify", topics.REFERRALS)
 
 
+async def test_notify_may_not_write_intakes_topic(servers: Servers) -> None:
+    # A texted STOP goes on notify's own topic (SmsPreferenceTexted): nothing of notify's
+    # belongs on intake's, so it cannot put a record claiming to be intake's there.
+    with pytest.raises(TopicAuthorizationFailedError):
+        await produce(servers.kafka_bootstrap, "notify", topics.CASES)
+
+
 async def test_referral_may_not_write_intakes_topic(servers: Servers) -> None:
     await produce(servers.kafka_bootstrap, "referral", topics.REFERRALS)
     with pytest.raises(TopicAuthorizationFailedError):

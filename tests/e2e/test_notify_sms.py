@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,11 +14,11 @@ import pytest
 from lintas_shared.crypto import phone_lookup_hash
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.mongo import make_mongo_client
-from lintas_shared.topics import CASES, REFERRALS
+from lintas_shared.topics import CASES, NOTIFICATIONS, REFERRALS
 
 from tests.e2e.conftest import Stack
 from tests.support.fixtures import PHONE_HASH_SECRET, example_case
-from tests.support.kafka import collect, eventually, produce_raw
+from tests.support.kafka import SeenRecord, collect, eventually, produce_raw
 from tests.support.notify import deadline_approaching, referral_accepted
 from tests.support.servers import Servers
 
@@ -110,7 +111,8 @@ async def test_stop_by_sms_silences_the_next_message(stack: Stack, servers: Serv
     ]
 
 
-PREFERENCE_CHANGED = "org.lintas.case.sms_preference_changed"
+PREFERENCE_CHANGED = "org.lintas.case.sms_preference_changed"  # the NGO's, on intake's topic
+PREFERENCE_TEXTED = "org.lintas.notification.sms_preference_texted"  # hers, on notify's
 
 
 async def test_stop_by_sms_shows_on_the_case_at_intake_without_an_echo(
@@ -137,7 +139,7 @@ async def test_stop_by_sms_shows_on_the_case_at_intake_without_an_echo(
         assert view is not None
         assert view["sms_preference_channel"] == "sms"
         timeline = (await intake.get(f"/v1/cases/{case['id']}/timeline", headers=ngo)).json()
-        texted = [e for e in timeline["entries"] if e["type"] == PREFERENCE_CHANGED]
+        texted = [e for e in timeline["entries"] if e["type"] == PREFERENCE_TEXTED]
         assert [(e["source"], e["summary"]) for e in texted] == [
             ("notify", "worker opted out of SMS by text message")
         ]
@@ -149,26 +151,31 @@ async def test_stop_by_sms_shows_on_the_case_at_intake_without_an_echo(
         assert back.status_code == 200, back.text
         assert back.json()["sms_preference_channel"] == "api"
 
+    def about_her_case(kind: str) -> Callable[[SeenRecord], bool]:
+        return lambda r: (
+            r.headers.get("ce_type") == kind and r.headers.get("ce_subject") == case["id"]
+        )
+
+    # Each on its own service's topic: intake's change on intake's, hers on notify's.
     announced = await collect(
+        servers.kafka_bootstrap, CASES, about_her_case(PREFERENCE_CHANGED), count=1, settle=5.0
+    )
+    assert [r.headers["ce_source"] for r in announced] == ["/lintas/intake"]
+    [notified] = await collect(
         servers.kafka_bootstrap,
-        CASES,
-        lambda r: (
-            r.headers.get("ce_type") == PREFERENCE_CHANGED
-            and r.headers.get("ce_subject") == case["id"]
-        ),
-        count=2,
+        NOTIFICATIONS,
+        about_her_case(PREFERENCE_TEXTED),
+        count=1,
         settle=5.0,
     )
-    assert sorted(r.headers["ce_source"] for r in announced) == ["/lintas/intake", "/lintas/notify"]
-    notified = next(r for r in announced if r.headers["ce_source"] == "/lintas/notify")
+    assert notified.headers["ce_source"] == "/lintas/notify"
+    # The case and the preference: nothing about her phone.
     assert set(json.loads(notified.value or b"{}")) == {
         "case_id",
-        "phone_hash",
         "opted_out",
         "channel",
         "changed_at",
     }
-    assert json.loads(notified.value or b"{}")["phone_hash"] is None  # nothing about her phone
     await eventually(lambda: _notify_opted_in(stack, servers, phone), timeout=120)
 
 

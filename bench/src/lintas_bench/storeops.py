@@ -13,28 +13,11 @@ import re
 from collections.abc import Iterable, Mapping
 
 import httpx
-from lintas_shared.mongo import Document, make_mongo_client
+from lintas_shared.mongo import UPKEEP_COMMANDS, Document, make_mongo_client
 
-#: Commands that are connection upkeep, not work done for a case.
-CHATTER = frozenset(
-    {
-        "hello",
-        "ismaster",
-        "isMaster",
-        "ping",
-        "buildInfo",
-        "buildinfo",
-        "serverStatus",
-        "endSessions",
-        "saslStart",
-        "saslContinue",
-        "getParameter",
-        "listDatabases",
-        "getLog",
-        "getCmdLineOpts",
-        "whatsmyuri",
-    }
-)
+#: Commands that are connection upkeep, not work done for a case: what the services'
+#: own counters leave out, and the commands only monitoring sends.
+CHATTER = UPKEEP_COMMANDS | {"listDatabases", "getLog", "getCmdLineOpts", "whatsmyuri"}
 
 
 async def command_totals(uri: str) -> dict[str, int]:

@@ -437,9 +437,7 @@ def texted(
     case_id: str, opted_out: bool, at: datetime, source: str = "/lintas/notify"
 ) -> CloudEvent:
     """Notify's announcement of a STOP or START she texted."""
-    payload = ev.SmsPreferenceChanged(
-        case_id=case_id, opted_out=opted_out, channel="sms", changed_at=at
-    )
+    payload = ev.SmsPreferenceTexted(case_id=case_id, opted_out=opted_out, changed_at=at)
     return ev.make_event(payload, source=source, subject=case_id)
 
 
@@ -456,7 +454,7 @@ async def test_a_preference_she_texted_is_shown_once_and_announced_by_nobody() -
         "sms",
         NOW + timedelta(minutes=5),
     )
-    [entry] = [e for e in after.timeline if e.type == ev.SmsPreferenceChanged.TYPE]
+    [entry] = [e for e in after.timeline if e.type == ev.SmsPreferenceTexted.TYPE]
     assert (entry.source, entry.summary) == ("notify", "worker opted out of SMS by text message")
     assert len(cases.outbox) == announced  # applying it announces nothing: no echo
 

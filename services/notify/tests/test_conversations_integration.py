@@ -58,14 +58,21 @@ async def test_stop_by_sms_is_confirmed_once_and_silences_her(notify: Notify) ->
         {"_id": phone_lookup_hash(PHONE, PHONE_HASH_SECRET)}
     )
     assert raw is not None
-    [event] = [e["event"] for e in raw["outbox"]]
-    assert event["type"] == "org.lintas.case.sms_preference_changed"
-    assert event["data"]["case_id"] == "case-o"
-    assert (event["data"]["opted_out"], event["data"]["channel"]) == (True, "sms")
-    assert event["data"]["phone_hash"] is None  # the case and the preference only
+    [entry] = raw["outbox"]
+    event = entry["event"]
+    # On notify's own topic: notify has no write on intake's (least privilege).
+    assert entry["topic"] == "lintas.notifications.v1"
+    assert event["type"] == "org.lintas.notification.sms_preference_texted"
+    assert event["data"] == {
+        "case_id": "case-o",  # the case and the preference only
+        "opted_out": True,
+        "channel": "sms",
+        "changed_at": event["data"]["changed_at"],
+    }
     assert event["source"] == "/lintas/notify"
 
-    # The announcement comes back on the cases topic: notify does not apply it again.
+    # Its own announcement, were it to come back (an older notify's, on the cases topic),
+    # is not applied again.
     await notify.handlers.on_preference_changed(CloudEvent.model_validate(event))
     assert await notify.preferences._collection.find_one({"_id": raw["_id"]}) == raw
     assert await notify.preferences._collection.count_documents({}) == 1

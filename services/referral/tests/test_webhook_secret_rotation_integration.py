@@ -6,59 +6,34 @@ package, or the deprecated header's rule), and the real app for the API."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from lintas_referral import handlers, webhooks
-from lintas_referral.adapters.http_sender import HttpxSender
 from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
 from lintas_referral.bootstrap import create_app
 from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.webhooks import SignatureScheme, verify
 from lintas_referral.settings import ReferralSettings
-from lintas_referral.webhooks import SecretBox, Webhooks
+from lintas_referral.webhooks import Webhooks
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD
 from lintas_shared.security import hash_api_key
 from lintas_shared.settings import CommonSettings
 from pydantic import SecretStr
-from pymongo import AsyncMongoClient
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from services.referral.tests.conftest import FakeClock, Stores
 from tests.support.referral_cases import case, submitted
 from tests.support.servers import Servers
-from tests.support.webhook_receiver import Receiver, webhook_receiver
+from tests.support.webhook_receiver import Receiver
 from tests.support.webhook_resolver import FakeResolver
 
 pytestmark = pytest.mark.integration
 PARTNER = "org-hk-1"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with webhook_receiver() as r:
-        yield r
-
-
-@pytest.fixture
-async def hooks(stores: Stores, mongo: AsyncMongoClient[Document], database_name: str) -> Webhooks:
-    deliveries = MongoWebhookDeliveries(mongo[database_name]["webhook_deliveries"])
-    await deliveries.ensure_indexes()
-    return Webhooks(
-        deliveries=deliveries,
-        partners=stores.partners,
-        routings=stores.routings,
-        sender=HttpxSender(timeout=5),
-        box=SecretBox("test-master"),
-        resolver=FakeResolver(),
-        clock=stores.clock,
-        allow_loopback=True,  # the receiver is on 127.0.0.1, as on the dev stack
-    )
 
 
 async def _deliver_one(stores: Stores, hooks: Webhooks, case_id: str) -> None:

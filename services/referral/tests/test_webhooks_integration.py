@@ -10,7 +10,6 @@ import dataclasses
 import ipaddress
 import itertools
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -19,41 +18,17 @@ from lintas_referral.adapters.http_sender import HttpxSender
 from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
 from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
 from lintas_referral.domain.webhooks import SignatureScheme
-from lintas_referral.webhooks import SecretBox, Webhooks
+from lintas_referral.webhooks import Webhooks
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD
-from pymongo import AsyncMongoClient
 from standardwebhooks.webhooks import Webhook
 
 from services.referral.tests.conftest import Stores
 from tests.support.referral_cases import case, submitted
-from tests.support.webhook_receiver import Receiver, webhook_receiver
+from tests.support.webhook_receiver import Receiver
 from tests.support.webhook_resolver import FakeResolver, RecordingSender
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with webhook_receiver() as r:
-        yield r
-
-
-@pytest.fixture
-async def hooks(stores: Stores, mongo: AsyncMongoClient[Document], database_name: str) -> Webhooks:
-    deliveries = MongoWebhookDeliveries(mongo[database_name]["webhook_deliveries"])
-    await deliveries.ensure_indexes()
-    return Webhooks(
-        deliveries=deliveries,
-        partners=stores.partners,
-        routings=stores.routings,
-        sender=HttpxSender(timeout=5),
-        box=SecretBox("test-master"),
-        resolver=FakeResolver(),
-        clock=stores.clock,
-        allow_loopback=True,  # the receiver is on 127.0.0.1, as on the dev stack
-    )
 
 
 async def offered_event(stores: Stores, case_id: str) -> CloudEvent:

@@ -67,7 +67,7 @@ SENDS: Final[Mapping[str, tuple[type[ev.EventPayload], ...]]] = {
         ev.ReferralClosed,
         ev.DeadlineApproaching,
     ),
-    "notify": (ev.SmsPreferenceChanged, ev.SmsSent, ev.SmsDeliveryReported),
+    "notify": (ev.SmsPreferenceTexted, ev.SmsSent, ev.SmsDeliveryReported),
 }
 
 
@@ -96,8 +96,9 @@ RECEIVES: Final[Mapping[str, tuple[Subscription, ...]]] = {
             "intake-notifications",
             topics.NOTIFICATIONS,
             "lintas-intake",
-            _types(ev.SmsSent, ev.SmsDeliveryReported),
+            _types(ev.SmsSent, ev.SmsDeliveryReported, ev.SmsPreferenceTexted),
         ),
+        # Notify's announcements from before it had its own topic for them.
         Subscription(
             "intake-cases", topics.CASES, "lintas-intake.cases", _types(ev.SmsPreferenceChanged)
         ),

@@ -175,31 +175,48 @@ class ConsentWithdrawn(EventPayload):
     withdrawn_at: datetime
 
 
-class SmsPreferenceChanged(EventPayload):
-    """The worker opted out of (or back into) SMS, through her NGO or by SMS.
+class SmsPreference(EventPayload):
+    """A worker's SMS preference as intake and notify announce it: the case and the
+    preference only. No phone hash travels (issue #15), so nothing in Kafka links a case
+    to a phone once it is erased. The latest `changed_at` wins on both sides."""
 
-    Intake announces a change made through its API (channel `api`, source
-    `/lintas/intake`); notify applies it to the phone it holds for the case. Notify
-    announces a change she texted (channel `sms`, source `/lintas/notify`), one event per
-    case of her phone. Both carry the case id and the preference only: no phone hash
-    travels (issue #15), so nothing in Kafka links a case to a phone once it is erased.
-    Each service applies the other's announcement and ignores its own, and applying one
-    announces nothing, so a change never echoes between them; the latest `changed_at`
-    wins on both sides.
+    case_id: str
+    opted_out: bool
+    channel: Literal["api", "sms"]
+    changed_at: datetime
+
+
+class SmsPreferenceChanged(SmsPreference):
+    """The NGO opted the worker out of (or back into) SMS through intake's API.
+
+    Intake announces it (channel `api`, source `/lintas/intake`); notify applies it to the
+    phone it holds for the case. Records from before notify had a topic for its own
+    announcement may also carry channel `sms` and source `/lintas/notify`: intake still
+    applies those, and skips its own.
     """
 
     TYPE: ClassVar[str] = "org.lintas.case.sms_preference_changed"
     TOPIC: ClassVar[str] = topics.CASES
 
-    case_id: str
     phone_hash: str | None = Field(
         default=None,
         description="No longer sent (always null) and ignored: notify finds the phone by "
         "the case id. Kept in the schema so that readers of older records still parse them",
     )
-    opted_out: bool
-    channel: Literal["api", "sms"]
-    changed_at: datetime
+
+
+class SmsPreferenceTexted(SmsPreference):
+    """The worker texted STOP or START (BERHENTI, MULAI) to notify.
+
+    Notify announces it on its own topic, one event per case of her phone, and intake
+    shows it on each case. Notify has no write on intake's topic (least privilege), and
+    applying either announcement announces nothing, so a change never echoes.
+    """
+
+    TYPE: ClassVar[str] = "org.lintas.notification.sms_preference_texted"
+    TOPIC: ClassVar[str] = topics.NOTIFICATIONS
+
+    channel: Literal["sms"] = "sms"
 
 
 class CaseClosed(EventPayload):
@@ -376,6 +393,7 @@ EVENT_TYPES: dict[str, type[EventPayload]] = {
         ConsentRecorded,
         ConsentWithdrawn,
         SmsPreferenceChanged,
+        SmsPreferenceTexted,
         CaseClosed,
         CaseErased,
         ReferralOffered,

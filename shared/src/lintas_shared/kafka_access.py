@@ -121,9 +121,10 @@ def _dlq(*names: str) -> tuple[str, ...]:
     return tuple(topics.dead_letter_topic(n) for n in names)
 
 
-#: The table. Notify writes to intake's topic for one event, SmsPreferenceChanged (a
-#: worker's STOP or START by SMS): Kafka's ACLs are per topic, so that Write lets notify
-#: put any record there (see the README's "Least privilege").
+#: The table: each service writes only its own topic (and the dead-letter topics of
+#: what it reads), so no service can put a record with another's `ce_source` on a
+#: topic another service reads from it. Notify announces a texted STOP or START on its
+#: own topic (`SmsPreferenceTexted`), not on intake's.
 ACCESS: Final[Mapping[str, ServiceAccess]] = MappingProxyType(
     {
         "intake": ServiceAccess(
@@ -144,7 +145,7 @@ ACCESS: Final[Mapping[str, ServiceAccess]] = MappingProxyType(
             service="notify",
             principal="notify",
             reads=(topics.CASES, topics.REFERRALS),
-            writes=(topics.NOTIFICATIONS, topics.CASES, *_dlq(topics.CASES, topics.REFERRALS)),
+            writes=(topics.NOTIFICATIONS, *_dlq(topics.CASES, topics.REFERRALS)),
             group_prefix="lintas-notify",
         ),
     }

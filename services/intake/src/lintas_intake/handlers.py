@@ -703,9 +703,10 @@ class CaseService:
     async def apply_sms_preference(self, event: CloudEvent) -> None:
         """She texted STOP or START to notify: show it on the case, once.
 
-        Only notify's announcements are applied: intake's own (made through its API)
-        come back on the same topic and are skipped. Applying one announces nothing, so
-        a change never echoes between intake and notify; the latest change stands.
+        Only notify's announcements are applied (`sms preference texted` on its topic,
+        or, from before that event, `sms preference changed` on intake's): intake's own
+        come back on its topic and are skipped. Applying one announces nothing, so a
+        change never echoes between intake and notify; the latest change stands.
         """
         if event.source != NOTIFY_SOURCE:
             return
@@ -732,7 +733,7 @@ class CaseService:
 
 def _news_entry(event: CloudEvent, payload: ev.EventPayload, case: Case) -> TimelineEntry:
     at = event.time
-    if isinstance(payload, ev.SmsPreferenceChanged):
+    if isinstance(payload, ev.SmsPreference):
         word = "out of" if payload.opted_out else "back into"
         summary = f"worker opted {word} SMS by text message"
         if not case.is_newer_sms_preference(payload.changed_at):
@@ -758,7 +759,7 @@ def _news_entry(event: CloudEvent, payload: ev.EventPayload, case: Case) -> Time
 def _status_change(payload: ev.EventPayload, case: Case) -> dict[str, Any]:
     """How routing news moves the case status the NGO sees (and a texted preference
     its SMS setting, when it is the latest change)."""
-    if isinstance(payload, ev.SmsPreferenceChanged):
+    if isinstance(payload, ev.SmsPreference):
         if not case.is_newer_sms_preference(payload.changed_at):
             return {}
         return {

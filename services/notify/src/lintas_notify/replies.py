@@ -16,10 +16,9 @@ from datetime import datetime
 
 from lintas_shared.crypto import phone_lookup_hash
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.events import SmsPreferenceChanged, make_event
+from lintas_shared.events import SmsPreferenceTexted, make_event
 from lintas_shared.ids import deterministic_id
 from lintas_shared.logging import get_logger
-from lintas_shared.topics import CASES
 
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
 from lintas_notify.adapters.message_repository import MongoMessageRepository
@@ -109,12 +108,11 @@ class Conversations:
         # Intake applies the change to each of her cases and shows it in their timelines.
         return [
             (
-                CASES,
+                SmsPreferenceTexted.TOPIC,
                 make_event(
-                    SmsPreferenceChanged(
+                    SmsPreferenceTexted(
                         case_id=case_id,  # the case and the preference: nothing else
                         opted_out=opted_out,
-                        channel="sms",
                         changed_at=now,
                     ),
                     source=SOURCE,

@@ -91,6 +91,7 @@ TIMELINE = {
     "org.lintas.case.consent_recorded": _("Consent recorded"),
     "org.lintas.case.consent_withdrawn": _("Consent withdrawn"),
     "org.lintas.case.sms_preference_changed": _("SMS preference changed"),
+    "org.lintas.notification.sms_preference_texted": _("SMS preference texted by the worker"),
     "org.lintas.case.closed": _("Case closed"),
     "org.lintas.case.erased": _("Personal data erased"),
     "case.note_added": _("Note added"),

@@ -25,7 +25,9 @@ NOTIFY_NEWS = (ev.SmsSent, ev.SmsDeliveryReported)
 
 
 class NotifyPreferences(EventConsumer):
-    """Reads intake's own cases topic for notify's SmsPreferenceChanged only.
+    """Reads intake's own cases topic for notify's SmsPreferenceChanged only: records an
+    older notify put there before it announced texted preferences on its own topic
+    (`SmsPreferenceTexted`); notify can no longer write to this topic.
 
     Every other record there (intake's own events, other producers' poison) is passed
     over by its `ce_type` and `ce_source` headers alone, before any parsing: the
@@ -57,12 +59,14 @@ def register_subscribers(
         ("intake-referrals", topics.REFERRALS, REFERRAL_NEWS),
         ("intake-notifications", topics.NOTIFICATIONS, NOTIFY_NEWS),
     ):
-        consumer = EventConsumer(
-            name, {k.TYPE: service.apply_news for k in kinds}, dead_letters=dead_letters
-        )
+        handlers = {k.TYPE: service.apply_news for k in kinds}
+        if topic == topics.NOTIFICATIONS:
+            handlers[ev.SmsPreferenceTexted.TYPE] = service.apply_sms_preference
+        consumer = EventConsumer(name, handlers, dead_letters=dead_letters)
         subscribe(broker, topic, group_id=group_id, consumer=consumer)
         consumers.append(consumer)
-    # Intake's own topic, for notify's SmsPreferenceChanged only (its own are skipped);
+    # Intake's own topic, for an older notify's SmsPreferenceChanged only (its own are
+    # skipped);
     # a group of its own, so its rebalances never stall the news above.
     preferences = NotifyPreferences(
         "intake-cases",
