@@ -38,6 +38,14 @@ def _app(with_docs: bool = True) -> FastAPI:
     async def add() -> dict[str, str]:
         return {}
 
+    @app.get("/v1/things/{thing_id}")
+    async def thing(thing_id: str) -> dict[str, str]:
+        return {"id": thing_id}
+
+    @app.post("/v1/things/batch")
+    async def add_many() -> dict[str, str]:
+        return {}
+
     return app
 
 
@@ -78,3 +86,12 @@ async def test_options_and_405_name_every_method_of_the_resource() -> None:
         assert refused.status_code == 405
         assert refused.headers["allow"] == "GET, HEAD, POST, OPTIONS"
         assert (await client.options("/v1/nothing")).status_code == 404
+
+
+async def test_a_fixed_path_is_its_own_resource_beside_a_template() -> None:
+    # /v1/things/batch also matches /v1/things/{thing_id}: its Allow is its own (POST),
+    # not the template's GET as well.
+    async with _client(_app()) as client:
+        options = await client.options("/v1/things/batch")
+        assert options.headers["allow"] == "POST, OPTIONS"
+        assert (await client.options("/v1/things/t1")).headers["allow"] == "GET, HEAD, OPTIONS"

@@ -107,6 +107,10 @@ def stack(servers: Servers) -> Iterator[Stack]:
                 databases["intake"],
                 databases["referral"],
                 E2E_PEPPER,
+                # The whole suite's cases go to these partners and few are closed: the
+                # default 50 open referrals would leave later tests' cases unassigned
+                # (capacity itself is tested in referral's own tests).
+                partner_capacity=100_000,
             ),
             keys,
         )

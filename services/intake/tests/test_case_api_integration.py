@@ -442,20 +442,31 @@ async def test_erasure_leaves_nothing_recoverable_in_the_store_or_in_kafka(
     assert view["documents"][0]["location"] == location
     assert view["case"]["worker"]["gender"] == "female"
     assert view["consents"][0]["consent"]["taken_by"] == "caseworker-Wulandari"
-    # A partner's decline: its free-text reason is copied to the case's timeline.
-    declined = ev.ReferralDeclined(
-        referral_id=f"r-{case['id']}",
-        case_id=case["id"],
-        partner_organisation_id="p-hk",
-        country="HK",
-        at=datetime.now(UTC),
-        reason="we acted for Wulandari's agency",
-    )
-    await api.service.apply_news(
-        ev.make_event(declined, source="/lintas/referral", subject=case["id"])
-    )
+    # A partner's decline: its words arrive sealed with the case's key (in clear in
+    # `reason` on records from before). The caseworker reads them on the timeline; the
+    # store keeps them sealed with the case's key.
+    case_key = await KeyVault(mongo[api.keyvault]["case_keys"], MASTER).get(case["id"])
+    reasons = ("we acted for Wulandari's agency", "Wulandari's employer is our client")
+    for n, words in enumerate(
+        ({"note": case_key.encrypt(ev.PARTNER_NOTE_FIELD, reasons[0])}, {"reason": reasons[1]})
+    ):
+        declined = ev.ReferralDeclined(
+            referral_id=f"r{n}-{case['id']}",
+            case_id=case["id"],
+            partner_organisation_id="p-hk",
+            country="HK",
+            at=datetime.now(UTC),
+            **words,
+        )
+        await api.service.apply_news(
+            ev.make_event(declined, source="/lintas/referral", subject=case["id"])
+        )
     timeline = (await api.client.get(f"{url}/timeline", headers=api.h())).json()["entries"]
-    assert "declined: we acted for Wulandari's agency" in [e["summary"] for e in timeline]
+    assert [e["summary"] for e in timeline if e["type"] == ev.ReferralDeclined.TYPE] == [
+        f"declined: {reason}" for reason in reasons
+    ]
+    raw = await mongo[database_name]["cases"].find_one({"_id": case["id"]})
+    assert "Wulandari" not in str(raw)
     erased = await api.client.post(f"{url}/erase", headers=api.h())
     assert erased.status_code == 200
     assert erased.json()["status"] == "erased"

@@ -15,7 +15,9 @@ from lintas_referral.domain.case_routing import (
 from lintas_referral.domain.handoff import load_default_manifests
 from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.rules import load_default_rules
+from lintas_shared.crypto import DataKey
 from lintas_shared.events import (
+    PARTNER_NOTE_FIELD,
     CaseDetailsCorrected,
     CaseRoutingBlocked,
     ConsentSummary,
@@ -36,6 +38,9 @@ pytestmark = pytest.mark.unit
 RULES = load_default_rules()
 POLICY = Policy(manifest=load_default_manifests()["legal_referral"])
 NOW = datetime(2026, 9, 16, 9, tzinfo=UTC)
+#: Partners' free text reaches the aggregate sealed (the use cases seal it).
+KEY = DataKey("case-1", bytes(32))
+CONFLICT = KEY.encrypt(PARTNER_NOTE_FIELD, "conflict")
 HK1 = Partner("org-hk-1", "HK one", "HK")
 HK2 = Partner("org-hk-2", "HK two", "HK", open_referrals=1)
 ID1 = Partner("org-id-1", "ID one", "ID")
@@ -162,13 +167,15 @@ def test_another_partners_referral_is_not_found() -> None:
 
 def test_decline_goes_to_the_next_partner_then_unassigned() -> None:
     r, _ = routed()
-    events = r.decline(r.referrals[0].id, "org-hk-1", "conflict", PARTNERS, POLICY, NOW)
+    events = r.decline(r.referrals[0].id, "org-hk-1", CONFLICT, PARTNERS, POLICY, NOW)
     assert types(events) == ["ReferralDeclined", "ReferralOffered"]
     assert isinstance(events[0], ReferralDeclined)
-    assert events[0].reason == "conflict"
+    # The partner's words travel sealed in `note`; `reason` is for the system's words.
+    assert (events[0].note, events[0].reason) == (CONFLICT, None)
+    assert r.referrals[0].history[-1].note == CONFLICT
     assert isinstance(events[1], ReferralOffered)
     assert events[1].partner_organisation_id == "org-hk-2"
-    events = r.decline(r.referrals[1].id, "org-hk-2", "no capacity", PARTNERS, POLICY, NOW)
+    events = r.decline(r.referrals[1].id, "org-hk-2", None, PARTNERS, POLICY, NOW)
     assert types(events) == ["ReferralDeclined", "CaseRoutingBlocked"]
     assert r.status == "unassigned"
     assert r.reason is not None
@@ -254,14 +261,14 @@ def test_each_step_a_lawyer_takes_names_them_in_the_history_and_the_event() -> N
         ("closed", lawyer),
     ]
     handed_on = r.referrals[-1].history[0]
-    assert (handed_on.status, handed_on.reason, handed_on.person_id) == (
+    assert (handed_on.status, handed_on.note, handed_on.person_id) == (
         "offered",
         "agency",
         lawyer,
     )
     declined = routed()[0]
     [event, _] = declined.decline(
-        declined.referrals[0].id, "org-hk-1", "conflict", PARTNERS, POLICY, NOW, lawyer
+        declined.referrals[0].id, "org-hk-1", CONFLICT, PARTNERS, POLICY, NOW, lawyer
     )
     assert isinstance(event, ReferralDeclined)
     assert event.by_person_id == lawyer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,8 +20,18 @@ from lintas_referral.domain.handoff import flatten_fields
 from lintas_referral.domain.routing import Partner
 from lintas_referral.settings import ReferralSettings
 from lintas_shared.audit_chain import AuditChain
-from lintas_shared.crypto import DataKey, KeyVault
+from lintas_shared.crypto import CaseKeyMissingError, DataKey, KeyVault
+from lintas_shared.envelope import from_kafka_record
+from lintas_shared.events import (
+    PARTNER_NOTE_FIELD,
+    CaseErased,
+    ReferralDeclined,
+    make_event,
+    parse_payload,
+)
+from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.mongo import Document
+from lintas_shared.outbox import OutboxRelay
 from lintas_shared.person_tokens import (
     INTAKE_AUDIENCE,
     REFERRAL_AUDIENCE,
@@ -31,11 +42,13 @@ from lintas_shared.person_tokens import (
 )
 from lintas_shared.security import hash_api_key
 from lintas_shared.settings import CommonSettings
+from lintas_shared.topics import REFERRALS
 from lintas_shared.values import ClaimType
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
 
 from services.referral.tests.conftest import FakeClock
+from tests.support.kafka import collect
 from tests.support.referral_cases import (
     AGENCY,
     DESCRIPTION,
@@ -341,6 +354,76 @@ async def test_hand_on_to_an_indonesian_partner_keeps_the_history(api: Api) -> N
     )
     assert refused.status_code == 409
     assert "consent" in refused.json()["detail"]
+
+
+async def test_partners_words_are_sealed_in_the_store_and_on_kafka_and_shown_to_them(
+    api: Api, servers: Servers, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    case_id = f"case-words-{uuid.uuid4().hex[:8]}"
+    rid = await api.submit(case_id)
+    reason, note = "we acted for Wulandari's agency", "Wulandari will bring her payslips"
+    hk1, hk2 = api.as_("org-hk-1"), api.as_("org-hk-2")
+    declined = await api.client.post(
+        f"/v1/referrals/{rid}/decline", json={"reason": reason}, headers=hk1
+    )
+    assert declined.status_code == 200, declined.text
+    # The partner reads its own words back, opened with the case's key; not in the list.
+    assert declined.json()["history"][-1]["reason"] == reason
+    view = (await api.client.get(f"/v1/referrals/{rid}", headers=hk1)).json()
+    assert [(h["status"], h["reason"]) for h in view["history"]] == [
+        ("offered", None),
+        ("declined", reason),
+    ]
+    [listed] = (await api.client.get("/v1/referrals", headers=hk1)).json()
+    assert listed["history"][-1]["reason"] is None
+    routing = await api.app.state.routings.get(case_id)
+    second = routing.referrals[1].id
+    assert (await api.client.post(f"/v1/referrals/{second}/accept", headers=hk2)).status_code == 200
+    progressed = await api.client.post(
+        f"/v1/referrals/{second}/progress", json={"note": note}, headers=hk2
+    )
+    assert progressed.status_code == 200, progressed.text
+
+    raw = await mongo[database_name]["routings"].find_one({"_id": case_id})
+    assert raw is not None
+    assert "Wulandari" not in str(raw)  # the routing and its outbox
+    # Relayed to the real broker as the running service does; the raw records' bytes.
+    broker = make_broker(servers.kafka_bootstrap, client_id=f"test-relay-{case_id}")
+    await broker.connect()
+    try:
+        relay = OutboxRelay(mongo[database_name]["routings"], KafkaEventPublisher(broker))
+        assert await relay.relay_once() > 0
+    finally:
+        await broker.stop()
+    records = await collect(
+        servers.kafka_bootstrap, REFERRALS, lambda r: r.key == case_id.encode(), count=5
+    )
+    for record in records:
+        assert b"Wulandari" not in (record.value or b"")
+    [sent] = [r for r in records if r.headers["ce_type"] == ReferralDeclined.TYPE]
+    event = parse_payload(from_kafka_record(sent.value, sent.headers), ReferralDeclined)
+    assert (event.reason, event.note is not None) == (None, True)
+    key = await api.vault.get(case_id)
+    assert event.note is not None
+    assert key.decrypt(PARTNER_NOTE_FIELD, event.note) == reason
+
+    # Erasure: intake destroys the key, referral drops the words; nothing opens them now.
+    assert await api.vault.destroy(case_id)
+    with pytest.raises(CaseKeyMissingError):
+        await api.vault.get(case_id)
+    gone = (await api.client.get(f"/v1/referrals/{rid}", headers=hk1)).json()
+    assert gone["history"][-1]["reason"] == handlers.ERASED_NOTE
+    await handlers.on_case_erased(
+        make_event(
+            CaseErased(case_id=case_id, erased_at=api.clock()),
+            source="/lintas/intake",
+            subject=case_id,
+        ),
+        api.app.state.referrals,
+    )
+    gone = (await api.client.get(f"/v1/referrals/{rid}", headers=hk1)).json()
+    assert gone["history"][1] == {**view["history"][1], "reason": None}
+    assert "enc:v1:" not in str(await api.app.state.routings.raw(case_id))
 
 
 async def test_hand_on_only_moves_the_callers_own_claims_to_another_active_partner(

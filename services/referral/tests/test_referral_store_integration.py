@@ -7,18 +7,23 @@ its outbox (the events published from it), so redelivery and concurrency are rea
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import pytest
 from lintas_referral import handlers
 from lintas_referral.domain.case_routing import Progress, ReferralNotFoundError
+from lintas_shared.crypto import CaseKeyMissingError, KeyVault, MasterKeys
 from lintas_shared.events import (
+    PARTNER_NOTE_FIELD,
     CaseRoutingBlocked,
     DeadlineApproaching,
+    ReferralDeclined,
     ReferralOffered,
     ReferralWithdrawn,
 )
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD
+from lintas_shared.settings import CommonSettings
 from lintas_shared.values import ClaimType
 from pymongo import AsyncMongoClient
 
@@ -203,44 +208,62 @@ async def test_closing_the_case_withdraws_open_referrals(stores: Stores) -> None
     assert await stores.routings.open_referrals(["org-hk-1"]) == {"org-hk-1": 0}
 
 
-async def test_erasure_withdraws_and_drops_every_sealed_field(stores: Stores) -> None:
+async def test_erasure_withdraws_and_drops_every_sealed_field(
+    stores: Stores, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
     from datetime import UTC, datetime
 
     from lintas_shared.events import CaseErased, make_event
 
-    await handlers.on_case_submitted(submitted(case("case-e")), stores.ctx)
+    vault = KeyVault(mongo[database_name]["case_keys"], MasterKeys.from_settings(CommonSettings()))
+    ctx = dataclasses.replace(stores.ctx, keys=vault)
+    key = await vault.create("case-e")
+    await handlers.on_case_submitted(submitted(case("case-e", key=key)), ctx)
     # Partners' free text: a decline's reason and a progress note may name the worker.
     routing = await stores.routings.get("case-e")
     assert routing is not None
     first = routing.referrals[0].id
-    await handlers.decline(stores.ctx, first, "org-hk-1", "we acted for Wulandari's agency")
+    reason = "we acted for Wulandari's agency"
+    await handlers.decline(ctx, first, "org-hk-1", reason)
     routing = await stores.routings.get("case-e")
     assert routing is not None
     second = routing.referrals[1].id
-    await handlers.accept(stores.ctx, second, "org-hk-2")
+    await handlers.accept(ctx, second, "org-hk-2")
     note = "Wulandari will bring her payslips"
     await handlers.progress(
-        stores.ctx,
-        second,
-        "org-hk-2",
-        Progress(documents_needed=True, note=note, at=stores.clock()),
+        ctx, second, "org-hk-2", Progress(documents_needed=True, note=note, at=stores.clock())
     )
+    # Sealed with the case's key in the routing and in its outbox (what the relay sends
+    # to Kafka as it is): no byte of either text in clear, and the key opens both.
     raw = await stores.routings.raw("case-e")
-    assert "Wulandari" in str({k: v for k, v in (raw or {}).items() if k != OUTBOX_FIELD})
+    assert raw is not None
+    assert "Wulandari" not in str(raw)
+    declined = raw["referrals"][0]["history"][-1]
+    assert (declined["status"], declined["reason"]) == ("declined", None)
+    assert key.decrypt(PARTNER_NOTE_FIELD, declined["note"]) == reason
+    assert key.decrypt(PARTNER_NOTE_FIELD, raw["referrals"][1]["progress"]["note"]) == note
+    [sent] = [e["event"] for e in raw[OUTBOX_FIELD] if e["event"]["type"] == ReferralDeclined.TYPE]
+    assert key.decrypt(PARTNER_NOTE_FIELD, sent["data"]["note"]) == reason
+    assert "reason" not in sent["data"] or sent["data"]["reason"] is None
+
     erased = make_event(
         CaseErased(case_id="case-e", erased_at=datetime(2026, 9, 30, tzinfo=UTC)),
         source="/lintas/intake",
         subject="case-e",
     )
-    await handlers.on_case_erased(erased, stores.ctx)
-    await handlers.on_case_erased(erased, stores.ctx)
+    assert await vault.destroy("case-e")  # intake destroys the key, then announces it
+    await handlers.on_case_erased(erased, ctx)
+    await handlers.on_case_erased(erased, ctx)
     doc = await stores.routings.raw("case-e")
     assert doc is not None
     state = {k: v for k, v in doc.items() if k != OUTBOX_FIELD}
     assert "enc:v1:" not in str(state)
-    assert "Wulandari" not in str(state)
+    assert "Wulandari" not in str(doc)
     assert doc["erased"] is True
     assert (await outbox_types(stores, "case-e"))[-1] == ReferralWithdrawn.TYPE
+    # The sealed copy already sent no longer opens: the key is gone.
+    with pytest.raises(CaseKeyMissingError):
+        await vault.get("case-e")
 
 
 async def test_a_correction_is_applied_once_and_routes_new_claims(stores: Stores) -> None:

@@ -19,7 +19,9 @@ from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
 from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
 from lintas_referral.domain.webhooks import SignatureScheme
 from lintas_referral.webhooks import Webhooks
+from lintas_shared.crypto import DataKey
 from lintas_shared.envelope import CloudEvent
+from lintas_shared.events import PARTNER_NOTE_FIELD, ReferralDeclined, make_event
 from lintas_shared.outbox import OUTBOX_FIELD
 from standardwebhooks.webhooks import Webhook
 
@@ -129,6 +131,32 @@ async def test_standard_webhooks_headers_and_a_cloudevent_body(
         event.subject,
     )
     assert body["data"]["referral_id"] == event.data["referral_id"]
+
+
+async def test_a_decline_is_delivered_without_the_partners_sealed_words(
+    stores: Stores, hooks: Webhooks, receiver: Receiver
+) -> None:
+    # Sealed with the case's key, which partners never get: left out, not sent unreadable
+    # and not opened either (the delivery log would keep the words in clear).
+    receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
+    offered = await offered_event(stores, "case-w9")
+    note = DataKey("case-w9", bytes(32)).encrypt(PARTNER_NOTE_FIELD, "Wulandari's agency")
+    declined = ReferralDeclined(
+        referral_id=offered.data["referral_id"],
+        case_id="case-w9",
+        partner_organisation_id="org-hk-1",
+        country="HK",
+        at=stores.clock(),
+        note=note,
+    )
+    event = make_event(declined, source="/lintas/referral", subject="case-w9")
+    await webhooks.on_referral_event(event, hooks)
+    await webhooks.deliver_due(hooks)
+    [body] = receiver.accepted
+    assert (body["type"], body["data"]["referral_id"]) == (declined.TYPE, declined.referral_id)
+    assert "note" not in body["data"]
+    [delivery] = await hooks.deliveries.for_referral(declined.referral_id)  # type: ignore[attr-defined]
+    assert note not in str(delivery)
 
 
 @pytest.mark.parametrize("scheme", ["both", "lintas-v1"])

@@ -243,6 +243,10 @@ class CaseErased(EventPayload):
 
 # --- lintas.referrals.v1 (referral) ----------------------------------------------------
 
+#: The field name a partner's free text is sealed under with the case's data key
+#: (`DataKey.encrypt(PARTNER_NOTE_FIELD, text)`), in referral's store and in events.
+PARTNER_NOTE_FIELD = "referral.note"
+
 _BY_PERSON = (
     "The pseudonymous id of the person who caused this through the console; null when "
     "a system's API key, the clock or news from another service did"
@@ -289,7 +293,12 @@ class _ReferralChange(EventPayload):
     partner_organisation_id: str
     country: CountryCode
     at: datetime
-    reason: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description="Why, in the system's words (not accepted in time, consent withdrawn, "
+        "case closed by the NGO): never a partner's text, which travels sealed in `note`. "
+        "Records from before `note` existed may carry a decline's reason here in clear",
+    )
     by_person_id: str | None = Field(default=None, description=_BY_PERSON)
 
 
@@ -305,6 +314,14 @@ class ReferralDeclined(_ReferralChange):
 
     TYPE: ClassVar[str] = "org.lintas.referral.declined"
     TOPIC: ClassVar[str] = topics.REFERRALS
+
+    note: EncryptedStr | None = Field(
+        default=None,
+        description="The partner's own words on why it declined (free text that may name "
+        "the worker), sealed with the case's data key (field `referral.note`): only Lintas "
+        "services holding the case key open it, and nobody after erasure. Left out of "
+        "webhook deliveries",
+    )
 
 
 class ReferralExpired(_ReferralChange):

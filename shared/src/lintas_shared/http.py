@@ -165,14 +165,17 @@ class RouteTemplates:
         return other_method or (metrics.UNMATCHED_ROUTE, {})
 
     def allowed(self, path: str) -> frozenset[str] | None:
-        """Every method some route answers at `path` (with OPTIONS, and HEAD where GET
-        is), or None when no route has this path: what `Allow` lists (RFC 9110)."""
+        """Every method of the resource at `path` (with OPTIONS, and HEAD where GET is),
+        or None when no route has this path: what `Allow` lists (RFC 9110). Where a
+        fixed path and a template both match (`/v1/cases/batch`, `/v1/cases/{case_id}`),
+        the resource is the one with the fewest parameters."""
         if self._built_for != len(self._app.router.routes):
             self._build()
-        found: set[str] = set()
+        by_parameters: dict[int, set[str]] = {}
         for _template, regex, methods in self._routes:
             if methods is not None and regex.match(path) is not None:
-                found |= methods
+                by_parameters.setdefault(len(regex.groupindex), set()).update(methods)
+        found = by_parameters[min(by_parameters)] if by_parameters else set()
         if not found:
             return None
         if "GET" in found:

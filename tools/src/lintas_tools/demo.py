@@ -3,6 +3,7 @@ one console person per role in them; the console's signing key."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets
@@ -105,6 +106,8 @@ class DemoTarget:
     intake_database: str
     referral_database: str
     api_key_pepper: str
+    #: Open referrals each demo partner takes at most; None: the partner default (50).
+    partner_capacity: int | None = None
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -193,11 +196,13 @@ async def seed_demo(target: DemoTarget, keys: dict[str, str]) -> None:
         )
         for organisation, key_name in zip(DEMO_ORGANISATIONS, KEY_NAMES, strict=True):
             if organisation.kind is OrganisationKind.LEGAL:
+                partner = Partner(
+                    id=organisation.id, name=organisation.name, country=organisation.country
+                )
+                if target.partner_capacity is not None:
+                    partner = dataclasses.replace(partner, capacity=target.partner_capacity)
                 await partners.upsert(
-                    Partner(
-                        id=organisation.id, name=organisation.name, country=organisation.country
-                    ),
-                    api_key_hashes=[hash_api_key(keys[key_name], target.api_key_pepper)],
+                    partner, api_key_hashes=[hash_api_key(keys[key_name], target.api_key_pepper)]
                 )
     finally:
         await client.close()

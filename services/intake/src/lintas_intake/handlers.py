@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from lintas_shared import events as ev
 from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import PermanentEventError
-from lintas_shared.crypto import DataKey
+from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.ids import deterministic_id, new_case_reference, new_id
 from lintas_shared.values import Money
@@ -722,7 +722,9 @@ class CaseService:
             if case.has_processed(event.dedupe_key):
                 return
             updated = case.record_news(
-                _news_entry(event, payload, case),
+                _news_entry(
+                    event, payload, case, await _open_partner_words(self.keys, payload, case_id)
+                ),
                 event.dedupe_key,
                 **_status_change(payload, case),
             )
@@ -731,7 +733,22 @@ class CaseService:
         raise RuntimeError(f"case {case_id} kept changing under us")
 
 
-def _news_entry(event: CloudEvent, payload: ev.EventPayload, case: Case) -> TimelineEntry:
+async def _open_partner_words(keys: CaseKeys, payload: ev.EventPayload, case_id: str) -> str | None:
+    """A decline's reason, sealed by referral with the case's key; None once it is gone."""
+    note = getattr(payload, "note", None)
+    if not isinstance(payload, ev.ReferralDeclined) or note is None:
+        return None
+    try:
+        return (await keys.get(case_id)).decrypt(ev.PARTNER_NOTE_FIELD, note)
+    except (CaseKeyMissingError, ValueError):
+        return None
+
+
+def _news_entry(
+    event: CloudEvent, payload: ev.EventPayload, case: Case, partner_words: str | None = None
+) -> TimelineEntry:
+    """The timeline entry of news from referral or notify. `partner_words`: a partner's
+    own (a decline's reason), opened with the case's key; the store seals them again."""
     at = event.time
     if isinstance(payload, ev.SmsPreference):
         word = "out of" if payload.opted_out else "back into"
@@ -744,7 +761,7 @@ def _news_entry(event: CloudEvent, payload: ev.EventPayload, case: Case) -> Time
     source = "notify" if payload.TOPIC == ev.SmsSent.TOPIC else "referral"
     actor = str(getattr(payload, "partner_organisation_id", None) or source)
     words = event.type.rsplit(".", 1)[-1].replace("_", " ")
-    detail = getattr(payload, "reason", None) or getattr(payload, "template", None)
+    detail = partner_words or getattr(payload, "reason", None) or getattr(payload, "template", None)
     summary = f"{words}: {detail}" if detail else words
     return TimelineEntry(
         at=at,

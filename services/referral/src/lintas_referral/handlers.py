@@ -14,6 +14,7 @@ from lintas_shared.consumer import PermanentEventError
 from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
+    PARTNER_NOTE_FIELD,
     CaseClosed,
     CaseDetailsCorrected,
     CaseErased,
@@ -154,6 +155,41 @@ async def seal_offers(
     return sealed
 
 
+#: What a partner's sealed text reads as once the case's key is gone.
+ERASED_NOTE = "(erased)"
+
+
+async def seal_note(ctx: Referrals, case_id: str, text: str | None) -> str | None:
+    """A partner's free text sealed with the case's data key, before it is stored or put
+    in an event (it may name the worker). None when there is no text, or no key to seal
+    it with (the case was erased, or no key reader is configured): partner text is never
+    kept in clear."""
+    if not text or ctx.keys is None:
+        return None
+    try:
+        key = await ctx.keys.get(case_id)
+    except CaseKeyMissingError:
+        return None
+    return key.encrypt(PARTNER_NOTE_FIELD, text)
+
+
+def open_note(key: DataKey | None, token: str) -> str:
+    """A partner's sealed text in clear; `ERASED_NOTE` without the case's key (erased)."""
+    if key is None:
+        return ERASED_NOTE
+    try:
+        return key.decrypt(PARTNER_NOTE_FIELD, token)
+    except ValueError:  # not sealed by this case's key: show nothing of it
+        return ERASED_NOTE
+
+
+async def _case_id_of(ctx: Referrals, referral_id: str) -> str:
+    routing = await ctx.routings.by_referral(referral_id)
+    if routing is None:
+        raise ReferralNotFoundError(referral_id)
+    return routing.case_id
+
+
 async def apply(
     ctx: Referrals,
     routing_or_id: str,
@@ -289,16 +325,18 @@ async def accept(
 async def decline(
     ctx: Referrals, referral_id: str, partner_id: str, reason: str, person_id: str | None = None
 ) -> CaseRouting:
-    """The partner declines; the next eligible partner is offered the claims."""
+    """The partner declines; the next eligible partner is offered the claims. The
+    reason is sealed with the case's key (see `seal_note`)."""
     routing = await ctx.routings.by_referral(referral_id)
     if routing is None:
         raise ReferralNotFoundError(referral_id)
     partners = await _partners_for(ctx, routing)
+    note = await seal_note(ctx, routing.case_id, reason)
     return await apply(
         ctx,
         referral_id,
         lambda r, now: r.decline(
-            referral_id, partner_id, reason, partners, ctx.policy, now, person_id
+            referral_id, partner_id, note, partners, ctx.policy, now, person_id
         ),
         by_referral=True,
     )
@@ -311,7 +349,10 @@ async def progress(
     report: Progress,
     person_id: str | None = None,
 ) -> CaseRouting:
-    """The partner reports progress."""
+    """The partner reports progress; its note is sealed with the case's key."""
+    if report.note is not None:
+        case_id = await _case_id_of(ctx, referral_id)
+        report = report.model_copy(update={"note": await seal_note(ctx, case_id, report.note)})
     return await apply(
         ctx,
         referral_id,
@@ -350,11 +391,12 @@ async def hand_on(
     to = await ctx.partners.by_id(to_partner_id)
     if to is None:
         raise TransitionError(f"no active partner {to_partner_id}")
+    note = await seal_note(ctx, await _case_id_of(ctx, referral_id), reason)
     return await apply(
         ctx,
         referral_id,
         lambda r, now: r.hand_on(
-            referral_id, partner_id, to, claim_indexes, reason, ctx.policy, now, person_id
+            referral_id, partner_id, to, claim_indexes, note, ctx.policy, now, person_id
         ),
         by_referral=True,
     )

@@ -266,6 +266,12 @@ async def on_referral_event(event: CloudEvent, hooks: Webhooks) -> None:
         return
     now = hooks.clock()
     body = event.model_dump(mode="json", exclude_none=True)
+    # A partner's own text (a decline's reason) is sealed with the case's key, which
+    # partners never get: it is left out rather than sent unreadable, and not opened
+    # either, since the delivery log would then keep it in clear.
+    data = body.get("data")
+    if isinstance(data, dict):
+        data.pop("note", None)
     await hooks.deliveries.create(
         {
             "_id": deterministic_id("webhook", event.id, partner_id),

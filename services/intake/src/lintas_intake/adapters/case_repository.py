@@ -45,6 +45,28 @@ from lintas_intake.handlers import (
 )
 
 _NO_OUTBOX = {OUTBOX_FIELD: 0}
+#: Timeline entries whose detail (after "<what>: ") is a partner's own words, which may
+#: name the worker: sealed with the case's key at rest, kept only as the "what" without.
+_PARTNER_WORDS = frozenset({"org.lintas.referral.declined"})
+_DETAIL_FIELD = "timeline.detail"
+
+
+def _timeline_doc(entry: TimelineEntry, key: DataKey | None) -> Document:
+    doc = asdict(entry)
+    if entry.type in _PARTNER_WORDS:
+        what, _, detail = entry.summary.partition(": ")
+        doc["summary"] = what
+        if detail and key is not None:
+            doc["detail"] = key.encrypt(_DETAIL_FIELD, detail)
+    return doc
+
+
+def _open_timeline(doc: Document, key: DataKey | None) -> TimelineEntry:
+    fields = {k: v for k, v in doc.items() if k != "detail"}
+    sealed = doc.get("detail")
+    if sealed is not None and key is not None:
+        fields["summary"] = f"{fields['summary']}: {open_value(key, _DETAIL_FIELD, sealed)}"
+    return TimelineEntry(**fields)
 
 
 def _consent_doc(record: ConsentRecord, key: DataKey | None) -> Document:
@@ -125,7 +147,7 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
                 {"currency": c, "value": v} for c, v in case.outcome.amounts_recovered
             ],
         },
-        "timeline": [asdict(t) for t in case.timeline],
+        "timeline": [_timeline_doc(t, key) for t in case.timeline],
         "sms_opted_out": case.sms_opted_out,
         "sms_preference_at": case.sms_preference_at,
         "sms_preference_channel": case.sms_preference_channel,
@@ -191,7 +213,7 @@ def _from_document(doc: Document, key: DataKey | None) -> Case:
             closed_by=outcome["closed_by"],
             amounts_recovered=_amounts(outcome),
         ),
-        timeline=tuple(TimelineEntry(**t) for t in doc.get("timeline", [])),
+        timeline=tuple(_open_timeline(t, key) for t in doc.get("timeline", [])),
         version=doc["version"],
         processed_events=tuple(doc.get("processed_events", ())),
         sms_opted_out=doc.get("sms_opted_out", False),

@@ -114,7 +114,14 @@ class HistoryEntry(_Model):
 
     at: datetime
     status: str
-    reason: str | None = None
+    reason: str | None = Field(
+        default=None, description="Why, in the system's words (never a partner's text)"
+    )
+    note: str | None = Field(
+        default=None,
+        description="The partner's own words (a decline's or a hand-on's reason), sealed "
+        "with the case's data key (`enc:v1:`, field PARTNER_NOTE_FIELD)",
+    )
     person_id: str | None = Field(
         default=None,
         description="The person who took this step (a pseudonymous id), when one did "
@@ -128,7 +135,10 @@ class Progress(_Model):
     filed_at_forum: bool = False
     hearing_on: date | None = None
     documents_needed: bool = False
-    note: str | None = None
+    note: str | None = Field(
+        default=None,
+        description="The partner's note, sealed with the case's data key (`enc:v1:`)",
+    )
     at: datetime
 
 
@@ -436,13 +446,14 @@ class CaseRouting(_Model):
         now: datetime,
         reason: str | None = None,
         person_id: str | None = None,
+        note: str | None = None,
     ) -> dict[str, Any]:
         if referral.status not in allowed:
             raise TransitionError(f"referral is {referral.status}; cannot become {status}")
         referral.status = status
         referral.reason = reason
         referral.history.append(
-            HistoryEntry(at=now, status=status, reason=reason, person_id=person_id)
+            HistoryEntry(at=now, status=status, reason=reason, note=note, person_id=person_id)
         )
         self.updated_at = now
         return {
@@ -468,16 +479,22 @@ class CaseRouting(_Model):
         self,
         referral_id: str,
         partner_id: str,
-        reason: str,
+        note: str | None,
         partners: Mapping[str, Sequence[Partner]],
         policy: Policy,
         now: datetime,
         person_id: str | None = None,
     ) -> list[EventPayload]:
-        """The partner declines; the next eligible partner is offered the claims."""
+        """The partner declines; the next eligible partner is offered the claims.
+
+        `note`: the partner's reason, already sealed with the case's key by the caller
+        (this module does no I/O); it is stored and sent as it comes.
+        """
         r = self.referral(referral_id, partner_id)
-        change = self._change(r, frozenset({"offered"}), "declined", now, reason, person_id)
-        return [ReferralDeclined(**change), *self.route(partners, policy, now)]
+        change = self._change(
+            r, frozenset({"offered"}), "declined", now, person_id=person_id, note=note
+        )
+        return [ReferralDeclined(**change, note=note), *self.route(partners, policy, now)]
 
     def progress(
         self,
@@ -526,12 +543,15 @@ class CaseRouting(_Model):
         partner_id: str,
         to: Partner,
         claim_indexes: Sequence[int],
-        reason: str,
+        note: str | None,
         policy: Policy,
         now: datetime,
         person_id: str | None = None,
     ) -> list[EventPayload]:
         """Hand claims on to a partner elsewhere (e.g. back to Indonesia); history is kept.
+
+        `note`: the partner's reason, already sealed with the case's key by the caller;
+        it goes into the new referral's first history entry, never into an event.
 
         Only claims of the caller's own referral, and never to the caller itself. No NGO
         approval is asked: the new offer is an ordinary `referral offered` event naming
@@ -559,7 +579,7 @@ class CaseRouting(_Model):
                 raise TransitionError(f"{to.id} already holds an open referral of these claims")
         event = self._offer(to, claims, policy, now)
         self.referrals[-1].handed_on_from = source.id
-        self.referrals[-1].history[0].reason = reason
+        self.referrals[-1].history[0].note = note
         self.referrals[-1].history[0].person_id = person_id
         handed_on = event.model_copy(update={"by_person_id": person_id})
         return [handed_on, *self._refresh_status()]
@@ -728,11 +748,14 @@ class CaseRouting(_Model):
     def erase(self, now: datetime) -> list[EventPayload]:
         """The worker's data was erased: withdraw, and drop every personal token held and
         the partners' free text (a decline's or hand-on's reason, a progress note), which
-        may name her."""
+        may name her. That text is sealed with the case's key, now destroyed, so a copy
+        left elsewhere (an event) no longer opens either."""
         events = self.close_case(now)
         self.erased = True
         for r in self.referrals:
             for i, entry in enumerate(r.history):
+                entry.note = None
+                # Stored in clear before partners' text was sealed: drop it too.
                 if entry.status == "declined" or (i == 0 and r.handed_on_from is not None):
                     entry.reason = None
             if r.status == "declined":

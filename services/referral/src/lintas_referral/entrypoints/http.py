@@ -16,6 +16,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Security, status
@@ -42,7 +43,6 @@ from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
 from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
 from lintas_referral.domain.case_routing import (
     CaseRouting,
-    HistoryEntry,
     Outcome,
     Progress,
     Referral,
@@ -163,6 +163,26 @@ class HandoffView(BaseModel):
     fields: list[str]
 
 
+class HistoryEntry(BaseModel):
+    """One step in a referral's life, as a partner sees it (a partner's words opened)."""
+
+    at: datetime
+    status: str
+    reason: str | None = Field(
+        default=None,
+        description="Why: the system's words (e.g. not accepted in time), or a partner's "
+        "own (your decline's reason; on a handed-on offer, the reason of the partner who "
+        "handed it on), kept sealed with the case's key and opened for you here. A "
+        "partner's words are left out of the list of referrals, and read `(erased)` once "
+        "the worker's data was erased",
+    )
+    person_id: str | None = Field(
+        default=None,
+        description="The person who took this step (a pseudonymous id), when one did "
+        "through the console; null for an API key or the service itself",
+    )
+
+
 class ReferralSummary(BaseModel):
     """A referral as listed: no personal data."""
 
@@ -197,7 +217,14 @@ class ReferralView(ReferralSummary):
     )
 
 
-def _summary(routing: CaseRouting, r: Referral) -> dict[str, Any]:
+NoteOpener = Callable[[str], str | None]
+
+
+def _no_notes(token: str) -> str | None:
+    return None
+
+
+def _summary(routing: CaseRouting, r: Referral, notes: NoteOpener = _no_notes) -> dict[str, Any]:
     return {
         "id": r.id,
         "case_id": routing.case_id,
@@ -207,9 +234,26 @@ def _summary(routing: CaseRouting, r: Referral) -> dict[str, Any]:
         "offered_at": r.offered_at,
         "expires_at": r.expires_at,
         "claims": [c for c in routing.claims if c.claim_index in r.claim_indexes],
-        "history": r.history,
+        "history": [
+            HistoryEntry(
+                at=h.at,
+                status=h.status,
+                reason=h.reason if h.note is None else notes(h.note),
+                person_id=h.person_id,
+            )
+            for h in r.history
+        ],
         "handed_on_from": r.handed_on_from,
     }
+
+
+async def _notes(ctx: Referrals, routing: CaseRouting) -> NoteOpener:
+    """Opens the partners' sealed text of this case (`(erased)` once its key is gone)."""
+    try:
+        key: DataKey | None = await _case_key(ctx, routing.case_id)
+    except CaseKeyMissingError:
+        key = None
+    return partial(handlers.open_note, key)
 
 
 @dataclass(frozen=True)
@@ -309,7 +353,7 @@ async def get_referral(
     """The referral with forum, deadline and exactly the fields its handoff shares."""
     routing, r = await _mine(ctx, referral_id, caller)
     view = {
-        **_summary(routing, r),
+        **_summary(routing, r, await _notes(ctx, routing)),
         "handoff": r.handoff.model_dump(),
         "erased": routing.erased,
         "outcome": r.outcome,
@@ -447,7 +491,7 @@ async def _command(
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
     except TransitionError as exc:
         return _conflict(exc)
-    return _summary(routing, routing.referral(referral_id))
+    return _summary(routing, routing.referral(referral_id), await _notes(ctx, routing))
 
 
 CONFLICT: dict[int | str, dict[str, Any]] = {
@@ -528,7 +572,7 @@ async def hand_on_referral(referral_id: str, body: HandOnRequest, caller: Caller
         )
     except TransitionError as exc:
         return _conflict(exc)
-    return _summary(routing, routing.referrals[-1])
+    return _summary(routing, routing.referrals[-1], await _notes(ctx, routing))
 
 
 # --- webhooks --------------------------------------------------------------------------------
@@ -641,7 +685,9 @@ async def register_webhook(body: WebhookRequest, caller: Caller, hooks: Hooks) -
     (`v1,<base64 HMAC-SHA256 over "<id>.<timestamp>.<body>">`, keyed with the base64 part
     of the `whsec_` secret), so a Standard Webhooks library verifies it. Refuse a
     timestamp more than 5 minutes from your clock. The body is the event as a CloudEvent
-    in structured mode (`Content-Type: application/cloudevents+json`).
+    in structured mode (`Content-Type: application/cloudevents+json`), less a declined
+    event's `note` (your own reason, sealed with a key partners never get; the referral
+    view shows it to you).
 
     `signature_scheme` `both` or `lintas-v1` also (or only) sends the deprecated
     `X-Lintas-Signature: t=<unix>,v1=<hex HMAC-SHA256 over "<t>.<body>">` (keyed with the
@@ -668,6 +714,7 @@ class WebhookRotation(_Body):
 
     overlap_hours: float = Field(
         default=DEFAULT_ROTATION_OVERLAP.total_seconds() / 3600,
+        strict=True,  # a number, not `true` taken as 1
         ge=0,
         le=MAX_ROTATION_OVERLAP.total_seconds() / 3600,
         description="Hours during which deliveries are signed with both the old and the new "
