@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from lintas_intake.entrypoints.subscribers import cases_group
 from lintas_shared.person_tokens import new_signing_key
-from lintas_shared.topics import CASES
+from lintas_shared.topics import CASES, NOTIFICATIONS, REFERRALS
 from lintas_tools.demo import (
     DemoTarget,
     load_or_create_keys,
@@ -117,13 +117,24 @@ def stack(servers: Servers) -> Iterator[Stack]:
     )
     people = load_or_create_people(state / "demo-keys.json")
     asyncio.run(seed_demo_people(servers.mongodb_uri, databases["console"], people))
-    # Intake reads the cases topic only for notify's news of SMS preferences: it need
-    # not first work through every case event the earlier tests left there.
-    asyncio.run(
-        start_group_at_end(
-            servers.kafka_bootstrap, cases_group(env["LINTAS_INTAKE_CONSUMER_GROUP"]), CASES
-        )
-    )
+    # A new deployment: its consumers start at the end of the shared topics, not at
+    # every record the earlier tests of the session left there (cases whose keys live
+    # in other tests' vaults, which would each be retried and parked before the
+    # suite's own records, on the same partitions, get their turn).
+    groups = {
+        name: env[f"LINTAS_{name.upper()}_CONSUMER_GROUP"]
+        for name in ("intake", "referral", "notify")
+    }
+    for group, topic in (
+        (groups["intake"], REFERRALS),
+        (groups["intake"], NOTIFICATIONS),
+        (cases_group(groups["intake"]), CASES),
+        (groups["referral"], CASES),
+        (f"{groups['referral']}-webhooks", REFERRALS),
+        (groups["notify"], CASES),
+        (f"{groups['notify']}.referrals", REFERRALS),
+    ):
+        asyncio.run(start_group_at_end(servers.kafka_bootstrap, group, topic))
     specs: list[ServiceSpec] = service_specs(env)
     urls = {s.name: s.url for s in specs}
     env["LINTAS_CONSOLE_INTAKE_URL"] = urls["intake"]

@@ -73,7 +73,8 @@ async def test_stop_by_sms_is_confirmed_once_and_silences_her(notify: Notify) ->
 
     # Its own announcement, were it to come back (an older notify's, on the cases topic),
     # is not applied again.
-    await notify.handlers.on_preference_changed(CloudEvent.model_validate(event))
+    legacy = {**event, "type": "org.lintas.case.sms_preference_changed"}
+    await notify.handlers.on_preference_changed(CloudEvent.model_validate(legacy))
     assert await notify.preferences._collection.find_one({"_id": raw["_id"]}) == raw
     assert await notify.preferences._collection.count_documents({}) == 1
 
