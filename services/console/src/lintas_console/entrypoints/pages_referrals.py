@@ -565,22 +565,19 @@ async def webhook_page(request: Request, ctx: Ctx, visitor: SignedIn) -> Respons
     return render(ctx, request, "referrals/webhook.html", visitor=visitor, values={}, errors={})
 
 
-@router.post("/webhook")
-async def set_webhook(request: Request, ctx: Ctx, visitor: SignedIn) -> Response:
-    """Register the URL; the new secret is shown on this answer only (it is never stored
-    by the console, so a redirect could not show it)."""
-    allow(visitor, LAWYERS)
-    form = await checked_form(request, visitor)
-    scheme = str(form.get("signature_scheme", "standard"))
-    values = {
-        "url": str(form.get("url", "")).strip(),
-        "signature_scheme": scheme if scheme in SIGNATURE_SCHEMES else "standard",
-    }
-    context: dict[str, Any] = {"values": values, "errors": {}}
+async def _webhook_call(
+    request: Request,
+    ctx: Ctx,
+    visitor: SignedIn,
+    call: tuple[str, str, dict[str, Any]],
+    context: dict[str, Any],
+    refusal: Callable[[ApiProblemError], dict[str, Any]],
+) -> Response | dict[str, Any]:
+    """Call referral's webhook API (`call`: method, path, body) for the webhook page;
+    the page itself when referral is unavailable or refuses (`refusal` says how)."""
+    method, path, body = call
     try:
-        answer = await ctx.referral.call(
-            visitor.claims, "PUT", "/v1/webhook", json=nest(values.items())
-        )
+        answer = await ctx.referral.call(visitor.claims, method, path, json=body)
     except ServiceUnavailableError:
         return render(
             ctx,
@@ -597,19 +594,46 @@ async def set_webhook(request: Request, ctx: Ctx, visitor: SignedIn) -> Response
             request,
             "referrals/webhook.html",
             visitor=visitor,
-            status=exc.status if exc.status in (409, 422) else 400,
             refused=exc,
-            **{**context, "errors": webhook_messages(exc.errors, ctx.translator.gettext)},
+            **{**context, **refusal(exc)},
         )
+    data: dict[str, Any] = answer.data
+    return data
+
+
+@router.post("/webhook")
+async def set_webhook(request: Request, ctx: Ctx, visitor: SignedIn) -> Response:
+    """Register the URL; the new secret is shown on this answer only (it is never stored
+    by the console, so a redirect could not show it)."""
+    allow(visitor, LAWYERS)
+    form = await checked_form(request, visitor)
+    scheme = str(form.get("signature_scheme", "standard"))
+    values = {
+        "url": str(form.get("url", "")).strip(),
+        "signature_scheme": scheme if scheme in SIGNATURE_SCHEMES else "standard",
+    }
+    answer = await _webhook_call(
+        request,
+        ctx,
+        visitor,
+        ("PUT", "/v1/webhook", nest(values.items())),
+        {"values": values, "errors": {}},
+        lambda exc: {
+            "status": exc.status if exc.status in (409, 422) else 400,
+            "errors": webhook_messages(exc.errors, ctx.translator.gettext),
+        },
+    )
+    if isinstance(answer, Response):
+        return answer
     return render(
         ctx,
         request,
         "referrals/webhook.html",
         visitor=visitor,
-        saved=answer.data,
+        saved=answer,
         values={
-            "url": answer.data.get("url", values["url"]),
-            "signature_scheme": answer.data.get("signature_scheme", values["signature_scheme"]),
+            "url": answer.get("url", values["url"]),
+            "signature_scheme": answer.get("signature_scheme", values["signature_scheme"]),
         },
         errors={},
     )
@@ -628,45 +652,26 @@ async def rotate_webhook_secret(request: Request, ctx: Ctx, visitor: SignedIn) -
     form = await checked_form(request, visitor)
     overlap = str(form.get("overlap_hours", ROTATION_OVERLAPS[0]))
     overlap = overlap if overlap in ROTATION_OVERLAPS else ROTATION_OVERLAPS[0]
-    context: dict[str, Any] = {"values": {"overlap_hours": overlap}, "errors": {}}
-    try:
-        answer = await ctx.referral.call(
-            visitor.claims,
-            "POST",
-            "/v1/webhook/rotate-secret",
-            json={"overlap_hours": int(overlap)},
-        )
-    except ServiceUnavailableError:
-        return render(
-            ctx,
-            request,
-            "referrals/webhook.html",
-            visitor=visitor,
-            status=503,
-            unavailable=True,
-            **context,
-        )
-    except ApiProblemError as exc:
-        return render(
-            ctx,
-            request,
-            "referrals/webhook.html",
-            visitor=visitor,
-            status=409 if exc.status == 404 else 400,
-            no_webhook=exc.status == 404,
-            refused=exc,
-            **context,
-        )
+    answer = await _webhook_call(
+        request,
+        ctx,
+        visitor,
+        ("POST", "/v1/webhook/rotate-secret", {"overlap_hours": int(overlap)}),
+        {"values": {"overlap_hours": overlap}, "errors": {}},
+        lambda exc: {"status": 409 if exc.status == 404 else 400, "no_webhook": exc.status == 404},
+    )
+    if isinstance(answer, Response):
+        return answer
     return render(
         ctx,
         request,
         "referrals/webhook.html",
         visitor=visitor,
-        rotated=answer.data,
+        rotated=answer,
         overlap_hours=overlap,
         values={
-            "url": answer.data.get("url", ""),
-            "signature_scheme": answer.data.get("signature_scheme", "standard"),
+            "url": answer.get("url", ""),
+            "signature_scheme": answer.get("signature_scheme", "standard"),
         },
         errors={},
     )
