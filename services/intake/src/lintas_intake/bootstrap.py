@@ -17,6 +17,7 @@ from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.person_tokens import INTAKE_AUDIENCE, PersonTokenVerifier
 from lintas_shared.runtime import ServiceRuntime
+from lintas_shared.unit_of_work import MongoVersionedDocuments
 
 from lintas_intake.adapters.audit_trail import AuditTrail
 from lintas_intake.adapters.case_repository import MongoCaseRepository
@@ -42,7 +43,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     # One set of per-case locks for the service's writes and the relay's pulls.
     locks = CaseLocks()
     # One document per case holds all its events: documents can go in parallel.
-    relay = OutboxRelay(database["cases"], publisher, locks=locks, concurrency=16)
+    relay = OutboxRelay(MongoVersionedDocuments(database["cases"]), publisher)
     vault = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
     cases = MongoCaseRepository(database["cases"], vault, on_write=relay.wake)
     service = CaseService(cases, vault, locks=locks)

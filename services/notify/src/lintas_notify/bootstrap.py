@@ -21,6 +21,7 @@ from lintas_shared.logging import configure_logging, get_logger
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.runtime import ServiceRuntime
+from lintas_shared.unit_of_work import MongoVersionedDocuments
 
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
 from lintas_notify.adapters.early_events import MongoEarlyEvents
@@ -125,9 +126,9 @@ def build(
     publisher = KafkaEventPublisher(broker)
     # One set of per-message locks for the repository's updates and the relay's pulls.
     message_locks = CaseLocks()
-    message_relay = OutboxRelay(database["messages"], publisher, locks=message_locks)
+    message_relay = OutboxRelay(MongoVersionedDocuments(database["messages"]), publisher)
     preference_locks = CaseLocks()
-    preference_relay = OutboxRelay(database["preferences"], publisher, locks=preference_locks)
+    preference_relay = OutboxRelay(MongoVersionedDocuments(database["preferences"]), publisher)
     # Counted as they are stored (lintas_sms_* metrics); otherwise the plain repository.
     messages = MeteredMessageRepository(
         database["messages"], on_write=message_relay.wake, locks=message_locks

@@ -20,6 +20,7 @@ from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.person_tokens import REFERRAL_AUDIENCE, PersonTokenVerifier
 from lintas_shared.runtime import ServiceRuntime
+from lintas_shared.unit_of_work import MongoVersionedDocuments
 
 from lintas_referral import handlers, webhooks
 from lintas_referral.adapters.audit import MongoAuditTrail
@@ -81,7 +82,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     # One set of per-case locks for the handlers' writes and the relay's pulls.
     locks = CaseLocks()
     # One routing per case holds all its events: documents can go in parallel.
-    relay = OutboxRelay(database["routings"], publisher, locks=locks, concurrency=16)
+    relay = OutboxRelay(MongoVersionedDocuments(database["routings"]), publisher)
     routings = MongoRoutingRepository(database["routings"], on_write=relay.wake)
     partners = MongoPartnerDirectory(database["partners"], routings)
     keys = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))

@@ -1,0 +1,438 @@
+"""One unit of work for every service: read a document, let the domain decide, write.
+
+A change is one conditional single-document update, as MongoDB 7 makes atomic: the
+filter holds the version the change was decided on, and the update sets the new state,
+bumps the version, appends the change's events to the document's outbox and records the
+event that caused it (its dedupe key), so a redelivered event changes nothing. When the
+version moved meanwhile (another instance or request wrote first) the document is read
+again and the domain decides again. After a write with events the relay is woken with
+the document's whole outbox, so it publishes at once without reading it back.
+
+Two implementations of the store port, `VersionedDocuments`, keep the same promises, and
+one contract suite (shared/tests/test_unit_of_work_contract.py) runs against both:
+`MongoVersionedDocuments` (one collection) and `InMemoryVersionedDocuments` (unit tests).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
+
+from lintas_shared.envelope import CloudEvent
+from lintas_shared.mongo import Document
+
+#: Fields the unit of work owns in every document it writes.
+VERSION_FIELD = "version"
+PROCESSED_FIELD = "processed_events"
+OUTBOX_FIELD = "outbox"
+#: When the oldest unpublished outbox entry was written: indexed, so a relay finds the
+#: entries a crashed writer left behind with a range query, never a collection scan.
+OUTBOX_SINCE_FIELD = "outbox_since"
+RESERVED_FIELDS = frozenset(
+    {"_id", VERSION_FIELD, PROCESSED_FIELD, OUTBOX_FIELD, OUTBOX_SINCE_FIELD}
+)
+#: Marks a field to remove (`$unset`) in what a codec encodes.
+UNSET: Any = object()
+
+A = TypeVar("A")
+
+
+class DocumentNotFoundError(LookupError):
+    """No document has this `_id`."""
+
+    def __init__(self, doc_id: str) -> None:
+        super().__init__(f"no document {doc_id}")
+        self.doc_id = doc_id
+
+
+class VersionConflictError(Exception):
+    """The caller named the version it changes, and the document is at another one."""
+
+    def __init__(self, current: int) -> None:
+        super().__init__(f"the document is at version {current}")
+        self.current = current
+
+
+class DuplicateDocumentError(Exception):
+    """A unique index refused an insert: `by_id` when another document has its `_id`."""
+
+    def __init__(self, *, by_id: bool) -> None:
+        super().__init__("a document with this _id exists" if by_id else "a unique key is taken")
+        self.by_id = by_id
+
+
+class ContentionError(RuntimeError):
+    """The document kept changing under the unit of work, attempt after attempt."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """An event a change publishes, and the topic it goes to."""
+
+    topic: str
+    event: CloudEvent
+
+    def entry(self) -> Document:
+        """The outbox entry stored inside the changed document."""
+        return {
+            "id": self.event.id,
+            "topic": self.topic,
+            "event": self.event.model_dump(mode="json"),
+        }
+
+
+@dataclass(frozen=True)
+class Decision(Generic[A]):
+    """What the domain decided: the new state and the events it publishes."""
+
+    aggregate: A
+    events: Sequence[Outgoing] = ()
+
+
+@dataclass(frozen=True)
+class Committed(Generic[A]):
+    """The state after `UnitOfWork.change`; `changed` is False when nothing was written
+    (the event was processed before, or the domain decided nothing)."""
+
+    aggregate: A
+    changed: bool
+
+
+@dataclass(frozen=True)
+class Write:
+    """One conditional write: fields to set and remove, events, the processed event key."""
+
+    set: Document
+    unset: Sequence[str] = ()
+    entries: Sequence[Document] = ()
+    processed: str | None = None
+
+
+class VersionedDocuments(Protocol):
+    """The store port: versioned documents of one collection, each with its outbox."""
+
+    @property
+    def name(self) -> str:
+        """The collection's name (metrics and logs)."""
+        ...
+
+    async def read(self, doc_id: str) -> Document | None:
+        """The document, outbox and bookkeeping included, or None."""
+        ...
+
+    async def insert(self, doc: Document, entries: Sequence[Document]) -> None:
+        """Insert a new document (version 1 unless it names one) with its outbox entries;
+        raises DuplicateDocumentError when a unique index refuses it."""
+        ...
+
+    async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
+        """Apply `write` if the document is still at `expected_version` (bumping it); False
+        if it is not (or is gone)."""
+        ...
+
+    async def clear_published(self, doc_id: str, published: Sequence[Document]) -> bool:
+        """Remove entries the relay published. True if the outbox was exactly them and is
+        now empty; else the entries are removed one by one and the caller reads again."""
+        ...
+
+    async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
+        """Documents (`_id` and outbox) whose oldest unpublished entry is older than
+        `older_than`, oldest first: what a crashed writer's relay never published."""
+        ...
+
+
+class DocumentCodec(Protocol[A]):
+    """Maps a service's aggregate to the fields of its document and back."""
+
+    def id_of(self, aggregate: A) -> str:
+        """The document's `_id`."""
+        ...
+
+    async def encode(self, aggregate: A) -> Document:
+        """The document's own fields (reserved ones are ignored; `UNSET` removes one)."""
+        ...
+
+    async def decode(self, doc: Document) -> A:
+        """The aggregate a stored document holds."""
+        ...
+
+
+Decide = Callable[[A], Decision[A] | Awaitable[Decision[A] | None] | None]
+#: Told after a write with events: the document, its new version and its whole outbox.
+OnCommit = Callable[[str, int, list[Document]], None]
+
+
+class UnitOfWork(Generic[A]):
+    """Read, decide, write with a version check, retry on a conflict, wake the relay."""
+
+    def __init__(
+        self,
+        documents: VersionedDocuments,
+        codec: DocumentCodec[A],
+        *,
+        on_commit: OnCommit | None = None,
+        attempts: int = 20,
+    ) -> None:
+        self.documents = documents
+        self._codec = codec
+        self._on_commit = on_commit
+        self._attempts = attempts
+
+    async def get(self, doc_id: str) -> A | None:
+        """The aggregate stored under `doc_id`, or None."""
+        doc = await self.documents.read(doc_id)
+        return None if doc is None else await self._codec.decode(doc)
+
+    async def add(self, aggregate: A, events: Sequence[Outgoing] = ()) -> None:
+        """Store a new aggregate and its events in one insert (DuplicateDocumentError if a
+        unique index refuses it)."""
+        doc = {k: v for k, v in (await self._codec.encode(aggregate)).items() if v is not UNSET}
+        doc["_id"] = self._codec.id_of(aggregate)
+        entries = [e.entry() for e in events]
+        await self.documents.insert(doc, entries)
+        if entries and self._on_commit is not None:
+            self._on_commit(doc["_id"], int(doc.get(VERSION_FIELD, 1)), entries)
+
+    async def change(
+        self,
+        doc_id: str,
+        decide: Decide[A],
+        *,
+        event_key: str | None = None,
+        expected_version: int | None = None,
+    ) -> Committed[A]:
+        """Apply the domain's decision to `doc_id`, once per `event_key`.
+
+        `decide` gets the current aggregate and returns a `Decision` (or None: nothing to
+        write). With `expected_version` (a client's If-Match) a document at another
+        version raises VersionConflictError instead of deciding again. Raises
+        DocumentNotFoundError, or ContentionError after `attempts` lost races.
+        """
+        for _ in range(self._attempts):
+            doc = await self.documents.read(doc_id)
+            if doc is None:
+                raise DocumentNotFoundError(doc_id)
+            version = int(doc.get(VERSION_FIELD, 0))
+            current = await self._codec.decode(doc)
+            if event_key is not None and event_key in doc.get(PROCESSED_FIELD, ()):
+                return Committed(current, changed=False)
+            if expected_version is not None and version != expected_version:
+                raise VersionConflictError(version)
+            decided = decide(current)
+            decision = await decided if inspect.isawaitable(decided) else decided
+            if decision is None and event_key is None:
+                return Committed(current, changed=False)
+            aggregate = current if decision is None else decision.aggregate
+            events = () if decision is None else decision.events
+            encoded = await self._codec.encode(aggregate) if decision is not None else {}
+            entries = [e.entry() for e in events]
+            write = Write(
+                set={
+                    k: v for k, v in encoded.items() if v is not UNSET and k not in RESERVED_FIELDS
+                },
+                unset=[k for k, v in encoded.items() if v is UNSET and k not in RESERVED_FIELDS],
+                entries=entries,
+                processed=event_key,
+            )
+            if await self.documents.write(doc_id, version, write):
+                if entries and self._on_commit is not None:
+                    self._on_commit(doc_id, version + 1, [*doc.get(OUTBOX_FIELD, ()), *entries])
+                return Committed(aggregate, changed=decision is not None)
+            if expected_version is not None:
+                raise VersionConflictError(version + 1)
+        raise ContentionError(f"{self.documents.name} {doc_id} kept changing")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class MongoVersionedDocuments:
+    """`VersionedDocuments` on one MongoDB collection (and the local FerretDB)."""
+
+    def __init__(
+        self, collection: AsyncCollection[Document], clock: Callable[[], datetime] = _now
+    ) -> None:
+        self._collection = collection
+        self._clock = clock
+
+    @property
+    def name(self) -> str:
+        """The collection's name."""
+        return self._collection.name
+
+    @property
+    def collection(self) -> AsyncCollection[Document]:
+        """The collection, for a repository's queries that are not by `_id`."""
+        return self._collection
+
+    async def ensure_indexes(self) -> None:
+        """The index the relay's search for left-behind entries reads; documents written
+        before it get their outbox time (a one-off scan while any is missing)."""
+        await self._collection.create_index(
+            [(OUTBOX_SINCE_FIELD, ASCENDING)], name=OUTBOX_SINCE_FIELD
+        )
+        await self._collection.update_many(
+            {f"{OUTBOX_FIELD}.0": {"$exists": True}, OUTBOX_SINCE_FIELD: {"$exists": False}},
+            {"$set": {OUTBOX_SINCE_FIELD: self._clock()}},
+        )
+
+    async def read(self, doc_id: str) -> Document | None:
+        """The document by `_id`."""
+        return await self._collection.find_one({"_id": doc_id})
+
+    async def insert(self, doc: Document, entries: Sequence[Document]) -> None:
+        """Insert with version 1 (unless named), the outbox and its time."""
+        stored = {VERSION_FIELD: 1, **doc, OUTBOX_FIELD: list(entries)}
+        if entries:
+            stored[OUTBOX_SINCE_FIELD] = self._clock()
+        try:
+            await self._collection.insert_one(stored)
+        except DuplicateKeyError as exc:
+            pattern = (exc.details or {}).get("keyPattern")
+            if pattern is not None:
+                raise DuplicateDocumentError(by_id=set(pattern) == {"_id"}) from None
+            # The server did not say which index (FerretDB v1): look for the `_id`.
+            found = await self._collection.find_one({"_id": doc["_id"]}, {"_id": 1})
+            raise DuplicateDocumentError(by_id=found is not None) from None
+
+    async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
+        """One `update_one` whose filter holds the version."""
+        update: Document = {"$set": {**write.set, VERSION_FIELD: expected_version + 1}}
+        if write.unset:
+            update["$unset"] = {name: "" for name in write.unset}
+        push: Document = {}
+        if write.entries:
+            push[OUTBOX_FIELD] = {"$each": list(write.entries)}
+            # Keeps the oldest unpublished entry's time when there is one.
+            update["$min"] = {OUTBOX_SINCE_FIELD: self._clock()}
+        if write.processed is not None:
+            push[PROCESSED_FIELD] = write.processed
+        if push:
+            update["$push"] = push
+        result = await self._collection.update_one(
+            {"_id": doc_id, VERSION_FIELD: expected_version}, update
+        )
+        return result.matched_count == 1
+
+    async def clear_published(self, doc_id: str, published: Sequence[Document]) -> bool:
+        """Entries are only appended, and only removed from the front: an outbox that
+        starts with the first published entry and is as long as what was published is
+        exactly it, so one update empties it and drops its time."""
+        if not published:
+            return True
+        result = await self._collection.update_one(
+            {
+                "_id": doc_id,
+                f"{OUTBOX_FIELD}.0.id": published[0]["id"],
+                f"{OUTBOX_FIELD}.{len(published)}": {"$exists": False},
+            },
+            {"$set": {OUTBOX_FIELD: []}, "$unset": {OUTBOX_SINCE_FIELD: ""}},
+        )
+        if result.matched_count == 1:
+            return True
+        for entry in published:
+            # Whole values: FerretDB v1's $pull matches no conditions on sub-fields.
+            await self._collection.update_one({"_id": doc_id}, {"$pull": {OUTBOX_FIELD: entry}})
+        await self._collection.update_one(
+            {"_id": doc_id, f"{OUTBOX_FIELD}.0": {"$exists": False}},
+            {"$unset": {OUTBOX_SINCE_FIELD: ""}},
+        )
+        return False
+
+    async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
+        """A range query on the `outbox_since` index."""
+        cursor = (
+            self._collection.find(
+                {OUTBOX_SINCE_FIELD: {"$lte": older_than}}, {OUTBOX_FIELD: 1, OUTBOX_SINCE_FIELD: 1}
+            )
+            .sort(OUTBOX_SINCE_FIELD, ASCENDING)
+            .limit(limit)
+        )
+        return [doc async for doc in cursor]
+
+
+@dataclass
+class InMemoryVersionedDocuments:
+    """`VersionedDocuments` in a dict, with the same promises (unit tests and fakes).
+
+    `unique` names the field tuples that must be unique (besides `_id`), as the real
+    collection's unique indexes do; documents missing a field are compared as None.
+    """
+
+    name: str = "documents"
+    unique: Iterable[tuple[str, ...]] = ()
+    clock: Callable[[], datetime] = _now
+    docs: dict[str, Document] = field(default_factory=dict)
+    writes: int = 0
+
+    async def read(self, doc_id: str) -> Document | None:
+        """A copy of the document."""
+        doc = self.docs.get(doc_id)
+        return None if doc is None else copy.deepcopy(doc)
+
+    async def insert(self, doc: Document, entries: Sequence[Document]) -> None:
+        """Insert, refusing a taken `_id` or unique key."""
+        if doc["_id"] in self.docs:
+            raise DuplicateDocumentError(by_id=True)
+        for fields in self.unique:
+            key = tuple(doc.get(f) for f in fields)
+            if any(tuple(d.get(f) for f in fields) == key for d in self.docs.values()):
+                raise DuplicateDocumentError(by_id=False)
+        stored = copy.deepcopy({VERSION_FIELD: 1, **doc, OUTBOX_FIELD: list(entries)})
+        if entries:
+            stored[OUTBOX_SINCE_FIELD] = self.clock()
+        self.docs[doc["_id"]] = stored
+        self.writes += 1
+
+    async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
+        """Apply the write if the version holds."""
+        doc = self.docs.get(doc_id)
+        if doc is None or doc.get(VERSION_FIELD, 0) != expected_version:
+            return False
+        doc.update(copy.deepcopy(dict(write.set)))
+        for name in write.unset:
+            doc.pop(name, None)
+        doc[VERSION_FIELD] = expected_version + 1
+        if write.entries:
+            doc.setdefault(OUTBOX_FIELD, []).extend(copy.deepcopy(list(write.entries)))
+            now = self.clock()
+            doc[OUTBOX_SINCE_FIELD] = min(doc.get(OUTBOX_SINCE_FIELD) or now, now)
+        if write.processed is not None:
+            doc.setdefault(PROCESSED_FIELD, []).append(write.processed)
+        self.writes += 1
+        return True
+
+    async def clear_published(self, doc_id: str, published: Sequence[Document]) -> bool:
+        """Empty the outbox if it is exactly `published`; else remove those entries."""
+        doc = self.docs.get(doc_id)
+        if doc is None:
+            return False
+        outbox = doc.get(OUTBOX_FIELD, [])
+        if [e["id"] for e in outbox] == [e["id"] for e in published]:
+            doc[OUTBOX_FIELD] = []
+            doc.pop(OUTBOX_SINCE_FIELD, None)
+            return True
+        ids = {e["id"] for e in published}
+        doc[OUTBOX_FIELD] = [e for e in outbox if e["id"] not in ids]
+        if not doc[OUTBOX_FIELD]:
+            doc.pop(OUTBOX_SINCE_FIELD, None)
+        return False
+
+    async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
+        """Documents whose outbox time is at or before `older_than`, oldest first."""
+        waiting = [d for d in self.docs.values() if d.get(OUTBOX_SINCE_FIELD) is not None]
+        waiting = [d for d in waiting if d[OUTBOX_SINCE_FIELD] <= older_than]
+        waiting.sort(key=lambda d: d[OUTBOX_SINCE_FIELD])
+        return [
+            {"_id": d["_id"], OUTBOX_FIELD: copy.deepcopy(d.get(OUTBOX_FIELD, []))}
+            for d in waiting[:limit]
+        ]

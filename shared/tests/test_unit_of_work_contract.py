@@ -1,0 +1,360 @@
+"""The unit of work's contract, run against the in-memory store and the real one.
+
+Every service's unit tests use `InMemoryVersionedDocuments`; production uses
+`MongoVersionedDocuments`. Both must keep the same promises, so the same tests run on
+both (the real one on the test stack's FerretDB, built as deploy/ builds it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from lintas_shared.envelope import CloudEvent
+from lintas_shared.mongo import Document, make_mongo_client
+from lintas_shared.outbox import OutboxRelay
+from lintas_shared.unit_of_work import (
+    OUTBOX_FIELD,
+    OUTBOX_SINCE_FIELD,
+    PROCESSED_FIELD,
+    UNSET,
+    ContentionError,
+    Decision,
+    DocumentNotFoundError,
+    DuplicateDocumentError,
+    InMemoryVersionedDocuments,
+    MongoVersionedDocuments,
+    Outgoing,
+    UnitOfWork,
+    VersionConflictError,
+    VersionedDocuments,
+)
+from pymongo import ASCENDING
+
+from tests.support.fixtures import case_submitted
+from tests.support.servers import Servers
+
+
+@dataclass(frozen=True)
+class Counter:
+    id: str
+    name: str
+    count: int = 0
+    label: str | None = None
+    version: int = 1
+
+
+class CounterCodec:
+    def id_of(self, aggregate: Counter) -> str:
+        return aggregate.id
+
+    async def encode(self, aggregate: Counter) -> Document:
+        return {
+            "name": aggregate.name,
+            "count": aggregate.count,
+            "label": UNSET if aggregate.label is None else aggregate.label,
+        }
+
+    async def decode(self, doc: Document) -> Counter:
+        return Counter(doc["_id"], doc["name"], doc["count"], doc.get("label"), doc["version"])
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Store:
+    documents: VersionedDocuments
+    clock: Clock
+    # A second handle on the same documents (another instance's client), where there is one.
+    other: VersionedDocuments
+
+
+@pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.integration)])
+def backend(request: pytest.FixtureRequest) -> Servers | None:
+    """None for the in-memory store; the test servers for the real one."""
+    if request.param == "memory":
+        return None
+    servers: Servers = request.getfixturevalue("servers")
+    return servers
+
+
+@pytest.fixture
+async def store(backend: Servers | None) -> AsyncIterator[Store]:
+    clock = Clock()
+    if backend is None:
+        memory = InMemoryVersionedDocuments("counters", unique=[("name",)], clock=clock)
+        yield Store(memory, clock, memory)
+        return
+    database_name = f"test_{uuid.uuid4().hex[:12]}"
+    clients = [make_mongo_client(backend.mongodb_uri, app_name=f"uow-{n}") for n in range(2)]
+    try:
+        handles = [MongoVersionedDocuments(c[database_name]["counters"], clock) for c in clients]
+        await handles[0].ensure_indexes()
+        await handles[0].collection.create_index([("name", ASCENDING)], unique=True)
+        yield Store(handles[0], clock, handles[1])
+    finally:
+        await clients[0].drop_database(database_name)
+        for client in clients:
+            await client.close()
+
+
+def event(n: int) -> Outgoing:
+    return Outgoing("lintas.test.v1", case_submitted(f"case-{n}"))
+
+
+def bump(by: int = 1, *events: Outgoing) -> Callable[[Counter], Decision[Counter]]:
+    def decide(counter: Counter) -> Decision[Counter]:
+        return Decision(replace(counter, count=counter.count + by), events)
+
+    return decide
+
+
+class Commits:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, list[str]]] = []
+
+    def __call__(self, doc_id: str, version: int, entries: list[Document]) -> None:
+        self.seen.append((doc_id, version, [e["id"] for e in entries]))
+
+
+async def test_an_added_aggregate_reads_back_at_version_one_with_its_outbox(store: Store) -> None:
+    commits = Commits()
+    work = UnitOfWork(store.documents, CounterCodec(), on_commit=commits)
+    first = event(1)
+    await work.add(Counter("c1", "one", label="x"), [first])
+
+    assert await work.get("c1") == Counter("c1", "one", 0, "x", 1)
+    assert await work.get("nope") is None
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert [e["id"] for e in raw[OUTBOX_FIELD]] == [first.event.id]
+    assert raw[OUTBOX_SINCE_FIELD].replace(tzinfo=UTC) == store.clock.now
+    assert commits.seen == [("c1", 1, [first.event.id])]
+
+
+async def test_an_insert_refused_says_whether_the_id_or_another_key_was_taken(
+    store: Store,
+) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    await work.add(Counter("c1", "one"))
+    with pytest.raises(DuplicateDocumentError) as by_id:
+        await work.add(Counter("c1", "other"))
+    with pytest.raises(DuplicateDocumentError) as by_key:
+        await work.add(Counter("c2", "one"))
+    assert by_id.value.by_id
+    assert not by_key.value.by_id
+    assert await work.get("c2") is None
+
+
+async def test_a_change_writes_state_version_events_and_hands_the_whole_outbox_on(
+    store: Store,
+) -> None:
+    commits = Commits()
+    work = UnitOfWork(store.documents, CounterCodec(), on_commit=commits)
+    await work.add(Counter("c1", "one", label="x"), [event(1)])
+
+    def decide(counter: Counter) -> Decision[Counter]:
+        return Decision(replace(counter, count=5, label=None), [event(2), event(3)])
+
+    committed = await work.change("c1", decide)
+
+    assert committed.changed
+    assert await work.get("c1") == Counter("c1", "one", 5, None, 2)
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert "label" not in raw
+    ids = [e["id"] for e in raw[OUTBOX_FIELD]]
+    assert len(ids) == 3
+    # The relay is told the outbox as it now stands: the unpublished entry first.
+    assert commits.seen[-1] == ("c1", 2, ids)
+
+
+async def test_an_event_is_applied_once_however_often_it_is_delivered(store: Store) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    await work.add(Counter("c1", "one"))
+    first = await work.change("c1", bump(1), event_key="src/e1")
+    again = await work.change("c1", bump(1), event_key="src/e1")
+    await work.change("c1", bump(10), event_key="src/e2")
+
+    assert first.changed
+    assert not again.changed
+    assert again.aggregate.count == 1
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert raw["count"] == 11
+    assert raw[PROCESSED_FIELD] == ["src/e1", "src/e2"]
+    assert raw["version"] == 3
+
+
+async def test_an_event_that_changes_nothing_is_still_recorded_as_processed(
+    store: Store,
+) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    await work.add(Counter("c1", "one"))
+    result = await work.change("c1", lambda counter: None, event_key="src/e1")
+    assert not result.changed
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert raw[PROCESSED_FIELD] == ["src/e1"]
+    assert raw["count"] == 0
+
+
+async def test_a_decision_of_nothing_without_an_event_writes_nothing(store: Store) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    await work.add(Counter("c1", "one"))
+    assert not (await work.change("c1", lambda counter: None)).changed
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert raw["version"] == 1
+
+
+async def test_a_named_version_that_moved_is_refused_and_nothing_is_written(
+    store: Store,
+) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    await work.add(Counter("c1", "one"))
+    await work.change("c1", bump(1), expected_version=1)
+    with pytest.raises(VersionConflictError) as conflict:
+        await work.change("c1", bump(100), expected_version=1)
+    assert conflict.value.current == 2
+    assert (await work.get("c1")) == Counter("c1", "one", 1, None, 2)
+
+
+async def test_a_missing_document_is_reported(store: Store) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    with pytest.raises(DocumentNotFoundError):
+        await work.change("ghost", bump(1))
+
+
+async def test_a_write_at_a_stale_version_matches_nothing(store: Store) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    await work.add(Counter("c1", "one"))
+    await work.change("c1", bump(1))
+    from lintas_shared.unit_of_work import Write
+
+    assert not await store.documents.write("c1", 1, Write(set={"count": 99}))
+    assert not await store.documents.write("ghost", 1, Write(set={"count": 99}))
+    assert (await work.get("c1")) == Counter("c1", "one", 1, None, 2)
+
+
+async def test_racing_changes_from_two_clients_each_apply_exactly_once(store: Store) -> None:
+    mine = UnitOfWork(store.documents, CounterCodec(), attempts=200)
+    theirs = UnitOfWork(store.other, CounterCodec(), attempts=200)
+    await mine.add(Counter("c1", "one"))
+
+    await asyncio.gather(
+        *(
+            work.change("c1", bump(1), event_key=f"src/e{n}")
+            for n in range(30)
+            for work in (mine, theirs)
+        )
+    )
+
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert raw["count"] == 30
+    assert sorted(raw[PROCESSED_FIELD]) == sorted(f"src/e{n}" for n in range(30))
+    assert raw["version"] == 31
+
+
+async def test_a_document_that_keeps_changing_gives_up_after_its_attempts(store: Store) -> None:
+    work = UnitOfWork(store.documents, CounterCodec(), attempts=3)
+    await work.add(Counter("c1", "one"))
+    other = UnitOfWork(store.other, CounterCodec())
+
+    async def meddle(counter: Counter) -> Decision[Counter]:
+        await other.change("c1", bump(1))  # someone else writes first, every time
+        return Decision(replace(counter, count=counter.count + 100))
+
+    with pytest.raises(ContentionError):
+        await work.change("c1", meddle)
+    assert (await work.get("c1")) == Counter("c1", "one", 3, None, 4)
+
+
+async def test_clearing_published_entries_empties_only_an_outbox_that_is_exactly_them(
+    store: Store,
+) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    await work.add(Counter("c1", "one"), [event(1), event(2)])
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    published = list(raw[OUTBOX_FIELD])
+    await work.change("c1", bump(1, event(3)))  # a writer adds one meanwhile
+
+    assert not await store.documents.clear_published("c1", published)
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    left = raw[OUTBOX_FIELD]
+    assert [e["event"]["subject"] for e in left] == ["case-3"]
+    assert OUTBOX_SINCE_FIELD in raw  # still waiting
+
+    assert await store.documents.clear_published("c1", left)
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert raw[OUTBOX_FIELD] == []
+    assert OUTBOX_SINCE_FIELD not in raw
+
+
+async def test_left_behind_finds_only_outboxes_older_than_asked_oldest_first(
+    store: Store,
+) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    start = store.clock.now
+    for n in range(4):
+        store.clock.now = start + timedelta(minutes=n)
+        await work.add(Counter(f"c{n}", f"name-{n}"), [event(n)] if n != 2 else [])
+
+    found = await store.documents.left_behind(start + timedelta(minutes=1, seconds=30), 10)
+    assert [d["_id"] for d in found] == ["c0", "c1"]
+    assert [len(d[OUTBOX_FIELD]) for d in found] == [1, 1]
+    assert [d["_id"] for d in await store.documents.left_behind(start + timedelta(hours=1), 2)] == [
+        "c0",
+        "c1",
+    ]
+
+    # A later write keeps the time of the oldest unpublished entry.
+    store.clock.now = start + timedelta(hours=2)
+    await work.change("c0", bump(1, event(9)))
+    found = await store.documents.left_behind(start + timedelta(seconds=1), 10)
+    assert [d["_id"] for d in found] == ["c0"]
+
+
+class ListPublisher:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, CloudEvent]] = []
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        self.sent.append((topic, event))
+
+
+async def test_the_relay_publishes_what_writers_hand_over_and_what_was_left_behind(
+    store: Store,
+) -> None:
+    publisher = ListPublisher()
+    relay = OutboxRelay(store.documents, publisher)
+    work = UnitOfWork(store.documents, CounterCodec(), on_commit=relay.on_commit)
+    crashed = UnitOfWork(store.other, CounterCodec())  # an instance that died before its relay ran
+    await work.add(Counter("c1", "one"), [event(1)])
+    await work.change("c1", bump(1, event(2), event(3)))
+    await crashed.add(Counter("c2", "two"), [event(4)])
+
+    assert await relay.relay_once(search=False) == 3
+    assert [e.subject for _, e in publisher.sent] == ["case-1", "case-2", "case-3"]
+    assert await relay.relay_once() == 1  # the search finds c2's entry
+    assert [e.subject for _, e in publisher.sent][-1] == "case-4"
+    assert await relay.relay_once() == 0
+    for doc_id in ("c1", "c2"):
+        raw = await store.documents.read(doc_id)
+        assert raw is not None
+        assert raw[OUTBOX_FIELD] == []
+    assert relay.pending() == (0, None)
