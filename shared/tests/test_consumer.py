@@ -156,3 +156,43 @@ async def test_event_types_it_does_not_handle_are_ignored() -> None:
     dlq = DeadLetters()
     await EventConsumer("t", {}, dlq, FAST).consume(record_of(case_submitted()))
     assert dlq.parked == []
+
+
+async def test_a_batch_keeps_each_keys_order_and_runs_different_keys_side_by_side() -> None:
+    import asyncio
+
+    running: set[str] = set()
+    most_at_once = 0
+    seen: list[tuple[str, str]] = []
+
+    async def handle(event: CloudEvent) -> None:
+        nonlocal most_at_once
+        running.add(event.subject)
+        most_at_once = max(most_at_once, len(running))
+        await asyncio.sleep(0.01)
+        running.discard(event.subject)
+        seen.append((event.subject, event.id))
+
+    events = [case_submitted(f"case-{n % 3}") for n in range(9)]
+    records = [record_of(e, offset=n) for n, e in enumerate(events)]
+    consumer = EventConsumer("t", {CaseSubmitted.TYPE: handle}, DeadLetters(), FAST)
+    await consumer.consume_batch(records, concurrency=3)
+
+    assert most_at_once == 3
+    for case in ("case-0", "case-1", "case-2"):
+        assert [i for s, i in seen if s == case] == [e.id for e in events if e.subject == case]
+
+
+async def test_a_batch_with_a_failing_key_raises_after_the_other_keys_are_handled() -> None:
+    seen: list[str] = []
+
+    async def handle(event: CloudEvent) -> None:
+        if event.subject == "case-down":
+            raise AutoReconnect("store down")
+        seen.append(event.subject)
+
+    records = [record_of(case_submitted(s), n) for n, s in enumerate(["case-down", "case-up"])]
+    consumer = EventConsumer("t", {CaseSubmitted.TYPE: handle}, DeadLetters(), FAST)
+    with pytest.raises(AutoReconnect):
+        await consumer.consume_batch(records)
+    assert seen == ["case-up"]

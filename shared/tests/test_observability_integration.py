@@ -16,6 +16,7 @@ from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
 from lintas_shared.runtime import ServiceRuntime
 from lintas_shared.tracing import CE_TRACEPARENT_HEADER, TRACEPARENT_HEADER
+from lintas_shared.unit_of_work import OUTBOX_SINCE_FIELD, MongoVersionedDocuments
 from opentelemetry.trace import SpanKind, StatusCode, format_span_id, format_trace_id
 from prometheus_client.parser import text_string_to_metric_families
 from pymongo import AsyncMongoClient
@@ -76,12 +77,16 @@ async def test_outbox_backlog_and_age_follow_the_relay_without_querying_per_scra
     )
     # Left by a crash: no writer will name it; the relay's first sweep finds it.
     await collection.insert_one(
-        {"_id": "case-left-behind", OUTBOX_FIELD: [outbox_entry(topic, old)]}
+        {
+            "_id": "case-left-behind",
+            OUTBOX_FIELD: [outbox_entry(topic, old)],
+            OUTBOX_SINCE_FIELD: old.time,
+        }
     )
     broker = make_broker(servers.kafka_bootstrap, client_id="test-backlog")
     await broker.connect()
     publisher = SwitchablePublisher(KafkaEventPublisher(broker))
-    relay = OutboxRelay(collection, publisher, poll_interval=0.05)
+    relay = OutboxRelay(MongoVersionedDocuments(collection), publisher, poll_interval=0.05)
     try:
         with recording_spans() as spans:
             relay.start()
@@ -113,7 +118,7 @@ async def test_outbox_backlog_and_age_follow_the_relay_without_querying_per_scra
     finally:
         await relay.stop(flush=False)
         await broker.stop()
-    assert await relay.backlog() == 0
+    assert await collection.count_documents({OUTBOX_SINCE_FIELD: {"$exists": True}}) == 0
     # The published record carries the creation context and the relay's producer span.
     [record] = await collect(
         servers.kafka_bootstrap, topic, lambda r: r.key == b"case-left-behind", timeout=30
@@ -168,7 +173,8 @@ async def test_readiness_waits_for_assignment_and_lag_is_reported_per_partition(
     consumer = EventConsumer(
         "lag-test", {CaseSubmitted.TYPE: handle}, KafkaEventPublisher(broker), RetryPolicy()
     )
-    subscribe(broker, topic, group_id=group, consumer=consumer)
+    # Batches of one: a record counts as processed when its batch is acknowledged.
+    subscribe(broker, topic, group_id=group, consumer=consumer, batch_size=1)
     runtime = ServiceRuntime(
         name="lag-test",
         mongo=mongo,

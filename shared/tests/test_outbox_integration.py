@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from lintas_shared.envelope import CloudEvent, from_kafka_record
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.mongo import Document
-from lintas_shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry, push_to_outbox
+from lintas_shared.outbox import OUTBOX_FIELD, OutboxRelay, outbox_entry
+from lintas_shared.unit_of_work import (
+    OUTBOX_SINCE_FIELD,
+    Decision,
+    MongoVersionedDocuments,
+    Outgoing,
+    UnitOfWork,
+)
 from pymongo import AsyncMongoClient
-from pymongo.asynchronous.collection import AsyncCollection
 
 from tests.support.fixtures import case_submitted
 from tests.support.kafka import collect, eventually
@@ -22,135 +29,142 @@ from tests.support.servers import Servers
 pytestmark = pytest.mark.integration
 
 
+@dataclass(frozen=True)
+class Thing:
+    id: str
+    state: str
+
+
+class ThingCodec:
+    def id_of(self, aggregate: Thing) -> str:
+        return aggregate.id
+
+    async def encode(self, aggregate: Thing) -> Document:
+        return {"state": aggregate.state}
+
+    async def decode(self, doc: Document) -> Thing:
+        return Thing(doc["_id"], doc["state"])
+
+
 class FailingPublisher:
     async def publish(self, topic: str, event: CloudEvent) -> None:
         raise ConnectionError("broker down")
 
 
-async def test_relay_publishes_in_order_then_empties_the_outbox(
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published: list[str] = []
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        self.published.append(event.id)
+
+
+async def documents(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> MongoVersionedDocuments:
+    docs = MongoVersionedDocuments(mongo[database_name]["things"])
+    await docs.ensure_indexes()
+    return docs
+
+
+async def test_relay_publishes_a_writers_outbox_in_order_then_empties_it(
     servers: Servers, mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
     topic = await private_topic(servers.kafka_bootstrap)
-    collection = mongo[database_name]["things"]
-    case_id = f"case-{uuid.uuid4()}"
-    events = [case_submitted(case_id) for _ in range(3)]
-    await collection.insert_one({"_id": case_id, "state": "new", OUTBOX_FIELD: []})
-    await collection.update_one(
-        {"_id": case_id},
-        {"$set": {"state": "changed"}, **push_to_outbox(*(outbox_entry(topic, e) for e in events))},
-    )
-    await collection.insert_one({"_id": "quiet", OUTBOX_FIELD: []})
-
+    docs = await documents(mongo, database_name)
     broker = make_broker(servers.kafka_bootstrap, client_id="test-relay")
     await broker.connect()
+    case_id = f"case-{uuid.uuid4()}"
+    events = [case_submitted(case_id) for _ in range(3)]
     try:
-        relay = OutboxRelay(collection, KafkaEventPublisher(broker))
-        assert await relay.backlog() == 1
-        assert await relay.relay_once() == 3
+        relay = OutboxRelay(docs, KafkaEventPublisher(broker))
+        work = UnitOfWork(docs, ThingCodec(), on_commit=relay.on_commit)
+        await work.add(Thing(case_id, "new"), [Outgoing(topic, events[0])])
+        await work.change(
+            case_id,
+            lambda t: Decision(
+                replace(t, state="changed"), [Outgoing(topic, e) for e in events[1:]]
+            ),
+        )
+        await work.add(Thing("quiet", "new"))
+        assert await relay.relay_once(search=False) == 3
         assert await relay.relay_once() == 0
-        assert await relay.backlog() == 0
     finally:
         await broker.stop()
 
-    doc = await collection.find_one({"_id": case_id})
+    doc = await docs.read(case_id)
     assert doc is not None
     assert doc[OUTBOX_FIELD] == []
+    assert OUTBOX_SINCE_FIELD not in doc
     assert doc["state"] == "changed"
     seen = await collect(servers.kafka_bootstrap, topic, lambda r: True, count=3)
     assert [from_kafka_record(r.value, r.headers).id for r in seen] == [e.id for e in events]
 
 
-async def test_entries_stay_when_the_broker_refuses(
-    servers: Servers, mongo: AsyncMongoClient[Document], database_name: str
+async def test_entries_stay_stored_and_pending_when_the_broker_refuses(
+    mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    collection = mongo[database_name]["things"]
+    docs = await documents(mongo, database_name)
+    relay = OutboxRelay(docs, FailingPublisher())
+    work = UnitOfWork(docs, ThingCodec(), on_commit=relay.on_commit)
     event = case_submitted("case-kept")
-    await collection.insert_one(
-        {"_id": "case-kept", OUTBOX_FIELD: [outbox_entry("lintas.cases.v1", event)]}
-    )
-    relay = OutboxRelay(collection, FailingPublisher())
+    await work.add(Thing("case-kept", "new"), [Outgoing("lintas.cases.v1", event)])
     with pytest.raises(ConnectionError):
         await relay.relay_once()
-    doc = await collection.find_one({"_id": "case-kept"})
+    doc = await docs.read("case-kept")
     assert doc is not None
     assert [entry["id"] for entry in doc[OUTBOX_FIELD]] == [event.id]
+    assert relay.pending()[0] == 1
 
 
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.fail = False
-        self.published: list[str] = []
-
-    async def publish(self, topic: str, event: CloudEvent) -> None:
-        if self.fail:
-            raise ConnectionError("broker down")
-        self.published.append(event.id)
-
-
-async def pending_docs(
-    collection: AsyncCollection[Document], count: int, age: timedelta = timedelta(0)
-) -> None:
+async def left_behind(docs: MongoVersionedDocuments, count: int, age: timedelta) -> list[str]:
+    """What a crashed instance left: written, its relay never told."""
     when = datetime.now(UTC) - age
-    await collection.insert_many(
+    ids = [f"case-{n}" for n in range(count)]
+    await docs.collection.insert_many(
         [
             {
-                "_id": f"case-{n}",
-                OUTBOX_FIELD: [
-                    outbox_entry("t", case_submitted(f"case-{n}").model_copy(update={"time": when}))
-                ],
+                "_id": doc_id,
+                "version": 1,
+                OUTBOX_FIELD: [outbox_entry("t", case_submitted(doc_id))],
+                OUTBOX_SINCE_FIELD: when,
             }
-            for n in range(count)
+            for doc_id in ids
         ]
     )
+    return ids
 
 
-async def test_a_full_sweep_of_entries_nobody_announced_is_repeated_until_none_are_left(
+async def test_started_the_relay_finds_and_publishes_what_a_crashed_writer_left_each_once(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    # What a crashed process left behind: the relay was told about none of it.
-    collection = mongo[database_name]["things"]
-    await pending_docs(collection, 5)
+    docs = await documents(mongo, database_name)
+    await left_behind(docs, 7, age=timedelta(minutes=10))
     publisher = RecordingPublisher()
-    relay = OutboxRelay(collection, publisher, batch_size=3)
-    assert await relay.relay_once() == 3
-    assert relay.more_left_behind
-    assert await relay.relay_once() == 2
-    assert not relay.more_left_behind
-    assert len(set(publisher.published)) == 5
-
-
-async def test_a_full_sweep_of_fresh_entries_the_relay_knows_is_not_repeated_at_once(
-    mongo: AsyncMongoClient[Document], database_name: str
-) -> None:
-    # Under steady load the sweep meets entries that are being published anyway; once,
-    # treating them as "more to do" kept sweeps (whole-collection reads) back to back.
-    collection = mongo[database_name]["things"]
-    await pending_docs(collection, 4)
-    publisher = RecordingPublisher()
-    relay = OutboxRelay(collection, publisher, batch_size=3)
-    publisher.fail = True
-    with pytest.raises(ConnectionError):
-        await relay.relay_once()  # the sweep saw three and could not publish them
-    publisher.fail = False
-    assert await relay.relay_once() == 3
-    assert not relay.more_left_behind  # a full batch, but known and fresh
-    assert await relay.relay_once() == 1  # the next sweep (here: at once) gets the rest
-
-
-async def test_started_the_relay_sweeps_in_the_background_until_nothing_is_left_behind(
-    mongo: AsyncMongoClient[Document], database_name: str
-) -> None:
-    collection = mongo[database_name]["things"]
-    await pending_docs(collection, 7, age=timedelta(minutes=10))
-    publisher = RecordingPublisher()
-    relay = OutboxRelay(collection, publisher, batch_size=3, poll_interval=0.05)
+    relay = OutboxRelay(docs, publisher, batch_size=3, poll_interval=0.05, search_interval=0.05)
     relay.start()
     try:
         await eventually(lambda: _published(publisher, 7), timeout=30)
     finally:
         await relay.stop()
-    assert await relay.backlog() == 0
-    assert sorted(set(publisher.published)) == sorted(publisher.published)  # each once
+    assert await docs.collection.count_documents({OUTBOX_SINCE_FIELD: {"$exists": True}}) == 0
+    assert len(publisher.published) == 7
+    assert len(set(publisher.published)) == 7
+
+
+async def test_documents_written_before_outbox_times_get_one_at_start_up(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    collection = mongo[database_name]["things"]
+    await collection.insert_one(
+        {"_id": "old", OUTBOX_FIELD: [outbox_entry("t", case_submitted("old"))]}
+    )
+    await collection.insert_one({"_id": "done", OUTBOX_FIELD: []})
+    docs = await documents(mongo, database_name)
+    publisher = RecordingPublisher()
+    assert await OutboxRelay(docs, publisher).relay_once() == 1
+    assert len(publisher.published) == 1
+    assert await collection.count_documents({OUTBOX_SINCE_FIELD: {"$exists": True}}) == 0
 
 
 async def _published(publisher: RecordingPublisher, count: int) -> bool:
@@ -176,21 +190,37 @@ class SlowPublisher:
 async def test_documents_go_in_parallel_and_each_ones_entries_in_order(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    collection = mongo[database_name]["things"]
-    events = {f"case-{n}": [case_submitted(f"case-{n}") for _ in range(3)] for n in range(8)}
-    await collection.insert_many(
-        [
-            {"_id": doc_id, OUTBOX_FIELD: [outbox_entry("t", e) for e in evs]}
-            for doc_id, evs in events.items()
-        ]
-    )
+    docs = await documents(mongo, database_name)
     publisher = SlowPublisher()
-    relay = OutboxRelay(collection, publisher, concurrency=4)
-    for doc_id in events:
-        relay.wake(doc_id)
-    assert await relay.relay_once(sweep=False) == 24
+    relay = OutboxRelay(docs, publisher, concurrency=4)
+    work = UnitOfWork(docs, ThingCodec(), on_commit=relay.on_commit)
+    events = {f"case-{n}": [case_submitted(f"case-{n}") for _ in range(3)] for n in range(8)}
+    for doc_id, evs in events.items():
+        await work.add(Thing(doc_id, "new"), [Outgoing("t", e) for e in evs])
+    assert await relay.relay_once(search=False) == 24
     assert publisher.most_in_flight == 4
     for evs in events.values():
         order = [publisher.published.index(e.id) for e in evs]
         assert order == sorted(order)
-    assert await relay.backlog() == 0
+    assert await docs.collection.count_documents({OUTBOX_SINCE_FIELD: {"$exists": True}}) == 0
+
+
+async def test_two_relays_on_one_document_publish_everything_and_leave_it_empty(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    # Two instances: one's writer hands its relay the outbox, the other's search finds the
+    # same document; the outbox ends empty and every entry was published (some twice,
+    # which consumers drop by the event's id).
+    docs = await documents(mongo, database_name)
+    mine, theirs = RecordingPublisher(), RecordingPublisher()
+    relay = OutboxRelay(docs, mine)
+    other = OutboxRelay(docs, theirs)
+    work = UnitOfWork(docs, ThingCodec(), on_commit=relay.on_commit)
+    evs = [case_submitted("case-1") for _ in range(4)]
+    await work.add(Thing("case-1", "new"), [Outgoing("t", e) for e in evs[:2]])
+    await work.change("case-1", lambda t: Decision(t, [Outgoing("t", e) for e in evs[2:]]))
+    await asyncio.gather(relay.relay_once(search=False), other.relay_once())
+    doc = await docs.read("case-1")
+    assert doc is not None
+    assert doc[OUTBOX_FIELD] == []
+    assert set(mine.published) | set(theirs.published) == {e.id for e in evs}

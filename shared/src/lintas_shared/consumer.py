@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -183,6 +183,27 @@ class EventConsumer:
                     duration_ms=round(seconds * 1000, 1),
                 )
 
+    async def consume_batch(self, records: Sequence[RawRecord], *, concurrency: int = 16) -> None:
+        """Process a batch: each key's records in order, different keys side by side.
+        Returns when the whole batch may be acknowledged; raises the first failure after
+        every key's records have been tried."""
+        by_key: dict[bytes | None, list[RawRecord]] = {}
+        for record in records:
+            by_key.setdefault(record.key, []).append(record)
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def in_order(chain: list[RawRecord]) -> None:
+            async with semaphore:
+                for record in chain:
+                    await self.consume(record)
+
+        results = await asyncio.gather(
+            *(in_order(c) for c in by_key.values()), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
     def _span(self, record: RawRecord) -> contextlib.AbstractContextManager[Span]:
         return consumer_span(
             self._tracer or tracer(),
@@ -280,12 +301,24 @@ async def _raw_body(message: StreamMessage[Any]) -> bytes:
     return message.body
 
 
-def subscribe(broker: KafkaBroker, topic: str, *, group_id: str, consumer: EventConsumer) -> None:
+def subscribe(
+    broker: KafkaBroker,
+    topic: str,
+    *,
+    group_id: str,
+    consumer: EventConsumer,
+    batch_size: int = 100,
+    concurrency: int = 16,
+) -> None:
     """Attach `consumer` to `topic` in consumer group `group_id`, acknowledging explicitly.
 
-    Offsets are committed only after `consume` returns (NACK_ON_ERROR seeks back when it
-    raises), and a new group starts from the earliest record so nothing published before
-    the service first started is skipped.
+    Records come in batches of up to `batch_size`. A batch's records with the same key
+    (the case id) are handled one after another, in offset order; different keys run side
+    by side, `concurrency` at a time. Offsets are committed only after the whole batch is
+    handled (NACK_ON_ERROR seeks back to its start when one raises: the records already
+    handled come again and are dropped by their handlers' processed-event keys). A new
+    group starts from the earliest record, so nothing published before the service first
+    started is skipped.
     """
     consumer.group = consumer.group or group_id
     _SUBSCRIPTIONS.setdefault(broker, []).append(
@@ -300,20 +333,27 @@ def subscribe(broker: KafkaBroker, topic: str, *, group_id: str, consumer: Event
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         decoder=_raw_body,
+        batch=True,
+        max_records=batch_size,
         title=f"{consumer.name}:{topic}",
         description=f"Handles {', '.join(consumer.event_types)}",
     )
-    async def on_record(message: KafkaMessage) -> None:
+    async def on_records(message: KafkaMessage) -> None:
         raw = message.raw_message
-        assert not isinstance(raw, tuple)  # not a batch subscriber
-        await consumer.consume(
-            RawRecord(
-                topic=raw.topic,
-                partition=raw.partition,
-                offset=raw.offset,
-                key=raw.key,
-                value=raw.value,
-                headers=dict(message.headers),
-            )
+        records = list(raw) if isinstance(raw, tuple) else [raw]
+        await consumer.consume_batch(
+            [
+                RawRecord(
+                    topic=r.topic,
+                    partition=r.partition,
+                    offset=r.offset,
+                    key=r.key,
+                    value=r.value,
+                    headers={name: value.decode() for name, value in r.headers},
+                )
+                for r in records
+            ],
+            concurrency=concurrency,
         )
-        CONSUMER_LAG.processed(group_id, raw.topic, raw.partition, raw.offset)
+        for r in records:
+            CONSUMER_LAG.processed(group_id, r.topic, r.partition, r.offset)

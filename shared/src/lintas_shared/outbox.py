@@ -33,7 +33,12 @@ from lintas_shared.logging import get_logger
 from lintas_shared.metrics import OUTBOX, OUTBOX_RELAY_FAILURES
 from lintas_shared.mongo import Document
 from lintas_shared.tracing import producer_span
-from lintas_shared.unit_of_work import OUTBOX_FIELD, Outgoing, VersionedDocuments
+from lintas_shared.unit_of_work import (
+    OUTBOX_FIELD,
+    OUTBOX_SINCE_FIELD,
+    Outgoing,
+    VersionedDocuments,
+)
 
 log = get_logger(__name__)
 
@@ -268,10 +273,10 @@ class OutboxRelay:
 
 def _oldest_entry_time(doc: Document) -> float:
     """When the oldest unpublished entry of a document happened (Unix time)."""
-    since = doc.get("outbox_since")
-    if isinstance(since, datetime):
-        return since.timestamp()
     times = [_entry_time(entry) for entry in doc.get(OUTBOX_FIELD) or []]
+    since = doc.get(OUTBOX_SINCE_FIELD)
+    if isinstance(since, datetime):
+        times.append(since.timestamp())
     return min(times, default=time.time())
 
 
