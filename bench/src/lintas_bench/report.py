@@ -313,6 +313,53 @@ def _profile(results: Mapping[str, Any], lines: list[str]) -> None:
         lines.append(f"  {'':{len(name)}}  Lintas code on the stack: {own}")
 
 
+#: Issue #13's targets: (what, unit, target, True when more is better).
+TARGETS = (
+    ("store commands per case", "", 12.0, False),
+    ("sustained cases/s (p99 < 1 s)", "/s", 100.0, True),
+    ("CPU per case, services and store", " ms", 15.0, False),
+    ("bulk import rows/s", "/s", 1000.0, True),
+)
+
+
+def target_lines(results: Mapping[str, Any]) -> list[str]:
+    """Each issue-13 target with this run's figure: met, or missed and by how much."""
+    top = (results.get("pipeline") or {}).get("highest_sustained_rate")
+    step = _step_at(results, top)
+    cpu = None
+    if step is not None:
+        per_case = step["cpu_ms_per_case"]
+        parts = [per_case.get("lintas services"), per_case.get("ferretdb")]
+        cpu = sum(p for p in parts if isinstance(p, (int, float))) if any(parts) else None
+    rows = ((results.get("import") or {}).get("importer") or {}).get("rows_per_second")
+    figures = [
+        (results.get("store_commands") or {}).get("total_per_case"),
+        top,
+        cpu,
+        rows,
+    ]
+    lines = ["Targets (issue #13), this run"]
+    for (what, unit, target, more_is_better), figure in zip(TARGETS, figures, strict=True):
+        if not isinstance(figure, (int, float)):
+            lines.append(f"  {what}: not measured in this run (target {_n(target)}{unit})")
+            continue
+        met = figure >= target if more_is_better else figure <= target
+        verdict = (
+            "met"
+            if met
+            else f"missed by {_n(abs(target - figure), 1)}{unit} "
+            f"({figure / target:.2f} of the target)"
+        )
+        lines.append(f"  {what}: {_n(figure, 1)}{unit}, target {_n(target)}{unit}: {verdict}")
+    closed = ((results.get("baselines") or {}).get("minimal_closed") or {}).get(
+        "completed_per_second_in_window"
+    )
+    if isinstance(top, (int, float)) and isinstance(closed, (int, float)) and closed > 0:
+        verdict = "met" if top >= closed else f"missed ({top / closed:.2f} of it)"
+        lines.append(f"  sustained rate against (c)'s closed loop {_n(closed, 1)}/s: {verdict}")
+    return lines
+
+
 def render(results: Mapping[str, Any]) -> str:
     """The human-readable table of a run."""
     machine = results.get("machine", {})
@@ -333,6 +380,8 @@ def render(results: Mapping[str, Any]) -> str:
     _baselines(results, lines)
     _import(results, lines)
     _profile(results, lines)
+    lines.append("")
+    lines.extend(target_lines(results))
     for skipped in results.get("skipped", []):
         lines.append(f"Skipped {skipped}")
     if results.get("error"):
