@@ -8,8 +8,9 @@ import asyncio
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
@@ -25,10 +26,21 @@ from lintas_console.adapters.services_api import (
 from lintas_console.domain.people import Person, Role
 from lintas_console.entrypoints import pages_programme
 from lintas_console.entrypoints.imports import (
+    API_PROBLEM,
+    ATTEMPTS,
+    BATCH_ROWS,
+    BATCH_TIMEOUT_SECONDS,
+    CONCURRENCY,
     EXAMPLE_ROW,
+    FAULT,
     MAX_UPLOAD_BYTES,
     NOT_JSON,
     NOT_OBJECT,
+    ROW_PROBLEM,
+    UNAVAILABLE,
+    BatchAnswerError,
+    BatchItem,
+    BatchRefusedError,
     FileKind,
     ImportJob,
     ImportJobs,
@@ -36,6 +48,8 @@ from lintas_console.entrypoints.imports import (
     RowResult,
     TryAgainError,
     UploadRefusedError,
+    batch_results,
+    batches,
     csv_row_to_case,
     decode,
     error_report_csv,
@@ -49,9 +63,11 @@ from lintas_console.entrypoints.imports import (
     upload_id,
     with_defaults,
 )
-from lintas_console.entrypoints.pages_programme import read_period, row_error_text
+from lintas_console.entrypoints.pages_programme import read_period, row_error_text, submitter
+from lintas_console.entrypoints.web import Console
 from lintas_console.i18n import Translator, load_catalogs
 from lintas_shared.person_tokens import PersonClaims
+from lintas_shared.person_tokens import Role as ClaimRole
 
 from services.console.tests.fakes import pages_app
 
@@ -190,32 +206,71 @@ def test_idempotency_keys_are_stable_per_upload_and_row() -> None:
 
 
 class FakeIntakeCases:
-    """POST /v1/cases as intake answers it: replays by key, 409 for a known
-    external_ref, 422 naming a bad phone (quoting it, to prove the report does not)."""
+    """POST /v1/cases/batch as intake answers it, row by row: replays by key, a conflict
+    naming the case for a known external_ref, a refusal naming a bad phone (quoting it,
+    to prove the report does not). `fail_first` batches raise TryAgainError; `refuse`
+    refuses every batch as a whole with that status (413 only above `max_rows`)."""
 
-    def __init__(self, *, fail_first: int = 0) -> None:
+    def __init__(
+        self, *, fail_first: int = 0, refuse: int | None = None, max_rows: int = 200
+    ) -> None:
         self.by_key: dict[str, dict[str, Any]] = {}
-        self.refs: set[str] = set()
-        self.calls = 0
+        self.refs: dict[str, str] = {}
+        self.batches: list[list[str]] = []  # the keys of every batch received
         self.fail_first = fail_first
+        self.refuse = refuse
+        self.max_rows = max_rows
 
-    async def submit(self, doc: dict[str, Any], key: str) -> RowResult:
-        self.calls += 1
-        if self.calls <= self.fail_first:
+    def answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answer to one batch body (results in request order)."""
+        results = []
+        for index, item in enumerate(body["cases"]):
+            key, doc = item["idempotency_key"], item["case"]
+            result: dict[str, Any] = {"index": index, "idempotency_key": key}
+            phone = doc.get("worker", {}).get("phone", "")
+            if key in self.by_key:
+                result["outcome"] = "already_present"
+            elif not phone.startswith("+"):
+                result["outcome"] = "refused"
+                result["errors"] = [
+                    {
+                        "field": "worker.phone",
+                        "message": f"Value error, {phone} is not a phone number",
+                        "type": "value_error",
+                    }
+                ]
+            elif doc["external_ref"] in self.refs:
+                result["outcome"] = "conflict"
+                result["detail"] = f"external_ref {doc['external_ref']} is already used"
+                result["existing_case_id"] = self.refs[doc["external_ref"]]
+            else:
+                self.by_key[key] = doc
+                self.refs[doc["external_ref"]] = f"case-{len(self.refs) + 1}"
+                result["outcome"] = "created"
+            results.append(result)
+        return {"results": results}
+
+    async def submit(self, items: Sequence[BatchItem]) -> list[RowResult]:
+        """The console's side of a batch: as the submitter gives it to the job."""
+        self.batches.append([key for key, _doc in items])
+        if len(self.batches) <= self.fail_first:
             raise TryAgainError
-        if key in self.by_key:
-            return RowResult(Outcome.ALREADY_PRESENT)
-        phone = doc.get("worker", {}).get("phone", "")
-        if not phone.startswith("+"):
-            return RowResult(
-                Outcome.REFUSED,
-                (("worker.phone", f"Value error, {phone} is not a phone number", "value_error"),),
-            )
-        if doc["external_ref"] in self.refs:
-            return RowResult(Outcome.ALREADY_PRESENT)
-        self.by_key[key] = doc
-        self.refs.add(doc["external_ref"])
-        return RowResult(Outcome.CREATED)
+        if self.refuse == 413 and len(items) > self.max_rows:
+            raise BatchRefusedError(413, (("", "Body too large", API_PROBLEM),))
+        if self.refuse is not None and self.refuse != 413:
+            raise BatchRefusedError(self.refuse, (("", "Only NGOs submit cases.", API_PROBLEM),))
+        body = {"cases": [{"idempotency_key": key, "case": doc} for key, doc in items]}
+        return batch_results(self.answer(body), [key for key, _doc in items])
+
+
+class Sleeps:
+    """asyncio.sleep that only notes how long it was asked to wait."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.asked.append(seconds)
 
 
 async def _no_sleep(_seconds: float) -> None:
@@ -227,6 +282,11 @@ def _job(text: str, upload: str = "u1") -> ImportJob:
     return ImportJob("job-1", "person-1", "cases.csv", upload, total, T0)
 
 
+def _rows_of(intake: FakeIntakeCases, upload: str = "u1") -> list[list[int]]:
+    prefix = f"console-import-{upload}-"
+    return [[int(key.removeprefix(prefix)) for key in keys] for keys in intake.batches]
+
+
 async def test_an_import_counts_each_outcome_and_a_second_run_makes_nothing_new() -> None:
     text = _csv(_row(1), _row(2, worker_phone="0812-3456"), _row(3))
     intake = FakeIntakeCases()
@@ -235,6 +295,7 @@ async def test_an_import_counts_each_outcome_and_a_second_run_makes_nothing_new(
     )
     assert (job.total, job.done, job.created, job.already_present, job.refused) == (3, 3, 2, 0, 1)
     assert not job.running
+    assert _rows_of(intake) == [[2, 3, 4]]  # one batch, each row keyed by upload and row
     again = await run_import(
         _job(text), read_rows(text, FileKind.CSV), intake.submit, person_id="p-1"
     )
@@ -247,35 +308,217 @@ async def test_an_import_counts_each_outcome_and_a_second_run_makes_nothing_new(
     assert (other.created, other.already_present) == (0, 2)
 
 
-async def test_rows_are_sent_again_while_intake_is_down_then_given_up() -> None:
-    text = _csv(_row(1))
+async def test_rows_are_split_into_batches_in_file_order() -> None:
+    text = _csv(*(_row(n) for n in range(1, 251)))
+    intake = FakeIntakeCases()
+    job = await run_import(_job(text), read_rows(text, FileKind.CSV), intake.submit, person_id="p")
+    assert [len(rows) for rows in _rows_of(intake)] == [BATCH_ROWS, BATCH_ROWS, 50]
+    assert _rows_of(intake) == [
+        list(range(2, 102)),
+        list(range(102, 202)),
+        list(range(202, 252)),
+    ]
+    assert (job.done, job.created) == (250, 250)
+
+
+def test_batches_keep_file_order_and_their_size_in_rows_and_bytes() -> None:
+    text = _csv(*(_row(n) for n in range(1, 8)))
+    job = _job(text)
+    rows = list(read_rows(text, FileKind.CSV))
+    numbers = [[n for n, _doc in b] for b in batches(rows, job, "p", size=3)]
+    assert numbers == [[2, 3, 4], [5, 6, 7], [8]]
+    one_row = len(json.dumps(with_defaults(cast(dict[str, Any], rows[0][1]), "p")))
+    by_bytes = batches(rows, job, "p", size=100, max_bytes=2 * (one_row + 100) + 10)
+    assert [[n for n, _doc in b] for b in by_bytes] == [[2, 3], [4, 5], [6, 7], [8]]
+    # Each row as sent: a consent without taken_by was taken by the person importing.
+    untaken = list(read_rows(_csv(_row(1, consent_taken_by="")), FileKind.CSV))
+    first = next(batches(untaken, job, "person-9"))
+    assert first[0][1]["consent"]["taken_by"] == "person-9"
+
+
+async def test_rows_that_cannot_be_read_are_refused_without_being_sent() -> None:
+    doc = json.dumps(csv_row_to_case(dict(_row(1))))
+    text = f"{doc}\nnot json\n[1]\n{doc.replace('NGO-0001', 'NGO-0002')}\n"
+    intake = FakeIntakeCases()
+    job = ImportJob("job-1", "person-1", "cases.jsonl", "u1", 4, T0)
+    await run_import(job, read_rows(text, FileKind.JSON_LINES), intake.submit, person_id="p")
+    assert _rows_of(intake) == [[1, 4]]
+    assert (job.done, job.created, job.refused) == (4, 2, 2)
+    assert [(e.row, e.message) for e in job.error_rows()] == [(2, NOT_JSON), (3, NOT_OBJECT)]
+
+
+def test_each_result_of_a_batch_is_mapped_back_to_its_row() -> None:
+    keys = ["k-2", "k-3", "k-5", "k-6"]
+    answer = {
+        "results": [  # in any order: each result says which row it answers
+            {"index": 2, "idempotency_key": "k-5", "outcome": "already_present"},
+            {
+                "index": 1,
+                "idempotency_key": "k-3",
+                "outcome": "refused",
+                "errors": [{"field": "worker.phone", "message": "bad", "type": "value_error"}],
+            },
+            {"index": 0, "idempotency_key": "k-2", "outcome": "created", "id": "c-1"},
+            {"index": 3, "idempotency_key": "k-6", "outcome": "conflict", "detail": "key reused"},
+        ]
+    }
+    assert batch_results(answer, keys) == [
+        RowResult(Outcome.CREATED),
+        RowResult(Outcome.REFUSED, (("worker.phone", "bad", "value_error"),)),
+        RowResult(Outcome.ALREADY_PRESENT),
+        RowResult(Outcome.REFUSED, (("", "key reused", API_PROBLEM),)),
+    ]
+    known = {"index": 0, "idempotency_key": "k", "outcome": "conflict", "existing_case_id": "c"}
+    assert batch_results({"results": [known]}, ["k"]) == [RowResult(Outcome.ALREADY_PRESENT)]
+    for wrong in (
+        {"results": answer["results"][:3]},  # a row left out
+        {"results": [{**r, "index": 0} for r in answer["results"]]},  # one row twice
+        {"results": [{**answer["results"][0], "idempotency_key": "k-9"}, *answer["results"][1:]]},
+        {"results": [{**r, "outcome": "maybe"} for r in answer["results"]]},
+        "Internal Server Error",
+    ):
+        with pytest.raises(BatchAnswerError):
+            batch_results(wrong, keys)
+
+
+async def test_results_reach_the_job_under_their_row_numbers() -> None:
+    bad_phone = "0812-3456"
+    text = _csv(*(_row(n, worker_phone=bad_phone) if n in (4, 7) else _row(n) for n in range(1, 9)))
+    intake = FakeIntakeCases()
+    job = await run_import(
+        _job(text), read_rows(text, FileKind.CSV), intake.submit, person_id="p", batch_size=3
+    )
+    assert _rows_of(intake) == [[2, 3, 4], [5, 6, 7], [8, 9]]
+    assert [(e.row, e.field) for e in job.error_rows()] == [
+        (5, "worker.phone"),
+        (8, "worker.phone"),
+    ]
+    assert all(bad_phone not in e.message for e in job.errors)
+    assert (job.created, job.refused) == (6, 2)
+
+
+async def test_a_batch_is_sent_again_whole_while_intake_is_down_then_refused_unavailable() -> None:
+    text = _csv(_row(1), _row(2))
     recovering = FakeIntakeCases(fail_first=2)
+    sleeps = Sleeps()
     job = await run_import(
-        _job(text), read_rows(text, FileKind.CSV), recovering.submit, person_id="p", sleep=_no_sleep
+        _job(text), read_rows(text, FileKind.CSV), recovering.submit, person_id="p", sleep=sleeps
     )
-    assert job.created == 1
+    assert job.created == 2
+    assert _rows_of(recovering) == [[2, 3]] * 3  # the same rows, the same keys
+    assert sleeps.asked == [1.0, 2.0]  # backing off
     down = FakeIntakeCases(fail_first=1000)
+    sleeps = Sleeps()
     job = await run_import(
-        _job(text), read_rows(text, FileKind.CSV), down.submit, person_id="p", sleep=_no_sleep
+        _job(text), read_rows(text, FileKind.CSV), down.submit, person_id="p", sleep=sleeps
     )
-    assert job.refused == 1
-    assert job.errors[0].row == 2
+    assert len(down.batches) == ATTEMPTS  # bounded
+    assert sleeps.asked == [1.0, 2.0, 4.0, 8.0]
+    assert (job.done, job.refused) == (2, 2)
+    assert [(e.row, e.field, e.message, e.type) for e in job.error_rows()] == [
+        (2, "", UNAVAILABLE, ROW_PROBLEM),
+        (3, "", UNAVAILABLE, ROW_PROBLEM),
+    ]
 
 
-async def test_a_fault_on_one_row_does_not_stop_the_others() -> None:
+async def test_a_batch_refused_as_a_whole_gives_each_of_its_rows_that_refusal() -> None:
+    text = _csv(_row(1), _row(2), _row(3))
+    refused = FakeIntakeCases(refuse=403)
+    job = await run_import(
+        _job(text), read_rows(text, FileKind.CSV), refused.submit, person_id="p", sleep=_no_sleep
+    )
+    assert len(refused.batches) == 1  # not tried again
+    assert (job.done, job.refused) == (3, 3)
+    assert {(e.row, e.message, e.type) for e in job.errors} == {
+        (n, "Only NGOs submit cases.", API_PROBLEM) for n in (2, 3, 4)
+    }
+
+
+async def test_a_batch_too_large_for_intake_is_sent_again_in_halves() -> None:
+    text = _csv(*(_row(n) for n in range(1, 6)))
+    intake = FakeIntakeCases(refuse=413, max_rows=2)
+    job = await run_import(
+        _job(text), read_rows(text, FileKind.CSV), intake.submit, person_id="p", sleep=_no_sleep
+    )
+    assert _rows_of(intake) == [[2, 3, 4, 5, 6], [2, 3], [4, 5, 6], [4], [5, 6]]
+    assert (job.done, job.created) == (5, 5)
+    # A single row still too large is refused with intake's reason.
+    alone = FakeIntakeCases(refuse=413, max_rows=0)
+    job = await run_import(
+        _job(text), read_rows(text, FileKind.CSV), alone.submit, person_id="p", batch_size=1
+    )
+    assert (job.done, job.refused) == (5, 5)
+    assert {e.message for e in job.errors} == {"Body too large"}
+
+
+async def test_progress_is_counted_as_each_batch_is_answered() -> None:
+    text = _csv(*(_row(n) for n in range(1, 6)))
+    intake = FakeIntakeCases()
+    gates = [asyncio.Event() for _ in range(3)]
+    sent = asyncio.Queue[int]()
+
+    calls = [0]
+
+    async def slow(items: Sequence[BatchItem]) -> list[RowResult]:
+        number = calls[0]
+        calls[0] += 1
+        await sent.put(number)
+        await gates[number].wait()
+        return await intake.submit(items)
+
+    job = _job(text)
+    running = asyncio.create_task(
+        run_import(job, read_rows(text, FileKind.CSV), slow, person_id="p", batch_size=2)
+    )
+    counts = []
+    for number in range(3):
+        assert await asyncio.wait_for(sent.get(), 5) >= 0
+        counts.append((job.done, job.running))
+        gates[number].set()
+        await asyncio.sleep(0.01)
+        counts.append((job.done, job.running))
+    await asyncio.wait_for(running, 5)
+    # Each batch's rows are counted as it is answered, while the others are in flight.
+    assert counts[:5] == [(0, True), (2, True), (2, True), (4, True), (4, True)]
+    assert (job.total, job.done, job.running) == (5, 5, False)
+
+
+async def test_a_few_batches_are_in_flight_at_once() -> None:
+    text = _csv(*(_row(n) for n in range(1, 21)))
+    intake = FakeIntakeCases()
+    in_flight, most = 0, 0
+
+    async def watched(items: Sequence[BatchItem]) -> list[RowResult]:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return await intake.submit(items)
+
+    job = await run_import(
+        _job(text), read_rows(text, FileKind.CSV), watched, person_id="p", batch_size=2
+    )
+    assert most == CONCURRENCY
+    assert (job.done, job.created) == (20, 20)
+
+
+async def test_a_fault_on_one_batch_does_not_stop_the_others() -> None:
     text = _csv(*(_row(n) for n in range(1, 40)))
     intake = FakeIntakeCases()
 
-    async def flaky(doc: dict[str, Any], key: str) -> RowResult:
-        if doc["external_ref"] == "NGO-0005":
+    async def flaky(items: Sequence[BatchItem]) -> list[RowResult]:
+        if any(doc["external_ref"] == "NGO-0005" for _key, doc in items):
             raise RuntimeError("bug")
-        return await intake.submit(doc, key)
+        return await intake.submit(items)
 
     job = await asyncio.wait_for(
-        run_import(_job(text), read_rows(text, FileKind.CSV), flaky, person_id="p"), 5
+        run_import(_job(text), read_rows(text, FileKind.CSV), flaky, person_id="p", batch_size=4),
+        5,
     )
-    assert (job.done, job.created, job.refused) == (39, 38, 1)
-    assert job.errors[0].row == 6
+    assert (job.done, job.created, job.refused) == (39, 35, 4)
+    assert [e.row for e in job.error_rows()] == [6, 7, 8, 9]  # the batch of rows 6 to 9
+    assert {e.message for e in job.errors} == {FAULT}
 
 
 async def test_the_error_report_names_row_field_and_problem_but_no_personal_data() -> None:
@@ -437,8 +680,12 @@ class FakeIntake:
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, dict[str, Any]]] = []
+        self.callers: list[PersonClaims] = []
+        self.timeouts: list[float | None] = []
         self.cases = FakeIntakeCases()
         self.down = False
+        #: Whole-batch answers to give first: an HTTP status or "down".
+        self.batch_failures: list[int | str] = []
 
     async def call(
         self,
@@ -449,8 +696,11 @@ class FakeIntake:
         json: Any = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        timeout_seconds: float | None = None,
     ) -> Answer:
         self.calls.append((method, path, dict(params or {})))
+        self.callers.append(person)
+        self.timeouts.append(timeout_seconds)
         if self.down:
             raise ServiceUnavailableError("intake")
         if path == "/v1/reports/indicators":
@@ -458,19 +708,22 @@ class FakeIntake:
                 text = "indicator,dimension,value\r\ncases,,12000\r\n"
                 return Answer(200, text, httpx.Headers({"content-type": "text/csv"}))
             return Answer(200, REPORT, httpx.Headers())
-        if method == "POST" and path == "/v1/cases":
-            key = (headers or {})["Idempotency-Key"]
-            result = await self.cases.submit(json, key)
-            if result.outcome is Outcome.REFUSED:
-                field, message, type_ = result.problems[0]
+        if method == "POST" and path == "/v1/cases/batch":
+            if self.batch_failures:
+                failure = self.batch_failures.pop(0)
+                if failure == "down":
+                    raise ServiceUnavailableError("intake")
+                status = int(failure)
                 raise ApiProblemError(
-                    422, "Invalid request", None, [FieldProblem(field, message, type_)]
+                    status,
+                    "Payload Too Large" if status == 413 else "Error",
+                    "Body too large" if status == 413 else None,
+                    [FieldProblem("cases", "too many", "too_long")] if status == 422 else [],
                 )
-            replayed = result.outcome is Outcome.ALREADY_PRESENT
+            assert headers is None  # each row's key is in the body
+            self.cases.batches.append([item["idempotency_key"] for item in json["cases"]])
             return Answer(
-                201,
-                {"id": "case-1"},
-                httpx.Headers({"idempotent-replayed": "true"} if replayed else {}),
+                200, self.cases.answer(json), httpx.Headers({"content-type": "application/json"})
             )
         raise AssertionError(f"unexpected call {method} {path}")
 
@@ -625,6 +878,64 @@ async def test_an_upload_is_imported_in_the_background_with_its_progress(
     assert len(intake.cases.by_key) == 2
     listing = await browser.get("/imports")
     assert listing.text.count("cases.csv</a>") == 2
+
+
+CLAIMS = PersonClaims("ngo-a", "person-prog", ClaimRole.PROGRAMME)
+
+
+def _submit(intake: FakeIntake) -> Any:
+    return submitter(cast(Console, SimpleNamespace(intake=intake)), CLAIMS)
+
+
+async def test_the_submitter_posts_a_batch_as_the_person_and_maps_each_result() -> None:
+    intake = FakeIntake()
+    good = with_defaults(csv_row_to_case(dict(_row(1))), "p")
+    bad = with_defaults(csv_row_to_case(dict(_row(2, worker_phone="0812"))), "p")
+    results = await _submit(intake)([("k-2", good), ("k-3", bad), ("k-2", good)])
+    assert intake.calls == [("POST", "/v1/cases/batch", {})]
+    assert intake.callers == [CLAIMS]  # the person's identity, as for every call
+    assert intake.timeouts == [BATCH_TIMEOUT_SECONDS]
+    assert intake.cases.batches == [["k-2", "k-3", "k-2"]]
+    assert [r.outcome for r in results] == [
+        Outcome.CREATED,
+        Outcome.REFUSED,
+        Outcome.ALREADY_PRESENT,
+    ]
+    assert results[1].problems[0][:1] == ("worker.phone",)
+
+
+@pytest.mark.parametrize("failure", ["down", 408, 429, 500])
+async def test_the_submitter_asks_to_try_a_batch_again_when_intake_cannot_take_it(
+    failure: int | str,
+) -> None:
+    intake = FakeIntake()
+    intake.batch_failures = [failure]
+    with pytest.raises(TryAgainError):
+        await _submit(intake)([("k-2", {"external_ref": "A"})])
+
+
+@pytest.mark.parametrize(
+    ("status", "message"), [(400, "Error"), (413, "Body too large"), (422, "Error")]
+)
+async def test_the_submitter_names_a_refusal_of_the_whole_batch(status: int, message: str) -> None:
+    intake = FakeIntake()
+    intake.batch_failures = [status]
+    with pytest.raises(BatchRefusedError) as refused:
+        await _submit(intake)([("k-2", {"external_ref": "A"})])
+    assert refused.value.status == status
+    assert refused.value.problems == (("", message, API_PROBLEM),)
+
+
+async def test_an_upload_whose_batch_is_refused_as_a_whole_reports_each_row(
+    browser: httpx.AsyncClient, intake: FakeIntake
+) -> None:
+    intake.batch_failures = [413]  # one row: nothing to halve
+    started = await _upload(browser, "cases.csv", _csv(_row(1)).encode())
+    page = await _wait_until_finished(browser, started.headers["location"])
+    assert "1 of 1 rows" in page.text
+    assert '<dd data-testid="import-refused">1</dd>' in page.text
+    assert "Body too large" in page.text
+    assert intake.cases.batches == []
 
 
 async def test_a_json_lines_upload_is_imported(browser: httpx.AsyncClient) -> None:

@@ -80,14 +80,21 @@ class ServiceClient:
         json: Any = None,
         params: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        timeout_seconds: float | None = None,
     ) -> Answer:
-        """One request as `person`; `ApiProblemError` for a 4xx/5xx answer."""
+        """One request as `person`; `ApiProblemError` for a 4xx/5xx answer.
+        `timeout_seconds` replaces the client's timeout for a call known to take longer."""
         token = issue_person_token(self._key, person, self._audience)
         sent = {"Authorization": f"Bearer {token}", **(headers or {})}
         clean = {k: v for k, v in (params or {}).items() if v not in (None, "")}
         try:
             response = await self._client.request(
-                method, path, json=json, params=clean, headers=sent
+                method,
+                path,
+                json=json,
+                params=clean,
+                headers=sent,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout_seconds is None else timeout_seconds,
             )
         except httpx.TransportError:
             raise ServiceUnavailableError(self.name) from None

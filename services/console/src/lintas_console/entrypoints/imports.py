@@ -6,12 +6,16 @@ columns below; list-valued ones separated by ';'), or JSON Lines with one case d
 per line. The console cannot depend on the tools package, so the mapping is repeated
 here, small and pure.
 
-Each row is posted to intake with an Idempotency-Key made from the upload (who uploaded
-which bytes) and the row number: uploading the same file again replays the earlier
-answers instead of making new cases, and a row already imported another way is
-recognised by its external_ref. The job keeps counts and per-row errors (row, field,
-message), never the rows themselves; a message that repeats a value of its row has it
-cut out.
+The rows go to intake in batches (`POST /v1/cases/batch`: up to BATCH_ROWS rows and
+BATCH_BYTES of JSON each, as `lintas import` sends them, CONCURRENCY batches in flight),
+each row with an idempotency key made from the upload (who uploaded which bytes) and the
+row number: uploading the same file again replays the earlier answers instead of making
+new cases, and a row already imported another way is recognised by its external_ref.
+Intake answers each row on its own; a batch intake cannot take now (down, slow, asks to
+wait) is sent again whole, a few times, and a batch refused as a whole gives each of its
+rows that refusal (one too large is first sent again in halves). The job keeps counts
+and per-row errors (row, field, message), never the rows themselves; a message that
+repeats a value of its row has it cut out.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import hashlib
 import io
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -35,10 +39,19 @@ log = get_logger(__name__)
 
 #: Largest upload accepted.
 MAX_UPLOAD_BYTES: Final = 5 * 1024 * 1024
-#: Rows submitted at once by one job.
+#: Batches one job has in flight at once.
 CONCURRENCY: Final = 4
-#: Tries of one row when intake is down, slow or says to wait.
+#: Most rows in one batch (intake takes up to 200; 100 typical cases stay well inside its
+#: request body limit), as `lintas import` sends them.
+BATCH_ROWS: Final = 100
+#: Most JSON bytes of the rows of one batch (intake's default body limit is 256,000).
+BATCH_BYTES: Final = 200_000
+#: What a row adds to its batch beyond its case's JSON: its key and the envelope.
+ROW_OVERHEAD_BYTES: Final = 100
+#: Tries of one batch when intake is down, slow or says to wait.
 ATTEMPTS: Final = 5
+#: Seconds intake may take to answer one batch (a batch is many cases, not one).
+BATCH_TIMEOUT_SECONDS: Final = 120.0
 #: Errors kept per job (a file of nothing but bad rows still ends, and says so).
 MAX_ERRORS: Final = 50_000
 
@@ -219,12 +232,69 @@ class RowResult:
 
 
 class TryAgainError(Exception):
-    """Intake is down, slow or asks to wait: the row is sent again a little later."""
+    """Intake is down, slow or asks to wait: the batch is sent again a little later."""
 
 
-#: Submits one case document with its Idempotency-Key.
-Submit = Callable[[dict[str, Any], str], Awaitable[RowResult]]
+class BatchRefusedError(Exception):
+    """Intake refused a batch as a whole (HTTP `status`); each of its rows is refused
+    with `problems` ((field, message, type), as in `RowResult`)."""
+
+    def __init__(self, status: int, problems: tuple[tuple[str, str, str], ...]) -> None:
+        super().__init__(f"batch refused: {status}")
+        self.status = status
+        self.problems = problems
+
+
+class BatchAnswerError(ValueError):
+    """Intake's answer to a batch does not account for each of its rows exactly once."""
+
+
+#: One row as sent: its idempotency key and its case document.
+BatchItem = tuple[str, dict[str, Any]]
+#: Submits a batch of rows; one result per row, in the order sent. Raises
+#: `TryAgainError` or `BatchRefusedError` for the batch as a whole.
+Submit = Callable[[Sequence[BatchItem]], Awaitable[Sequence[RowResult]]]
 Sleep = Callable[[float], Awaitable[None]]
+
+
+def _row_result(answer: dict[str, Any]) -> RowResult:
+    """One result of `POST /v1/cases/batch` as a row's outcome."""
+    outcome = answer.get("outcome")
+    if outcome == "created":
+        return RowResult(Outcome.CREATED)
+    if outcome == "already_present":
+        return RowResult(Outcome.ALREADY_PRESENT)  # this upload's row, sent before
+    if outcome == "conflict" and answer.get("existing_case_id"):
+        return RowResult(Outcome.ALREADY_PRESENT)  # its external_ref is known
+    if outcome in ("refused", "conflict"):
+        problems = tuple(
+            (str(e.get("field", "")), str(e.get("message", "")), str(e.get("type", "")))
+            for e in answer.get("errors") or ()
+            if isinstance(e, dict)
+        )
+        detail = answer.get("detail") or "The case service refused this row."
+        return RowResult(Outcome.REFUSED, problems or (("", str(detail), API_PROBLEM),))
+    raise BatchAnswerError(f"unknown outcome {str(outcome)[:40]!r}")
+
+
+def batch_results(answer: Any, keys: Sequence[str]) -> list[RowResult]:
+    """Each row's outcome from intake's answer to a batch of rows with these `keys`, in
+    the order sent (matched by each result's index and key; `BatchAnswerError` when
+    the answer does not account for every row exactly once)."""
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(results, list) or len(results) != len(keys):
+        raise BatchAnswerError("the batch answer does not have one result per row")
+    by_index: dict[int, RowResult] = {}
+    for result in results:
+        if not isinstance(result, dict):
+            raise BatchAnswerError("a batch result is not an object")
+        index = result.get("index")
+        if not isinstance(index, int) or not 0 <= index < len(keys) or index in by_index:
+            raise BatchAnswerError("a batch result has no index of its own")
+        if result.get("idempotency_key") != keys[index]:
+            raise BatchAnswerError("a batch result answers another row")
+        by_index[index] = _row_result(result)
+    return [by_index[i] for i in range(len(keys))]
 
 
 def utc_now() -> datetime:
@@ -284,15 +354,67 @@ STOPPED: Final = _(
 )
 
 
-async def _send(doc: dict[str, Any], key: str, submit: Submit, sleep: Sleep) -> RowResult:
+#: Rows of one batch: (row number, the case document as sent).
+Batch = list[tuple[int, dict[str, Any]]]
+
+
+def batches(
+    rows: Iterable[Row],
+    job: ImportJob,
+    person_id: str,
+    *,
+    size: int = BATCH_ROWS,
+    max_bytes: int = BATCH_BYTES,
+) -> Iterator[Batch]:
+    """The readable rows, in file order, in batches of at most `size` rows and
+    `max_bytes` of JSON (a larger row goes alone); a row that cannot be read is
+    counted as refused on `job` straight away."""
+    batch: Batch = []
+    weight = 0
+    for number, doc in rows:
+        if isinstance(doc, str):
+            job.record(number, RowResult(Outcome.REFUSED, (("", doc, ROW_PROBLEM),)), None)
+            continue
+        body = with_defaults(doc, person_id)
+        cost = len(json.dumps(body)) + ROW_OVERHEAD_BYTES
+        if batch and (len(batch) >= size or weight + cost > max_bytes):
+            yield batch
+            batch, weight = [], 0
+        batch.append((number, body))
+        weight += cost
+    if batch:
+        yield batch
+
+
+def _all_refused(batch: Batch, problems: tuple[tuple[str, str, str], ...]) -> list[RowResult]:
+    return [RowResult(Outcome.REFUSED, problems)] * len(batch)
+
+
+async def _send(job: ImportJob, batch: Batch, submit: Submit, sleep: Sleep) -> list[RowResult]:
+    """One result per row of `batch`, in order: the batch is sent again whole while
+    intake cannot take it (then each row is "unavailable"), in two halves when intake
+    finds it too large, and a refusal of the batch as a whole is each row's."""
+    items = [(idempotency_key(job.upload_id, number), body) for number, body in batch]
     for attempt in range(1, ATTEMPTS + 1):
         try:
-            return await submit(doc, key)
+            results = list(await submit(items))
         except TryAgainError:
             if attempt == ATTEMPTS:
                 break
             await sleep(0.5 * 2**attempt)
-    return RowResult(Outcome.REFUSED, (("", UNAVAILABLE, ROW_PROBLEM),))
+            continue
+        except BatchRefusedError as exc:
+            if exc.status == 413 and len(batch) > 1:
+                half = len(batch) // 2
+                first = await _send(job, batch[:half], submit, sleep)
+                return first + await _send(job, batch[half:], submit, sleep)
+            log.warning("import batch refused", job=job.id[:8], status=exc.status, rows=len(batch))
+            return _all_refused(batch, exc.problems)
+        if len(results) != len(batch):
+            raise BatchAnswerError("not one result per row")
+        return results
+    log.warning("import batch given up", job=job.id[:8], attempts=ATTEMPTS, rows=len(batch))
+    return _all_refused(batch, (("", UNAVAILABLE, ROW_PROBLEM),))
 
 
 async def run_import(
@@ -302,32 +424,35 @@ async def run_import(
     *,
     person_id: str,
     concurrency: int = CONCURRENCY,
+    batch_size: int = BATCH_ROWS,
+    batch_bytes: int = BATCH_BYTES,
     sleep: Sleep = asyncio.sleep,
     clock: Callable[[], datetime] = utc_now,
 ) -> ImportJob:
-    """Submit every row, a few at a time, counting each outcome on `job`."""
-    queue: asyncio.Queue[Row | None] = asyncio.Queue(maxsize=concurrency * 4)
+    """Submit every row in batches, a few batches at a time, counting each row's outcome
+    on `job` as its batch is answered."""
+    queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=max(1, concurrency) * 2)
 
     async def worker() -> None:
-        while (item := await queue.get()) is not None:
-            number, doc = item
-            if isinstance(doc, str):
-                job.record(number, RowResult(Outcome.REFUSED, (("", doc, ROW_PROBLEM),)), None)
-                continue
-            body = with_defaults(doc, person_id)
+        while (batch := await queue.get()) is not None:
             try:
-                result = await _send(body, idempotency_key(job.upload_id, number), submit, sleep)
-            except Exception as exc:  # one row's fault must not stop the others
+                results = await _send(job, batch, submit, sleep)
+            except Exception as exc:  # one batch's fault must not stop the others
                 log.warning(
-                    "import row failed", job=job.id[:8], row=number, fault=type(exc).__name__
+                    "import batch failed",
+                    job=job.id[:8],
+                    first_row=batch[0][0],
+                    rows=len(batch),
+                    fault=type(exc).__name__,
                 )
-                result = RowResult(Outcome.REFUSED, (("", FAULT, ROW_PROBLEM),))
-            job.record(number, result, body)
+                results = _all_refused(batch, (("", FAULT, ROW_PROBLEM),))
+            for (number, body), result in zip(batch, results, strict=True):
+                job.record(number, result, body)
 
     workers = [asyncio.create_task(worker()) for _ in range(max(1, concurrency))]
     try:
-        for item in rows:
-            await queue.put(item)
+        for batch in batches(rows, job, person_id, size=batch_size, max_bytes=batch_bytes):
+            await queue.put(batch)
         for _w in workers:
             await queue.put(None)
         await asyncio.gather(*workers)

@@ -1,13 +1,13 @@
 """Programme staff's pages: indicators with charts and CSV, bulk import by upload.
 
 The indicators come from intake's report, read as the signed-in person (an NGO's person
-sees their organisation's cases, an admin's all). Imports post each row to intake as
-that person, in the background; the page of an import follows its progress.
+sees their organisation's cases, an admin's all). Imports post the rows to intake in
+batches as that person, in the background; the page of an import follows its progress.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Final
@@ -30,20 +30,23 @@ from lintas_console.entrypoints.charts import draw
 from lintas_console.entrypoints.forms import explain
 from lintas_console.entrypoints.imports import (
     API_PROBLEM,
+    BATCH_TIMEOUT_SECONDS,
     CSV_COLUMNS,
     MAX_UPLOAD_BYTES,
     NO_FILE,
     NO_ROWS,
     ROW_PROBLEM,
     TOO_LARGE,
+    BatchItem,
+    BatchRefusedError,
     ImportJob,
     ImportJobs,
-    Outcome,
     RowError,
     RowResult,
     Submit,
     TryAgainError,
     UploadRefusedError,
+    batch_results,
     count_rows,
     decode,
     error_report_csv,
@@ -445,27 +448,29 @@ def import_jobs(request: Request) -> ImportJobs:
 
 
 def submitter(ctx: Console, claims: PersonClaims) -> Submit:
-    """Posts one row to intake as the person who uploaded the file."""
+    """Posts a batch of rows to intake (`POST /v1/cases/batch`) as the person who
+    uploaded the file; each row's result in the order sent."""
 
-    async def submit(doc: dict[str, Any], key: str) -> RowResult:
+    async def submit(items: Sequence[BatchItem]) -> list[RowResult]:
+        body = {"cases": [{"idempotency_key": key, "case": doc} for key, doc in items]}
         try:
             answer = await ctx.intake.call(
-                claims, "POST", "/v1/cases", json=doc, headers={"Idempotency-Key": key}
+                claims,
+                "POST",
+                "/v1/cases/batch",
+                json=body,
+                timeout_seconds=BATCH_TIMEOUT_SECONDS,
             )
         except ServiceUnavailableError:
             raise TryAgainError from None
         except ApiProblemError as exc:
             if exc.status in (408, 429, 500):
                 raise TryAgainError from None
-            if exc.status == 409 and exc.body.get("existing_case_id"):
-                return RowResult(Outcome.ALREADY_PRESENT)  # its external_ref is known
-            problems = tuple((p.field, p.message, p.type) for p in exc.errors) or (
-                ("", exc.detail or exc.title, API_PROBLEM),
-            )
-            return RowResult(Outcome.REFUSED, problems)
-        if answer.headers.get("idempotent-replayed") == "true":
-            return RowResult(Outcome.ALREADY_PRESENT)  # this upload's row, sent before
-        return RowResult(Outcome.CREATED)
+            # The batch as a whole (its size, the person's rights): its field errors
+            # name places in the batch, not in a row, so each row gets the problem.
+            detail = exc.detail or exc.title
+            raise BatchRefusedError(exc.status, (("", detail, API_PROBLEM),)) from None
+        return batch_results(answer.data, [key for key, _doc in items])
 
     return submit
 
