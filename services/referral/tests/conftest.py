@@ -18,6 +18,7 @@ from lintas_referral.domain.rules import load_default_rules
 from lintas_referral.handlers import Referrals
 from lintas_referral.webhooks import SecretBox, Webhooks
 from lintas_shared.mongo import Document
+from lintas_shared.unit_of_work import MongoVersionedDocuments
 from pymongo import AsyncMongoClient
 
 from tests.support.webhook_receiver import Receiver, webhook_receiver
@@ -62,13 +63,14 @@ async def stores(mongo: AsyncMongoClient[Document], database_name: str) -> Store
 
     def make() -> Referrals:
         # A new set of adapters each time, as a restarted process would build them.
-        routings = MongoRoutingRepository(db["routings"])
+        routings = MongoRoutingRepository(MongoVersionedDocuments(db["routings"]))
         partners = MongoPartnerDirectory(db["partners"], routings)
         return Referrals(routings, partners, rules, policy, clock)
 
-    routings = MongoRoutingRepository(db["routings"])
+    routings = MongoRoutingRepository(MongoVersionedDocuments(db["routings"]))
     await routings.ensure_indexes()
     partners = MongoPartnerDirectory(db["partners"], routings)
+    await partners.ensure_indexes()
     await partners.upsert(Partner("org-hk-1", "HK one", "HK"))
     await partners.upsert(Partner("org-hk-2", "HK two", "HK"))
     await partners.upsert(Partner("org-sg", "SG", "SG"))

@@ -43,6 +43,7 @@ from lintas_shared.person_tokens import (
 from lintas_shared.security import hash_api_key
 from lintas_shared.settings import CommonSettings
 from lintas_shared.topics import REFERRALS
+from lintas_shared.unit_of_work import MongoVersionedDocuments
 from lintas_shared.values import ClaimType
 from pydantic import SecretStr
 from pymongo import AsyncMongoClient
@@ -391,7 +392,8 @@ async def test_partners_words_are_sealed_in_the_store_and_on_kafka_and_shown_to_
     broker = make_broker(servers.kafka_bootstrap, client_id=f"test-relay-{case_id}")
     await broker.connect()
     try:
-        relay = OutboxRelay(mongo[database_name]["routings"], KafkaEventPublisher(broker))
+        documents = MongoVersionedDocuments(mongo[database_name]["routings"])
+        relay = OutboxRelay(documents, KafkaEventPublisher(broker))
         assert await relay.relay_once() > 0
     finally:
         await broker.stop()
@@ -495,7 +497,7 @@ async def test_closed_referral_shows_only_its_outcome_after_the_retention(api: A
     wid = await api.submit("case-withdrawn")
     await api.client.post(f"/v1/referrals/{wid}/accept", headers=hk)
     await handlers.apply(
-        api.app.state.referrals, "case-withdrawn", lambda r, now: r.close_case(now)
+        api.app.state.referrals, "case-withdrawn", lambda r, now, _partners: r.close_case(now)
     )
     view = (await api.client.get(f"/v1/referrals/{wid}", headers=hk)).json()
     assert (view["status"], view["shared"]) == ("withdrawn", None)

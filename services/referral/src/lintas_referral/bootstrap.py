@@ -9,7 +9,6 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
-from lintas_shared.case_locks import CaseLocks
 from lintas_shared.crypto import KeyVault, MasterKeys
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.http_guard import HttpLimits
@@ -79,15 +78,15 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     kafka_auth = service_auth(common, "referral")
     broker = make_broker(common.kafka_bootstrap, client_id="lintas-referral", auth=kafka_auth)
     publisher = KafkaEventPublisher(broker)
-    # One set of per-case locks for the handlers' writes and the relay's pulls.
-    locks = CaseLocks()
-    # One routing per case holds all its events: documents can go in parallel.
-    relay = OutboxRelay(MongoVersionedDocuments(database["routings"]), publisher)
-    routings = MongoRoutingRepository(database["routings"], on_write=relay.wake)
+    # One routing per case holds all its events: documents can go in parallel. Every
+    # write goes through the routings' unit of work, which hands its outbox to the relay.
+    documents = MongoVersionedDocuments(database["routings"])
+    relay = OutboxRelay(documents, publisher)
+    routings = MongoRoutingRepository(documents, on_commit=relay.on_commit)
     partners = MongoPartnerDirectory(database["partners"], routings)
     keys = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
     ctx = handlers.Referrals(
-        routings=routings, partners=partners, rules=rules, policy=policy, keys=keys, locks=locks
+        routings=routings, partners=partners, rules=rules, policy=policy, keys=keys
     )
     register_subscribers(broker, group_id=settings.consumer_group, ctx=ctx, dead_letters=publisher)
     deliveries = MongoWebhookDeliveries(database["webhook_deliveries"])
@@ -121,9 +120,11 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await routings.ensure_indexes()
+        await partners.ensure_indexes()
         await deliveries.ensure_indexes()
-        await routings.repair()
-        await deliveries.repair()
+        # Partners stored before they counted their own load: counted once, from the
+        # routings (a no-op once every partner has its count).
+        await partners.migrate_load()
         async with runtime.lifespan(app):
             scheduler.start()
             try:

@@ -1,15 +1,23 @@
-"""Referral's use cases: each reads one case's routing, changes it, and writes it back
-with the events it caused in the same single-document update."""
+"""Referral's use cases: each reads one case's routing, lets the domain change it, and
+writes it back with the events it caused in the same single-document update (the shared
+unit of work: version-checked, retried when another writer got there first, once per
+event key).
+
+A partner's load is counted on the partner's own document (see `PartnerLoad`). Its
+claims and releases follow the routing's version-checked write: the room a new offer
+needs is claimed before the write (a full partner is left out and the domain decides
+again); when the write is lost or refused, or once it no longer holds a partner's open
+referral, the case is released from that partner's load after it. Both are keyed by
+the case, so a redelivered event or a retried write counts nothing twice.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import partial
 from typing import Protocol
 
-from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import PermanentEventError
 from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
@@ -27,6 +35,15 @@ from lintas_shared.events import (
     parse_payload,
 )
 from lintas_shared.logging import get_logger
+from lintas_shared.topics import REFERRALS
+from lintas_shared.unit_of_work import (
+    ContentionError,
+    Decision,
+    DocumentNotFoundError,
+    DuplicateDocumentError,
+    Outgoing,
+    UnitOfWork,
+)
 from lintas_shared.values import Money
 
 from lintas_referral.domain.case_routing import (
@@ -44,6 +61,8 @@ from lintas_referral.domain.rules import RuleBook
 SOURCE = "/lintas/referral"
 Clock = Callable[[], datetime]
 log = get_logger(__name__)
+#: How often one change may find a chosen partner full before it gives up.
+FULL_PARTNER_ATTEMPTS = 10
 
 
 def utc_now() -> datetime:
@@ -52,7 +71,7 @@ def utc_now() -> datetime:
 
 
 class PartnerDirectory(Protocol):
-    """The legal partners, with their current load."""
+    """The legal partners, with their current load, and the claims on their capacity."""
 
     async def in_countries(self, countries: Iterable[str]) -> Mapping[str, Sequence[Partner]]:
         """Active partners of each country."""
@@ -60,6 +79,15 @@ class PartnerDirectory(Protocol):
 
     async def by_id(self, partner_id: str) -> Partner | None:
         """One active partner."""
+        ...
+
+    async def claim(self, partner_id: str, case_id: str, capacity: int | None) -> bool:
+        """Count the case in the partner's load if it is below `capacity` (None: no
+        limit); True if counted (now or before), False if full."""
+        ...
+
+    async def release(self, partner_id: str, case_id: str) -> None:
+        """Stop counting the case in the partner's load (idempotent)."""
         ...
 
 
@@ -72,20 +100,19 @@ class KeyReader(Protocol):
 
 
 class RoutingRepository(Protocol):
-    """One routing document per case; a write carries its events in the same update."""
+    """One routing document per case: its unit of work and the queries not by `_id`."""
 
-    async def insert(self, routing: CaseRouting, events: Sequence[CloudEvent]) -> bool:
-        """Store a new routing; False if the case was already routed."""
-        ...
-
-    async def save(
-        self, routing: CaseRouting, expected_version: int, events: Sequence[CloudEvent]
-    ) -> bool:
-        """Write if still at `expected_version`; False if someone else wrote first."""
+    @property
+    def work(self) -> UnitOfWork[CaseRouting]:
+        """Reads, changes (version-checked, once per event key) and adds routings."""
         ...
 
     async def get(self, case_id: str) -> CaseRouting | None:
         """The routing of a case."""
+        ...
+
+    async def case_of(self, referral_id: str) -> str | None:
+        """The case holding a referral."""
         ...
 
     async def by_referral(self, referral_id: str) -> CaseRouting | None:
@@ -112,11 +139,12 @@ class Referrals:
     clock: Clock = utc_now
     #: Seals each offer's content for its partner; without it offers carry no content.
     keys: KeyReader | None = None
-    #: Serialises writes to one case within this process.
-    locks: CaseLocks = field(default_factory=CaseLocks)
 
 
-Change = Callable[[CaseRouting, datetime], list[EventPayload]]
+Partners = Mapping[str, Sequence[Partner]]
+Change = Callable[[CaseRouting, datetime, Partners], list[EventPayload]]
+#: The countries whose partners a change may offer claims to (None: it offers none).
+Countries = Callable[[CaseRouting], Iterable[str]] | None
 
 
 class ConcurrentChangeError(RuntimeError):
@@ -129,6 +157,10 @@ def _events(
     return [
         make_event(p, source=SOURCE, subject=case_id, traceparent=traceparent) for p in payloads
     ]
+
+
+def _outgoing(events: Iterable[CloudEvent]) -> list[Outgoing]:
+    return [Outgoing(REFERRALS, e) for e in events]
 
 
 async def seal_offers(
@@ -184,52 +216,135 @@ def open_note(key: DataKey | None, token: str) -> str:
 
 
 async def _case_id_of(ctx: Referrals, referral_id: str) -> str:
-    routing = await ctx.routings.by_referral(referral_id)
-    if routing is None:
+    case_id = await ctx.routings.case_of(referral_id)
+    if case_id is None:
         raise ReferralNotFoundError(referral_id)
-    return routing.case_id
+    return case_id
+
+
+def _without(partners: Partners, full: set[str]) -> Partners:
+    """The partners, those found full counted as full (the domain passes them over)."""
+    if not full:
+        return partners
+    return {
+        country: [
+            replace(p, open_referrals=max(p.capacity, p.open_referrals)) if p.id in full else p
+            for p in found
+        ]
+        for country, found in partners.items()
+    }
+
+
+class _Load:
+    """The partner-load claims of one use case, released when not needed after all."""
+
+    def __init__(self, ctx: Referrals, case_id: str, *, limited: bool) -> None:
+        self._ctx = ctx
+        self._case_id = case_id
+        self._limited = limited
+        self.claimed: set[str] = set()
+        #: Partners with an open referral in the state the last decision started from.
+        self.before: set[str] = set()
+
+    async def decide(
+        self,
+        current: CaseRouting,
+        countries: Countries,
+        change: Change,
+        traceparent: str | None,
+    ) -> tuple[CaseRouting, list[CloudEvent]]:
+        """Let the domain change a copy of `current`; claim room with each partner it
+        newly offers claims to, and decide again without a partner found full."""
+        self.before = set(current.open_partner_ids)
+        full: set[str] = set()
+        for _ in range(FULL_PARTNER_ATTEMPTS):
+            routing = current.model_copy(deep=True)
+            found = await self._ctx.partners.in_countries(countries(routing)) if countries else {}
+            capacity = {p.id: p.capacity for ps in found.values() for p in ps}
+            payloads = change(routing, self._ctx.clock(), _without(found, full))
+            refused = await self._claim(set(routing.open_partner_ids) - self.before, capacity)
+            if not refused:
+                payloads = await seal_offers(self._ctx, routing, payloads)
+                return routing, _events(payloads, routing.case_id, traceparent)
+            full |= refused
+        raise ConcurrentChangeError(f"the partners of case {self._case_id} kept filling up")
+
+    async def _claim(self, partner_ids: set[str], capacity: Mapping[str, int]) -> set[str]:
+        refused: set[str] = set()
+        for partner_id in sorted(partner_ids):
+            # A partner not among the country's (chosen by a person: a hand-on) has no
+            # limit here; one the routing chose is claimed only while it has room.
+            limit = capacity.get(partner_id) if self._limited else None
+            if await self._ctx.partners.claim(partner_id, self._case_id, limit):
+                self.claimed.add(partner_id)
+            else:
+                refused.add(partner_id)
+        return refused
+
+    async def settle(self, stored: CaseRouting | None) -> None:
+        """After the write (or its failure): release every partner claimed or held before
+        whose open referral the stored routing does not have."""
+        keep = set() if stored is None else set(stored.open_partner_ids)
+        for partner_id in sorted((self.claimed | self.before) - keep):
+            await self._ctx.partners.release(partner_id, self._case_id)
 
 
 async def apply(
     ctx: Referrals,
-    routing_or_id: str,
+    case_id: str,
     change: Change,
     *,
-    dedupe_key: str | None = None,
+    countries: Countries = None,
+    event_key: str | None = None,
     traceparent: str | None = None,
-    by_referral: bool = False,
+    limited: bool = True,
 ) -> CaseRouting:
-    """Read, change and write one routing, retrying when another writer got there first.
+    """Read, change and write one routing with the shared unit of work (retried when
+    another writer got there first; with `event_key`, applied at most once).
 
-    With `dedupe_key` the change is applied at most once: the key is stored with it.
-    Within this process the case is locked for the whole read-change-write (see
-    `CaseLocks`); the version check guards against other processes.
+    `countries`: whose partners the change may offer claims to (read before each
+    decision). `limited`: a new partner is claimed only while it has room.
     """
-    case_id = routing_or_id
-    if by_referral:
-        found = await ctx.routings.by_referral(routing_or_id)
-        if found is None:
-            raise ReferralNotFoundError(routing_or_id)
-        case_id = found.case_id
-    async with ctx.locks.hold(case_id):
-        for _ in range(10):
-            routing = await ctx.routings.get(case_id)
-            if routing is None:
-                raise PermanentEventError(f"no routing for case {case_id}")
-            if dedupe_key is not None and routing.has_processed(dedupe_key):
-                return routing
-            version = routing.version
-            payloads = await seal_offers(ctx, routing, change(routing, ctx.clock()))
-            if dedupe_key is not None:
-                routing.processed.append(dedupe_key)
-            events = _events(payloads, routing.case_id, traceparent)
-            if await ctx.routings.save(routing, version, events):
-                return routing
-    raise ConcurrentChangeError(f"routing {case_id} kept changing")
+    load = _Load(ctx, case_id, limited=limited)
+
+    async def decide(current: CaseRouting) -> Decision[CaseRouting] | None:
+        if event_key is not None and current.has_processed(event_key):
+            return None  # processed before the unit of work kept the keys
+        routing, events = await load.decide(current, countries, change, traceparent)
+        routing.version = current.version + 1
+        return Decision(routing, _outgoing(events))
+
+    work = ctx.routings.work
+    try:
+        committed = await work.change(case_id, decide, event_key=event_key)
+    except DocumentNotFoundError:
+        raise PermanentEventError(f"no routing for case {case_id}") from None
+    except ContentionError as exc:
+        await _settle_after_failure(load, work, case_id)
+        raise ConcurrentChangeError(str(exc)) from exc
+    except BaseException:
+        await _settle_after_failure(load, work, case_id)
+        raise
+    await load.settle(committed.aggregate)
+    return committed.aggregate
 
 
-async def _partners_for(ctx: Referrals, routing: CaseRouting) -> Mapping[str, Sequence[Partner]]:
-    return await ctx.partners.in_countries(routing.jurisdictions())
+async def _settle_after_failure(load: _Load, work: UnitOfWork[CaseRouting], case_id: str) -> None:
+    """Release what a failed change claimed, as the stored routing says; when the store
+    cannot say (it is away), the claims stay: a partner counted once too often (room
+    kept free) rather than offered more than its capacity."""
+    if not load.claimed:
+        return
+    try:
+        stored = await work.get(case_id)
+    except Exception as exc:
+        log.warning("partner load not released", case_id=case_id, error=type(exc).__name__)
+        return
+    await load.settle(stored)
+
+
+def _jurisdictions(routing: CaseRouting) -> list[str]:
+    return routing.jurisdictions()
 
 
 # --- events from intake --------------------------------------------------------------------
@@ -238,55 +353,76 @@ async def _partners_for(ctx: Referrals, routing: CaseRouting) -> Mapping[str, Se
 async def on_case_submitted(event: CloudEvent, ctx: Referrals) -> None:
     """Route a new case: each claim to its forum, each jurisdiction to a partner."""
     case = parse_payload(event, CaseSubmitted)
-    now = ctx.clock()
-    routing = CaseRouting.new(case, ctx.rules, now)
+    routing = CaseRouting.new(case, ctx.rules, ctx.clock())
     routing.processed.append(event.dedupe_key)
-    payloads = routing.route(await _partners_for(ctx, routing), ctx.policy, now)
-    payloads = await seal_offers(ctx, routing, payloads)
-    # A redelivered `case submitted` finds the routing already stored and changes nothing.
-    await ctx.routings.insert(routing, _events(payloads, case.case_id, event.traceparent))
+    routing.version = 1
+    load = _Load(ctx, case.case_id, limited=True)
+
+    def route(r: CaseRouting, now: datetime, partners: Partners) -> list[EventPayload]:
+        return r.route(partners, ctx.policy, now)
+
+    work = ctx.routings.work
+    try:
+        routed, events = await load.decide(routing, _jurisdictions, route, event.traceparent)
+        # A redelivered `case submitted` finds the routing already stored: nothing changes.
+        await work.add(routed, _outgoing(events))
+    except DuplicateDocumentError:
+        await load.settle(await work.get(case.case_id))
+    except BaseException:
+        await _settle_after_failure(load, work, case.case_id)
+        raise
 
 
-async def _on_case_event(event: CloudEvent, ctx: Referrals, case_id: str, change: Change) -> None:
-    await apply(ctx, case_id, change, dedupe_key=event.dedupe_key, traceparent=event.traceparent)
+async def _on_case_event(
+    event: CloudEvent,
+    ctx: Referrals,
+    case_id: str,
+    change: Change,
+    countries: Countries = _jurisdictions,
+) -> None:
+    await apply(
+        ctx,
+        case_id,
+        change,
+        countries=countries,
+        event_key=event.dedupe_key,
+        traceparent=event.traceparent,
+    )
 
 
 async def on_case_details_corrected(event: CloudEvent, ctx: Referrals) -> None:
     """The NGO corrected the case: claims are routed again on the corrected facts."""
     payload = parse_payload(event, CaseDetailsCorrected)
     # Corrected claims may be heard anywhere the rules know of, not only where they were.
-    partners = await ctx.partners.in_countries({rule.jurisdiction for rule in ctx.rules.rule})
+    everywhere = {rule.jurisdiction for rule in ctx.rules.rule}
     await _on_case_event(
         event,
         ctx,
         payload.case_id,
-        lambda r, now: r.correct(payload, ctx.rules, partners, ctx.policy, now),
+        lambda r, now, partners: r.correct(payload, ctx.rules, partners, ctx.policy, now),
+        lambda _r: everywhere,
     )
 
 
 async def on_consent_recorded(event: CloudEvent, ctx: Referrals) -> None:
     """A new consent: routing resumes where it now may."""
     payload = parse_payload(event, ConsentRecorded)
-    routing = await ctx.routings.get(payload.case_id)
-    partners = await _partners_for(ctx, routing) if routing else {}
     await _on_case_event(
         event,
         ctx,
         payload.case_id,
-        lambda r, now: r.record_consent(payload.consent, partners, ctx.policy, now),
+        lambda r, now, partners: r.record_consent(payload.consent, partners, ctx.policy, now),
     )
 
 
 async def on_consent_withdrawn(event: CloudEvent, ctx: Referrals) -> None:
     """A consent withdrawn: the referrals it allowed are withdrawn and the partners told."""
     payload = parse_payload(event, ConsentWithdrawn)
-    routing = await ctx.routings.get(payload.case_id)
-    partners = await _partners_for(ctx, routing) if routing else {}
     await _on_case_event(
         event,
         ctx,
         payload.case_id,
-        lambda r, now: r.withdraw_consent(
+        lambda r, now, partners: r.withdraw_consent(
             payload.consent_id, payload.withdrawn_at, partners, ctx.policy, now
         ),
     )
@@ -295,13 +431,17 @@ async def on_consent_withdrawn(event: CloudEvent, ctx: Referrals) -> None:
 async def on_case_closed(event: CloudEvent, ctx: Referrals) -> None:
     """The NGO closed the case: open referrals are withdrawn, reminders stop."""
     payload = parse_payload(event, CaseClosed)
-    await _on_case_event(event, ctx, payload.case_id, lambda r, now: r.close_case(now))
+    await _on_case_event(
+        event, ctx, payload.case_id, lambda r, now, _p: r.close_case(now), countries=None
+    )
 
 
 async def on_case_erased(event: CloudEvent, ctx: Referrals) -> None:
     """The worker's data was erased: withdraw everything and drop the sealed fields."""
     payload = parse_payload(event, CaseErased)
-    await _on_case_event(event, ctx, payload.case_id, lambda r, now: r.erase(now))
+    await _on_case_event(
+        event, ctx, payload.case_id, lambda r, now, _p: r.erase(now), countries=None
+    )
 
 
 # --- the partner's commands ----------------------------------------------------------------
@@ -316,9 +456,8 @@ async def accept(
     """The partner accepts an offered referral."""
     return await apply(
         ctx,
-        referral_id,
-        lambda r, now: r.accept(referral_id, partner_id, now, person_id),
-        by_referral=True,
+        await _case_id_of(ctx, referral_id),
+        lambda r, now, _p: r.accept(referral_id, partner_id, now, person_id),
     )
 
 
@@ -327,18 +466,15 @@ async def decline(
 ) -> CaseRouting:
     """The partner declines; the next eligible partner is offered the claims. The
     reason is sealed with the case's key (see `seal_note`)."""
-    routing = await ctx.routings.by_referral(referral_id)
-    if routing is None:
-        raise ReferralNotFoundError(referral_id)
-    partners = await _partners_for(ctx, routing)
-    note = await seal_note(ctx, routing.case_id, reason)
+    case_id = await _case_id_of(ctx, referral_id)
+    note = await seal_note(ctx, case_id, reason)
     return await apply(
         ctx,
-        referral_id,
-        lambda r, now: r.decline(
+        case_id,
+        lambda r, now, partners: r.decline(
             referral_id, partner_id, note, partners, ctx.policy, now, person_id
         ),
-        by_referral=True,
+        countries=_jurisdictions,
     )
 
 
@@ -350,14 +486,13 @@ async def progress(
     person_id: str | None = None,
 ) -> CaseRouting:
     """The partner reports progress; its note is sealed with the case's key."""
+    case_id = await _case_id_of(ctx, referral_id)
     if report.note is not None:
-        case_id = await _case_id_of(ctx, referral_id)
         report = report.model_copy(update={"note": await seal_note(ctx, case_id, report.note)})
     return await apply(
         ctx,
-        referral_id,
-        lambda r, now: r.progress(referral_id, partner_id, report, now, person_id),
-        by_referral=True,
+        case_id,
+        lambda r, now, _p: r.progress(referral_id, partner_id, report, now, person_id),
     )
 
 
@@ -372,9 +507,10 @@ async def close(
     """The partner closes the referral with its outcome."""
     return await apply(
         ctx,
-        referral_id,
-        lambda r, now: r.close_referral(referral_id, partner_id, outcome, amounts, now, person_id),
-        by_referral=True,
+        await _case_id_of(ctx, referral_id),
+        lambda r, now, _p: r.close_referral(
+            referral_id, partner_id, outcome, amounts, now, person_id
+        ),
     )
 
 
@@ -387,51 +523,47 @@ async def hand_on(
     reason: str,
     person_id: str | None = None,
 ) -> CaseRouting:
-    """Hand claims of a referral on to another partner (e.g. back to Indonesia)."""
+    """Hand claims of a referral on to another partner (e.g. back to Indonesia). The
+    lawyer chooses the partner: it is counted in its load whether it has room or not."""
     to = await ctx.partners.by_id(to_partner_id)
     if to is None:
         raise TransitionError(f"no active partner {to_partner_id}")
-    note = await seal_note(ctx, await _case_id_of(ctx, referral_id), reason)
+    case_id = await _case_id_of(ctx, referral_id)
+    note = await seal_note(ctx, case_id, reason)
     return await apply(
         ctx,
-        referral_id,
-        lambda r, now: r.hand_on(
+        case_id,
+        lambda r, now, _p: r.hand_on(
             referral_id, partner_id, to, claim_indexes, note, ctx.policy, now, person_id
         ),
-        by_referral=True,
+        limited=False,
     )
 
 
 # --- time ----------------------------------------------------------------------------------
 
 
-def _tick(
-    routing: CaseRouting,
-    now: datetime,
-    *,
-    partners: Mapping[str, Sequence[Partner]],
-    policy: Policy,
-) -> list[EventPayload]:
-    return routing.tick(partners, policy, now)
-
-
-async def run_due(ctx: Referrals) -> int:
+async def run_due(ctx: Referrals, limit: int = 100) -> int:
     """Expire overdue offers (re-routing them) and send due reminders; returns cases touched.
 
-    Driven by the stored schedule (`next_due_at`), so it survives restarts; the version
-    check makes each expiry and reminder happen once even with two schedulers running.
+    Driven by the stored schedule (each routing's indexed `next_due_at`), so it survives
+    restarts; the version check makes each expiry and reminder happen once even with two
+    schedulers running.
     """
     now = ctx.clock()
     touched = 0
-    for case_id in await ctx.routings.due(now):
-        routing = await ctx.routings.get(case_id)
-        if routing is None:
-            continue
-        partners = await _partners_for(ctx, routing)
+    for case_id in await ctx.routings.due(now, limit):
         try:
-            await apply(ctx, case_id, partial(_tick, partners=partners, policy=ctx.policy))
+            await apply(
+                ctx,
+                case_id,
+                lambda r, at, partners: r.tick(partners, ctx.policy, at),
+                countries=_jurisdictions,
+            )
         except ConcurrentChangeError:
             log.warning("scheduled work postponed: routing busy", case_id=case_id)
             continue
+        except PermanentEventError:
+            continue  # gone meanwhile
         touched += 1
     return touched
