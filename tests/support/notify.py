@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
-from lintas_notify.adapters.early_events import MongoEarlyEvents
 from lintas_notify.adapters.early_receipts import MongoEarlyReceipts
 from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.adapters.preferences import MongoPreferences
@@ -268,11 +267,10 @@ async def wire_notify(mongo: AsyncMongoClient[Document], database_name: str) -> 
         messages, preferences, provider, vault, clock=clock, sleep=sleeps, receipts=reports
     )
     catalogue, _ = load_catalogue("en")
-    early = MongoEarlyEvents(db["early_events"])
     phones = PhoneLookup(vault, PHONE_HASH_SECRET)
     budget = MongoReplyBudget(db["reply_budget"], limit=REPLY_LIMIT, window=timedelta(hours=1))
     handlers = NotifyHandlers(
-        messages, profiles, preferences, dispatcher, catalogue, clock, early, phones, budget
+        messages, profiles, preferences, dispatcher, catalogue, clock, phones, budget
     )
     conversations = Conversations(
         messages,

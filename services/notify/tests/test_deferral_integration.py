@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.dispatch import SendRules
 from lintas_notify.domain.schedule import ProviderRateLimit, WorkerLimit
 from lintas_shared.mongo import Document
@@ -14,7 +12,6 @@ from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import case_submitted
 from tests.support.notify import Notify, deadline_approaching, with_worker
-from tests.support.servers import Servers
 
 pytestmark = pytest.mark.integration
 
@@ -96,11 +93,12 @@ async def test_the_provider_rate_defers_the_overflow(notify: Notify) -> None:
     assert len(notify.provider.sent) == 2
 
 
-async def test_the_schedule_and_the_daily_count_are_rebuilt_from_the_messages(
+async def test_the_daily_count_is_read_from_the_messages_and_old_ones_are_scheduled(
     notify: Notify, mongo: AsyncMongoClient[Document]
 ) -> None:
-    # The timers and the workers' send times live beside the messages (FerretDB v1 would
-    # scan every message to answer them); losing them loses nothing once repaired.
+    # No side collection: the daily limit reads the messages' own `sent_at` (by the
+    # phone-hash index) and the schedule their `due_at`; a message written by the
+    # previous version (no `due_at`, no `version`) is put in the schedule at start-up.
     notify.rewire(notify.provider, SendRules(worker_limit=WorkerLimit(per_window=2)))
     start = notify.clock.now
     await submit(notify, "case-lost")
@@ -113,60 +111,29 @@ async def test_the_schedule_and_the_daily_count_are_rebuilt_from_the_messages(
         deadline_approaching("case-lost", datetime(2026, 10, 11).date())
     )
     assert sorted(await statuses(notify, "case-lost")) == ["scheduled", "sent", "sent"]
-    db = mongo[notify.database]
-    await db["messages_timers"].drop()
-    await db["messages_worker_sends"].drop()
     phone_hash = (await notify.messages.for_case("case-lost"))[0]["phone_hash"]
-    assert await notify.messages.sent_times(phone_hash, start - timedelta(days=1)) == []
-
-    await notify.messages.repair(notify.clock.now)
-
     assert len(await notify.messages.sent_times(phone_hash, start - timedelta(days=1))) == 2
+    messages = mongo[notify.database]["messages"]
+    await messages.update_many({"status": "scheduled"}, {"$unset": {"due_at": "", "version": ""}})
     notify.clock.now = start + timedelta(days=1)
+    assert await notify.dispatcher.run_due() == 0  # not in the schedule: an old document
+    await notify.messages.ensure_indexes()
+    await notify.messages.ensure_indexes()  # again: nothing more
     assert await notify.dispatcher.run_due() == 1
     assert await statuses(notify, "case-lost") == ["sent", "sent", "sent"]
+    assert await messages.count_documents({"version": {"$exists": False}}) == 0
 
 
-async def test_a_timer_left_by_a_sent_message_is_cleared_without_a_send(
+async def test_a_sent_message_is_never_due(
     notify: Notify, mongo: AsyncMongoClient[Document]
 ) -> None:
     await submit(notify, "case-once")
     [record] = await notify.messages.for_case("case-once")
     assert record["status"] == "sent"
-    timers = mongo[notify.database]["messages_timers"]
-    await timers.insert_one({"_id": record["_id"], "due_at": notify.clock.now})
+    assert "due_at" not in record
+    messages = mongo[notify.database]["messages"]
+    await messages.update_one({"_id": record["_id"]}, {"$set": {"due_at": notify.clock.now}})
 
     assert await notify.dispatcher.run_due() == 0
 
     assert len(notify.provider.sent) == 1
-    assert await timers.find_one({"_id": record["_id"]}) is None
-
-
-async def test_sends_noted_by_two_processes_at_once_are_all_counted(
-    notify: Notify, mongo: AsyncMongoClient[Document], servers: Servers
-) -> None:
-    # Two notify instances (two clients) noting sends to one worker at the same instant:
-    # each must count, or she could get more than her daily limit.
-    other_client = AsyncMongoClient[Document](servers.mongodb_uri, tz_aware=True)
-    other = MongoMessageRepository(other_client[notify.database]["messages"])
-    start = notify.clock.now
-    stale = start - timedelta(days=30)
-    await notify.messages.note_sent("worker-1", stale)  # past the kept window
-    try:
-        await asyncio.gather(
-            *(
-                repository.note_sent("worker-1", start + timedelta(seconds=n))
-                for n in range(40)
-                for repository in ([notify.messages] if n % 2 else [other])
-            )
-        )
-    finally:
-        await other_client.close()
-    counted = await notify.messages.sent_times("worker-1", start - timedelta(seconds=1))
-    assert len(counted) == 40
-
-    # Cutting old entries may lose a race and wait for the next send; a lone one cuts.
-    await notify.messages.note_sent("worker-1", start + timedelta(minutes=5))
-    stored = await mongo[notify.database]["messages_worker_sends"].find_one({"_id": "worker-1"})
-    assert stored is not None
-    assert stale.replace(microsecond=0) not in [t.replace(microsecond=0) for t in stored["sent_at"]]

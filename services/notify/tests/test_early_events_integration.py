@@ -1,69 +1,69 @@
-"""Events kept until their case is known, found by the case's list (real MongoDB-protocol
-server): never by reading every waiting event."""
+"""Events kept in their case's document until the case is known (real MongoDB-protocol
+server): no other collection, and nothing read for a case nothing waited for."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
+from lintas_notify.adapters.case_profiles import CaseProfile
 from lintas_notify.adapters.early_events import MongoEarlyEvents
+from lintas_shared.events import CaseSubmitted, parse_payload
 from lintas_shared.mongo import Document
 from pymongo import AsyncMongoClient
 
+from tests.support.fixtures import case_submitted
 from tests.support.notify import AT, Notify, referral_accepted, referral_offered
 
 pytestmark = pytest.mark.integration
 
 
-def store(mongo: AsyncMongoClient[Document], notify: Notify) -> MongoEarlyEvents:
-    return MongoEarlyEvents(mongo[notify.database]["early_events"])
-
-
-async def test_each_case_gets_its_own_events_oldest_first(
+async def test_each_case_keeps_its_own_events_and_gets_them_oldest_first(
     mongo: AsyncMongoClient[Document], notify: Notify
 ) -> None:
-    early = store(mongo, notify)
+    profiles = notify.profiles
     accepted, offered = referral_accepted("case-a"), referral_offered("case-a")
-    await early.keep("case-a", accepted, AT + timedelta(seconds=2))
-    await early.keep("case-a", offered, AT)
-    await early.keep("case-a", offered, AT + timedelta(seconds=5))  # redelivered: once
-    other = referral_accepted("case-b")
-    await early.keep("case-b", other, AT)
-    assert [e.dedupe_key for e in await early.for_case("case-a")] == [
-        offered.dedupe_key,
-        accepted.dedupe_key,
-    ]
-    assert [e.dedupe_key for e in await early.for_case("case-b")] == [other.dedupe_key]
-    assert await early.for_case("case-c") == []
+    assert await profiles.keep_waiting("case-a", accepted, AT + timedelta(seconds=2)) is None
+    assert await profiles.keep_waiting("case-a", offered, AT) is None
+    assert await profiles.keep_waiting("case-a", offered, AT + timedelta(seconds=5)) is None
+    await profiles.keep_waiting("case-b", referral_accepted("case-b"), AT)
+    assert await profiles.state("case-a") is None  # not known yet: only events wait
+    raw = await mongo[notify.database]["cases"].find_one({"_id": "case-a"})
+    assert raw is not None
+    assert len(raw["waiting"]) == 2  # the redelivered one once
 
-    await early.done(offered)
-    await early.done(offered)  # a second handling changes nothing
-    assert [e.dedupe_key for e in await early.for_case("case-a")] == [accepted.dedupe_key]
-    await early.done(accepted)
-    assert await early.for_case("case-a") == []
-    lists = mongo[notify.database]["early_events_by_case"]
-    assert await lists.find_one({"_id": "case-a"}) is None  # an emptied list goes
-    assert await lists.find_one({"_id": "case-b"}) is not None
+    submitted = parse_payload(case_submitted("case-a"), CaseSubmitted)
+    profile, waiting = await profiles.add(submitted, "hash-a")
+    assert isinstance(profile, CaseProfile)
+    assert [w.event.dedupe_key for w in waiting] == [offered.dedupe_key, accepted.dedupe_key]
+    await profiles.done("case-a", waiting[0])
+    await profiles.done("case-a", waiting[0])  # a second handling changes nothing
+    _, left = await profiles.add(submitted, "hash-a")  # a redelivery finds what is left
+    assert [w.event.dedupe_key for w in left] == [accepted.dedupe_key]
+    await profiles.done("case-a", left[0])
+    assert (await profiles.add(submitted, "hash-a"))[1] == []
+    # Once the profile is there, an event is not kept: the caller gets the profile.
+    late = referral_accepted("case-a", country="MY")
+    assert isinstance(await profiles.keep_waiting("case-a", late, AT), CaseProfile)
+    assert "early_events" not in await mongo[notify.database].list_collection_names()
 
 
-async def test_erasure_drops_the_events_and_the_list(
+async def test_erasure_drops_the_waiting_events(
     mongo: AsyncMongoClient[Document], notify: Notify
 ) -> None:
-    early = store(mongo, notify)
-    await early.keep("case-e", referral_offered("case-e"), AT)
-    await early.keep("case-e", referral_accepted("case-e"), AT)
-    await early.drop_case("case-e")
+    await notify.profiles.keep_waiting("case-e", referral_offered("case-e"), AT)
+    await notify.profiles.erase("case-e")
+    assert await notify.profiles.keep_waiting("case-e", referral_accepted("case-e"), AT) is False
+    raw = await mongo[notify.database]["cases"].find_one({"_id": "case-e"})
+    assert raw == {"_id": "case-e", "erased": True}
+
+
+async def test_events_kept_by_the_previous_version_move_into_their_case_at_start(
+    mongo: AsyncMongoClient[Document], notify: Notify
+) -> None:
     database = mongo[notify.database]
-    assert await database["early_events"].count_documents({"case_id": "case-e"}) == 0
-    assert await database["early_events_by_case"].find_one({"_id": "case-e"}) is None
-
-
-async def test_events_kept_before_the_lists_existed_are_listed_at_start(
-    mongo: AsyncMongoClient[Document], notify: Notify
-) -> None:
-    early = store(mongo, notify)
     event = referral_accepted("case-old")
-    await mongo[notify.database]["early_events"].insert_one(
+    await database["early_events"].insert_one(
         {
             "_id": event.dedupe_key,
             "case_id": "case-old",
@@ -71,23 +71,19 @@ async def test_events_kept_before_the_lists_existed_are_listed_at_start(
             "kept_at": AT,
         }
     )
-    assert await early.for_case("case-old") == []  # not listed yet
-    await early.ensure_indexes()
-    await early.ensure_indexes()  # again: listed once
-    assert [e.dedupe_key for e in await early.for_case("case-old")] == [event.dedupe_key]
-    listing = await mongo[notify.database]["early_events_by_case"].find_one({"_id": "case-old"})
-    assert listing is not None
-    assert listing["keys"] == [event.dedupe_key]
-
-
-async def test_a_listed_key_whose_event_was_never_kept_is_passed_over(
-    mongo: AsyncMongoClient[Document], notify: Notify
-) -> None:
-    # A crash between listing the key and keeping the event.
-    early = store(mongo, notify)
-    await mongo[notify.database]["early_events_by_case"].insert_one(
-        {"_id": "case-crash", "keys": ["lost-key"]}
+    await database["early_events_by_case"].insert_one(
+        {"_id": "case-old", "keys": [event.dedupe_key]}
     )
-    event = referral_offered("case-crash")
-    await early.keep("case-crash", event, AT)
-    assert [e.dedupe_key for e in await early.for_case("case-crash")] == [event.dedupe_key]
+    legacy = MongoEarlyEvents(database["early_events"])
+    assert await legacy.migrate(notify.profiles) == 1
+    assert await legacy.migrate(notify.profiles) == 0  # again: nothing more
+    names = await database.list_collection_names()
+    assert "early_events" not in names
+    assert "early_events_by_case" not in names
+
+    key = await notify.vault.create("case-old")
+    await notify.handlers.on_case_submitted(case_submitted("case-old", key=key))
+    assert [s.template for s in notify.provider.sent] == ["case_received", "referral_accepted"]
+    raw = await database["cases"].find_one({"_id": "case-old"})
+    assert raw is not None
+    assert raw["waiting"] == []

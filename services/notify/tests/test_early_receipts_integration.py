@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 from lintas_notify.dispatch import Dispatcher
-from lintas_notify.domain.message import OutgoingSms, SmsStatus
+from lintas_notify.domain.message import OutgoingSms
 from lintas_shared.mongo import Document
 from pymongo import AsyncMongoClient
 
@@ -114,19 +114,6 @@ async def test_a_receipt_for_no_message_of_ours_is_dropped_after_the_retention(
     assert await kept_receipts(mongo, notify) == []
 
 
-async def test_records_sent_before_the_provider_id_index_are_found(
-    notify: Notify, mongo: AsyncMongoClient[Document]
-) -> None:
-    await submit(notify, "case-old-index")
-    index = mongo[notify.database]["messages_provider_ids"]
-    await index.delete_many({})  # as a database from before the index looks
-    assert not await notify.conversations.receipt("fake-1", "delivered", None)
-    await notify.messages.ensure_indexes()  # the next start files the old records once
-    assert await notify.dispatcher.settle_receipts() == 1
-    assert (await record(notify, "case-old-index"))["status"] == "delivered"
-    assert await index.count_documents({"_id": "fake:fake-1"}) == 1
-
-
 async def test_the_same_early_receipt_at_once_is_kept_once(
     notify: Notify, mongo: AsyncMongoClient[Document]
 ) -> None:
@@ -139,27 +126,3 @@ async def test_the_same_early_receipt_at_once_is_kept_once(
         assert matched == [False] * 6
     kept = await kept_receipts(mongo, notify)
     assert sorted(k["_id"] for k in kept) == [f"fake:twice-{a}" for a in range(5)]
-
-
-async def test_racing_records_of_one_sent_message_file_its_provider_id_once(
-    notify: Notify, mongo: AsyncMongoClient[Document]
-) -> None:
-    # The consumer's retry and the schedule loop can both record one message `sent`
-    # (test_racing_dispatchers_send_a_message_once hit this now and then).
-    for attempt in range(5):
-        await asyncio.gather(
-            *(
-                notify.messages.finish(
-                    f"m-{attempt}",
-                    SmsStatus.SENT,
-                    notify.clock.now,
-                    from_statuses=[SmsStatus.SENDING],
-                    provider="fake",
-                    provider_message_id=f"p-{attempt}",
-                )
-                for _ in range(6)
-            )
-        )
-    index = mongo[notify.database]["messages_provider_ids"]
-    filed = [d async for d in index.find({"_id": {"$ne": "#backfilled"}})]
-    assert sorted(d["message_id"] for d in filed) == [f"m-{a}" for a in range(5)]

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
 
 import pytest
-from lintas_notify.adapters.message_repository import ORPHANED_CLAIM_AFTER
+from lintas_notify.adapters.message_repository import LEASE
 from lintas_notify.dispatch import Dispatcher
 from lintas_notify.domain.message import SmsStatus
 from lintas_notify.ports import ProviderRejectedError, ProviderUnavailableError
 from lintas_shared.events import CaseDetailsCorrected, WorkerInfo, make_event
 from lintas_shared.ids import deterministic_id
-from lintas_shared.mongo import Document
 from lintas_shared.values import ConsentPurpose
-from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import case_submitted
 from tests.support.notify import (
@@ -254,46 +250,25 @@ async def test_racing_dispatchers_send_a_message_once(notify: Notify) -> None:
     assert (record["status"], record["attempts"]) == ("sent", 1)
 
 
-async def test_a_claim_left_by_a_killed_process_is_taken_over_once(
-    notify: Notify, mongo: AsyncMongoClient[Document]
-) -> None:
-    # Found by `make faults`: a SIGKILL between the claim and the `sending` write left the
-    # message `scheduled` with its attempt claimed, and every later claim backed off.
+async def test_a_claim_left_by_a_killed_process_is_taken_over_once(notify: Notify) -> None:
+    # Found by `make faults`: a process killed right after its claim. The claim and the
+    # `sending` record are one update with a lease: nobody else takes the attempt while
+    # the lease holds, and after it the provider is asked before it is taken over.
     notify.clock.advance(hours=12)  # 22:00 in Jakarta: the SMS waits in the schedule
     await submit(notify, "case-orphan")
     [record] = await notify.messages.for_case("case-orphan")
     notify.clock.advance(hours=10)  # 08:00: a process claims it, and dies at once
-    claims = mongo[notify.database]["messages_claims"]
-    await claims.insert_one({"_id": f"{record['_id']}#1", "at": notify.clock.now})
+    assert await notify.messages.claim(record["_id"], notify.clock.now) is not None
+    assert await notify.messages.claim(record["_id"], notify.clock.now) is None  # leased
 
-    assert await notify.dispatcher.run_due() == 0  # a fresh claim: its maker may be at work
-    # Past the claim's grace, and past the timers' next whole-collection question (the
-    # minute slots cover only the last five minutes, and this timer fell due at 07:00).
-    later = max(ORPHANED_CLAIM_AFTER, timedelta(minutes=5))
-    notify.clock.advance(seconds=later.total_seconds())
+    assert await notify.dispatcher.run_due() == 0  # not due: an attempt holds it
+    assert await notify.dispatcher.resolve_in_sending() == 0  # its lease still holds
+    notify.clock.advance(seconds=LEASE.total_seconds())
+    assert await notify.dispatcher.resolve_in_sending() == 1  # not at the provider: again
     await race_two_dispatchers(notify)
     assert len(notify.provider.sent) == 1
     [record] = await notify.messages.for_case("case-orphan")
-    assert (record["status"], record["attempts"]) == ("sent", 1)
-    claim = await claims.find_one({"_id": f"{record['_id']}#1"})
-    assert claim is not None
-    assert "taken_over_from" in claim
-
-
-class ClaimsRecordingSentFirst:
-    """The claims collection, where another process records its send just before this
-    process's claim goes in (the interleaving behind `make faults`' two sms_sent events
-    for one SMS)."""
-
-    def __init__(self, claims: Any, record_sent: Callable[[], Awaitable[object]]) -> None:
-        self._claims, self._record_sent = claims, record_sent
-
-    async def insert_one(self, doc: Document) -> object:
-        await self._record_sent()
-        return await self._claims.insert_one(doc)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._claims, name)
+    assert (record["status"], record["attempts"]) == ("sent", 2)
 
 
 async def test_a_send_recorded_meanwhile_is_not_reopened_by_a_late_claim(
@@ -305,18 +280,12 @@ async def test_a_send_recorded_meanwhile_is_not_reopened_by_a_late_claim(
     [record] = await notify.messages.for_case("case-late")
     message_id, now = record["_id"], notify.clock.now
     assert await notify.messages.claim(message_id, now) is not None  # process A sends
-
-    async def a_records_its_send() -> None:
-        await notify.messages.finish(
-            message_id, SmsStatus.SENT, now, from_statuses=[SmsStatus.SENDING]
-        )
-
-    # Process B found it `sending` and asked the provider before A's send landed there,
-    # so B claims the next attempt; A records `sent` just before B's claim goes in.
-    messages = notify.messages
-    messages._claims = ClaimsRecordingSentFirst(messages._claims, a_records_its_send)  # type: ignore[assignment]
-    assert await messages.claim(message_id, now, from_status=SmsStatus.SENDING) is None
-    [record] = await messages.for_case("case-late")
+    # Process B found it `sending` and asked the provider before A's send landed there;
+    # A records `sent` just before B's claim of the next attempt goes in.
+    await notify.messages.finish(message_id, SmsStatus.SENT, now, from_statuses=[SmsStatus.SENDING])
+    later = now + LEASE
+    assert await notify.messages.claim(message_id, later, from_status=SmsStatus.SENDING) is None
+    [record] = await notify.messages.for_case("case-late")
     assert record["status"] == "sent"  # not put back to `sending`, to be recorded again
     assert [h["status"] for h in record["status_history"]].count("sent") == 1
 

@@ -10,7 +10,6 @@ from typing import Any
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
-from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import EventConsumer
 from lintas_shared.crypto import KeyVault, MasterKeys
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
@@ -21,7 +20,6 @@ from lintas_shared.logging import configure_logging, get_logger
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.runtime import ServiceRuntime
-from lintas_shared.unit_of_work import MongoVersionedDocuments
 
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
 from lintas_notify.adapters.early_events import MongoEarlyEvents
@@ -88,15 +86,19 @@ class NotifyService:
     conversations: Conversations
     consumers: tuple[EventConsumer, EventConsumer]
     provider: SmsProvider
+    preferences: MongoPreferences
+    reply_budget: MongoReplyBudget
+    #: The previous version's early-event collections, moved into the profiles at start.
+    former_early_events: MongoEarlyEvents
 
     @asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
         """Indexes, then settle messages left `sending`, then consume and run the schedule."""
         await self.messages.ensure_indexes()
         await self.profiles.ensure_indexes()
-        await self.handlers.early.ensure_indexes()
-        await self.conversations.reply_budget.ensure_indexes()
-        await self.messages.repair(self.handlers.clock())
+        await self.preferences.ensure_indexes()
+        await self.former_early_events.migrate(self.profiles)
+        await self.reply_budget.ensure_indexes()
         await self.dispatcher.resolve_in_sending()
         async with self.runtime.lifespan(app):
             if isinstance(self.provider, SmppSmsProvider):
@@ -124,18 +126,13 @@ def build(
         settings.common.kafka_bootstrap, client_id="lintas-notify", auth=kafka_auth
     )
     publisher = KafkaEventPublisher(broker)
-    # One set of per-message locks for the repository's updates and the relay's pulls.
-    message_locks = CaseLocks()
-    message_relay = OutboxRelay(MongoVersionedDocuments(database["messages"]), publisher)
-    preference_locks = CaseLocks()
-    preference_relay = OutboxRelay(MongoVersionedDocuments(database["preferences"]), publisher)
     # Counted as they are stored (lintas_sms_* metrics); otherwise the plain repository.
-    messages = MeteredMessageRepository(
-        database["messages"], on_write=message_relay.wake, locks=message_locks
-    )
-    preferences = MongoPreferences(
-        database["preferences"], on_write=preference_relay.wake, locks=preference_locks
-    )
+    messages = MeteredMessageRepository(database["messages"])
+    message_relay = OutboxRelay(messages.documents, publisher)
+    messages.on_commit(message_relay.on_commit)
+    preferences = MongoPreferences(database["preferences"])
+    preference_relay = OutboxRelay(preferences.documents, publisher)
+    preferences.on_commit(preference_relay.on_commit)
     profiles = MongoCaseProfiles(database["cases"])
     keys = KeyVault(
         mongo[settings.common.keyvault_database]["case_keys"],
@@ -165,7 +162,7 @@ def build(
         window=timedelta(minutes=settings.reply_window_minutes),
     )
     handlers = NotifyHandlers(
-        messages, profiles, preferences, dispatcher, catalogue, clock, early, phones, reply_budget
+        messages, profiles, preferences, dispatcher, catalogue, clock, phones, reply_budget
     )
     conversations = Conversations(
         messages,
@@ -202,6 +199,9 @@ def build(
         conversations,
         consumers,
         provider,
+        preferences,
+        reply_budget,
+        early,
     )
 
 

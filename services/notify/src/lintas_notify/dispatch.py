@@ -24,16 +24,17 @@ from lintas_shared.ids import deterministic_id
 from lintas_shared.logging import get_logger
 from lintas_shared.mongo import Document
 
-from lintas_notify.adapters.message_repository import MongoMessageRepository, sms_from_document
-from lintas_notify.adapters.preferences import MongoPreferences
 from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
 from lintas_notify.domain.schedule import ProviderRateLimit, QuietHours, WorkerLimit, worker_zone
 from lintas_notify.ports import (
     CaseKeyReader,
+    MessageStore,
+    OptOuts,
     ProviderRejectedError,
     ProviderUnavailableError,
     ReceiptSettler,
     SmsProvider,
+    sms_from_document,
 )
 
 log = get_logger(__name__)
@@ -76,8 +77,8 @@ class Dispatcher:
 
     def __init__(
         self,
-        messages: MongoMessageRepository,
-        preferences: MongoPreferences,
+        messages: MessageStore,
+        preferences: OptOuts,
         provider: SmsProvider,
         keys: CaseKeyReader,
         *,
@@ -119,6 +120,13 @@ class Dispatcher:
         doc = await self._messages.get(message_id)
         if doc is None:
             raise KeyError(message_id)
+        return await self.dispatch_record(doc, raise_unavailable=raise_unavailable)
+
+    async def dispatch_record(
+        self, doc: Document, *, raise_unavailable: bool = True, phone: str | None = None
+    ) -> SmsStatus:
+        """`dispatch` for a message already read (`phone`: the plaintext, if at hand)."""
+        message_id = doc["_id"]
         status = SmsStatus(doc["status"])
         if status is SmsStatus.SENDING:
             # Left by a crash or an unavailable provider: ask before sending again.
@@ -132,7 +140,7 @@ class Dispatcher:
         if blocked is not None:
             return blocked
         try:
-            phone = await self._phone(doc)
+            phone = phone or await self._phone(doc)
         except CaseKeyMissingError:
             await self._messages.finish(
                 message_id,
@@ -174,6 +182,50 @@ class Dispatcher:
             return SmsStatus.SENDING  # another attempt is under way
         return await self._send(claimed, sms_from_document(claimed, phone), raise_unavailable)
 
+    async def send_new(
+        self,
+        sms: OutgoingSms,
+        *,
+        current_country: str | None,
+        time_zone: str | None,
+        phone: str | None = None,
+    ) -> SmsStatus:
+        """Decide and record a new notification in one insert: the rules are checked
+        first, so the record is born `sending` (its first attempt claimed) when they allow
+        it now, `scheduled` until the time they allow, or `suppressed`. A redelivered
+        event finds the record made before and carries on from where it stands."""
+        now = self._clock()
+        verdict = await self._verdict(sms.phone_hash, current_country, time_zone, now)
+        if verdict is not None and verdict[0] is SmsStatus.SUPPRESSED:
+            await self._messages.record_suppressed(sms, verdict[2], now)
+            return SmsStatus.SUPPRESSED
+        until, reason = (None, None) if verdict is None else verdict[1:]
+        doc, created = await self._messages.schedule(
+            sms,
+            now,
+            SmsStatus.SENDING if verdict is None else SmsStatus.SCHEDULED,
+            current_country=current_country,
+            time_zone=time_zone,
+            send_after=until,
+            reason=reason,
+        )
+        if not created:
+            return await self.dispatch_record(doc, phone=phone)
+        if verdict is not None:
+            return SmsStatus.SCHEDULED
+        try:
+            phone = phone or await self._phone(doc)
+        except CaseKeyMissingError:
+            await self._messages.finish(
+                sms.id,
+                SmsStatus.SUPPRESSED,
+                now,
+                from_statuses=[SmsStatus.SENDING],
+                reason="case erased",
+            )
+            return SmsStatus.SUPPRESSED
+        return await self._send(doc, sms_from_document(doc, phone), raise_unavailable=True)
+
     async def send_reply(self, sms: OutgoingSms) -> SmsStatus:
         """Send a reply to the worker's own SMS now (no quiet hours: she just wrote)."""
         now = self._clock()
@@ -188,40 +240,46 @@ class Dispatcher:
                 return await self._record_sent(doc, found)
         return await self._send(doc, sms, raise_unavailable=True)
 
+    async def _verdict(
+        self, phone_hash: str, country: str | None, time_zone: str | None, now: datetime
+    ) -> tuple[SmsStatus, datetime, str] | None:
+        """None if the rules allow a send now; else `suppressed` (opted out) or
+        `scheduled` until the time they allow, and why."""
+        if await self._preferences.is_opted_out(phone_hash):
+            return SmsStatus.SUPPRESSED, now, "worker opted out"
+        zone = worker_zone(country or "", time_zone)
+        rules = self._rules
+        until = rules.quiet_hours.next_allowed(now, zone)
+        if until > now:
+            return SmsStatus.SCHEDULED, until, "quiet hours"
+        sent = await self._messages.sent_times(phone_hash, now - rules.worker_limit.window)
+        until = rules.worker_limit.next_allowed(now, sent)
+        if until > now:
+            return SmsStatus.SCHEDULED, until, "worker daily limit"
+        slot = rules.provider_rate.reserve(now)
+        if slot > now:
+            return SmsStatus.SCHEDULED, slot, "provider rate limit"
+        return None
+
     async def _blocked(self, doc: Document, now: datetime) -> SmsStatus | None:
         message_id = doc["_id"]
-        if await self._preferences.is_opted_out(doc["phone_hash"]):
+        verdict = await self._verdict(
+            doc["phone_hash"], doc.get("current_country"), doc.get("time_zone"), now
+        )
+        if verdict is None:
+            return None
+        status, until, reason = verdict
+        if status is SmsStatus.SUPPRESSED:
             await self._messages.finish(
                 message_id,
                 SmsStatus.SUPPRESSED,
                 now,
                 from_statuses=[SmsStatus.SCHEDULED],
-                reason="worker opted out",
+                reason=reason,
             )
             return SmsStatus.SUPPRESSED
-        zone = worker_zone(doc.get("current_country", ""), doc.get("time_zone"))
-        rules = self._rules
-        waits = [
-            (rules.quiet_hours.next_allowed(now, zone), "quiet hours"),
-            (
-                rules.worker_limit.next_allowed(
-                    now,
-                    await self._messages.sent_times(
-                        doc["phone_hash"], now - rules.worker_limit.window
-                    ),
-                ),
-                "worker daily limit",
-            ),
-        ]
-        for until, reason in waits:
-            if until > now:
-                await self._messages.defer(message_id, until, reason, now)
-                return SmsStatus.SCHEDULED
-        slot = rules.provider_rate.reserve(now)
-        if slot > now:
-            await self._messages.defer(message_id, slot, "provider rate limit", now)
-            return SmsStatus.SCHEDULED
-        return None
+        await self._messages.defer(message_id, until, reason, now)
+        return SmsStatus.SCHEDULED
 
     async def _phone(self, doc: Document) -> str:
         sealed = doc.get("to")
@@ -288,6 +346,7 @@ class Dispatcher:
             f"provider unavailable: {exc.reason}",
             now,
             from_status=SmsStatus.SENDING,
+            kind=sms.kind,
         )
         return SmsStatus.SCHEDULED
 
@@ -326,8 +385,6 @@ class Dispatcher:
             provider_message_id=provider_message_id,
             events=events,
         )
-        if doc.get("kind") == MessageKind.NOTIFICATION.value and doc.get("phone_hash"):
-            await self._messages.note_sent(doc["phone_hash"], now)
         if self._receipts is not None:
             try:
                 # A receipt can overtake the submit's response: apply one kept for it.
@@ -355,9 +412,10 @@ class Dispatcher:
         return SmsStatus.SCHEDULED
 
     async def resolve_in_sending(self) -> int:
-        """At start-up: settle every message an earlier run left in `sending`."""
+        """At start-up: settle every message an earlier run left in `sending` (those
+        whose lease ran out: another instance may be sending the others right now)."""
         count = 0
-        for doc in await self._messages.in_sending():
+        for doc in await self._messages.in_sending(self._clock()):
             await self._resolve(doc)
             count += 1
         if count:
@@ -367,9 +425,9 @@ class Dispatcher:
     async def run_due(self) -> int:
         """Dispatch every scheduled message whose time has come; returns how many went."""
         sent = 0
-        for message_id in await self._messages.due(self._clock()):
+        for doc in await self._messages.due(self._clock()):
             try:
-                status = await self.dispatch(message_id, raise_unavailable=False)
+                status = await self.dispatch_record(doc, raise_unavailable=False)
             except ProviderUnavailableError:
                 continue  # recorded as failed: the budget is spent
             sent += status is SmsStatus.SENT

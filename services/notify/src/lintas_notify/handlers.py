@@ -28,17 +28,19 @@ from lintas_shared.events import (
 )
 from lintas_shared.ids import deterministic_id
 
-from lintas_notify.adapters.case_profiles import CaseProfile, MongoCaseProfiles
-from lintas_notify.adapters.early_events import MongoEarlyEvents
-from lintas_notify.adapters.message_repository import MongoMessageRepository
-from lintas_notify.adapters.preferences import MongoPreferences
-from lintas_notify.adapters.reply_budget import MongoReplyBudget
 from lintas_notify.dispatch import SOURCE, Dispatcher
 from lintas_notify.domain.encoding import sms_cost
-from lintas_notify.domain.message import OutgoingSms, SmsStatus
+from lintas_notify.domain.message import OutgoingSms
+from lintas_notify.domain.profile import CaseProfile
 from lintas_notify.domain.stage import Stage
 from lintas_notify.domain.templates import TemplateCatalogue
 from lintas_notify.phones import PhoneLookup
+from lintas_notify.ports import (
+    CaseProfileStore,
+    MessageStore,
+    PreferenceStore,
+    ReplyBudget,
+)
 
 Clock = Callable[[], datetime]
 
@@ -47,17 +49,16 @@ Clock = Callable[[], datetime]
 class NotifyHandlers:
     """The event handlers, bound to their adapters by the composition root."""
 
-    messages: MongoMessageRepository
-    profiles: MongoCaseProfiles
-    preferences: MongoPreferences
+    messages: MessageStore
+    profiles: CaseProfileStore
+    preferences: PreferenceStore
     dispatcher: Dispatcher
     catalogue: TemplateCatalogue
     clock: Clock
-    early: MongoEarlyEvents
     #: Notify's own look-up hash of a phone (the event's `phone_hash` is not used).
     phones: PhoneLookup
     #: Answers per phone and window: its records hold the phone's hash, and go with it.
-    reply_budget: MongoReplyBudget
+    reply_budget: ReplyBudget
     #: An event older than this sends no SMS (e.g. history replayed by a new consumer
     #: group): news that old would mislead more than help. It is recorded as suppressed.
     max_event_age: timedelta = timedelta(days=7)
@@ -80,18 +81,21 @@ class NotifyHandlers:
         """Remember how to reach the worker, and tell her the case was received."""
         case = parse_payload(event, CaseSubmitted)
         try:
-            phone_hash = await self.phones.of_sealed(case.case_id, case.worker.phone)
+            phone, phone_hash = await self.phones.reveal(case.case_id, case.worker.phone)
         except CaseKeyMissingError:
             # Erased before notify heard of it (a replay): remember only that.
             await self.profiles.erase(case.case_id)
-            await self.early.drop_case(case.case_id)
             return
-        await self.profiles.add(case, phone_hash)
-        await self._notify(event, case.case_id, "case_received", event.dedupe_key)
+        profile, waiting = await self.profiles.add(case, phone_hash)
+        if profile is None:
+            return  # erased meanwhile
+        await self._notify(
+            event, case.case_id, "case_received", event.dedupe_key, profile=profile, phone=phone
+        )
         handlers = self._by_type()
-        for early in await self.early.for_case(case.case_id):
-            await handlers[early.type](early)
-            await self.early.done(early)
+        for early in waiting:  # events that overtook this one, kept in the profile
+            await handlers[early.event.type](early.event)
+            await self.profiles.done(case.case_id, early)
 
     async def on_details_corrected(self, event: CloudEvent) -> None:
         """A corrected phone, language or whereabouts replaces what notify holds."""
@@ -148,8 +152,7 @@ class NotifyHandlers:
                 await self.preferences.forget(profile.phone_hash)
                 await self.reply_budget.forget(profile.phone_hash)
         await self.dispatcher.forget(forgotten)
-        await self.profiles.erase(case_id)
-        await self.early.drop_case(case_id)
+        await self.profiles.erase(case_id)  # and the events waiting in it
 
     # --- referral events -------------------------------------------------------------
 
@@ -163,7 +166,8 @@ class NotifyHandlers:
     async def on_referral_accepted(self, event: CloudEvent) -> None:
         """Tell her a lawyer took the case, naming the country, never the lawyer."""
         accepted = parse_payload(event, ReferralAccepted)
-        if await self._profile(event, accepted.case_id) is None:
+        profile = await self._profile(event, accepted.case_id)
+        if profile is None:
             return
         await self.profiles.set_stage(accepted.case_id, Stage.WITH_LAWYER, accepted.at)
         await self._notify(
@@ -171,17 +175,21 @@ class NotifyHandlers:
             accepted.case_id,
             "referral_accepted",
             event.dedupe_key,
+            profile=profile,
             country=accepted.country,
         )
 
     async def on_referral_progressed(self, event: CloudEvent) -> None:
         """Documents or action needed from her: tell her; a filing only moves the stage."""
         progress = parse_payload(event, ReferralProgressed)
-        if await self._profile(event, progress.case_id) is None:
+        profile = await self._profile(event, progress.case_id)
+        if profile is None:
             return
         if progress.documents_needed:
             await self.profiles.set_stage(progress.case_id, Stage.DOCUMENTS_NEEDED, progress.at)
-            await self._notify(event, progress.case_id, "documents_needed", event.dedupe_key)
+            await self._notify(
+                event, progress.case_id, "documents_needed", event.dedupe_key, profile=profile
+            )
         elif progress.filed_at_forum:
             await self.profiles.set_stage(progress.case_id, Stage.FILED, progress.at)
 
@@ -206,20 +214,20 @@ class NotifyHandlers:
     # --- shared steps ----------------------------------------------------------------
 
     async def _close(self, event: CloudEvent, case_id: str, outcome: str, at: datetime) -> None:
-        if await self._profile(event, case_id) is None:
+        profile = await self._profile(event, case_id)
+        if profile is None:
             return
         await self.profiles.set_stage(case_id, Stage.CLOSED, at)
-        await self._notify(event, case_id, "case_closed", case_id, outcome=outcome)
+        await self._notify(event, case_id, "case_closed", case_id, profile=profile, outcome=outcome)
 
     async def _profile(self, event: CloudEvent, case_id: str) -> CaseProfile | None:
         """The case's profile; None (after keeping the event for later) if not known yet,
         or None if the case was erased."""
         state = await self.profiles.state(case_id)
-        if isinstance(state, CaseProfile):
-            return state
         if state is None:
-            await self.early.keep(case_id, event, self.clock())
-        return None
+            # Kept in the case's document; or the profile arrived meanwhile.
+            state = await self.profiles.keep_waiting(case_id, event, self.clock())
+        return state if isinstance(state, CaseProfile) else None
 
     async def _notify(
         self,
@@ -229,10 +237,13 @@ class NotifyHandlers:
         cause: str,
         *,
         not_sent_because: str | None = None,
+        profile: CaseProfile | None = None,
+        phone: str | None = None,
         **values: str,
     ) -> None:
-        """Render, record the decision (once per cause + template), and try to send."""
-        profile = await self._profile(event, case_id)
+        """Render, record the decision (once per cause + template), and try to send
+        (`profile` and `phone`: as the caller holds them, not read again)."""
+        profile = profile or await self._profile(event, case_id)
         if profile is None:
             return
         body, language = self.catalogue.render(
@@ -260,11 +271,9 @@ class NotifyHandlers:
         if not_sent_because is not None:
             await self.messages.record_suppressed(sms, not_sent_because, self.clock())
             return
-        doc, _ = await self.messages.schedule(
+        await self.dispatcher.send_new(
             sms,
-            self.clock(),
-            SmsStatus.SCHEDULED,
             current_country=profile.current_country,
             time_zone=profile.time_zone,
+            phone=phone if profile.phone_sealed == sms.to_sealed else None,
         )
-        await self.dispatcher.dispatch(doc["_id"])

@@ -2,17 +2,20 @@
 
 A receipt names the provider's message id. If the message's `sent` record (which holds
 that id) is already written, the receipt settles it at once. If not, the receipt has
-overtaken the response to the submit: it is kept in `early_receipts` (by `_id`) and
-applied as soon as the record is written (`recorded_sent`, called by the dispatcher
-right after it), or by the dispatcher's next pass (`settle_early`) when notify stopped in
-between. Each side writes its part before it looks for the other's, so at least one of
-them sees both; applying the same status twice changes nothing.
+overtaken the response to the submit: it is kept in `early_receipts` (by `_id`: it names
+no message of ours yet, so it cannot wait inside one) and applied as soon as the record is
+written (`recorded_sent`, called by the dispatcher right after it, when this process kept
+it: an SMPP receipt comes back on the session that submitted), or by the dispatcher's
+next pass (`settle_early`, within its interval) when another instance kept it or notify
+stopped in between. So a `sent` record costs no look-up in `early_receipts`. Each side
+writes its part before it looks for the other's, so at least one of them sees both;
+applying the same status twice changes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal
 
@@ -20,10 +23,9 @@ from lintas_shared.events import SmsDeliveryReported, make_event
 from lintas_shared.logging import get_logger
 from lintas_shared.mongo import Document
 
-from lintas_notify.adapters.early_receipts import MongoEarlyReceipts
-from lintas_notify.adapters.message_repository import MongoMessageRepository
 from lintas_notify.dispatch import SOURCE
 from lintas_notify.domain.message import SmsStatus
+from lintas_notify.ports import EarlyReceiptStore, MessageStore, provider_key
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
@@ -42,12 +44,14 @@ FINAL_STATUSES: Final[dict[str, ReportedStatus]] = {
 class DeliveryReports:
     """Applies delivery receipts to SMS records, keeping early ones until they fit."""
 
-    messages: MongoMessageRepository
-    early: MongoEarlyReceipts
+    messages: MessageStore
+    early: EarlyReceiptStore
     clock: Clock
     #: A kept receipt whose message never shows up (a provider reporting on messages
     #: that are not ours) is dropped after this long.
     retention: timedelta = timedelta(days=2)
+    #: Receipts this process kept, not yet applied (a hint: the pass finds all of them).
+    _kept_here: set[str] = field(default_factory=set)
 
     async def receipt(
         self, provider: str, provider_message_id: str, status: str, reason: str | None
@@ -65,6 +69,8 @@ class DeliveryReports:
         now = self.clock()
         if doc is None:
             await self.early.keep(provider, provider_message_id, final, reason, now)
+            if len(self._kept_here) < 10_000:  # a hint only: the pass finds the rest
+                self._kept_here.add(provider_key(provider, provider_message_id))
             # The record may have been written since the look-up, and its writer may have
             # looked for kept receipts before this one was kept: look once more.
             doc = await self.messages.by_provider_id(provider, provider_message_id)
@@ -73,13 +79,21 @@ class DeliveryReports:
                 return False
             await self._apply(doc, final, reason, now)
             await self.early.drop(provider, provider_message_id)
+            self._kept_here.discard(provider_key(provider, provider_message_id))
             return True
         await self._apply(doc, final, reason, now)
         return True
 
     async def recorded_sent(self, provider: str, provider_message_id: str) -> bool:
         """The `sent` record with this provider id was just written: apply a receipt
-        that came first, if one did. True if one was applied."""
+        that came first, if this process kept one (no store read otherwise). True if
+        one was applied."""
+        if provider_key(provider, provider_message_id) not in self._kept_here:
+            return False
+        return await self._settle(provider, provider_message_id)
+
+    async def _settle(self, provider: str, provider_message_id: str) -> bool:
+        """Apply the kept receipt for this id if its message is recorded by now."""
         kept = await self.early.get(provider, provider_message_id)
         if kept is None:
             return False
@@ -88,6 +102,7 @@ class DeliveryReports:
             return False
         await self._apply(doc, kept["status"], kept.get("reason"), kept["received_at"])
         await self.early.drop(provider, provider_message_id)
+        self._kept_here.discard(provider_key(provider, provider_message_id))
         return True
 
     async def settle_early(self, limit: int = 100) -> int:
@@ -97,10 +112,11 @@ class DeliveryReports:
         now = self.clock()
         for kept in await self.early.waiting(limit):
             provider, provider_message_id = kept["provider"], kept["provider_message_id"]
-            if await self.recorded_sent(provider, provider_message_id):
+            if await self._settle(provider, provider_message_id):
                 applied += 1
             elif kept["received_at"] < now - self.retention:
                 await self.early.drop(provider, provider_message_id)
+                self._kept_here.discard(provider_key(provider, provider_message_id))
                 log.warning("delivery receipt for an unknown message dropped", provider=provider)
         return applied
 

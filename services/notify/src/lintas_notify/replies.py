@@ -20,15 +20,12 @@ from lintas_shared.events import SmsPreferenceTexted, make_event
 from lintas_shared.ids import deterministic_id
 from lintas_shared.logging import get_logger
 
-from lintas_notify.adapters.case_profiles import MongoCaseProfiles
-from lintas_notify.adapters.message_repository import MongoMessageRepository
-from lintas_notify.adapters.preferences import MongoPreferences
-from lintas_notify.adapters.reply_budget import MongoReplyBudget
 from lintas_notify.dispatch import SOURCE, Dispatcher
 from lintas_notify.domain.encoding import sms_cost
 from lintas_notify.domain.inbound import InboundRequest, Intent, parse_inbound
 from lintas_notify.domain.message import MessageKind, OutgoingSms
 from lintas_notify.domain.templates import TemplateCatalogue
+from lintas_notify.ports import CaseProfileStore, MessageStore, PreferenceStore, ReplyBudget
 from lintas_notify.receipts import DeliveryReports
 
 log = get_logger(__name__)
@@ -47,15 +44,15 @@ class InboundOutcome:
 class Conversations:
     """Inbound SMS (opt-out, opt-in, STATUS) and delivery receipts."""
 
-    messages: MongoMessageRepository
-    profiles: MongoCaseProfiles
-    preferences: MongoPreferences
+    messages: MessageStore
+    profiles: CaseProfileStore
+    preferences: PreferenceStore
     dispatcher: Dispatcher
     catalogue: TemplateCatalogue
     phone_hash_key: str
     clock: Clock
     reports: DeliveryReports
-    reply_budget: MongoReplyBudget
+    reply_budget: ReplyBudget
 
     async def inbound(self, sender: str, body: str, inbound_id: str | None) -> InboundOutcome:
         """Act on one inbound SMS and answer it (at most once per change or request)."""

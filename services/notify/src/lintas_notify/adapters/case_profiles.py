@@ -3,36 +3,32 @@
 The phone is kept only sealed with the case key (as it came in the event); lookups by
 phone use notify's own look-up hash (`lintas_notify.phones`), never the event's. Erasure
 leaves a tombstone, without the hash, so late events are recognised.
+
+Case and referral events travel on two topics, read by two consumers: a referral event
+can overtake its case's `submitted` event. Such an event waits inside the case's own
+document, in its `waiting` array (keys in `waiting_keys`); an upsert makes a document
+holding only those until the profile arrives. It is handled when the case's `submitted`
+event fills the profile in: the insert that stores a new profile costs nothing more when
+nothing waits, and no other collection is read for it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import CaseSubmitted, WorkerInfo
 from lintas_shared.mongo import Document, update_by_id
 from lintas_shared.values import ConsentPurpose
-from pymongo import DESCENDING
+from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
+from lintas_notify.domain.profile import CaseProfile
 from lintas_notify.domain.stage import Stage
+from lintas_notify.ports import Waiting
 
-
-@dataclass(frozen=True)
-class CaseProfile:
-    """A case as notify needs it."""
-
-    case_id: str
-    reference: str
-    phone_sealed: str
-    phone_hash: str
-    language: str
-    current_country: str
-    time_zone: str | None
-    sms_consent: bool
-    stage: Stage
+__all__ = ["CaseProfile", "MongoCaseProfiles", "Waiting"]
 
 
 def _worker_fields(worker: WorkerInfo, phone_hash: str) -> Document:
@@ -43,6 +39,11 @@ def _worker_fields(worker: WorkerInfo, phone_hash: str) -> Document:
         "current_country": worker.current_country,
         "time_zone": worker.time_zone,
     }
+
+
+def _waiting(doc: Document) -> list[Waiting]:
+    entries = sorted(doc.get("waiting") or [], key=lambda e: e["kept_at"])
+    return [Waiting(CloudEvent.model_validate(e["event"]), e) for e in entries]
 
 
 class MongoCaseProfiles:
@@ -56,11 +57,13 @@ class MongoCaseProfiles:
         await self._collection.create_index("reference")
         await self._collection.create_index("phone_hash")
 
-    async def add(self, case: CaseSubmitted, phone_hash: str) -> None:
+    async def add(
+        self, case: CaseSubmitted, phone_hash: str
+    ) -> tuple[CaseProfile | None, list[Waiting]]:
         """Remember a submitted case and the look-up hash of its phone (idempotent: a
-        redelivery changes nothing)."""
-        doc: Document = {
-            "_id": case.case_id,
+        redelivery changes nothing); the profile as stored (None if it was erased) and the
+        events that waited for it, oldest first (each to be handled, then `done`)."""
+        fields: Document = {
             "reference": case.reference,
             **_worker_fields(case.worker, phone_hash),
             "details_at": case.submitted_at,
@@ -69,10 +72,51 @@ class MongoCaseProfiles:
             "stage_at": case.submitted_at,
             "erased": False,
         }
+        doc: Document | None = {"_id": case.case_id, **fields}
         try:
-            await self._collection.insert_one(doc)
+            await self._collection.insert_one(dict(doc or {}))
         except DuplicateKeyError:
-            pass
+            # Known before: a redelivery, an erased case, or events that waited for it.
+            doc = await self._collection.find_one_and_update(
+                {"_id": case.case_id, "reference": {"$exists": False}, "erased": {"$ne": True}},
+                {"$set": fields},
+                return_document=ReturnDocument.AFTER,
+            ) or await self._collection.find_one({"_id": case.case_id})
+        if doc is None or doc.get("erased"):
+            return None, []
+        return _profile(doc), _waiting(doc)
+
+    async def keep_waiting(
+        self, case_id: str, event: CloudEvent, now: datetime
+    ) -> CaseProfile | bool | None:
+        """Keep an event until its case's profile arrives (idempotent); None when kept,
+        else the state found: the profile that arrived meanwhile, or False (erased)."""
+        entry = {"key": event.dedupe_key, "event": event.model_dump(mode="json"), "kept_at": now}
+        try:
+            await self._collection.update_one(
+                {
+                    "_id": case_id,
+                    "reference": {"$exists": False},
+                    "erased": {"$ne": True},
+                    # Its own array of keys: FerretDB v1 matches no `$ne` on a path into
+                    # an array of documents (`waiting.key`).
+                    "waiting_keys": {"$ne": event.dedupe_key},
+                },
+                {"$push": {"waiting": entry, "waiting_keys": event.dedupe_key}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            # Kept before, or the profile (or its tombstone) is there now.
+            state = await self.state(case_id)
+            return state if state is not None else None
+        return None
+
+    async def done(self, case_id: str, waiting: Waiting) -> None:
+        """A waiting event was handled: forget it (the stored entry, as read)."""
+        await self._collection.update_one(
+            {"_id": case_id},
+            {"$pull": {"waiting": waiting.entry, "waiting_keys": waiting.event.dedupe_key}},
+        )
 
     async def correct_worker(
         self, case_id: str, worker: WorkerInfo, phone_hash: str, at: datetime
@@ -107,6 +151,8 @@ class MongoCaseProfiles:
             return None
         if doc.get("erased"):
             return False
+        if "reference" not in doc:
+            return None  # only events waiting for it
         return _profile(doc)
 
     async def by_reference(self, reference: str) -> CaseProfile | None:

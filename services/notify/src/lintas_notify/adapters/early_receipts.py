@@ -3,7 +3,7 @@
 An SMS centre (or a gateway's status callback) can report delivery before our `sent`
 record, which holds its message id, is written: the receipt can overtake the response
 to the submit. Such a receipt is kept here, keyed by `_id` = provider and provider
-message id (the only look-up FerretDB v1 serves from an index), and applied when the
+message id (it names no message of ours yet, so it cannot wait inside one), applied when the
 record is written, or by the dispatcher's next pass if notify stopped in between. The
 collection holds only receipts still waiting, so it stays small; no personal data.
 """
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from lintas_shared.mongo import Document, upsert_by_id
+from lintas_shared.mongo import Document
 from pymongo.asynchronous.collection import AsyncCollection
 
-from lintas_notify.adapters.message_repository import provider_key
+from lintas_notify.ports import provider_key
 
 
 class MongoEarlyReceipts:
@@ -42,7 +42,7 @@ class MongoEarlyReceipts:
             "reason": reason,
             "received_at": now,
         }
-        await upsert_by_id(self._collection, key, doc)  # may race a retried webhook
+        await self._collection.replace_one({"_id": key}, doc, upsert=True)
 
     async def get(self, provider: str, provider_message_id: str) -> Document | None:
         """The receipt kept for this message id, if any."""

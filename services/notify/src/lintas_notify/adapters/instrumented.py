@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from lintas_shared.logging import get_logger
+from lintas_shared.mongo import Document
 from lintas_shared.tracing import tracer
 from opentelemetry.trace import SpanKind
 from prometheus_client import Counter
@@ -64,6 +65,15 @@ class MeteredMessageRepository(MongoMessageRepository):
         if moved and status in (SmsStatus.SENT, SmsStatus.FAILED, SmsStatus.SUPPRESSED):
             SMS.labels(status.value).inc()
         return moved
+
+    async def schedule(
+        self, sms: OutgoingSms, now: datetime, status: SmsStatus, **kw: Any
+    ) -> tuple[Document, bool]:
+        """As the parent; a record born deferred counts as a deferral by its reason."""
+        doc, created = await super().schedule(sms, now, status, **kw)
+        if created and kw.get("reason"):
+            SMS_DEFERRED.labels(deferral_reason(kw["reason"])).inc()
+        return doc, created
 
     async def defer(
         self, message_id: str, until: datetime, reason: str, now: datetime, **kw: Any

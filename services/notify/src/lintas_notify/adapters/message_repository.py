@@ -1,48 +1,53 @@
 """SMS records in MongoDB: one document per message, its status history and its outbox.
 
-Every transition is a single-document conditional update (FerretDB v1 has no
-transactions): the condition on the current status is what makes a claim exclusive.
+Every transition is one atomic conditional single-document update, as MongoDB 7 makes
+it: the condition on the current status (and, for a claim, on the lease) is what makes it
+exclusive, and each one bumps the document's `version`, so it also moves any unit of work
+(`lintas_shared.unit_of_work`) that read the message before. Events ride in the document's
+`outbox` and the relay is woken with it (`on_commit`).
 
-FerretDB v1 answers every query but `_id` equality by reading the whole collection, so
-the two questions asked for every message are kept in small side collections keyed by
-`_id` (the message documents stay the truth; `repair` rebuilds them at start-up):
-- `<name>_timers`: when each deferred message is due (see `DueTimers`);
-- `<name>_worker_sends`: per phone hash, when her recent notifications went out (the
-  daily limit), added by atomic `$push` so that concurrent processes lose none. Dropped
-  with the phone's last case (`forget_worker`).
-
-A receipt names the provider's message id, not ours. FerretDB v1 serves only `_id`
-look-ups from an index (any other filter scans the collection), so the repository keeps
-its own index: `messages_provider_ids`, `_id` = provider and provider message id, the
-message id in it; written before the `sent` record that carries the provider's id.
+Every question that is not by `_id` is served by a secondary index on the message itself:
+- `due_at` (set while a notification waits in the schedule): "due before now", a range;
+- `status` with `send_after`: messages left `sending` whose lease (`lease_until`) ran
+  out. A claim is one `find_one_and_update` by `_id` on a due `scheduled` message (or one
+  left `sending`) that no live lease holds, taking a lease for the attempt;
+- `phone_hash` with `sent_at`: when her recent notifications went out (the daily limit);
+- `provider_message_id`: the message a delivery receipt names;
+- `case_id`, `case_reference`: a case's messages and replies (erasure, operators).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from lintas_shared.case_locks import CaseLocks
-from lintas_shared.due_timers import DueTimers
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document, update_by_id, upsert_by_id
+from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import NOTIFICATIONS
-from pymongo import ASCENDING
+from lintas_shared.unit_of_work import (
+    OUTBOX_SINCE_FIELD,
+    VERSION_FIELD,
+    MongoVersionedDocuments,
+    OnCommit,
+)
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
+from lintas_notify.ports import provider_key, sms_from_document
 
-#: How long a worker's send times are kept for the daily limit (longer than any window).
-WORKER_SENDS_KEPT = timedelta(days=7)
-#: A claim whose message is still not `sending` this long after it was made belongs to a
-#: process that stopped between the claim and the status write (a SIGKILL in `make
-#: faults` did, and the SMS was never sent): the provider was not called yet, so another
-#: process takes the attempt over. Far above the two store round trips in between.
-ORPHANED_CLAIM_AFTER = timedelta(minutes=2)
+__all__ = ["LEASE", "MongoMessageRepository", "provider_key", "sms_from_document"]
+
+#: How long a claim holds a message `sending`: far above one attempt's inline retries.
+#: A message still `sending` after it belongs to a process that stopped mid-attempt; it is
+#: taken over only after the provider was asked whether it has the message.
+LEASE = timedelta(minutes=2)
+#: Side collections of the previous version, replaced by fields of the message (dropped
+#: at start-up once the messages carry what they held).
+_FORMER_SIDE_COLLECTIONS = ("claims", "timers", "worker_sends", "provider_ids")
 
 
 def _entry(status: SmsStatus, now: datetime, **extra: object) -> Document:
@@ -73,122 +78,67 @@ def _document(
         "provider_message_id": None,
         "created_at": now,
         "updated_at": now,
+        VERSION_FIELD: 1,
         OUTBOX_FIELD: [],
     }
 
 
-def provider_key(provider: str, provider_message_id: str) -> str:
-    """The `_id` under which a provider's message id is filed."""
-    return f"{provider}:{provider_message_id}"
-
-
-#: Marks, in the provider-id index, that records from before the index are in it.
-_BACKFILLED = "#backfilled"
-
-
-def sms_from_document(doc: Document, to: str) -> OutgoingSms:
-    """The message as a provider needs it, with the phone decrypted only now."""
-    return OutgoingSms(
-        id=doc["_id"],
-        case_id=doc.get("case_id"),
-        case_reference=doc.get("case_reference"),
-        to=to,
-        to_sealed=doc.get("to"),
-        phone_hash=doc.get("phone_hash") or "",  # None once the case is erased
-        body=doc["body"],
-        language=doc["language"],
-        template=doc["template"],
-        encoding=doc["encoding"],
-        segments=doc["segments"],
-        causing_event=doc["causing_event"],
-        kind=MessageKind(doc.get("kind", MessageKind.NOTIFICATION.value)),
-    )
+def _lease_free(now: datetime) -> Document:
+    """The filter of a message no live attempt holds: no lease, or one that ran out."""
+    return {"$or": [{"lease_until": {"$lte": now}}, {"lease_until": {"$exists": False}}]}
 
 
 class MongoMessageRepository:
-    """SMS records on MongoDB (and FerretDB)."""
+    """SMS records on MongoDB (and the local FerretDB); implements `MessageStore`."""
 
     def __init__(
-        self,
-        collection: AsyncCollection[Document],
-        on_write: Callable[[str], None] = lambda _id: None,
-        locks: CaseLocks | None = None,
+        self, collection: AsyncCollection[Document], on_commit: OnCommit | None = None
     ) -> None:
         self._collection = collection
-        self.locks = locks or CaseLocks()
-        database, name = collection.database, collection.name
-        self._claims = database[f"{name}_claims"]
-        self._timers = DueTimers(database[f"{name}_timers"])
-        self._worker_sends = database[f"{name}_worker_sends"]
-        self._provider_ids = database[f"{name}_provider_ids"]
-        self._on_write = on_write
-
-    async def _update_one(self, message_id: str, query: Document, update: Document) -> bool:
-        # Hold the message's lock, which the outbox relay also takes around its $pull:
-        # writers in this process queue rather than fail each other's conditions.
-        where = {field: value for field, value in query.items() if field != "_id"}
-        async with self.locks.hold(message_id):
-            return await update_by_id(self._collection, message_id, update, where=where)
+        #: The versioned documents the outbox relay publishes from.
+        self.documents = MongoVersionedDocuments(collection)
+        self._on_commit = on_commit
 
     async def ensure_indexes(self) -> None:
-        """Indexes for start-up repair, receipts, per-case reads and the timers."""
+        """The indexes every query reads, and the previous version's data brought over
+        (idempotent: each step touches only documents that still lack what it adds)."""
         await self._collection.create_index([("status", ASCENDING), ("send_after", ASCENDING)])
         await self._collection.create_index("provider_message_id")
         await self._collection.create_index("case_id")
-        await self._timers.ensure_indexes()
-        await self._backfill_provider_ids()
-
-    async def repair(self, now: datetime) -> None:
-        """At start-up: a timer for every scheduled notification and the workers' recent
-        send times, from the messages themselves (after a crash between a message's
-        write and theirs, or data from before them)."""
-        scheduled = self._collection.find(
-            {"status": SmsStatus.SCHEDULED.value, "kind": MessageKind.NOTIFICATION.value},
+        await self._collection.create_index([("phone_hash", ASCENDING), ("sent_at", ASCENDING)])
+        await self._collection.create_index("due_at")
+        # Erasure's replies that named the case (STATUS); compound: no twin index to feed.
+        await self._collection.create_index([("case_reference", ASCENDING), ("kind", ASCENDING)])
+        await self.documents.ensure_indexes()
+        await self._collection.update_many(
+            {VERSION_FIELD: {"$exists": False}}, {"$set": {VERSION_FIELD: 1}}
+        )
+        waiting = self._collection.find(
+            {
+                "status": SmsStatus.SCHEDULED.value,
+                "kind": MessageKind.NOTIFICATION.value,
+                "due_at": {"$exists": False},
+            },
             {"send_after": 1},
         )
-        await self._timers.ensure_all({d["_id"]: d["send_after"] async for d in scheduled})
-        sent: dict[str, list[datetime]] = {}
-        cursor = self._collection.find(
-            {
-                "kind": MessageKind.NOTIFICATION.value,
-                "sent_at": {"$gt": now - WORKER_SENDS_KEPT},
-            },
-            {"phone_hash": 1, "sent_at": 1},
-        )
-        async for doc in cursor:
-            if doc.get("phone_hash"):  # an erased case's messages have none
-                sent.setdefault(doc["phone_hash"], []).append(doc["sent_at"])
-        for phone_hash, times in sent.items():
-            async with self.locks.hold(f"worker:{phone_hash}"):
-                await self._worker_sends.update_one(
-                    {"_id": phone_hash}, {"$set": {"sent_at": sorted(times)}}, upsert=True
-                )
+        async for doc in waiting:
+            await self._collection.update_one(
+                {"_id": doc["_id"], "status": SmsStatus.SCHEDULED.value},
+                {"$set": {"due_at": doc["send_after"]}},
+            )
+        database, name = self._collection.database, self._collection.name
+        existing = set(await database.list_collection_names())
+        for side in _FORMER_SIDE_COLLECTIONS:
+            if f"{name}_{side}" in existing:
+                await database.drop_collection(f"{name}_{side}")
 
-    async def _backfill_provider_ids(self) -> None:
-        """Once per database: file the provider ids of records sent before the index
-        existed (one scan, at start-up, never again)."""
-        if await self._provider_ids.find_one({"_id": _BACKFILLED}) is not None:
-            return
-        cursor = self._collection.find(
-            {"provider_message_id": {"$ne": None}},
-            {"provider": 1, "provider_message_id": 1, "sent_at": 1},
-        )
-        async for doc in cursor:
-            if doc.get("provider") and doc.get("provider_message_id"):
-                await self._file_provider_id(
-                    doc["provider"], doc["provider_message_id"], doc["_id"], doc.get("sent_at")
-                )
-        with contextlib.suppress(DuplicateKeyError):
-            await self._provider_ids.insert_one({"_id": _BACKFILLED})
+    def on_commit(self, hook: OnCommit) -> None:
+        """Wake the outbox relay (its `on_commit`) after each write that adds events."""
+        self._on_commit = hook
 
-    async def _file_provider_id(
-        self, provider: str, provider_message_id: str, message_id: str, now: datetime | None
-    ) -> None:
-        key = provider_key(provider, provider_message_id)
-        doc = {"_id": key, "message_id": message_id, "at": now}
-        # Two writers may file the same id at once (the consumer's retry and the
-        # schedule loop both recording `sent`).
-        await upsert_by_id(self._provider_ids, key, doc)
+    def _committed(self, doc: Document | None) -> None:
+        if doc is not None and doc.get(OUTBOX_FIELD) and self._on_commit is not None:
+            self._on_commit(doc["_id"], int(doc.get(VERSION_FIELD, 1)), list(doc[OUTBOX_FIELD]))
 
     async def schedule(
         self,
@@ -198,17 +148,28 @@ class MongoMessageRepository:
         *,
         current_country: str | None = None,
         time_zone: str | None = None,
+        send_after: datetime | None = None,
+        reason: str | None = None,
     ) -> tuple[Document, bool]:
-        """Record the decision to send (`scheduled`, or `sending` for an immediate reply);
-        returns the document and whether this call created it.
+        """Record the decision to send; returns the document and whether this call made it.
 
-        The unique _id (cause + template) makes this a one-time decision: a redelivered
-        event finds the existing document and gets it back instead.
+        `scheduled` waits in the schedule until `send_after` (with `reason`, a rule's "not
+        now"); `sending` is the decision and the claim of its first attempt in one insert
+        (the rules allowed it at once, or an immediate reply). The unique _id (cause +
+        template) makes this a one-time decision: a redelivered event gets the existing one.
         """
-        doc = _document(sms, status, now, now)
+        due = send_after or now
+        doc = _document(sms, SmsStatus.SCHEDULED, now, due)
         doc["current_country"], doc["time_zone"] = current_country, time_zone
+        if reason is not None:
+            doc["status_history"] = [
+                _entry(SmsStatus.SCHEDULED, now, reason=reason, until=send_after)
+            ]
         if status is SmsStatus.SENDING:
-            doc["attempts"] = 1
+            doc.update(status=status.value, attempts=1, lease_until=now + LEASE)
+            doc["status_history"].append(_entry(SmsStatus.SENDING, now))
+        elif sms.kind is MessageKind.NOTIFICATION:
+            doc["due_at"] = due
         try:
             await self._collection.insert_one(doc)
         except DuplicateKeyError:
@@ -238,74 +199,45 @@ class MongoMessageRepository:
         """Start the next attempt of a due `scheduled` message (or of one left `sending`,
         once the provider said it does not have it); None if someone else has it.
 
-        Exclusive through a unique insert, not a conditional update: FerretDB v1 reads
-        and then writes a findAndModify or a filtered update, so two processes (or the
-        consumer and the schedule loop) could both see `scheduled` and both send. The
-        claim's _id is the message id and the attempt number it starts: whoever inserts
-        it first owns that attempt; a racer, even one holding an older read, gets a
-        duplicate key and backs off. A claim whose maker stopped before writing
-        `sending` is taken over once it is `ORPHANED_CLAIM_AFTER` old (see there).
+        One `find_one_and_update` on the message: it matches only while the message is
+        in `from_status`, due, and no live attempt's lease holds it; it takes the lease.
+        Of two processes (or the consumer and the schedule loop) one matches.
         """
-        doc = await self.get(message_id)
-        if doc is None or doc["status"] != from_status.value or doc["send_after"] > now:
-            return None
-        attempts = doc.get("attempts")
-        attempt = int(attempts or 0) + 1
-        claim_id = f"{message_id}#{attempt}"
-        try:
-            await self._claims.insert_one({"_id": claim_id, "at": now})
-        except DuplicateKeyError:
-            if not await self._take_over_orphaned_claim(claim_id, now):
-                return None
-        history = _entry(SmsStatus.SENDING, now)
-        # Only from the state read above: a claimer that stalled for longer than
-        # ORPHANED_CLAIM_AFTER, its attempt taken over meanwhile, finds it moved on.
-        unchanged = {
-            "status": from_status.value,
-            "attempts": {"$exists": False} if attempts is None else attempts,
-        }
-        started = await self._update_one(
-            message_id,
-            {"_id": message_id, **unchanged},
+        # No projection: FerretDB v1's findAndModify does not take one (the outbox comes too).
+        claimed = await self._collection.find_one_and_update(
+            {
+                "_id": message_id,
+                "status": from_status.value,
+                "send_after": {"$lte": now},
+                **_lease_free(now),
+            },
             {
                 "$set": {
                     "status": SmsStatus.SENDING.value,
-                    "attempts": attempt,
+                    "lease_until": now + LEASE,
                     "updated_at": now,
                 },
-                "$push": {"status_history": history},
+                "$unset": {"due_at": ""},
+                "$inc": {"attempts": 1, VERSION_FIELD: 1},
+                "$push": {"status_history": _entry(SmsStatus.SENDING, now)},
             },
+            return_document=ReturnDocument.AFTER,
         )
-        if not started:
-            return None
-        doc.update(status=SmsStatus.SENDING.value, attempts=attempt, updated_at=now)
-        doc["status_history"] = [*doc["status_history"], history]
-        return doc
-
-    async def _take_over_orphaned_claim(self, claim_id: str, now: datetime) -> bool:
-        """Take over a claim its maker left behind; True if this caller now holds it."""
-        claim = await self._claims.find_one({"_id": claim_id})
-        if claim is None or claim["at"] > now - ORPHANED_CLAIM_AFTER:
-            return False  # its maker is (as far as anyone can tell) still at work
-        # Compare-and-set on the claim's time: of several processes taking over, one wins.
-        return await update_by_id(
-            self._claims,
-            claim_id,
-            {"$set": {"at": now, "taken_over_from": claim["at"]}},
-            where={"at": claim["at"]},
-        )
+        if claimed is not None:
+            claimed.pop(OUTBOX_FIELD, None)
+        return claimed
 
     async def note_attempt(
         self, message_id: str, now: datetime, error: str, *, another: bool
     ) -> None:
-        """A failed attempt while `sending` (the message stays claimed); `another` counts
-        the attempt that follows at once (`attempts` counts hand-overs to the provider)."""
-        await self._update_one(
-            message_id,
+        """A failed attempt while `sending` (the message stays `sending`); `another` counts
+        the attempt that follows at once and keeps the lease, else the lease is given up
+        so the event's retry may claim the next attempt."""
+        await self._collection.update_one(
             {"_id": message_id, "status": SmsStatus.SENDING.value},
             {
-                "$inc": {"attempts": 1 if another else 0},
-                "$set": {"updated_at": now},
+                "$inc": {"attempts": 1 if another else 0, VERSION_FIELD: 1},
+                "$set": {"updated_at": now, "lease_until": now + LEASE if another else now},
                 "$push": {"status_history": _entry(SmsStatus.SENDING, now, error=error)},
             },
         )
@@ -318,23 +250,28 @@ class MongoMessageRepository:
         now: datetime,
         *,
         from_status: SmsStatus = SmsStatus.SCHEDULED,
+        kind: MessageKind = MessageKind.NOTIFICATION,
     ) -> None:
-        """Put the message (back) in the schedule for `until`, saying why."""
-        await self._timers.set(message_id, until)
-        await self._update_one(
-            message_id,
-            {"_id": message_id, "status": from_status.value},
-            {
-                "$set": {
-                    "status": SmsStatus.SCHEDULED.value,
-                    "send_after": until,
-                    "updated_at": now,
-                },
-                "$push": {
-                    "status_history": _entry(SmsStatus.SCHEDULED, now, reason=reason, until=until)
-                },
+        """Put the message (back) in the schedule for `until`, saying why (a reply, whose
+        phone is not kept, waits for the gateway's retried webhook instead)."""
+        fields: Document = {
+            "status": SmsStatus.SCHEDULED.value,
+            "send_after": until,
+            "updated_at": now,
+        }
+        update: Document = {
+            "$set": fields,
+            "$unset": {"lease_until": ""},
+            "$inc": {VERSION_FIELD: 1},
+            "$push": {
+                "status_history": _entry(SmsStatus.SCHEDULED, now, reason=reason, until=until)
             },
-        )
+        }
+        if kind is MessageKind.NOTIFICATION:
+            fields["due_at"] = until
+        else:
+            update["$unset"]["due_at"] = ""
+        await self._collection.update_one({"_id": message_id, "status": from_status.value}, update)
 
     async def finish(
         self,
@@ -361,96 +298,83 @@ class MongoMessageRepository:
             fields["reason"] = reason
         if status is SmsStatus.SUPPRESSED:
             fields["to"] = None  # never to be sent: keep no phone for it
-        if provider is not None and provider_message_id is not None:
-            # Filed first: a receipt finds the message only once both are written.
-            await self._file_provider_id(provider, provider_message_id, message_id, now)
-        finished = await self._update_one(
-            message_id,
+        return await self._transition(
             {"_id": message_id, "status": {"$in": [s.value for s in from_statuses]}},
-            {
-                "$set": fields,
-                "$push": {
-                    "status_history": _entry(status, now, reason=reason),
-                    OUTBOX_FIELD: {"$each": [outbox_entry(NOTIFICATIONS, e) for e in events]},
-                },
-            },
+            fields,
+            _entry(status, now, reason=reason),
+            events,
+            now,
         )
-        if events:
-            self._on_write(message_id)
-        if finished:
-            await self._timers.clear(message_id)  # final: nothing more is due
-        return finished
 
-    async def due(self, now: datetime, limit: int = 100) -> list[str]:
-        """Ids of scheduled notifications whose time has come, earliest first.
+    async def _transition(
+        self,
+        where: Document,
+        fields: Document,
+        history: Document,
+        events: Sequence[CloudEvent],
+        now: datetime,
+    ) -> bool:
+        update: Document = {
+            "$set": fields,
+            "$unset": {"due_at": "", "lease_until": ""},
+            "$inc": {VERSION_FIELD: 1},
+            "$push": {"status_history": history},
+        }
+        if not events:
+            result = await self._collection.update_one(where, update)
+            return result.matched_count == 1
+        update["$push"][OUTBOX_FIELD] = {"$each": [outbox_entry(NOTIFICATIONS, e) for e in events]}
+        update["$min"] = {OUTBOX_SINCE_FIELD: now}
+        after = await self._collection.find_one_and_update(
+            where,
+            update,
+            return_document=ReturnDocument.AFTER,
+        )
+        self._committed(after)  # the relay publishes the outbox it is handed
+        return after is not None
 
-        Read through the timers; a timer that no longer matches its message (sent,
-        suppressed, moved) is put right here. One of a message being sent stays until
-        the send is recorded.
-        """
-        found = []
-        for message_id in await self._timers.due(now, limit):
-            doc = await self._collection.find_one(
-                {"_id": message_id}, {"status": 1, "send_after": 1, "kind": 1}
-            )
-            if doc is None or doc.get("kind") != MessageKind.NOTIFICATION.value:
-                await self._timers.clear(message_id)
-            elif doc["status"] != SmsStatus.SCHEDULED.value:
-                if doc["status"] != SmsStatus.SENDING.value:
-                    await self._timers.clear(message_id)
-            elif doc["send_after"] > now:
-                await self._timers.set(message_id, doc["send_after"])
-            else:
-                found.append(message_id)
-        return found
+    async def due(self, now: datetime, limit: int = 100) -> list[Document]:
+        """Scheduled notifications whose time has come, earliest first: a range read on
+        the `due_at` index (only a waiting notification carries one)."""
+        cursor = (
+            self._collection.find({"due_at": {"$lte": now}}, {OUTBOX_FIELD: 0})
+            .sort("due_at", ASCENDING)
+            .limit(limit)
+        )
+        return [
+            doc
+            async for doc in cursor
+            if doc.get("status") == SmsStatus.SCHEDULED.value
+            and doc.get("kind") == MessageKind.NOTIFICATION.value
+        ]
 
-    async def in_sending(self) -> list[Document]:
-        """Messages an earlier run left between claim and record (resolved at start-up)."""
-        cursor = self._collection.find({"status": SmsStatus.SENDING.value}, {OUTBOX_FIELD: 0})
+    async def in_sending(self, now: datetime) -> list[Document]:
+        """Messages left `sending` whose lease ran out (their attempt's process stopped)."""
+        cursor = self._collection.find(
+            {"status": SmsStatus.SENDING.value, **_lease_free(now)}, {OUTBOX_FIELD: 0}
+        )
         return [doc async for doc in cursor]
 
     async def sent_times(self, phone_hash: str, since: datetime) -> list[datetime]:
-        """When notifications to this phone were handed to a provider, since `since`."""
-        doc = await self._worker_sends.find_one({"_id": phone_hash})
-        return [] if doc is None else [t for t in doc["sent_at"] if t > since]
-
-    async def note_sent(self, phone_hash: str, at: datetime) -> None:
-        """Count a notification handed to a provider for this phone (the daily limit).
-
-        The send is added with one atomic `$push`, so two processes never lose each
-        other's. Entries past the kept window are then cut by compare-and-swap: the list
-        is replaced only if it is still the one read, so a send added in between stays.
-        """
-        await self._worker_sends.update_one(
-            {"_id": phone_hash}, {"$push": {"sent_at": at}}, upsert=True
+        """When notifications to this phone were handed to a provider, since `since`
+        (the messages themselves, by the phone-hash index)."""
+        cursor = self._collection.find(
+            {
+                "phone_hash": phone_hash,
+                "sent_at": {"$gt": since},
+                "kind": MessageKind.NOTIFICATION.value,
+            },
+            {"sent_at": 1},
         )
-        doc = await self._worker_sends.find_one({"_id": phone_hash})
-        times = [] if doc is None else list(doc["sent_at"])
-        kept = [t for t in times if t > at - WORKER_SENDS_KEPT]
-        if len(kept) < len(times):
-            await update_by_id(
-                self._worker_sends,
-                phone_hash,
-                {"$set": {"sent_at": kept}},
-                where={"sent_at": times},
-            )
+        return [doc["sent_at"] async for doc in cursor]
 
     async def by_provider_id(self, provider: str, provider_message_id: str) -> Document | None:
         """The message a provider knows under `provider_message_id`, once its record says
-        so (`sent` or later); two `_id` look-ups, never a scan."""
-        filed = await self._provider_ids.find_one(
-            {"_id": provider_key(provider, provider_message_id)}
+        so (`sent` or later): one find on the provider-id index."""
+        return await self._collection.find_one(
+            {"provider_message_id": provider_message_id, "provider": provider},
+            {OUTBOX_FIELD: 0},
         )
-        if filed is None:
-            return None
-        doc = await self.get(filed["message_id"])
-        if (
-            doc is None
-            or doc.get("provider") != provider
-            or doc.get("provider_message_id") != provider_message_id
-        ):
-            return None
-        return doc
 
     async def record_report(
         self,
@@ -461,20 +385,13 @@ class MongoMessageRepository:
         events: Sequence[CloudEvent],
     ) -> bool:
         """A delivery report; a repeated report of the same status changes nothing."""
-        recorded = await self._update_one(
-            message_id,
+        return await self._transition(
             {"_id": message_id, "status": {"$ne": status.value}},
-            {
-                "$set": {"status": status.value, "updated_at": now},
-                "$push": {
-                    "status_history": _entry(status, now, reason=reason),
-                    OUTBOX_FIELD: {"$each": [outbox_entry(NOTIFICATIONS, e) for e in events]},
-                },
-            },
+            {"status": status.value, "updated_at": now},
+            _entry(status, now, reason=reason),
+            events,
+            now,
         )
-        if recorded and events:
-            self._on_write(message_id)
-        return recorded
 
     async def forget_case(self, case_id: str, reference: str | None, now: datetime) -> list[str]:
         """Erasure: no scheduled message goes, no sealed phone and no phone hash stays,
@@ -484,11 +401,13 @@ class MongoMessageRepository:
             {"case_id": case_id, "status": SmsStatus.SCHEDULED.value},
             {
                 "$set": {"status": SmsStatus.SUPPRESSED.value, "updated_at": now},
+                "$unset": {"due_at": ""},
                 "$push": {"status_history": _entry(SmsStatus.SUPPRESSED, now, reason="erased")},
             },
         )
         await self._collection.update_many(
-            {"case_id": case_id}, {"$set": {"to": None, "phone_hash": None}}
+            {"case_id": case_id},
+            {"$set": {"to": None, "phone_hash": None}, "$inc": {VERSION_FIELD: 1}},
         )
         ids = [d["_id"] async for d in self._collection.find({"case_id": case_id}, {"_id": 1})]
         if reference:
@@ -496,13 +415,11 @@ class MongoMessageRepository:
         return ids
 
     async def forget_worker(self, phone_hash: str) -> list[str]:
-        """Erasure of the phone's last case: its daily-limit record and every reply to it
-        go (a reply's id derives from her phone's hash). Returns the replies' ids."""
-        await self._worker_sends.delete_one({"_id": phone_hash})
+        """Erasure of the phone's last case: every reply to it goes (a reply's id derives
+        from her phone's hash). Returns the replies' ids."""
         return await self._delete_replies({"phone_hash": phone_hash})
 
     async def _delete_replies(self, where: Document) -> list[str]:
-        # A scan on FerretDB v1 (no index serves it): erasures are rare.
         query = {"kind": MessageKind.REPLY.value, **where}
         ids = [d["_id"] async for d in self._collection.find(query, {"_id": 1})]
         if ids:

@@ -6,15 +6,46 @@ submitted later. The record goes with the phone's last case (`forget`, at erasur
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
-from lintas_shared.case_locks import CaseLocks
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document, update_by_id
-from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
+from lintas_shared.mongo import Document
+from lintas_shared.outbox import OUTBOX_FIELD
+from lintas_shared.unit_of_work import (
+    VERSION_FIELD,
+    Decision,
+    DocumentNotFoundError,
+    DuplicateDocumentError,
+    MongoVersionedDocuments,
+    OnCommit,
+    Outgoing,
+    UnitOfWork,
+    VersionedDocuments,
+)
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+
+from lintas_notify.domain.preference import Preference
+
+
+class PreferenceCodec:
+    """A `Preference` <-> the fields of its document (`_id` = the phone's hash)."""
+
+    def id_of(self, aggregate: Preference) -> str:
+        """The phone's hash."""
+        return aggregate.phone_hash
+
+    async def encode(self, aggregate: Preference) -> Document:
+        """The document's own fields."""
+        return {
+            "opted_out": aggregate.opted_out,
+            "changed_at": aggregate.changed_at,
+            "channel": aggregate.channel,
+        }
+
+    async def decode(self, doc: Document) -> Preference:
+        """The preference a stored document holds."""
+        return Preference(doc["_id"], bool(doc["opted_out"]), doc["changed_at"], doc["channel"])
 
 
 class MongoPreferences:
@@ -23,14 +54,27 @@ class MongoPreferences:
     def __init__(
         self,
         collection: AsyncCollection[Document],
-        on_write: Callable[[str], None] = lambda _id: None,
-        locks: CaseLocks | None = None,
+        on_commit: OnCommit | None = None,
+        *,
+        documents: VersionedDocuments | None = None,
     ) -> None:
         self._collection = collection
-        self._on_write = on_write
-        # FerretDB v1 applies an update as read-modify-write: the preference's lock is
-        # also taken by the outbox relay around its $pull, so neither loses the other.
-        self.locks = locks or CaseLocks()
+        #: The versioned documents the unit of work changes and the relay publishes.
+        self.documents: VersionedDocuments = documents or MongoVersionedDocuments(collection)
+        self._work = UnitOfWork(self.documents, PreferenceCodec(), on_commit=on_commit)
+
+    def on_commit(self, hook: OnCommit) -> None:
+        """Wake the outbox relay (its `on_commit`) after each change with events."""
+        self._work = UnitOfWork(self.documents, PreferenceCodec(), on_commit=hook)
+
+    async def ensure_indexes(self) -> None:
+        """The outbox time index the relay's search reads; records of the previous
+        version get their `version` (idempotent)."""
+        if isinstance(self.documents, MongoVersionedDocuments):
+            await self.documents.ensure_indexes()
+        await self._collection.update_many(
+            {VERSION_FIELD: {"$exists": False}}, {"$set": {VERSION_FIELD: 1}}
+        )
 
     async def is_opted_out(self, phone_hash: str) -> bool:
         """Whether this phone asked for no more SMS."""
@@ -39,23 +83,19 @@ class MongoPreferences:
 
     async def forget(self, phone_hash: str) -> None:
         """Erasure of the phone's last case: drop its record, announcements and all."""
-        async with self.locks.hold(phone_hash):
-            await self._collection.delete_one({"_id": phone_hash})
+        await self._collection.delete_one({"_id": phone_hash})
 
     async def forget_case(self, phone_hash: str, case_id: str) -> None:
         """Erasure of one of the phone's cases: its announcements not yet relayed go
         (intake ignores news of an erased case), the phone's record stays for the others."""
-        async with self.locks.hold(phone_hash):
-            doc = await self._collection.find_one({"_id": phone_hash}, {OUTBOX_FIELD: 1})
-            entries = [] if doc is None else list(doc.get(OUTBOX_FIELD) or [])
-            kept = [e for e in entries if e.get("event", {}).get("subject") != case_id]
-            if len(kept) < len(entries):
-                await update_by_id(
-                    self._collection,
-                    phone_hash,
-                    {"$set": {OUTBOX_FIELD: kept}},
-                    where={OUTBOX_FIELD: entries},
-                )
+        doc = await self._collection.find_one({"_id": phone_hash}, {OUTBOX_FIELD: 1})
+        entries = [] if doc is None else list(doc.get(OUTBOX_FIELD) or [])
+        kept = [e for e in entries if e.get("event", {}).get("subject") != case_id]
+        if len(kept) < len(entries):
+            # Compare-and-set on the outbox read: a relay that emptied it meanwhile wins.
+            await self._collection.update_one(
+                {"_id": phone_hash, OUTBOX_FIELD: entries}, {"$set": {OUTBOX_FIELD: kept}}
+            )
 
     async def change(
         self,
@@ -65,40 +105,26 @@ class MongoPreferences:
         channel: str,
         events: Sequence[tuple[str, CloudEvent]] = (),
     ) -> bool:
-        """Apply a change made at `at`; True if it flipped the state.
+        """Apply a change made at `at` through the unit of work, with the events that
+        announce it; True if it flipped the state (`Preference.change`: the latest wins).
+        A phone never seen starts opted in: a first opt-in changes nothing."""
+        outgoing = [Outgoing(topic, event) for topic, event in events]
 
-        An older change than the one stored is ignored, so events from intake and SMS
-        keywords can arrive in any order and the latest wins.
-        """
-        async with self.locks.hold(phone_hash):
-            return await self._change(phone_hash, opted_out, at, channel, events)
+        def decide(current: Preference) -> Decision[Preference] | None:
+            changed = current.change(opted_out, at, channel)
+            return None if changed is None else Decision(changed, outgoing)
 
-    async def _change(
-        self,
-        phone_hash: str,
-        opted_out: bool,
-        at: datetime,
-        channel: str,
-        events: Sequence[tuple[str, CloudEvent]],
-    ) -> bool:
-        entries = [outbox_entry(topic, event) for topic, event in events]
-        fields = {"opted_out": opted_out, "changed_at": at, "channel": channel}
-        if await update_by_id(
-            self._collection,
-            phone_hash,
-            {"$set": fields, "$push": {OUTBOX_FIELD: {"$each": entries}}},
-            where={"changed_at": {"$lt": at}, "opted_out": {"$ne": opted_out}},
-        ):
-            self._on_write(phone_hash)
-            return True
-        if await self._collection.find_one({"_id": phone_hash}, {"_id": 1}) is not None:
-            return False
-        try:
-            await self._collection.insert_one(
-                {"_id": phone_hash, **fields, OUTBOX_FIELD: entries if opted_out else []}
-            )
-        except DuplicateKeyError:
-            return False
-        self._on_write(phone_hash)
-        # A first opt-in changes nothing: everyone starts opted in.
-        return opted_out
+        for _ in range(2):
+            try:
+                return (await self._work.change(phone_hash, decide)).changed
+            except DocumentNotFoundError:
+                pass
+            try:
+                await self._work.add(
+                    Preference(phone_hash, opted_out, at, channel),
+                    outgoing if opted_out else (),
+                )
+            except DuplicateDocumentError:
+                continue  # another writer made it first: change that one
+            return opted_out
+        return False

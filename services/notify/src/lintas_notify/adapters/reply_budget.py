@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from lintas_shared.mongo import Document, upsert_by_id
+from lintas_shared.mongo import Document
 from pymongo.asynchronous.collection import AsyncCollection
 
 
@@ -57,10 +57,10 @@ class MongoReplyBudget:
             if len(doc["replies"]) >= self.limit:
                 return False
         ends = datetime.fromtimestamp((number + 1) * self.window.total_seconds(), UTC)
-        await upsert_by_id(
-            self._collection,
-            doc_id,
+        await self._collection.update_one(
+            {"_id": doc_id},
             {"$addToSet": {"replies": reply_id}, "$set": {"expires_at": ends}},
+            upsert=True,
         )
         after = await self._collection.find_one({"_id": doc_id})
         return after is not None and after["replies"].index(reply_id) < self.limit
