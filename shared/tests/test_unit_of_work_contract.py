@@ -32,6 +32,7 @@ from lintas_shared.unit_of_work import (
     UnitOfWork,
     VersionConflictError,
     VersionedDocuments,
+    Write,
 )
 from pymongo import ASCENDING
 
@@ -240,8 +241,6 @@ async def test_a_write_at_a_stale_version_matches_nothing(store: Store) -> None:
     work = UnitOfWork(store.documents, CounterCodec())
     await work.add(Counter("c1", "one"))
     await work.change("c1", bump(1))
-    from lintas_shared.unit_of_work import Write
-
     assert not await store.documents.write("c1", 1, Write(set={"count": 99}))
     assert not await store.documents.write("ghost", 1, Write(set={"count": 99}))
     assert (await work.get("c1")) == Counter("c1", "one", 1, None, 2)
@@ -358,3 +357,45 @@ async def test_the_relay_publishes_what_writers_hand_over_and_what_was_left_behi
         assert raw is not None
         assert raw[OUTBOX_FIELD] == []
     assert relay.pending() == (0, None)
+
+
+async def test_clearing_nothing_drops_only_the_time_of_an_empty_outbox(store: Store) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    await work.add(Counter("c1", "one"), [event(1)])
+    assert await store.documents.clear_published("c1", [])
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert OUTBOX_SINCE_FIELD in raw  # an entry still waits
+
+    assert await store.documents.clear_published("c1", raw[OUTBOX_FIELD])
+    await work.change("c1", bump(1, event(2)))
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert await store.documents.clear_published("c1", raw[OUTBOX_FIELD])
+    assert await store.documents.clear_published("c1", [])
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert OUTBOX_SINCE_FIELD not in raw
+
+
+async def test_a_hand_over_listing_entries_already_published_sends_only_the_new_ones(
+    store: Store,
+) -> None:
+    publisher = ListPublisher()
+    relay = OutboxRelay(store.documents, publisher)
+    work = UnitOfWork(store.documents, CounterCodec(), on_commit=relay.on_commit)
+    await work.add(Counter("c1", "one"), [event(1)])
+    stale = await store.documents.read("c1")  # a writer reads before the relay runs
+    assert stale is not None
+    assert await relay.relay_once(search=False) == 1
+
+    # That writer's change: its hand-over lists the entry it read, published since.
+    second = event(2)
+    assert await store.documents.write("c1", 1, Write(set={}, entries=[second.entry()]))
+    relay.on_commit("c1", 2, [*stale[OUTBOX_FIELD], second.entry()])
+    assert await relay.relay_once(search=False) == 1
+
+    assert [e.subject for _, e in publisher.sent] == ["case-1", "case-2"]
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert raw[OUTBOX_FIELD] == []

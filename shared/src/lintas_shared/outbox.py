@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -92,6 +93,10 @@ class OutboxRelay:
         self._loop = BackgroundTask("outbox-relay", self._run)
         self._searcher = BackgroundTask("outbox-search", self._search_forever)
         self._lock = asyncio.Lock()
+        # Entries this relay published and removed: a later write's hand-over still lists
+        # them when it read the document before they were removed (removal bumps no
+        # version), and they must not go out twice.
+        self._done: OrderedDict[str, None] = OrderedDict()
         self.published = 0
 
     def wake(
@@ -186,12 +191,16 @@ class OutboxRelay:
 
     async def _publish(self, doc_id: str, waiting: _Waiting) -> int:
         entries = waiting.entries
+        if entries is not None:
+            entries = [e for e in entries if e["id"] not in self._done]
         published: set[str] = set()
         count = 0
         while True:
             if entries is None:
                 doc = await self._documents.read(doc_id)
                 entries = [] if doc is None else list(doc.get(OUTBOX_FIELD) or [])
+                if doc is not None and not entries and doc.get(OUTBOX_SINCE_FIELD) is not None:
+                    await self._documents.clear_published(doc_id, [])  # a stale time
             for entry in entries:
                 if entry["id"] in published:
                     continue
@@ -203,10 +212,17 @@ class OutboxRelay:
                 published.add(entry["id"])
                 count += 1
             if not entries or await self._documents.clear_published(doc_id, entries):
+                self._remember_done(entries)
                 return count
             # The outbox was not exactly these entries (another relay took some, or a
             # writer added more): read it again; what this pass published is not repeated.
             entries = None
+
+    def _remember_done(self, entries: Sequence[Document], keep: int = 10_000) -> None:
+        for entry in entries:
+            self._done[entry["id"]] = None
+        while len(self._done) > keep:
+            self._done.popitem(last=False)
 
     async def _run(self) -> None:
         """The publishing loop: what writers hand over and searches find."""
@@ -265,7 +281,9 @@ class OutboxRelay:
             await self._loop.stop()
         if flush:
             try:
-                await self.relay_once()
+                # Only what this process's writers handed over: a search now would take
+                # other instances' fresh entries too (they publish them themselves).
+                await self.relay_once(search=False)
             except Exception as exc:
                 log.warning("outbox flush at shutdown failed", error=type(exc).__name__)
         OUTBOX.untrack(self)

@@ -140,7 +140,8 @@ class VersionedDocuments(Protocol):
 
     async def clear_published(self, doc_id: str, published: Sequence[Document]) -> bool:
         """Remove entries the relay published. True if the outbox was exactly them and is
-        now empty; else the entries are removed one by one and the caller reads again."""
+        now empty; else the entries are removed one by one and the caller reads again.
+        With no entries, only drops the outbox time of an outbox that is empty."""
         ...
 
     async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
@@ -328,6 +329,12 @@ class MongoVersionedDocuments:
         starts with the first published entry and is as long as what was published is
         exactly it, so one update empties it and drops its time."""
         if not published:
+            # Nothing to remove: drop a time left on an empty outbox (a crash between the
+            # removals and the time's below).
+            await self._collection.update_one(
+                {"_id": doc_id, f"{OUTBOX_FIELD}.0": {"$exists": False}},
+                {"$unset": {OUTBOX_SINCE_FIELD: ""}},
+            )
             return True
         result = await self._collection.update_one(
             {
@@ -417,6 +424,10 @@ class InMemoryVersionedDocuments:
         if doc is None:
             return False
         outbox = doc.get(OUTBOX_FIELD, [])
+        if not published:
+            if not outbox:
+                doc.pop(OUTBOX_SINCE_FIELD, None)
+            return True
         if [e["id"] for e in outbox] == [e["id"] for e in published]:
             doc[OUTBOX_FIELD] = []
             doc.pop(OUTBOX_SINCE_FIELD, None)
