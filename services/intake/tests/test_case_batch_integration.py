@@ -144,3 +144,37 @@ async def test_only_ngos_submit_batches(client: httpx.AsyncClient) -> None:
         headers={"X-API-Key": "k-legal"},
     )
     assert response.status_code == 403
+
+
+async def test_a_key_repeated_in_a_batch_creates_one_case_and_refused_cases_keep_no_key(
+    client: httpx.AsyncClient, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    case = example_case(external_ref=f"R-{run}-1")
+    changed = example_case(external_ref=f"R-{run}-2")
+    batch = {
+        "cases": [
+            _item(f"{run}-1", case),
+            _item(f"{run}-1", case),  # the same request twice
+            _item(f"{run}-1", changed),  # the same key with another body
+            _item(f"{run}-2", example_case(external_ref=f"R-{run}-1")),  # a taken external_ref
+        ]
+    }
+
+    response = await client.post("/v1/cases/batch", json=batch)
+
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["outcome"] for r in results] == [
+        "created",
+        "already_present",
+        "conflict",
+        "conflict",
+    ]
+    assert results[1]["id"] == results[0]["id"]
+    assert results[3]["existing_case_id"] == results[0]["id"]
+    stored = await mongo[database_name]["cases"].count_documents({"external_ref": f"R-{run}-1"})
+    assert stored == 1
+    # Only the created case has a key: the refused one's was destroyed.
+    keys = await mongo[f"{database_name}_kv"]["case_keys"].find({}, {"_id": 1}).to_list()
+    assert [k["_id"] for k in keys] == [results[0]["id"]]

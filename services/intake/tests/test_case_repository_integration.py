@@ -1,4 +1,5 @@
-"""MongoCaseRepository on the real MongoDB-protocol server: sealing, scoping, versions."""
+"""MongoCaseRepository (and the unit of work on its documents) on the real
+MongoDB-protocol server: sealing, scoping, versions, unique keys, the batch insert."""
 
 from __future__ import annotations
 
@@ -14,14 +15,18 @@ from lintas_intake.handlers import (
     CaseFilters,
     CaseSort,
     CursorError,
-    DuplicateCaseIdError,
-    DuplicateExternalRefError,
-    DuplicateReferenceError,
-    IdempotencyRecord,
+    NewCase,
 )
 from lintas_shared.crypto import KeyVault
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD
+from lintas_shared.unit_of_work import (
+    Decision,
+    DuplicateDocumentError,
+    MongoVersionedDocuments,
+    UnitOfWork,
+    VersionConflictError,
+)
 from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import example_case
@@ -47,11 +52,9 @@ def new_case(
         submitted_at=at,
         updated_at=at,
         consents=(ConsentRecord("c-1", submission.consent, at, "org-a"),),
+        idempotency_key=f"auto:{case_id}",
+        request_hash="hash",
     )
-
-
-def idem(case_id: str) -> IdempotencyRecord:
-    return IdempotencyRecord(f"auto:{case_id}", "hash")
 
 
 @pytest.fixture
@@ -63,14 +66,26 @@ async def vault(mongo: AsyncMongoClient[Document], database_name: str) -> KeyVau
 async def repo(
     mongo: AsyncMongoClient[Document], database_name: str, vault: KeyVault
 ) -> MongoCaseRepository:
-    repository = MongoCaseRepository(mongo[database_name]["cases"], vault)
+    repository = MongoCaseRepository(MongoVersionedDocuments(mongo[database_name]["cases"]), vault)
     await repository.ensure_indexes()
     return repository
 
 
+def work(repo: MongoCaseRepository) -> UnitOfWork[Case]:
+    return UnitOfWork(repo.documents, repo.codec)
+
+
 async def add(repo: MongoCaseRepository, vault: KeyVault, case: Case) -> None:
     await vault.create(case.id)
-    await repo.add(case, [], idem(case.id))
+    await work(repo).add(case)
+
+
+async def save(repo: MongoCaseRepository, case: Case, expected_version: int) -> Case:
+    """Write `case` as the next state of the stored one, at `expected_version`."""
+    committed = await work(repo).change(
+        case.id, lambda _: Decision(case), expected_version=expected_version
+    )
+    return committed.aggregate
 
 
 async def test_personal_fields_are_sealed_at_rest_and_opened_on_read(
@@ -111,42 +126,61 @@ async def test_external_ref_is_unique_per_organisation(
     repo: MongoCaseRepository, vault: KeyVault
 ) -> None:
     await add(repo, vault, new_case("c1", "LB-AAAAA", "NGO-7"))
-    with pytest.raises(DuplicateExternalRefError) as info:
+    with pytest.raises(DuplicateDocumentError) as info:
         await add(repo, vault, new_case("c2", "LB-CCCCC", "NGO-7"))
-    assert info.value.existing_case_id == "c1"
+    assert not info.value.by_id
+    assert await repo.external_ref_owners("org-a", ["NGO-7", "NGO-8"]) == {"NGO-7": "c1"}
     await add(repo, vault, new_case("c3", "LB-DDDDD", "NGO-7", organisation_id="org-b"))
+    assert await repo.external_ref_owners("org-b", ["NGO-7"]) == {"NGO-7": "c3"}
 
 
-async def test_reference_collision_is_reported_for_a_redraw(
+async def test_a_taken_reference_or_id_is_refused_and_told_apart(
     repo: MongoCaseRepository, vault: KeyVault
 ) -> None:
-    await add(repo, vault, new_case("c1", "LB-AAAAA", "NGO-1"))
-    with pytest.raises(DuplicateReferenceError):
-        await add(repo, vault, new_case("c2", "LB-AAAAA", "NGO-2"))
-
-
-async def test_without_looking_any_refusal_but_the_id_is_reported_for_a_redraw(
-    repo: MongoCaseRepository, vault: KeyVault
-) -> None:
-    # The scan for the external_ref is skipped: a reused one looks like a taken reference
-    # (the caller's next attempt looks), and a retry is still told apart by `_id`.
-    first = new_case("c1", "LB-AAAAA", "NGO-7")
+    first = new_case("c1", "LB-AAAAA", "NGO-1")
     await add(repo, vault, first)
-    await vault.create("c2")
-    with pytest.raises(DuplicateReferenceError):
-        await repo.add(
-            new_case("c2", "LB-CCCCC", "NGO-7"), [], idem("c2"), look_for_external_ref=False
-        )
-    with pytest.raises(DuplicateCaseIdError):
-        await repo.add(first, [], idem("c1"), look_for_external_ref=False)
+    with pytest.raises(DuplicateDocumentError) as taken:
+        await add(repo, vault, new_case("c2", "LB-AAAAA", "NGO-2"))
+    assert not taken.value.by_id
+    with pytest.raises(DuplicateDocumentError) as again:
+        await add(repo, vault, first)
+    assert again.value.by_id
     assert await repo.get("c2") is None
 
 
-async def test_save_refuses_a_stale_version(repo: MongoCaseRepository, vault: KeyVault) -> None:
+async def test_a_batch_insert_stores_or_refuses_each_case_on_its_own(
+    repo: MongoCaseRepository, vault: KeyVault
+) -> None:
+    await add(repo, vault, new_case("c1", "LB-AAAAA", "NGO-1"))
+    batch = [
+        new_case("c2", "LB-CCCCC", "NGO-2"),
+        new_case("c1", "LB-DDDDD", "NGO-3"),  # the id is taken
+        new_case("c3", "LB-AAAAA", "NGO-4"),  # the reference is taken
+        new_case("c4", "LB-EEEEE", "NGO-1"),  # the external_ref is taken
+        new_case("c5", "LB-FFFFF", "NGO-5"),
+    ]
+    for case in batch:
+        await vault.create(case.id)
+    refusals = await repo.add_many([NewCase(case, []) for case in batch])
+    assert [None if r is None else r.by_id for r in refusals] == [None, True, False, False, None]
+    assert await repo.get("c2") == batch[0]
+    assert await repo.get("c5") == batch[4]
+    assert await repo.get("c3") is None
+    raw = await repo.raw("c5")
+    assert raw is not None
+    assert (raw["version"], raw[OUTBOX_FIELD], raw["idempotency_key"]) == (1, [], "auto:c5")
+    found = await repo.earlier_of(["c1", "c2", "c3"], "org-a")
+    assert sorted(found) == ["c1", "c2"]
+    assert (found["c2"].reference, found["c2"].idempotency.request_hash) == ("LB-CCCCC", "hash")
+    assert await repo.earlier_of(["c1"], "org-b") == {}
+
+
+async def test_a_change_refuses_a_stale_version(repo: MongoCaseRepository, vault: KeyVault) -> None:
     case = new_case("c1", "LB-AAAAA")
     await add(repo, vault, case)
-    assert await repo.save(replace(case, status=CaseStatus.REFERRED, version=2), 1, [])
-    assert not await repo.save(replace(case, status=CaseStatus.UNASSIGNED, version=2), 1, [])
+    await save(repo, replace(case, status=CaseStatus.REFERRED, version=2), 1)
+    with pytest.raises(VersionConflictError):
+        await save(repo, replace(case, status=CaseStatus.UNASSIGNED, version=2), 1)
     stored = await repo.get("c1")
     assert stored is not None
     assert stored.status is CaseStatus.REFERRED
@@ -163,12 +197,14 @@ async def test_erased_case_keeps_no_personal_data_and_no_key(
         submission=None,
         version=2,
         consents=tuple(c.erased() for c in case.consents),
+        request_hash=None,
     )
-    assert await repo.save(erased, 1, [])
+    await save(repo, erased, 1)
     await vault.destroy("c1")
     raw = await repo.raw("c1")
     assert raw is not None
     assert raw["submission"] is None
+    assert "request_hash" not in raw  # it could confirm a guessed body
     assert raw[OUTBOX_FIELD] == []
     stored = await repo.get("c1")
     assert stored is not None
@@ -238,10 +274,10 @@ async def test_the_filing_deadline_is_stored_with_the_referral_and_follows_it(
     await add(repo, vault, case)
     assert (await repo.raw("c1") or {})["filing_deadline"] is None
     offered = replace(referred(case, "2026-11-02", False), version=2)
-    assert await repo.save(offered, 1, [])
+    await save(repo, offered, 1)
     assert (await repo.raw("c1") or {})["filing_deadline"] == "2026-11-02"
     moved = replace(referred(case, "2026-10-20", True), version=3)
-    assert await repo.save(moved, 2, [])
+    await save(repo, moved, 2)
     assert (await repo.raw("c1") or {})["filing_deadline"] == "2026-10-20"
     [item] = (await repo.page("org-a", CaseFilters(), None, 10)).items
     assert (item.deadline, item.deadline_verified) == (date(2026, 10, 20), True)

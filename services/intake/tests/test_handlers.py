@@ -8,27 +8,38 @@ from datetime import UTC, date, datetime, timedelta
 
 import lintas_intake.handlers as handlers_module
 import pytest
+from lintas_intake.adapters.case_repository import CaseCodec, _from_document
 from lintas_intake.domain.case import Case, CaseStateError, CaseStatus
 from lintas_intake.domain.submission import CaseSubmission, Consent
 from lintas_intake.handlers import (
     CaseCursor,
     CaseFilters,
+    CaseNotFoundError,
     CasePage,
     CaseService,
     CaseSort,
     CaseSummary,
     CursorError,
-    DuplicateCaseIdError,
     DuplicateExternalRefError,
-    DuplicateReferenceError,
+    EarlierCase,
     IdempotencyConflictError,
     IdempotencyRecord,
+    NewCase,
+    NewSubmission,
+    Submitted,
     VersionMismatchError,
 )
 from lintas_shared import events as ev
 from lintas_shared.consumer import PermanentEventError
 from lintas_shared.crypto import CaseKeyMissingError
 from lintas_shared.envelope import CloudEvent
+from lintas_shared.mongo import Document
+from lintas_shared.unit_of_work import (
+    UNSET,
+    DuplicateDocumentError,
+    InMemoryVersionedDocuments,
+    Write,
+)
 from lintas_shared.values import Money
 
 from tests.support.fixtures import EXAMPLE_CASE, FakeKeyVault, example_case
@@ -37,65 +48,104 @@ pytestmark = pytest.mark.unit
 
 
 class InMemoryCases:
-    def __init__(self) -> None:
-        self.cases: dict[str, Case] = {}
-        self.idempotency: dict[str, IdempotencyRecord] = {}
-        self.outbox: list[CloudEvent] = []
-        #: References held by cases outside this fake (a collision on the next draw).
-        self.taken_references: set[str] = set()
-        #: How often `add` looked for the external_ref (a scan of every case in Mongo).
-        self.external_ref_lookups = 0
+    """The repository on the in-memory store, with the real codec (sealing with the
+    fake vault's keys): the unit of work's promises are the store's, as in MongoDB."""
 
-    async def add(
-        self,
-        case: Case,
-        events: Sequence[CloudEvent],
-        idempotency: IdempotencyRecord,
-        *,
-        look_for_external_ref: bool = True,
-    ) -> None:
-        if case.id in self.cases:
-            raise DuplicateCaseIdError(case.id)
-        same_ref = next(
-            (
-                other
-                for other in self.cases.values()
-                if (other.organisation_id, other.external_ref)
-                == (case.organisation_id, case.external_ref)
-            ),
-            None,
+    def __init__(self, keys: FakeKeyVault) -> None:
+        self.keys = keys
+        self.documents = InMemoryVersionedDocuments(
+            "cases",
+            unique=[
+                ("reference",),
+                ("organisation_id", "external_ref"),
+                ("organisation_id", "idempotency_key"),
+            ],
         )
-        taken = {c.reference for c in self.cases.values()} | self.taken_references
-        if same_ref is not None or case.reference in taken:
-            # As the store: the refusal does not say which index refused.
-            if not look_for_external_ref:
-                raise DuplicateReferenceError
-            self.external_ref_lookups += 1
-            if same_ref is not None:
-                raise DuplicateExternalRefError(same_ref.id)
-            raise DuplicateReferenceError
-        self.cases[case.id] = case
-        self.idempotency[case.id] = idempotency
-        self.outbox.extend(events)
+        self.codec = CaseCodec(keys)
+        #: What the relay was handed, in commit order.
+        self.outbox: list[CloudEvent] = []
+        #: Documents of cases outside this fake (holding a reference, say).
+        self.elsewhere: set[str] = set()
+        #: How often the external_ref was looked for (an index read in Mongo).
+        self.external_ref_lookups = 0
+        self.add_many_calls = 0
+
+    def committed(self, doc_id: str, version: int, entries: list[Document]) -> None:
+        """The relay's hook: record the entries not seen yet."""
+        seen = {e.id for e in self.outbox}
+        self.outbox.extend(
+            CloudEvent.model_validate(e["event"]) for e in entries if e["id"] not in seen
+        )
+
+    def hold_reference(self, reference: str) -> None:
+        """A case of another organisation holds this reference."""
+        doc_id = f"elsewhere-{reference}"
+        self.elsewhere.add(doc_id)
+        self.documents.docs[doc_id] = {
+            "_id": doc_id,
+            "reference": reference,
+            "organisation_id": "org-elsewhere",
+            "external_ref": doc_id,
+            "idempotency_key": doc_id,
+        }
+
+    @property
+    def cases(self) -> dict[str, Case]:
+        """Every case as stored, opened with its key."""
+        return {
+            doc_id: _from_document(doc, self.keys.keys.get(doc_id))
+            for doc_id, doc in self.documents.docs.items()
+            if doc_id not in self.elsewhere
+        }
+
+    async def add_many(self, cases: Sequence[NewCase]) -> list[DuplicateDocumentError | None]:
+        self.add_many_calls += 1
+        refusals: list[DuplicateDocumentError | None] = []
+        for new in cases:
+            fields = await self.codec.encode(new.case)
+            doc = {k: v for k, v in fields.items() if v is not UNSET}
+            doc["_id"] = new.case.id
+            try:
+                await self.documents.insert(doc, [e.entry() for e in new.events])
+            except DuplicateDocumentError as exc:
+                refusals.append(exc)
+            else:
+                refusals.append(None)
+        return refusals
+
+    async def external_ref_owners(
+        self, organisation_id: str, external_refs: Sequence[str]
+    ) -> dict[str, str]:
+        self.external_ref_lookups += 1
+        return {
+            d["external_ref"]: d["_id"]
+            for d in self.documents.docs.values()
+            if d["organisation_id"] == organisation_id and d["external_ref"] in external_refs
+        }
 
     async def idempotency_of(self, case_id: str, organisation_id: str) -> IdempotencyRecord | None:
-        case = self.cases.get(case_id)
-        if case is None or case.organisation_id != organisation_id:
-            return None
-        return self.idempotency[case_id]
+        found = await self.earlier_of([case_id], organisation_id)
+        return found[case_id].idempotency if case_id in found else None
+
+    async def earlier_of(
+        self, case_ids: Sequence[str], organisation_id: str
+    ) -> dict[str, EarlierCase]:
+        return {
+            d["_id"]: EarlierCase(
+                d["_id"],
+                d["reference"],
+                d["external_ref"],
+                IdempotencyRecord(d["idempotency_key"], d.get("request_hash")),
+            )
+            for d in self.documents.docs.values()
+            if d["_id"] in case_ids and d["organisation_id"] == organisation_id
+        }
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None:
         case = self.cases.get(case_id)
         if case is None or (organisation_id and case.organisation_id != organisation_id):
             return None
         return case
-
-    async def save(self, case: Case, expected_version: int, events: Sequence[CloudEvent]) -> bool:
-        if self.cases[case.id].version != expected_version:
-            return False
-        self.cases[case.id] = case
-        self.outbox.extend(events)
-        return True
 
     async def page(
         self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int
@@ -164,9 +214,10 @@ NOW = datetime(2026, 9, 16, 8, 0, tzinfo=UTC)
 
 
 def service() -> tuple[CaseService, InMemoryCases, FakeKeyVault]:
-    cases, vault = InMemoryCases(), FakeKeyVault()
+    vault = FakeKeyVault()
+    cases = InMemoryCases(vault)
     return (
-        CaseService(cases, vault, lambda: NOW),
+        CaseService(cases, vault, lambda: NOW, on_commit=cases.committed),
         cases,
         vault,
     )
@@ -375,7 +426,7 @@ async def test_routing_blocked_shows_the_reason_and_closed_cases_stay_closed() -
     )
     assert cases.cases[case.id].status is CaseStatus.AWAITING_CONSENT
     assert cases.cases[case.id].status_reason == "consent does not cover sharing with HK"
-    cases.cases[case.id] = replace(cases.cases[case.id], status=CaseStatus.CLOSED)
+    cases.documents.docs[case.id]["status"] = CaseStatus.CLOSED.value
     await svc.apply_news(
         news(
             ev.ReferralOffered(
@@ -422,7 +473,7 @@ async def test_a_reference_collision_is_redrawn_without_looking_for_the_external
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     svc, cases, _ = service()
-    cases.taken_references.add("LB-TAKEN")
+    cases.hold_reference("LB-TAKEN")
     draws = iter(["LB-TAKEN", "LB-FRESH"])
     monkeypatch.setattr(handlers_module, "new_case_reference", lambda: next(draws))
     case, created = await svc.submit(
@@ -627,3 +678,125 @@ async def test_a_cursor_pages_only_its_own_sort() -> None:
         await svc.list_cases("org-ngo", CaseFilters(sort=CaseSort.DEADLINE), newest.next_cursor, 1)
     with pytest.raises(CursorError):
         CaseCursor.decode("not-a-cursor", CaseSort.SUBMITTED)
+
+
+def batch_item(key: str, external_ref: str, body: str | None = None) -> NewSubmission:
+    return NewSubmission(
+        CaseSubmission.model_validate(example_case(external_ref=external_ref)),
+        key,
+        body or f"hash-{key}",
+    )
+
+
+async def test_a_batch_is_one_read_one_insert_and_each_case_gets_its_own_answer() -> None:
+    svc, cases, vault = service()
+    earlier = await submitted(svc, key="k-0")  # EXAMPLE_CASE's external_ref
+    assert earlier.submission is not None
+    taken_ref = earlier.submission.external_ref
+    items = [
+        batch_item("k-1", "B-1"),
+        NewSubmission(CaseSubmission.model_validate(EXAMPLE_CASE), "k-0", "h1"),  # a replay
+        NewSubmission(CaseSubmission.model_validate(EXAMPLE_CASE), "k-0", "other"),  # new body
+        batch_item("k-2", taken_ref),  # another key, a taken external_ref
+        batch_item("k-3", "B-3"),
+        batch_item("k-3", "B-3", body="hash-k-3"),  # the same key again in the batch
+    ]
+    results = await svc.submit_many(items, "org-ngo")
+
+    created, replay, conflict, taken, third, third_again = results
+    assert isinstance(created, Submitted)
+    assert created.created
+    assert replay == Submitted(earlier.id, earlier.reference, earlier.external_ref, False)
+    assert isinstance(conflict, IdempotencyConflictError)
+    assert isinstance(taken, DuplicateExternalRefError)
+    assert taken.existing_case_id == earlier.id
+    assert isinstance(third, Submitted)
+    assert third.created
+    assert third_again == replace(third, created=False)
+    # Two created, each with its `case submitted` event sealed with its own key.
+    stored = cases.cases
+    assert {created.id, third.id} <= stored.keys()
+    submitted_events = [e for e in cases.outbox if e.type == ev.CaseSubmitted.TYPE]
+    assert [e.subject for e in submitted_events] == [earlier.id, created.id, third.id]
+    payload = ev.parse_payload(submitted_events[1], ev.CaseSubmitted)
+    assert (await vault.get(created.id)).decrypt("worker.phone", payload.worker.phone)
+    assert stored[third.id].idempotency_key == "k-3"
+    # No key is left for a case never stored.
+    assert set(vault.keys) == {earlier.id, created.id, third.id}
+    # The refused external_ref was looked for once, after its redraw was refused again.
+    assert cases.external_ref_lookups == 1
+
+
+async def test_a_batch_sent_again_creates_nothing() -> None:
+    svc, cases, _ = service()
+    items = [batch_item(f"k-{n}", f"B-{n}") for n in range(5)]
+    first = await svc.submit_many(items, "org-ngo")
+    calls = cases.add_many_calls
+    again = await svc.submit_many(items, "org-ngo")
+    assert [r.created for r in first if isinstance(r, Submitted)] == [True] * 5
+    assert again == [replace(r, created=False) for r in first if isinstance(r, Submitted)]
+    assert cases.add_many_calls == calls  # nothing left to insert
+    assert len(cases.outbox) == 5
+
+
+async def test_a_batch_redraws_a_taken_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    svc, cases, _ = service()
+    cases.hold_reference("LB-TAKEN")
+    draws = iter(["LB-TAKEN", "LB-FRESH-1", "LB-FRESH-2"])
+    monkeypatch.setattr(handlers_module, "new_case_reference", lambda: next(draws))
+    results = await svc.submit_many([batch_item("a", "B-a"), batch_item("b", "B-b")], "org-ngo")
+    assert [r.reference for r in results if isinstance(r, Submitted)] == [
+        "LB-FRESH-2",
+        "LB-FRESH-1",
+    ]
+    assert cases.external_ref_lookups == 0
+
+
+async def test_news_an_older_version_recorded_as_processed_is_not_applied_again() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    offered = news(
+        ev.ReferralOffered(
+            referral_id="r1",
+            case_id=case.id,
+            partner_organisation_id="org-hk",
+            country="HK",
+            offered_at=NOW,
+        ),
+        case.id,
+    )
+    # A document written before the unit of work kept the same field.
+    cases.documents.docs[case.id]["processed_events"] = [offered.dedupe_key]
+    await svc.apply_news(offered)
+    assert cases.cases[case.id].status is CaseStatus.SUBMITTED
+    assert cases.cases[case.id].version == case.version
+
+
+async def test_another_organisations_case_is_not_found_whatever_version_is_named() -> None:
+    svc, _, _ = service()
+    case = await submitted(svc)
+    with pytest.raises(CaseNotFoundError):
+        await svc.correct(case.id, "org-other", case.version + 3, {"worker": {}}, "org-other")
+    with pytest.raises(CaseNotFoundError):
+        await svc.add_note(case.id, "org-other", "x", "org-other")
+
+
+async def test_a_change_that_loses_a_race_is_decided_again() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    write = cases.documents.write
+    raced = False
+
+    async def racing(doc_id: str, expected_version: int, change: Write) -> bool:
+        nonlocal raced
+        if not raced:  # another instance writes first
+            raced = True
+            doc = cases.documents.docs[doc_id]
+            doc["version"] += 1
+        return await write(doc_id, expected_version, change)
+
+    cases.documents.write = racing  # type: ignore[method-assign]
+    _, note = await svc.add_note(case.id, "org-ngo", "kept", "org-ngo")
+    after = cases.cases[case.id]
+    assert [n.id for n in after.notes] == [note.id]
+    assert after.version == case.version + 2

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from lintas_shared.case_locks import CaseLocks
 from lintas_shared.crypto import KeyVault, MasterKeys
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.http_guard import HttpLimits
@@ -20,6 +19,7 @@ from lintas_shared.runtime import ServiceRuntime
 from lintas_shared.unit_of_work import MongoVersionedDocuments
 
 from lintas_intake.adapters.audit_trail import AuditTrail
+from lintas_intake.adapters.case_keys import CachedCaseKeys
 from lintas_intake.adapters.case_repository import MongoCaseRepository
 from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
 from lintas_intake.entrypoints.admin import router as admin_router
@@ -40,13 +40,15 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     kafka_auth = service_auth(common, "intake")
     broker = make_broker(common.kafka_bootstrap, client_id="lintas-intake", auth=kafka_auth)
     publisher = KafkaEventPublisher(broker)
-    # One set of per-case locks for the service's writes and the relay's pulls.
-    locks = CaseLocks()
-    # One document per case holds all its events: documents can go in parallel.
-    relay = OutboxRelay(MongoVersionedDocuments(database["cases"]), publisher)
+    # One document per case holds all its events: documents can go in parallel. The
+    # unit of work hands the relay each write's outbox (`on_commit`): no read back.
+    documents = MongoVersionedDocuments(database["cases"])
+    relay = OutboxRelay(documents, publisher)
     vault = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
-    cases = MongoCaseRepository(database["cases"], vault, on_write=relay.wake)
-    service = CaseService(cases, vault, locks=locks)
+    # Recent case keys stay in memory a short while: most reads of the vault go.
+    keys = CachedCaseKeys(vault)
+    cases = MongoCaseRepository(documents, keys)
+    service = CaseService(cases, keys, on_commit=relay.on_commit)
     organisations = MongoOrganisationDirectory(
         database["organisations"], common.api_key_pepper.get_secret_value()
     )

@@ -1,27 +1,42 @@
 """Intake's use cases: cases from submission to erasure, and news from other services.
 
-Every change loads the case (scoped to the caller's organisation), applies a pure domain
-change, and saves it with its events in one document write guarded by the version it
-read. News from referral and notify is applied once per event, by its (source, id).
+Every change goes through one `UnitOfWork[Case]` (lintas_shared.unit_of_work): it reads
+the case, the pure domain decides (scoped to the caller's organisation), and one
+conditional single-document update, guarded by the version it read, writes the new
+state with its events (the outbox the relay publishes); a lost race reads and decides
+again. News from referral and notify is applied once per event: the unit of work records
+its (source, id) key in the same update and skips it when it comes again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
+import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from lintas_shared import events as ev
-from lintas_shared.case_locks import CaseLocks
 from lintas_shared.consumer import PermanentEventError
 from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.ids import deterministic_id, new_case_reference, new_id
+from lintas_shared.topics import CASES
+from lintas_shared.unit_of_work import (
+    Decision,
+    DocumentCodec,
+    DocumentNotFoundError,
+    DuplicateDocumentError,
+    OnCommit,
+    Outgoing,
+    UnitOfWork,
+    VersionedDocuments,
+)
 from lintas_shared.values import Money
 
 from lintas_intake.domain.case import Case, CaseStateError, CaseStatus, ReferralSummary
@@ -68,14 +83,6 @@ class DuplicateExternalRefError(Exception):
     def __init__(self, existing_case_id: str) -> None:
         super().__init__(f"external_ref already used by case {existing_case_id}")
         self.existing_case_id = existing_case_id
-
-
-class DuplicateReferenceError(Exception):
-    """The generated reference is taken (now and then); a new one is drawn."""
-
-
-class DuplicateCaseIdError(Exception):
-    """A case with this id exists already (a concurrent retry with the same key won)."""
 
 
 class IdempotencyConflictError(Exception):
@@ -204,30 +211,62 @@ class CaseKeys(Protocol):
     async def destroy(self, case_id: str) -> bool: ...
 
 
-class CaseRepository(Protocol):
-    """Where cases live; every write carries its events in the same document update."""
+@dataclass(frozen=True)
+class EarlierCase:
+    """What a create under an Idempotency-Key needs of the case an earlier one made."""
 
-    async def add(
-        self,
-        case: Case,
-        events: Sequence[CloudEvent],
-        idempotency: IdempotencyRecord,
-        *,
-        look_for_external_ref: bool = True,
-    ) -> None:
-        """Store a new case. Raises DuplicateCaseIdError, DuplicateExternalRefError or
-        DuplicateReferenceError; without `look_for_external_ref` a taken external_ref may
-        be reported as a taken reference (asking costs a scan of every case)."""
+    id: str
+    reference: str
+    external_ref: str
+    idempotency: IdempotencyRecord
+
+
+@dataclass(frozen=True)
+class NewCase:
+    """A case to insert, with the events its insert publishes."""
+
+    case: Case
+    events: Sequence[Outgoing]
+
+
+class CaseRepository(Protocol):
+    """Where cases live: the versioned documents the unit of work writes (one document
+    per case, holding its events and its processed event keys), the codec between a
+    `Case` and its document, and the queries that are not a change."""
+
+    @property
+    def documents(self) -> VersionedDocuments:
+        """The store the unit of work reads and writes."""
+        ...
+
+    @property
+    def codec(self) -> DocumentCodec[Case]:
+        """A case to its document (personal fields sealed) and back."""
+        ...
+
+    async def add_many(self, cases: Sequence[NewCase]) -> list[DuplicateDocumentError | None]:
+        """Insert new cases at once, each on its own: per case, None (stored) or the
+        refusal (`by_id`: a case has its id; else its reference or external_ref is
+        taken; the store does not say which)."""
+        ...
+
+    async def external_ref_owners(
+        self, organisation_id: str, external_refs: Sequence[str]
+    ) -> dict[str, str]:
+        """The cases of an organisation holding these external_refs (ref -> case id)."""
+        ...
 
     async def idempotency_of(
         self, case_id: str, organisation_id: str
     ) -> IdempotencyRecord | None: ...
 
-    async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None: ...
+    async def earlier_of(
+        self, case_ids: Sequence[str], organisation_id: str
+    ) -> dict[str, EarlierCase]:
+        """The organisation's cases among `case_ids` (one read for a whole batch)."""
+        ...
 
-    async def save(
-        self, case: Case, expected_version: int, events: Sequence[CloudEvent]
-    ) -> bool: ...
+    async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None: ...
 
     async def page(
         self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int
@@ -334,6 +373,31 @@ def _entry(
 # --- the use cases ----------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class NewSubmission:
+    """One case of a batch: the submission, its Idempotency-Key and its body's hash."""
+
+    submission: CaseSubmission
+    idempotency_key: str
+    body_hash: str
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What became of one case of a batch: created now, or an earlier request's case."""
+
+    id: str
+    reference: str
+    external_ref: str
+    created: bool
+
+
+#: Case keys of a batch created at the same time.
+KEY_CONCURRENCY = 8
+#: Draws of a case reference before giving up (they collide now and then).
+REFERENCE_DRAWS = 10
+
+
 class CaseService:
     """Everything an NGO (or an admin) does with cases."""
 
@@ -342,14 +406,44 @@ class CaseService:
         cases: CaseRepository,
         keys: CaseKeys,
         clock: Clock = utc_now,
-        locks: CaseLocks | None = None,
+        on_commit: OnCommit | None = None,
     ) -> None:
         self.cases = cases
         self.keys = keys
         self.clock = clock
-        # FerretDB v1's conditional update is not atomic: serialise each case's
-        # read-change-write inside this process (the version check still guards others).
-        self.locks = locks or CaseLocks()
+        self._on_commit = on_commit
+        self.work: UnitOfWork[Case] = UnitOfWork(cases.documents, cases.codec, on_commit=on_commit)
+
+    def _new_case(
+        self,
+        case_id: str,
+        submission: CaseSubmission,
+        organisation_id: str,
+        idempotency: IdempotencyRecord,
+        person_id: str | None,
+    ) -> Case:
+        now = self.clock()
+        consent = ConsentRecord(
+            id=initial_consent_id(case_id),
+            consent=submission.consent,
+            recorded_at=now,
+            recorded_by=organisation_id,
+        )
+        return Case(
+            id=case_id,
+            reference=new_case_reference(),
+            organisation_id=organisation_id,
+            external_ref=submission.external_ref,
+            submission=submission,
+            submitted_at=now,
+            updated_at=now,
+            consents=(consent,),
+            timeline=(
+                _entry(now, ev.CaseSubmitted.TYPE, organisation_id, "case submitted", person_id),
+            ),
+            idempotency_key=idempotency.key,
+            request_hash=idempotency.request_hash,
+        )
 
     async def submit(
         self,
@@ -359,13 +453,12 @@ class CaseService:
         body_hash: str,
         person_id: str | None = None,
     ) -> tuple[Case, bool]:
-        """Store a new case and its `case submitted` event in one write.
+        """Store a new case and its `case submitted` event in one insert.
 
         Returns the case and whether it was created now (False: an earlier request with
         the same Idempotency-Key and body created it, and nothing happens again). With a
-        key, the case id is derived from it, so a retry is found by `_id` (the only
-        look-up FerretDB serves from an index) and two concurrent retries collide on
-        the unique `_id` instead of creating two cases.
+        key, the case id is derived from it, so a retry is found by `_id` and two
+        concurrent retries collide on the unique `_id` instead of creating two cases.
         """
         if idempotency_key is None:
             case_id = new_id()
@@ -376,58 +469,134 @@ class CaseService:
                 return await self._replay(case_id, earlier, organisation_id, body_hash), False
         key = await self.keys.create(case_id)
         idempotency = IdempotencyRecord(idempotency_key or f"auto:{case_id}", body_hash)
-        for attempt in range(10):
-            now = self.clock()
-            consent = ConsentRecord(
-                id=initial_consent_id(case_id),
-                consent=submission.consent,
-                recorded_at=now,
-                recorded_by=organisation_id,
-            )
-            case = Case(
-                id=case_id,
-                reference=new_case_reference(),
-                organisation_id=organisation_id,
-                external_ref=submission.external_ref,
-                submission=submission,
-                submitted_at=now,
-                updated_at=now,
-                consents=(consent,),
-                timeline=(
-                    _entry(
-                        now, ev.CaseSubmitted.TYPE, organisation_id, "case submitted", person_id
-                    ),
-                ),
-            )
+        for attempt in range(REFERENCE_DRAWS):
+            case = self._new_case(case_id, submission, organisation_id, idempotency, person_id)
             try:
-                # The first refusal is taken for a reference collision and redrawn; a
-                # reused external_ref is refused again, and the second attempt looks.
-                await self.cases.add(
-                    case,
-                    [case_submitted_event(case, key)],
-                    idempotency,
-                    look_for_external_ref=attempt > 0,
-                )
-            except DuplicateReferenceError:
+                await self.work.add(case, [Outgoing(CASES, case_submitted_event(case, key))])
+            except DuplicateDocumentError as exc:
+                if exc.by_id:
+                    earlier = await self.cases.idempotency_of(case_id, organisation_id)
+                    if earlier is None:
+                        raise CaseNotFoundError(case_id) from None
+                    return await self._replay(case_id, earlier, organisation_id, body_hash), False
+                # The store does not say which unique index refused. The first refusal
+                # is taken for a reference collision and redrawn; a reused external_ref
+                # is refused again, and the second attempt looks (an index read).
+                if attempt > 0:
+                    owners = await self.cases.external_ref_owners(
+                        organisation_id, [case.external_ref]
+                    )
+                    if case.external_ref in owners:
+                        await self.keys.destroy(case_id)  # the key of a case never stored
+                        raise DuplicateExternalRefError(owners[case.external_ref]) from None
                 continue
-            except DuplicateCaseIdError:
-                earlier = await self.cases.idempotency_of(case_id, organisation_id)
-                if earlier is None:
-                    raise CaseNotFoundError(case_id) from None
-                return await self._replay(case_id, earlier, organisation_id, body_hash), False
-            except DuplicateExternalRefError:
-                await self.keys.destroy(case_id)  # the key of a case never stored
-                raise
             return case, True
         raise RuntimeError("could not draw a free case reference")
+
+    async def submit_many(
+        self,
+        items: Sequence[NewSubmission],
+        organisation_id: str,
+        person_id: str | None = None,
+    ) -> list[Submitted | Exception]:
+        """Decide every case of a batch as `submit` would with its own key, cheaply: one
+        read finds the cases earlier requests made, the new ones are inserted together
+        (each accepted or refused on its own), and only the refused ones are looked at
+        again. Per item: `Submitted`, or the error `submit` would raise
+        (DuplicateExternalRefError, IdempotencyConflictError)."""
+        ids = [deterministic_id("case", organisation_id, i.idempotency_key) for i in items]
+        results: dict[int, Submitted | Exception] = {}
+        found = await self.cases.earlier_of(sorted(set(ids)), organisation_id)
+        pending = []
+        for index, (case_id, item) in enumerate(zip(ids, items, strict=True)):
+            if case_id in found:
+                results[index] = _replayed(found[case_id], item.body_hash)
+            else:
+                pending.append(index)
+        keys = await self._create_keys(sorted({ids[i] for i in pending}))
+        for attempt in range(REFERENCE_DRAWS):
+            if not pending:
+                break
+            # One insert per case id a round: a key repeated in the batch is an earlier
+            # request's case by the next round.
+            now_ids: set[str] = set()
+            this_round: list[int] = []
+            later: list[int] = []
+            for index in pending:
+                (later if ids[index] in now_ids else this_round).append(index)
+                now_ids.add(ids[index])
+            new = {
+                index: self._new_case(
+                    ids[index],
+                    items[index].submission,
+                    organisation_id,
+                    IdempotencyRecord(items[index].idempotency_key, items[index].body_hash),
+                    person_id,
+                )
+                for index in this_round
+            }
+            events = {
+                index: [Outgoing(CASES, case_submitted_event(case, keys[case.id]))]
+                for index, case in new.items()
+            }
+            refusals = await self.cases.add_many(
+                [NewCase(new[index], events[index]) for index in this_round]
+            )
+            by_id: list[int] = []
+            taken: list[int] = []
+            for index, refusal in zip(this_round, refusals, strict=True):
+                case = new[index]
+                if refusal is None:
+                    results[index] = Submitted(case.id, case.reference, case.external_ref, True)
+                    if self._on_commit is not None:
+                        self._on_commit(case.id, 1, [e.entry() for e in events[index]])
+                elif refusal.by_id:
+                    by_id.append(index)
+                else:
+                    taken.append(index)
+            if by_id:
+                found = await self.cases.earlier_of(
+                    sorted({ids[i] for i in by_id}), organisation_id
+                )
+                for index in by_id:
+                    earlier = found.get(ids[index])
+                    results[index] = (
+                        CaseNotFoundError(ids[index])
+                        if earlier is None
+                        else _replayed(earlier, items[index].body_hash)
+                    )
+            if taken and attempt > 0:  # as `submit`: the second refusal looks
+                owners = await self.cases.external_ref_owners(
+                    organisation_id, sorted({new[i].external_ref for i in taken})
+                )
+                for index in taken:
+                    owner = owners.get(new[index].external_ref)
+                    if owner is not None:
+                        results[index] = DuplicateExternalRefError(owner)
+            pending = [i for i in [*taken, *later] if i not in results]
+        for index in pending:
+            results[index] = RuntimeError("could not draw a free case reference")
+        # The keys of cases never stored (refused): no case of that id exists.
+        stored = {r.id for r in results.values() if isinstance(r, Submitted)}
+        for case_id in keys.keys() - stored:
+            await self.keys.destroy(case_id)
+        return [results[index] for index in range(len(items))]
+
+    async def _create_keys(self, case_ids: Sequence[str]) -> dict[str, DataKey]:
+        """The new cases' keys, a few created at the same time."""
+        slots = asyncio.Semaphore(KEY_CONCURRENCY)
+
+        async def one(case_id: str) -> DataKey:
+            async with slots:
+                return await self.keys.create(case_id)
+
+        created = await asyncio.gather(*(one(case_id) for case_id in case_ids))
+        return {key.case_id: key for key in created}
 
     async def _replay(
         self, case_id: str, record: IdempotencyRecord, organisation_id: str, body_hash: str
     ) -> Case:
-        if record.request_hash is not None and record.request_hash != body_hash:
-            raise IdempotencyConflictError(
-                "this Idempotency-Key was used with a different request body"
-            )
+        _check_same_body(record, body_hash)
         case = await self.cases.get(case_id, organisation_id)
         if case is None:
             raise CaseNotFoundError(case_id)
@@ -445,28 +614,28 @@ class CaseService:
         case_id: str,
         organisation_id: str | None,
         expected_version: int | None,
-        change: Callable[[Case, datetime], tuple[Case, list[CloudEvent]]],
+        change: Callable[[Case, datetime], Awaitable[tuple[Case, list[CloudEvent]]]]
+        | Callable[[Case, datetime], tuple[Case, list[CloudEvent]]],
     ) -> Case:
-        async with self.locks.hold(case_id):
-            return await self._change_locked(case_id, organisation_id, expected_version, change)
+        """One change through the unit of work. Another organisation's case is not found
+        before anything else is said about it; then If-Match (`expected_version`) must
+        name the version the change is decided on (checked inside the decision, after the
+        scope, so a wrong version never tells another organisation the case exists)."""
 
-    async def _change_locked(
-        self,
-        case_id: str,
-        organisation_id: str | None,
-        expected_version: int | None,
-        change: Callable[[Case, datetime], tuple[Case, list[CloudEvent]]],
-    ) -> Case:
-        for _ in range(10):
-            case = await self.get(case_id, organisation_id)
+        async def decide(case: Case) -> Decision[Case]:
+            if organisation_id is not None and case.organisation_id != organisation_id:
+                raise CaseNotFoundError(case_id)
             if expected_version is not None and case.version != expected_version:
                 raise VersionMismatchError(case.version)
-            updated, events = change(case, self.clock())
-            if await self.cases.save(updated, case.version, events):
-                return updated
-            if expected_version is not None:
-                raise VersionMismatchError(case.version + 1)
-        raise RuntimeError(f"case {case_id} kept changing under us")
+            changed = change(case, self.clock())
+            updated, events = await changed if inspect.isawaitable(changed) else changed
+            return Decision(updated, [Outgoing(CASES, e) for e in events])
+
+        try:
+            committed = await self.work.change(case_id, decide)
+        except DocumentNotFoundError:
+            raise CaseNotFoundError(case_id) from None
+        return committed.aggregate
 
     async def correct(
         self,
@@ -478,15 +647,14 @@ class CaseService:
         person_id: str | None = None,
     ) -> Case:
         """Apply a JSON merge patch to worker, employment and claims (If-Match required)."""
-        await self.get(case_id, organisation_id)  # 404 before anything else
-        try:
-            key = await self.keys.get(case_id)
-        except Exception as exc:
-            raise CaseStateError("the case is erased") from exc
 
-        def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
+        async def change(case: Case, now: datetime) -> tuple[Case, list[CloudEvent]]:
             if case.submission is None:
                 raise CaseStateError("the case is erased")
+            try:
+                key = await self.keys.get(case_id)
+            except CaseKeyMissingError as exc:
+                raise CaseStateError("the case is erased") from exc
             merged = _merge(case.submission.model_dump(mode="json"), patch)
             corrected = CaseSubmission.model_validate(merged)
             updated = case.correct(
@@ -697,8 +865,16 @@ class CaseService:
             return
         payload = ev.parse_payload(event, payload_type)
         case_id = str(getattr(payload, "case_id", event.subject))
-        async with self.locks.hold(case_id):
-            await self._apply_news_locked(event, payload, case_id)
+
+        async def decide(case: Case) -> Decision[Case]:
+            words = await _open_partner_words(self.keys, payload, case_id)
+            entry = _news_entry(event, payload, case, words)
+            return Decision(case.record_news(entry, **_status_change(payload, case)))
+
+        try:
+            await self.work.change(case_id, decide, event_key=event.dedupe_key)
+        except DocumentNotFoundError:
+            raise PermanentEventError(f"no case {case_id}") from None
 
     async def apply_sms_preference(self, event: CloudEvent) -> None:
         """She texted STOP or START to notify: show it on the case, once.
@@ -712,25 +888,21 @@ class CaseService:
             return
         await self.apply_news(event)
 
-    async def _apply_news_locked(
-        self, event: CloudEvent, payload: ev.EventPayload, case_id: str
-    ) -> None:
-        for _ in range(10):
-            case = await self.cases.get(case_id)
-            if case is None:
-                raise PermanentEventError(f"no case {case_id}")
-            if case.has_processed(event.dedupe_key):
-                return
-            updated = case.record_news(
-                _news_entry(
-                    event, payload, case, await _open_partner_words(self.keys, payload, case_id)
-                ),
-                event.dedupe_key,
-                **_status_change(payload, case),
-            )
-            if await self.cases.save(updated, case.version, []):
-                return
-        raise RuntimeError(f"case {case_id} kept changing under us")
+
+def _check_same_body(record: IdempotencyRecord, body_hash: str) -> None:
+    if record.request_hash is not None and record.request_hash != body_hash:
+        raise IdempotencyConflictError(
+            "this Idempotency-Key was used with a different request body"
+        )
+
+
+def _replayed(earlier: EarlierCase, body_hash: str) -> Submitted | Exception:
+    """An earlier request's case as a batch item's answer (or its conflict)."""
+    try:
+        _check_same_body(earlier.idempotency, body_hash)
+    except IdempotencyConflictError as exc:
+        return exc
+    return Submitted(earlier.id, earlier.reference, earlier.external_ref, False)
 
 
 async def _open_partner_words(keys: CaseKeys, payload: ev.EventPayload, case_id: str) -> str | None:

@@ -2,24 +2,33 @@
 
 The document also carries the case's outbox (events waiting for the relay) and the
 processed event keys, so every state change, its events and its idempotency record are
-one single-document write.
+one single-document write. The writes are the unit of work's
+(`lintas_shared.unit_of_work`, over `MongoVersionedDocuments`); `CaseCodec` maps a case
+to its document and back; this module adds the queries that are not by `_id`, each
+served by an index, and the batch insert.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
-from lintas_shared.crypto import CaseKeyMissingError, DataKey, KeyVault
-from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document, find_by_id, update_by_id
-from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
-from lintas_shared.topics import CASES
+from lintas_shared.crypto import CaseKeyMissingError, DataKey
+from lintas_shared.mongo import Document, find_by_id
+from lintas_shared.unit_of_work import (
+    OUTBOX_FIELD,
+    OUTBOX_SINCE_FIELD,
+    RESERVED_FIELDS,
+    UNSET,
+    VERSION_FIELD,
+    DuplicateDocumentError,
+    MongoVersionedDocuments,
+)
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from lintas_intake.adapters.sealing import open_submission, open_value, seal_submission
 from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
@@ -35,13 +44,13 @@ from lintas_intake.domain.submission import CaseSubmission, Consent
 from lintas_intake.handlers import (
     CaseCursor,
     CaseFilters,
+    CaseKeys,
     CasePage,
     CaseSort,
     CaseSummary,
-    DuplicateCaseIdError,
-    DuplicateExternalRefError,
-    DuplicateReferenceError,
+    EarlierCase,
     IdempotencyRecord,
+    NewCase,
 )
 
 _NO_OUTBOX = {OUTBOX_FIELD: 0}
@@ -151,8 +160,10 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
         "sms_opted_out": case.sms_opted_out,
         "sms_preference_at": case.sms_preference_at,
         "sms_preference_channel": case.sms_preference_channel,
-        "version": case.version,
-        "processed_events": list(case.processed_events),
+        # Its own index (organisation_id, idempotency_key) is unique: never left empty.
+        "idempotency_key": case.idempotency_key or f"auto:{case.id}",
+        # The body's hash could confirm a guessed body (issue #15): gone with the case.
+        "request_hash": UNSET if case.request_hash is None else case.request_hash,
     }
 
 
@@ -214,11 +225,12 @@ def _from_document(doc: Document, key: DataKey | None) -> Case:
             amounts_recovered=_amounts(outcome),
         ),
         timeline=tuple(_open_timeline(t, key) for t in doc.get("timeline", [])),
-        version=doc["version"],
-        processed_events=tuple(doc.get("processed_events", ())),
+        version=doc[VERSION_FIELD],
         sms_opted_out=doc.get("sms_opted_out", False),
         sms_preference_at=doc.get("sms_preference_at"),
         sms_preference_channel=doc.get("sms_preference_channel"),
+        idempotency_key=doc.get("idempotency_key"),
+        request_hash=doc.get("request_hash"),
     )
 
 
@@ -256,21 +268,57 @@ def _summary(doc: Document) -> CaseSummary:
     )
 
 
-class MongoCaseRepository:
-    """The `CaseRepository` on MongoDB (and FerretDB): single-document atomic writes."""
+class CaseCodec:
+    """A case to its document and back (`DocumentCodec[Case]`): personal fields sealed
+    with the case's key, which an erased case no longer has (nor needs)."""
 
-    def __init__(
-        self,
-        collection: AsyncCollection[Document],
-        vault: KeyVault,
-        on_write: Callable[[str], None] = lambda _id: None,
-    ) -> None:
-        self._collection = collection
-        self._vault = vault
-        self._on_write = on_write
+    def __init__(self, keys: CaseKeys) -> None:
+        self._keys = keys
+
+    def id_of(self, aggregate: Case) -> str:
+        """The document's `_id`: the case id."""
+        return aggregate.id
+
+    async def _key(self, case_id: str) -> DataKey | None:
+        try:
+            return await self._keys.get(case_id)
+        except CaseKeyMissingError:
+            return None
+
+    async def encode(self, aggregate: Case) -> Document:
+        """The case's fields (the unit of work owns `_id`, version and the outbox)."""
+        key = None if aggregate.erased else await self._key(aggregate.id)
+        doc = _to_document(aggregate, key)
+        return {k: v for k, v in doc.items() if k not in RESERVED_FIELDS}
+
+    async def decode(self, doc: Document) -> Case:
+        """The case a document holds, opened with its key (none asked for once erased)."""
+        erased = doc.get("status") == CaseStatus.ERASED.value
+        return _from_document(doc, None if erased else await self._key(doc["_id"]))
+
+
+class MongoCaseRepository:
+    """The `CaseRepository` on MongoDB (and FerretDB): the unit of work's versioned
+    documents for writes, and queries served by indexes."""
+
+    def __init__(self, documents: MongoVersionedDocuments, keys: CaseKeys) -> None:
+        self._documents = documents
+        self._collection: AsyncCollection[Document] = documents.collection
+        self._codec = CaseCodec(keys)
+
+    @property
+    def documents(self) -> MongoVersionedDocuments:
+        """The versioned documents the unit of work writes (and the relay empties)."""
+        return self._documents
+
+    @property
+    def codec(self) -> CaseCodec:
+        """A case to its document and back."""
+        return self._codec
 
     async def ensure_indexes(self) -> None:
-        """Unique reference; unique external_ref and idempotency key per organisation."""
+        """Unique reference; unique external_ref and idempotency key per organisation; the
+        list's orders; the relay's `outbox_since`."""
         await self._collection.create_index(
             [("reference", ASCENDING)], unique=True, name="reference_unique"
         )
@@ -290,51 +338,60 @@ class MongoCaseRepository:
         await self._collection.create_index(
             [("filing_deadline", ASCENDING), ("_id", ASCENDING)], name="deadline_order"
         )
+        await self._documents.ensure_indexes()
 
-    async def _key(self, case_id: str) -> DataKey | None:
+    async def add_many(self, cases: Sequence[NewCase]) -> list[DuplicateDocumentError | None]:
+        """One unordered `insert_many`: each case is stored or refused on its own. When
+        the server does not say which unique index refused (FerretDB v1), one `$in` read
+        of the refused ids tells a taken `_id` from the rest."""
+        if not cases:
+            return []
+        now = datetime.now(UTC)
+        docs = []
+        for new in cases:
+            fields = await self._codec.encode(new.case)
+            doc: Document = {k: v for k, v in fields.items() if v is not UNSET}
+            doc["_id"] = new.case.id
+            doc[VERSION_FIELD] = 1
+            doc[OUTBOX_FIELD] = [e.entry() for e in new.events]
+            if new.events:
+                doc[OUTBOX_SINCE_FIELD] = now
+            docs.append(doc)
+        refused: dict[int, DuplicateDocumentError | None] = {}
         try:
-            return await self._vault.get(case_id)
-        except CaseKeyMissingError:
-            return None
+            await self._collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors) or exc.details.get("writeConcernErrors"):
+                raise
+            for error in errors:
+                pattern = error.get("keyPattern")
+                refused[error["index"]] = (
+                    None
+                    if pattern is None
+                    else DuplicateDocumentError(by_id=set(pattern) == {"_id"})
+                )
+        unknown = [i for i, e in refused.items() if e is None]
+        if unknown:
+            ids = [docs[i]["_id"] for i in unknown]
+            # An id refused here, if stored, is another request's (never this batch's
+            # own: a case id goes once into one insert).
+            found = {
+                d["_id"] async for d in self._collection.find({"_id": {"$in": ids}}, {"_id": 1})
+            }
+            for i in unknown:
+                refused[i] = DuplicateDocumentError(by_id=docs[i]["_id"] in found)
+        return [refused.get(i) for i in range(len(docs))]
 
-    async def add(
-        self,
-        case: Case,
-        events: Sequence[CloudEvent],
-        idempotency: IdempotencyRecord,
-        *,
-        look_for_external_ref: bool = True,
-    ) -> None:
-        """Insert a new case with its events and its idempotency record.
-
-        When a unique index refuses the case, the cause is told apart by `_id` first (a
-        retry). The store does not say which index refused, and the question "is this
-        external_ref taken?" reads every case on FerretDB v1 (it serves only `_id` from an
-        index). So with `look_for_external_ref=False` any other refusal is reported as a
-        taken reference, for the caller to draw another: references are short and drawn
-        at random, so they collide now and then, and the bulk import measured a scan of
-        every case for each collision. A reused external_ref is refused again on the next
-        attempt, which looks.
-        """
-        doc = _to_document(case, await self._key(case.id))
-        doc["idempotency_key"] = idempotency.key
-        doc["request_hash"] = idempotency.request_hash
-        doc[OUTBOX_FIELD] = [outbox_entry(CASES, e) for e in events]
-        try:
-            await self._collection.insert_one(doc)
-        except DuplicateKeyError:
-            if await self._collection.find_one({"_id": case.id}, {"_id": 1}) is not None:
-                raise DuplicateCaseIdError(case.id) from None
-            if not look_for_external_ref:
-                raise DuplicateReferenceError from None
-            existing = await self._collection.find_one(
-                {"organisation_id": case.organisation_id, "external_ref": case.external_ref},
-                {"_id": 1},
-            )
-            if existing is not None:
-                raise DuplicateExternalRefError(existing["_id"]) from None
-            raise DuplicateReferenceError from None
-        self._on_write(case.id)
+    async def external_ref_owners(
+        self, organisation_id: str, external_refs: Sequence[str]
+    ) -> dict[str, str]:
+        """Read from the (organisation_id, external_ref) index."""
+        found = self._collection.find(
+            {"organisation_id": organisation_id, "external_ref": {"$in": list(external_refs)}},
+            {"external_ref": 1},
+        )
+        return {d["external_ref"]: d["_id"] async for d in found}
 
     async def idempotency_of(self, case_id: str, organisation_id: str) -> IdempotencyRecord | None:
         """The idempotency record of an organisation's case, read by `_id`."""
@@ -345,30 +402,40 @@ class MongoCaseRepository:
             return None
         return IdempotencyRecord(doc["idempotency_key"], doc.get("request_hash"))
 
+    async def earlier_of(
+        self, case_ids: Sequence[str], organisation_id: str
+    ) -> dict[str, EarlierCase]:
+        """One `$in` read by `_id`."""
+        if not case_ids:
+            return {}
+        found = self._collection.find(
+            {"_id": {"$in": list(case_ids)}},
+            {
+                "organisation_id": 1,
+                "idempotency_key": 1,
+                "request_hash": 1,
+                "reference": 1,
+                "external_ref": 1,
+            },
+        )
+        return {
+            d["_id"]: EarlierCase(
+                d["_id"],
+                d["reference"],
+                d["external_ref"],
+                IdempotencyRecord(d["idempotency_key"], d.get("request_hash")),
+            )
+            async for d in found
+            if d["organisation_id"] == organisation_id
+        }
+
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None:
         """The case, or None; with `organisation_id`, only if that organisation owns it."""
         where = None if organisation_id is None else {"organisation_id": organisation_id}
         doc = await find_by_id(self._collection, case_id, where=where, projection=_NO_OUTBOX)
         if doc is None:
             return None
-        return _from_document(doc, await self._key(case_id))
-
-    async def save(self, case: Case, expected_version: int, events: Sequence[CloudEvent]) -> bool:
-        """Write the case if nobody changed it since `expected_version`; False otherwise."""
-        doc = _to_document(case, None if case.erased else await self._key(case.id))
-        del doc["_id"]
-        update: Document = {"$set": doc}
-        if case.erased:
-            # The body's hash could confirm a guessed body (issue #15): gone with the case.
-            update["$unset"] = {"request_hash": ""}
-        if events:
-            update["$push"] = {OUTBOX_FIELD: {"$each": [outbox_entry(CASES, e) for e in events]}}
-        saved = await update_by_id(
-            self._collection, case.id, update, where={"version": expected_version}
-        )
-        if saved and events:
-            self._on_write(case.id)
-        return saved
+        return await self._codec.decode(doc)
 
     async def page(
         self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int

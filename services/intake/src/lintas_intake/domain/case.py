@@ -1,12 +1,13 @@
 """The case as intake keeps it: its status, consents, notes, documents and timeline.
 
-Everything here is pure. Each change returns a new `Case` with its version bumped, so
-the repository can write it with an optimistic version check in one document update.
+Everything here is pure. Each change returns a new `Case` with its version bumped, as the
+unit of work writes it: one document update guarded by the version it was decided on.
+Which events already changed a case is the unit of work's bookkeeping, not the domain's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -80,11 +81,14 @@ class Case:
     outcome: Outcome | None = None
     timeline: tuple[TimelineEntry, ...] = ()
     version: int = 1
-    processed_events: tuple[str, ...] = field(default=())
     sms_opted_out: bool = False
     #: When and how (`api`: her NGO; `sms`: she texted) the SMS preference last changed.
     sms_preference_at: datetime | None = None
     sms_preference_channel: SmsChannel | None = None
+    #: The Idempotency-Key the case was created under (`auto:<id>` without one), and a
+    #: hash of the request body (dropped at erasure: it could confirm a guessed body).
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
     # --- reading -----------------------------------------------------------------
 
@@ -92,10 +96,6 @@ class Case:
     def erased(self) -> bool:
         """Whether the worker's personal data is gone for good."""
         return self.status is CaseStatus.ERASED
-
-    def has_processed(self, event_key: str) -> bool:
-        """Whether the event with this (ce_source, ce_id) key already changed this case."""
-        return event_key in self.processed_events
 
     def consent(self, consent_id: str) -> ConsentRecord | None:
         """One consent record by id."""
@@ -174,6 +174,7 @@ class Case:
             notes=(),
             documents=(),
             consents=tuple(c.erased() for c in self.consents),
+            request_hash=None,
         )
 
     # --- news from other services -------------------------------------------------
@@ -181,7 +182,6 @@ class Case:
     def record_news(
         self,
         entry: TimelineEntry,
-        event_key: str,
         *,
         status: CaseStatus | None = None,
         reason: str | None = None,
@@ -191,11 +191,10 @@ class Case:
         sms_preference_at: datetime | None = None,
         sms_preference_channel: SmsChannel | None = None,
     ) -> Case:
-        """Apply an event from routing or notify once: timeline, and status if it moves;
-        an SMS preference she texted (unless the case is erased)."""
-        changes: dict[str, Any] = {
-            "processed_events": (*self.processed_events, event_key),
-        }
+        """Apply an event from routing or notify (the unit of work applies each once):
+        timeline, and status if it moves; an SMS preference she texted (unless the case
+        is erased)."""
+        changes: dict[str, Any] = {}
         if sms_opted_out is not None and not self.erased:
             changes["sms_opted_out"] = sms_opted_out
             changes["sms_preference_at"] = sms_preference_at
