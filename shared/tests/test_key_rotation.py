@@ -109,3 +109,19 @@ async def test_an_entry_under_an_unconfigured_key_is_reported_not_lost(
     report = await KeyVault(collection, MasterKeys("2", {"1": OLD, "2": NEW})).rewrap_all()
     assert (report.unreadable, report.remaining) == (1, {"9": 1})
     assert await collection.find_one({"_id": "c9", "key_id": "9"}) is not None
+
+
+async def test_many_keys_are_made_in_one_write_and_existing_ones_are_kept(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    collection = mongo[database_name]["case_keys"]
+    vault = KeyVault(collection, MasterKeys.single(NEW, "2"))
+    existing = await vault.create("case-b")
+    keys = await vault.create_many(["case-a", "case-b", "case-c"])
+
+    assert [k.case_id for k in keys] == ["case-a", "case-b", "case-c"]
+    assert keys[1].key == existing.key  # a case that had a key keeps it
+    for key in keys:
+        assert (await vault.get(key.case_id)).key == key.key
+    assert await collection.count_documents({}) == 3
+    assert await vault.create_many([]) == []

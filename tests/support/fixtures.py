@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,6 +102,9 @@ class FakeKeyVault:
 
     async def create(self, case_id: str) -> DataKey:
         return self.keys.setdefault(case_id, fixture_key(case_id))
+
+    async def create_many(self, case_ids: Sequence[str]) -> list[DataKey]:
+        return [await self.create(case_id) for case_id in case_ids]
 
     async def get(self, case_id: str) -> DataKey:
         if case_id not in self.keys:

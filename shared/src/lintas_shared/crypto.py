@@ -22,7 +22,7 @@ import base64
 import hashlib
 import hmac
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Final
@@ -31,7 +31,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import StringConstraints
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from lintas_shared.mongo import Document
 from lintas_shared.settings import LEGACY_MASTER_KEY_ID, CommonSettings
@@ -209,6 +209,36 @@ class KeyVault:
         except DuplicateKeyError:
             return await self.get(case_id)
         return DataKey(case_id, key)
+
+    async def create_many(self, case_ids: Sequence[str]) -> list[DataKey]:
+        """The keys of many cases (in their order) with one unordered insert; idempotent
+        like `create`: a case that has a key already keeps it, read back."""
+        fresh = {case_id: AESGCM.generate_key(bit_length=256) for case_id in case_ids}
+        if not fresh:
+            return []
+        ids, now, taken = list(fresh), datetime.now(UTC), set[str]()
+        try:
+            await self._collection.insert_many(
+                [
+                    {
+                        "_id": case_id,
+                        "wrapped": self._wrap(case_id, key),
+                        "key_id": self._keys.current_id,
+                        "created_at": now,
+                    }
+                    for case_id, key in fresh.items()
+                ],
+                ordered=False,
+            )
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(error.get("code") != 11000 for error in errors):
+                raise
+            taken = {ids[error["index"]] for error in errors}
+        keys = {case_id: DataKey(case_id, key) for case_id, key in fresh.items()}
+        for case_id in taken:
+            keys[case_id] = await self.get(case_id)
+        return [keys[case_id] for case_id in case_ids]
 
     async def get(self, case_id: str) -> DataKey:
         """The case's key; raises CaseKeyMissingError after erasure."""

@@ -10,7 +10,6 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     AutoReconnect,
     ConnectionFailure,
-    DuplicateKeyError,
     NetworkTimeout,
     ServerSelectionTimeoutError,
 )
@@ -95,10 +94,8 @@ async def ping(client: AsyncMongoClient[Document]) -> bool:
 
 # --- writes and reads of one document by `_id`, with a condition ------------------------
 #
-# The condition stays in the filter, where the server applies it atomically. The dev and
-# test stack's FerretDB is built with a patch (lintas_deploy.ferretdb.PATCHES) that lets it
-# find the document by its `_id` index even when the filter has more fields, and its
-# wrapper serialises writes per collection, so the same holds there across clients.
+# The condition stays in the filter, where the server applies it atomically (on the local
+# FerretDB too: deploy/README.md, FerretDB facts).
 
 
 async def update_by_id(
@@ -113,29 +110,6 @@ async def update_by_id(
     (or, with `upsert`, inserted it)."""
     result = await collection.update_one({"_id": doc_id, **(where or {})}, update, upsert=upsert)
     return result.matched_count == 1 or result.upserted_id is not None
-
-
-async def upsert_by_id(
-    collection: AsyncCollection[Document], doc_id: Any, change: Document
-) -> None:
-    """Apply `change` to the document `doc_id`, creating it if missing. `change` is an
-    update (`{"$set": ...}`, `{"$inc": ...}`) or a whole replacement document.
-
-    FerretDB v1 lets two upserts of a new `_id` both try the insert, and the loser fails
-    with a duplicate key (MongoDB retries it itself): the loser then applies its change to
-    the document the winner created.
-    """
-    replace = not next(iter(change), "").startswith("$")
-    for upsert in (True, False):
-        try:
-            if replace:
-                await collection.replace_one({"_id": doc_id}, change, upsert=upsert)
-            else:
-                await collection.update_one({"_id": doc_id}, change, upsert=upsert)
-            return
-        except DuplicateKeyError:
-            if not upsert:
-                raise
 
 
 async def find_by_id(

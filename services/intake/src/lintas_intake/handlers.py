@@ -10,7 +10,6 @@ its (source, id) key in the same update and skips it when it comes again.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import inspect
@@ -206,6 +205,8 @@ class CaseKeys(Protocol):
 
     async def create(self, case_id: str) -> DataKey: ...
 
+    async def create_many(self, case_ids: Sequence[str]) -> list[DataKey]: ...
+
     async def get(self, case_id: str) -> DataKey: ...
 
     async def destroy(self, case_id: str) -> bool: ...
@@ -392,8 +393,6 @@ class Submitted:
     created: bool
 
 
-#: Case keys of a batch created at the same time.
-KEY_CONCURRENCY = 8
 #: Draws of a case reference before giving up (they collide now and then).
 REFERENCE_DRAWS = 10
 
@@ -583,15 +582,8 @@ class CaseService:
         return [results[index] for index in range(len(items))]
 
     async def _create_keys(self, case_ids: Sequence[str]) -> dict[str, DataKey]:
-        """The new cases' keys, a few created at the same time."""
-        slots = asyncio.Semaphore(KEY_CONCURRENCY)
-
-        async def one(case_id: str) -> DataKey:
-            async with slots:
-                return await self.keys.create(case_id)
-
-        created = await asyncio.gather(*(one(case_id) for case_id in case_ids))
-        return {key.case_id: key for key in created}
+        """The new cases' keys, in one vault write."""
+        return {key.case_id: key for key in await self.keys.create_many(case_ids)}
 
     async def _replay(
         self, case_id: str, record: IdempotencyRecord, organisation_id: str, body_hash: str

@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from lintas_shared.crypto import DataKey
 
 
 class KeyStore(Protocol):
-    """The vault's three calls (`lintas_shared.crypto.KeyVault`)."""
+    """The vault's calls (`lintas_shared.crypto.KeyVault`)."""
 
     async def create(self, case_id: str) -> DataKey: ...
+
+    async def create_many(self, case_ids: Sequence[str]) -> list[DataKey]: ...
 
     async def get(self, case_id: str) -> DataKey: ...
 
@@ -59,6 +61,10 @@ class CachedCaseKeys:
     async def create(self, case_id: str) -> DataKey:
         """The case's key, created on first use (the vault's create is idempotent)."""
         return self._remember(await self._vault.create(case_id))
+
+    async def create_many(self, case_ids: Sequence[str]) -> list[DataKey]:
+        """Many cases' keys in one vault write, remembered."""
+        return [self._remember(key) for key in await self._vault.create_many(case_ids)]
 
     async def get(self, case_id: str) -> DataKey:
         """The case's key, from the cache while fresh; CaseKeyMissingError once erased."""
