@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from lintas_notify.adapters.case_profiles import CaseProfile
 from lintas_notify.adapters.early_events import MongoEarlyEvents
+from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import CaseSubmitted, parse_payload
 from lintas_shared.mongo import Document
 from pymongo import AsyncMongoClient
@@ -75,8 +76,8 @@ async def test_events_kept_by_the_previous_version_move_into_their_case_at_start
         {"_id": "case-old", "keys": [event.dedupe_key]}
     )
     legacy = MongoEarlyEvents(database["early_events"])
-    assert await legacy.migrate(notify.profiles) == 1
-    assert await legacy.migrate(notify.profiles) == 0  # again: nothing more
+    assert await legacy.migrate(notify.profiles, notify.handlers.replay) == 1
+    assert await legacy.migrate(notify.profiles, notify.handlers.replay) == 0  # nothing more
     names = await database.list_collection_names()
     assert "early_events" not in names
     assert "early_events_by_case" not in names
@@ -87,3 +88,32 @@ async def test_events_kept_by_the_previous_version_move_into_their_case_at_start
     raw = await database["cases"].find_one({"_id": "case-old"})
     assert raw is not None
     assert raw["waiting"] == []
+
+
+async def test_an_event_kept_by_the_previous_version_for_a_known_case_is_handled_at_start(
+    mongo: AsyncMongoClient[Document], notify: Notify
+) -> None:
+    # Review item 9: an old instance kept the event, and the case's `submitted` event was
+    # handled (by a new instance) before the move: the event is handled, not dropped.
+    database = mongo[notify.database]
+    key = await notify.vault.create("case-known")
+    await notify.handlers.on_case_submitted(case_submitted("case-known", key=key))
+    event = referral_accepted("case-known")
+    await database["early_events"].insert_one(
+        {
+            "_id": event.dedupe_key,
+            "case_id": "case-known",
+            "event": event.model_dump(mode="json"),
+            "kept_at": AT,
+        }
+    )
+    legacy = MongoEarlyEvents(database["early_events"])
+
+    async def failing(_: CloudEvent) -> None:
+        raise RuntimeError("store down")
+
+    assert await legacy.migrate(notify.profiles, failing) == 0
+    assert await database["early_events"].count_documents({}) == 1  # kept for next start
+    assert await legacy.migrate(notify.profiles, notify.handlers.replay) == 1
+    assert [s.template for s in notify.provider.sent] == ["case_received", "referral_accepted"]
+    assert "early_events" not in await database.list_collection_names()

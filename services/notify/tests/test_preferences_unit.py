@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from lintas_notify.adapters.preferences import PreferenceCodec
+from lintas_notify.adapters.preferences import PreferenceCodec, erased_front
 from lintas_notify.domain.preference import Preference
 from lintas_shared.events import SmsPreferenceTexted, make_event
 from lintas_shared.unit_of_work import Decision, InMemoryVersionedDocuments, Outgoing, UnitOfWork
@@ -55,3 +55,13 @@ async def test_a_change_is_one_versioned_write_with_its_announcement() -> None:
     assert [e["id"] for e in stored["outbox"]] == [announcement.id]
     assert committed == [("hash-1", 2, 1)]  # the relay was handed the outbox once
     assert documents.writes == 2  # the insert and the one change
+
+
+def test_an_erasure_removes_only_the_cases_announcements_at_the_front_of_the_outbox() -> None:
+    def entry(n: int, case_id: str) -> dict[str, object]:
+        return {"id": f"e{n}", "event": {"subject": case_id}}
+
+    outbox = [entry(1, "y"), entry(2, "y"), entry(3, "x"), entry(4, "y")]
+    assert [e["id"] for e in erased_front(outbox, "y")] == ["e1", "e2"]
+    assert erased_front(outbox, "x") == []  # behind another case's entry: it stays
+    assert erased_front([], "y") == []

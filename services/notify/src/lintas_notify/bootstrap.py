@@ -97,7 +97,7 @@ class NotifyService:
         await self.messages.ensure_indexes()
         await self.profiles.ensure_indexes()
         await self.preferences.ensure_indexes()
-        await self.former_early_events.migrate(self.profiles)
+        await self.former_early_events.migrate(self.profiles, self.handlers.replay)
         await self.reply_budget.ensure_indexes()
         await self.dispatcher.resolve_in_sending()
         async with self.runtime.lifespan(app):

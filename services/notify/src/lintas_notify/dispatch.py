@@ -157,17 +157,23 @@ class Dispatcher:
         return await self._send(claimed, sms_from_document(claimed, phone), raise_unavailable)
 
     async def _retry_sending(self, doc: Document, raise_unavailable: bool) -> SmsStatus:
-        """The event's retry for a message it left `sending`: it keeps it `sending` (the
-        schedule loop never takes those), so the event's own retries stay in charge and,
-        past the budget, the event is parked."""
+        """A notification found `sending`: by the event's retry (its attempt stopped, or
+        gave up on an unavailable provider), or by the schedule loop once the lease of
+        the attempt ran out (the message comes due then: none is left `sending` for
+        ever). The provider is asked first; then the next attempt is claimed. While a
+        live attempt holds it, this returns `sending`, and the message comes due again
+        when that lease runs out, should the attempt stop without a record."""
         found = await self._provider.find_sent(doc["_id"])
         if found is not None:
             return await self._record_sent(doc, found)
         if doc.get("kind") == MessageKind.REPLY.value:
             return SmsStatus.SENDING  # no phone kept: the retried webhook brings it
         now = self._clock()
+        claimed = await self._messages.claim(doc["_id"], now, from_status=SmsStatus.SENDING)
+        if claimed is None:
+            return SmsStatus.SENDING  # another attempt is under way
         try:
-            phone = await self._phone(doc)
+            phone = await self._phone(claimed)
         except CaseKeyMissingError:
             await self._messages.finish(
                 doc["_id"],
@@ -175,11 +181,9 @@ class Dispatcher:
                 now,
                 from_statuses=[SmsStatus.SENDING],
                 reason="case erased",
+                claim=claimed.get("claim_id"),
             )
             return SmsStatus.SUPPRESSED
-        claimed = await self._messages.claim(doc["_id"], now, from_status=SmsStatus.SENDING)
-        if claimed is None:
-            return SmsStatus.SENDING  # another attempt is under way
         return await self._send(claimed, sms_from_document(claimed, phone), raise_unavailable)
 
     async def send_new(
@@ -222,6 +226,7 @@ class Dispatcher:
                 now,
                 from_statuses=[SmsStatus.SENDING],
                 reason="case erased",
+                claim=doc.get("claim_id"),
             )
             return SmsStatus.SUPPRESSED
         return await self._send(doc, sms_from_document(doc, phone), raise_unavailable=True)
@@ -289,7 +294,10 @@ class Dispatcher:
         return key.decrypt("worker.phone", sealed)
 
     async def _send(self, doc: Document, sms: OutgoingSms, raise_unavailable: bool) -> SmsStatus:
+        """The attempts of the claim `doc` holds (its `claim_id`): every change they make
+        names it, so once another attempt took the message over they change nothing."""
         attempts_before = int(doc.get("attempts", 1)) - 1
+        claim = doc.get("claim_id")
         for attempt in range(1, self._retry.inline_attempts + 1):
             if attempts_before + attempt > 1:
                 found = await self._provider.find_sent(sms.id)
@@ -305,6 +313,7 @@ class Dispatcher:
                     from_statuses=[SmsStatus.SENDING],
                     reason=exc.reason,
                     provider=self._provider.name,
+                    claim=claim,
                 )
                 log.warning("provider refused sms", message_id=sms.id, reason=exc.reason)
                 return SmsStatus.FAILED
@@ -317,13 +326,18 @@ class Dispatcher:
                     or last_inline
                     or wait > self._retry.max_inline_wait
                 )
-                await self._messages.note_attempt(
-                    sms.id, self._clock(), exc.reason, another=not stop
+                held = await self._messages.note_attempt(
+                    sms.id, self._clock(), exc.reason, another=not stop, claim=claim, kind=sms.kind
                 )
+                if not held:
+                    # Its lease ran out and another attempt took the message over: that
+                    # one is in charge now (and this one must not move it).
+                    log.warning("sms attempt taken over", message_id=sms.id)
+                    return SmsStatus.SENDING
                 if total >= self._retry.max_attempts:
-                    return await self._give_up(sms.id, exc)
+                    return await self._give_up(sms.id, exc, claim)
                 if stop:
-                    return await self._unavailable(sms, exc, wait, raise_unavailable)
+                    return await self._unavailable(sms, exc, wait, raise_unavailable, claim)
                 log.info("provider unavailable; retrying", message_id=sms.id, wait=wait)
                 await self._sleep(wait)
                 continue
@@ -331,7 +345,12 @@ class Dispatcher:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _unavailable(
-        self, sms: OutgoingSms, exc: ProviderUnavailableError, wait: float, raise_: bool
+        self,
+        sms: OutgoingSms,
+        exc: ProviderUnavailableError,
+        wait: float,
+        raise_: bool,
+        claim: str | None,
     ) -> SmsStatus:
         now = self._clock()
         if raise_ and wait <= self._retry.max_inline_wait:
@@ -347,10 +366,13 @@ class Dispatcher:
             now,
             from_status=SmsStatus.SENDING,
             kind=sms.kind,
+            claim=claim,
         )
         return SmsStatus.SCHEDULED
 
-    async def _give_up(self, message_id: str, exc: ProviderUnavailableError) -> SmsStatus:
+    async def _give_up(
+        self, message_id: str, exc: ProviderUnavailableError, claim: str | None
+    ) -> SmsStatus:
         await self._messages.finish(
             message_id,
             SmsStatus.FAILED,
@@ -358,6 +380,7 @@ class Dispatcher:
             from_statuses=[SmsStatus.SENDING],
             reason=f"retry budget spent: {exc.reason}",
             provider=self._provider.name,
+            claim=claim,
         )
         raise exc
 
@@ -376,6 +399,7 @@ class Dispatcher:
             # the same event again (`make faults` once saw two for one SMS).
             sent_id = deterministic_id("sms-sent", doc["_id"])
             events.append(make_event(sent, source=SOURCE, subject=doc["case_id"], event_id=sent_id))
+        # Not narrowed to a claim: the provider has it, whichever attempt handed it over.
         await self._messages.finish(
             doc["_id"],
             SmsStatus.SENT,
@@ -402,14 +426,17 @@ class Dispatcher:
         if doc.get("kind") == MessageKind.REPLY.value:
             # No phone is kept for replies; the gateway's retried webhook brings it again.
             return SmsStatus.SENDING
-        await self._messages.defer(
+        # Only if no attempt claimed it since it was read, and none holds a live lease: an
+        # attempt under way may reach the provider after the question above.
+        moved = await self._messages.defer(
             doc["_id"],
             now,
             "not found at the provider after a stop",
             now,
             from_status=SmsStatus.SENDING,
+            claim=doc.get("claim_id"),
         )
-        return SmsStatus.SCHEDULED
+        return SmsStatus.SCHEDULED if moved else SmsStatus.SENDING
 
     async def resolve_in_sending(self) -> int:
         """At start-up: settle every message an earlier run left in `sending` (those
@@ -423,13 +450,19 @@ class Dispatcher:
         return count
 
     async def run_due(self) -> int:
-        """Dispatch every scheduled message whose time has come; returns how many went."""
+        """Dispatch every scheduled message whose time has come, and resolve every one
+        left `sending` whose attempt's lease ran out; returns how many went."""
         sent = 0
         for doc in await self._messages.due(self._clock()):
             try:
                 status = await self.dispatch_record(doc, raise_unavailable=False)
             except ProviderUnavailableError:
                 continue  # recorded as failed: the budget is spent
+            except Exception as exc:
+                # This one stays `sending` (due again when its lease runs out) or
+                # `scheduled`; the others of this pass still go.
+                log.warning("sms dispatch failed", message_id=doc["_id"], error=type(exc).__name__)
+                continue
             sent += status is SmsStatus.SENT
         return sent
 

@@ -75,6 +75,10 @@ class NotifyHandlers:
             SmsPreferenceChanged.TYPE: self.on_preference_changed,
         }
 
+    async def replay(self, event: CloudEvent) -> None:
+        """Handle an event that overtook its case (as its consumer would)."""
+        await self._by_type()[event.type](event)
+
     # --- case events (intake) ----------------------------------------------------------
 
     async def on_case_submitted(self, event: CloudEvent) -> None:

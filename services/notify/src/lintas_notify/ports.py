@@ -143,9 +143,16 @@ class MessageStore(Protocol):
         ...
 
     async def note_attempt(
-        self, message_id: str, now: datetime, error: str, *, another: bool
-    ) -> None:
-        """A failed attempt while `sending`."""
+        self,
+        message_id: str,
+        now: datetime,
+        error: str,
+        *,
+        another: bool,
+        claim: str | None,
+        kind: MessageKind = MessageKind.NOTIFICATION,
+    ) -> bool:
+        """A failed attempt while `sending`, if the attempt `claim` still holds it."""
         ...
 
     async def defer(
@@ -157,8 +164,10 @@ class MessageStore(Protocol):
         *,
         from_status: SmsStatus = SmsStatus.SCHEDULED,
         kind: MessageKind = MessageKind.NOTIFICATION,
-    ) -> None:
-        """Put the message (back) in the schedule for `until`."""
+        claim: str | None = None,
+    ) -> bool:
+        """Put the message (back) in the schedule for `until` (from `sending`: only while
+        no lease is live and `claim` is its latest attempt); whether it moved."""
         ...
 
     async def finish(
@@ -172,8 +181,10 @@ class MessageStore(Protocol):
         provider: str | None = None,
         provider_message_id: str | None = None,
         events: Sequence[CloudEvent] = (),
+        claim: str | None = None,
     ) -> bool:
-        """Move to a final status with its events; False if it was in none of those."""
+        """Move to a final status with its events; False if it was in none of those (or
+        no longer held by the attempt `claim`, when given)."""
         ...
 
     async def record_report(
@@ -188,7 +199,7 @@ class MessageStore(Protocol):
         ...
 
     async def due(self, now: datetime, limit: int = 100) -> list[Document]:
-        """Scheduled notifications whose time has come."""
+        """Notifications whose time has come: scheduled, or left `sending` past the lease."""
         ...
 
     async def in_sending(self, now: datetime) -> list[Document]:
@@ -196,7 +207,7 @@ class MessageStore(Protocol):
         ...
 
     async def sent_times(self, phone_hash: str, since: datetime) -> list[datetime]:
-        """When notifications to this phone went out since `since`."""
+        """When notifications to this phone went out, or were claimed, since `since`."""
         ...
 
     async def by_provider_id(self, provider: str, provider_message_id: str) -> Document | None:

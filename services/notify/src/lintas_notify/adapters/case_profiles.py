@@ -106,7 +106,11 @@ class MongoCaseProfiles:
                 upsert=True,
             )
         except DuplicateKeyError:
-            # Kept before, or the profile (or its tombstone) is there now.
+            # Kept before, or the profile (or its tombstone) is there now. MongoDB 7 does
+            # not retry an upsert whose filter has `$exists`/`$ne`, so two upserts racing
+            # to create the document also land here; reading that as "kept" is right
+            # only because a case's early events all come from one topic, keyed by case,
+            # so one consumer handles them one at a time, in order.
             state = await self.state(case_id)
             return state if state is not None else None
         return None

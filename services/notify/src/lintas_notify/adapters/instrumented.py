@@ -77,10 +77,12 @@ class MeteredMessageRepository(MongoMessageRepository):
 
     async def defer(
         self, message_id: str, until: datetime, reason: str, now: datetime, **kw: Any
-    ) -> None:
-        """As the parent; counts the deferral by its reason."""
-        await super().defer(message_id, until, reason, now, **kw)
-        SMS_DEFERRED.labels(deferral_reason(reason)).inc()
+    ) -> bool:
+        """As the parent; counts the deferral by its reason when the message moved."""
+        moved = await super().defer(message_id, until, reason, now, **kw)
+        if moved:
+            SMS_DEFERRED.labels(deferral_reason(reason)).inc()
+        return moved
 
 
 class InstrumentedProvider:

@@ -7,17 +7,23 @@ exclusive, and each one bumps the document's `version`, so it also moves any uni
 `outbox` and the relay is woken with it (`on_commit`).
 
 Every question that is not by `_id` is served by a secondary index on the message itself:
-- `due_at` (set while a notification waits in the schedule): "due before now", a range;
+- `due_at` (set while a notification waits in the schedule, and while one is `sending`:
+  then it is the lease's end, so a message whose attempt stopped comes due again):
+  "due before now", a range;
 - `status` with `send_after`: messages left `sending` whose lease (`lease_until`) ran
   out. A claim is one `find_one_and_update` by `_id` on a due `scheduled` message (or one
-  left `sending`) that no live lease holds, taking a lease for the attempt;
-- `phone_hash` with `sent_at`: when her recent notifications went out (the daily limit);
+  left `sending`) that no live lease holds, taking a lease for the attempt and a new
+  `claim_id`: every later change of that attempt (`note_attempt`, `defer` and `finish`
+  from `sending`) names it, so a holder whose lease ran out changes nothing;
+- `phone_hash` with `counted_at` (set when an attempt is claimed, kept once `sent`) and
+  `sent_at`: her notifications sent or being sent (the daily limit);
 - `provider_message_id`: the message a delivery receipt names;
 - `case_id`, `case_reference`: a case's messages and replies (erasure, operators).
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -88,6 +94,17 @@ def _lease_free(now: datetime) -> Document:
     return {"$or": [{"lease_until": {"$lte": now}}, {"lease_until": {"$exists": False}}]}
 
 
+def _claim_id() -> str:
+    """The token of one claimed attempt."""
+    return uuid.uuid4().hex
+
+
+def _held_by(claim: str | None) -> Document:
+    """The filter of a message still held by the attempt `claim` (a record of the
+    previous version has no token: its transitions are not narrowed)."""
+    return {} if claim is None else {"claim_id": claim}
+
+
 class MongoMessageRepository:
     """SMS records on MongoDB (and the local FerretDB); implements `MessageStore`."""
 
@@ -106,6 +123,7 @@ class MongoMessageRepository:
         await self._collection.create_index("provider_message_id")
         await self._collection.create_index("case_id")
         await self._collection.create_index([("phone_hash", ASCENDING), ("sent_at", ASCENDING)])
+        await self._collection.create_index([("phone_hash", ASCENDING), ("counted_at", ASCENDING)])
         await self._collection.create_index("due_at")
         # Erasure's replies that named the case (STATUS); compound: no twin index to feed.
         await self._collection.create_index([("case_reference", ASCENDING), ("kind", ASCENDING)])
@@ -125,6 +143,21 @@ class MongoMessageRepository:
             await self._collection.update_one(
                 {"_id": doc["_id"], "status": SmsStatus.SCHEDULED.value},
                 {"$set": {"due_at": doc["send_after"]}},
+            )
+        # A notification left `sending` comes due when its lease runs out (the loop asks
+        # the provider, then sends): the previous version's carried no `due_at`.
+        left = self._collection.find(
+            {
+                "status": SmsStatus.SENDING.value,
+                "kind": MessageKind.NOTIFICATION.value,
+                "due_at": {"$exists": False},
+            },
+            {"lease_until": 1, "send_after": 1},
+        )
+        async for doc in left:
+            await self._collection.update_one(
+                {"_id": doc["_id"], "status": SmsStatus.SENDING.value},
+                {"$set": {"due_at": doc.get("lease_until") or doc["send_after"]}},
             )
         database, name = self._collection.database, self._collection.name
         existing = set(await database.list_collection_names())
@@ -166,8 +199,16 @@ class MongoMessageRepository:
                 _entry(SmsStatus.SCHEDULED, now, reason=reason, until=send_after)
             ]
         if status is SmsStatus.SENDING:
-            doc.update(status=status.value, attempts=1, lease_until=now + LEASE)
+            doc.update(
+                status=status.value,
+                attempts=1,
+                lease_until=now + LEASE,
+                claim_id=_claim_id(),
+                counted_at=now,
+            )
             doc["status_history"].append(_entry(SmsStatus.SENDING, now))
+            if sms.kind is MessageKind.NOTIFICATION:
+                doc["due_at"] = now + LEASE  # due again should this attempt stop
         elif sms.kind is MessageKind.NOTIFICATION:
             doc["due_at"] = due
         try:
@@ -200,8 +241,11 @@ class MongoMessageRepository:
         once the provider said it does not have it); None if someone else has it.
 
         One `find_one_and_update` on the message: it matches only while the message is
-        in `from_status`, due, and no live attempt's lease holds it; it takes the lease.
-        Of two processes (or the consumer and the schedule loop) one matches.
+        in `from_status`, due, and no live attempt's lease holds it; it takes the lease
+        and a new `claim_id`. Of two processes (or the consumer and the schedule loop) one
+        matches. Only notifications are claimed (a reply is sent by its webhook): the
+        message comes due again when the lease runs out, and counts toward her daily
+        limit (`counted_at`) from now.
         """
         # No projection: FerretDB v1's findAndModify does not take one (the outbox comes too).
         claimed = await self._collection.find_one_and_update(
@@ -215,9 +259,11 @@ class MongoMessageRepository:
                 "$set": {
                     "status": SmsStatus.SENDING.value,
                     "lease_until": now + LEASE,
+                    "due_at": now + LEASE,
+                    "claim_id": _claim_id(),
+                    "counted_at": now,
                     "updated_at": now,
                 },
-                "$unset": {"due_at": ""},
                 "$inc": {"attempts": 1, VERSION_FIELD: 1},
                 "$push": {"status_history": _entry(SmsStatus.SENDING, now)},
             },
@@ -228,19 +274,34 @@ class MongoMessageRepository:
         return claimed
 
     async def note_attempt(
-        self, message_id: str, now: datetime, error: str, *, another: bool
-    ) -> None:
+        self,
+        message_id: str,
+        now: datetime,
+        error: str,
+        *,
+        another: bool,
+        claim: str | None,
+        kind: MessageKind = MessageKind.NOTIFICATION,
+    ) -> bool:
         """A failed attempt while `sending` (the message stays `sending`); `another` counts
         the attempt that follows at once and keeps the lease, else the lease is given up
-        so the event's retry may claim the next attempt."""
-        await self._collection.update_one(
-            {"_id": message_id, "status": SmsStatus.SENDING.value},
+        so the event's retry may claim the next attempt (and the schedule loop, a lease's
+        time later, if none did). Only while the attempt `claim` still holds the message;
+        False if not."""
+        fields: Document = {"updated_at": now, "lease_until": now + LEASE if another else now}
+        if kind is MessageKind.NOTIFICATION:
+            # Given up, the lease is free for the event's retries at once; the schedule
+            # loop takes the message over only if none of them did within a lease's time.
+            fields["due_at"] = now + LEASE
+        result = await self._collection.update_one(
+            {"_id": message_id, "status": SmsStatus.SENDING.value, **_held_by(claim)},
             {
                 "$inc": {"attempts": 1 if another else 0, VERSION_FIELD: 1},
-                "$set": {"updated_at": now, "lease_until": now + LEASE if another else now},
+                "$set": fields,
                 "$push": {"status_history": _entry(SmsStatus.SENDING, now, error=error)},
             },
         )
+        return result.matched_count == 1
 
     async def defer(
         self,
@@ -251,9 +312,12 @@ class MongoMessageRepository:
         *,
         from_status: SmsStatus = SmsStatus.SCHEDULED,
         kind: MessageKind = MessageKind.NOTIFICATION,
-    ) -> None:
+        claim: str | None = None,
+    ) -> bool:
         """Put the message (back) in the schedule for `until`, saying why (a reply, whose
-        phone is not kept, waits for the gateway's retried webhook instead)."""
+        phone is not kept, waits for the gateway's retried webhook instead). From
+        `sending`, only while no live lease holds it and the attempt `claim` (the one the
+        caller made, or saw stopped) is still the latest; False if it did not move."""
         fields: Document = {
             "status": SmsStatus.SCHEDULED.value,
             "send_after": until,
@@ -261,7 +325,7 @@ class MongoMessageRepository:
         }
         update: Document = {
             "$set": fields,
-            "$unset": {"lease_until": ""},
+            "$unset": {"lease_until": "", "counted_at": ""},
             "$inc": {VERSION_FIELD: 1},
             "$push": {
                 "status_history": _entry(SmsStatus.SCHEDULED, now, reason=reason, until=until)
@@ -271,7 +335,11 @@ class MongoMessageRepository:
             fields["due_at"] = until
         else:
             update["$unset"]["due_at"] = ""
-        await self._collection.update_one({"_id": message_id, "status": from_status.value}, update)
+        where: Document = {"_id": message_id, "status": from_status.value}
+        if from_status is SmsStatus.SENDING:
+            where.update(_held_by(claim), **_lease_free(now))
+        result = await self._collection.update_one(where, update)
+        return result.matched_count == 1
 
     async def finish(
         self,
@@ -284,9 +352,11 @@ class MongoMessageRepository:
         provider: str | None = None,
         provider_message_id: str | None = None,
         events: Sequence[CloudEvent] = (),
+        claim: str | None = None,
     ) -> bool:
         """Move to a final status, with its outbox events, in one update; False if the
-        message was no longer in one of `from_statuses`."""
+        message was no longer in one of `from_statuses` (or, given `claim`, no longer
+        held by that attempt). Only `sent` keeps counting toward her daily limit."""
         fields: dict[str, Any] = {"status": status.value, "updated_at": now}
         if provider is not None:
             fields["provider"] = provider
@@ -299,11 +369,16 @@ class MongoMessageRepository:
         if status is SmsStatus.SUPPRESSED:
             fields["to"] = None  # never to be sent: keep no phone for it
         return await self._transition(
-            {"_id": message_id, "status": {"$in": [s.value for s in from_statuses]}},
+            {
+                "_id": message_id,
+                "status": {"$in": [s.value for s in from_statuses]},
+                **_held_by(claim),
+            },
             fields,
             _entry(status, now, reason=reason),
             events,
             now,
+            uncount=status is not SmsStatus.SENT,
         )
 
     async def _transition(
@@ -313,10 +388,15 @@ class MongoMessageRepository:
         history: Document,
         events: Sequence[CloudEvent],
         now: datetime,
+        *,
+        uncount: bool = False,
     ) -> bool:
+        unset = {"due_at": "", "lease_until": ""}
+        if uncount:
+            unset["counted_at"] = ""
         update: Document = {
             "$set": fields,
-            "$unset": {"due_at": "", "lease_until": ""},
+            "$unset": unset,
             "$inc": {VERSION_FIELD: 1},
             "$push": {"status_history": history},
         }
@@ -334,8 +414,9 @@ class MongoMessageRepository:
         return after is not None
 
     async def due(self, now: datetime, limit: int = 100) -> list[Document]:
-        """Scheduled notifications whose time has come, earliest first: a range read on
-        the `due_at` index (only a waiting notification carries one)."""
+        """Notifications whose time has come, earliest first: `scheduled` ones, and
+        `sending` ones whose attempt's lease ran out. A range read on the `due_at` index
+        (only a waiting or a claimed notification carries one)."""
         cursor = (
             self._collection.find({"due_at": {"$lte": now}}, {OUTBOX_FIELD: 0})
             .sort("due_at", ASCENDING)
@@ -344,7 +425,7 @@ class MongoMessageRepository:
         return [
             doc
             async for doc in cursor
-            if doc.get("status") == SmsStatus.SCHEDULED.value
+            if doc.get("status") in (SmsStatus.SCHEDULED.value, SmsStatus.SENDING.value)
             and doc.get("kind") == MessageKind.NOTIFICATION.value
         ]
 
@@ -356,17 +437,21 @@ class MongoMessageRepository:
         return [doc async for doc in cursor]
 
     async def sent_times(self, phone_hash: str, since: datetime) -> list[datetime]:
-        """When notifications to this phone were handed to a provider, since `since`
-        (the messages themselves, by the phone-hash index)."""
+        """When notifications to this phone were handed to a provider, or claimed to be
+        (`sending`: they may be on their way), since `since`: the messages themselves, by
+        the phone-hash index. A record of the previous version has only `sent_at`."""
         cursor = self._collection.find(
             {
                 "phone_hash": phone_hash,
-                "sent_at": {"$gt": since},
                 "kind": MessageKind.NOTIFICATION.value,
+                "$or": [{"counted_at": {"$gt": since}}, {"sent_at": {"$gt": since}}],
             },
-            {"sent_at": 1},
+            {"counted_at": 1, "sent_at": 1},
         )
-        return [doc["sent_at"] async for doc in cursor]
+        return [
+            max(t for t in (doc.get("counted_at"), doc.get("sent_at")) if t is not None)
+            async for doc in cursor
+        ]
 
     async def by_provider_id(self, provider: str, provider_message_id: str) -> Document | None:
         """The message a provider knows under `provider_message_id`, once its record says

@@ -13,6 +13,7 @@ from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD
 from lintas_shared.unit_of_work import (
+    OUTBOX_SINCE_FIELD,
     VERSION_FIELD,
     Decision,
     DocumentNotFoundError,
@@ -26,6 +27,18 @@ from lintas_shared.unit_of_work import (
 from pymongo.asynchronous.collection import AsyncCollection
 
 from lintas_notify.domain.preference import Preference
+
+
+def erased_front(entries: Sequence[Document], case_id: str) -> list[Document]:
+    """The outbox entries an erasure of `case_id` removes: its announcements at the front
+    of the outbox, up to the first entry of another case (which stays, and so do the
+    entries behind it: an outbox is emptied from the front only)."""
+    front = []
+    for entry in entries:
+        if entry.get("event", {}).get("subject") != case_id:
+            break
+        front.append(entry)
+    return front
 
 
 class PreferenceCodec:
@@ -87,14 +100,29 @@ class MongoPreferences:
 
     async def forget_case(self, phone_hash: str, case_id: str) -> None:
         """Erasure of one of the phone's cases: its announcements not yet relayed go
-        (intake ignores news of an erased case), the phone's record stays for the others."""
+        (intake ignores news of an erased case), the phone's record stays for the others.
+
+        The relay's `clear_published` relies on an outbox being only appended to and only
+        emptied from the front, so only a run of the case's announcements at the front
+        is removed, each by a conditional update that finds it still first. One behind
+        another case's announcement stays where it is: it names the case and the
+        preference only, and the relay publishes and removes it within moments. An
+        outbox left empty loses its `outbox_since`.
+        """
         doc = await self._collection.find_one({"_id": phone_hash}, {OUTBOX_FIELD: 1})
         entries = [] if doc is None else list(doc.get(OUTBOX_FIELD) or [])
-        kept = [e for e in entries if e.get("event", {}).get("subject") != case_id]
-        if len(kept) < len(entries):
-            # Compare-and-set on the outbox read: a relay that emptied it meanwhile wins.
+        for entry in erased_front(entries, case_id):
+            # Whole values: FerretDB v1's $pull matches no conditions on sub-fields.
+            result = await self._collection.update_one(
+                {"_id": phone_hash, f"{OUTBOX_FIELD}.0.id": entry["id"]},
+                {"$pull": {OUTBOX_FIELD: entry}},
+            )
+            if result.matched_count == 0:
+                break  # a relay removed it meanwhile (and maybe more): nothing to undo
+        if entries:
             await self._collection.update_one(
-                {"_id": phone_hash, OUTBOX_FIELD: entries}, {"$set": {OUTBOX_FIELD: kept}}
+                {"_id": phone_hash, f"{OUTBOX_FIELD}.0": {"$exists": False}},
+                {"$unset": {OUTBOX_SINCE_FIELD: ""}},
             )
 
     async def change(
