@@ -81,7 +81,7 @@ async def test_a_decline_moves_the_load_to_the_next_partner() -> None:
 
 async def test_a_partner_full_on_the_store_is_passed_over_though_its_cache_said_room() -> None:
     ctx, routings, _ = make(Partner("org-hk-1", "one", "HK", capacity=1), HK2)
-    directory(ctx).open_cases["org-hk-1"] = {"elsewhere"}  # filled by another instance
+    directory(ctx).take("org-hk-1", "elsewhere")  # filled by another instance
     directory(ctx).stale["org-hk-1"] = 0  # which this instance has not seen yet
     await handlers.on_case_submitted(submitted(case("case-f")), ctx)
     routing = await routings.get("case-f")

@@ -14,6 +14,7 @@ from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
 from lintas_referral.adapters.routing_repository import MongoRoutingRepository
 from lintas_referral.domain.routing import Partner
 from lintas_referral.handlers import Referrals
+from lintas_referral.partner_load import LoadClaim
 from lintas_shared.mongo import Document
 from lintas_shared.unit_of_work import MongoVersionedDocuments
 from pymongo import AsyncMongoClient
@@ -31,7 +32,8 @@ async def loads(mongo: AsyncMongoClient[Document], database_name: str) -> dict[s
     partners = mongo[database_name]["partners"]
     found = {d["_id"]: d async for d in partners.find({"_id": {"$in": HK}})}
     for doc in found.values():
-        assert doc["open"] == len(doc.get("open_cases", []))  # the count is its cases
+        # The count is its open referrals.
+        assert doc["open"] == len(doc.get("open_referrals") or {})
     return {p: found[p]["open"] for p in HK}
 
 
@@ -135,19 +137,38 @@ async def test_two_instances_never_offer_a_partner_more_than_its_capacity(
     assert sorted(statuses) == ["referred"] * 3 + ["unassigned"] * 2
 
 
-async def test_claim_and_release_count_a_case_once(
+async def test_claim_and_release_count_a_referral_once(
     stores: Stores, mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
     partners = stores.partners
-    assert await partners.claim("org-hk-1", "case-a", 1)
-    assert await partners.claim("org-hk-1", "case-a", 1)  # again: counted already
-    assert not await partners.claim("org-hk-1", "case-b", 1)  # full
-    assert await partners.claim("org-hk-1", "case-b", None)  # a person's choice
+    at = stores.clock()
+    mine = LoadClaim("case-a", "ref-a", "run-1", at)
+    assert await partners.claim("org-hk-1", mine, 1)
+    assert await partners.claim("org-hk-1", mine, 1)  # again: counted already
+    assert not await partners.claim("org-hk-1", LoadClaim("case-b", "ref-b", "run-2", at), 1)
+    # A person's choice counts room or not; a second referral of the same case counts too.
+    assert await partners.claim("org-hk-1", LoadClaim("case-a", "ref-a2", "run-3", at), None)
     assert await loads(mongo, database_name) == {"org-hk-1": 2, "org-hk-2": 0}
-    await partners.release("org-hk-1", "case-a")
-    await partners.release("org-hk-1", "case-a")
+    # Another run deciding the same offer holds the claim too: either run's own release
+    # leaves it counted for the other; a release of the referral itself (closed) does not.
+    assert await partners.claim("org-hk-1", LoadClaim("case-a", "ref-a", "run-4", at), 1)
+    await partners.release("org-hk-1", "ref-a", "run-1")
+    assert await loads(mongo, database_name) == {"org-hk-1": 2, "org-hk-2": 0}
+    assert await partners.claim("org-hk-1", LoadClaim("case-a", "ref-a", "run-1", at), 1)
+    await partners.release("org-hk-1", "ref-a", "run-4")
+    assert await loads(mongo, database_name) == {"org-hk-1": 2, "org-hk-2": 0}
+    await partners.release("org-hk-1", "ref-a", "run-1")  # the last owner lets it go
     assert await loads(mongo, database_name) == {"org-hk-1": 1, "org-hk-2": 0}
-    assert not await partners.claim("org-gone", "case-a", None)
+    # The later of two runs gives up (its write failed) while the first one's write is
+    # on its way: the referral stays counted for the first.
+    assert await partners.claim("org-hk-1", LoadClaim("case-a", "ref-a", "run-5", at), 2)
+    assert await partners.claim("org-hk-1", LoadClaim("case-a", "ref-a", "run-6", at), 2)
+    await partners.release("org-hk-1", "ref-a", "run-6")
+    assert await loads(mongo, database_name) == {"org-hk-1": 2, "org-hk-2": 0}
+    await partners.release("org-hk-1", "ref-a")
+    await partners.release("org-hk-1", "ref-a")
+    assert await loads(mongo, database_name) == {"org-hk-1": 1, "org-hk-2": 0}
+    assert not await partners.claim("org-gone", mine, None)
 
 
 async def test_data_of_the_previous_version_is_read_and_its_load_counted_at_start_up(

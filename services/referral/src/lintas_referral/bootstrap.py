@@ -37,6 +37,7 @@ from lintas_referral.entrypoints.subscribers import (
     register_subscribers,
     register_webhook_subscriber,
 )
+from lintas_referral.partner_load import LoadReconciler, ReconcilerLoop
 from lintas_referral.settings import ReferralSettings
 
 LEGAL_REFERRAL = "legal_referral"
@@ -103,6 +104,15 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     register_webhook_subscriber(
         broker, group_id=settings.consumer_group, hooks=hooks, dead_letters=publisher
     )
+    reconciler = ReconcilerLoop(
+        LoadReconciler(
+            partners,
+            routings,
+            handlers.utc_now,
+            timedelta(seconds=settings.load_claim_grace_seconds),
+        ),
+        settings.load_reconcile_interval_seconds,
+    )
     scheduler = Scheduler(
         [partial(handlers.run_due, ctx), partial(webhooks.deliver_due, hooks)],
         settings.scheduler_interval_seconds,
@@ -122,14 +132,16 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         await routings.ensure_indexes()
         await partners.ensure_indexes()
         await deliveries.ensure_indexes()
-        # Partners stored before they counted their own load: counted once, from the
-        # routings (a no-op once every partner has its count).
-        await partners.migrate_load()
+        # Every partner's load recounted from the routings (those stored before they
+        # counted it included), then every few minutes: never per case.
+        await reconciler.run_once()
         async with runtime.lifespan(app):
             scheduler.start()
+            reconciler.start()
             try:
                 yield
             finally:
+                await reconciler.stop()
                 await scheduler.stop()
                 await sender.close()
 

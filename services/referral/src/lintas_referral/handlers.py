@@ -3,12 +3,15 @@ writes it back with the events it caused in the same single-document update (the
 unit of work: version-checked, retried when another writer got there first, once per
 event key).
 
-A partner's load is counted on the partner's own document (see `PartnerLoad`). Its
-claims and releases follow the routing's version-checked write: the room a new offer
-needs is claimed before the write (a full partner is left out and the domain decides
-again); when the write is lost or refused, or once it no longer holds a partner's open
-referral, the case is released from that partner's load after it. Both are keyed by
-the case, so a redelivered event or a retried write counts nothing twice.
+A partner's load is counted on the partner's own document, one entry per open referral
+(see `partner_load`). The room a new offer needs is claimed before the routing's write
+(a full partner is left out and the domain decides again); after the write, a referral
+the write closed is released, and so is a claim of this run that the stored routing does
+not hold (its write was lost, refused or decided otherwise). Claims are keyed by the
+referral and held by the runs that made them: a run lets go only of its own claim, and a
+referral stops counting when no run holds it or once it is closed, so one write's
+release never undoes another's claim.
+What a crashed instance leaves behind is put right by the periodic reconciler.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from lintas_shared.events import (
     make_event,
     parse_payload,
 )
+from lintas_shared.ids import new_id
 from lintas_shared.logging import get_logger
 from lintas_shared.topics import REFERRALS
 from lintas_shared.unit_of_work import (
@@ -57,6 +61,7 @@ from lintas_referral.domain.case_routing import (
 from lintas_referral.domain.handoff import minimised_view, referral_key, seal_content
 from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.rules import RuleBook
+from lintas_referral.partner_load import LoadClaim
 
 SOURCE = "/lintas/referral"
 Clock = Callable[[], datetime]
@@ -81,13 +86,15 @@ class PartnerDirectory(Protocol):
         """One active partner."""
         ...
 
-    async def claim(self, partner_id: str, case_id: str, capacity: int | None) -> bool:
-        """Count the case in the partner's load if it is below `capacity` (None: no
-        limit); True if counted (now or before), False if full."""
+    async def claim(self, partner_id: str, claim: LoadClaim, capacity: int | None) -> bool:
+        """Count the referral in the partner's load if it is below `capacity` (None: no
+        limit), held by `claim.owner`; True if counted (now, or before: then this owner
+        holds it too), False if full."""
         ...
 
-    async def release(self, partner_id: str, case_id: str) -> None:
-        """Stop counting the case in the partner's load (idempotent)."""
+    async def release(self, partner_id: str, referral_id: str, owner: str | None = None) -> None:
+        """Stop counting the referral in the partner's load (idempotent); with `owner`,
+        let go of that owner's claim only: it stops counting once no owner is left."""
         ...
 
 
@@ -235,6 +242,15 @@ def _without(partners: Partners, full: set[str]) -> Partners:
     }
 
 
+#: (partner id, referral id) of an open referral.
+OpenKey = tuple[str, str]
+
+
+def _open(routing: CaseRouting) -> set[OpenKey]:
+    """The routing's open referrals, by partner."""
+    return {(r.partner_organisation_id, r.id) for r in routing.referrals if r.is_open}
+
+
 class _Load:
     """The partner-load claims of one use case, released when not needed after all."""
 
@@ -242,9 +258,11 @@ class _Load:
         self._ctx = ctx
         self._case_id = case_id
         self._limited = limited
-        self.claimed: set[str] = set()
-        #: Partners with an open referral in the state the last decision started from.
-        self.before: set[str] = set()
+        #: This run's claims are its own: only its own release undoes them.
+        self.owner = new_id()
+        self.claimed: set[OpenKey] = set()
+        #: The open referrals of the state the last decision started from.
+        self.before: set[OpenKey] = set()
 
     async def decide(
         self,
@@ -255,38 +273,43 @@ class _Load:
     ) -> tuple[CaseRouting, list[CloudEvent]]:
         """Let the domain change a copy of `current`; claim room with each partner it
         newly offers claims to, and decide again without a partner found full."""
-        self.before = set(current.open_partner_ids)
+        self.before = _open(current)
         full: set[str] = set()
         for _ in range(FULL_PARTNER_ATTEMPTS):
             routing = current.model_copy(deep=True)
             found = await self._ctx.partners.in_countries(countries(routing)) if countries else {}
             capacity = {p.id: p.capacity for ps in found.values() for p in ps}
             payloads = change(routing, self._ctx.clock(), _without(found, full))
-            refused = await self._claim(set(routing.open_partner_ids) - self.before, capacity)
+            refused = await self._claim(_open(routing) - self.before, capacity)
             if not refused:
                 payloads = await seal_offers(self._ctx, routing, payloads)
                 return routing, _events(payloads, routing.case_id, traceparent)
             full |= refused
         raise ConcurrentChangeError(f"the partners of case {self._case_id} kept filling up")
 
-    async def _claim(self, partner_ids: set[str], capacity: Mapping[str, int]) -> set[str]:
+    async def _claim(self, offers: set[OpenKey], capacity: Mapping[str, int]) -> set[str]:
         refused: set[str] = set()
-        for partner_id in sorted(partner_ids):
+        for partner_id, referral_id in sorted(offers):
             # A partner not among the country's (chosen by a person: a hand-on) has no
             # limit here; one the routing chose is claimed only while it has room.
             limit = capacity.get(partner_id) if self._limited else None
-            if await self._ctx.partners.claim(partner_id, self._case_id, limit):
-                self.claimed.add(partner_id)
+            claim = LoadClaim(self._case_id, referral_id, self.owner, self._ctx.clock())
+            if await self._ctx.partners.claim(partner_id, claim, limit):
+                self.claimed.add((partner_id, referral_id))
             else:
                 refused.add(partner_id)
         return refused
 
     async def settle(self, stored: CaseRouting | None) -> None:
-        """After the write (or its failure): release every partner claimed or held before
-        whose open referral the stored routing does not have."""
-        keep = set() if stored is None else set(stored.open_partner_ids)
-        for partner_id in sorted((self.claimed | self.before) - keep):
-            await self._ctx.partners.release(partner_id, self._case_id)
+        """After the write (or its failure), as the stored routing says: release each
+        referral open before and closed now (for good: a closed referral never opens
+        again), and each claim of this run the routing does not hold (this run's only:
+        another run may have claimed the same offer since)."""
+        keep = set() if stored is None else _open(stored)
+        for partner_id, referral_id in sorted(self.before - keep):
+            await self._ctx.partners.release(partner_id, referral_id)
+        for partner_id, referral_id in sorted(self.claimed - keep - self.before):
+            await self._ctx.partners.release(partner_id, referral_id, self.owner)
 
 
 async def apply(
@@ -332,7 +355,8 @@ async def apply(
 async def _settle_after_failure(load: _Load, work: UnitOfWork[CaseRouting], case_id: str) -> None:
     """Release what a failed change claimed, as the stored routing says; when the store
     cannot say (it is away), the claims stay: a partner counted once too often (room
-    kept free) rather than offered more than its capacity."""
+    kept free) rather than offered more than its capacity, until the reconciler
+    (`partner_load`) drops them."""
     if not load.claimed:
         return
     try:

@@ -30,6 +30,12 @@ class ReferralSettings(BaseSettings):
     reminder_days: tuple[int, ...] = (30, 7, 1)
     #: How often the scheduler looks for expired offers, due reminders and deliveries.
     scheduler_interval_seconds: float = Field(default=5.0, gt=0)
+    #: How often each partner's load is recounted from the routings (and at start-up):
+    #: what a crashed instance left counted or uncounted is put right by then.
+    load_reconcile_interval_seconds: float = Field(default=300.0, gt=0)
+    #: A claim on a partner's load no routing holds is dropped only once it is this old
+    #: (a younger one may belong to a routing write still on its way).
+    load_claim_grace_seconds: float = Field(default=300.0, gt=0)
     #: A rules file to use instead of the one shipped with the service.
     rules_file: Path | None = None
     #: Operators present this in `X-Operator-Token` (e.g. to redeliver a webhook).

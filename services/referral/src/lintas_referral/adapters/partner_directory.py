@@ -1,13 +1,15 @@
-"""Legal partners in MongoDB, each with its load: the cases holding an open referral.
+"""Legal partners in MongoDB, each with its load: the open referrals counted on it.
 
-A partner's document counts its load itself: `open` (how many cases hold an open
-referral with it) and `open_cases` (which ones). Taking capacity is one conditional
-`find_one_and_update` on that document (`open` below the capacity and the case not yet
-counted), so two instances can never both take a partner's last place, and a
-redelivered claim or release of the same case counts once. The routing documents stay
-the truth (`open_partner_ids`): a partner document without the fields (stored before
-them) gets them counted from the routings once, at start-up (`migrate_load`); until
-then it is taken for full.
+A partner's document counts its load itself: `open` (how many open referrals it holds)
+and `open_referrals` (which ones: referral id -> the case, the owner of the claim and
+when it was made), with `load_seq`, the load's own version, bumped by every claim and
+release. Taking capacity is one conditional `find_one_and_update` on that document
+(`open` below the capacity and the referral not yet counted), so two instances can never
+both take a partner's last place, and a redelivered claim or release of the same
+referral counts once. The routing documents stay the truth (`open_partner_ids`): the
+reconciler (`lintas_referral.partner_load`) recounts every partner from them at start-up
+and periodically; a partner stored before it counted its load is taken for full until
+then.
 
 Partners rarely change: the routing decision reads them through a short-lived
 in-process cache (`ttl`), which the claims of this process keep up to date.
@@ -16,10 +18,9 @@ in-process cache (`ttl`), which the claims of this process keep up to date.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
 
 from lintas_shared.logging import get_logger
 from lintas_shared.mongo import Document
@@ -27,19 +28,18 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 
 from lintas_referral.domain.routing import Partner
+from lintas_referral.partner_load import (
+    DEFAULT_GRACE,
+    LoadClaim,
+    LoadReconciler,
+    OpenReferrals,
+    StoredLoad,
+)
 from lintas_referral.webhooks import Registration, SecretBox, scheme_of
 
 log = get_logger(__name__)
 #: Seconds a country's partners are reused before they are read again.
 DEFAULT_TTL = 5.0
-
-
-class OpenCases(Protocol):
-    """Where a partner's load is counted from when its document has no count yet."""
-
-    async def open_cases_by_partner(self, partner_ids: Iterable[str]) -> dict[str, list[str]]:
-        """The cases holding an open referral with each partner."""
-        ...
 
 
 class MongoPartnerDirectory:
@@ -48,7 +48,7 @@ class MongoPartnerDirectory:
     def __init__(
         self,
         collection: AsyncCollection[Document],
-        routings: OpenCases | None = None,
+        routings: OpenReferrals | None = None,
         *,
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.monotonic,
@@ -64,27 +64,49 @@ class MongoPartnerDirectory:
         await self._collection.create_index([("country", ASCENDING)], name="country")
         await self._collection.create_index([("api_key_hashes", ASCENDING)], name="api_key_hashes")
 
-    async def migrate_load(self) -> int:
-        """Give every partner stored without a load its count, from the routings' open
-        referrals (idempotent: a partner that has one is left alone)."""
+    async def partner_ids(self) -> list[str]:
+        """Every stored partner (the reconciler's list)."""
+        return sorted([d["_id"] async for d in self._collection.find({}, {"_id": 1})])
+
+    async def loads(self, partner_ids: Sequence[str]) -> list[StoredLoad]:
+        """The stored load of each partner."""
+        cursor = self._collection.find(
+            {"_id": {"$in": list(partner_ids)}},
+            {"open": 1, "open_referrals": 1, "load_seq": 1, "open_cases": 1},
+        )
+        return [_stored_load(doc) async for doc in cursor]
+
+    async def replace_load(self, load: StoredLoad, claims: Mapping[str, LoadClaim]) -> bool:
+        """Store `claims` as the partner's load if its load version is still `load.seq`."""
+        where: Document = {"_id": load.partner_id}
+        where["load_seq"] = {"$exists": False} if load.seq is None else load.seq
+        result = await self._collection.update_one(
+            where,
+            {
+                "$set": {
+                    "open_referrals": {rid: _claim_document(c) for rid, c in claims.items()},
+                    "open": len(claims),
+                },
+                "$inc": {"load_seq": 1},
+                "$unset": {"open_cases": ""},
+            },
+        )
+        if result.modified_count == 1:
+            self._cache.clear()
+        return result.modified_count == 1
+
+    async def migrate_load(
+        self, clock: Callable[[], datetime] | None = None, grace: timedelta = DEFAULT_GRACE
+    ) -> int:
+        """One reconciler pass (as at start-up): every partner's load recounted from the
+        routings, those stored before they counted their load included; returns how
+        many were corrected (a second pass finds nothing left to do)."""
         if self._routings is None:
             return 0
-        missing = [
-            d["_id"] async for d in self._collection.find({"open": {"$exists": False}}, {"_id": 1})
-        ]
-        if not missing:
-            return 0
-        cases = await self._routings.open_cases_by_partner(missing)
-        migrated = 0
-        for partner_id in missing:
-            counted = sorted(set(cases.get(partner_id, ())))
-            result = await self._collection.update_one(
-                {"_id": partner_id, "open": {"$exists": False}},
-                {"$set": {"open_cases": counted, "open": len(counted)}},
-            )
-            migrated += result.modified_count
-        log.info("partner load counted from the routings", partners=migrated)
-        return migrated
+        fixer = LoadReconciler(self, self._routings, clock or _utc_now, grace)
+        corrected = await fixer.run_once()
+        log.info("partner load counted from the routings", partners=corrected)
+        return corrected
 
     async def in_country(self, country: str) -> Sequence[Partner]:
         """Active partners in `country`, each with its current number of open cases."""
@@ -117,39 +139,65 @@ class MongoPartnerDirectory:
         """Active partners of each country, with their load."""
         return {country: await self.in_country(country) for country in sorted(set(countries))}
 
-    async def claim(self, partner_id: str, case_id: str, capacity: int | None) -> bool:
-        """Count the case in the partner's load, if it has room (`capacity`; None: the
-        partner is chosen by a person, room or not). True if the case is counted (now,
-        or already before); False if the partner is full or gone."""
-        where: Document = {"_id": partner_id, "open_cases": {"$ne": case_id}}
+    async def claim(self, partner_id: str, claim: LoadClaim, capacity: int | None) -> bool:
+        """Count the referral in the partner's load, if it has room (`capacity`; None:
+        the partner is chosen by a person, room or not). True if it is counted (now, or
+        already before: the claim is then this owner's); False if the partner is full
+        or gone."""
+        field = f"open_referrals.{claim.referral_id}"
+        entry = _claim_document(claim)
+        where: Document = {"_id": partner_id, field: {"$exists": False}}
         if capacity is not None:
             where["open"] = {"$lt": capacity}
         doc = await self._collection.find_one_and_update(
             where,
-            {"$inc": {"open": 1}, "$push": {"open_cases": case_id}},
+            {"$inc": {"open": 1, "load_seq": 1}, "$set": {field: entry}},
             return_document=ReturnDocument.AFTER,
         )
         if doc is not None:
             self._remember(partner_id, doc.get("country"), int(doc.get("open", 0)))
             return True
-        # Either counted already (a redelivery, a retried write) or full.
-        counted = await self._collection.find_one(
-            {"_id": partner_id, "open_cases": case_id}, {"_id": 1}
+        # Counted already (a redelivery, a retried write, or another run deciding the
+        # same offer): this run holds the claim too, so another owner's release of its
+        # own claim leaves it counted. Otherwise full (or released just now: passed over
+        # this time, never counted twice).
+        taken = await self._collection.update_one(
+            {"_id": partner_id, field: {"$exists": True}},
+            {
+                "$addToSet": {f"{field}.owners": claim.owner},
+                "$set": {f"{field}.at": claim.at},
+                "$inc": {"load_seq": 1},
+            },
         )
-        if counted is None:
-            self._forget(partner_id)
-        return counted is not None
+        if taken.matched_count == 1:
+            return True
+        self._forget(partner_id)
+        return False
 
-    async def release(self, partner_id: str, case_id: str) -> None:
-        """The case no longer holds an open referral with the partner (once: a second
-        release of the same case changes nothing)."""
+    async def release(self, partner_id: str, referral_id: str, owner: str | None = None) -> None:
+        """The referral no longer counts in the partner's load (once: a second release
+        changes nothing). With `owner`, only that run's claim is let go: the referral
+        stops counting when no other run holds a claim on it."""
+        field = f"open_referrals.{referral_id}"
+        where: Document = {"_id": partner_id, field: {"$exists": True}}
+        if owner is not None:
+            where[f"{field}.owners"] = [owner]  # the only owner
         doc = await self._collection.find_one_and_update(
-            {"_id": partner_id, "open_cases": case_id},
-            {"$inc": {"open": -1}, "$pull": {"open_cases": case_id}},
+            where,
+            {"$inc": {"open": -1, "load_seq": 1}, "$unset": {field: ""}},
             return_document=ReturnDocument.AFTER,
         )
         if doc is not None:
             self._remember(partner_id, doc.get("country"), int(doc.get("open", 0)))
+            return
+        if owner is not None:
+            # Other runs hold it too (or it is gone): let go of this run's part only. Two
+            # owners letting go at once may leave it counted with none: room kept free,
+            # never overbooked, until the reconciler drops it.
+            await self._collection.update_one(
+                {"_id": partner_id, f"{field}.owners": owner},
+                {"$pull": {f"{field}.owners": owner}, "$inc": {"load_seq": 1}},
+            )
 
     def _remember(self, partner_id: str, country: object, open_cases: int) -> None:
         """Keep the cached load of a partner as the store just answered it."""
@@ -299,4 +347,45 @@ def _caller_partner(doc: Document) -> Partner:
         claim_types=frozenset(doc.get("claim_types", ())),
         capacity=doc.get("capacity", 50),
         languages=frozenset(doc.get("languages", ())),
+    )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _claim_document(claim: LoadClaim) -> Document:
+    return {"case_id": claim.case_id, "owners": claim.owners, "at": claim.at}
+
+
+def _load_claim(referral_id: str, entry: Document) -> LoadClaim:
+    owners = [str(o) for o in entry.get("owners") or ()]
+    return LoadClaim(
+        str(entry.get("case_id", "")),
+        referral_id,
+        owners[0] if owners else "",
+        _aware(entry.get("at")),
+        tuple(owners[1:]),
+    )
+
+
+def _aware(value: object) -> datetime:
+    if not isinstance(value, datetime):
+        return datetime.min.replace(tzinfo=UTC)  # unreadable: old enough to be checked
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _stored_load(doc: Document) -> StoredLoad:
+    claims = {
+        str(rid): _load_claim(str(rid), entry)
+        for rid, entry in (doc.get("open_referrals") or {}).items()
+        if isinstance(entry, dict)
+    }
+    count = doc.get("open")
+    return StoredLoad(
+        partner_id=doc["_id"],
+        seq=None if doc.get("load_seq") is None else int(doc["load_seq"]),
+        count=None if count is None else int(count),
+        claims=claims,
+        legacy="open_cases" in doc,
     )

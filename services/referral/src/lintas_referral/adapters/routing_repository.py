@@ -11,7 +11,8 @@ secondary index (as on MongoDB 7; the local FerretDB build serves them from it t
   moves to another case, so the answer is also kept in a small in-process cache);
 - `partner_ids`: partners ever offered one of the case's referrals (the partner's list);
 - `open_partner_ids`: partners holding an open referral of the case (their load, which
-  the partner's own document counts: see `MongoPartnerDirectory.claim`).
+  the partner's own document counts, see `MongoPartnerDirectory.claim`; the reconciler
+  reads the open referrals by it, see `lintas_referral.partner_load`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from lintas_shared.unit_of_work import (
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 
-from lintas_referral.domain.case_routing import CaseRouting
+from lintas_referral.domain.case_routing import OPEN_STATUSES, CaseRouting
 
 #: Where routings written before the unit of work kept their processed event keys.
 LEGACY_PROCESSED_FIELD = "processed"
@@ -163,21 +164,27 @@ class MongoRoutingRepository:
         )
         return [doc["_id"] async for doc in cursor]
 
-    async def open_cases_by_partner(self, partner_ids: Iterable[str]) -> dict[str, list[str]]:
-        """The cases holding an open referral with each partner (by the
-        `open_partner_ids` index): what a partner's load is derived from."""
+    async def open_referrals_by_partner(
+        self, partner_ids: Iterable[str]
+    ) -> dict[str, dict[str, str]]:
+        """For each partner, its open referrals (referral id -> case id), from the
+        routings found by the `open_partner_ids` index: what a partner's load is
+        reconciled with."""
         wanted = sorted(set(partner_ids))
-        found: dict[str, list[str]] = {p: [] for p in wanted}
+        found: dict[str, dict[str, str]] = {p: {} for p in wanted}
         if not wanted:
             return found
-        cursor = self._collection.find(
-            {"open_partner_ids": {"$in": wanted}}, {"open_partner_ids": 1}
-        )
+        cursor = self._collection.find({"open_partner_ids": {"$in": wanted}}, {"referrals": 1})
         async for doc in cursor:
-            for partner_id in doc.get("open_partner_ids", ()):
-                if partner_id in found:
-                    found[partner_id].append(doc["_id"])
+            _add_open(found, doc)
         return found
+
+
+def _add_open(found: dict[str, dict[str, str]], doc: Document) -> None:
+    for referral in doc.get("referrals", ()):
+        partner_id = referral.get("partner_organisation_id")
+        if partner_id in found and referral.get("status") in OPEN_STATUSES:
+            found[partner_id][str(referral["id"])] = str(doc["_id"])
 
 
 class InMemoryRoutingRepository:
@@ -225,3 +232,12 @@ class InMemoryRoutingRepository:
         due = [d for d in due if d["next_due_at"] <= now]
         due.sort(key=lambda d: d["next_due_at"])
         return [str(d["_id"]) for d in due[:limit]]
+
+    async def open_referrals_by_partner(
+        self, partner_ids: Iterable[str]
+    ) -> dict[str, dict[str, str]]:
+        """For each partner, its open referrals (referral id -> case id)."""
+        found: dict[str, dict[str, str]] = {p: {} for p in sorted(set(partner_ids))}
+        for doc in self.documents.docs.values():
+            _add_open(found, doc)
+        return found
