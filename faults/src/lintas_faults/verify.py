@@ -70,7 +70,17 @@ async def snapshot(mongodb_uri: str, sms_outbox: Path) -> Snapshot:
         )
         routings = await (
             client[DATABASES["referral"]]["routings"]
-            .find({}, {"status": 1, "reason": 1, "blocked": 1, "referrals": 1, "processed": 1})
+            .find(
+                {},
+                {
+                    "status": 1,
+                    "reason": 1,
+                    "blocked": 1,
+                    "referrals": 1,
+                    "processed_events": 1,
+                    "processed": 1,  # the field's name before the unit of work
+                },
+            )
             .to_list(None)
         )
         messages = await (
@@ -343,8 +353,10 @@ async def build_table(
         "event ids processed twice (intake processed_events)": Counter(
             (c["_id"], e) for c in snap.cases for e in c.get("processed_events") or ()
         ),
-        "event ids processed twice (referral processed)": Counter(
-            (r["_id"], e) for r in snap.routings for e in r.get("processed") or ()
+        "event ids processed twice (referral processed_events)": Counter(
+            (r["_id"], e)
+            for r in snap.routings
+            for e in [*(r.get("processed_events") or ()), *(r.get("processed") or ())]
         ),
     }
     records: dict[str, list[Record]] = {}
