@@ -12,11 +12,13 @@ from lintas_referral.partner_load import LoadClaim, StoredLoad
 
 @dataclass
 class InMemoryPartnerDirectory:
-    """Partners with the load counted on each partner, as `MongoPartnerDirectory` does:
-    one claim per open referral, counted once and only below the capacity, held by the
-    runs that claimed it; a release once, with an owner only that owner's part (the
-    referral stops counting when no owner is left). Also the reconciler's side
-    (`PartnerLoads`), with the load version checked.
+    """Partners with the load counted on each partner, as `MongoPartnerDirectory` does
+    with the partner's count and one claim document per referral (`counted`: the claims
+    by partner; the count is their number, the store's two steps being one here): one
+    claim per open referral, counted once and only below the capacity (a hand-on
+    whatever it), held by the runs that claimed it; a release once, with an owner only
+    that owner's part (the referral stops counting when no owner is left). Also the
+    reconciler's side (`PartnerLoads`), with the load version checked.
 
     `stale` answers the routing decision with these loads instead (another instance's
     cache); `before_claim` and `before_release` run before each claim and release (to

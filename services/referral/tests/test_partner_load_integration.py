@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import timedelta
 
+import bson
 import pytest
 from lintas_referral import handlers
 from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
@@ -51,9 +52,12 @@ def instance(stores: Stores, mongo: AsyncMongoClient[Document], database_name: s
 
 
 async def counted(mongo: AsyncMongoClient[Document], database_name: str, partner: str) -> set[str]:
-    doc = await mongo[database_name]["partners"].find_one({"_id": partner})
+    """The referrals counted on the partner (its claim documents), its count checked."""
+    db = mongo[database_name]
+    doc = await db["partners"].find_one({"_id": partner})
     assert doc is not None
-    referrals = set(doc.get("open_referrals") or {})
+    assert "open_referrals" not in doc  # no per-referral map in the partner's document
+    referrals = {c["_id"] async for c in db["partner_claims"].find({"partner_id": partner})}
     assert doc.get("open") == len(referrals)
     return referrals
 
@@ -231,7 +235,144 @@ async def test_the_happy_path_costs_no_more_store_commands_than_before(
         closing = list(listener.names)
     finally:
         await client.close()
-    # Submitted: the partners read (then cached for 5 s), one claim, one insert.
-    assert submitting == ["find partners", "findAndModify partners", "insert routings"]
-    # Closed: one read, one write, one release.
-    assert closing == ["find routings", "update routings", "findAndModify partners"]
+    # Submitted: the partners read (then cached for 5 s), one claim (its document, then
+    # the count: neither returns the partner's document), one insert.
+    assert submitting == [
+        "find partners",
+        "insert partner_claims",
+        "update partners",
+        "insert routings",
+    ]
+    # Closed: one read, one write, one release (its document, then the count).
+    assert closing == [
+        "find routings",
+        "update routings",
+        "delete partner_claims",
+        "update partners",
+    ]
+
+
+class Replies(monitoring.CommandListener):
+    """The size of each command sent and of each reply."""
+
+    def __init__(self) -> None:
+        self.sizes: list[tuple[str, int, int]] = []
+        self._sent: dict[int, int] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self._sent[event.request_id] = len(bson.encode(event.command))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        sent = self._sent.pop(event.request_id, 0)
+        if event.command_name in {"insert", "update", "delete", "findAndModify"}:
+            self.sizes.append((event.command_name, sent, len(bson.encode(event.reply))))
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._sent.pop(event.request_id, None)
+
+
+async def test_a_claim_costs_the_same_whatever_the_number_of_open_referrals(
+    stores: Stores, mongo: AsyncMongoClient[Document], database_name: str, servers: Servers
+) -> None:
+    partners = mongo[database_name]["partners"]
+    listener = Replies()
+    client = AsyncMongoClient[Document](
+        servers.mongodb_uri, tz_aware=True, event_listeners=[listener]
+    )
+    sizes: list[int] = []
+    try:
+        directory = MongoPartnerDirectory(client[database_name]["partners"])
+        costs = []
+        for n in range(500):
+            listener.sizes.clear()
+            claim = LoadClaim(f"case-{n:04d}", f"ref-{n:04d}", "run", stores.clock())
+            assert await directory.claim("org-hk-1", claim, None)
+            costs.append(list(listener.sizes))
+            if n in (0, 499):
+                doc = await partners.find_one({"_id": "org-hk-1"})
+                assert doc is not None
+                sizes.append(len(bson.encode(doc)))
+    finally:
+        await client.close()
+    # The same commands, sent and answered with the same number of bytes, for the first
+    # claim as for the 500th, and a partner's document of the same size: nothing grows
+    # with the open referrals.
+    assert [name for name, _, _ in costs[0]] == ["insert", "update"]
+    assert costs[-1] == costs[0]
+    assert sizes[0] == sizes[1]
+    assert len(await counted(mongo, database_name, "org-hk-1")) == 500
+
+
+async def test_claims_kept_in_the_partners_document_by_the_previous_version_are_moved(
+    stores: Stores, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    await handlers.on_case_submitted(submitted(case("case-m")), stores.ctx)
+    db = mongo[database_name]
+    held = await open_ids(stores, "case-m")
+    (rid,) = held
+    # As the previous version stored it: the claims in the partner's document.
+    claim = await db["partner_claims"].find_one({"_id": rid})
+    assert claim is not None
+    young = stores.clock()
+    await db["partner_claims"].delete_many({})
+    await db["partners"].update_one(
+        {"_id": claim["partner_id"]},
+        {
+            "$set": {
+                "open_referrals": {
+                    rid: {"case_id": "case-m", "owners": claim["owners"], "at": claim["at"]},
+                    "ref-young": {"case_id": "case-y", "owners": ["run-y"], "at": young},
+                },
+                "open": 2,
+            },
+        },
+    )
+    directory = stores.make().partners
+    assert isinstance(directory, MongoPartnerDirectory)
+    assert await directory.migrate_claims() == 1
+    assert await directory.migrate_claims() == 0  # idempotent
+    assert await directory.migrate_load(stores.clock) == 0  # nothing left to correct
+    assert await counted(mongo, database_name, claim["partner_id"]) == {rid, "ref-young"}
+    moved = await db["partner_claims"].find_one({"_id": "ref-young"})
+    assert moved is not None
+    assert (moved["partner_id"], moved["case_id"], moved["owners"]) == (
+        claim["partner_id"],
+        "case-y",
+        ["run-y"],
+    )
+
+
+async def test_claims_count_once_below_the_capacity_and_each_owner_lets_go_of_its_own(
+    stores: Stores, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    directory = stores.make().partners
+    claims = mongo[database_name]["partner_claims"]
+    now = stores.clock()
+    assert await directory.claim("org-sg", LoadClaim("case-1", "ref-1", "run-a", now), 1)
+    # Full: refused, and no claim document is left behind.
+    assert not await directory.claim("org-sg", LoadClaim("case-2", "ref-2", "run-a", now), 1)
+    assert await claims.find_one({"_id": "ref-2"}) is None
+    # A hand-on is counted whatever the capacity.
+    assert await directory.claim("org-sg", LoadClaim("case-2", "ref-2", "run-h", now), None)
+    assert await counted(mongo, database_name, "org-sg") == {"ref-1", "ref-2"}
+    # Claimed again (a redelivery, another run): counted once, held by both runs.
+    assert await directory.claim("org-sg", LoadClaim("case-1", "ref-1", "run-b", now), 1)
+    held = await claims.find_one({"_id": "ref-1"})
+    assert held is not None
+    assert sorted(held["owners"]) == ["run-a", "run-b"]
+    assert await counted(mongo, database_name, "org-sg") == {"ref-1", "ref-2"}
+    # One run's release leaves the other's claim counted; a second release changes nothing.
+    await directory.release("org-sg", "ref-1", "run-a")
+    await directory.release("org-sg", "ref-1", "run-a")
+    assert await counted(mongo, database_name, "org-sg") == {"ref-1", "ref-2"}
+    await directory.release("org-sg", "ref-1", "run-b")
+    assert await counted(mongo, database_name, "org-sg") == {"ref-2"}
+    # Released for good (closed) once, whoever holds it.
+    await directory.release("org-sg", "ref-2")
+    await directory.release("org-sg", "ref-2")
+    assert await counted(mongo, database_name, "org-sg") == set()
+    # Another partner's claim of the same referral id is not this one's.
+    assert await directory.claim("org-hk-1", LoadClaim("case-3", "ref-3", "run-c", now), 5)
+    assert not await directory.claim("org-sg", LoadClaim("case-3", "ref-3", "run-d", now), 5)
+    await directory.release("org-sg", "ref-3")
+    assert await counted(mongo, database_name, "org-hk-1") == {"ref-3"}

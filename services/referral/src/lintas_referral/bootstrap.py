@@ -132,8 +132,11 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         await routings.ensure_indexes()
         await partners.ensure_indexes()
         await deliveries.ensure_indexes()
-        # Every partner's load recounted from the routings (those stored before they
-        # counted it included), then every few minutes: never per case.
+        # The claims an earlier version kept in the partners' documents moved to their
+        # own, then every partner's load recounted from the claims and the routings
+        # (those stored before they counted it included), then every few minutes: never
+        # per case.
+        await partners.migrate_claims()
         await reconciler.run_once()
         async with runtime.lifespan(app):
             scheduler.start()

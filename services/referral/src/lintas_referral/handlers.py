@@ -3,14 +3,14 @@ writes it back with the events it caused in the same single-document update (the
 unit of work: version-checked, retried when another writer got there first, once per
 event key).
 
-A partner's load is counted on the partner's own document, one entry per open referral
-(see `partner_load`). The room a new offer needs is claimed before the routing's write
-(a full partner is left out and the domain decides again); after the write, a referral
-the write closed is released, and so is a claim of this run that the stored routing does
-not hold (its write was lost, refused or decided otherwise). Claims are keyed by the
-referral and held by the runs that made them: a run lets go only of its own claim, and a
-referral stops counting when no run holds it or once it is closed, so one write's
-release never undoes another's claim.
+A partner's load is counted on the partner's own document (`open`), each open referral's
+claim kept in a small document of its own (see `partner_load`). The room a new offer
+needs is claimed before the routing's write (a full partner is left out and the domain
+decides again); after the write, a referral the write closed is released, and so is a
+claim of this run that the stored routing does not hold (its write was lost, refused or
+decided otherwise). Claims are keyed by the referral and held by the runs that made them:
+a run lets go only of its own claim, and a referral stops counting when no run holds it
+or once it is closed, so one write's release never undoes another's claim.
 What a crashed instance leaves behind is put right by the periodic reconciler.
 """
 

@@ -1,21 +1,25 @@
-"""A partner's load: the open referrals counted on the partner's own document, and the
-reconciler that keeps that count true to the routings.
+"""A partner's load: the open referrals counted on a partner (its count `open` and, one
+document each in `partner_claims`, the claims), and the reconciler that keeps that count
+true to the routings.
 
 Each open referral is counted once, keyed by its referral id, with the case, the claim's
-owners (the use-case runs that claimed it: usually one) and when it was last claimed. The routing
-documents stay the truth (`open_partner_ids` and the referrals' statuses); the count
-runs ahead of them by design (room is claimed before the routing's write), and may be
-left wrong by an instance that died between a claim and its write or between a write
-and its release. `LoadReconciler` puts it right, at start-up and then every
+owners (the use-case runs that claimed it: usually one) and when it was last claimed. The
+routing documents stay the truth (`open_partner_ids` and the referrals' statuses); the
+count runs ahead of them by design (room is claimed before the routing's write), and may
+be left wrong by an instance that died between a claim and its write, between a write and
+its release, or between the two steps of a claim or a release (the claim document and the
+count). `LoadReconciler` puts it right, at start-up and then every
 `LINTAS_REFERRAL_LOAD_RECONCILE_INTERVAL_SECONDS`, never per case:
 
 - a referral the routings hold open but the partner does not count is counted;
 - a counted referral no routing holds open is dropped once its claim is older than the
   grace period (`LINTAS_REFERRAL_LOAD_CLAIM_GRACE_SECONDS`): a younger one may belong
   to a write still on its way;
-- the partner's document is read before the routings and replaced only if its own
-  version (`load_seq`, bumped by every claim and release) has not moved, so a claim or
-  release made meanwhile is never undone (the next pass looks again).
+- the count is set to the number of claims kept;
+- the partner's document is read before its claims and the routings, and its count is
+  replaced only if its own version (`load_seq`, bumped by every claim and release) has
+  not moved, so a claim or release made meanwhile is never undone (the next pass looks
+  again).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ class LoadClaim:
 
 @dataclass(frozen=True)
 class StoredLoad:
-    """A partner's load as its document holds it."""
+    """A partner's load as the store holds it: its count and its claims."""
 
     partner_id: str
     #: The document's own load version; None when nothing was ever claimed on it.
@@ -67,8 +71,12 @@ class StoredLoad:
     #: The stored count; None when the partner was stored before it counted its load.
     count: int | None
     claims: Mapping[str, LoadClaim] = field(default_factory=dict)
-    #: Counted the way of an earlier version (by case, `open_cases`): to be replaced.
+    #: Counted the way of an earlier version (by case, `open_cases`, or in the partner's
+    #: document, `open_referrals`): to be replaced.
     legacy: bool = False
+    #: The claims among `claims` still kept in the partner's document by an earlier
+    #: version (moved to claim documents when the load is replaced).
+    in_document: frozenset[str] = frozenset()
 
 
 class PartnerLoads(Protocol):

@@ -1,15 +1,26 @@
 """Legal partners in MongoDB, each with its load: the open referrals counted on it.
 
-A partner's document counts its load itself: `open` (how many open referrals it holds)
-and `open_referrals` (which ones: referral id -> the case, the owner of the claim and
-when it was made), with `load_seq`, the load's own version, bumped by every claim and
-release. Taking capacity is one conditional `find_one_and_update` on that document
-(`open` below the capacity and the referral not yet counted), so two instances can never
-both take a partner's last place, and a redelivered claim or release of the same
-referral counts once. The routing documents stay the truth (`open_partner_ids`): the
-reconciler (`lintas_referral.partner_load`) recounts every partner from them at start-up
-and periodically; a partner stored before it counted its load is taken for full until
-then.
+A partner's document counts its load: `open` (how many open referrals it holds) and
+`load_seq`, the load's own version, bumped by every change of the count. Which referrals
+are counted is kept apart, one small document per counted referral in `partner_claims`
+(`{_id: referral id, partner_id, case_id, owners, at}`, indexed on `partner_id`), so a
+claim costs the same whatever the number of open referrals:
+
+- claim: insert the referral's claim document (a duplicate key: counted before, this
+  owner is added to it), then one conditional `update_one({_id, open < capacity},
+  {$inc: {open: 1, load_seq: 1}})`; refused (full), the claim document is deleted again
+  while it is still this run's alone;
+- release: the claim document is deleted (with an owner: while that owner is its only
+  one; otherwise that owner is pulled from it and it is deleted once none is left), and
+  when a delete removed it, `update_one({_id}, {$inc: {open: -1, load_seq: 1}})`.
+
+Two instances can never both take a partner's last place, and a redelivered claim or
+release of the same referral counts once. A crash between the two steps leaves the count
+one off: the reconciler (`lintas_referral.partner_load`) recounts every partner from the
+claim documents and the routings (`open_partner_ids`, the truth) at start-up and
+periodically; a partner stored before it counted its load is taken for full until then.
+Loads counted by earlier versions in the partner's document (`open_referrals`, and the
+older `open_cases`) are moved to claim documents at start-up (`migrate_load`).
 
 Partners rarely change: the routing decision reads them through a short-lived
 in-process cache (`ttl`), which the claims of this process keep up to date.
@@ -24,8 +35,9 @@ from datetime import UTC, datetime, timedelta
 
 from lintas_shared.logging import get_logger
 from lintas_shared.mongo import Document
-from pymongo import ASCENDING, ReturnDocument
+from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import DuplicateKeyError
 
 from lintas_referral.domain.routing import Partner
 from lintas_referral.partner_load import (
@@ -40,6 +52,8 @@ from lintas_referral.webhooks import Registration, SecretBox, scheme_of
 log = get_logger(__name__)
 #: Seconds a country's partners are reused before they are read again.
 DEFAULT_TTL = 5.0
+#: The collection of the claims, next to the partners'.
+CLAIMS = "partner_claims"
 
 
 class MongoPartnerDirectory:
@@ -50,63 +64,130 @@ class MongoPartnerDirectory:
         collection: AsyncCollection[Document],
         routings: OpenReferrals | None = None,
         *,
+        claims: AsyncCollection[Document] | None = None,
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._collection = collection
+        self._claims = claims if claims is not None else collection.database[CLAIMS]
         self._routings = routings
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, list[Partner]]] = {}
 
     async def ensure_indexes(self) -> None:
-        """The indexes of the routing decision's and the API key's queries."""
+        """The indexes of the routing decision's, the API key's and the reconciler's
+        queries."""
         await self._collection.create_index([("country", ASCENDING)], name="country")
         await self._collection.create_index([("api_key_hashes", ASCENDING)], name="api_key_hashes")
+        await self._claims.create_index([("partner_id", ASCENDING)], name="partner_id")
 
     async def partner_ids(self) -> list[str]:
         """Every stored partner (the reconciler's list)."""
         return sorted([d["_id"] async for d in self._collection.find({}, {"_id": 1})])
 
     async def loads(self, partner_ids: Sequence[str]) -> list[StoredLoad]:
-        """The stored load of each partner."""
-        cursor = self._collection.find(
-            {"_id": {"$in": list(partner_ids)}},
-            {"open": 1, "open_referrals": 1, "load_seq": 1, "open_cases": 1},
-        )
-        return [_stored_load(doc) async for doc in cursor]
+        """The stored load of each partner: its document first, then its claims (a claim
+        made after the first read moves `load_seq` or is counted by its own step)."""
+        ids = list(partner_ids)
+        docs = [
+            d
+            async for d in self._collection.find(
+                {"_id": {"$in": ids}},
+                {"open": 1, "open_referrals": 1, "load_seq": 1, "open_cases": 1},
+            )
+        ]
+        claims: dict[str, dict[str, LoadClaim]] = {}
+        async for c in self._claims.find({"partner_id": {"$in": ids}}):
+            claims.setdefault(str(c["partner_id"]), {})[str(c["_id"])] = _load_claim(
+                str(c["_id"]), c
+            )
+        return [_stored_load(doc, claims.get(doc["_id"], {})) for doc in docs]
 
     async def replace_load(self, load: StoredLoad, claims: Mapping[str, LoadClaim]) -> bool:
-        """Store `claims` as the partner's load if its load version is still `load.seq`."""
+        """Store `claims` as the partner's load if its load version is still `load.seq`:
+        the count first (compare-and-set), then the claim documents dropped and added."""
         where: Document = {"_id": load.partner_id}
         where["load_seq"] = {"$exists": False} if load.seq is None else load.seq
         result = await self._collection.update_one(
             where,
             {
-                "$set": {
-                    "open_referrals": {rid: _claim_document(c) for rid, c in claims.items()},
-                    "open": len(claims),
-                },
+                "$set": {"open": len(claims)},
                 "$inc": {"load_seq": 1},
-                "$unset": {"open_cases": ""},
+                "$unset": {"open_cases": "", "open_referrals": ""},
             },
         )
-        if result.modified_count == 1:
-            self._cache.clear()
-        return result.modified_count == 1
+        if result.modified_count != 1:
+            return False
+        self._cache.clear()
+        for rid, dropped in load.claims.items():
+            if rid in claims or rid in load.in_document:
+                continue
+            gone = await self._claims.delete_one(
+                {"_id": rid, "partner_id": load.partner_id, "at": dropped.at}
+            )
+            if gone.deleted_count == 0:
+                # Claimed again meanwhile (or released: its release counted it down): it
+                # counts after all.
+                await self._collection.update_one(
+                    {"_id": load.partner_id}, {"$inc": {"open": 1, "load_seq": 1}}
+                )
+        for rid, kept in claims.items():
+            if rid in load.claims and rid not in load.in_document:
+                continue
+            try:
+                await self._claims.insert_one(_claim_document(load.partner_id, kept))
+            except DuplicateKeyError:
+                pass  # claimed meanwhile: that claim counts itself (one too many at worst)
+        return True
 
     async def migrate_load(
         self, clock: Callable[[], datetime] | None = None, grace: timedelta = DEFAULT_GRACE
     ) -> int:
-        """One reconciler pass (as at start-up): every partner's load recounted from the
-        routings, those stored before they counted their load included; returns how
-        many were corrected (a second pass finds nothing left to do)."""
+        """Start-up: the claims an earlier version kept in the partner's document moved to
+        claim documents, then one reconciler pass (every partner's load recounted from the
+        claims and the routings, those stored before they counted their load included);
+        returns how many were corrected (a second pass finds nothing left to do)."""
+        await self.migrate_claims()
         if self._routings is None:
             return 0
         fixer = LoadReconciler(self, self._routings, clock or _utc_now, grace)
         corrected = await fixer.run_once()
         log.info("partner load counted from the routings", partners=corrected)
         return corrected
+
+    async def migrate_claims(self) -> int:
+        """Each partner's `open_referrals` map moved to claim documents (idempotent: a
+        claim document already there gains the map's owners), then unset if the load did
+        not move meanwhile (else the reconciler's pass moves it). Returns how many
+        partners were migrated."""
+        migrated = 0
+        found = self._collection.find(
+            {"open_referrals": {"$exists": True}}, {"open_referrals": 1, "load_seq": 1}
+        )
+        async for doc in found:
+            for rid, entry in (doc.get("open_referrals") or {}).items():
+                if not isinstance(entry, dict):
+                    continue
+                claim = _load_claim(str(rid), entry)
+                try:
+                    await self._claims.insert_one(_claim_document(doc["_id"], claim))
+                except DuplicateKeyError:
+                    await self._claims.update_one(
+                        {"_id": str(rid), "partner_id": doc["_id"]},
+                        {"$addToSet": {"owners": {"$each": claim.owners}}},
+                    )
+            where: Document = {"_id": doc["_id"]}
+            seq = doc.get("load_seq")
+            where["load_seq"] = {"$exists": False} if seq is None else seq
+            result = await self._collection.update_one(
+                where, {"$unset": {"open_referrals": ""}, "$inc": {"load_seq": 1}}
+            )
+            migrated += result.modified_count
+        if migrated:
+            self._cache.clear()
+            log.info("partner claims moved to their own documents", partners=migrated)
+        return migrated
 
     async def in_country(self, country: str) -> Sequence[Partner]:
         """Active partners in `country`, each with its current number of open cases."""
@@ -142,34 +223,44 @@ class MongoPartnerDirectory:
     async def claim(self, partner_id: str, claim: LoadClaim, capacity: int | None) -> bool:
         """Count the referral in the partner's load, if it has room (`capacity`; None:
         the partner is chosen by a person, room or not). True if it is counted (now, or
-        already before: the claim is then this owner's); False if the partner is full
-        or gone."""
-        field = f"open_referrals.{claim.referral_id}"
-        entry = _claim_document(claim)
-        where: Document = {"_id": partner_id, field: {"$exists": False}}
+        already before: the claim is then this owner's too); False if the partner is
+        full or gone."""
+        try:
+            await self._claims.insert_one(_claim_document(partner_id, claim))
+        except DuplicateKeyError:
+            return await self._claim_again(partner_id, claim)
+        where: Document = {"_id": partner_id}
         if capacity is not None:
             where["open"] = {"$lt": capacity}
-        doc = await self._collection.find_one_and_update(
-            where,
-            {"$inc": {"open": 1, "load_seq": 1}, "$set": {field: entry}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is not None:
-            self._remember(partner_id, doc.get("country"), int(doc.get("open", 0)))
+        counted = await self._collection.update_one(where, {"$inc": {"open": 1, "load_seq": 1}})
+        if counted.matched_count == 1:
+            self._adjust(partner_id, 1)
             return True
-        # Counted already (a redelivery, a retried write, or another run deciding the
-        # same offer): this run holds the claim too, so another owner's release of its
-        # own claim leaves it counted. Otherwise full (or released just now: passed over
-        # this time, never counted twice).
-        taken = await self._collection.update_one(
-            {"_id": partner_id, field: {"$exists": True}},
-            {
-                "$addToSet": {f"{field}.owners": claim.owner},
-                "$set": {f"{field}.at": claim.at},
-                "$inc": {"load_seq": 1},
-            },
+        # Full (or gone): the claim document goes again, while it is this run's alone.
+        gone = await self._claims.delete_one(
+            {"_id": claim.referral_id, "partner_id": partner_id, "owners": [claim.owner]}
+        )
+        if gone.deleted_count == 1:
+            self._forget(partner_id)
+            return False
+        # Another run deciding the same offer joined the claim meanwhile and was told it
+        # is counted: it is counted then, room or not (as a hand-on is), never uncounted.
+        await self._collection.update_one({"_id": partner_id}, {"$inc": {"open": 1, "load_seq": 1}})
+        self._adjust(partner_id, 1)
+        return True
+
+    async def _claim_again(self, partner_id: str, claim: LoadClaim) -> bool:
+        """Counted already (a redelivery, a retried write, or another run deciding the
+        same offer): this run holds the claim too, so another owner's release of its own
+        claim leaves it counted. Gone meanwhile (released, or refused just now): passed
+        over this time, never counted twice."""
+        taken = await self._claims.update_one(
+            {"_id": claim.referral_id, "partner_id": partner_id},
+            {"$addToSet": {"owners": claim.owner}, "$set": {"at": claim.at}},
         )
         if taken.matched_count == 1:
+            # The claim moved: a reconciler pass reading meanwhile must not drop it.
+            await self._collection.update_one({"_id": partner_id}, {"$inc": {"load_seq": 1}})
             return True
         self._forget(partner_id)
         return False
@@ -178,38 +269,38 @@ class MongoPartnerDirectory:
         """The referral no longer counts in the partner's load (once: a second release
         changes nothing). With `owner`, only that run's claim is let go: the referral
         stops counting when no other run holds a claim on it."""
-        field = f"open_referrals.{referral_id}"
-        where: Document = {"_id": partner_id, field: {"$exists": True}}
+        where: Document = {"_id": referral_id, "partner_id": partner_id}
         if owner is not None:
-            where[f"{field}.owners"] = [owner]  # the only owner
-        doc = await self._collection.find_one_and_update(
-            where,
-            {"$inc": {"open": -1, "load_seq": 1}, "$unset": {field: ""}},
-            return_document=ReturnDocument.AFTER,
-        )
-        if doc is not None:
-            self._remember(partner_id, doc.get("country"), int(doc.get("open", 0)))
-            return
-        if owner is not None:
-            # Other runs hold it too (or it is gone): let go of this run's part only. Two
-            # owners letting go at once may leave it counted with none: room kept free,
-            # never overbooked, until the reconciler drops it.
-            await self._collection.update_one(
-                {"_id": partner_id, f"{field}.owners": owner},
-                {"$pull": {f"{field}.owners": owner}, "$inc": {"load_seq": 1}},
+            where["owners"] = [owner]  # the only owner
+        gone = await self._claims.delete_one(where)
+        if gone.deleted_count == 0 and owner is not None:
+            # Other runs hold it too (or it is gone): let go of this run's part only, and
+            # of the claim if no owner is left (of two letting go at once, one deletes it).
+            pulled = await self._claims.update_one(
+                {"_id": referral_id, "partner_id": partner_id, "owners": owner},
+                {"$pull": {"owners": owner}},
             )
+            if pulled.modified_count == 1:
+                gone = await self._claims.delete_one(
+                    {"_id": referral_id, "partner_id": partner_id, "owners": []}
+                )
+        if gone.deleted_count == 1:
+            await self._collection.update_one(
+                {"_id": partner_id}, {"$inc": {"open": -1, "load_seq": 1}}
+            )
+            self._adjust(partner_id, -1)
 
-    def _remember(self, partner_id: str, country: object, open_cases: int) -> None:
-        """Keep the cached load of a partner as the store just answered it."""
-        cached = self._cache.get(str(country))
-        if cached is None:
-            return
-        at, partners = cached
-        updated = [
-            replace(p, open_referrals=max(0, open_cases)) if p.id == partner_id else p
-            for p in partners
-        ]
-        self._cache[str(country)] = (at, updated)
+    def _adjust(self, partner_id: str, by: int) -> None:
+        """Keep the cached load of a partner as this process just changed it."""
+        for country, (at, partners) in list(self._cache.items()):
+            if any(p.id == partner_id for p in partners):
+                updated = [
+                    replace(p, open_referrals=max(0, p.open_referrals + by))
+                    if p.id == partner_id
+                    else p
+                    for p in partners
+                ]
+                self._cache[country] = (at, updated)
 
     def _forget(self, partner_id: str) -> None:
         """Read the partner's country again next time (it was full, or changed)."""
@@ -232,8 +323,8 @@ class MongoPartnerDirectory:
                     "active": True,
                     "updated_at": datetime.now(UTC),
                 },
-                # `open_cases` comes with the first claim (the local FerretDB drops an
-                # empty array given to $setOnInsert); `open` marks the load as counted.
+                # `open` marks the load as counted; which referrals are counted is kept
+                # in `partner_claims`.
                 "$setOnInsert": {"open": 0},
             },
             upsert=True,
@@ -354,8 +445,14 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _claim_document(claim: LoadClaim) -> Document:
-    return {"case_id": claim.case_id, "owners": claim.owners, "at": claim.at}
+def _claim_document(partner_id: str, claim: LoadClaim) -> Document:
+    return {
+        "_id": claim.referral_id,
+        "partner_id": partner_id,
+        "case_id": claim.case_id,
+        "owners": claim.owners,
+        "at": claim.at,
+    }
 
 
 def _load_claim(referral_id: str, entry: Document) -> LoadClaim:
@@ -375,17 +472,20 @@ def _aware(value: object) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _stored_load(doc: Document) -> StoredLoad:
-    claims = {
+def _stored_load(doc: Document, claims: Mapping[str, LoadClaim]) -> StoredLoad:
+    """The partner's load: its claim documents, and those an earlier version still keeps
+    in the partner's document (moved to claim documents when it is replaced)."""
+    in_document = {
         str(rid): _load_claim(str(rid), entry)
         for rid, entry in (doc.get("open_referrals") or {}).items()
-        if isinstance(entry, dict)
+        if isinstance(entry, dict) and str(rid) not in claims
     }
     count = doc.get("open")
     return StoredLoad(
         partner_id=doc["_id"],
         seq=None if doc.get("load_seq") is None else int(doc["load_seq"]),
         count=None if count is None else int(count),
-        claims=claims,
-        legacy="open_cases" in doc,
+        claims={**claims, **in_document},
+        legacy="open_cases" in doc or "open_referrals" in doc,
+        in_document=frozenset(in_document),
     )
