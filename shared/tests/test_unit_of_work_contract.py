@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -80,26 +80,45 @@ class Store:
     other: VersionedDocuments
 
 
-@pytest.fixture(params=["memory", pytest.param("mongo", marks=pytest.mark.integration)])
-def backend(request: pytest.FixtureRequest) -> Servers | None:
-    """None for the in-memory store; the test servers for the real one."""
+@dataclass(frozen=True)
+class Backend:
+    servers: Servers | None  # None: the in-memory store
+    remember: int = 0  # the real store's first handle remembers its last writes
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("mongo", marks=pytest.mark.integration),
+        pytest.param("mongo-remembering", marks=pytest.mark.integration),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The in-memory store, or the real one (whose first handle may remember writes)."""
     if request.param == "memory":
-        return None
+        return Backend(None)
     servers: Servers = request.getfixturevalue("servers")
-    return servers
+    return Backend(servers, remember=100 if request.param == "mongo-remembering" else 0)
 
 
 @pytest.fixture
-async def store(backend: Servers | None) -> AsyncIterator[Store]:
+async def store(backend: Backend) -> AsyncIterator[Store]:
     clock = Clock()
-    if backend is None:
+    if backend.servers is None:
         memory = InMemoryVersionedDocuments("counters", unique=[("name",)], clock=clock)
         yield Store(memory, clock, memory)
         return
     database_name = f"test_{uuid.uuid4().hex[:12]}"
-    clients = [make_mongo_client(backend.mongodb_uri, app_name=f"uow-{n}") for n in range(2)]
+    clients = [
+        make_mongo_client(backend.servers.mongodb_uri, app_name=f"uow-{n}") for n in range(2)
+    ]
     try:
-        handles = [MongoVersionedDocuments(c[database_name]["counters"], clock) for c in clients]
+        handles = [
+            MongoVersionedDocuments(
+                c[database_name]["counters"], clock, remember=backend.remember if n == 0 else 0
+            )
+            for n, c in enumerate(clients)
+        ]
         await handles[0].ensure_indexes()
         await handles[0].collection.create_index([("name", ASCENDING)], unique=True)
         yield Store(handles[0], clock, handles[1])
@@ -246,6 +265,45 @@ async def test_a_write_at_a_stale_version_matches_nothing(store: Store) -> None:
     assert (await work.get("c1")) == Counter("c1", "one", 1, None, 2)
 
 
+async def test_a_change_reads_exactly_what_is_stored(store: Store) -> None:
+    # A remembered copy must be the stored document to the letter: the store's datetime
+    # precision, nested values, removed fields, outbox and processed keys.
+    await store.documents.insert({"_id": "c1", "name": "one", "count": 0, "gone": 1}, [])
+    at = datetime(2026, 12, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    written = await store.documents.write(
+        "c1",
+        1,
+        Write(
+            set={"count": 2, "at": at, "nested": {"a": [1, {"b": "c"}]}},
+            unset=["gone"],
+            entries=[event(1).entry()],
+            processed="src/e1",
+        ),
+    )
+    assert written
+    remembered = await store.documents.read("c1", for_change=True)
+    stored = await store.documents.read("c1")
+    assert stored is not None
+    assert remembered == stored
+    assert "gone" not in stored
+    assert stored["version"] == 2
+
+
+async def test_a_copy_another_client_made_stale_loses_its_race_and_is_read_again(
+    store: Store,
+) -> None:
+    mine = UnitOfWork(store.documents, CounterCodec())
+    theirs = UnitOfWork(store.other, CounterCodec())
+    await mine.add(Counter("c1", "one"))
+    await mine.change("c1", bump(1), event_key="src/e1")
+    await theirs.change("c1", bump(10), event_key="src/e2")
+    again = await mine.change("c1", bump(1), event_key="src/e2")  # theirs applied it
+    assert not again.changed
+    await mine.change("c1", bump(100), event_key="src/e3")
+    await mine.change("c1", bump(1), expected_version=4)
+    assert await mine.get("c1") == Counter("c1", "one", 112, None, 5)
+
+
 async def test_racing_changes_from_two_clients_each_apply_exactly_once(store: Store) -> None:
     mine = UnitOfWork(store.documents, CounterCodec(), attempts=200)
     theirs = UnitOfWork(store.other, CounterCodec(), attempts=200)
@@ -304,6 +362,31 @@ async def test_clearing_published_entries_empties_only_an_outbox_that_is_exactly
     assert OUTBOX_SINCE_FIELD not in raw
 
 
+async def test_clearing_many_at_once_names_only_the_outboxes_that_were_not_exactly_them(
+    store: Store,
+) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    for n in range(4):
+        await work.add(Counter(f"c{n}", f"n{n}"), [event(10 * n), event(10 * n + 1)])
+    published: dict[str, list[Document]] = {}
+    for n in range(4):
+        raw = await store.documents.read(f"c{n}")
+        assert raw is not None
+        published[f"c{n}"] = list(raw[OUTBOX_FIELD])
+    await work.change("c2", bump(1, event(99)))  # a writer adds one meanwhile
+    assert await store.documents.clear_published("c3", published["c3"])  # cleared before
+
+    assert await store.documents.clear_published_many(published) == {"c2"}
+    outboxes = {}
+    for n in range(4):
+        raw = await store.documents.read(f"c{n}")
+        assert raw is not None
+        outboxes[f"c{n}"] = [e["event"]["subject"] for e in raw[OUTBOX_FIELD]]
+        assert (OUTBOX_SINCE_FIELD in raw) == (n == 2)
+    assert outboxes == {"c0": [], "c1": [], "c2": ["case-99"], "c3": []}
+    assert await store.documents.clear_published_many({}) == set()
+
+
 async def test_left_behind_finds_only_outboxes_older_than_asked_oldest_first(
     store: Store,
 ) -> None:
@@ -334,6 +417,39 @@ class ListPublisher:
 
     async def publish(self, topic: str, event: CloudEvent) -> None:
         self.sent.append((topic, event))
+
+
+class CountedClears(InMemoryVersionedDocuments):
+    """The in-memory store, noting each many-document removal."""
+
+    def __init__(self) -> None:
+        super().__init__("counters")
+        self.removals: list[set[str]] = []
+        self.removed = asyncio.Event()
+
+    async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
+        self.removals.append(set(published))
+        missed = await super().clear_published_many(published)
+        self.removed.set()
+        return missed
+
+
+async def test_the_running_relay_publishes_at_once_and_removes_many_outboxes_together() -> None:
+    documents = CountedClears()
+    publisher = ListPublisher()
+    relay = OutboxRelay(documents, publisher, clear_delay=0.05)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    for n in range(3):
+        await work.add(Counter(f"c{n}", f"n{n}"), [event(n)])
+    relay.start()
+    try:
+        async with asyncio.timeout(10):
+            await documents.removed.wait()
+    finally:
+        await relay.stop()
+    assert sorted(e.subject for _, e in publisher.sent) == ["case-0", "case-1", "case-2"]
+    assert documents.removals == [{"c0", "c1", "c2"}]
+    assert all(doc[OUTBOX_FIELD] == [] for doc in documents.docs.values())
 
 
 async def test_the_relay_publishes_what_writers_hand_over_and_what_was_left_behind(
@@ -399,3 +515,32 @@ async def test_a_hand_over_listing_entries_already_published_sends_only_the_new_
     raw = await store.documents.read("c1")
     assert raw is not None
     assert raw[OUTBOX_FIELD] == []
+
+
+@pytest.mark.integration
+async def test_a_remembering_store_answers_a_change_from_its_last_write(servers: Servers) -> None:
+    # Proof the copy is used: a write behind its back that bumps no version (which no
+    # Lintas writer does) is not seen by a change's read, only by a plain read.
+    client = make_mongo_client(servers.mongodb_uri, app_name="uow-remember")
+    database_name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        documents = MongoVersionedDocuments(client[database_name]["counters"], remember=2)
+        work = UnitOfWork(documents, CounterCodec())
+        for n in range(3):
+            await work.add(Counter(f"c{n}", f"n{n}"))
+        await work.change("c2", bump(1))
+        await documents.collection.update_many({}, {"$set": {"name": "behind"}})
+
+        remembered = await documents.read("c2", for_change=True)
+        assert remembered is not None
+        assert (remembered["name"], remembered["count"]) == ("n2", 1)
+        stored = await documents.read("c2")
+        assert stored is not None
+        assert stored["name"] == "behind"
+        # Two are kept: the oldest add was let go and is read from the store.
+        forgotten = await documents.read("c0", for_change=True)
+        assert forgotten is not None
+        assert forgotten["name"] == "behind"
+    finally:
+        await client.drop_database(database_name)
+        await client.close()

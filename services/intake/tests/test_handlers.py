@@ -255,6 +255,18 @@ async def test_same_idempotency_key_and_body_returns_the_original_once() -> None
     assert len(cases.outbox) == 1
 
 
+async def test_a_retry_after_erasure_answers_the_erased_case_and_leaves_no_key() -> None:
+    svc, _, vault = service()
+    first = await submitted(svc, key="retry-1")
+    await svc.erase(first.id, "org-ngo", "org-ngo")
+    again, created = await svc.submit(
+        CaseSubmission.model_validate(EXAMPLE_CASE), "org-ngo", "retry-1", "h1"
+    )
+    assert (again.id, created, again.status) == (first.id, False, CaseStatus.ERASED)
+    with pytest.raises(CaseKeyMissingError):
+        await vault.get(first.id)
+
+
 async def test_same_idempotency_key_with_another_body_is_a_conflict() -> None:
     svc, _, _ = service()
     await submitted(svc, key="retry-1")

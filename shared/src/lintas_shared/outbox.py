@@ -8,8 +8,9 @@ acks=all) and only then removes it. A crash between the two publishes the entry 
 restart; consumers are idempotent on (ce_source, ce_id), so that duplicate changes nothing.
 
 - After a write, the unit of work hands the relay the document's whole outbox
-  (`wake(doc_id, version, entries)`): it publishes without reading the document back,
-  then empties the outbox with one conditional update.
+  (`wake(doc_id, version, entries)`): it publishes without reading the document back.
+  Published entries are removed a little later (`clear_delay`), many documents' in one
+  command, each by a conditional update that empties an outbox that is exactly them.
 - Entries a crashed instance never published are found by a range query on the indexed
   `outbox_since` (the time of a document's oldest unpublished entry), once they are older
   than `grace` seconds, so an instance never races a live writer's own relay for them.
@@ -79,6 +80,7 @@ class OutboxRelay:
         concurrency: int = 16,
         grace: float = 30.0,
         search_interval: float = 10.0,
+        clear_delay: float = 1.0,
     ) -> None:
         self._documents = documents
         self._publisher = publisher
@@ -87,7 +89,12 @@ class OutboxRelay:
         self._concurrency = concurrency
         self._grace = grace
         self._search_interval = search_interval
+        self._clear_delay = clear_delay
         self._waiting: dict[str, _Waiting] = {}
+        # Published entries not removed yet, by document, in outbox order (the outbox's
+        # front, as far as this relay knows), and when the oldest of them must go.
+        self._clearing: dict[str, list[Document]] = {}
+        self._clear_due: float | None = None
         self._wake = asyncio.Event()
         self._search_now = asyncio.Event()
         self._loop = BackgroundTask("outbox-relay", self._run)
@@ -140,7 +147,11 @@ class OutboxRelay:
 
     async def relay_once(self, *, search: bool = True) -> int:
         """Publish what writers handed over, and with `search` what was left behind
-        (`grace` ignored: everything waiting); returns how many entries were published."""
+        (`grace` ignored: everything waiting), then remove it from the outboxes; returns
+        how many entries were published."""
+        return await self._pass(search=search, clear_now=True)
+
+    async def _pass(self, *, search: bool, clear_now: bool) -> int:
         async with self._lock:  # the loop and a final flush must not interleave
             if search:
                 await self._search(older_than=datetime.now(UTC))
@@ -156,7 +167,28 @@ class OutboxRelay:
                         self._waiting.setdefault(doc_id, _Waiting(None, None, waiting.since))
                     raise
             self.published += count
+            if clear_now or len(self._clearing) >= self._batch_size or self._clear_is_due():
+                await self._clear()
             return count
+
+    def _clear_is_due(self) -> bool:
+        return self._clear_due is not None and time.monotonic() >= self._clear_due
+
+    async def _clear(self) -> None:
+        """Remove the published entries from their outboxes, in one command; documents
+        whose outbox was not exactly them are read again (their slow path ran)."""
+        clearing, self._clearing, self._clear_due = self._clearing, {}, None
+        if not clearing:
+            return
+        try:
+            missed = await self._documents.clear_published_many(clearing)
+        except BaseException:
+            for doc_id, entries in clearing.items():  # kept for the next pass
+                self._clearing.setdefault(doc_id, entries)
+            self._clear_due = time.monotonic()
+            raise
+        for doc_id in missed:
+            self._waiting.setdefault(doc_id, _Waiting(None, None, time.time()))
 
     async def _search(self, older_than: datetime) -> int:
         found = await self._documents.left_behind(older_than, self._batch_size)
@@ -190,33 +222,39 @@ class OutboxRelay:
         return sum(r for r in results if isinstance(r, int))
 
     async def _publish(self, doc_id: str, waiting: _Waiting) -> int:
-        entries = waiting.entries
-        if entries is not None:
-            entries = [e for e in entries if e["id"] not in self._done]
-        published: set[str] = set()
-        count = 0
-        while True:
-            if entries is None:
-                doc = await self._documents.read(doc_id)
-                entries = [] if doc is None else list(doc.get(OUTBOX_FIELD) or [])
-                if doc is not None and not entries and doc.get(OUTBOX_SINCE_FIELD) is not None:
-                    await self._documents.clear_published(doc_id, [])  # a stale time
-            for entry in entries:
-                if entry["id"] in published:
-                    continue
-                event = CloudEvent.model_validate(entry["event"])
-                # A child of the context the event was created in (the HTTP request or the
-                # consumer that caused it), however much later this runs.
-                with producer_span(entry["topic"], event.type, event.id, event.traceparent):
-                    await self._publisher.publish(entry["topic"], event)
-                published.add(entry["id"])
-                count += 1
-            if not entries or await self._documents.clear_published(doc_id, entries):
-                self._remember_done(entries)
-                return count
-            # The outbox was not exactly these entries (another relay took some, or a
-            # writer added more): read it again; what this pass published is not repeated.
-            entries = None
+        """Publish a document's entries not published yet, in order, and note them for
+        removal with the ones already waiting for it: the outbox's front, in order."""
+        if waiting.entries is None:
+            doc = await self._documents.read(doc_id)
+            outbox = [] if doc is None else list(doc.get(OUTBOX_FIELD) or [])
+            if doc is not None and not outbox and doc.get(OUTBOX_SINCE_FIELD) is not None:
+                await self._documents.clear_published(doc_id, [])  # a stale time
+            front: list[Document] = []  # read as stored: it is the outbox
+        else:
+            # A writer's hand-over: its outbox as read, so it may list entries removed
+            # since (removal bumps no version); those are among the published ones.
+            outbox = waiting.entries
+            front = self._clearing.pop(doc_id, [])
+        fresh = [e for e in outbox if e["id"] not in self._done]
+        for entry in fresh:
+            event = CloudEvent.model_validate(entry["event"])
+            # A child of the context the event was created in (the HTTP request or the
+            # consumer that caused it), however much later this runs.
+            with producer_span(entry["topic"], event.type, event.id, event.traceparent):
+                await self._publisher.publish(entry["topic"], event)
+            self._remember_done([entry])
+        if waiting.entries is None:
+            front = outbox
+        else:
+            noted = {e["id"] for e in front}
+            front = [*front, *(e for e in fresh if e["id"] not in noted)]
+        if front:
+            self._clearing[doc_id] = front
+            if self._clear_due is None:
+                self._clear_due = time.monotonic() + self._clear_delay
+        else:
+            self._clearing.pop(doc_id, None)
+        return len(fresh)
 
     def _remember_done(self, entries: Sequence[Document], keep: int = 10_000) -> None:
         for entry in entries:
@@ -229,7 +267,7 @@ class OutboxRelay:
         backoff = self._poll_interval
         while True:
             try:
-                await self.relay_once(search=False)
+                await self._pass(search=False, clear_now=False)
                 backoff = self._poll_interval
             except asyncio.CancelledError:
                 raise
@@ -239,8 +277,11 @@ class OutboxRelay:
                 OUTBOX_RELAY_FAILURES.labels(self.collection_name).inc()
                 backoff = min(backoff * 2, 30.0)
             if not self._waiting:
+                timeout = backoff
+                if self._clear_due is not None:
+                    timeout = min(timeout, max(0.0, self._clear_due - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             else:
                 await asyncio.sleep(0 if backoff == self._poll_interval else backoff)
             self._wake.clear()

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import copy
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from pymongo import ASCENDING
+import bson
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
@@ -124,8 +126,10 @@ class VersionedDocuments(Protocol):
         """The collection's name (metrics and logs)."""
         ...
 
-    async def read(self, doc_id: str) -> Document | None:
-        """The document, outbox and bookkeeping included, or None."""
+    async def read(self, doc_id: str, *, for_change: bool = False) -> Document | None:
+        """The document, outbox and bookkeeping included, or None. With `for_change` a
+        store may answer from the copy it holds of its own last write: the caller writes
+        with a version check, so a copy another writer made stale only loses a race."""
         ...
 
     async def insert(self, doc: Document, entries: Sequence[Document]) -> None:
@@ -142,6 +146,13 @@ class VersionedDocuments(Protocol):
         """Remove entries the relay published. True if the outbox was exactly them and is
         now empty; else the entries are removed one by one and the caller reads again.
         With no entries, only drops the outbox time of an outbox that is empty."""
+        ...
+
+    async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
+        """`clear_published` for many documents at once (one command where the store
+        allows); returns the ids whose outbox was not exactly their entries (their
+        entries were then pulled one by one): read those again. An outbox that no longer
+        starts with its first published entry was emptied already and is not named."""
         ...
 
     async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
@@ -217,8 +228,11 @@ class UnitOfWork(Generic[A]):
         version raises VersionConflictError instead of deciding again. Raises
         DocumentNotFoundError, or ContentionError after `attempts` lost races.
         """
-        for _ in range(self._attempts):
-            doc = await self.documents.read(doc_id)
+        for attempt in range(self._attempts):
+            # Only a first attempt may take the store's remembered copy; a client's named
+            # version is checked against what is stored.
+            remembered = attempt == 0 and expected_version is None
+            doc = await self.documents.read(doc_id, for_change=remembered)
             if doc is None:
                 raise DocumentNotFoundError(doc_id)
             version = int(doc.get(VERSION_FIELD, 0))
@@ -256,14 +270,40 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def applied(doc: Document, expected_version: int, write: Write, now: datetime) -> Document:
+    """The document as `write` leaves it (what MongoDB's update makes of it), in place."""
+    doc.update(copy.deepcopy(dict(write.set)))
+    for name in write.unset:
+        doc.pop(name, None)
+    doc[VERSION_FIELD] = expected_version + 1
+    if write.entries:
+        doc.setdefault(OUTBOX_FIELD, []).extend(copy.deepcopy(list(write.entries)))
+        doc[OUTBOX_SINCE_FIELD] = min(doc.get(OUTBOX_SINCE_FIELD) or now, now)
+    if write.processed is not None:
+        doc.setdefault(PROCESSED_FIELD, []).append(write.processed)
+    return doc
+
+
 class MongoVersionedDocuments:
     """`VersionedDocuments` on one MongoDB collection (and the local FerretDB)."""
 
     def __init__(
-        self, collection: AsyncCollection[Document], clock: Callable[[], datetime] = _now
+        self,
+        collection: AsyncCollection[Document],
+        clock: Callable[[], datetime] = _now,
+        *,
+        remember: int = 0,
     ) -> None:
+        """`remember`: how many documents' last written state to keep, so the next change
+        of one skips its read (`read(for_change=True)`). Only for a collection whose
+        every write goes through this object and bumps the version (others' writes then
+        only make a copy stale, and a stale copy loses its version check)."""
         self._collection = collection
         self._clock = clock
+        self._remember = remember
+        # doc id -> the document as stored after this object's last write (BSON round
+        # trip: the store's datetimes, to the millisecond).
+        self._recent: OrderedDict[str, Document] = OrderedDict()
 
     @property
     def name(self) -> str:
@@ -286,9 +326,28 @@ class MongoVersionedDocuments:
             {"$set": {OUTBOX_SINCE_FIELD: self._clock()}},
         )
 
-    async def read(self, doc_id: str) -> Document | None:
-        """The document by `_id`."""
-        return await self._collection.find_one({"_id": doc_id})
+    async def read(self, doc_id: str, *, for_change: bool = False) -> Document | None:
+        """The document by `_id` (for a change: the copy of this object's last write, if
+        it keeps one)."""
+        if for_change and doc_id in self._recent:
+            self._recent.move_to_end(doc_id)
+            return copy.deepcopy(self._recent[doc_id])
+        doc = await self._collection.find_one({"_id": doc_id})
+        if for_change and doc is not None:
+            self._keep(doc_id, doc)
+        return doc
+
+    def _keep(self, doc_id: str, doc: Document | None) -> None:
+        if not self._remember:
+            return
+        if doc is None:
+            self._recent.pop(doc_id, None)
+            return
+        options = self._collection.codec_options
+        self._recent[doc_id] = bson.decode(bson.encode(doc, codec_options=options), options)
+        self._recent.move_to_end(doc_id)
+        while len(self._recent) > self._remember:
+            self._recent.popitem(last=False)
 
     async def insert(self, doc: Document, entries: Sequence[Document]) -> None:
         """Insert with version 1 (unless named), the outbox and its time."""
@@ -297,6 +356,7 @@ class MongoVersionedDocuments:
             stored[OUTBOX_SINCE_FIELD] = self._clock()
         try:
             await self._collection.insert_one(stored)
+            self._keep(doc["_id"], stored)
         except DuplicateKeyError as exc:
             pattern = (exc.details or {}).get("keyPattern")
             if pattern is not None:
@@ -319,15 +379,20 @@ class MongoVersionedDocuments:
             push[PROCESSED_FIELD] = write.processed
         if push:
             update["$push"] = push
+        known = self._recent.pop(doc_id, None)
         result = await self._collection.update_one(
             {"_id": doc_id, VERSION_FIELD: expected_version}, update
         )
-        return result.matched_count == 1
+        if result.matched_count != 1:
+            return False
+        if known is not None and known.get(VERSION_FIELD) == expected_version:
+            now = update.get("$min", {}).get(OUTBOX_SINCE_FIELD, self._clock())
+            self._keep(doc_id, applied(known, expected_version, write, now))
+        return True
 
     async def clear_published(self, doc_id: str, published: Sequence[Document]) -> bool:
-        """Entries are only appended, and only removed from the front: an outbox that
-        starts with the first published entry and is as long as what was published is
-        exactly it, so one update empties it and drops its time."""
+        """One update empties an outbox that is exactly `published` (`_exactly`) and drops
+        its time; else the entries are pulled one by one."""
         if not published:
             # Nothing to remove: drop a time left on an empty outbox (a crash between the
             # removals and the time's below).
@@ -336,15 +401,10 @@ class MongoVersionedDocuments:
                 {"$unset": {OUTBOX_SINCE_FIELD: ""}},
             )
             return True
-        result = await self._collection.update_one(
-            {
-                "_id": doc_id,
-                f"{OUTBOX_FIELD}.0.id": published[0]["id"],
-                f"{OUTBOX_FIELD}.{len(published)}": {"$exists": False},
-            },
-            {"$set": {OUTBOX_FIELD: []}, "$unset": {OUTBOX_SINCE_FIELD: ""}},
-        )
+        known = self._recent.pop(doc_id, None)
+        result = await self._collection.update_one(_exactly(doc_id, published), _EMPTIED)
         if result.matched_count == 1:
+            self._keep_emptied(doc_id, known)
             return True
         for entry in published:
             # Whole values: FerretDB v1's $pull matches no conditions on sub-fields.
@@ -354,6 +414,36 @@ class MongoVersionedDocuments:
             {"$unset": {OUTBOX_SINCE_FIELD: ""}},
         )
         return False
+
+    async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
+        """One unordered `update` command of exact clears. The server counts the matches,
+        not which: when some missed, the outboxes still starting with their first
+        published entry are the ones left, and each goes through `clear_published`."""
+        items = {doc_id: entries for doc_id, entries in published.items() if entries}
+        if not items:
+            return set()
+        known = {doc_id: self._recent.pop(doc_id, None) for doc_id in items}
+        result = await self._collection.bulk_write(
+            [UpdateOne(_exactly(doc_id, entries), _EMPTIED) for doc_id, entries in items.items()],
+            ordered=False,
+        )
+        if result.matched_count == len(items):
+            for doc_id in items:
+                self._keep_emptied(doc_id, known[doc_id])
+            return set()
+        cursor = self._collection.find({"_id": {"$in": list(items)}}, {OUTBOX_FIELD: 1})
+        left = [
+            doc["_id"]
+            async for doc in cursor
+            if (doc.get(OUTBOX_FIELD) or [{}])[0].get("id") == items[doc["_id"]][0]["id"]
+        ]
+        return {doc_id for doc_id in left if not await self.clear_published(doc_id, items[doc_id])}
+
+    def _keep_emptied(self, doc_id: str, known: Document | None) -> None:
+        if known is not None:
+            known[OUTBOX_FIELD] = []
+            known.pop(OUTBOX_SINCE_FIELD, None)
+            self._keep(doc_id, known)
 
     async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
         """A range query on the `outbox_since` index."""
@@ -365,6 +455,19 @@ class MongoVersionedDocuments:
             .limit(limit)
         )
         return [doc async for doc in cursor]
+
+
+#: Entries are only appended, and only removed from the front: an outbox that starts
+#: with the first published entry and is no longer than what was published is exactly it.
+def _exactly(doc_id: str, published: Sequence[Document]) -> Document:
+    return {
+        "_id": doc_id,
+        f"{OUTBOX_FIELD}.0.id": published[0]["id"],
+        f"{OUTBOX_FIELD}.{len(published)}": {"$exists": False},
+    }
+
+
+_EMPTIED: Document = {"$set": {OUTBOX_FIELD: []}, "$unset": {OUTBOX_SINCE_FIELD: ""}}
 
 
 @dataclass
@@ -381,8 +484,8 @@ class InMemoryVersionedDocuments:
     docs: dict[str, Document] = field(default_factory=dict)
     writes: int = 0
 
-    async def read(self, doc_id: str) -> Document | None:
-        """A copy of the document."""
+    async def read(self, doc_id: str, *, for_change: bool = False) -> Document | None:
+        """A copy of the document (always the stored one)."""
         doc = self.docs.get(doc_id)
         return None if doc is None else copy.deepcopy(doc)
 
@@ -405,16 +508,7 @@ class InMemoryVersionedDocuments:
         doc = self.docs.get(doc_id)
         if doc is None or doc.get(VERSION_FIELD, 0) != expected_version:
             return False
-        doc.update(copy.deepcopy(dict(write.set)))
-        for name in write.unset:
-            doc.pop(name, None)
-        doc[VERSION_FIELD] = expected_version + 1
-        if write.entries:
-            doc.setdefault(OUTBOX_FIELD, []).extend(copy.deepcopy(list(write.entries)))
-            now = self.clock()
-            doc[OUTBOX_SINCE_FIELD] = min(doc.get(OUTBOX_SINCE_FIELD) or now, now)
-        if write.processed is not None:
-            doc.setdefault(PROCESSED_FIELD, []).append(write.processed)
+        applied(doc, expected_version, write, self.clock())
         self.writes += 1
         return True
 
@@ -437,6 +531,17 @@ class InMemoryVersionedDocuments:
         if not doc[OUTBOX_FIELD]:
             doc.pop(OUTBOX_SINCE_FIELD, None)
         return False
+
+    async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
+        """As the Mongo store: an outbox not starting with its first published entry any
+        more was emptied already; the others go through `clear_published`."""
+        missed = set()
+        for doc_id, entries in published.items():
+            outbox = self.docs.get(doc_id, {}).get(OUTBOX_FIELD) or [{}]
+            starts = bool(entries) and outbox[0].get("id") == entries[0]["id"]
+            if starts and not await self.clear_published(doc_id, entries):
+                missed.add(doc_id)
+        return missed
 
     async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
         """Documents whose outbox time is at or before `older_than`, oldest first."""

@@ -42,7 +42,9 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     publisher = KafkaEventPublisher(broker)
     # One document per case holds all its events: documents can go in parallel. The
     # unit of work hands the relay each write's outbox (`on_commit`): no read back.
-    documents = MongoVersionedDocuments(database["cases"])
+    # Every write of a case goes through it, so it may remember each case's last write
+    # and skip the read of the next change (an event applied a moment later).
+    documents = MongoVersionedDocuments(database["cases"], remember=settings.remember_cases)
     relay = OutboxRelay(documents, publisher)
     vault = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
     # Recent case keys stay in memory a short while: most reads of the vault go.

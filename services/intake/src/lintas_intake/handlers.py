@@ -456,17 +456,16 @@ class CaseService:
 
         Returns the case and whether it was created now (False: an earlier request with
         the same Idempotency-Key and body created it, and nothing happens again). With a
-        key, the case id is derived from it, so a retry is found by `_id` and two
-        concurrent retries collide on the unique `_id` instead of creating two cases.
+        key, the case id is derived from it, so a retry collides on the unique `_id`
+        (concurrent retries too) instead of creating two cases. The insert comes first and
+        only a refused one reads the earlier case: a retry is rare, a first request is not.
         """
-        if idempotency_key is None:
-            case_id = new_id()
-        else:
-            case_id = deterministic_id("case", organisation_id, idempotency_key)
-            earlier = await self.cases.idempotency_of(case_id, organisation_id)
-            if earlier is not None:
-                return await self._replay(case_id, earlier, organisation_id, body_hash), False
-        key = await self.keys.create(case_id)
+        case_id = (
+            new_id()
+            if idempotency_key is None
+            else deterministic_id("case", organisation_id, idempotency_key)
+        )
+        key = await self.keys.create(case_id)  # a retry's case has its key: read back
         idempotency = IdempotencyRecord(idempotency_key or f"auto:{case_id}", body_hash)
         for attempt in range(REFERENCE_DRAWS):
             case = self._new_case(case_id, submission, organisation_id, idempotency, person_id)
@@ -474,10 +473,7 @@ class CaseService:
                 await self.work.add(case, [Outgoing(CASES, case_submitted_event(case, key))])
             except DuplicateDocumentError as exc:
                 if exc.by_id:
-                    earlier = await self.cases.idempotency_of(case_id, organisation_id)
-                    if earlier is None:
-                        raise CaseNotFoundError(case_id) from None
-                    return await self._replay(case_id, earlier, organisation_id, body_hash), False
+                    return await self._retried(case_id, organisation_id, body_hash), False
                 # The store does not say which unique index refused. The first refusal
                 # is taken for a reference collision and redrawn; a reused external_ref
                 # is refused again, and the second attempt looks (an index read).
@@ -584,6 +580,17 @@ class CaseService:
     async def _create_keys(self, case_ids: Sequence[str]) -> dict[str, DataKey]:
         """The new cases' keys, in one vault write."""
         return {key.case_id: key for key in await self.keys.create_many(case_ids)}
+
+    async def _retried(self, case_id: str, organisation_id: str, body_hash: str) -> Case:
+        """The case an earlier request with this Idempotency-Key created."""
+        earlier = await self.cases.idempotency_of(case_id, organisation_id)
+        if earlier is None:
+            raise CaseNotFoundError(case_id)
+        case = await self._replay(case_id, earlier, organisation_id, body_hash)
+        if case.erased:
+            # Its key went with the worker's data; the retry's `keys.create` made a new one.
+            await self.keys.destroy(case_id)
+        return case
 
     async def _replay(
         self, case_id: str, record: IdempotencyRecord, organisation_id: str, body_hash: str

@@ -21,3 +21,6 @@ class IntakeSettings(BaseSettings):
     consumer_group: str = "lintas-intake"
     #: Counts of cases below this are suppressed in the indicators (shown as "<5").
     indicators_min_cell: int = Field(default=5, ge=1, le=1000)
+    #: Cases whose last write stays in memory (as stored: sealed), so the next change of
+    #: one skips its read; 0 turns it off.
+    remember_cases: int = Field(default=2000, ge=0, le=100_000)

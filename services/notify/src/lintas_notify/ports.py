@@ -265,8 +265,9 @@ class CaseProfileStore(Protocol):
         """Replace the worker's contact details unless a newer correction is in."""
         ...
 
-    async def set_stage(self, case_id: str, stage: Stage, at: datetime) -> None:
-        """Move the stage unless a later event moved it."""
+    async def set_stage(self, case_id: str, stage: Stage, at: datetime) -> bool:
+        """Move the stage unless a later event moved it; False when no live profile was
+        moved (none yet, erased, or a later stage)."""
         ...
 
     async def erase(self, case_id: str) -> None:

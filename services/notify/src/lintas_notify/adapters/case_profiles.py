@@ -133,9 +133,10 @@ class MongoCaseProfiles:
             where={"erased": False, "details_at": {"$lte": at}},
         )
 
-    async def set_stage(self, case_id: str, stage: Stage, at: datetime) -> None:
-        """Move the case's stage, unless a later event already moved it (topics interleave)."""
-        await update_by_id(
+    async def set_stage(self, case_id: str, stage: Stage, at: datetime) -> bool:
+        """Move the case's stage, unless a later event already moved it (topics interleave);
+        False when no live profile was moved."""
+        return await update_by_id(
             self._collection,
             case_id,
             {"$set": {"stage": stage.value, "stage_at": at}},
