@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from lintas_deploy.ferretdb import start_ferretdb
-from pymongo import AsyncMongoClient, MongoClient
+from pymongo import AsyncMongoClient, MongoClient, UpdateOne
 
 from tests.support.servers import REPO_ROOT
 
@@ -97,6 +97,27 @@ async def test_concurrent_writes_to_one_document_from_two_clients_are_all_kept(
     finally:
         await first.close()
         await second.close()
+
+
+def test_one_update_command_of_many_statements_answers_and_leaves_the_database_usable(
+    wrapper: tuple[str, Path],
+) -> None:
+    # Unpatched FerretDB v1 kept each statement's read (one of the database's 100 SQLite
+    # connections) open until the command ended: 150 statements waited forever.
+    uri, _ = wrapper
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000, socketTimeoutMS=60_000) as client:
+        collection = client["wrapper_check"]["many_statements"]
+        collection.insert_many([{"_id": f"m{n}", "outbox": [n]} for n in range(150)])
+        result = collection.bulk_write(
+            [
+                UpdateOne({"_id": f"m{n}", "outbox": [n]}, {"$set": {"outbox": []}})
+                for n in range(150)
+            ],
+            ordered=False,
+        )
+        assert result.matched_count == 150
+        assert collection.count_documents({"outbox": []}) == 150
+        assert client["wrapper_check"].list_collection_names()
 
 
 def test_a_filter_on_id_and_more_fields_is_found_by_id(wrapper: tuple[str, Path]) -> None:

@@ -419,6 +419,16 @@ class ListPublisher:
         self.sent.append((topic, event))
 
 
+class SentSignal(ListPublisher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.one_sent = asyncio.Event()
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        await super().publish(topic, event)
+        self.one_sent.set()
+
+
 class CountedClears(InMemoryVersionedDocuments):
     """The in-memory store, noting each many-document removal."""
 
@@ -450,6 +460,21 @@ async def test_the_running_relay_publishes_at_once_and_removes_many_outboxes_tog
     assert sorted(e.subject for _, e in publisher.sent) == ["case-0", "case-1", "case-2"]
     assert documents.removals == [{"c0", "c1", "c2"}]
     assert all(doc[OUTBOX_FIELD] == [] for doc in documents.docs.values())
+
+
+async def test_a_relay_stopped_without_flushing_still_removes_what_it_published() -> None:
+    documents = CountedClears()
+    publisher = SentSignal()
+    relay = OutboxRelay(documents, publisher, clear_delay=3600)  # not removed while running
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    relay.start()
+    await work.add(Counter("c1", "one"), [event(1)])
+    async with asyncio.timeout(10):
+        await publisher.one_sent.wait()
+    assert documents.docs["c1"][OUTBOX_FIELD] != []
+    await relay.stop(flush=False)
+    assert documents.removals == [{"c1"}]
+    assert documents.docs["c1"][OUTBOX_FIELD] == []
 
 
 async def test_the_relay_publishes_what_writers_hand_over_and_what_was_left_behind(

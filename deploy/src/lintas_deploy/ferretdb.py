@@ -104,6 +104,23 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
         "\t\tc.Settings.Indexes = slices.Delete(c.Settings.Indexes, i, i+1)\n",
         1,
     ),
+    # An `update` command kept every statement's read open until the command ended (a
+    # `defer` inside its loop), and each open read holds one of the database's 100 SQLite
+    # connections: one command of 100 statements waited for itself, with every other
+    # client of that database behind it. Each statement's read now ends with it.
+    (
+        "internal/handler/msg_update.go",
+        "\t\tcloser := iterator.NewMultiCloser()\n\t\tdefer closer.Close()\n",
+        "\t\tcloser := iterator.NewMultiCloser()\n",
+        1,
+    ),
+    (
+        "internal/handler/msg_update.go",
+        '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n',
+        '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n'
+        "\t\tcloser.Close()\n",
+        1,
+    ),
 )
 
 #: Go files of ours added to FerretDB's module before the build: (source under

@@ -310,7 +310,8 @@ class OutboxRelay:
             self._searcher.start()
 
     async def stop(self, *, flush: bool = True) -> None:
-        """Stop; by default publish what is pending first (graceful shutdown)."""
+        """Stop; by default publish what is pending first (graceful shutdown). What was
+        published is removed from the outboxes either way."""
         if self._searcher.started:
             self._searcher.cancel()
             await self._searcher.stop()
@@ -320,13 +321,17 @@ class OutboxRelay:
             async with self._lock:
                 self._loop.cancel()
             await self._loop.stop()
-        if flush:
-            try:
+        try:
+            if flush:
                 # Only what this process's writers handed over: a search now would take
                 # other instances' fresh entries too (they publish them themselves).
                 await self.relay_once(search=False)
-            except Exception as exc:
-                log.warning("outbox flush at shutdown failed", error=type(exc).__name__)
+            else:
+                # What went out is removed either way: left, it would go out again.
+                async with self._lock:
+                    await self._clear()
+        except Exception as exc:
+            log.warning("outbox flush at shutdown failed", error=type(exc).__name__)
         OUTBOX.untrack(self)
 
 
