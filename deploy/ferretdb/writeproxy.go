@@ -9,10 +9,10 @@ package main
 //
 // The write proxy restores it: clients talk to the proxy's TCP address, the proxy talks
 // to FerretDB over a private Unix socket, and each write command (insert, update, delete,
-// findAndModify) is forwarded while holding a lock for its collection until FerretDB has
-// answered. Reads pass straight through. Only the message framing and the command's
-// first element (its name and collection) are parsed; everything else is forwarded
-// byte for byte.
+// findAndModify) is forwarded while holding a lock for its collection (database and name)
+// until FerretDB has answered. Reads pass straight through. Only the message framing, the
+// command's first element (its name and collection) and its `$db` are parsed; everything
+// else is forwarded byte for byte.
 
 import (
 	"encoding/binary"
@@ -144,7 +144,10 @@ func (p *writeProxy) lockFor(request []byte) *sync.Mutex {
 	case opMsg:
 		name, collection, ok := firstElement(request)
 		if ok && writeCommands[name] {
-			return p.locks.get(collection)
+			// Per database and collection: intake's `cases` and notify's `cases` are
+			// different collections, and a lock on the name alone made one service's
+			// writes wait for the other's.
+			return p.locks.get(databaseOf(request) + "." + collection)
 		}
 	}
 
@@ -213,6 +216,100 @@ func firstElement(message []byte) (name, value string, ok bool) {
 	}
 
 	return name, string(rest[4 : 4+size-1]), true
+}
+
+// databaseOf returns the `$db` of an OP_MSG's body document ("" if it cannot be read:
+// the lock is then shared by every database's collection of that name, which is safe).
+func databaseOf(message []byte) string {
+	body := message[headerSize:]
+	if len(body) < 4+1+4+1 || body[4] != 0 {
+		return ""
+	}
+
+	doc := body[5:]
+	size := int(int32(binary.LittleEndian.Uint32(doc[:4])))
+	if size < 5 || size > len(doc) {
+		return ""
+	}
+
+	rest := doc[4 : size-1]
+	for len(rest) > 0 {
+		elementType := rest[0]
+		end := indexByte(rest[1:], 0)
+		if end < 0 {
+			return ""
+		}
+
+		key := string(rest[1 : 1+end])
+		rest = rest[2+end:]
+
+		n := valueSize(elementType, rest)
+		if n < 0 || n > len(rest) {
+			return ""
+		}
+
+		if key == "$db" && elementType == 0x02 && n >= 5 {
+			return string(rest[4 : n-1])
+		}
+
+		rest = rest[n:]
+	}
+
+	return ""
+}
+
+// valueSize returns how many bytes a BSON value of this type takes at the start of b
+// (-1 for a type it does not know or a value cut short).
+func valueSize(elementType byte, b []byte) int {
+	int32At := func(i int) int {
+		if len(b) < i+4 {
+			return -1
+		}
+
+		return int(int32(binary.LittleEndian.Uint32(b[i : i+4])))
+	}
+
+	switch elementType {
+	case 0x01, 0x09, 0x11, 0x12: // double, UTC datetime, timestamp, int64
+		return 8
+	case 0x02, 0x0D, 0x0E: // string, JavaScript code, symbol: int32 length, then bytes
+		if n := int32At(0); n >= 1 {
+			return 4 + n
+		}
+	case 0x03, 0x04, 0x0F: // document, array, code with scope: int32 total size
+		if n := int32At(0); n >= 5 {
+			return n
+		}
+	case 0x05: // binary: int32 length, subtype, bytes
+		if n := int32At(0); n >= 0 {
+			return 4 + 1 + n
+		}
+	case 0x06, 0x0A, 0x7F, 0xFF: // undefined, null, max key, min key
+		return 0
+	case 0x07: // ObjectId
+		return 12
+	case 0x08: // boolean
+		return 1
+	case 0x0B: // regex: two C strings
+		first := indexByte(b, 0)
+		if first < 0 {
+			return -1
+		}
+
+		if second := indexByte(b[first+1:], 0); second >= 0 {
+			return first + 1 + second + 1
+		}
+	case 0x0C: // DBPointer: string, then ObjectId
+		if n := int32At(0); n >= 1 {
+			return 4 + n + 12
+		}
+	case 0x10: // int32
+		return 4
+	case 0x13: // decimal128
+		return 16
+	}
+
+	return -1
 }
 
 func indexByte(b []byte, c byte) int {
