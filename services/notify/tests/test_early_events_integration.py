@@ -3,11 +3,12 @@ server): no other collection, and nothing read for a case nothing waited for."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from lintas_notify.adapters.case_profiles import CaseProfile
 from lintas_notify.adapters.early_events import MongoEarlyEvents
+from lintas_notify.domain.stage import Stage
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import CaseSubmitted, parse_payload
 from lintas_shared.mongo import Document
@@ -47,6 +48,28 @@ async def test_each_case_keeps_its_own_events_and_gets_them_oldest_first(
     late = referral_accepted("case-a", country="MY")
     assert isinstance(await profiles.keep_waiting("case-a", late, AT), CaseProfile)
     assert "early_events" not in await mongo[notify.database].list_collection_names()
+
+
+async def test_an_offer_that_misses_its_profile_by_a_moment_still_moves_the_stage(
+    notify: Notify, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The case's `submitted` (other topic, other consumer) lands between the offer's
+    # update, which found no profile, and its read: the offer must not be lost.
+    submitted = parse_payload(case_submitted("case-r"), CaseSubmitted)
+    set_stage = notify.profiles.set_stage
+
+    async def profile_arrives_after_the_miss(case_id: str, stage: Stage, at: datetime) -> bool:
+        moved = await set_stage(case_id, stage, at)
+        if not moved and await notify.profiles.state(case_id) is None:
+            await notify.profiles.add(submitted, "hash-r")
+        return moved
+
+    monkeypatch.setattr(notify.profiles, "set_stage", profile_arrives_after_the_miss)
+    offered_at = submitted.submitted_at + timedelta(seconds=1)
+    await notify.handlers.on_referral_offered(referral_offered("case-r", at=offered_at))
+    profile = await notify.profiles.state("case-r")
+    assert isinstance(profile, CaseProfile)
+    assert profile.stage is Stage.OFFERED
 
 
 async def test_erasure_drops_the_waiting_events(

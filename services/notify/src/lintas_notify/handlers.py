@@ -163,10 +163,13 @@ class NotifyHandlers:
     async def on_referral_offered(self, event: CloudEvent) -> None:
         """Only the stage moves: an offer may still be declined, so no SMS yet."""
         offer = parse_payload(event, ReferralOffered)
-        if not await self.profiles.set_stage(offer.case_id, Stage.OFFERED, offer.offered_at):
-            # No live profile moved: the event waits for one not known yet (erased, or
-            # already at a later stage: nothing to do). The usual case costs one update.
-            await self._profile(event, offer.case_id)
+        if await self.profiles.set_stage(offer.case_id, Stage.OFFERED, offer.offered_at):
+            return  # the usual case: one update
+        # No live profile moved: the event waits for one not known yet (erased, or already
+        # at a later stage: nothing to do). The profile may have arrived since the update
+        # missed (the case's `submitted` comes on the other topic): then move it now.
+        if await self._profile(event, offer.case_id) is not None:
+            await self.profiles.set_stage(offer.case_id, Stage.OFFERED, offer.offered_at)
 
     async def on_referral_accepted(self, event: CloudEvent) -> None:
         """Tell her a lawyer took the case, naming the country, never the lawyer."""
