@@ -15,12 +15,14 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from lintas_deploy.ferretdb import start_ferretdb
 from pymongo import AsyncMongoClient, MongoClient, UpdateOne
+from pymongo.errors import DuplicateKeyError
 
 from tests.support.servers import REPO_ROOT
 
@@ -118,6 +120,73 @@ def test_one_update_command_of_many_statements_answers_and_leaves_the_database_u
         assert result.matched_count == 150
         assert collection.count_documents({"outbox": []}) == 150
         assert client["wrapper_check"].list_collection_names()
+
+
+def test_an_insert_is_answered_while_a_long_change_of_its_collection_runs(
+    wrapper: tuple[str, Path],
+) -> None:
+    # Inserts change no stored document, so the proxy lets them run beside the one
+    # command at a time that may (here, a relay-sized removal of 3,000 outboxes).
+    uri, _ = wrapper
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000, socketTimeoutMS=120_000) as client:
+        collection = client["wrapper_check"]["beside_a_change"]
+        collection.insert_many([{"_id": f"b{n}", "outbox": [n]} for n in range(3000)])
+        emptying = [
+            UpdateOne({"_id": f"b{n}", "outbox": [n]}, {"$set": {"outbox": []}})
+            for n in range(3000)
+        ]
+        with ThreadPoolExecutor(1) as pool:
+            removal = pool.submit(collection.bulk_write, emptying, ordered=False)
+            for _ in range(10_000):  # until the command is under way
+                if collection.find_one({"outbox": []}, {"_id": 1}) is not None:
+                    break
+            collection.insert_one({"_id": "new"})
+            emptied_when_inserted = collection.count_documents({"outbox": []})
+            assert removal.result().matched_count == 3000
+        assert 0 < emptied_when_inserted < 3000
+        assert collection.count_documents({}) == 3001
+
+
+async def test_an_upsert_racing_inserts_of_its_id_is_applied_never_refused(
+    wrapper: tuple[str, Path],
+) -> None:
+    # MongoDB applies an upsert that loses the insert race to the winning document; with
+    # inserts running beside other writes, the proxy keeps upserts from racing them.
+    uri, _ = wrapper
+    clients = [AsyncMongoClient[dict[str, object]](uri) for _ in range(4)]
+    races = clients[0]["wrapper_check"]["upsert_race"]
+
+    async def insert(client: AsyncMongoClient[dict[str, object]], doc_id: str) -> bool:
+        try:
+            await client["wrapper_check"]["upsert_race"].insert_one(
+                {"_id": doc_id, "inserted": True}
+            )
+        except DuplicateKeyError:
+            return False  # as on MongoDB: the document was there first
+        return True
+
+    async def upsert(client: AsyncMongoClient[dict[str, object]], doc_id: str) -> bool:
+        await client["wrapper_check"]["upsert_race"].update_one(
+            {"_id": doc_id}, {"$inc": {"n": 1}}, upsert=True
+        )
+        return False
+
+    try:
+        for race in range(40):
+            doc_id = f"u{race}"
+            inserted = await asyncio.gather(
+                insert(clients[0], doc_id),
+                upsert(clients[1], doc_id),
+                insert(clients[2], doc_id),
+                upsert(clients[3], doc_id),
+            )
+            doc = await races.find_one({"_id": doc_id})
+            assert doc is not None
+            assert doc["n"] == 2
+            assert doc.get("inserted", False) is any(inserted)
+    finally:
+        for client in clients:
+            await client.close()
 
 
 def test_a_filter_on_id_and_more_fields_is_found_by_id(wrapper: tuple[str, Path]) -> None:

@@ -8,11 +8,11 @@ package main
 // services rely on that once more than one process writes.
 //
 // The write proxy restores it: clients talk to the proxy's TCP address, the proxy talks
-// to FerretDB over a private Unix socket, and each write command (insert, update, delete,
-// findAndModify) is forwarded while holding a lock for its collection (database and name)
-// until FerretDB has answered. Reads pass straight through. Only the message framing, the
-// command's first element (its name and collection) and its `$db` are parsed; everything
-// else is forwarded byte for byte.
+// to FerretDB over a private Unix socket, and each write command is forwarded while
+// holding its collection's lock (database and name) until FerretDB has answered (see
+// collectionLock for which command holds what). Reads pass straight through. Only the
+// message framing, the command's first element (its name and collection), its `$db` and
+// whether it may upsert are read; everything else is forwarded byte for byte.
 
 import (
 	"encoding/binary"
@@ -32,23 +32,106 @@ const (
 	maxMessage   = 48 * 1024 * 1024 // MongoDB's maxMessageSizeBytes
 )
 
-var writeCommands = map[string]bool{
-	"insert": true, "update": true, "delete": true, "findAndModify": true, "findandmodify": true,
+// commandKind is what a command may do to a collection's documents.
+type commandKind int
+
+const (
+	readCommand   commandKind = iota // changes nothing
+	insertCommand                    // adds documents, changes none
+	changeCommand                    // reads documents and writes them back
+	upsertCommand                    // a change that may also add a document
+)
+
+// kindOf classifies a command by its name and, for updates, whether any statement upserts.
+func kindOf(name string, message []byte) commandKind {
+	switch name {
+	case "insert":
+		return insertCommand
+	case "update", "findAndModify", "findandmodify":
+		if mayUpsert(message) {
+			return upsertCommand
+		}
+
+		return changeCommand
+	case "delete":
+		return changeCommand
+	}
+
+	return readCommand
 }
 
-// collectionLocks hands out one mutex per collection name.
+// mayUpsert tells whether the message holds an `upsert` element that is true (or a
+// number, left to FerretDB to judge). It looks at the raw bytes, statements in document
+// sequences included; a document of the client's that has a field named `upsert` only
+// makes the command wait for more than it needs.
+func mayUpsert(message []byte) bool {
+	key := []byte("upsert\x00")
+	for i := 1; i+len(key) < len(message); i++ {
+		if message[i] != 'u' || string(message[i:i+len(key)]) != string(key) {
+			continue
+		}
+
+		switch message[i-1] {
+		case 0x08: // boolean
+			if message[i+len(key)] != 0 {
+				return true
+			}
+		case 0x01, 0x10, 0x12: // double, int32, int64
+			return true
+		}
+	}
+
+	return false
+}
+
+// collectionLock is one collection's. FerretDB applies a change as a read, then a write,
+// so a command that changes documents (update, delete, findAndModify) holds `changes`:
+// one at a time. An insert changes no stored document, and SQLite's unique indexes settle
+// two inserts of one `_id`, so inserts share `inserts` and run beside the changes (a
+// 2,000-row import: 457 and 506 rows/s against 281-304 when inserts waited for the relays'
+// removals). Only a command that may itself insert, an upsert, must not race them:
+// MongoDB applies an upsert that loses the insert race to the winner's document, where
+// FerretDB would answer "duplicate key"; so an upsert holds `inserts` alone as well.
+type collectionLock struct {
+	changes sync.Mutex
+	inserts sync.RWMutex
+}
+
+// acquire takes what a command of this kind holds and returns how to release it.
+func (c *collectionLock) acquire(kind commandKind) func() {
+	switch kind {
+	case readCommand:
+		return func() {}
+	case insertCommand:
+		c.inserts.RLock()
+		return c.inserts.RUnlock
+	case changeCommand:
+		c.changes.Lock()
+		return c.changes.Unlock
+	default:
+		c.changes.Lock()
+		c.inserts.Lock()
+
+		return func() {
+			c.inserts.Unlock()
+			c.changes.Unlock()
+		}
+	}
+}
+
+// collectionLocks hands out one lock per collection.
 type collectionLocks struct {
 	mu    sync.Mutex
-	locks map[string]*sync.Mutex
+	locks map[string]*collectionLock
 }
 
-func (c *collectionLocks) get(name string) *sync.Mutex {
+func (c *collectionLocks) get(name string) *collectionLock {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
 	l, ok := c.locks[name]
 	if !ok {
-		l = &sync.Mutex{}
+		l = &collectionLock{}
 		c.locks[name] = l
 	}
 
@@ -63,7 +146,7 @@ type writeProxy struct {
 }
 
 func newWriteProxy(backend string, logger *slog.Logger) *writeProxy {
-	return &writeProxy{backend: backend, logger: logger, locks: collectionLocks{locks: map[string]*sync.Mutex{}}}
+	return &writeProxy{backend: backend, logger: logger, locks: collectionLocks{locks: map[string]*collectionLock{}}}
 }
 
 // serve accepts connections until the listener is closed.
@@ -103,13 +186,10 @@ func (p *writeProxy) handle(client net.Conn) {
 	}
 }
 
-// exchange forwards one request and every reply to it, holding the collection's lock
-// for a write command.
+// exchange forwards one request and every reply to it, holding its collection's lock
+// as its kind requires.
 func (p *writeProxy) exchange(request []byte, client, backend net.Conn) error {
-	if lock := p.lockFor(request); lock != nil {
-		lock.Lock()
-		defer lock.Unlock()
-	}
+	defer p.lock(request)()
 
 	if _, err := backend.Write(request); err != nil {
 		return err
@@ -135,23 +215,24 @@ func (p *writeProxy) exchange(request []byte, client, backend net.Conn) error {
 	}
 }
 
-// lockFor returns the lock a request must hold: its collection's for a write command,
-// one shared lock for compressed messages (their command cannot be read), else nil.
-func (p *writeProxy) lockFor(request []byte) *sync.Mutex {
+// lock takes the lock a request must hold and returns how to release it: its
+// collection's for a write command, everything of one shared lock for compressed
+// messages (their command cannot be read), nothing for the rest.
+func (p *writeProxy) lock(request []byte) func() {
 	switch binary.LittleEndian.Uint32(request[12:16]) {
 	case opCompressed:
-		return p.locks.get("")
+		return p.locks.get("").acquire(upsertCommand)
 	case opMsg:
 		name, collection, ok := firstElement(request)
-		if ok && writeCommands[name] {
+		if kind := kindOf(name, request); ok && kind != readCommand {
 			// Per database and collection: intake's `cases` and notify's `cases` are
 			// different collections, and a lock on the name alone made one service's
 			// writes wait for the other's.
-			return p.locks.get(databaseOf(request) + "." + collection)
+			return p.locks.get(databaseOf(request) + "." + collection).acquire(kind)
 		}
 	}
 
-	return nil
+	return func() {}
 }
 
 // readMessage reads one length-prefixed wire message.
@@ -189,12 +270,11 @@ func msgFlags(message []byte) uint32 {
 // OP_MSG's body section: flags, then kind 0, then a BSON document whose first element
 // is e.g. {"update": "routings"}.
 func firstElement(message []byte) (name, value string, ok bool) {
-	body := message[headerSize:]
-	if len(body) < 4+1+4+1 || body[4] != 0 {
+	doc, ok := bodyDocument(message)
+	if !ok {
 		return "", "", false
 	}
 
-	doc := body[5:]
 	elementType := doc[4]
 	rest := doc[5:]
 
@@ -218,15 +298,25 @@ func firstElement(message []byte) (name, value string, ok bool) {
 	return name, string(rest[4 : 4+size-1]), true
 }
 
+// bodyDocument returns the bytes from an OP_MSG's body document on (after its flags
+// and the section kind 0), if it has one of at least one element.
+func bodyDocument(message []byte) ([]byte, bool) {
+	body := message[headerSize:]
+	if len(body) < 4+1+4+1 || body[4] != 0 {
+		return nil, false
+	}
+
+	return body[5:], true
+}
+
 // databaseOf returns the `$db` of an OP_MSG's body document ("" if it cannot be read:
 // the lock is then shared by every database's collection of that name, which is safe).
 func databaseOf(message []byte) string {
-	body := message[headerSize:]
-	if len(body) < 4+1+4+1 || body[4] != 0 {
+	doc, ok := bodyDocument(message)
+	if !ok {
 		return ""
 	}
 
-	doc := body[5:]
 	size := int(int32(binary.LittleEndian.Uint32(doc[:4])))
 	if size < 5 || size > len(doc) {
 		return ""
