@@ -92,6 +92,9 @@ class BenchConfig:
     quick: bool = False
     #: Skip phases (for development): any of pipeline, profile, baselines, import.
     skip: frozenset[str] = frozenset()
+    #: Settings given to the services on top of the bench's own (`--service-env`), e.g.
+    #: to measure with one feature turned off; printed with the table.
+    service_env: tuple[tuple[str, str], ...] = ()
 
     @property
     def profile_dir(self) -> Path:
@@ -127,6 +130,13 @@ def _rates(text: str) -> tuple[float, ...]:
     if not rates or any(r <= 0 for r in rates):
         raise argparse.ArgumentTypeError("rates must be positive")
     return rates
+
+
+def _setting(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("LINTAS_") or not name.replace("_", "").isalnum():
+        raise argparse.ArgumentTypeError(f"not LINTAS_NAME=value: {text}")
+    return name, value
 
 
 def parser() -> argparse.ArgumentParser:
@@ -191,6 +201,14 @@ def parser() -> argparse.ArgumentParser:
         help="comma-separated phases to skip: pipeline, profile, baselines, import",
     )
     p.add_argument("--output-dir", type=Path)
+    p.add_argument(
+        "--service-env",
+        type=_setting,
+        action="append",
+        metavar="LINTAS_NAME=VALUE",
+        help="a setting for every service, over the bench's own (repeatable; printed with "
+        "the results), e.g. LINTAS_REFERRAL_LOAD_RECONCILE_INTERVAL_SECONDS=3600",
+    )
     for name, default in vars(d.ports).items():
         p.add_argument(f"--{name.replace('_', '-')}-port", type=int, default=default)
     return p
@@ -241,6 +259,7 @@ def from_args(argv: list[str] | None = None) -> BenchConfig:
     if unknown:
         command.error(f"unknown phases to skip: {sorted(unknown)}")
     values["skip"] = skip
+    values["service_env"] = tuple(args.service_env or ())
     ports = Ports(**{name: getattr(args, f"{name}_port") for name in vars(Ports())})
     try:
         ports.check()

@@ -84,6 +84,7 @@ def service_environment(config: BenchConfig, state: Path, pepper: str) -> dict[s
     for name in SERVICES:
         env[f"LINTAS_{name.upper()}_DATABASE"] = DATABASES[name]
         env[f"LINTAS_{name.upper()}_CONSUMER_GROUP"] = GROUPS[name]
+    env.update(config.service_env)
     return env
 
 
@@ -99,6 +100,10 @@ def stack_notes(config: BenchConfig) -> tuple[str, ...]:
         f"{config.topic_partitions} partitions per topic; services log JSON at INFO to files",
         "per-key HTTP rate limit off (LINTAS_HTTP_RATE_LIMIT_PER_MINUTE=0; default 6,000 a "
         "minute): the whole load comes from one NGO key",
+        *(
+            f"{name}={value} for every service (--service-env)"
+            for name, value in config.service_env
+        ),
     )
 
 
