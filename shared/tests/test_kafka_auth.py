@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lintas_shared.kafka_auth import client_auth, service_auth
+from lintas_shared.kafka_auth import KafkaAuth, client_auth, service_auth
 from lintas_shared.settings import CommonSettings
 from pydantic import ValidationError
 
@@ -58,3 +58,15 @@ def test_production_refuses_the_kafka_password_placeholder(
         CommonSettings()
     monkeypatch.setenv("LINTAS_KAFKA_PASSWORD", "k" * 40)
     assert CommonSettings().kafka_password.get_secret_value() == "k" * 40
+
+
+def test_a_java_client_gets_the_same_login_as_properties() -> None:
+    auth = KafkaAuth("ops", 'pa"ss\\word', "SCRAM-SHA-256", "SASL_SSL")
+    assert auth.java_client_properties() == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "SCRAM-SHA-256",
+        "sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        'username="ops" password="pa\\"ss\\\\word";',
+    }
+    plain = KafkaAuth("ops", "pw", "PLAIN").java_client_properties()["sasl.jaas.config"]
+    assert plain.startswith("org.apache.kafka.common.security.plain.PlainLoginModule required")

@@ -480,6 +480,61 @@ async def test_the_running_relay_publishes_at_once_and_removes_many_outboxes_tog
     assert all(doc[OUTBOX_FIELD] == [] for doc in documents.docs.values())
 
 
+class CountedReads(InMemoryVersionedDocuments):
+    def __init__(self) -> None:
+        super().__init__("counters")
+        self.reads: list[str] = []
+
+    async def read(self, doc_id: str, *, for_change: bool = False) -> Document | None:
+        if not for_change:  # the relay's reads, not the unit of work's
+            self.reads.append(doc_id)
+        return await super().read(doc_id, for_change=for_change)
+
+
+async def test_beyond_its_limit_a_relay_keeps_only_ids_and_reads_those_documents() -> None:
+    # A bulk import can outrun the relay: the hand-overs it keeps in memory are bounded,
+    # and what is beyond the bound is read from the store when its turn comes.
+    documents = CountedReads()
+    publisher = ListPublisher()
+    relay = OutboxRelay(documents, publisher, keep_entries=2)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    for n in range(5):
+        await work.add(Counter(f"c{n}", f"n{n}"), [event(n)])
+    await work.change("c0", bump(1, event(10)))  # a known document keeps its hand-over
+    assert relay.backlogged is False  # five waiting, a pass takes 200
+    assert await relay.relay_once(search=False) == 6
+    assert sorted(documents.reads) == ["c2", "c3", "c4"]
+    sent = sorted(e.subject for _, e in publisher.sent)
+    assert sent == ["case-0", "case-1", "case-10", "case-2", "case-3", "case-4"]
+    assert all(doc[OUTBOX_FIELD] == [] for doc in documents.docs.values())
+
+
+async def test_a_relay_with_more_waiting_than_a_pass_takes_does_not_search() -> None:
+    documents = CountedSearches()
+    relay = OutboxRelay(documents, ListPublisher(), batch_size=2)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    await work.add(Counter("c0", "n0"), [event(0)])
+    assert not relay.backlogged
+    await work.add(Counter("c1", "n1"), [event(1)])
+    assert relay.backlogged
+    assert await relay.search_left_behind() == 0
+    assert documents.searches == 0
+    assert await relay.relay_once(search=False) == 2
+    assert not relay.backlogged
+    await relay.search_left_behind()
+    assert documents.searches == 1
+
+
+class CountedSearches(InMemoryVersionedDocuments):
+    def __init__(self) -> None:
+        super().__init__("counters")
+        self.searches = 0
+
+    async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
+        self.searches += 1
+        return await super().left_behind(older_than, limit)
+
+
 async def test_a_relay_stopped_without_flushing_still_removes_what_it_published() -> None:
     documents = CountedClears()
     publisher = SentSignal()

@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import asdict
@@ -275,8 +276,22 @@ async def producer_performance(
         f"bootstrap.servers={bootstrap}",
         "acks=all",
     ]
-    process = await spawn(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    output = await finish(process, 180.0)
+    # The broker wants a SASL login, as from every client; in a file readable by this
+    # user only, so the password is not on a command line.
+    with tempfile.TemporaryDirectory(prefix="lintas-bench-") as private:
+        config = Path(private) / "producer.properties"
+        config.touch(mode=0o600)
+        # A properties file reads a backslash as an escape: each one is doubled.
+        lines = [
+            key + "=" + value.replace("\\", "\\\\") + "\n"
+            for key, value in client_auth().java_client_properties().items()
+        ]
+        config.write_text("".join(lines))
+        argv += ["--producer.config", str(config)]
+        process = await spawn(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        output = await finish(process, 180.0)
     if output is None:
         return {"skipped": "ProducerPerformance did not finish within 180 s"}
     parsed = parse_producer_performance(output[0].decode(errors="replace"))

@@ -44,6 +44,26 @@ class KafkaAuth:
             "sasl_plain_password": self.password,
         }
 
+    def java_client_properties(self) -> dict[str, str]:
+        """The same for a Java client (Kafka's own tools): properties for a config file."""
+        module = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule"
+            if self.mechanism == "PLAIN"
+            else "org.apache.kafka.common.security.scram.ScramLoginModule"
+        )
+
+        def quoted(value: str) -> str:
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        return {
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.mechanism,
+            "sasl.jaas.config": (
+                f"{module} required username={quoted(self.username)} "
+                f"password={quoted(self.password)};"
+            ),
+        }
+
     def security(self) -> BaseSecurity:
         """The same, as FastStream's `security=` of a KafkaBroker."""
         use_ssl = self.security_protocol == "SASL_SSL"

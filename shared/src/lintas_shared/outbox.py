@@ -81,6 +81,7 @@ class OutboxRelay:
         grace: float = 30.0,
         search_interval: float = 10.0,
         clear_delay: float = 1.0,
+        keep_entries: int = 5000,
     ) -> None:
         self._documents = documents
         self._publisher = publisher
@@ -90,6 +91,10 @@ class OutboxRelay:
         self._grace = grace
         self._search_interval = search_interval
         self._clear_delay = clear_delay
+        # Hand-overs whose entries are kept in memory, at most: beyond it (a bulk import
+        # outrunning the relay) only the id is kept and the document is read when its
+        # turn comes, so memory stays flat however far behind the relay falls.
+        self._keep_entries = keep_entries
         self._waiting: dict[str, _Waiting] = {}
         # Published entries not removed yet, by document, in outbox order (the outbox's
         # front, as far as this relay knows), and when the oldest of them must go.
@@ -127,8 +132,11 @@ class OutboxRelay:
                 or version >= known.version
             ):
                 # A later write's outbox holds every entry of an earlier one not yet published.
+                held = entries
+                if known is None and len(self._waiting) >= self._keep_entries:
+                    held = None  # read when its turn comes
                 self._waiting[doc_id] = _Waiting(
-                    version, None if entries is None else list(entries), since
+                    version, None if held is None else list(held), since
                 )
         self._wake.set()
 
@@ -140,6 +148,22 @@ class OutboxRelay:
     def collection_name(self) -> str:
         """The collection whose outbox this relay publishes."""
         return self._documents.name
+
+    @property
+    def backlogged(self) -> bool:
+        """More hand-overs wait than one pass takes at a time. Searching for entries left
+        behind then waits: the relay has work, and while it is behind every document it
+        has not reached yet is "older than grace", so each search would read and sort them
+        all to return its first few (a 100,000-row import left 86,300 waiting, and the
+        store spent its CPU on those searches)."""
+        return len(self._waiting) >= self._batch_size
+
+    async def search_left_behind(self) -> int:
+        """Look for entries older than `grace` (an index range read) and queue them, unless
+        `backlogged`; returns how many documents were found."""
+        if self.backlogged:
+            return 0
+        return await self._search(datetime.now(UTC) - timedelta(seconds=self._grace))
 
     def pending(self) -> tuple[int, float | None]:
         """Documents known to hold unpublished entries, and the oldest one's Unix time."""
@@ -287,11 +311,10 @@ class OutboxRelay:
             self._wake.clear()
 
     async def _search_forever(self) -> None:
-        """Looks for entries older than `grace` (an index range read), then hands them on."""
+        """Every `search_interval`, `search_left_behind`; wakes the loop for what it finds."""
         while True:
             try:
-                older_than = datetime.now(UTC) - timedelta(seconds=self._grace)
-                if await self._search(older_than):
+                if await self.search_left_behind():
                     self._wake.set()
             except asyncio.CancelledError:
                 raise
