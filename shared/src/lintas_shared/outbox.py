@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -181,7 +182,7 @@ class OutboxRelay:
                 await self._search(older_than=datetime.now(UTC))
             count = 0
             while self._waiting:
-                batch = dict(list(self._waiting.items())[: self._batch_size])
+                batch = dict(itertools.islice(self._waiting.items(), self._batch_size))
                 for doc_id in batch:
                     del self._waiting[doc_id]
                 try:
@@ -190,6 +191,11 @@ class OutboxRelay:
                     for doc_id, waiting in batch.items():  # nothing is forgotten on failure
                         self._waiting.setdefault(doc_id, _Waiting(None, None, waiting.since))
                     raise
+                if len(self._clearing) >= self._batch_size:
+                    # Far behind, a pass lasts as long as writers hand over more: what it
+                    # published is removed as it goes, not held (in memory and in the
+                    # outboxes) until the pass ends.
+                    await self._clear()
             self.published += count
             if clear_now or len(self._clearing) >= self._batch_size or self._clear_is_due():
                 await self._clear()
