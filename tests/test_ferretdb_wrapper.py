@@ -46,7 +46,8 @@ def wrapper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pat
     state = tmp_path_factory.mktemp("ferretdb-wrapper")
     port = int(os.environ.get("LINTAS_TEST_FERRETDB_WRAPPER_PORT", "27019"))
     cache = Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
-    process = start_ferretdb(state, cache, port=port, progress=lambda _line: None)
+    # Every command of a millisecond or more is logged (see the slow-command test).
+    process = start_ferretdb(state, cache, port=port, progress=lambda _line: None, slow_ms=1)
     try:
         yield f"mongodb://127.0.0.1:{port}/", state / "ferretdb" / "data"
     finally:
@@ -145,6 +146,24 @@ def test_an_insert_is_answered_while_a_long_change_of_its_collection_runs(
             assert removal.result().matched_count == 3000
         assert 0 < emptied_when_inserted < 3000
         assert collection.count_documents({}) == 3001
+
+
+def test_a_slow_command_is_logged_by_name_and_collection_never_by_its_values(
+    wrapper: tuple[str, Path],
+) -> None:
+    uri, data = wrapper
+    log = data.parent.parent / "logs" / "ferretdb.log"
+    secret = "+852-5555-0123"
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        collection = client["wrapper_slow"]["phones"]
+        collection.insert_many([{"_id": n, "phone": secret} for n in range(2000)])
+        # 2,000 documents changed in one command: far beyond the fixture's 1 ms.
+        collection.update_many({"phone": secret}, {"$set": {"phone": secret + "9"}})
+    lines = [line for line in log.read_text().splitlines() if 'msg="slow command"' in line]
+    update = [line for line in lines if "db=wrapper_slow" in line and "command=update" in line]
+    assert update, lines[-5:]
+    assert "collection=phones" in update[0] and "lock_wait_ms=" in update[0]
+    assert not any(secret in line for line in lines)
 
 
 async def test_an_upsert_racing_inserts_of_its_id_is_applied_never_refused(

@@ -45,6 +45,7 @@ func run() error {
 		"SQLite synchronous pragma: normal (commits survive a crash of this process, not of the machine) or full (every commit is fsynced)",
 	)
 	debugAddr := flag.String("debug-addr", "", "serve Go's pprof profiles on this address (off when empty)")
+	slowMs := flag.Int("slow-ms", 1000, "log commands that take at least this many milliseconds (0: never)")
 	flag.Parse()
 
 	if flag.NArg() != 0 {
@@ -112,7 +113,7 @@ func run() error {
 		return err
 	}
 
-	go newWriteProxy(socket, logger).serve(listener)
+	go newWriteProxy(socket, logger, time.Duration(*slowMs)*time.Millisecond).serve(listener)
 
 	select {
 	case <-ctx.Done():

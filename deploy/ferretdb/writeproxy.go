@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"time"
 )
 
 const (
@@ -143,10 +144,16 @@ type writeProxy struct {
 	backend string // FerretDB's Unix socket
 	logger  *slog.Logger
 	locks   collectionLocks
+	slow    time.Duration // log commands that take at least this long (0: never)
 }
 
-func newWriteProxy(backend string, logger *slog.Logger) *writeProxy {
-	return &writeProxy{backend: backend, logger: logger, locks: collectionLocks{locks: map[string]*collectionLock{}}}
+func newWriteProxy(backend string, logger *slog.Logger, slow time.Duration) *writeProxy {
+	return &writeProxy{
+		backend: backend,
+		logger:  logger,
+		locks:   collectionLocks{locks: map[string]*collectionLock{}},
+		slow:    slow,
+	}
 }
 
 // serve accepts connections until the listener is closed.
@@ -189,7 +196,14 @@ func (p *writeProxy) handle(client net.Conn) {
 // exchange forwards one request and every reply to it, holding its collection's lock
 // as its kind requires.
 func (p *writeProxy) exchange(request []byte, client, backend net.Conn) error {
-	defer p.lock(request)()
+	start := time.Now()
+	release := p.lock(request)
+	locked := time.Now()
+
+	defer func() {
+		release()
+		p.noteSlow(request, start, locked)
+	}()
 
 	if _, err := backend.Write(request); err != nil {
 		return err
@@ -213,6 +227,28 @@ func (p *writeProxy) exchange(request []byte, client, backend net.Conn) error {
 			return nil // an exhaust cursor sends several replies, the last without the flag
 		}
 	}
+}
+
+// noteSlow logs a command that took at least `slow`, from its arrival to its last reply:
+// its database, command and collection, never its arguments (they may hold personal
+// data), and how long it waited for its collection's lock. It is the first place to
+// look when the store holds everything up (FerretDB v1 reads whole tables for filters
+// it cannot push down, and a long write holds its collection).
+func (p *writeProxy) noteSlow(request []byte, start, locked time.Time) {
+	took := time.Since(start)
+	if p.slow <= 0 || took < p.slow {
+		return
+	}
+
+	name, collection, _ := firstElement(request)
+	p.logger.Info(
+		"slow command",
+		"db", databaseOf(request),
+		"command", name,
+		"collection", collection,
+		"ms", took.Milliseconds(),
+		"lock_wait_ms", locked.Sub(start).Milliseconds(),
+	)
 }
 
 // lock takes the lock a request must hold and returns how to release it: its

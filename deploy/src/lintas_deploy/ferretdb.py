@@ -292,8 +292,11 @@ def start_ferretdb(
     port: int = 27017,
     timeout: float = 60.0,
     progress: Callable[[str], None] = print,
+    slow_ms: int = 1000,
 ) -> ManagedProcess:
     """Start FerretDB (SQLite backend) on 127.0.0.1:``port`` and wait until it answers.
+
+    Commands taking ``slow_ms`` or longer are logged (name, collection, time; 0: none).
 
     Idempotent: if FerretDB under ``state_dir`` already runs, it is returned as is.
     Builds the binary if needed; the SQLite files live in ``state_dir/ferretdb/data/``.
@@ -317,6 +320,8 @@ def start_ferretdb(
             f"{HOST}:{port}",
             "-sqlite-dir",
             f"{data_dir}/",
+            "-slow-ms",
+            str(slow_ms),
         ]
         progress(f"ferretdb: starting on {HOST}:{port} (data {data_dir})")
         proc.start(argv, cwd=state_dir / "ferretdb")
