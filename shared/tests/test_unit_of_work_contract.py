@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from lintas_shared.envelope import CloudEvent
@@ -462,13 +463,22 @@ class CountedClears(InMemoryVersionedDocuments):
         return missed
 
 
+async def _relay_over_counters(
+    documents: InMemoryVersionedDocuments, counters: int, **options: Any
+) -> tuple[OutboxRelay, ListPublisher, UnitOfWork[Counter]]:
+    """A relay over `documents` holding `counters` new counters (c0, c1, ...), each
+    with one event waiting."""
+    publisher = ListPublisher()
+    relay = OutboxRelay(documents, publisher, **options)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    for n in range(counters):
+        await work.add(Counter(f"c{n}", f"n{n}"), [event(n)])
+    return relay, publisher, work
+
+
 async def test_the_running_relay_publishes_at_once_and_removes_many_outboxes_together() -> None:
     documents = CountedClears()
-    publisher = ListPublisher()
-    relay = OutboxRelay(documents, publisher, clear_delay=0.05)
-    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
-    for n in range(3):
-        await work.add(Counter(f"c{n}", f"n{n}"), [event(n)])
+    relay, publisher, _ = await _relay_over_counters(documents, 3, clear_delay=0.05)
     relay.start()
     try:
         async with asyncio.timeout(10):
@@ -485,11 +495,7 @@ async def test_a_relay_far_behind_removes_what_it_published_as_it_goes() -> None
     # published entry until it ends grew intake by ~8 MB a thousand rows and left the
     # published entries in the stored outboxes.
     documents = CountedClears()
-    publisher = ListPublisher()
-    relay = OutboxRelay(documents, publisher, batch_size=2)
-    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
-    for n in range(7):
-        await work.add(Counter(f"c{n}", f"n{n}"), [event(n)])
+    relay, _, _ = await _relay_over_counters(documents, 7, batch_size=2)
     assert await relay.relay_once(search=False) == 7
     assert max(len(removal) for removal in documents.removals) <= 2
     assert set().union(*documents.removals) == {f"c{n}" for n in range(7)}
@@ -511,11 +517,7 @@ async def test_beyond_its_limit_a_relay_keeps_only_ids_and_reads_those_documents
     # A bulk import can outrun the relay: the hand-overs it keeps in memory are bounded,
     # and what is beyond the bound is read from the store when its turn comes.
     documents = CountedReads()
-    publisher = ListPublisher()
-    relay = OutboxRelay(documents, publisher, keep_entries=2)
-    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
-    for n in range(5):
-        await work.add(Counter(f"c{n}", f"n{n}"), [event(n)])
+    relay, publisher, work = await _relay_over_counters(documents, 5, keep_entries=2)
     await work.change("c0", bump(1, event(10)))  # a known document keeps its hand-over
     assert relay.backlogged is False  # five waiting, a pass takes 200
     assert await relay.relay_once(search=False) == 6
