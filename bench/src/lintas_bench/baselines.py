@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from lintas_deploy.kafka import properties_text
 from lintas_shared.kafka import ensure_topics
 from lintas_shared.kafka_auth import client_auth
 from lintas_shared.mongo import make_mongo_client
@@ -281,12 +282,7 @@ async def producer_performance(
     with tempfile.TemporaryDirectory(prefix="lintas-bench-") as private:
         config = Path(private) / "producer.properties"
         config.touch(mode=0o600)
-        # A properties file reads a backslash as an escape: each one is doubled.
-        lines = [
-            key + "=" + value.replace("\\", "\\\\") + "\n"
-            for key, value in client_auth().java_client_properties().items()
-        ]
-        config.write_text("".join(lines))
+        config.write_text(properties_text(client_auth().java_client_properties().items()))
         argv += ["--producer.config", str(config)]
         process = await spawn(
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL

@@ -19,7 +19,7 @@ import secrets
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from lintas_deploy import deploy_file
@@ -40,6 +40,7 @@ __all__ = [
     "dev_users",
     "kafka_address",
     "kafka_process",
+    "properties_text",
     "provision_kafka",
     "start_kafka",
 ]
@@ -192,6 +193,11 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def properties_text(props: Iterable[tuple[str, str | int]]) -> str:
+    """`key=value` lines of a Java .properties file, each value escaped."""
+    return "".join(f"{key}={_prop_value(str(value))}\n" for key, value in props)
+
+
 def _prop_value(value: str) -> str:
     """Escape a value for a Java .properties file."""
     out = value.replace("\\", "\\\\").replace("\n", "\\n")
@@ -268,9 +274,8 @@ def _server_properties(
         ("num.recovery.threads.per.data.dir", 1),
         ("log.retention.hours", 168),
     ]
-    lines = ["# Written by lintas_deploy.kafka.start_kafka; rewritten on every start."]
-    lines += [f"{key}={_prop_value(str(value))}" for key, value in props]
-    return "\n".join(lines) + "\n"
+    header = "# Written by lintas_deploy.kafka.start_kafka; rewritten on every start.\n"
+    return header + properties_text(props)
 
 
 def kafka_process(state_dir: Path) -> ManagedProcess:
