@@ -22,7 +22,9 @@ from lintas_referral.webhooks import Webhooks
 from lintas_shared.crypto import DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import PARTNER_NOTE_FIELD, ReferralDeclined, make_event
+from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD
+from pymongo import AsyncMongoClient
 from standardwebhooks.webhooks import Webhook
 
 from services.referral.tests.conftest import Stores
@@ -81,6 +83,34 @@ async def test_no_webhook_registered_means_no_delivery(stores: Stores, hooks: We
     event = await offered_event(stores, "case-w0")
     await webhooks.on_referral_event(event, hooks)
     assert await webhooks.deliver_due(hooks) == 0
+
+
+async def test_a_webhook_registered_elsewhere_is_used_within_the_partners_ttl(
+    stores: Stores,
+    hooks: Webhooks,
+    receiver: Receiver,
+    mongo: AsyncMongoClient[Document],
+    database_name: str,
+) -> None:
+    # Another instance of referral, whose directory has answered "no webhook" already.
+    seconds = itertools.count(step=2)
+    elsewhere = MongoPartnerDirectory(
+        mongo[database_name]["partners"], ttl=5, clock=lambda: float(next(seconds))
+    )
+    other = dataclasses.replace(hooks, partners=elsewhere)
+    assert not await elsewhere.has_webhook("org-hk-1")  # at 0 s
+
+    receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
+    assert await hooks.partners.has_webhook("org-hk-1")  # the registering instance: at once
+    first = await offered_event(stores, "case-w-ttl-1")
+    await webhooks.on_referral_event(first, other)  # at 2 s: its copy says none
+    second = await offered_event(stores, "case-w-ttl-2")
+    await webhooks.on_referral_event(second, other)  # at 4 s: still within the ttl
+    third = await offered_event(stores, "case-w-ttl-3")
+    await webhooks.on_referral_event(third, other)  # at 6 s: read again
+
+    assert await webhooks.deliver_due(hooks) == 1
+    assert [body["id"] for body in receiver.accepted] == [third.id]
 
 
 async def test_stale_or_badly_signed_deliveries_are_rejected_by_the_receiver(

@@ -83,6 +83,12 @@ class WebhookDirectory(Protocol):
         """The registration, if any."""
         ...
 
+    async def has_webhook(self, partner_id: str) -> bool:
+        """Whether the partner registered a webhook: whether its referral events are
+        queued for delivery. May answer from a copy a few seconds old (registrations are
+        rare; each delivery reads the registration itself)."""
+        ...
+
     async def replace_webhook(
         self, partner_id: str, expected: Registration, registration: Registration
     ) -> bool:
@@ -262,7 +268,7 @@ async def on_referral_event(event: CloudEvent, hooks: Webhooks) -> None:
     if recipient is None:
         return
     partner_id, referral_id = recipient
-    if await hooks.partners.webhook(partner_id) is None:
+    if not await hooks.partners.has_webhook(partner_id):
         return
     now = hooks.clock()
     body = event.model_dump(mode="json", exclude_none=True)

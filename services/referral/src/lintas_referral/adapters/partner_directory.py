@@ -23,7 +23,9 @@ Loads counted by earlier versions in the partner's document (`open_referrals`, a
 older `open_cases`) are moved to claim documents at start-up (`migrate_load`).
 
 Partners rarely change: the routing decision reads them through a short-lived
-in-process cache (`ttl`), which the claims of this process keep up to date.
+in-process cache (`ttl`), which the claims of this process keep up to date. Whether a
+partner registered a webhook is kept as long, for the queueing of each referral event;
+a registration made through another instance is seen within `ttl`.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ from lintas_referral.webhooks import Registration, SecretBox, scheme_of
 log = get_logger(__name__)
 #: Seconds a country's partners are reused before they are read again.
 DEFAULT_TTL = 5.0
+#: Partners whose webhook answer is kept at most (a bound, not a working set).
+MAX_KEPT = 10_000
 #: The collection of the claims, next to the partners'.
 CLAIMS = "partner_claims"
 
@@ -74,6 +78,7 @@ class MongoPartnerDirectory:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, list[Partner]]] = {}
+        self._hooked: dict[str, tuple[float, bool]] = {}
 
     async def ensure_indexes(self) -> None:
         """The indexes of the routing decision's, the API key's and the reconciler's
@@ -336,6 +341,7 @@ class MongoPartnerDirectory:
         result = await self._collection.update_one(
             {"_id": partner_id}, {"$set": {"webhook": _webhook_document(registration)}}
         )
+        self._hooked.pop(partner_id, None)
         return result.matched_count == 1
 
     async def replace_webhook(
@@ -347,6 +353,7 @@ class MongoPartnerDirectory:
             {"_id": partner_id, "webhook.secret": expected.sealed_secret},
             {"$set": {"webhook": _webhook_document(registration)}},
         )
+        self._hooked.pop(partner_id, None)
         return result.modified_count == 1
 
     async def webhook(self, partner_id: str) -> Registration | None:
@@ -357,6 +364,19 @@ class MongoPartnerDirectory:
         if not hook:
             return None
         return _registration(hook)
+
+    async def has_webhook(self, partner_id: str) -> bool:
+        """Whether the active partner registered a webhook (kept `ttl` seconds)."""
+        now = self._clock()
+        known = self._hooked.get(partner_id)
+        if known is not None and now - known[0] < self._ttl:
+            return known[1]
+        doc = await self._collection.find_one({"_id": partner_id, "active": True}, {"webhook": 1})
+        hooked = bool((doc or {}).get("webhook"))
+        if len(self._hooked) >= MAX_KEPT:
+            self._hooked.clear()
+        self._hooked[partner_id] = (now, hooked)
+        return hooked
 
     async def reseal_webhook_secrets(self, box: SecretBox) -> ResealReport:
         """Seal every stored webhook secret (and an overlapping old one) under the current
