@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lintas_shared.crypto import CaseKeyMissingError, KeyVault, phone_lookup_hash
+from lintas_shared.crypto import CaseKeyMissingError, KeyVault, RememberingKey, phone_lookup_hash
 from lintas_shared.mongo import Document
 from pymongo import AsyncMongoClient
 
@@ -49,3 +49,22 @@ async def test_destroying_a_case_key_makes_its_data_unreadable(
     assert await vault.destroy("case-x")
     with pytest.raises(CaseKeyMissingError):
         await vault.get("case-x")
+
+
+def test_a_remembering_key_seals_a_value_it_knows_as_the_same_token() -> None:
+    plain = fixture_key("case-r")
+    opened = plain.encrypt("worker.phone", "+6281234567890")
+    key = RememberingKey.of(plain, size=3)
+
+    assert key.decrypt("worker.phone", opened) == "+6281234567890"
+    assert key.encrypt("worker.phone", "+6281234567890") == opened  # as stored
+    name = key.encrypt("worker.full_name", "Siti")
+    assert key.encrypt("worker.full_name", "Siti") == name
+    other = key.encrypt("worker.full_name", "Sari")  # another value: a new token
+    assert other != name
+    assert plain.decrypt("worker.full_name", other) == "Sari"
+    # A fourth value starts the memory over: what it knew is sealed anew (and opens).
+    key.encrypt("worker.home_region", "Lampung")
+    again = key.encrypt("worker.phone", "+6281234567890")
+    assert again != opened
+    assert plain.decrypt("worker.phone", again) == "+6281234567890"

@@ -202,6 +202,45 @@ async def test_a_change_writes_state_version_events_and_hands_the_whole_outbox_o
     assert commits.seen[-1] == ("c1", 2, ids)
 
 
+@dataclass
+class RecordedWrites:
+    """The store port, recording each conditional write it is asked for."""
+
+    documents: VersionedDocuments
+    writes: list[Write]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.documents, name)
+
+    async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
+        self.writes.append(write)
+        return await self.documents.write(doc_id, expected_version, write)
+
+
+async def test_a_change_sends_only_the_fields_that_differ_from_what_is_stored(
+    store: Store,
+) -> None:
+    recorded = RecordedWrites(store.documents, [])
+    work = UnitOfWork(recorded, CounterCodec())  # type: ignore[arg-type]
+    await work.add(Counter("c1", "one", label="x"))
+
+    await work.change("c1", bump())
+    await work.change("c1", lambda c: Decision(replace(c, label=None)))
+    await work.change("c1", lambda c: Decision(replace(c, label=None, name="two")))
+    # True is not 1: the same in Python, another value in the store.
+    await work.change("c1", lambda c: Decision(replace(c, count=True)))
+
+    assert [(dict(w.set), list(w.unset)) for w in recorded.writes] == [
+        ({"count": 1}, []),
+        ({}, ["label"]),
+        ({"name": "two"}, []),  # label is gone already: nothing to remove
+        ({"count": True}, []),
+    ]
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert (raw["name"], raw["count"], raw["version"], "label" in raw) == ("two", True, 5, False)
+
+
 async def test_an_event_is_applied_once_however_often_it_is_delivered(store: Store) -> None:
     work = UnitOfWork(store.documents, CounterCodec())
     await work.add(Counter("c1", "one"))

@@ -393,6 +393,37 @@ async def test_routing_news_moves_the_status_once_per_event() -> None:
     assert cases.cases[case.id].status is CaseStatus.IN_PROGRESS
 
 
+async def test_news_writes_only_what_it_changed_and_keeps_the_sealed_fields_as_stored() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    before = await cases.documents.read(case.id)
+    assert before is not None
+    writes: list[Write] = []
+    write = cases.documents.write
+
+    async def recording(doc_id: str, expected_version: int, change: Write) -> bool:
+        writes.append(change)
+        return await write(doc_id, expected_version, change)
+
+    cases.documents.write = recording  # type: ignore[method-assign]
+    offered = ev.ReferralOffered(
+        referral_id="r1",
+        case_id=case.id,
+        partner_organisation_id="org-hk",
+        country="HK",
+        offered_at=NOW,
+    )
+    await svc.apply_news(news(offered, case.id))
+
+    [change] = writes
+    assert set(change.set) == {"status", "referral", "timeline", "updated_at"}
+    after = await cases.documents.read(case.id)
+    assert after is not None
+    # Every sealed token as it was: opened and sealed again, each gives the stored one.
+    assert (after["submission"], after["consents"]) == (before["submission"], before["consents"])
+    assert after["timeline"][0] == before["timeline"][0]
+
+
 async def test_news_about_an_old_referral_does_not_move_the_status() -> None:
     svc, cases, _ = service()
     case = await submitted(svc)

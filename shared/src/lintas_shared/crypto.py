@@ -93,6 +93,49 @@ class DataKey:
         return f"{self.case_id}\x1f{field}".encode()
 
 
+@dataclass(frozen=True)
+class RememberingKey(DataKey):
+    """A case's key that seals a value it sealed or opened before as the same token.
+
+    A document encoded again then holds, for every personal field that did not change,
+    exactly what is stored, so a write can leave it out (and no AES runs for it). Reusing
+    a token is sending the same ciphertext again: no nonce is ever used for another
+    value. At most `size` values are kept; beyond that it starts over.
+    """
+
+    size: int = field(default=64, compare=False)
+    _tokens: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
+    _values: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, key: DataKey, size: int = 64) -> RememberingKey:
+        """`key`, remembering."""
+        return cls(key.case_id, key.key, size)
+
+    def encrypt(self, field: str, plaintext: str) -> str:
+        """The token this key gave `plaintext` in `field` before, else a new one."""
+        token = self._tokens.get((field, plaintext))
+        if token is None:
+            token = super().encrypt(field, plaintext)
+            self._note(field, plaintext, token)
+        return token
+
+    def decrypt(self, field: str, token: str) -> str:
+        """As `DataKey.decrypt`, noting the pair."""
+        value = self._values.get((field, token))
+        if value is None:
+            value = super().decrypt(field, token)
+            self._note(field, value, token)
+        return value
+
+    def _note(self, field: str, value: str, token: str) -> None:
+        if len(self._tokens) >= self.size:
+            self._tokens.clear()
+            self._values.clear()
+        self._tokens[(field, value)] = token
+        self._values[(field, token)] = value
+
+
 #: A value sealed directly with a master-derived key: `mk:<key id>:enc:v1:…`.
 MASTER_SEALED_PREFIX: Final = "mk:"
 

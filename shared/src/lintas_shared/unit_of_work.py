@@ -1,7 +1,8 @@
 """One unit of work for every service: read a document, let the domain decide, write.
 
 A change is one conditional single-document update, as MongoDB 7 makes atomic: the
-filter holds the version the change was decided on, and the update sets the new state,
+filter holds the version the change was decided on, and the update sets the fields of
+the new state that differ from that version's (an unchanged field is not sent again),
 bumps the version, appends the change's events to the document's outbox and records the
 event that caused it (its dedupe key), so a redelivered event changes nothing. When the
 version moved meanwhile (another instance or request wrote first) the document is read
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import bson
+from bson.errors import InvalidDocument
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -251,9 +253,15 @@ class UnitOfWork(Generic[A]):
             entries = [e.entry() for e in events]
             write = Write(
                 set={
-                    k: v for k, v in encoded.items() if v is not UNSET and k not in RESERVED_FIELDS
+                    k: v
+                    for k, v in encoded.items()
+                    if v is not UNSET and k not in RESERVED_FIELDS and not _stored_as(doc, k, v)
                 },
-                unset=[k for k, v in encoded.items() if v is UNSET and k not in RESERVED_FIELDS],
+                unset=[
+                    k
+                    for k, v in encoded.items()
+                    if v is UNSET and k not in RESERVED_FIELDS and k in doc
+                ],
                 entries=entries,
                 processed=event_key,
             )
@@ -268,6 +276,19 @@ class UnitOfWork(Generic[A]):
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _stored_as(doc: Document, name: str, value: Any) -> bool:
+    """Whether the document, at the version the change is decided on, already holds
+    `value` in `name`, byte for byte as BSON (types and field order included): such a
+    field is left out of the write. Sound because every write of a field other than the
+    unit of work's own moves the version, so the condition on it covers the field."""
+    if name not in doc:
+        return False
+    try:
+        return bson.encode({"v": doc[name]}) == bson.encode({"v": value})
+    except (InvalidDocument, TypeError, OverflowError):
+        return False
 
 
 def applied(doc: Document, expected_version: int, write: Write, now: datetime) -> Document:

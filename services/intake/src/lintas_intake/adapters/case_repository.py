@@ -10,12 +10,13 @@ served by an index, and the batch insert.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
 
-from lintas_shared.crypto import CaseKeyMissingError, DataKey
+from lintas_shared.crypto import CaseKeyMissingError, DataKey, RememberingKey
 from lintas_shared.mongo import Document, find_by_id
 from lintas_shared.unit_of_work import (
     OUTBOX_FIELD,
@@ -54,6 +55,8 @@ from lintas_intake.handlers import (
 )
 
 _NO_OUTBOX = {OUTBOX_FIELD: 0}
+#: Cases whose field tokens the codec remembers (the ones changed most recently).
+REMEMBERED_KEYS = 1_000
 #: Timeline entries whose detail (after "<what>: ") is a partner's own words, which may
 #: name the worker: sealed with the case's key at rest, kept only as the "what" without.
 _PARTNER_WORDS = frozenset({"org.lintas.referral.declined"})
@@ -272,8 +275,12 @@ class CaseCodec:
     """A case to its document and back (`DocumentCodec[Case]`): personal fields sealed
     with the case's key, which an erased case no longer has (nor needs)."""
 
-    def __init__(self, keys: CaseKeys) -> None:
+    def __init__(self, keys: CaseKeys, *, remember: int = REMEMBERED_KEYS) -> None:
         self._keys = keys
+        self._remember = remember
+        # case id -> its key, remembering the tokens of its fields (see RememberingKey):
+        # a case changed again soon is encoded as stored except where it changed.
+        self._remembering: OrderedDict[str, RememberingKey] = OrderedDict()
 
     def id_of(self, aggregate: Case) -> str:
         """The document's `_id`: the case id."""
@@ -281,9 +288,18 @@ class CaseCodec:
 
     async def _key(self, case_id: str) -> DataKey | None:
         try:
-            return await self._keys.get(case_id)
+            key = await self._keys.get(case_id)
         except CaseKeyMissingError:
+            self._remembering.pop(case_id, None)
             return None
+        known = self._remembering.get(case_id)
+        if known is None or known.key != key.key:
+            known = RememberingKey.of(key)
+            self._remembering[case_id] = known
+        self._remembering.move_to_end(case_id)
+        while len(self._remembering) > self._remember:
+            self._remembering.popitem(last=False)
+        return known
 
     async def encode(self, aggregate: Case) -> Document:
         """The case's fields (the unit of work owns `_id`, version and the outbox)."""
