@@ -422,3 +422,13 @@ def test_ranges_on_dates_and_numbers_are_narrowed_and_exact(wrapper: tuple[str, 
             names = [n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='index'")]
         assert not [name for name in names if "_due_1" in name], names
         assert ids({"due": {"$lte": _date(2027)}}) == {1, 2, 4}  # still right, by a scan
+
+
+def test_the_collector_runs_at_the_pace_deploy_sets(wrapper: tuple[str, Path]) -> None:
+    # GOGC 400 and a 1 GiB soft limit (main.go's tuneMemory), as read back from Go's
+    # runtime, not as asked: Go's own defaults would read 100 and no limit.
+    _, data = wrapper
+    log = (data.parent.parent / "logs" / "ferretdb.log").read_text()
+    [line] = [x for x in log.splitlines() if 'msg="go memory settings in effect"' in x]
+    assert "gogc_percent=400 " in line + " "
+    assert f"memory_limit_bytes={1024 << 20}" in line
