@@ -366,6 +366,46 @@ async def test_racing_changes_from_two_clients_each_apply_exactly_once(store: St
     assert raw["version"] == 31
 
 
+async def test_changes_of_one_document_from_one_process_take_turns_and_never_race(
+    store: Store,
+) -> None:
+    recorded = RecordedWrites(store.documents, [])
+    work = UnitOfWork(recorded, CounterCodec())  # type: ignore[arg-type]
+    await work.add(Counter("c1", "one"))
+    decided: list[int] = []
+
+    async def slow_bump(counter: Counter) -> Decision[Counter]:
+        decided.append(counter.count)
+        await asyncio.sleep(0)  # the other change runs meanwhile, if it may
+        return Decision(replace(counter, count=counter.count + 1))
+
+    await asyncio.gather(*(work.change("c1", slow_bump) for _ in range(3)))
+
+    assert decided == [0, 1, 2]  # each decided once, on the state the one before left
+    assert len(recorded.writes) == 3
+    assert await work.get("c1") == Counter("c1", "one", 3, None, 4)
+
+
+async def test_a_change_made_while_deciding_a_change_of_its_document_does_not_wait_for_it(
+    store: Store,
+) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    await work.add(Counter("c1", "one"))
+    decided: list[int] = []
+
+    async def nested(counter: Counter) -> Decision[Counter]:
+        decided.append(counter.count)
+        if len(decided) == 1:
+            await asyncio.wait_for(work.change("c1", bump(10)), timeout=5)
+        return Decision(replace(counter, count=counter.count + 1))
+
+    await work.change("c1", nested)
+
+    # The inner change wrote first; the outer one lost the race and decided again.
+    assert decided == [0, 10]
+    assert await work.get("c1") == Counter("c1", "one", 11, None, 3)
+
+
 async def test_a_document_that_keeps_changing_gives_up_after_its_attempts(store: Store) -> None:
     work = UnitOfWork(store.documents, CounterCodec(), attempts=3)
     await work.add(Counter("c1", "one"))

@@ -3,6 +3,7 @@ partners' load claimed and released exactly once around the routing's write."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -107,10 +108,13 @@ async def test_a_claim_for_a_write_that_is_then_refused_is_released() -> None:
     first = routing.referrals[0].id
     closing = case_closed("case-r")
 
+    # Another instance: its own unit of work on the same documents and partners.
+    other = replace(ctx, routings=InMemoryRoutingRepository(routings.documents))
+
     async def close_first(partner_id: str, case_id: str) -> None:
-        # Another instance closes the case between this claim and the decline's write.
+        # The other instance closes the case between this claim and the decline's write.
         directory(ctx).before_claim = None
-        await handlers.on_case_closed(closing, ctx)
+        await handlers.on_case_closed(closing, other)
 
     directory(ctx).before_claim = close_first
     with pytest.raises(TransitionError):

@@ -16,10 +16,13 @@ one contract suite (shared/tests/test_unit_of_work_contract.py) runs against bot
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -184,6 +187,12 @@ Decide = Callable[[A], Decision[A] | Awaitable[Decision[A] | None] | None]
 OnCommit = Callable[[str, int, list[Document]], None]
 
 
+#: The (unit of work, document id) turns the running task holds.
+_TURNS_HELD: ContextVar[frozenset[tuple[object, str]]] = ContextVar(
+    "lintas_unit_of_work_turns", default=frozenset()
+)
+
+
 class UnitOfWork(Generic[A]):
     """Read, decide, write with a version check, retry on a conflict, wake the relay."""
 
@@ -199,6 +208,34 @@ class UnitOfWork(Generic[A]):
         self._codec = codec
         self._on_commit = on_commit
         self._attempts = attempts
+        # doc id -> the change under way and how many wait for their turn after it.
+        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    @asynccontextmanager
+    async def _turn(self, doc_id: str) -> AsyncIterator[None]:
+        """Changes of one document from this process go one after another: run together
+        they would only lose the version check to each other and read again (two
+        consumers' events about one case, say). The version check still decides between
+        processes."""
+        held = _TURNS_HELD.get()
+        if (self, doc_id) in held:
+            # A change decided inside a change of the same document (never waits for
+            # itself): it races as any other writer would, and the version check decides.
+            yield
+            return
+        lock, waiting = self._turns.setdefault(doc_id, (asyncio.Lock(), [0]))
+        waiting[0] += 1
+        try:
+            async with lock:
+                token = _TURNS_HELD.set(held | {(self, doc_id)})
+                try:
+                    yield
+                finally:
+                    _TURNS_HELD.reset(token)
+        finally:
+            waiting[0] -= 1
+            if not waiting[0]:
+                del self._turns[doc_id]
 
     async def get(self, doc_id: str) -> A | None:
         """The aggregate stored under `doc_id`, or None."""
@@ -230,6 +267,16 @@ class UnitOfWork(Generic[A]):
         version raises VersionConflictError instead of deciding again. Raises
         DocumentNotFoundError, or ContentionError after `attempts` lost races.
         """
+        async with self._turn(doc_id):
+            return await self._change(doc_id, decide, event_key, expected_version)
+
+    async def _change(
+        self,
+        doc_id: str,
+        decide: Decide[A],
+        event_key: str | None,
+        expected_version: int | None,
+    ) -> Committed[A]:
         for attempt in range(self._attempts):
             # Only a first attempt may take the store's remembered copy; a client's named
             # version is checked against what is stored.
