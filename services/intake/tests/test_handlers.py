@@ -329,8 +329,10 @@ async def test_erasure_drops_personal_data_and_destroys_the_key() -> None:
     svc, cases, vault = service()
     case = await submitted(svc)
     await svc.add_note(case.id, "org-ngo", "Sensitive note", "org-ngo")
+    assert cases.codec.remembers(case.id)  # her values, to seal unchanged fields alike
     erased = await svc.erase(case.id, "org-ngo", "org-ngo")
     assert erased.status is CaseStatus.ERASED
+    assert not cases.codec.remembers(case.id)  # nor kept in this process's memory
     assert erased.submission is None
     assert erased.notes == ()
     assert all(c.consent is None for c in erased.consents)
@@ -339,6 +341,21 @@ async def test_erasure_drops_personal_data_and_destroys_the_key() -> None:
         await vault.get(case.id)
     again = await svc.erase(case.id, "org-ngo", "org-ngo")  # idempotent
     assert again.status is CaseStatus.ERASED
+
+
+async def test_the_codec_keeps_a_cases_values_a_minute_after_their_last_use_at_most() -> None:
+    vault, now = FakeKeyVault(), [0.0]
+    cases = InMemoryCases(vault)
+    cases.codec = CaseCodec(vault, remember_seconds=60, clock=lambda: now[0])
+    svc = CaseService(cases, vault, lambda: NOW, on_commit=cases.committed)
+    first = await submitted(svc)
+    now[0] = 59.0
+    other = CaseSubmission.model_validate(example_case(external_ref="EXT-OTHER"))
+    second, _ = await svc.submit(other, "org-ngo", "key-2", "h2")
+    assert cases.codec.remembers(first.id)
+    now[0] = 61.0
+    await svc.add_note(second.id, "org-ngo", "A note", "org-ngo")
+    assert (cases.codec.remembers(first.id), cases.codec.remembers(second.id)) == (False, True)
 
 
 def news(payload: ev.EventPayload, case_id: str) -> CloudEvent:

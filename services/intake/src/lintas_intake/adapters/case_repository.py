@@ -10,8 +10,9 @@ served by an index, and the batch insert.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
@@ -55,8 +56,10 @@ from lintas_intake.handlers import (
 )
 
 _NO_OUTBOX = {OUTBOX_FIELD: 0}
-#: Cases whose field tokens the codec remembers (the ones changed most recently).
+#: Cases whose field tokens the codec remembers (the ones used most recently), and for
+#: how long after their last use.
 REMEMBERED_KEYS = 1_000
+REMEMBERED_SECONDS = 60.0
 #: Timeline entries whose detail (after "<what>: ") is a partner's own words, which may
 #: name the worker: sealed with the case's key at rest, kept only as the "what" without.
 _PARTNER_WORDS = frozenset({"org.lintas.referral.declined"})
@@ -275,12 +278,22 @@ class CaseCodec:
     """A case to its document and back (`DocumentCodec[Case]`): personal fields sealed
     with the case's key, which an erased case no longer has (nor needs)."""
 
-    def __init__(self, keys: CaseKeys, *, remember: int = REMEMBERED_KEYS) -> None:
+    def __init__(
+        self,
+        keys: CaseKeys,
+        *,
+        remember: int = REMEMBERED_KEYS,
+        remember_seconds: float = REMEMBERED_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._keys = keys
         self._remember = remember
-        # case id -> its key, remembering the tokens of its fields (see RememberingKey):
-        # a case changed again soon is encoded as stored except where it changed.
-        self._remembering: OrderedDict[str, RememberingKey] = OrderedDict()
+        self._remember_seconds = remember_seconds
+        self._clock = clock
+        # case id -> (last used, its key remembering the tokens of its fields; see
+        # RememberingKey), least recently used first: a case changed again soon is
+        # encoded as stored except where it changed.
+        self._remembering: OrderedDict[str, tuple[float, RememberingKey]] = OrderedDict()
 
     def id_of(self, aggregate: Case) -> str:
         """The document's `_id`: the case id."""
@@ -292,17 +305,29 @@ class CaseCodec:
         except CaseKeyMissingError:
             self._remembering.pop(case_id, None)
             return None
-        known = self._remembering.get(case_id)
+        now = self._clock()
+        _, known = self._remembering.pop(case_id, (now, None))
         if known is None or known.key != key.key:
             known = RememberingKey.of(key)
-            self._remembering[case_id] = known
-        self._remembering.move_to_end(case_id)
-        while len(self._remembering) > self._remember:
+        self._remembering[case_id] = (now, known)
+        # Her values stay in memory only while they may serve: an erased case's go at
+        # once in this process (`encode`, `decode`), and in any other within the limit.
+        while self._remembering and (
+            len(self._remembering) > self._remember
+            or next(iter(self._remembering.values()))[0] < now - self._remember_seconds
+        ):
             self._remembering.popitem(last=False)
         return known
 
+    def remembers(self, case_id: str) -> bool:
+        """Whether this process keeps values of the case to seal it again (never once the
+        case is erased: they are personal data)."""
+        return case_id in self._remembering
+
     async def encode(self, aggregate: Case) -> Document:
         """The case's fields (the unit of work owns `_id`, version and the outbox)."""
+        if aggregate.erased:
+            self._remembering.pop(aggregate.id, None)
         key = None if aggregate.erased else await self._key(aggregate.id)
         doc = _to_document(aggregate, key)
         return {k: v for k, v in doc.items() if k not in RESERVED_FIELDS}
@@ -310,6 +335,8 @@ class CaseCodec:
     async def decode(self, doc: Document) -> Case:
         """The case a document holds, opened with its key (none asked for once erased)."""
         erased = doc.get("status") == CaseStatus.ERASED.value
+        if erased:
+            self._remembering.pop(doc["_id"], None)
         return _from_document(doc, None if erased else await self._key(doc["_id"]))
 
 
