@@ -68,3 +68,10 @@ def test_a_remembering_key_seals_a_value_it_knows_as_the_same_token() -> None:
     again = key.encrypt("worker.phone", "+6281234567890")
     assert again != opened
     assert plain.decrypt("worker.phone", again) == "+6281234567890"
+
+
+def test_a_fresh_field_is_sealed_anew_so_equal_entries_never_share_a_token() -> None:
+    key = RememberingKey.of(fixture_key("case-f"), fresh=frozenset({"timeline.detail"}))
+    first = key.encrypt("timeline.detail", "Tidak bisa")
+    assert key.decrypt("timeline.detail", first) == "Tidak bisa"
+    assert key.encrypt("timeline.detail", "Tidak bisa") != first

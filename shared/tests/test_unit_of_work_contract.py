@@ -366,6 +366,37 @@ async def test_racing_changes_from_two_clients_each_apply_exactly_once(store: St
     assert raw["version"] == 31
 
 
+@dataclass
+class Tagged:
+    id: str
+    tags: dict[str, int]
+
+
+class TaggedCodec:
+    """Hands the stored sub-document itself to the aggregate, as a codec may."""
+
+    def id_of(self, aggregate: Tagged) -> str:
+        return aggregate.id
+
+    async def encode(self, aggregate: Tagged) -> Document:
+        return {"tags": aggregate.tags}
+
+    async def decode(self, doc: Document) -> Tagged:
+        return Tagged(doc["_id"], doc["tags"])
+
+
+async def test_a_decision_changing_a_nested_value_in_place_is_written(store: Store) -> None:
+    work = UnitOfWork(store.documents, TaggedCodec())
+    await work.add(Tagged("t1", {"a": 1}))
+
+    def decide(tagged: Tagged) -> Decision[Tagged]:
+        tagged.tags["a"] = 2  # in place
+        return Decision(tagged)
+
+    await work.change("t1", decide)
+    assert await work.get("t1") == Tagged("t1", {"a": 2})
+
+
 async def test_changes_of_one_document_from_one_process_take_turns_and_never_race(
     store: Store,
 ) -> None:

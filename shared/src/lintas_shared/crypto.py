@@ -100,20 +100,27 @@ class RememberingKey(DataKey):
     A document encoded again then holds, for every personal field that did not change,
     exactly what is stored, so a write can leave it out (and no AES runs for it). Reusing
     a token is sending the same ciphertext again: no nonce is ever used for another
-    value. At most `size` values are kept; beyond that it starts over.
+    value. At most `size` values are kept; beyond that it starts over. Fields in `fresh`
+    (one name for the entries of a list, say) are sealed anew each time, so that equal
+    values in two places do not show as one token.
     """
 
     size: int = field(default=64, compare=False)
+    fresh: frozenset[str] = field(default=frozenset(), compare=False)
     _tokens: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
     _values: dict[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
-    def of(cls, key: DataKey, size: int = 64) -> RememberingKey:
-        """`key`, remembering."""
-        return cls(key.case_id, key.key, size)
+    def of(
+        cls, key: DataKey, size: int = 64, fresh: frozenset[str] = frozenset()
+    ) -> RememberingKey:
+        """`key`, remembering (except `fresh` fields)."""
+        return cls(key.case_id, key.key, size, fresh)
 
     def encrypt(self, field: str, plaintext: str) -> str:
         """The token this key gave `plaintext` in `field` before, else a new one."""
+        if field in self.fresh:
+            return super().encrypt(field, plaintext)
         token = self._tokens.get((field, plaintext))
         if token is None:
             token = super().encrypt(field, plaintext)
@@ -121,7 +128,9 @@ class RememberingKey(DataKey):
         return token
 
     def decrypt(self, field: str, token: str) -> str:
-        """As `DataKey.decrypt`, noting the pair."""
+        """As `DataKey.decrypt`, noting the pair (unless `field` is fresh)."""
+        if field in self.fresh:
+            return super().decrypt(field, token)
         value = self._values.get((field, token))
         if value is None:
             value = super().decrypt(field, token)

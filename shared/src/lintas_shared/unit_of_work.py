@@ -285,7 +285,9 @@ class UnitOfWork(Generic[A]):
             if doc is None:
                 raise DocumentNotFoundError(doc_id)
             version = int(doc.get(VERSION_FIELD, 0))
-            current = await self._codec.decode(doc)
+            # Decoded from a copy: a decision that changes a nested value in place must
+            # not change `doc` too, which the write compares with (`_stored_as`).
+            current = await self._codec.decode(copy.deepcopy(doc))
             if event_key is not None and event_key in doc.get(PROCESSED_FIELD, ()):
                 return Committed(current, changed=False)
             if expected_version is not None and version != expected_version:

@@ -85,8 +85,8 @@ class WebhookDirectory(Protocol):
 
     async def has_webhook(self, partner_id: str) -> bool:
         """Whether the partner registered a webhook: whether its referral events are
-        queued for delivery. May answer from a copy a few seconds old (registrations are
-        rare; each delivery reads the registration itself)."""
+        queued for delivery. A "yes" may come from a copy a few seconds old (each delivery
+        reads the registration itself); a "no" is always read."""
         ...
 
     async def replace_webhook(

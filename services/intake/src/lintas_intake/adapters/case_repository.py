@@ -308,7 +308,8 @@ class CaseCodec:
         now = self._clock()
         _, known = self._remembering.pop(case_id, (now, None))
         if known is None or known.key != key.key:
-            known = RememberingKey.of(key)
+            # Every timeline entry's detail is sealed under one name: anew each time.
+            known = RememberingKey.of(key, fresh=frozenset({_DETAIL_FIELD}))
         self._remembering[case_id] = (now, known)
         # Her values stay in memory only while they may serve: an erased case's go at
         # once in this process (`encode`, `decode`), and in any other within the limit.
@@ -333,11 +334,22 @@ class CaseCodec:
         return {k: v for k, v in doc.items() if k not in RESERVED_FIELDS}
 
     async def decode(self, doc: Document) -> Case:
-        """The case a document holds, opened with its key (none asked for once erased)."""
+        """The case a document holds, opened with its key (none asked for once erased),
+        remembering its values for the change that follows."""
         erased = doc.get("status") == CaseStatus.ERASED.value
         if erased:
             self._remembering.pop(doc["_id"], None)
         return _from_document(doc, None if erased else await self._key(doc["_id"]))
+
+    async def view(self, doc: Document) -> Case:
+        """`decode` for reading only: nothing is remembered."""
+        if doc.get("status") == CaseStatus.ERASED.value:
+            return _from_document(doc, None)
+        try:
+            key = await self._keys.get(doc["_id"])
+        except CaseKeyMissingError:
+            key = None
+        return _from_document(doc, key)
 
 
 class MongoCaseRepository:
@@ -478,7 +490,7 @@ class MongoCaseRepository:
         doc = await find_by_id(self._collection, case_id, where=where, projection=_NO_OUTBOX)
         if doc is None:
             return None
-        return await self._codec.decode(doc)
+        return await self._codec.view(doc)
 
     async def page(
         self, organisation_id: str | None, filters: CaseFilters, cursor: str | None, limit: int

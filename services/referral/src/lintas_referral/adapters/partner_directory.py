@@ -23,9 +23,9 @@ Loads counted by earlier versions in the partner's document (`open_referrals`, a
 older `open_cases`) are moved to claim documents at start-up (`migrate_load`).
 
 Partners rarely change: the routing decision reads them through a short-lived
-in-process cache (`ttl`), which the claims of this process keep up to date. Whether a
-partner registered a webhook is kept as long, for the queueing of each referral event;
-a registration made through another instance is seen within `ttl`.
+in-process cache (`ttl`), which the claims of this process keep up to date. That a
+partner registered a webhook is kept as long, for the queueing of each referral event
+(that it has none is read again each time: a registration must count at once).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class MongoPartnerDirectory:
         self._ttl = ttl
         self._clock = clock
         self._cache: dict[str, tuple[float, list[Partner]]] = {}
-        self._hooked: dict[str, tuple[float, bool]] = {}
+        self._hooked: dict[str, float] = {}  # partner id -> when a webhook was seen
 
     async def ensure_indexes(self) -> None:
         """The indexes of the routing decision's, the API key's and the reconciler's
@@ -335,6 +335,7 @@ class MongoPartnerDirectory:
             upsert=True,
         )
         self._cache.clear()
+        self._hooked.clear()
 
     async def set_webhook(self, partner_id: str, registration: Registration) -> bool:
         """Register (or replace) the partner's webhook URL, sealed secret and scheme."""
@@ -366,16 +367,20 @@ class MongoPartnerDirectory:
         return _registration(hook)
 
     async def has_webhook(self, partner_id: str) -> bool:
-        """Whether the active partner registered a webhook (kept `ttl` seconds)."""
+        """Whether the active partner registered a webhook. A "yes" is kept `ttl` seconds;
+        a "no" never is, so a registration made anywhere counts from the next event on."""
         now = self._clock()
-        known = self._hooked.get(partner_id)
-        if known is not None and now - known[0] < self._ttl:
-            return known[1]
+        seen = self._hooked.get(partner_id)
+        if seen is not None and now - seen < self._ttl:
+            return True
         doc = await self._collection.find_one({"_id": partner_id, "active": True}, {"webhook": 1})
         hooked = bool((doc or {}).get("webhook"))
         if len(self._hooked) >= MAX_KEPT:
             self._hooked.clear()
-        self._hooked[partner_id] = (now, hooked)
+        if hooked:
+            self._hooked[partner_id] = now
+        else:
+            self._hooked.pop(partner_id, None)
         return hooked
 
     async def reseal_webhook_secrets(self, box: SecretBox) -> ResealReport:

@@ -677,8 +677,7 @@ Hooks = Annotated[Webhooks, Depends(_hooks)]
 )
 async def register_webhook(body: WebhookRequest, caller: Caller, hooks: Hooks) -> Any:
     """Register (or replace) the URL that receives your referral events, signed, with a
-    new secret. Events are delivered from a few seconds after a first registration on
-    (each instance of the service rereads it within 5 s).
+    new secret. Events from the next one on are delivered to it.
 
     Deliveries follow the Standard Webhooks specification: each POST carries
     `webhook-id` (the same on every retry of one delivery: deduplicate on it),
