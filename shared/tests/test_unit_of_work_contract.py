@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document, make_mongo_client
+from lintas_shared.mongo import Document, copy_document, make_mongo_client
 from lintas_shared.outbox import OutboxRelay
 from lintas_shared.unit_of_work import (
     CLEAR_COMMAND_SIZE,
@@ -163,6 +163,32 @@ async def test_an_added_aggregate_reads_back_at_version_one_with_its_outbox(stor
     assert [e["id"] for e in raw[OUTBOX_FIELD]] == [first.event.id]
     assert raw[OUTBOX_SINCE_FIELD].replace(tzinfo=UTC) == store.clock.now
     assert commits.seen == [("c1", 1, [first.event.id])]
+
+
+async def test_a_document_made_again_starts_at_its_first_version_never_the_old_one(
+    store: Store,
+) -> None:
+    firsts = iter([7_000_001, 9_000_001])
+    work = UnitOfWork(store.documents, CounterCodec(), first_version=lambda: next(firsts))
+    await work.add(Counter("c1", "one"))
+    await work.change("c1", bump())
+    assert await work.get("c1") == Counter("c1", "one", 1, None, 7_000_002)
+    decided_on = await store.documents.read("c1")
+    assert decided_on is not None
+
+    # Deleted (the store port has no delete: its owner's collection does) and made again.
+    if isinstance(store.documents, InMemoryVersionedDocuments):
+        del store.documents.docs["c1"]
+    else:
+        assert isinstance(store.documents, MongoVersionedDocuments)
+        await store.documents.collection.delete_one({"_id": "c1"})
+        store.documents = MongoVersionedDocuments(store.documents.collection, store.clock)
+        work = UnitOfWork(store.documents, CounterCodec(), first_version=lambda: next(firsts))
+    await work.add(Counter("c1", "one again"))
+
+    stale = Write(set={"name": "stale"})
+    assert not await store.documents.write("c1", decided_on["version"], stale)
+    assert await work.get("c1") == Counter("c1", "one again", 0, None, 9_000_001)
 
 
 async def test_an_insert_refused_says_whether_the_id_or_another_key_was_taken(
@@ -770,3 +796,14 @@ async def test_a_remembering_store_answers_a_change_from_its_last_write(servers:
     finally:
         await client.drop_database(database_name)
         await client.close()
+
+
+def test_a_copied_document_shares_no_dict_or_list_with_its_original() -> None:
+    at = datetime(2026, 12, 1, tzinfo=UTC)
+    original: Document = {"a": {"b": [1, {"c": "x"}]}, "t": (1, {"d": 2}), "at": at}
+    copied = copy_document(original)
+    assert copied == {"a": {"b": [1, {"c": "x"}]}, "t": [1, {"d": 2}], "at": at}
+    copied["a"]["b"][1]["c"] = "changed"
+    copied["t"][1]["d"] = 3
+    copied["a"]["b"].append(4)
+    assert original == {"a": {"b": [1, {"c": "x"}]}, "t": (1, {"d": 2}), "at": at}

@@ -10,6 +10,7 @@ from lintas_shared.events import SmsPreferenceTexted, make_event
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import outbox_entry
 from lintas_shared.topics import NOTIFICATIONS
+from lintas_shared.unit_of_work import Write
 from pymongo import AsyncMongoClient
 
 from tests.support.notify import AT, Notify
@@ -84,3 +85,25 @@ async def test_erasing_a_case_removes_its_announcements_at_the_front(
     assert [e["id"] for e in one["outbox"]] == [b["id"]]
     assert two["outbox"] == []
     assert "outbox_since" not in two  # no stale time on an empty outbox
+
+
+async def test_a_change_decided_on_a_forgotten_record_cannot_land_on_its_successor(
+    notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    # The phone's last case is erased (its record deleted) while a change decided on the
+    # record is in flight; the phone then comes back with a new case and a new record.
+    preferences = mongo[notify.database]["preferences"]
+    assert await notify.preferences.change("hash-back", True, AT, "sms")
+    forgotten = await preferences.find_one({"_id": "hash-back"})
+    assert forgotten is not None
+    await notify.preferences.forget("hash-back")
+    assert await notify.preferences.change("hash-back", True, AT + timedelta(days=1), "api")
+
+    in_flight = Write(set={"opted_out": False, "channel": "stale"})
+    assert not await notify.preferences.documents.write(
+        "hash-back", forgotten["version"], in_flight
+    )
+    successor = await preferences.find_one({"_id": "hash-back"})
+    assert successor is not None
+    assert (successor["opted_out"], successor["channel"]) == (True, "api")
+    assert successor["version"] != forgotten["version"]

@@ -17,7 +17,6 @@ one contract suite (shared/tests/test_unit_of_work_contract.py) runs against bot
 from __future__ import annotations
 
 import asyncio
-import copy
 import inspect
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -34,7 +33,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import Document, copy_document
 
 #: Fields the unit of work owns in every document it writes.
 VERSION_FIELD = "version"
@@ -203,8 +202,14 @@ class UnitOfWork(Generic[A]):
         *,
         on_commit: OnCommit | None = None,
         attempts: int = 20,
+        first_version: Callable[[], int] | None = None,
     ) -> None:
+        """`first_version` gives a new document's version (1 without it). Where documents
+        are deleted and made again under the same `_id` (a phone's record after an
+        erasure), a random one keeps a change decided on the deleted document's version
+        from matching the new document's."""
         self.documents = documents
+        self._first_version = first_version
         self._codec = codec
         self._on_commit = on_commit
         self._attempts = attempts
@@ -223,7 +228,10 @@ class UnitOfWork(Generic[A]):
             # itself): it races as any other writer would, and the version check decides.
             yield
             return
-        lock, waiting = self._turns.setdefault(doc_id, (asyncio.Lock(), [0]))
+        turn = self._turns.get(doc_id)
+        if turn is None:
+            turn = self._turns[doc_id] = (asyncio.Lock(), [0])
+        lock, waiting = turn
         waiting[0] += 1
         try:
             async with lock:
@@ -247,6 +255,8 @@ class UnitOfWork(Generic[A]):
         unique index refuses it)."""
         doc = {k: v for k, v in (await self._codec.encode(aggregate)).items() if v is not UNSET}
         doc["_id"] = self._codec.id_of(aggregate)
+        if self._first_version is not None:
+            doc[VERSION_FIELD] = self._first_version()
         entries = [e.entry() for e in events]
         await self.documents.insert(doc, entries)
         if entries and self._on_commit is not None:
@@ -287,7 +297,7 @@ class UnitOfWork(Generic[A]):
             version = int(doc.get(VERSION_FIELD, 0))
             # Decoded from a copy: a decision that changes a nested value in place must
             # not change `doc` too, which the write compares with (`_stored_as`).
-            current = await self._codec.decode(copy.deepcopy(doc))
+            current = await self._codec.decode(copy_document(doc))
             if event_key is not None and event_key in doc.get(PROCESSED_FIELD, ()):
                 return Committed(current, changed=False)
             if expected_version is not None and version != expected_version:
@@ -342,12 +352,12 @@ def _stored_as(doc: Document, name: str, value: Any) -> bool:
 
 def applied(doc: Document, expected_version: int, write: Write, now: datetime) -> Document:
     """The document as `write` leaves it (what MongoDB's update makes of it), in place."""
-    doc.update(copy.deepcopy(dict(write.set)))
+    doc.update(copy_document(write.set))
     for name in write.unset:
         doc.pop(name, None)
     doc[VERSION_FIELD] = expected_version + 1
     if write.entries:
-        doc.setdefault(OUTBOX_FIELD, []).extend(copy.deepcopy(list(write.entries)))
+        doc.setdefault(OUTBOX_FIELD, []).extend(copy_document(e) for e in write.entries)
         doc[OUTBOX_SINCE_FIELD] = min(doc.get(OUTBOX_SINCE_FIELD) or now, now)
     if write.processed is not None:
         doc.setdefault(PROCESSED_FIELD, []).append(write.processed)
@@ -401,7 +411,7 @@ class MongoVersionedDocuments:
         it keeps one)."""
         if for_change and doc_id in self._recent:
             self._recent.move_to_end(doc_id)
-            return copy.deepcopy(self._recent[doc_id])
+            return copy_document(self._recent[doc_id])
         doc = await self._collection.find_one({"_id": doc_id})
         if for_change and doc is not None:
             self._keep(doc_id, doc)
@@ -569,7 +579,7 @@ class InMemoryVersionedDocuments:
     async def read(self, doc_id: str, *, for_change: bool = False) -> Document | None:
         """A copy of the document (always the stored one)."""
         doc = self.docs.get(doc_id)
-        return None if doc is None else copy.deepcopy(doc)
+        return None if doc is None else copy_document(doc)
 
     async def insert(self, doc: Document, entries: Sequence[Document]) -> None:
         """Insert, refusing a taken `_id` or unique key."""
@@ -579,7 +589,7 @@ class InMemoryVersionedDocuments:
             key = tuple(doc.get(f) for f in fields)
             if any(tuple(d.get(f) for f in fields) == key for d in self.docs.values()):
                 raise DuplicateDocumentError(by_id=False)
-        stored = copy.deepcopy({VERSION_FIELD: 1, **doc, OUTBOX_FIELD: list(entries)})
+        stored = copy_document({VERSION_FIELD: 1, **doc, OUTBOX_FIELD: list(entries)})
         if entries:
             stored[OUTBOX_SINCE_FIELD] = self.clock()
         self.docs[doc["_id"]] = stored
@@ -631,6 +641,6 @@ class InMemoryVersionedDocuments:
         waiting = [d for d in waiting if d[OUTBOX_SINCE_FIELD] <= older_than]
         waiting.sort(key=lambda d: d[OUTBOX_SINCE_FIELD])
         return [
-            {"_id": d["_id"], OUTBOX_FIELD: copy.deepcopy(d.get(OUTBOX_FIELD, []))}
+            {"_id": d["_id"], OUTBOX_FIELD: [copy_document(e) for e in d.get(OUTBOX_FIELD, [])]}
             for d in waiting[:limit]
         ]

@@ -6,6 +6,7 @@ submitted later. The record goes with the phone's last case (`forget`, at erasur
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -61,6 +62,11 @@ class PreferenceCodec:
         return Preference(doc["_id"], bool(doc["opted_out"]), doc["changed_at"], doc["channel"])
 
 
+def _first_version() -> int:
+    # 2**52 at most: a version stays exact wherever it is read as a double.
+    return secrets.randbelow(2**52) + 1
+
+
 class MongoPreferences:
     """`preferences`: one document per phone hash: opted out or not, since when, how."""
 
@@ -74,11 +80,19 @@ class MongoPreferences:
         self._collection = collection
         #: The versioned documents the unit of work changes and the relay publishes.
         self.documents: VersionedDocuments = documents or MongoVersionedDocuments(collection)
-        self._work = UnitOfWork(self.documents, PreferenceCodec(), on_commit=on_commit)
+        self._work = self._unit_of_work(on_commit)
+
+    def _unit_of_work(self, on_commit: OnCommit | None) -> UnitOfWork[Preference]:
+        # A record is deleted at erasure (`forget`) and made again if the phone comes
+        # back: it starts at a random version, never at the one a change still in flight
+        # was decided on.
+        return UnitOfWork(
+            self.documents, PreferenceCodec(), on_commit=on_commit, first_version=_first_version
+        )
 
     def on_commit(self, hook: OnCommit) -> None:
         """Wake the outbox relay (its `on_commit`) after each change with events."""
-        self._work = UnitOfWork(self.documents, PreferenceCodec(), on_commit=hook)
+        self._work = self._unit_of_work(hook)
 
     async def ensure_indexes(self) -> None:
         """The outbox time index the relay's search reads; records of the previous
