@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document, copy_document, make_mongo_client
-from lintas_shared.outbox import OutboxRelay
+from lintas_shared.outbox import OutboxRelay, entry_event
 from lintas_shared.unit_of_work import (
     CLEAR_COMMAND_SIZE,
     OUTBOX_FIELD,
@@ -491,7 +491,7 @@ async def test_clearing_published_entries_empties_only_an_outbox_that_is_exactly
     raw = await store.documents.read("c1")
     assert raw is not None
     left = raw[OUTBOX_FIELD]
-    assert [e["event"]["subject"] for e in left] == ["case-3"]
+    assert [entry_event(e).subject for e in left] == ["case-3"]
     assert OUTBOX_SINCE_FIELD in raw  # still waiting
 
     assert await store.documents.clear_published("c1", left)
@@ -529,7 +529,7 @@ async def test_clearing_many_at_once_names_only_the_outboxes_that_were_not_exact
     for n in range(count):
         raw = await store.documents.read(f"c{n}")
         assert raw is not None
-        outboxes[f"c{n}"] = [e["event"]["subject"] for e in raw[OUTBOX_FIELD]]
+        outboxes[f"c{n}"] = [entry_event(e).subject for e in raw[OUTBOX_FIELD]]
         assert (OUTBOX_SINCE_FIELD in raw) == (f"c{n}" in {"c2", last})
     assert outboxes == {
         f"c{n}": ["case-99"] if f"c{n}" in {"c2", last} else [] for n in range(count)
@@ -725,6 +725,28 @@ async def test_the_relay_publishes_what_writers_hand_over_and_what_was_left_behi
         assert raw is not None
         assert raw[OUTBOX_FIELD] == []
     assert relay.pending() == (0, None)
+
+
+async def test_an_entry_written_before_events_were_kept_as_text_is_still_published(
+    store: Store,
+) -> None:
+    # Outbox entries held the event's fields as a document until December 2026: what an
+    # older instance left behind is published as it was.
+    older = event(5)
+    entry = {
+        "id": older.event.id,
+        "topic": older.topic,
+        "event": older.event.model_dump(mode="json"),
+    }
+    await store.other.insert({"_id": "c5", "name": "five", "count": 0}, [entry])
+    assert isinstance(older.entry()["event"], str)  # what is written now
+    publisher = ListPublisher()
+    relay = OutboxRelay(store.documents, publisher)
+    assert await relay.relay_once() == 1
+    assert publisher.sent == [(older.topic, older.event)]
+    raw = await store.documents.read("c5")
+    assert raw is not None
+    assert raw[OUTBOX_FIELD] == []
 
 
 async def test_clearing_nothing_drops_only_the_time_of_an_empty_outbox(store: Store) -> None:

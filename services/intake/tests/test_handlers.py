@@ -34,6 +34,7 @@ from lintas_shared.consumer import PermanentEventError
 from lintas_shared.crypto import CaseKeyMissingError
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
+from lintas_shared.outbox import entry_event
 from lintas_shared.unit_of_work import (
     UNSET,
     DuplicateDocumentError,
@@ -73,9 +74,7 @@ class InMemoryCases:
     def committed(self, doc_id: str, version: int, entries: list[Document]) -> None:
         """The relay's hook: record the entries not seen yet."""
         seen = {e.id for e in self.outbox}
-        self.outbox.extend(
-            CloudEvent.model_validate(e["event"]) for e in entries if e["id"] not in seen
-        )
+        self.outbox.extend(entry_event(e) for e in entries if e["id"] not in seen)
 
     def hold_reference(self, reference: str) -> None:
         """A case of another organisation holds this reference."""

@@ -9,6 +9,7 @@ from lintas_notify.adapters.reply_budget import MongoReplyBudget
 from lintas_notify.domain.message import SmsStatus
 from lintas_shared.crypto import phone_lookup_hash
 from lintas_shared.envelope import CloudEvent
+from lintas_shared.outbox import entry_event
 
 from tests.support.fixtures import PHONE_HASH_SECRET, case_submitted
 from tests.support.notify import (
@@ -59,7 +60,7 @@ async def test_stop_by_sms_is_confirmed_once_and_silences_her(notify: Notify) ->
     )
     assert raw is not None
     [entry] = raw["outbox"]
-    event = entry["event"]
+    event = entry_event(entry).model_dump(mode="json")
     # On notify's own topic: notify has no write on intake's (least privilege).
     assert entry["topic"] == "lintas.notifications.v1"
     assert event["type"] == "org.lintas.notification.sms_preference_texted"

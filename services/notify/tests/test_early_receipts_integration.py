@@ -9,6 +9,7 @@ import pytest
 from lintas_notify.dispatch import Dispatcher
 from lintas_notify.domain.message import OutgoingSms
 from lintas_shared.mongo import Document
+from lintas_shared.outbox import entry_event
 from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import case_submitted
@@ -64,9 +65,9 @@ async def test_a_receipt_before_the_sent_record_is_applied_when_the_record_is_wr
         "sent",
         "delivered",
     ]
-    reports = [e for e in raw["outbox"] if e["event"]["type"] == DELIVERY_REPORTED]
+    reports = [e for e in raw["outbox"] if entry_event(e).type == DELIVERY_REPORTED]
     assert len(reports) == 1
-    assert reports[0]["event"]["data"]["status"] == "delivered"
+    assert entry_event(reports[0]).data["status"] == "delivered"
     assert await kept_receipts(mongo, notify) == []
 
 
@@ -96,7 +97,7 @@ async def test_a_kept_receipt_outlives_a_stop_and_the_next_pass_applies_it(
     assert await restarted.dispatcher.settle_receipts() == 1
     raw = await record(restarted, "case-stop")
     assert raw["status"] == "failed"
-    assert [e["event"]["type"] for e in raw["outbox"]].count(DELIVERY_REPORTED) == 1
+    assert [entry_event(e).type for e in raw["outbox"]].count(DELIVERY_REPORTED) == 1
     assert await kept_receipts(mongo, notify) == []
     assert await restarted.dispatcher.settle_receipts() == 0
 

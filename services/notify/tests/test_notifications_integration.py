@@ -12,6 +12,7 @@ from lintas_notify.domain.message import SmsStatus
 from lintas_notify.ports import ProviderRejectedError, ProviderUnavailableError
 from lintas_shared.events import CaseDetailsCorrected, WorkerInfo, make_event
 from lintas_shared.ids import deterministic_id
+from lintas_shared.outbox import entry_event
 from lintas_shared.values import ConsentPurpose
 
 from tests.support.fixtures import case_submitted
@@ -81,10 +82,10 @@ async def test_each_step_sends_its_sms_in_her_language_and_records_it(notify: No
     raw = await notify.messages._collection.find_one({"_id": accepted["_id"]})
     assert raw is not None
     [entry] = raw["outbox"]
-    assert entry["event"]["type"] == "org.lintas.notification.sms_sent"
-    assert entry["event"]["data"]["template"] == "referral_accepted"
+    assert entry_event(entry).type == "org.lintas.notification.sms_sent"
+    assert entry_event(entry).data["template"] == "referral_accepted"
     # The fact "this SMS was sent" has one id, however often it were recorded.
-    assert entry["event"]["id"] == deterministic_id("sms-sent", accepted["_id"])
+    assert entry_event(entry).id == deterministic_id("sms-sent", accepted["_id"])
 
 
 async def test_english_for_a_worker_who_prefers_it(notify: Notify) -> None:
@@ -228,7 +229,7 @@ async def test_delivery_receipts_settle_the_message(notify: Notify) -> None:
     assert sum(h["status"] == "delivered" for h in record["status_history"]) == 1
     raw = await notify.messages._collection.find_one({"_id": record["_id"]})
     assert raw is not None
-    types = [e["event"]["type"] for e in raw["outbox"]]
+    types = [entry_event(e).type for e in raw["outbox"]]
     assert types.count("org.lintas.notification.sms_delivery_reported") == 1
 
 

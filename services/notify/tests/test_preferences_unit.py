@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from lintas_notify.adapters.preferences import PreferenceCodec, erased_front
 from lintas_notify.domain.preference import Preference
 from lintas_shared.events import SmsPreferenceTexted, make_event
+from lintas_shared.outbox import outbox_entry
+from lintas_shared.topics import NOTIFICATIONS
 from lintas_shared.unit_of_work import Decision, InMemoryVersionedDocuments, Outgoing, UnitOfWork
 
 AT = datetime(2026, 9, 16, 3, 0, tzinfo=UTC)
@@ -59,7 +61,9 @@ async def test_a_change_is_one_versioned_write_with_its_announcement() -> None:
 
 def test_an_erasure_removes_only_the_cases_announcements_at_the_front_of_the_outbox() -> None:
     def entry(n: int, case_id: str) -> dict[str, object]:
-        return {"id": f"e{n}", "event": {"subject": case_id}}
+        announced = SmsPreferenceTexted(case_id=case_id, opted_out=True, changed_at=AT)
+        event = make_event(announced, source="/lintas/notify", subject=case_id)
+        return {**outbox_entry(NOTIFICATIONS, event), "id": f"e{n}"}
 
     outbox = [entry(1, "y"), entry(2, "y"), entry(3, "x"), entry(4, "y")]
     assert [e["id"] for e in erased_front(outbox, "y")] == ["e1", "e2"]

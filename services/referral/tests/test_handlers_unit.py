@@ -15,7 +15,7 @@ from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.rules import load_default_rules
 from lintas_referral.handlers import Referrals
 from lintas_shared.events import ReferralOffered
-from lintas_shared.outbox import OUTBOX_FIELD
+from lintas_shared.outbox import OUTBOX_FIELD, entry_event
 from lintas_shared.unit_of_work import PROCESSED_FIELD
 
 from services.referral.tests.conftest import FakeClock
@@ -55,7 +55,7 @@ async def test_a_redelivered_submission_routes_and_counts_once() -> None:
         await handlers.on_case_submitted(event, ctx)
     doc = await routings.raw("case-1")
     assert doc is not None
-    assert [e["event"]["type"] for e in doc[OUTBOX_FIELD]] == [ReferralOffered.TYPE]
+    assert [entry_event(e).type for e in doc[OUTBOX_FIELD]] == [ReferralOffered.TYPE]
     assert doc[PROCESSED_FIELD] == [event.dedupe_key]
     assert doc["version"] == 1
     # A redelivery may choose another partner (the first is now busier): what it claims

@@ -31,7 +31,7 @@ from lintas_shared.events import (
 )
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.mongo import Document
-from lintas_shared.outbox import OutboxRelay
+from lintas_shared.outbox import OutboxRelay, entry_event
 from lintas_shared.person_tokens import (
     INTAKE_AUDIENCE,
     REFERRAL_AUDIENCE,
@@ -292,7 +292,7 @@ async def test_the_offer_event_carries_content_only_its_partner_can_open(api: Ap
     rid = await api.submit("case-sealed")
     doc = await api.app.state.routings.raw("case-sealed")
     [entry] = doc["outbox"]
-    token = entry["event"]["data"]["content"]
+    token = entry_event(entry).data["content"]
     assert token.startswith("enc:v1:")
     assert WORKER_NAME not in str(doc["outbox"])
 
@@ -464,7 +464,7 @@ async def test_hand_on_only_moves_the_callers_own_claims_to_another_active_partn
         ("org-id", (1,)),
     ]
     doc = await api.app.state.routings.raw("case-pull")
-    offers = [e for e in doc["outbox"] if e["event"]["type"].endswith("offered")]
+    offers = [e for e in doc["outbox"] if entry_event(e).type.endswith("offered")]
     assert len(offers) == 2  # the two routed offers; nothing was handed on
 
 
@@ -539,7 +539,7 @@ async def test_a_lawyer_token_accepts_and_the_history_audit_and_event_name_the_l
         ("in_progress", None),  # the partner's system, by API key
     ]
     doc = await api.app.state.routings.raw("case-person")
-    data = {e["event"]["type"]: e["event"]["data"] for e in doc["outbox"]}
+    data = {entry_event(e).type: entry_event(e).data for e in doc["outbox"]}
     assert data["org.lintas.referral.accepted"]["by_person_id"] == lawyer
     assert data["org.lintas.referral.progressed"]["by_person_id"] is None
     audit = await api.app.state.audit.for_case("case-person")
@@ -608,7 +608,7 @@ async def test_a_lawyer_hands_on_and_the_new_offer_names_them(api: Api) -> None:
     assert handed.status_code == 200, handed.text
     assert handed.json()["history"][0]["person_id"] == "person-lawyer-2"
     doc = await api.app.state.routings.raw("case-hand-person")
-    offers = [e["event"]["data"] for e in doc["outbox"] if e["event"]["type"].endswith("offered")]
+    offers = [entry_event(e).data for e in doc["outbox"] if entry_event(e).type.endswith("offered")]
     assert [o.get("by_person_id") for o in offers] == [None, "person-lawyer-2"]
 
 

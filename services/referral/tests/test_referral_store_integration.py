@@ -22,7 +22,7 @@ from lintas_shared.events import (
     ReferralWithdrawn,
 )
 from lintas_shared.mongo import Document
-from lintas_shared.outbox import OUTBOX_FIELD
+from lintas_shared.outbox import OUTBOX_FIELD, entry_event
 from lintas_shared.settings import CommonSettings
 from lintas_shared.unit_of_work import Write
 from lintas_shared.values import ClaimType
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.integration
 async def outbox_types(stores: Stores, case_id: str) -> list[str]:
     doc = await stores.routings.raw(case_id)
     assert doc is not None
-    return [entry["event"]["type"] for entry in doc[OUTBOX_FIELD]]
+    return [entry_event(entry).type for entry in doc[OUTBOX_FIELD]]
 
 
 async def test_a_case_is_routed_once_however_often_the_event_arrives(stores: Stores) -> None:
@@ -173,9 +173,9 @@ async def test_reminders_are_sent_once_each_across_a_restart(
 
     def days_sent(doc: Document) -> list[int]:
         return [
-            e["event"]["data"]["days_before"]
+            entry_event(e).data["days_before"]
             for e in doc[OUTBOX_FIELD]
-            if e["event"]["type"] == DeadlineApproaching.TYPE
+            if entry_event(e).type == DeadlineApproaching.TYPE
         ]
 
     stores.clock.now = datetime(2027, 9, 21, 12, tzinfo=UTC)  # 29 days before
@@ -241,9 +241,11 @@ async def test_erasure_withdraws_and_drops_every_sealed_field(
     assert (declined["status"], declined["reason"]) == ("declined", None)
     assert key.decrypt(PARTNER_NOTE_FIELD, declined["note"]) == reason
     assert key.decrypt(PARTNER_NOTE_FIELD, raw["referrals"][1]["progress"]["note"]) == note
-    [sent] = [e["event"] for e in raw[OUTBOX_FIELD] if e["event"]["type"] == ReferralDeclined.TYPE]
-    assert key.decrypt(PARTNER_NOTE_FIELD, sent["data"]["note"]) == reason
-    assert "reason" not in sent["data"] or sent["data"]["reason"] is None
+    [sent] = [
+        entry_event(e) for e in raw[OUTBOX_FIELD] if entry_event(e).type == ReferralDeclined.TYPE
+    ]
+    assert key.decrypt(PARTNER_NOTE_FIELD, sent.data["note"]) == reason
+    assert "reason" not in sent.data or sent.data["reason"] is None
 
     erased = make_event(
         CaseErased(case_id="case-e", erased_at=datetime(2026, 9, 30, tzinfo=UTC)),

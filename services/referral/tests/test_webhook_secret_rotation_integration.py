@@ -19,8 +19,7 @@ from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.webhooks import SignatureScheme, verify
 from lintas_referral.settings import ReferralSettings
 from lintas_referral.webhooks import Webhooks
-from lintas_shared.envelope import CloudEvent
-from lintas_shared.outbox import OUTBOX_FIELD
+from lintas_shared.outbox import OUTBOX_FIELD, entry_event
 from lintas_shared.security import hash_api_key
 from lintas_shared.settings import CommonSettings
 from pydantic import SecretStr
@@ -40,7 +39,7 @@ async def _deliver_one(stores: Stores, hooks: Webhooks, case_id: str) -> None:
     await handlers.on_case_submitted(submitted(case(case_id)), stores.ctx)
     doc = await stores.routings.raw(case_id)
     assert doc is not None
-    event = CloudEvent.model_validate(doc[OUTBOX_FIELD][0]["event"])
+    event = entry_event(doc[OUTBOX_FIELD][0])
     await webhooks.on_referral_event(event, hooks)
     assert await webhooks.deliver_due(hooks) == 1
 

@@ -23,7 +23,7 @@ from lintas_shared.crypto import DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import PARTNER_NOTE_FIELD, ReferralDeclined, make_event
 from lintas_shared.mongo import Document
-from lintas_shared.outbox import OUTBOX_FIELD
+from lintas_shared.outbox import OUTBOX_FIELD, entry_event
 from pymongo import AsyncMongoClient
 from standardwebhooks.webhooks import Webhook
 
@@ -39,7 +39,7 @@ async def offered_event(stores: Stores, case_id: str) -> CloudEvent:
     await handlers.on_case_submitted(submitted(case(case_id)), stores.ctx)
     doc = await stores.routings.raw(case_id)
     assert doc is not None
-    return CloudEvent.model_validate(doc[OUTBOX_FIELD][0]["event"])
+    return entry_event(doc[OUTBOX_FIELD][0])
 
 
 async def test_a_failed_delivery_is_retried_with_backoff_until_it_lands(

@@ -41,11 +41,12 @@ from lintas_shared.unit_of_work import (
     OUTBOX_SINCE_FIELD,
     Outgoing,
     VersionedDocuments,
+    entry_event,
 )
 
 log = get_logger(__name__)
 
-__all__ = ["OUTBOX_FIELD", "EventPublisher", "OutboxRelay", "outbox_entry"]
+__all__ = ["OUTBOX_FIELD", "EventPublisher", "OutboxRelay", "entry_event", "outbox_entry"]
 
 
 class EventPublisher(Protocol):
@@ -267,7 +268,7 @@ class OutboxRelay:
             front = self._clearing.pop(doc_id, [])
         fresh = [e for e in outbox if e["id"] not in self._done]
         for entry in fresh:
-            event = CloudEvent.model_validate(entry["event"])
+            event = entry_event(entry)
             # A child of the context the event was created in (the HTTP request or the
             # consumer that caused it), however much later this runs.
             with producer_span(entry["topic"], event.type, event.id, event.traceparent):
@@ -375,6 +376,6 @@ def _oldest_entry_time(doc: Document) -> float:
 
 def _entry_time(entry: Document) -> float:
     try:
-        return datetime.fromisoformat(str(entry["event"]["time"])).timestamp()
-    except (KeyError, TypeError, ValueError):
+        return entry_event(entry).time.timestamp()
+    except (KeyError, TypeError, ValueError):  # pydantic's ValidationError is a ValueError
         return time.time()

@@ -87,12 +87,24 @@ class Outgoing:
     event: CloudEvent
 
     def entry(self) -> Document:
-        """The outbox entry stored inside the changed document."""
+        """The outbox entry stored inside the changed document. The event is kept as its
+        JSON text: one string to store and read back, where a nested document of a
+        dozen fields cost every write of the document more (the local store describes
+        each nested field's type in every document it writes)."""
         return {
             "id": self.event.id,
             "topic": self.topic,
-            "event": self.event.model_dump(mode="json"),
+            "event": self.event.model_dump_json(),
         }
+
+
+def entry_event(entry: Mapping[str, Any]) -> CloudEvent:
+    """The event an outbox entry holds: its JSON text, or (in an entry written before
+    events were kept as text) its fields as a document."""
+    event = entry["event"]
+    if isinstance(event, str):
+        return CloudEvent.model_validate_json(event)
+    return CloudEvent.model_validate(event)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
-from lintas_shared.outbox import OUTBOX_FIELD
+from lintas_shared.outbox import OUTBOX_FIELD, entry_event
 from lintas_shared.unit_of_work import (
     OUTBOX_SINCE_FIELD,
     VERSION_FIELD,
@@ -36,7 +36,7 @@ def erased_front(entries: Sequence[Document], case_id: str) -> list[Document]:
     entries behind it: an outbox is emptied from the front only)."""
     front = []
     for entry in entries:
-        if entry.get("event", {}).get("subject") != case_id:
+        if entry_event(entry).subject != case_id:
             break
         front.append(entry)
     return front
