@@ -41,7 +41,7 @@ def make_broker(bootstrap: str, *, client_id: str, auth: KafkaAuth | None = None
         logger=library_logger(f"faststream.{client_id}"),
         # FastStream's "Received"/"Processed" per batch at DEBUG: EventConsumer logs one
         # line per handled event with its case, trace and outcome, and FastStream's
-        # errors keep their own level. At INFO they were a tenth of a consumer's CPU.
+        # errors keep their own level. At INFO they took 3-4% of a service's CPU samples.
         log_level=logging.DEBUG,
     )
 
