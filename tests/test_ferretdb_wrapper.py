@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sqlite3
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from lintas_deploy.ferretdb import start_ferretdb
+from lintas_deploy.ferretdb import provision_ferretdb, start_ferretdb
+from lintas_deploy.processes import wait_for_port
 from pymongo import AsyncMongoClient, MongoClient, UpdateOne
 from pymongo.errors import DuplicateKeyError
 
@@ -432,3 +435,37 @@ def test_the_collector_runs_at_the_pace_deploy_sets(wrapper: tuple[str, Path]) -
     [line] = [x for x in log.splitlines() if 'msg="go memory settings in effect"' in x]
     assert "gogc_percent=400 " in line + " "
     assert f"memory_limit_bytes={1024 << 20}" in line
+
+
+def test_each_sql_statement_is_logged_at_debug_level_and_not_built_at_info(
+    wrapper: tuple[str, Path], tmp_path: Path
+) -> None:
+    # The build only builds the statement lines when debug is on (a patch of FerretDB's
+    # fsql, for CPU); debug must still show every statement with its arguments.
+    _, data = wrapper
+    info_log = (data.parent.parent / "logs" / "ferretdb.log").read_text()
+    assert ">>> " not in info_log
+    cache = Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
+    binary = provision_ferretdb(cache, progress=lambda _line: None)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "data").mkdir()
+    log = tmp_path / "debug.log"
+    argv = [str(binary), "-listen-addr", f"127.0.0.1:{port}", "-log-level", "debug"]
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [*argv, "-sqlite-dir", f"{tmp_path / 'data'}/"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for_port("127.0.0.1", port, 30.0)
+        with MongoClient(f"mongodb://127.0.0.1:{port}/", serverSelectionTimeoutMS=10_000) as c:
+            c["wrapper_debug"]["notes"].insert_one({"_id": "n1", "text": "marker-7731"})
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    statements = [line for line in log.read_text().splitlines() if ">>> INSERT" in line]
+    assert statements, log.read_text()[-2000:]
+    assert any("marker-7731" in line for line in statements)

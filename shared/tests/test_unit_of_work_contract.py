@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document, copy_document, make_mongo_client
+from lintas_shared.mongo import Document, copy_document, make_mongo_client, record_fields
 from lintas_shared.outbox import OutboxRelay, entry_event
 from lintas_shared.unit_of_work import (
     CLEAR_COMMAND_SIZE,
@@ -829,3 +829,18 @@ def test_a_copied_document_shares_no_dict_or_list_with_its_original() -> None:
     copied["t"][1]["d"] = 3
     copied["a"]["b"].append(4)
     assert original == {"a": {"b": [1, {"c": "x"}]}, "t": (1, {"d": 2}), "at": at}
+
+
+def test_a_records_fields_are_what_asdict_gives_with_the_values_shared() -> None:
+    @dataclass(frozen=True)
+    class Entry:
+        at: datetime
+        summary: str
+        pairs: tuple[tuple[str, str], ...] = ()
+        person: str | None = None
+
+    entry = Entry(datetime(2026, 12, 5, tzinfo=UTC), "offered", (("HKD", "1.00"),))
+    fields = record_fields(entry)
+    assert fields == asdict(entry)
+    assert list(fields) == ["at", "summary", "pairs", "person"]
+    assert fields["at"] is entry.at  # not a copy: asdict's deep copies were the cost

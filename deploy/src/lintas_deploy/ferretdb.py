@@ -121,6 +121,23 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
         "\t\tcloser.Close()\n",
         1,
     ),
+    # Every SQL statement is logged at debug level through `l.With(fields...)`, and slog's
+    # `With` formats its attributes at once, whatever the level: the statement's
+    # arguments (whole documents as JSON) were quoted character by character for lines
+    # never written, 12% of the store's CPU in an import. Each line is now built only
+    # when debug is on (`--ferretdb-log-level debug` still shows every statement).
+    *(
+        (
+            f"internal/util/fsql/{file}",
+            f'\t{var}.l.With(fields...).DebugContext(ctx, fmt.Sprintf("{arrow} %s", query))\n',
+            f"\tif {var}.l.Enabled(ctx, slog.LevelDebug) {{\n"
+            f'\t\t{var}.l.With(fields...).DebugContext(ctx, fmt.Sprintf("{arrow} %s", query))\n'
+            "\t}\n",
+            3,  # QueryContext, QueryRowContext, ExecContext
+        )
+        for file, var in (("tx.go", "tx"), ("db.go", "db"))
+        for arrow in (">>>", "<<<")
+    ),
 )
 
 #: Go files of ours added to FerretDB's module before the build: (source under

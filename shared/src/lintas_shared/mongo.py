@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
 from pymongo import AsyncMongoClient, monitoring
@@ -25,6 +26,14 @@ def copy_document(doc: Mapping[str, Any]) -> Document:
     datetime, bytes, ObjectId). About five times faster than `copy.deepcopy`, on which
     the unit of work's hot path spent several percent of intake's CPU."""
     return {k: _copy_value(v) for k, v in doc.items()}
+
+
+def record_fields(record: Any) -> Document:
+    """A flat dataclass record's fields as a document, its values shared (a record's
+    fields hold immutable values: str, numbers, datetime, tuples). `dataclasses.asdict`
+    deep-copies every value, datetimes included: 13% of intake's CPU in an import went
+    to it, for case timelines."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
 
 
 def _copy_value(value: Any) -> Any:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import Any
 
 from lintas_shared.crypto import CaseKeyMissingError, DataKey, RememberingKey
-from lintas_shared.mongo import Document, find_by_id
+from lintas_shared.mongo import Document, find_by_id, record_fields
 from lintas_shared.unit_of_work import (
     OUTBOX_FIELD,
     OUTBOX_SINCE_FIELD,
@@ -67,7 +66,7 @@ _DETAIL_FIELD = "timeline.detail"
 
 
 def _timeline_doc(entry: TimelineEntry, key: DataKey | None) -> Document:
-    doc = asdict(entry)
+    doc = record_fields(entry)
     if entry.type in _PARTNER_WORDS:
         what, _, detail = entry.summary.partition(": ")
         doc["summary"] = what
@@ -131,7 +130,7 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
         "updated_at": case.updated_at,
         "status": case.status.value,
         "status_reason": case.status_reason,
-        "referral": None if case.referral is None else asdict(case.referral),
+        "referral": None if case.referral is None else record_fields(case.referral),
         # The referral's deadline (ISO date: sorts as it reads), for the list's order.
         "filing_deadline": None if case.referral is None else case.referral.deadline,
         "consents": [_consent_doc(c, key) for c in case.consents],
@@ -146,7 +145,7 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
         ],
         "documents": [
             {
-                **asdict(d),
+                **record_fields(d),
                 "file_name": key.encrypt(f"documents.{d.id}", d.file_name) if key else None,
                 # A path or URL often names the worker or the NGO's folder for her.
                 "location": key.encrypt(f"documents.{d.id}.location", d.location) if key else None,
@@ -156,7 +155,7 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
         "outcome": None
         if case.outcome is None
         else {
-            **asdict(case.outcome),
+            **record_fields(case.outcome),
             # Sub-documents, not pairs: FerretDB v1 stores no nested arrays.
             "amounts_recovered": [
                 {"currency": c, "value": v} for c, v in case.outcome.amounts_recovered
