@@ -469,3 +469,23 @@ def test_each_sql_statement_is_logged_at_debug_level_and_not_built_at_info(
     statements = [line for line in log.read_text().splitlines() if ">>> INSERT" in line]
     assert statements, log.read_text()[-2000:]
     assert any("marker-7731" in line for line in statements)
+
+
+def test_keys_that_differ_late_or_in_length_are_told_apart_as_sqlite_compares_them(
+    wrapper: tuple[str, Path],
+) -> None:
+    # The build replaces the C library's memcmp (LIBC_PATCHES), on which SQLite's index
+    # keys, unique checks and JSON cache rest: only its sign may count.
+    uri, _ = wrapper
+    base = "k" * 5000
+    keys = [base + "a", base + "b", base, base + "a\u00e9", base[:-1] + "j", "a", "b" + base]
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        notes = client["wrapper_memcmp"]["notes"]
+        notes.create_index("key", unique=True)
+        notes.insert_many([{"_id": n, "key": k, "body": k * 2} for n, k in enumerate(keys)])
+        with pytest.raises(DuplicateKeyError):
+            notes.insert_one({"_id": 100, "key": base + "b"})
+        for n, key in enumerate(keys):
+            assert [d["_id"] for d in notes.find({"key": key})] == [n]
+            notes.update_one({"_id": n}, {"$set": {"seen": True}})
+        assert notes.count_documents({"seen": True}) == len(keys)
