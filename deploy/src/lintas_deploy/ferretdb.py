@@ -52,6 +52,9 @@ FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 #: anyway, so pushing `_id` down whenever the filter has it is only a pre-filter: the
 #: same answers, one row read. With the wrapper's per-collection write lock
 #: (writeproxy.go) that update is then also atomic across clients.
+#: How FerretDB's SQLite backend opens a write's transaction.
+_TRANSACTION = "\n\terr := db.InTransaction(ctx, func(tx *fsql.Tx) error {\n"
+
 PATCHES: tuple[tuple[str, str, str, int], ...] = (
     (
         "internal/backends/sqlite/collection.go",
@@ -121,6 +124,29 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
         "\t\tcloser.Close()\n",
         1,
     ),
+    # A change of one document, or an insert of documents that fit in one statement,
+    # runs as that one statement (autocommit) instead of inside BEGIN ... COMMIT, where
+    # SQLite keeps a statement journal of every page the statement changes
+    # (deploy/ferretdb/sqlite/lintas_autocommit.go.in).
+    (
+        "internal/backends/sqlite/collection.go",
+        _TRANSACTION + "\t\tfor _, doc := range params.Docs {\n",
+        "\n\tif len(params.Docs) == 1 {\n"
+        "\t\treturn lintasUpdateOne(ctx, db, q, params.Docs[0])\n\t}\n"
+        + _TRANSACTION
+        + "\t\tfor _, doc := range params.Docs {\n",
+        1,  # UpdateAll
+    ),
+    (
+        "internal/backends/sqlite/collection.go",
+        _TRANSACTION + "\t\tbatchSize := c.r.BatchSize\n",
+        "\n\tif len(params.Docs) <= c.r.BatchSize {\n"
+        "\t\treturn lintasInsertOneStatement(\n"
+        "\t\t\tctx, db, meta.TableName, meta.Capped(), params.Docs,\n\t\t)\n\t}\n"
+        + _TRANSACTION
+        + "\t\tbatchSize := c.r.BatchSize\n",
+        1,  # InsertAll
+    ),
     # Every SQL statement is logged at debug level through `l.With(fields...)`, and slog's
     # `With` formats its attributes at once, whatever the level: the statement's
     # arguments (whole documents as JSON) were quoted character by character for lines
@@ -145,6 +171,7 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
 #: own `go build` (package main) does not compile them.
 ADDED_FILES: tuple[tuple[str, str], ...] = (
     ("sqlite/lintas_pushdown.go.in", "internal/backends/sqlite/lintas_pushdown.go"),
+    ("sqlite/lintas_autocommit.go.in", "internal/backends/sqlite/lintas_autocommit.go"),
     (
         "sqlite/metadata/lintas_value_index.go.in",
         "internal/backends/sqlite/metadata/lintas_value_index.go",
