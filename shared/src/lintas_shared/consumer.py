@@ -26,10 +26,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import structlog
+from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, Topic
-from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from opentelemetry.trace import Span, Tracer
 
@@ -296,9 +296,13 @@ def subscriptions(broker: KafkaBroker) -> tuple[Subscription, ...]:
     return tuple(_SUBSCRIPTIONS.get(broker, ()))
 
 
-async def _raw_body(message: StreamMessage[Any]) -> bytes:
-    # Keep FastStream from decoding: parsing (and refusing) is EventConsumer's job.
-    return message.body
+async def _kafka_records(message: StreamMessage[Any]) -> list[ConsumerRecord[Any, Any]]:
+    """A batch's Kafka records as they came: parsing (and refusing) is EventConsumer's
+    job. Handed to the handler as its decoded body, because a handler parameter typed as
+    FastStream's message is looked up in its context by a worker thread, for every batch
+    (a thread hand-off that cost about 5% of a consumer's CPU)."""
+    raw = message.raw_message
+    return list(raw) if isinstance(raw, tuple | list) else [raw]
 
 
 def subscribe(
@@ -332,15 +336,14 @@ def subscribe(
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
-        decoder=_raw_body,
+        decoder=_kafka_records,
         batch=True,
         max_records=batch_size,
         title=f"{consumer.name}:{topic}",
         description=f"Handles {', '.join(consumer.event_types)}",
     )
-    async def on_records(message: KafkaMessage) -> None:
-        raw = message.raw_message
-        records = list(raw) if isinstance(raw, tuple) else [raw]
+    # `Any`: FastStream would validate an annotated body; these are the decoder's records.
+    async def on_records(records: Any) -> None:
         await consumer.consume_batch(
             [
                 RawRecord(
