@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from typing import Annotated, Final
 
@@ -47,11 +47,12 @@ def _full_date(value: object) -> object:
 DateParam = Annotated[date, BeforeValidator(_full_date)]
 
 
-def known_query(*names: str) -> Callable[[Request], None]:
+def known_query(*names: str) -> Callable[[Request], Awaitable[None]]:
     """A dependency that refuses any query parameter but `names`."""
     allowed = frozenset(names)
 
-    def check(request: Request) -> None:
+    # async: FastAPI runs a plain function dependency in a worker thread, each request.
+    async def check(request: Request) -> None:
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:
             raise RequestValidationError(

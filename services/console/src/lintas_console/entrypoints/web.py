@@ -117,7 +117,8 @@ def build_templates(translator: Translator) -> Environment:
     return env
 
 
-def console(request: Request) -> Console:
+# async: FastAPI runs a plain function dependency in a worker thread, each request.
+async def console(request: Request) -> Console:
     """The console of this app."""
     found: Console = request.app.state.console
     return found

@@ -128,12 +128,13 @@ async def _caller(
     return CallerValue(organisation, claims.person_id, claims.role)
 
 
-def _service(request: Request) -> CaseService:
+# async: FastAPI runs a plain function dependency in a worker thread, each request.
+async def _service(request: Request) -> CaseService:
     service: CaseService = request.app.state.service
     return service
 
 
-def _audit(request: Request) -> AuditTrail:
+async def _audit(request: Request) -> AuditTrail:
     trail: AuditTrail = request.app.state.audit
     return trail
 

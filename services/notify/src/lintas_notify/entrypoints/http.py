@@ -83,7 +83,8 @@ async def _authenticated(
     authenticated(request)
 
 
-def _conversations(request: Request) -> Conversations:
+# async: FastAPI runs a plain function dependency in a worker thread, each request.
+async def _conversations(request: Request) -> Conversations:
     conversations: Conversations = request.app.state.conversations
     return conversations
 

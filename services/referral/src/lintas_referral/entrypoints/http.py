@@ -307,7 +307,8 @@ async def _caller(
     return PartnerCaller(found, claims.person_id, claims.role)
 
 
-def _ctx(request: Request) -> Referrals:
+# async: FastAPI runs a plain function dependency in a worker thread, each request.
+async def _ctx(request: Request) -> Referrals:
     ctx: Referrals = request.app.state.referrals
     return ctx
 
@@ -660,7 +661,7 @@ class Delivery(BaseModel):
     log: list[DeliveryAttempt]
 
 
-def _hooks(request: Request) -> Webhooks:
+async def _hooks(request: Request) -> Webhooks:
     hooks: Webhooks = request.app.state.webhooks
     return hooks
 
