@@ -419,6 +419,18 @@ def test_ranges_on_dates_and_numbers_are_narrowed_and_exact(wrapper: tuple[str, 
             assert "_due_1_lintas_value" in steps, (query, steps)
             assert "detail=SCAN" not in steps, (query, steps)
 
+        # The twin is partial: text, arrays and missing fields cost its writes nothing.
+        with sqlite3.connect(data / "wrapper_check.sqlite") as db:
+            [(table, twin)] = db.execute(
+                "SELECT tbl_name, sql FROM sqlite_master WHERE name LIKE '%_due_1_lintas_value'"
+            ).fetchall()
+            held = db.execute(
+                f"SELECT _ferretdb_sjson->>'$._id' FROM \"{table}\" "  # noqa: S608 (SQLite's name)
+                "WHERE _ferretdb_sjson->>'$.due' < ''"
+            ).fetchall()
+        assert twin.endswith("WHERE _ferretdb_sjson->>'$.due' < ''"), twin
+        assert sorted(i for (i,) in held) == [1, 2, 3, 8, 9, 10]  # dates, numbers, true
+
         # The value index lives and dies with its index.
         dues.drop_index("due_1")
         with sqlite3.connect(data / "wrapper_check.sqlite") as db:
