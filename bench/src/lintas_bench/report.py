@@ -252,6 +252,14 @@ def _import(results: Mapping[str, Any], lines: list[str]) -> None:
         f"RSS {_n(imp['importer_peak_rss_mib'], 1)} MiB; intake peak RSS "
         f"{_n(imp['services_peak_rss_mib'].get('intake'), 1)} MiB"
     )
+    cpu = dict(imp.get("services_cpu_seconds", {}))
+    if "importer_cpu_seconds" in imp:
+        cpu = {"importer": imp["importer_cpu_seconds"], **cpu}
+    if cpu:
+        lines.append(
+            "  CPU seconds while `lintas import` ran: "
+            + ", ".join(f"{name} {_n(seconds, 2)}" for name, seconds in cpu.items())
+        )
     if imp.get("timed_out"):
         lines.append("  the import was stopped at its time limit")
     again = imp.get("rerun")
