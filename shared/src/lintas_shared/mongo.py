@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+from prometheus_client import Counter
 from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
@@ -76,6 +77,11 @@ class StoreCommandCounter(monitoring.CommandListener):
     (`lintas_store_commands_total`), so the cost of a case can be told per service and
     per step, not only as the server's total."""
 
+    def __init__(self) -> None:
+        # (collection, command) -> its counter: `labels` validates and locks on every
+        # call, 2% of intake's CPU when asked for each command sent.
+        self._counters: dict[tuple[str, str], Counter] = {}
+
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         """Count the command as it is sent."""
         name = event.command_name
@@ -85,7 +91,10 @@ class StoreCommandCounter(monitoring.CommandListener):
         if name == "getMore":
             target = event.command.get("collection")
         collection = target if isinstance(target, str) else "-"
-        STORE_COMMANDS.labels(collection, name).inc()
+        counter = self._counters.get((collection, name))
+        if counter is None:
+            counter = self._counters[(collection, name)] = STORE_COMMANDS.labels(collection, name)
+        counter.inc()
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         """Nothing to do: counted when sent."""
