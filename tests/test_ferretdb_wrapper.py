@@ -25,7 +25,7 @@ import pytest
 from lintas_deploy.ferretdb import provision_ferretdb, start_ferretdb
 from lintas_deploy.processes import wait_for_port
 from pymongo import AsyncMongoClient, MongoClient, UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from tests.support.servers import REPO_ROOT
 
@@ -501,3 +501,18 @@ def test_keys_that_differ_late_or_in_length_are_told_apart_as_sqlite_compares_th
             assert [d["_id"] for d in notes.find({"key": key})] == [n]
             notes.update_one({"_id": n}, {"$set": {"seen": True}})
         assert notes.count_documents({"seen": True}) == len(keys)
+
+
+def test_an_ordered_insert_stops_at_its_refused_document(wrapper: tuple[str, Path]) -> None:
+    # FerretDB refuses a nested array before it writes; its handler then stores an empty
+    # batch, which must succeed for an ordered insert to stop there (as MongoDB's does).
+    uri, _ = wrapper
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        rows = client["wrapper_ordered"]["rows"]
+        with pytest.raises(BulkWriteError) as refused:
+            rows.insert_many([{"_id": 1, "x": [[1]]}, {"_id": 2}], ordered=True)
+        assert refused.value.details["nInserted"] == 0
+        assert rows.count_documents({}) == 0
+        # A batch of exactly 100 (FerretDB's batch size) is followed by an empty one.
+        rows.insert_many([{"_id": n} for n in range(100, 200)], ordered=True)
+        assert rows.count_documents({}) == 100
