@@ -42,6 +42,14 @@ BINARY_NAME = "lintas-ferretdb"
 
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 
+#: An edit of a module's source: (file, text, replacement, how often the text must occur).
+Patch = tuple[str, str, str, int]
+#: A file of ours added to a module: (source under deploy/ferretdb, destination).
+AddedFile = tuple[str, str]
+
+#: How FerretDB's SQLite backend opens a write's transaction.
+_TRANSACTION = "\n\terr := db.InTransaction(ctx, func(tx *fsql.Tx) error {\n"
+
 #: Edits to FerretDB's own source, applied to a copy of the module before building:
 #: (file, text, replacement, how often the text must occur), so that a different upstream
 #: fails the build loudly instead of building without the fix.
@@ -52,10 +60,7 @@ FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 #: anyway, so pushing `_id` down whenever the filter has it is only a pre-filter: the
 #: same answers, one row read. With the wrapper's per-collection write lock
 #: (writeproxy.go) that update is then also atomic across clients.
-#: How FerretDB's SQLite backend opens a write's transaction.
-_TRANSACTION = "\n\terr := db.InTransaction(ctx, func(tx *fsql.Tx) error {\n"
-
-PATCHES: tuple[tuple[str, str, str, int], ...] = (
+PATCHES: tuple[Patch, ...] = (
     (
         "internal/backends/sqlite/collection.go",
         "if params.Filter.Len() == 1 {",
@@ -169,7 +174,7 @@ PATCHES: tuple[tuple[str, str, str, int], ...] = (
 #: Go files of ours added to FerretDB's module before the build: (source under
 #: deploy/ferretdb, destination in the module). Named `.go.in` here so that the wrapper's
 #: own `go build` (package main) does not compile them.
-ADDED_FILES: tuple[tuple[str, str], ...] = (
+ADDED_FILES: tuple[AddedFile, ...] = (
     ("sqlite/lintas_pushdown.go.in", "internal/backends/sqlite/lintas_pushdown.go"),
     ("sqlite/lintas_autocommit.go.in", "internal/backends/sqlite/lintas_autocommit.go"),
     (
@@ -186,7 +191,7 @@ LIBC_MODULE = "modernc.org/libc"
 #: store's CPU in an import. It now calls `lintasMemcmp` (bytes.Compare, Go's assembly)
 #: unless the library is built to trace its calls. Linux on amd64 and arm64, where
 #: Lintas runs; other platforms build with the original.
-LIBC_PATCHES: tuple[tuple[str, str, str, int], ...] = tuple(
+LIBC_PATCHES: tuple[Patch, ...] = tuple(
     (
         f"ccgo_linux_{arch}.go",
         "func Xmemcmp(tls *TLS, vl uintptr, vr uintptr, n Tsize_t) (r1 int32) {\n",
@@ -196,7 +201,7 @@ LIBC_PATCHES: tuple[tuple[str, str, str, int], ...] = tuple(
     )
     for arch in ("amd64", "arm64")
 )
-LIBC_ADDED_FILES: tuple[tuple[str, str], ...] = (("libc/lintas_memcmp.go.in", "lintas_memcmp.go"),)
+LIBC_ADDED_FILES: tuple[AddedFile, ...] = (("libc/lintas_memcmp.go.in", "lintas_memcmp.go"),)
 
 MEMORY_MODULE = "modernc.org/memory"
 
@@ -207,7 +212,7 @@ MEMORY_MODULE = "modernc.org/memory"
 #: system calls). The page blocks are carved from at the moment (one per block size, at
 #: most about 20 MiB in all) now stays mapped when it empties; every other page is
 #: unmapped as before.
-MEMORY_PATCHES: tuple[tuple[str, str, str, int], ...] = (
+MEMORY_PATCHES: tuple[Patch, ...] = (
     (
         "memory.go",
         "\t(*page)(unsafe.Pointer(pg)).used--\n"
@@ -222,9 +227,7 @@ MEMORY_PATCHES: tuple[tuple[str, str, str, int], ...] = (
 
 #: The modules built from patched copies: (module, directory in the build, edits,
 #: added files).
-PATCHED_MODULES: tuple[
-    tuple[str, str, tuple[tuple[str, str, str, int], ...], tuple[tuple[str, str], ...]], ...
-] = (
+PATCHED_MODULES: tuple[tuple[str, str, tuple[Patch, ...], tuple[AddedFile, ...]], ...] = (
     (FERRETDB_MODULE, "ferretdb-module", PATCHES, ADDED_FILES),
     (LIBC_MODULE, "libc-module", LIBC_PATCHES, LIBC_ADDED_FILES),
     (MEMORY_MODULE, "memory-module", MEMORY_PATCHES, ()),
@@ -279,8 +282,8 @@ def _patched_module(
     go: str,
     src_dir: Path,
     module: str,
-    patches: tuple[tuple[str, str, str, int], ...],
-    added: tuple[tuple[str, str], ...],
+    patches: tuple[Patch, ...],
+    added: tuple[AddedFile, ...],
     into: Path,
 ) -> None:
     """Copy the version of ``module`` go.mod asks for into ``into``, apply ``patches``
