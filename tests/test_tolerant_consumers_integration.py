@@ -21,6 +21,7 @@ from lintas_notify.handlers import NotifyHandlers
 from lintas_shared import events as ev
 from lintas_shared import topics
 from lintas_shared.asyncapi import example_payload
+from lintas_shared.consumer import FetchPolicy
 from lintas_shared.envelope import CloudEvent, new_event, to_kafka_record
 from lintas_shared.kafka import make_broker
 from lintas_shared.kafka_auth import client_auth
@@ -119,10 +120,18 @@ async def test_unknown_fields_and_types_are_handled_or_skipped_never_parked(
     intake, notify, dead = Recorder(sent), Recorder(sent), DeadLetters()
     broker = make_broker(bootstrap, client_id=f"test-tolerant-{run}")
     intake_subscribers(
-        broker, group_id=intake_group, service=cast(CaseService, intake), dead_letters=dead
+        broker,
+        group_id=intake_group,
+        service=cast(CaseService, intake),
+        dead_letters=dead,
+        fetch=FetchPolicy(),
     )
     notify_subscribers(
-        broker, group_id=notify_group, handlers=cast(NotifyHandlers, notify), dead_letters=dead
+        broker,
+        group_id=notify_group,
+        handlers=cast(NotifyHandlers, notify),
+        dead_letters=dead,
+        fetch=FetchPolicy(),
     )
 
     future = {"added_later": {"nested": True}, "priority": 3}

@@ -11,8 +11,8 @@ from typing import Any
 import anyio.to_thread
 import pytest
 from faststream.kafka import KafkaBroker
-from lintas_shared.consumer import DLQ_REASON, EventConsumer, RetryPolicy, subscribe
-from lintas_shared.envelope import CloudEvent, from_kafka_record
+from lintas_shared.consumer import DLQ_REASON, EventConsumer, FetchPolicy, RetryPolicy, subscribe
+from lintas_shared.envelope import CloudEvent, from_kafka_record, to_kafka_record
 from lintas_shared.events import CaseSubmitted
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.topics import dead_letter_topic
@@ -57,13 +57,18 @@ class Recorder:
 
 
 async def _run_consumer(
-    servers: Servers, topic: str, group: str, recorder: Recorder, retry: RetryPolicy
+    servers: Servers,
+    topic: str,
+    group: str,
+    recorder: Recorder,
+    retry: RetryPolicy,
+    fetch: FetchPolicy | None = None,
 ) -> tuple[KafkaBroker, EventConsumer]:
     broker = make_broker(servers.kafka_bootstrap, client_id=f"test-{group}")
     consumer = EventConsumer(
         "test", {CaseSubmitted.TYPE: recorder}, KafkaEventPublisher(broker), retry
     )
-    subscribe(broker, topic, group_id=group, consumer=consumer)
+    subscribe(broker, topic, group_id=group, consumer=consumer, fetch=fetch or FetchPolicy())
     await broker.start()
     return broker, consumer
 
@@ -173,6 +178,46 @@ async def test_a_batch_reaches_its_consumer_without_a_worker_thread(
         await broker.stop()
     assert sorted(e.id for e in recorder.handled) == sorted(e.id for e in events)
     assert handed_off == []
+
+
+async def test_the_broker_gathers_a_batch_as_the_fetch_policy_says_and_answers_a_quiet_topic(
+    servers: Servers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    consume_batch = EventConsumer.consume_batch
+
+    async def spy(self: EventConsumer, records: Any, *, concurrency: int = 16) -> None:
+        batches.append(len(records))
+        await consume_batch(self, records, concurrency=concurrency)
+
+    monkeypatch.setattr(EventConsumer, "consume_batch", spy)
+    topic = await private_topic(servers.kafka_bootstrap)
+    events = [case_submitted(f"case-{uuid.uuid4()}") for _ in range(4)]
+    record = to_kafka_record(events[0])
+    size = len(record.value) + sum(len(k) + len(v) for k, v in record.headers.items())
+    # More than two records' bytes, fewer than three's: only the third may end a wait.
+    policy = FetchPolicy(max_wait_ms=4_000, min_bytes=size * 5 // 2)
+    recorder = Recorder()
+    broker, _ = await _run_consumer(
+        servers, topic, f"g-{uuid.uuid4()}", recorder, RetryPolicy(), policy
+    )
+    publisher = make_broker(servers.kafka_bootstrap, client_id="test-gathered")
+    await publisher.connect()
+    try:
+        # Alone on the topic, the first event waits out the wait, then comes by itself.
+        await KafkaEventPublisher(publisher).publish(topic, events[0])
+        await eventually(lambda: len(recorder.handled) == 1, timeout=60)
+        # The next three come 100 ms apart: answered at the first record, each would be a
+        # batch of its own; the broker holds the fetch until the third is there.
+        for event in events[1:]:
+            await KafkaEventPublisher(publisher).publish(topic, event)
+            await asyncio.sleep(0.1)
+        await eventually(lambda: len(recorder.handled) == len(events), timeout=60)
+    finally:
+        await publisher.stop()
+        await broker.stop()
+    assert [e.id for e in recorder.handled] == [e.id for e in events]
+    assert batches == [1, 3]
 
 
 async def test_faststream_logs_each_batch_at_debug_and_the_consumer_each_event(

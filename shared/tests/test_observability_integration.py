@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from lintas_shared.consumer import EventConsumer, RetryPolicy, subscribe
+from lintas_shared.consumer import EventConsumer, FetchPolicy, RetryPolicy, subscribe
 from lintas_shared.envelope import CloudEvent, from_kafka_record, new_event
 from lintas_shared.events import CaseSubmitted
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
@@ -174,7 +174,7 @@ async def test_readiness_waits_for_assignment_and_lag_is_reported_per_partition(
         "lag-test", {CaseSubmitted.TYPE: handle}, KafkaEventPublisher(broker), RetryPolicy()
     )
     # Batches of one: a record counts as processed when its batch is acknowledged.
-    subscribe(broker, topic, group_id=group, consumer=consumer, batch_size=1)
+    subscribe(broker, topic, group_id=group, consumer=consumer, fetch=FetchPolicy(), batch_size=1)
     runtime = ServiceRuntime(
         name="lag-test",
         mongo=mongo,

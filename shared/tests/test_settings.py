@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from lintas_shared import topics
+from lintas_shared.consumer import FetchPolicy
 from lintas_shared.settings import CommonSettings
 from pydantic import ValidationError
 
@@ -36,3 +38,22 @@ def test_the_consoles_public_key_is_read_from_the_environment(
     pem = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"
     monkeypatch.setenv("LINTAS_CONSOLE_PUBLIC_KEY", pem)
     assert CommonSettings().console_public_key == pem
+
+
+def test_the_fetch_policy_comes_from_the_environment_and_referrals_wait_longer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LINTAS_ENVIRONMENT", "dev")
+    monkeypatch.delenv("LINTAS_KAFKA_FETCH_MAX_WAIT_MS", raising=False)
+    monkeypatch.setenv("LINTAS_KAFKA_FETCH_MIN_BYTES", "1024")
+    policy = FetchPolicy.from_settings(CommonSettings())
+    assert policy == FetchPolicy(max_wait_ms=100, min_bytes=1024)
+    # Notify reads both topics: a case's offer should rarely reach it before the case.
+    assert policy.max_wait_for(topics.CASES) == 100
+    assert policy.max_wait_for(topics.NOTIFICATIONS) == 100
+    assert policy.max_wait_for(topics.REFERRALS) == 250
+    monkeypatch.setenv("LINTAS_KAFKA_FETCH_MAX_WAIT_MS", "0")  # answer at the first record
+    assert FetchPolicy.from_settings(CommonSettings()).max_wait_for(topics.REFERRALS) == 0
+    monkeypatch.setenv("LINTAS_KAFKA_FETCH_MAX_WAIT_MS", "-1")
+    with pytest.raises(ValidationError, match="kafka_fetch_max_wait_ms"):
+        CommonSettings()

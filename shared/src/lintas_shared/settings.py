@@ -40,6 +40,11 @@ class CommonSettings(BaseSettings):
     kafka_password: SecretStr = SecretStr(DEV_SECRET_PREFIX + "kafka-password")
     kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
     kafka_security_protocol: Literal["SASL_PLAINTEXT", "SASL_SSL"] = "SASL_PLAINTEXT"
+    #: How long the broker may hold a consumer's fetch to gather a batch (ms); 0: answer
+    #: at the first record. See `lintas_shared.consumer.FetchPolicy`.
+    kafka_fetch_max_wait_ms: int = Field(default=100, ge=0, le=10_000)
+    #: The bytes waiting that make the broker answer a fetch before that wait is up.
+    kafka_fetch_min_bytes: int = Field(default=65_536, ge=1, le=16_777_216)
     mongodb_uri: str = "mongodb://127.0.0.1:27017/"
     topic_partitions: int = 6
     log_level: str = "INFO"

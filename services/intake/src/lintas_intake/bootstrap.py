@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from lintas_shared.consumer import FetchPolicy
 from lintas_shared.crypto import KeyVault, MasterKeys
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.http_guard import HttpLimits
@@ -67,7 +68,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         else None
     )
     register_subscribers(
-        broker, group_id=settings.consumer_group, service=service, dead_letters=publisher
+        broker,
+        group_id=settings.consumer_group,
+        service=service,
+        dead_letters=publisher,
+        fetch=FetchPolicy.from_settings(common),
     )
     runtime = ServiceRuntime(
         name="intake",

@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker
-from lintas_shared.consumer import EventConsumer
+from lintas_shared.consumer import EventConsumer, FetchPolicy
 from lintas_shared.crypto import KeyVault, MasterKeys
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.http_guard import HttpLimits
@@ -178,7 +178,11 @@ def build(
     if isinstance(provider, SmppSmsProvider):
         provider.on_receipt = conversations.receipt  # receipts come back on the session
     consumers = register_subscribers(
-        broker, group_id=settings.consumer_group, handlers=handlers, dead_letters=publisher
+        broker,
+        group_id=settings.consumer_group,
+        handlers=handlers,
+        dead_letters=publisher,
+        fetch=FetchPolicy.from_settings(settings.common),
     )
     runtime = ServiceRuntime(
         name="notify",

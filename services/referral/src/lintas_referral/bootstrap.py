@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from fastapi import FastAPI
+from lintas_shared.consumer import FetchPolicy
 from lintas_shared.crypto import KeyVault, MasterKeys
 from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.http_guard import HttpLimits
@@ -89,7 +90,10 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     ctx = handlers.Referrals(
         routings=routings, partners=partners, rules=rules, policy=policy, keys=keys
     )
-    register_subscribers(broker, group_id=settings.consumer_group, ctx=ctx, dead_letters=publisher)
+    fetch = FetchPolicy.from_settings(common)
+    register_subscribers(
+        broker, group_id=settings.consumer_group, ctx=ctx, dead_letters=publisher, fetch=fetch
+    )
     deliveries = MongoWebhookDeliveries(database["webhook_deliveries"])
     sender = HttpxSender()
     hooks = webhooks.Webhooks(
@@ -102,7 +106,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         allow_loopback=settings.webhook_allow_loopback,
     )
     register_webhook_subscriber(
-        broker, group_id=settings.consumer_group, hooks=hooks, dead_letters=publisher
+        broker, group_id=settings.consumer_group, hooks=hooks, dead_letters=publisher, fetch=fetch
     )
     reconciler = ReconcilerLoop(
         LoadReconciler(

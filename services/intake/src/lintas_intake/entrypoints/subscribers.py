@@ -6,7 +6,13 @@ from __future__ import annotations
 from faststream.kafka import KafkaBroker
 from lintas_shared import events as ev
 from lintas_shared import topics
-from lintas_shared.consumer import EventConsumer, RawPublisher, RawRecord, subscribe
+from lintas_shared.consumer import (
+    EventConsumer,
+    FetchPolicy,
+    RawPublisher,
+    RawRecord,
+    subscribe,
+)
 
 from lintas_intake.handlers import NOTIFY_SOURCE, CaseService
 
@@ -51,7 +57,12 @@ def cases_group(group_id: str) -> str:
 
 
 def register_subscribers(
-    broker: KafkaBroker, *, group_id: str, service: CaseService, dead_letters: RawPublisher
+    broker: KafkaBroker,
+    *,
+    group_id: str,
+    service: CaseService,
+    dead_letters: RawPublisher,
+    fetch: FetchPolicy,
 ) -> list[EventConsumer]:
     """Subscribe intake to referral and notification events; returns the consumers."""
     consumers = []
@@ -63,7 +74,7 @@ def register_subscribers(
         if topic == topics.NOTIFICATIONS:
             handlers[ev.SmsPreferenceTexted.TYPE] = service.apply_sms_preference
         consumer = EventConsumer(name, handlers, dead_letters=dead_letters)
-        subscribe(broker, topic, group_id=group_id, consumer=consumer)
+        subscribe(broker, topic, group_id=group_id, consumer=consumer, fetch=fetch)
         consumers.append(consumer)
     # Intake's own topic, for an older notify's SmsPreferenceChanged only (its own are
     # skipped);
@@ -73,6 +84,8 @@ def register_subscribers(
         {ev.SmsPreferenceChanged.TYPE: service.apply_sms_preference},
         dead_letters=dead_letters,
     )
-    subscribe(broker, topics.CASES, group_id=cases_group(group_id), consumer=preferences)
+    subscribe(
+        broker, topics.CASES, group_id=cases_group(group_id), consumer=preferences, fetch=fetch
+    )
     consumers.append(preferences)
     return consumers

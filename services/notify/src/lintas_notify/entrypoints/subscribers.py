@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from faststream.kafka import KafkaBroker
 from lintas_shared import topics
-from lintas_shared.consumer import EventConsumer, RawPublisher, RetryPolicy, subscribe
+from lintas_shared.consumer import (
+    EventConsumer,
+    FetchPolicy,
+    RawPublisher,
+    RetryPolicy,
+    subscribe,
+)
 from lintas_shared.events import (
     CaseClosed,
     CaseDetailsCorrected,
@@ -58,11 +64,18 @@ def register_subscribers(
     group_id: str,
     handlers: NotifyHandlers,
     dead_letters: RawPublisher,
+    fetch: FetchPolicy,
     retry: RetryPolicy | None = None,
 ) -> tuple[EventConsumer, EventConsumer]:
     """Subscribe notify to both topics, each in its own consumer group."""
     cases, referrals = build_consumers(handlers, dead_letters, retry)
-    subscribe(broker, topics.CASES, group_id=group_id, consumer=cases)
+    subscribe(broker, topics.CASES, group_id=group_id, consumer=cases, fetch=fetch)
     # A group per topic: one group's rebalance on one topic never stalls the other.
-    subscribe(broker, topics.REFERRALS, group_id=f"{group_id}.referrals", consumer=referrals)
+    subscribe(
+        broker,
+        topics.REFERRALS,
+        group_id=f"{group_id}.referrals",
+        consumer=referrals,
+        fetch=fetch,
+    )
     return cases, referrals

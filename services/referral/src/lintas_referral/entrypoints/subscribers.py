@@ -6,7 +6,7 @@ from functools import partial
 
 from faststream.kafka import KafkaBroker
 from lintas_shared import topics
-from lintas_shared.consumer import EventConsumer, RawPublisher, subscribe
+from lintas_shared.consumer import EventConsumer, FetchPolicy, RawPublisher, subscribe
 from lintas_shared.events import (
     CaseClosed,
     CaseDetailsCorrected,
@@ -45,7 +45,12 @@ WEBHOOK_EVENT_TYPES = tuple(
 
 
 def register_subscribers(
-    broker: KafkaBroker, *, group_id: str, ctx: Referrals, dead_letters: RawPublisher
+    broker: KafkaBroker,
+    *,
+    group_id: str,
+    ctx: Referrals,
+    dead_letters: RawPublisher,
+    fetch: FetchPolicy,
 ) -> EventConsumer:
     """Subscribe referral to case events; returns the consumer."""
     consumer = EventConsumer(
@@ -60,12 +65,17 @@ def register_subscribers(
         },
         dead_letters=dead_letters,
     )
-    subscribe(broker, topics.CASES, group_id=group_id, consumer=consumer)
+    subscribe(broker, topics.CASES, group_id=group_id, consumer=consumer, fetch=fetch)
     return consumer
 
 
 def register_webhook_subscriber(
-    broker: KafkaBroker, *, group_id: str, hooks: Webhooks, dead_letters: RawPublisher
+    broker: KafkaBroker,
+    *,
+    group_id: str,
+    hooks: Webhooks,
+    dead_letters: RawPublisher,
+    fetch: FetchPolicy,
 ) -> EventConsumer:
     """Turn referral's own events into webhook deliveries (its own consumer group)."""
     on_event = partial(webhooks.on_referral_event, hooks=hooks)
@@ -74,5 +84,7 @@ def register_webhook_subscriber(
         {event_type: on_event for event_type in WEBHOOK_EVENT_TYPES},
         dead_letters=dead_letters,
     )
-    subscribe(broker, topics.REFERRALS, group_id=f"{group_id}-webhooks", consumer=consumer)
+    subscribe(
+        broker, topics.REFERRALS, group_id=f"{group_id}-webhooks", consumer=consumer, fetch=fetch
+    )
     return consumer
