@@ -429,14 +429,25 @@ class MongoVersionedDocuments:
             self._keep(doc_id, doc)
         return doc
 
+    def _as_stored(self, doc: Document) -> Document:
+        """`doc` as the store gives it back (a BSON round trip: datetimes to the
+        millisecond, tuples as lists), a copy."""
+        options = self._collection.codec_options
+        return bson.decode(bson.encode(doc, codec_options=options), options)
+
     def _keep(self, doc_id: str, doc: Document | None) -> None:
         if not self._remember:
             return
         if doc is None:
             self._recent.pop(doc_id, None)
             return
-        options = self._collection.codec_options
-        self._recent[doc_id] = bson.decode(bson.encode(doc, codec_options=options), options)
+        self._keep_stored(doc_id, self._as_stored(doc))
+
+    def _keep_stored(self, doc_id: str, doc: Document) -> None:
+        """Remember `doc`, which is as stored already."""
+        if not self._remember:
+            return
+        self._recent[doc_id] = doc
         self._recent.move_to_end(doc_id)
         while len(self._recent) > self._remember:
             self._recent.popitem(last=False)
@@ -478,8 +489,17 @@ class MongoVersionedDocuments:
         if result.matched_count != 1:
             return False
         if known is not None and known.get(VERSION_FIELD) == expected_version:
-            now = update.get("$min", {}).get(OUTBOX_SINCE_FIELD, self._clock())
-            self._keep(doc_id, applied(known, expected_version, write, now))
+            # `known` is as stored: only what the write brings goes through BSON (the
+            # whole document's round trip was 4% of intake's CPU).
+            added = self._as_stored(
+                {
+                    "set": write.set,
+                    "entries": list(write.entries),
+                    "now": update.get("$min", {}).get(OUTBOX_SINCE_FIELD, self._clock()),
+                }
+            )
+            as_stored = Write(added["set"], write.unset, added["entries"], write.processed)
+            self._keep_stored(doc_id, applied(known, expected_version, as_stored, added["now"]))
         return True
 
     async def clear_published(self, doc_id: str, published: Sequence[Document]) -> bool:
@@ -540,7 +560,7 @@ class MongoVersionedDocuments:
         if known is not None:
             known[OUTBOX_FIELD] = []
             known.pop(OUTBOX_SINCE_FIELD, None)
-            self._keep(doc_id, known)
+            self._keep_stored(doc_id, known)
 
     async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
         """A range query on the `outbox_since` index."""
