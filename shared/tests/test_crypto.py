@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from typing import Any, cast
+
 import pytest
-from lintas_shared.crypto import CaseKeyMissingError, KeyVault, RememberingKey, phone_lookup_hash
-from lintas_shared.mongo import Document
+from lintas_shared.crypto import (
+    CaseKeyMissingError,
+    DataKey,
+    KeyVault,
+    RememberingKey,
+    phone_lookup_hash,
+)
+from lintas_shared.mongo import CoalescingReader, Document
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
+from pymongo.errors import AutoReconnect
 
 from tests.support.fixtures import fixture_key
 
@@ -49,6 +61,53 @@ async def test_destroying_a_case_key_makes_its_data_unreadable(
     assert await vault.destroy("case-x")
     with pytest.raises(CaseKeyMissingError):
         await vault.get("case-x")
+
+
+@pytest.mark.integration
+async def test_keys_asked_for_side_by_side_are_read_in_one_command(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    name = f"case_keys_{uuid.uuid4().hex[:8]}"
+    vault = KeyVault(mongo[database_name][name], "master-secret")
+    made = {case_id: await vault.create(case_id) for case_id in ("c1", "c2", "c3", "gone")}
+    assert await vault.destroy("gone")
+    finds = _finds(name)
+
+    # As a consumer's batch does: several cases' handlers, one of them twice, at once.
+    asked = ("c1", "c2", "gone", "c3", "c1")
+    got = await asyncio.gather(*(vault.get(c) for c in asked), return_exceptions=True)
+
+    assert _finds(name) - finds == 1
+    for case_id, key in zip(asked, got, strict=True):
+        if case_id == "gone":  # erased: missing for its caller only
+            assert isinstance(key, CaseKeyMissingError)
+        else:
+            assert isinstance(key, DataKey)
+            assert key.key == made[case_id].key
+    # One after another, each read is its own command, as before.
+    assert (await vault.get("c2")).key == made["c2"].key
+    assert (await vault.get("c3")).key == made["c3"].key
+    assert _finds(name) - finds == 3
+
+
+@pytest.mark.unit
+async def test_a_failed_read_fails_each_read_it_carried() -> None:
+    class Unreachable:
+        def find(self, _filter: Document) -> Any:
+            raise AutoReconnect("store unreachable")
+
+    reader = CoalescingReader(cast(Any, Unreachable()))
+    got = await asyncio.gather(reader.find("a"), reader.find("b"), return_exceptions=True)
+    assert [type(e) for e in got] == [AutoReconnect, AutoReconnect]
+    with pytest.raises(AutoReconnect):  # the next read is asked again, not left waiting
+        await asyncio.wait_for(reader.find("a"), timeout=30)
+
+
+def _finds(collection: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "lintas_store_commands_total", {"collection": collection, "command": "find"}
+    )
+    return value or 0.0
 
 
 def test_a_remembering_key_seals_a_value_it_knows_as_the_same_token() -> None:

@@ -33,7 +33,7 @@ from pydantic import StringConstraints
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import CoalescingReader, Document
 from lintas_shared.settings import LEGACY_MASTER_KEY_ID, CommonSettings
 
 PREFIX: Final = "enc:v1:"
@@ -229,6 +229,8 @@ class KeyVault:
     def __init__(self, collection: AsyncCollection[Document], master: MasterKeys | str) -> None:
         self._collection = collection
         self._keys = MasterKeys.single(master) if isinstance(master, str) else master
+        # A consumer's batch asks for many cases' keys at once: one query for them all.
+        self._reads = CoalescingReader(collection)
 
     def _wrap(self, case_id: str, key: bytes) -> str:
         wrapping = self._keys.derived(self._keys.current_id, "key-wrapping")
@@ -294,7 +296,7 @@ class KeyVault:
 
     async def get(self, case_id: str) -> DataKey:
         """The case's key; raises CaseKeyMissingError after erasure."""
-        doc = await self._collection.find_one({"_id": case_id})
+        doc = await self._reads.find(case_id)
         if doc is None:
             raise CaseKeyMissingError(case_id)
         return DataKey(case_id, self._unwrap(case_id, doc))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
@@ -156,3 +157,64 @@ async def find_by_id(
 ) -> Document | None:
     """The document `doc_id` if it satisfies `where`, else None."""
     return await collection.find_one({"_id": doc_id, **(where or {})}, projection)
+
+
+class CoalescingReader:
+    """Reads documents of one collection by `_id`; the reads asked for in the same turn
+    of the event loop go to the store as one `{_id: {$in: [...]}}` query.
+
+    A consumer handles a batch's cases side by side, and each handler's first step is
+    often the same read for its own case (its key in the vault): one command instead of
+    one a case. Each caller gets the document as the store held it when that query ran,
+    as its own `find_one` would have; a failed query fails every read it carried.
+    """
+
+    #: Ids a single query asks for at most (a batch holds up to 100 records).
+    QUERY_SIZE = 200
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._collection = collection
+        self._waiting: dict[Any, list[asyncio.Future[Document | None]]] = {}
+        # The queries under way: the event loop keeps only weak references to tasks.
+        self._queries: set[asyncio.Task[None]] = set()
+
+    async def find(self, doc_id: Any) -> Document | None:
+        """The document `doc_id`, or None."""
+        loop = asyncio.get_running_loop()
+        if not self._waiting:
+            # Runs after every task already ready in this turn has asked for its read.
+            loop.call_soon(self._start)
+        answer: asyncio.Future[Document | None] = loop.create_future()
+        self._waiting.setdefault(doc_id, []).append(answer)
+        return await answer
+
+    def _start(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        ids = list(waiting)
+        for start in range(0, len(ids), self.QUERY_SIZE):
+            part = {doc_id: waiting[doc_id] for doc_id in ids[start : start + self.QUERY_SIZE]}
+            query = asyncio.get_running_loop().create_task(self._query(part))
+            self._queries.add(query)
+            query.add_done_callback(self._queries.discard)
+
+    async def _query(self, waiting: dict[Any, list[asyncio.Future[Document | None]]]) -> None:
+        answers = [answer for each in waiting.values() for answer in each]
+        try:
+            ids = list(waiting)
+            only = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
+            found = {doc["_id"]: doc async for doc in self._collection.find(only)}
+        except asyncio.CancelledError:
+            for answer in answers:
+                answer.cancel()
+            raise
+        except Exception as exc:
+            for answer in answers:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for doc_id, callers in waiting.items():
+            doc = found.get(doc_id)
+            for n, answer in enumerate(callers):
+                if not answer.done():
+                    # Callers of one id each get their own copy to change.
+                    answer.set_result(doc if doc is None or n == 0 else copy_document(doc))
