@@ -103,6 +103,39 @@ async def test_a_failed_read_fails_each_read_it_carried() -> None:
         await asyncio.wait_for(reader.find("a"), timeout=30)
 
 
+@pytest.mark.unit
+def test_reads_left_unsent_by_a_stopped_loop_hold_back_no_other_loop() -> None:
+    class Store:
+        def __init__(self) -> None:
+            self.asked: list[Document] = []
+
+        async def _found(self) -> Any:
+            for doc in ({"_id": "a", "n": 1},):
+                yield doc
+
+        def find(self, only: Document) -> Any:
+            self.asked.append(only)
+            return self._found()
+
+    store = Store()
+    reader = CoalescingReader(cast(Any, store))
+    first = asyncio.new_event_loop()
+    left = first.create_task(reader.find("a"))
+    first.call_soon(first.stop)
+    first.run_forever()  # one turn: the read is asked for, and the loop stops unsent
+    assert not left.done()
+    assert store.asked == []
+    assert asyncio.run(asyncio.wait_for(reader.find("a"), timeout=30)) == {"_id": "a", "n": 1}
+    assert store.asked == [{"_id": "a"}]
+
+    async def finish() -> Document | None:  # the first loop, run again, sends its own
+        return await left
+
+    assert first.run_until_complete(finish()) == {"_id": "a", "n": 1}
+    assert store.asked == [{"_id": "a"}, {"_id": "a"}]
+    first.close()
+
+
 def _finds(collection: str) -> float:
     value = REGISTRY.get_sample_value(
         "lintas_store_commands_total", {"collection": collection, "command": "find"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
@@ -159,6 +160,10 @@ async def find_by_id(
     return await collection.find_one({"_id": doc_id, **(where or {})}, projection)
 
 
+#: Reads by `_id`: each caller's answer to come.
+_Waiting = dict[Any, list["asyncio.Future[Document | None]"]]
+
+
 class CoalescingReader:
     """Reads documents of one collection by `_id`; the reads asked for in the same turn
     of the event loop go to the store as one `{_id: {$in: [...]}}` query.
@@ -174,30 +179,36 @@ class CoalescingReader:
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
-        self._waiting: dict[Any, list[asyncio.Future[Document | None]]] = {}
+        # The reads asked for and not sent yet, by event loop: a loop that stops before
+        # sending its reads (a test's, at its end) must not hold back another loop's.
+        self._waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiting] = (
+            weakref.WeakKeyDictionary()
+        )
         # The queries under way: the event loop keeps only weak references to tasks.
         self._queries: set[asyncio.Task[None]] = set()
 
     async def find(self, doc_id: Any) -> Document | None:
         """The document `doc_id`, or None."""
         loop = asyncio.get_running_loop()
-        if not self._waiting:
+        waiting = self._waiting.get(loop)
+        if waiting is None:
+            waiting = self._waiting[loop] = {}
             # Runs after every task already ready in this turn has asked for its read.
-            loop.call_soon(self._start)
+            loop.call_soon(self._start, loop)
         answer: asyncio.Future[Document | None] = loop.create_future()
-        self._waiting.setdefault(doc_id, []).append(answer)
+        waiting.setdefault(doc_id, []).append(answer)
         return await answer
 
-    def _start(self) -> None:
-        waiting, self._waiting = self._waiting, {}
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        waiting = self._waiting.pop(loop, {})
         ids = list(waiting)
         for start in range(0, len(ids), self.QUERY_SIZE):
             part = {doc_id: waiting[doc_id] for doc_id in ids[start : start + self.QUERY_SIZE]}
-            query = asyncio.get_running_loop().create_task(self._query(part))
+            query = loop.create_task(self._query(part))
             self._queries.add(query)
             query.add_done_callback(self._queries.discard)
 
-    async def _query(self, waiting: dict[Any, list[asyncio.Future[Document | None]]]) -> None:
+    async def _query(self, waiting: _Waiting) -> None:
         answers = [answer for each in waiting.values() for answer in each]
         try:
             ids = list(waiting)
