@@ -7,6 +7,7 @@ import uuid
 from typing import Any, cast
 
 import pytest
+import structlog
 from lintas_shared.crypto import (
     CaseKeyMissingError,
     DataKey,
@@ -134,6 +135,29 @@ def test_reads_left_unsent_by_a_stopped_loop_hold_back_no_other_loop() -> None:
     assert first.run_until_complete(finish()) == {"_id": "a", "n": 1}
     assert store.asked == [{"_id": "a"}, {"_id": "a"}]
     first.close()
+
+
+@pytest.mark.unit
+async def test_a_query_for_many_callers_carries_none_of_their_log_fields() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Store:
+        async def _none(self) -> Any:
+            for doc in ():
+                yield doc
+
+        def find(self, only: Document) -> Any:
+            seen.append(structlog.contextvars.get_contextvars())
+            return self._none()
+
+    reader = CoalescingReader(cast(Any, Store()))
+
+    async def read(case_id: str) -> Document | None:
+        with structlog.contextvars.bound_contextvars(case_id=case_id):
+            return await reader.find(case_id)
+
+    assert await asyncio.gather(read("c1"), read("c2")) == [None, None]
+    assert seen == [{}]
 
 
 def _finds(collection: str) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import weakref
 from collections.abc import Mapping
 from dataclasses import fields
@@ -193,8 +194,10 @@ class CoalescingReader:
         waiting = self._waiting.get(loop)
         if waiting is None:
             waiting = self._waiting[loop] = {}
-            # Runs after every task already ready in this turn has asked for its read.
-            loop.call_soon(self._start, loop)
+            # Runs after every task already ready in this turn has asked for its read; in
+            # a context of its own: the query serves many cases, not the first caller's
+            # (its log fields, its span).
+            loop.call_soon(self._start, loop, context=contextvars.Context())
         answer: asyncio.Future[Document | None] = loop.create_future()
         waiting.setdefault(doc_id, []).append(answer)
         return await answer
