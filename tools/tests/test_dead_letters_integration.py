@@ -19,7 +19,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from lintas_shared.consumer import EventConsumer, PermanentEventError, RetryPolicy, subscribe
+from lintas_shared.consumer import (
+    EventConsumer,
+    FetchPolicy,
+    PermanentEventError,
+    RetryPolicy,
+    subscribe,
+)
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.events import CaseSubmitted
 from lintas_shared.kafka import KafkaEventPublisher, ensure_topics, make_broker
@@ -67,7 +73,13 @@ async def consuming(
         KafkaEventPublisher(broker),
         RetryPolicy(attempts=2, base_delay=0.05),
     )
-    subscribe(broker, topic, group_id=f"g-{name}-{uuid.uuid4().hex[:8]}", consumer=consumer)
+    subscribe(
+        broker,
+        topic,
+        group_id=f"g-{name}-{uuid.uuid4().hex[:8]}",
+        consumer=consumer,
+        fetch=FetchPolicy(),
+    )
     await broker.start()
     try:
         yield consumer
