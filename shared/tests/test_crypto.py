@@ -94,7 +94,7 @@ async def test_keys_asked_for_side_by_side_are_read_in_one_command(
 @pytest.mark.unit
 async def test_a_failed_read_fails_each_read_it_carried() -> None:
     class Unreachable:
-        def find(self, _filter: Document) -> Any:
+        def find(self, _filter: Document, _projection: Any = None) -> Any:
             raise AutoReconnect("store unreachable")
 
     reader = CoalescingReader(cast(Any, Unreachable()))
@@ -114,7 +114,7 @@ def test_reads_left_unsent_by_a_stopped_loop_hold_back_no_other_loop() -> None:
             for doc in ({"_id": "a", "n": 1},):
                 yield doc
 
-        def find(self, only: Document) -> Any:
+        def find(self, only: Document, _projection: Any = None) -> Any:
             self.asked.append(only)
             return self._found()
 
@@ -146,7 +146,7 @@ async def test_a_query_for_many_callers_carries_none_of_their_log_fields() -> No
             for doc in ():
                 yield doc
 
-        def find(self, only: Document) -> Any:
+        def find(self, only: Document, _projection: Any = None) -> Any:
             seen.append(structlog.contextvars.get_contextvars())
             return self._none()
 

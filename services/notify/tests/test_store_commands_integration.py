@@ -3,6 +3,8 @@ recorded as sent), counted by the services' own command counter on the real stor
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from lintas_shared.mongo import Document
 from prometheus_client import REGISTRY
@@ -46,3 +48,24 @@ async def test_a_case_costs_notify_six_commands_before_the_relay(
         ("messages", "insert"): 1,  # the record, born `sending`
         ("messages", "findAndModify"): 1,  # `sent`, with SmsSent in its outbox
     }
+
+
+async def test_opt_outs_asked_side_by_side_are_one_query(
+    notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    await mongo[notify.database]["preferences"].insert_many(
+        [
+            {"_id": "hash-out", "opted_out": True, "version": 1},
+            {"_id": "hash-in", "opted_out": False, "version": 1},
+        ]
+    )
+    before = counts()
+    asked = ("hash-out", "hash-in", "hash-unknown", "hash-out")
+    got = await asyncio.gather(*(notify.preferences.is_opted_out(h) for h in asked))
+    after = counts()
+    assert got == [True, False, False, True]
+    assert after["preferences", "find"] - before["preferences", "find"] == 1
+    # One after another, each is its own query, as a lone send's is.
+    assert await notify.preferences.is_opted_out("hash-out")
+    assert not await notify.preferences.is_opted_out("hash-in")
+    assert counts()["preferences", "find"] - before["preferences", "find"] == 3

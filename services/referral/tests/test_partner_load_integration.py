@@ -221,26 +221,28 @@ async def test_the_happy_path_costs_no_more_store_commands_than_before(
     try:
         db = client[database_name]
         routings = MongoRoutingRepository(db["routings"])
-        ctx = Referrals(
-            routings,
-            MongoPartnerDirectory(db["partners"], routings),
-            stores.ctx.rules,
-            stores.ctx.policy,
-            stores.clock,
-        )
+        directory = MongoPartnerDirectory(db["partners"], routings)
+        ctx = Referrals(routings, directory, stores.ctx.rules, stores.ctx.policy, stores.clock)
         await handlers.on_case_submitted(submitted(case("case-cost")), ctx)
         submitting = list(listener.names)
+        (referral_id,) = await open_ids(stores, "case-cost")
+        (partner_id,) = {
+            c["partner_id"] async for c in db["partner_claims"].find({"case_id": "case-cost"})
+        }
         listener.names.clear()
+        # Whether the offer's event goes to a webhook: the answer its claim read.
+        assert not await directory.has_webhook(partner_id, referral_id)
+        assert listener.names == []
         await handlers.on_case_closed(case_closed("case-cost"), ctx)
         closing = list(listener.names)
     finally:
         await client.close()
     # Submitted: the partners read (then cached for 5 s), one claim (its document, then
-    # the count: neither returns the partner's document), one insert.
+    # the count, which returns the partner's webhook only), one insert.
     assert submitting == [
         "find partners",
         "insert partner_claims",
-        "update partners",
+        "findAndModify partners",
         "insert routings",
     ]
     # Closed: one read, one write, one release (its document, then the count).
@@ -294,11 +296,12 @@ async def test_a_claim_costs_the_same_whatever_the_number_of_open_referrals(
                 sizes.append(len(bson.encode(doc)))
     finally:
         await client.close()
-    # The same commands, sent and answered with the same number of bytes, for the first
-    # claim as for the 500th, and a partner's document of the same size: nothing grows
-    # with the open referrals.
-    assert [name for name, _, _ in costs[0]] == ["insert", "update"]
-    assert costs[-1] == costs[0]
+    # The same commands, sent and answered with the same number of bytes, for the second
+    # claim as for the 500th (the first answer is the partner as it was before its first
+    # count: shorter), and a partner's document of the same size: nothing grows with the
+    # open referrals.
+    assert [name for name, _, _ in costs[0]] == ["insert", "findAndModify"]
+    assert costs[-1] == costs[1]
     assert sizes[0] == sizes[1]
     assert len(await counted(mongo, database_name, "org-hk-1")) == 500
 

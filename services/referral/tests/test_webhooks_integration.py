@@ -17,7 +17,9 @@ from lintas_referral import handlers, webhooks
 from lintas_referral.adapters.http_sender import HttpxSender
 from lintas_referral.adapters.partner_directory import MongoPartnerDirectory
 from lintas_referral.adapters.webhook_deliveries import MongoWebhookDeliveries
+from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.webhooks import SignatureScheme
+from lintas_referral.handlers import Referrals
 from lintas_referral.webhooks import Webhooks
 from lintas_shared.crypto import DataKey
 from lintas_shared.envelope import CloudEvent
@@ -35,8 +37,8 @@ from tests.support.webhook_resolver import FakeResolver, RecordingSender
 pytestmark = pytest.mark.integration
 
 
-async def offered_event(stores: Stores, case_id: str) -> CloudEvent:
-    await handlers.on_case_submitted(submitted(case(case_id)), stores.ctx)
+async def offered_event(stores: Stores, case_id: str, ctx: Referrals | None = None) -> CloudEvent:
+    await handlers.on_case_submitted(submitted(case(case_id)), ctx or stores.ctx)
     doc = await stores.routings.raw(case_id)
     assert doc is not None
     return entry_event(doc[OUTBOX_FIELD][0])
@@ -103,6 +105,30 @@ async def test_a_webhook_registered_elsewhere_gets_the_next_event(
 
     assert await webhooks.deliver_due(hooks) == 1
     assert [body["id"] for body in receiver.accepted] == [event.id]
+
+
+async def test_an_offer_is_queued_on_the_webhook_answer_its_claim_read(
+    stores: Stores, hooks: Webhooks, receiver: Receiver
+) -> None:
+    # The routing and the webhook queueing in one process, as the service runs them; one
+    # Hong Kong partner takes these cases.
+    await stores.partners.upsert(Partner("org-hk-2", "HK two", "HK", frozenset({"other"})))
+    ctx = dataclasses.replace(stores.ctx, partners=hooks.partners)
+    # Counted while the partner had no webhook: its event is not queued, even when the
+    # partner registers before the event comes by (the claim's answer is the decision's).
+    before = await offered_event(stores, "case-w-before", ctx)
+    receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
+    await webhooks.on_referral_event(before, hooks)
+    assert await webhooks.deliver_due(hooks) == 0
+
+    # The next referral decided on is counted with the registration in place.
+    after = await offered_event(stores, "case-w-after", ctx)
+    await webhooks.on_referral_event(after, hooks)
+    assert await webhooks.deliver_due(hooks) == 1
+    assert [body["id"] for body in receiver.accepted] == [after.id]
+    # An answer serves its own referral once: a later event of it reads again.
+    await webhooks.on_referral_event(before, hooks)
+    assert await webhooks.deliver_due(hooks) == 1
 
 
 async def test_stale_or_badly_signed_deliveries_are_rejected_by_the_receiver(

@@ -178,8 +178,12 @@ class CoalescingReader:
     #: Ids a single query asks for at most (a batch holds up to 100 records).
     QUERY_SIZE = 200
 
-    def __init__(self, collection: AsyncCollection[Document]) -> None:
+    def __init__(
+        self, collection: AsyncCollection[Document], projection: Mapping[str, Any] | None = None
+    ) -> None:
+        """`projection`: the fields every read of this reader asks for (None: all)."""
         self._collection = collection
+        self._projection = projection
         # The reads asked for and not sent yet, by event loop: a loop that stops before
         # sending its reads (a test's, at its end) must not hold back another loop's.
         self._waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiting] = (
@@ -216,7 +220,7 @@ class CoalescingReader:
         try:
             ids = list(waiting)
             only = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
-            found = {doc["_id"]: doc async for doc in self._collection.find(only)}
+            found = {doc["_id"]: doc async for doc in self._collection.find(only, self._projection)}
         except asyncio.CancelledError:
             for answer in answers:
                 answer.cancel()

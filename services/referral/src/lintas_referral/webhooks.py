@@ -83,10 +83,12 @@ class WebhookDirectory(Protocol):
         """The registration, if any."""
         ...
 
-    async def has_webhook(self, partner_id: str) -> bool:
+    async def has_webhook(self, partner_id: str, referral_id: str | None = None) -> bool:
         """Whether the partner registered a webhook: whether its referral events are
         queued for delivery. A "yes" may come from a copy a few seconds old (each delivery
-        reads the registration itself); a "no" is always read."""
+        reads the registration itself); a "no" is read, unless it is the answer read when
+        `referral_id` was counted in the partner's load (a registration counts from the
+        next referral decided on)."""
         ...
 
     async def replace_webhook(
@@ -268,7 +270,7 @@ async def on_referral_event(event: CloudEvent, hooks: Webhooks) -> None:
     if recipient is None:
         return
     partner_id, referral_id = recipient
-    if not await hooks.partners.has_webhook(partner_id):
+    if not await hooks.partners.has_webhook(partner_id, referral_id):
         return
     now = hooks.clock()
     body = event.model_dump(mode="json", exclude_none=True)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import CoalescingReader, Document
 from lintas_shared.outbox import OUTBOX_FIELD, entry_event
 from lintas_shared.unit_of_work import (
     OUTBOX_SINCE_FIELD,
@@ -78,6 +78,8 @@ class MongoPreferences:
         documents: VersionedDocuments | None = None,
     ) -> None:
         self._collection = collection
+        # A batch's sends ask side by side: one query for them all.
+        self._opt_outs = CoalescingReader(collection, {"opted_out": 1})
         #: The versioned documents the unit of work changes and the relay publishes.
         self.documents: VersionedDocuments = documents or MongoVersionedDocuments(collection)
         self._work = self._unit_of_work(on_commit)
@@ -105,7 +107,7 @@ class MongoPreferences:
 
     async def is_opted_out(self, phone_hash: str) -> bool:
         """Whether this phone asked for no more SMS."""
-        doc = await self._collection.find_one({"_id": phone_hash}, {"opted_out": 1})
+        doc = await self._opt_outs.find(phone_hash)
         return bool(doc and doc.get("opted_out"))
 
     async def forget(self, phone_hash: str) -> None:

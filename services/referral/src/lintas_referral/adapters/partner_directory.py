@@ -24,13 +24,16 @@ older `open_cases`) are moved to claim documents at start-up (`migrate_load`).
 
 Partners rarely change: the routing decision reads them through a short-lived
 in-process cache (`ttl`), which the claims of this process keep up to date. That a
-partner registered a webhook is kept as long, for the queueing of each referral event
-(that it has none is read again each time: a registration must count at once).
+partner registered a webhook is kept as long, for the queueing of each referral event;
+that it has none is kept only as the answer for the referral whose claim read it (the
+claim's `find_one_and_update` returns it), so a registration counts from the next
+referral decided on.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -79,6 +82,8 @@ class MongoPartnerDirectory:
         self._clock = clock
         self._cache: dict[str, tuple[float, list[Partner]]] = {}
         self._hooked: dict[str, float] = {}  # partner id -> when a webhook was seen
+        # referral id -> whether its partner had a webhook when the referral was counted
+        self._claimed_hooks: OrderedDict[str, bool] = OrderedDict()
 
     async def ensure_indexes(self) -> None:
         """The indexes of the routing decision's, the API key's and the reconciler's
@@ -237,9 +242,15 @@ class MongoPartnerDirectory:
         where: Document = {"_id": partner_id}
         if capacity is not None:
             where["open"] = {"$lt": capacity}
-        counted = await self._collection.update_one(where, {"$inc": {"open": 1, "load_seq": 1}})
-        if counted.matched_count == 1:
+        # The count's answer brings whether the partner registered a webhook, read in
+        # the same step: the queueing of this referral's event needs no read of its own.
+        # (The whole document: FerretDB v1 refuses findAndModify's `fields`; it is small.)
+        counted = await self._collection.find_one_and_update(
+            where, {"$inc": {"open": 1, "load_seq": 1}}
+        )
+        if counted is not None:
             self._adjust(partner_id, 1)
+            self._note_webhook(partner_id, _hooked(counted), claim.referral_id)
             return True
         # Full (or gone): the claim document goes again, while it is this run's alone.
         gone = await self._claims.delete_one(
@@ -366,22 +377,38 @@ class MongoPartnerDirectory:
             return None
         return _registration(hook)
 
-    async def has_webhook(self, partner_id: str) -> bool:
+    async def has_webhook(self, partner_id: str, referral_id: str | None = None) -> bool:
         """Whether the active partner registered a webhook. A "yes" is kept `ttl` seconds;
-        a "no" never is, so a registration made anywhere counts from the next event on."""
+        a "no" is kept only as the answer for the referral whose claim read it, so a
+        registration made anywhere counts from the next referral decided on."""
+        if referral_id is not None:
+            answer = self._claimed_hooks.pop(referral_id, None)
+            if answer is not None:
+                return answer
         now = self._clock()
         seen = self._hooked.get(partner_id)
         if seen is not None and now - seen < self._ttl:
             return True
-        doc = await self._collection.find_one({"_id": partner_id, "active": True}, {"webhook": 1})
-        hooked = bool((doc or {}).get("webhook"))
+        doc = await self._collection.find_one(
+            {"_id": partner_id, "active": True}, {"webhook": 1, "active": 1}
+        )
+        hooked = _hooked(doc)
+        self._note_webhook(partner_id, hooked)
+        return hooked
+
+    def _note_webhook(self, partner_id: str, hooked: bool, referral_id: str | None = None) -> None:
+        """Keep a "yes" for the partner, and the answer read with a referral's claim."""
         if len(self._hooked) >= MAX_KEPT:
             self._hooked.clear()
         if hooked:
-            self._hooked[partner_id] = now
+            self._hooked[partner_id] = self._clock()
         else:
             self._hooked.pop(partner_id, None)
-        return hooked
+        if referral_id is not None:
+            if len(self._claimed_hooks) >= MAX_KEPT:
+                # Answers whose events went to another instance are never asked for.
+                self._claimed_hooks.popitem(last=False)
+            self._claimed_hooks[referral_id] = hooked
 
     async def reseal_webhook_secrets(self, box: SecretBox) -> ResealReport:
         """Seal every stored webhook secret (and an overlapping old one) under the current
@@ -436,6 +463,12 @@ def _webhook_document(registration: Registration) -> Document:
         doc["previous_secret"] = registration.previous_sealed_secret
         doc["previous_until"] = registration.previous_until
     return doc
+
+
+def _hooked(doc: Document | None) -> bool:
+    """Whether a partner's document (its `webhook` and `active`) says it is active and
+    registered a webhook."""
+    return doc is not None and doc.get("active") is True and bool(doc.get("webhook"))
 
 
 def _registration(hook: Document) -> Registration:
