@@ -19,7 +19,7 @@ from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document, copy_document, make_mongo_client, record_fields
 from lintas_shared.outbox import OutboxRelay, entry_event
 from lintas_shared.unit_of_work import (
-    CLEAR_COMMAND_SIZE,
+    COMMAND_SIZE,
     OUTBOX_FIELD,
     OUTBOX_SINCE_FIELD,
     PROCESSED_FIELD,
@@ -392,6 +392,116 @@ async def test_racing_changes_from_two_clients_each_apply_exactly_once(store: St
     assert raw["version"] == 31
 
 
+async def test_event_changes_of_many_documents_made_side_by_side_each_apply_once(
+    store: Store,
+) -> None:
+    # A consumer's batch: more documents than one command writes, and another instance
+    # changes one of them while its change is being decided.
+    count = COMMAND_SIZE + 5
+    commits = Commits()
+    work = UnitOfWork(store.documents, CounterCodec(), on_commit=commits)
+    theirs = UnitOfWork(store.other, CounterCodec())
+    for n in range(count):
+        await work.add(Counter(f"c{n}", f"n{n}"))
+    raced = "c3"
+    decided: list[str] = []
+
+    def deciding(doc_id: str, n: int) -> Callable[[Counter], Any]:
+        async def decide(counter: Counter) -> Decision[Counter]:
+            decided.append(doc_id)
+            if doc_id == raced and counter.count == 0:
+                await theirs.change(raced, bump(100))  # its write now misses the version
+            return Decision(replace(counter, count=counter.count + 1), [event(n)])
+
+        return decide
+
+    await asyncio.gather(
+        *(work.change(f"c{n}", deciding(f"c{n}", n), event_key=f"src/e{n}") for n in range(count))
+    )
+
+    handed_over = {doc_id for doc_id, _, _ in commits.seen}
+    left = {d["_id"] for d in await store.documents.left_behind(store.clock.now, 1000)}
+    for n in range(count):
+        raw = await store.documents.read(f"c{n}")
+        assert raw is not None
+        assert raw["count"] == (101 if f"c{n}" == raced else 1)
+        assert raw[PROCESSED_FIELD] == [f"src/e{n}"]
+        assert [entry_event(e).subject for e in raw[OUTBOX_FIELD]] == [f"case-{n}"]
+        # Its event reaches the relay: handed over at once, or found as left behind.
+        assert f"c{n}" in handed_over | left
+    # Each decided once, the raced one again on their change: a change written in a
+    # command that could not say which of its writes matched read again and found its
+    # event key, never decided twice.
+    assert sorted(decided) == sorted([f"c{n}" for n in range(count)] + [raced])
+
+
+async def test_event_writes_asked_in_one_turn_go_in_one_command(servers: Servers) -> None:
+    client = make_mongo_client(servers.mongodb_uri, app_name="uow-bulk")
+    database_name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        documents = MongoVersionedDocuments(client[database_name]["counters"])
+        work = UnitOfWork(documents, CounterCodec())
+        count = COMMAND_SIZE + 5
+        for n in range(count):
+            await work.add(Counter(f"c{n}", f"n{n}"))
+
+        def one(n: int, version: int) -> Write:
+            return Write(set={"count": version}, processed=f"src/v{version}-{n}")
+
+        updates_before = _commands_sent("update")
+        wrote = await asyncio.gather(
+            *(documents.write(f"c{n}", 1, one(n, 1)) for n in range(count))
+        )
+        assert wrote == [True] * count
+        assert _commands_sent("update") - updates_before == 2  # 25 and 5
+
+        # One of a command's writes misses its version: the store counts the matches, not
+        # which, so each answers False; the others were made all the same.
+        wrote = await asyncio.gather(
+            documents.write("c0", 2, one(0, 2)),
+            documents.write("c1", 1, one(1, 2)),  # stale
+            documents.write("c2", 2, one(2, 2)),
+        )
+        assert wrote == [False, False, False]
+        stored = {d["_id"]: d async for d in documents.collection.find({})}
+        assert [stored[f"c{n}"]["version"] for n in range(3)] == [3, 2, 3]
+        assert stored["c0"][PROCESSED_FIELD] == ["src/v1-0", "src/v2-0"]
+        assert stored["c1"][PROCESSED_FIELD] == ["src/v1-1"]
+        # A write without an event key is never written with others: its answer is exact.
+        assert await documents.write("c3", 2, Write(set={"count": 9}))
+        assert not await documents.write("c4", 1, Write(set={"count": 9}))
+        assert _commands_sent("update") - updates_before == 2 + 1 + 2
+    finally:
+        await client.drop_database(database_name)
+        await client.close()
+
+
+async def test_inserts_made_side_by_side_are_each_stored_or_refused_on_their_own(
+    store: Store,
+) -> None:
+    work = UnitOfWork(store.documents, CounterCodec())
+    await work.add(Counter("taken", "taken-name"))
+    count = COMMAND_SIZE + 5
+    inserts_before = _commands_sent("insert")
+    fresh = [Counter(f"c{n}", f"n{n}") for n in range(count)]
+    got = await asyncio.gather(
+        *(work.add(c) for c in [*fresh, Counter("taken", "x"), Counter("y", "taken-name")]),
+        return_exceptions=True,
+    )
+
+    assert got[:count] == [None] * count
+    by_id, by_key = got[count:]
+    assert isinstance(by_id, DuplicateDocumentError)
+    assert by_id.by_id
+    assert isinstance(by_key, DuplicateDocumentError)
+    assert not by_key.by_id
+    for counter in fresh:
+        assert await work.get(counter.id) == counter
+    assert await work.get("y") is None
+    if isinstance(store.documents, MongoVersionedDocuments):
+        assert _commands_sent("insert") - inserts_before == 2
+
+
 @dataclass
 class Tagged:
     id: str
@@ -505,7 +615,7 @@ async def test_clearing_many_at_once_names_only_the_outboxes_that_were_not_exact
     store: Store,
 ) -> None:
     # More documents than one command clears, with a miss in the first and in the last.
-    count = CLEAR_COMMAND_SIZE + 4
+    count = COMMAND_SIZE + 4
     last = f"c{count - 1}"
     work = UnitOfWork(store.documents, CounterCodec())
     for n in range(count):

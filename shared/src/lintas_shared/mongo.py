@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import weakref
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import fields
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import Counter
 from pymongo import AsyncMongoClient, monitoring
@@ -161,18 +161,82 @@ async def find_by_id(
     return await collection.find_one({"_id": doc_id, **(where or {})}, projection)
 
 
-#: Reads by `_id`: each caller's answer to come.
-_Waiting = dict[Any, list["asyncio.Future[Document | None]"]]
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class TurnBatcher(Generic[T, R]):
+    """Serves the calls made in the same turn of the event loop with one call of `run`.
+
+    A consumer handles a batch's cases side by side, and their handlers reach the same
+    step (a read by `_id`, an insert, an update) in the same turn: one store command for
+    them all instead of one a case. `run` gets the items in the order they were asked for
+    and returns one result for each, or an exception for that caller alone; an exception
+    it raises fails every call it carried.
+    """
+
+    def __init__(
+        self, run: Callable[[list[T]], Awaitable[Sequence[R | BaseException]]], size: int
+    ) -> None:
+        """`size`: the items one `run` gets at most (more go to several)."""
+        self._run = run
+        self._size = size
+        # The calls not sent yet, by event loop: a loop that stops before sending its
+        # calls (a test's, at its end) must not hold back another loop's.
+        self._waiting: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, list[tuple[T, asyncio.Future[R]]]
+        ] = weakref.WeakKeyDictionary()
+        # The runs under way: the event loop keeps only weak references to tasks.
+        self._runs: set[asyncio.Task[None]] = set()
+
+    async def call(self, item: T) -> R:
+        """`item`'s result, from the run that carries it."""
+        loop = asyncio.get_running_loop()
+        waiting = self._waiting.get(loop)
+        if waiting is None:
+            waiting = self._waiting[loop] = []
+            # Runs after every task already ready in this turn has made its call; in a
+            # context of its own: the run serves many cases, not the first caller's (its
+            # log fields, its span).
+            loop.call_soon(self._start, loop, context=contextvars.Context())
+        answer: asyncio.Future[R] = loop.create_future()
+        waiting.append((item, answer))
+        return await answer
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        waiting = self._waiting.pop(loop, [])
+        for start in range(0, len(waiting), self._size):
+            run = loop.create_task(self._serve(waiting[start : start + self._size]))
+            self._runs.add(run)
+            run.add_done_callback(self._runs.discard)
+
+    async def _serve(self, calls: list[tuple[T, asyncio.Future[R]]]) -> None:
+        try:
+            results = await self._run([item for item, _ in calls])
+        except asyncio.CancelledError:
+            for _, answer in calls:
+                answer.cancel()
+            raise
+        except Exception as exc:
+            for _, answer in calls:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for (_, answer), result in zip(calls, results, strict=True):
+            if answer.done():
+                continue
+            if isinstance(result, BaseException):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
 
 
 class CoalescingReader:
     """Reads documents of one collection by `_id`; the reads asked for in the same turn
     of the event loop go to the store as one `{_id: {$in: [...]}}` query.
 
-    A consumer handles a batch's cases side by side, and each handler's first step is
-    often the same read for its own case (its key in the vault): one command instead of
-    one a case. Each caller gets the document as the store held it when that query ran,
-    as its own `find_one` would have; a failed query fails every read it carried.
+    Each caller gets the document as the store held it when that query ran, as its own
+    `find_one` would have; a failed query fails every read it carried.
     """
 
     #: Ids a single query asks for at most (a batch holds up to 100 records).
@@ -184,55 +248,21 @@ class CoalescingReader:
         """`projection`: the fields every read of this reader asks for (None: all)."""
         self._collection = collection
         self._projection = projection
-        # The reads asked for and not sent yet, by event loop: a loop that stops before
-        # sending its reads (a test's, at its end) must not hold back another loop's.
-        self._waiting: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiting] = (
-            weakref.WeakKeyDictionary()
-        )
-        # The queries under way: the event loop keeps only weak references to tasks.
-        self._queries: set[asyncio.Task[None]] = set()
+        self._reads: TurnBatcher[Any, Document | None] = TurnBatcher(self._query, self.QUERY_SIZE)
 
     async def find(self, doc_id: Any) -> Document | None:
         """The document `doc_id`, or None."""
-        loop = asyncio.get_running_loop()
-        waiting = self._waiting.get(loop)
-        if waiting is None:
-            waiting = self._waiting[loop] = {}
-            # Runs after every task already ready in this turn has asked for its read; in
-            # a context of its own: the query serves many cases, not the first caller's
-            # (its log fields, its span).
-            loop.call_soon(self._start, loop, context=contextvars.Context())
-        answer: asyncio.Future[Document | None] = loop.create_future()
-        waiting.setdefault(doc_id, []).append(answer)
-        return await answer
+        return await self._reads.call(doc_id)
 
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        waiting = self._waiting.pop(loop, {})
-        ids = list(waiting)
-        for start in range(0, len(ids), self.QUERY_SIZE):
-            part = {doc_id: waiting[doc_id] for doc_id in ids[start : start + self.QUERY_SIZE]}
-            query = loop.create_task(self._query(part))
-            self._queries.add(query)
-            query.add_done_callback(self._queries.discard)
-
-    async def _query(self, waiting: _Waiting) -> None:
-        answers = [answer for each in waiting.values() for answer in each]
-        try:
-            ids = list(waiting)
-            only = {"_id": ids[0]} if len(ids) == 1 else {"_id": {"$in": ids}}
-            found = {doc["_id"]: doc async for doc in self._collection.find(only, self._projection)}
-        except asyncio.CancelledError:
-            for answer in answers:
-                answer.cancel()
-            raise
-        except Exception as exc:
-            for answer in answers:
-                if not answer.done():
-                    answer.set_exception(exc)
-            return
-        for doc_id, callers in waiting.items():
+    async def _query(self, ids: list[Any]) -> list[Document | None]:
+        unique = list(dict.fromkeys(ids))
+        only = {"_id": unique[0]} if len(unique) == 1 else {"_id": {"$in": unique}}
+        found = {doc["_id"]: doc async for doc in self._collection.find(only, self._projection)}
+        answers: list[Document | None] = []
+        given: set[Any] = set()
+        for doc_id in ids:
             doc = found.get(doc_id)
-            for n, answer in enumerate(callers):
-                if not answer.done():
-                    # Callers of one id each get their own copy to change.
-                    answer.set_result(doc if doc is None or n == 0 else copy_document(doc))
+            # Callers of one id each get their own copy to change.
+            answers.append(doc if doc is None or doc_id not in given else copy_document(doc))
+            given.add(doc_id)
+        return answers

@@ -30,10 +30,10 @@ import bson
 from bson.errors import InvalidDocument
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document, copy_document
+from lintas_shared.mongo import Document, TurnBatcher, copy_document
 
 #: Fields the unit of work owns in every document it writes.
 VERSION_FIELD = "version"
@@ -155,7 +155,9 @@ class VersionedDocuments(Protocol):
 
     async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
         """Apply `write` if the document is still at `expected_version` (bumping it); False
-        if it is not (or is gone)."""
+        if it is not (or is gone). A write with an event key may also answer False when it
+        was made but the store could not tell (written in one command with others, one of
+        which missed): reading again then finds the event key, as for a redelivery."""
         ...
 
     async def clear_published(self, doc_id: str, published: Sequence[Document]) -> bool:
@@ -393,6 +395,13 @@ class MongoVersionedDocuments:
         self._collection = collection
         self._clock = clock
         self._remember = remember
+        # A consumer's batch reaches these steps side by side: one command for them all.
+        self._inserts: TurnBatcher[Document, DuplicateDocumentError | None] = TurnBatcher(
+            self.insert_many, COMMAND_SIZE
+        )
+        self._event_writes: TurnBatcher[tuple[Document, Document], bool] = TurnBatcher(
+            self._write_command, COMMAND_SIZE
+        )
         # doc id -> the document as stored after this object's last write (BSON round
         # trip: the store's datetimes, to the millisecond).
         self._recent: OrderedDict[str, Document] = OrderedDict()
@@ -453,20 +462,48 @@ class MongoVersionedDocuments:
             self._recent.popitem(last=False)
 
     async def insert(self, doc: Document, entries: Sequence[Document]) -> None:
-        """Insert with version 1 (unless named), the outbox and its time."""
+        """Insert with version 1 (unless named), the outbox and its time; the inserts
+        asked for side by side go in one command (`insert_many`)."""
         stored = {VERSION_FIELD: 1, **doc, OUTBOX_FIELD: list(entries)}
         if entries:
             stored[OUTBOX_SINCE_FIELD] = self._clock()
+        refused = await self._inserts.call(stored)
+        if refused is not None:
+            raise refused
+        self._keep(doc["_id"], stored)
+
+    async def insert_many(self, docs: Sequence[Document]) -> list[DuplicateDocumentError | None]:
+        """One unordered `insert_many` of whole documents (version and outbox included):
+        each is stored or refused on its own (DuplicateDocumentError), in order. When the
+        server does not say which unique index refused (FerretDB v1), one `$in` read of
+        the refused ids tells a taken `_id` from the rest."""
+        if not docs:
+            return []
+        refused: dict[int, DuplicateDocumentError | None] = {}
         try:
-            await self._collection.insert_one(stored)
-            self._keep(doc["_id"], stored)
-        except DuplicateKeyError as exc:
-            pattern = (exc.details or {}).get("keyPattern")
-            if pattern is not None:
-                raise DuplicateDocumentError(by_id=set(pattern) == {"_id"}) from None
-            # The server did not say which index (FerretDB v1): look for the `_id`.
-            found = await self._collection.find_one({"_id": doc["_id"]}, {"_id": 1})
-            raise DuplicateDocumentError(by_id=found is not None) from None
+            await self._collection.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors) or exc.details.get("writeConcernErrors"):
+                raise
+            for error in errors:
+                pattern = error.get("keyPattern")
+                refused[error["index"]] = (
+                    None
+                    if pattern is None
+                    else DuplicateDocumentError(by_id=set(pattern) == {"_id"})
+                )
+        unknown = [i for i, e in refused.items() if e is None]
+        if unknown:
+            ids = [docs[i]["_id"] for i in unknown]
+            # An id refused here and stored is another's, or one given twice in `docs`
+            # (its first stored it): either way, the `_id` is taken.
+            found = {
+                d["_id"] async for d in self._collection.find({"_id": {"$in": ids}}, {"_id": 1})
+            }
+            for i in unknown:
+                refused[i] = DuplicateDocumentError(by_id=docs[i]["_id"] in found)
+        return [refused.get(i) for i in range(len(docs))]
 
     async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
         """One `update_one` whose filter holds the version."""
@@ -483,10 +520,13 @@ class MongoVersionedDocuments:
         if push:
             update["$push"] = push
         known = self._recent.pop(doc_id, None)
-        result = await self._collection.update_one(
-            {"_id": doc_id, VERSION_FIELD: expected_version}, update
-        )
-        if result.matched_count != 1:
+        where = {"_id": doc_id, VERSION_FIELD: expected_version}
+        if write.processed is None:
+            matched = (await self._collection.update_one(where, update)).matched_count == 1
+        else:
+            # An event's change: those of a consumer's batch go in one command.
+            matched = await self._event_writes.call((where, update))
+        if not matched:
             return False
         if known is not None and known.get(VERSION_FIELD) == expected_version:
             # `known` is as stored: only what the write brings goes through BSON (the
@@ -501,6 +541,19 @@ class MongoVersionedDocuments:
             as_stored = Write(added["set"], write.unset, added["entries"], write.processed)
             self._keep_stored(doc_id, applied(known, expected_version, as_stored, added["now"]))
         return True
+
+    async def _write_command(self, writes: list[tuple[Document, Document]]) -> list[bool]:
+        """One `update` command for the event changes asked for side by side. The server
+        counts the matches, not which: when one missed, each answers False and its change
+        reads its document again (one that was made finds its event key, and its events
+        are published by the relay's search for entries left behind)."""
+        if len(writes) == 1:
+            where, update = writes[0]
+            return [(await self._collection.update_one(where, update)).matched_count == 1]
+        result = await self._collection.bulk_write(
+            [UpdateOne(where, update) for where, update in writes], ordered=False
+        )
+        return [result.matched_count == len(writes)] * len(writes)
 
     async def clear_published(self, doc_id: str, published: Sequence[Document]) -> bool:
         """One update empties an outbox that is exactly `published` (`_exactly`) and drops
@@ -528,14 +581,14 @@ class MongoVersionedDocuments:
         return False
 
     async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
-        """Unordered `update` commands of exact clears, `CLEAR_COMMAND_SIZE` documents
+        """Unordered `update` commands of exact clears, `COMMAND_SIZE` documents
         each. The server counts the matches, not which: when some missed, the outboxes
         still starting with their first published entry are the ones left, and each goes
         through `clear_published`."""
         items = [(doc_id, entries) for doc_id, entries in published.items() if entries]
         missed: set[str] = set()
-        for start in range(0, len(items), CLEAR_COMMAND_SIZE):
-            missed |= await self._clear_command(dict(items[start : start + CLEAR_COMMAND_SIZE]))
+        for start in range(0, len(items), COMMAND_SIZE):
+            missed |= await self._clear_command(dict(items[start : start + COMMAND_SIZE]))
         return missed
 
     async def _clear_command(self, items: dict[str, Sequence[Document]]) -> set[str]:
@@ -584,12 +637,13 @@ def _exactly(doc_id: str, published: Sequence[Document]) -> Document:
     }
 
 
-#: Documents a relay empties in one `update` command. The local store holds a write lock
-#: on the collection for a whole command (deploy/README.md), so commands of 200-400 held
-#: intake's `cases` for 3-4 s each and the import's inserts waited behind them (2,000
-#: rows: 114 rows/s; 281-304 with 25 a command). A few dozen already save nearly every
-#: round trip: alone, the store takes about 1 ms a document with 20, 50 or 200 a command.
-CLEAR_COMMAND_SIZE = 25
+#: Documents one bulk command writes at most (a relay's clears, a batch's inserts and
+#: event changes). The local store holds a write lock on the collection for a whole
+#: command (deploy/README.md), so commands of 200-400 held intake's `cases` for 3-4 s each
+#: and the import's inserts waited behind them (2,000 rows: 114 rows/s; 281-304 with 25
+#: a command). A few dozen already save nearly every round trip: alone, the store takes
+#: about 1 ms a document with 20, 50 or 200 a command.
+COMMAND_SIZE = 25
 
 _EMPTIED: Document = {"$set": {OUTBOX_FIELD: []}, "$unset": {OUTBOX_SINCE_FIELD: ""}}
 

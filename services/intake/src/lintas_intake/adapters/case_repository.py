@@ -29,7 +29,6 @@ from lintas_shared.unit_of_work import (
 )
 from pymongo import ASCENDING, DESCENDING
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
 
 from lintas_intake.adapters.sealing import open_submission, open_value, seal_submission
 from lintas_intake.domain.case import Case, CaseStatus, ReferralSummary
@@ -395,9 +394,8 @@ class MongoCaseRepository:
         await self._documents.ensure_indexes()
 
     async def add_many(self, cases: Sequence[NewCase]) -> list[DuplicateDocumentError | None]:
-        """One unordered `insert_many`: each case is stored or refused on its own. When
-        the server does not say which unique index refused (FerretDB v1), one `$in` read
-        of the refused ids tells a taken `_id` from the rest."""
+        """One unordered `insert_many`: each case is stored or refused on its own
+        (`MongoVersionedDocuments.insert_many`)."""
         if not cases:
             return []
         now = datetime.now(UTC)
@@ -411,31 +409,7 @@ class MongoCaseRepository:
             if new.events:
                 doc[OUTBOX_SINCE_FIELD] = now
             docs.append(doc)
-        refused: dict[int, DuplicateDocumentError | None] = {}
-        try:
-            await self._collection.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors) or exc.details.get("writeConcernErrors"):
-                raise
-            for error in errors:
-                pattern = error.get("keyPattern")
-                refused[error["index"]] = (
-                    None
-                    if pattern is None
-                    else DuplicateDocumentError(by_id=set(pattern) == {"_id"})
-                )
-        unknown = [i for i, e in refused.items() if e is None]
-        if unknown:
-            ids = [docs[i]["_id"] for i in unknown]
-            # An id refused here, if stored, is another request's (never this batch's
-            # own: a case id goes once into one insert).
-            found = {
-                d["_id"] async for d in self._collection.find({"_id": {"$in": ids}}, {"_id": 1})
-            }
-            for i in unknown:
-                refused[i] = DuplicateDocumentError(by_id=docs[i]["_id"] in found)
-        return [refused.get(i) for i in range(len(docs))]
+        return await self._documents.insert_many(docs)
 
     async def external_ref_owners(
         self, organisation_id: str, external_refs: Sequence[str]
