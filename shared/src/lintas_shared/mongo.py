@@ -14,9 +14,12 @@ from pymongo import AsyncMongoClient, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     AutoReconnect,
+    BulkWriteError,
     ConnectionFailure,
+    DuplicateKeyError,
     NetworkTimeout,
     ServerSelectionTimeoutError,
+    WriteError,
 )
 
 from lintas_shared.metrics import STORE_COMMANDS
@@ -266,3 +269,53 @@ class CoalescingReader:
             answers.append(doc if doc is None or doc_id not in given else copy_document(doc))
             given.add(doc_id)
         return answers
+
+
+#: Documents one coalesced insert carries at most (see `COMMAND_SIZE` in unit_of_work).
+INSERT_SIZE = 25
+
+
+async def insert_each(
+    collection: AsyncCollection[Document], docs: Sequence[Document]
+) -> list[WriteError | None]:
+    """One unordered `insert_many`: for each document, None (stored) or the error its own
+    `insert_one` would have raised (DuplicateKeyError for a taken unique key)."""
+    if not docs:
+        return []
+    try:
+        await collection.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        if exc.details.get("writeConcernErrors"):
+            raise
+        refused = {error["index"]: error for error in exc.details.get("writeErrors", [])}
+        return [None if i not in refused else write_error(refused[i]) for i in range(len(docs))]
+    return [None] * len(docs)
+
+
+def write_error(error: Mapping[str, Any]) -> WriteError:
+    """The exception a single write raises for this entry of a bulk write's errors."""
+    message, code = str(error.get("errmsg", "")), error.get("code")
+    if code == 11000:
+        return DuplicateKeyError(message, code, dict(error))
+    return WriteError(message, code, dict(error))
+
+
+class CoalescingInserter:
+    """Inserts into one collection; the inserts asked for in the same turn of the event
+    loop go to the store as one unordered `insert_many`. Each caller gets what its own
+    `insert_one` would have: nothing, or its document's error (DuplicateKeyError)."""
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._collection = collection
+        self._inserts: TurnBatcher[Document, WriteError | None] = TurnBatcher(
+            self._insert, INSERT_SIZE
+        )
+
+    async def insert_one(self, doc: Document) -> None:
+        """Store `doc`, or raise the error the store gave for it."""
+        refused = await self._inserts.call(doc)
+        if refused is not None:
+            raise refused
+
+    async def _insert(self, docs: list[Document]) -> list[WriteError | None]:
+        return await insert_each(self._collection, docs)

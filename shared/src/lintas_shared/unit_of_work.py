@@ -30,10 +30,16 @@ import bson
 from bson.errors import InvalidDocument
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document, TurnBatcher, copy_document
+from lintas_shared.mongo import (
+    Document,
+    TurnBatcher,
+    copy_document,
+    insert_each,
+    write_error,
+)
 
 #: Fields the unit of work owns in every document it writes.
 VERSION_FIELD = "version"
@@ -396,8 +402,8 @@ class MongoVersionedDocuments:
         self._clock = clock
         self._remember = remember
         # A consumer's batch reaches these steps side by side: one command for them all.
-        self._inserts: TurnBatcher[Document, DuplicateDocumentError | None] = TurnBatcher(
-            self.insert_many, COMMAND_SIZE
+        self._inserts: TurnBatcher[Document, DuplicateDocumentError | WriteError | None] = (
+            TurnBatcher(self._insert_command, COMMAND_SIZE)
         )
         self._event_writes: TurnBatcher[tuple[Document, Document], bool] = TurnBatcher(
             self._write_command, COMMAND_SIZE
@@ -474,26 +480,31 @@ class MongoVersionedDocuments:
 
     async def insert_many(self, docs: Sequence[Document]) -> list[DuplicateDocumentError | None]:
         """One unordered `insert_many` of whole documents (version and outbox included):
-        each is stored or refused on its own (DuplicateDocumentError), in order. When the
-        server does not say which unique index refused (FerretDB v1), one `$in` read of
-        the refused ids tells a taken `_id` from the rest."""
-        if not docs:
-            return []
-        refused: dict[int, DuplicateDocumentError | None] = {}
-        try:
-            await self._collection.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != 11000 for e in errors) or exc.details.get("writeConcernErrors"):
-                raise
-            for error in errors:
-                pattern = error.get("keyPattern")
-                refused[error["index"]] = (
-                    None
-                    if pattern is None
-                    else DuplicateDocumentError(by_id=set(pattern) == {"_id"})
-                )
-        unknown = [i for i, e in refused.items() if e is None]
+        each is stored or refused on its own (DuplicateDocumentError), in order; another
+        error of the store's is raised."""
+        results = await self._insert_command(list(docs))
+        failed = [r for r in results if isinstance(r, WriteError)]
+        if failed:
+            raise failed[0]
+        return [r if isinstance(r, DuplicateDocumentError) else None for r in results]
+
+    async def _insert_command(
+        self, docs: list[Document]
+    ) -> list[DuplicateDocumentError | WriteError | None]:
+        """For each document: None (stored), DuplicateDocumentError, or the store's error
+        for it alone. When the server does not say which unique index refused (FerretDB
+        v1), one `$in` read of the refused ids tells a taken `_id` from the rest."""
+        results: list[DuplicateDocumentError | WriteError | None] = []
+        unknown: list[int] = []
+        for index, error in enumerate(await insert_each(self._collection, docs)):
+            pattern = None if error is None else (error.details or {}).get("keyPattern")
+            if not isinstance(error, DuplicateKeyError):
+                results.append(error)
+            elif pattern is None:
+                results.append(None)
+                unknown.append(index)
+            else:
+                results.append(DuplicateDocumentError(by_id=set(pattern) == {"_id"}))
         if unknown:
             ids = [docs[i]["_id"] for i in unknown]
             # An id refused here and stored is another's, or one given twice in `docs`
@@ -502,8 +513,8 @@ class MongoVersionedDocuments:
                 d["_id"] async for d in self._collection.find({"_id": {"$in": ids}}, {"_id": 1})
             }
             for i in unknown:
-                refused[i] = DuplicateDocumentError(by_id=docs[i]["_id"] in found)
-        return [refused.get(i) for i in range(len(docs))]
+                results[i] = DuplicateDocumentError(by_id=docs[i]["_id"] in found)
+        return results
 
     async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
         """One `update_one` whose filter holds the version."""
@@ -542,7 +553,9 @@ class MongoVersionedDocuments:
             self._keep_stored(doc_id, applied(known, expected_version, as_stored, added["now"]))
         return True
 
-    async def _write_command(self, writes: list[tuple[Document, Document]]) -> list[bool]:
+    async def _write_command(
+        self, writes: list[tuple[Document, Document]]
+    ) -> list[bool | WriteError]:
         """One `update` command for the event changes asked for side by side. The server
         counts the matches, not which: when one missed, each answers False and its change
         reads its document again (one that was made finds its event key, and its events
@@ -550,9 +563,17 @@ class MongoVersionedDocuments:
         if len(writes) == 1:
             where, update = writes[0]
             return [(await self._collection.update_one(where, update)).matched_count == 1]
-        result = await self._collection.bulk_write(
-            [UpdateOne(where, update) for where, update in writes], ordered=False
-        )
+        try:
+            result = await self._collection.bulk_write(
+                [UpdateOne(where, update) for where, update in writes], ordered=False
+            )
+        except BulkWriteError as exc:
+            # A statement the store refused fails its own change only.
+            if exc.details.get("writeConcernErrors"):
+                raise
+            refused = {e["index"]: write_error(e) for e in exc.details.get("writeErrors", [])}
+            every = exc.details.get("nMatched", 0) == len(writes) - len(refused)
+            return [refused.get(i, every) for i in range(len(writes))]
         return [result.matched_count == len(writes)] * len(writes)
 
     async def clear_published(self, doc_id: str, published: Sequence[Document]) -> bool:

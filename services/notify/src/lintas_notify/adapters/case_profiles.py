@@ -18,7 +18,7 @@ from datetime import datetime
 
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import CaseSubmitted, WorkerInfo
-from lintas_shared.mongo import Document, update_by_id
+from lintas_shared.mongo import CoalescingInserter, Document, update_by_id
 from lintas_shared.values import ConsentPurpose
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -51,6 +51,7 @@ class MongoCaseProfiles:
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
+        self._inserts = CoalescingInserter(collection)  # a batch's new cases: one command
 
     async def ensure_indexes(self) -> None:
         """Lookups by reference (STATUS) and by phone hash (language of a reply)."""
@@ -74,7 +75,7 @@ class MongoCaseProfiles:
         }
         doc: Document | None = {"_id": case.case_id, **fields}
         try:
-            await self._collection.insert_one(dict(doc or {}))
+            await self._inserts.insert_one(dict(doc or {}))
         except DuplicateKeyError:
             # Known before: a redelivery, an erased case, or events that waited for it.
             doc = await self._collection.find_one_and_update(

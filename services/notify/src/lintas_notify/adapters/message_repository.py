@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import CoalescingInserter, Document
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import NOTIFICATIONS
 from lintas_shared.unit_of_work import (
@@ -112,6 +112,7 @@ class MongoMessageRepository:
         self, collection: AsyncCollection[Document], on_commit: OnCommit | None = None
     ) -> None:
         self._collection = collection
+        self._inserts = CoalescingInserter(collection)  # a batch's new messages: one command
         #: The versioned documents the outbox relay publishes from.
         self.documents = MongoVersionedDocuments(collection)
         self._on_commit = on_commit
@@ -212,7 +213,7 @@ class MongoMessageRepository:
         elif sms.kind is MessageKind.NOTIFICATION:
             doc["due_at"] = due
         try:
-            await self._collection.insert_one(doc)
+            await self._inserts.insert_one(doc)
         except DuplicateKeyError:
             existing = await self.get(sms.id)
             if existing is not None:
@@ -226,7 +227,7 @@ class MongoMessageRepository:
         doc = _document(sms, SmsStatus.SUPPRESSED, now, now, reason=reason)
         doc["to"], doc["reason"] = None, reason
         try:
-            await self._collection.insert_one(doc)
+            await self._inserts.insert_one(doc)
         except DuplicateKeyError:
             pass
 

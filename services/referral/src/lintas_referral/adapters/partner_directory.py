@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from lintas_shared.logging import get_logger
-from lintas_shared.mongo import Document
+from lintas_shared.mongo import CoalescingInserter, Document
 from pymongo import ASCENDING
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
@@ -77,6 +77,7 @@ class MongoPartnerDirectory:
     ) -> None:
         self._collection = collection
         self._claims = claims if claims is not None else collection.database[CLAIMS]
+        self._claim_inserts = CoalescingInserter(self._claims)  # a batch's claims: one command
         self._routings = routings
         self._ttl = ttl
         self._clock = clock
@@ -236,7 +237,7 @@ class MongoPartnerDirectory:
         already before: the claim is then this owner's too); False if the partner is
         full or gone."""
         try:
-            await self._claims.insert_one(_claim_document(partner_id, claim))
+            await self._claim_inserts.insert_one(_claim_document(partner_id, claim))
         except DuplicateKeyError:
             return await self._claim_again(partner_id, claim)
         where: Document = {"_id": partner_id}

@@ -1,0 +1,57 @@
+"""Inserts asked for side by side go to the real store as one command, and each caller
+gets what its own `insert_one` would have."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from lintas_shared.mongo import INSERT_SIZE, CoalescingInserter, make_mongo_client
+from prometheus_client import REGISTRY
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from tests.support.servers import Servers
+
+pytestmark = pytest.mark.integration
+
+
+def _inserts(collection: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "lintas_store_commands_total", {"collection": collection, "command": "insert"}
+    )
+    return value or 0.0
+
+
+async def test_inserts_made_side_by_side_are_one_command_each_with_its_own_answer(
+    servers: Servers,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    database, name = f"coalesced_{run}", f"things_{run}"
+    client = make_mongo_client(servers.mongodb_uri, app_name="test")
+    try:
+        things = client[database][name]
+        await things.create_index([("code", ASCENDING)], unique=True, name="code_unique")
+        await things.insert_one({"_id": "taken", "code": "taken-code"})
+        inserter = CoalescingInserter(things)
+        fresh = [{"_id": f"t{n}", "code": f"code-{n}"} for n in range(INSERT_SIZE + 3)]
+        refused = [{"_id": "taken", "code": "other"}, {"_id": "new", "code": "taken-code"}]
+        before = _inserts(name)
+
+        got = await asyncio.gather(
+            *(inserter.insert_one(doc) for doc in [*fresh, *refused]), return_exceptions=True
+        )
+
+        assert got[: len(fresh)] == [None] * len(fresh)
+        assert [type(e) for e in got[len(fresh) :]] == [DuplicateKeyError, DuplicateKeyError]
+        assert _inserts(name) - before == 2  # 25 and the rest
+        stored = {doc["_id"]: doc["code"] async for doc in things.find({})}
+        assert stored == {"taken": "taken-code", **{d["_id"]: d["code"] for d in fresh}}
+        # One alone is one command too, and answers as insert_one does.
+        with pytest.raises(DuplicateKeyError):
+            await inserter.insert_one({"_id": "t0", "code": "again"})
+        assert _inserts(name) - before == 3
+    finally:
+        await client.drop_database(database)
+        await client.close()
