@@ -4,6 +4,7 @@ recorded as sent), counted by the services' own command counter on the real stor
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from lintas_shared.mongo import Document
@@ -69,3 +70,32 @@ async def test_opt_outs_asked_side_by_side_are_one_query(
     assert await notify.preferences.is_opted_out("hash-out")
     assert not await notify.preferences.is_opted_out("hash-in")
     assert counts()["preferences", "find"] - before["preferences", "find"] == 3
+
+
+async def test_recent_sends_asked_side_by_side_are_one_query(
+    notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+
+    def message(n: int, phone: str, hours_ago: int, field: str) -> Document:
+        at = now - timedelta(hours=hours_ago)
+        return {"_id": f"m{n}", "phone_hash": phone, "kind": "notification", field: at}
+
+    await mongo[notify.database]["messages"].insert_many(
+        [
+            message(1, "phone-a", 1, "counted_at"),
+            message(2, "phone-a", 30, "sent_at"),  # outside a day
+            message(3, "phone-b", 5, "sent_at"),  # a record of the previous version
+            message(4, "phone-b", 20, "counted_at"),
+            {**message(5, "phone-a", 2, "counted_at"), "kind": "reply"},  # not counted
+        ]
+    )
+    day, hour6 = now - timedelta(hours=24), now - timedelta(hours=6)
+    asked = [("phone-a", day), ("phone-b", day), ("phone-b", hour6), ("phone-c", day)]
+    alone = [sorted(await notify.messages.sent_times(p, since)) for p, since in asked]
+    before = counts()
+    together = await asyncio.gather(*(notify.messages.sent_times(p, s) for p, s in asked))
+
+    assert counts()["messages", "find"] - before["messages", "find"] == 1
+    assert [sorted(times) for times in together] == alone
+    assert [len(times) for times in alone] == [1, 2, 1, 0]

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import CoalescingInserter, Document
+from lintas_shared.mongo import CoalescingInserter, Document, TurnBatcher
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import NOTIFICATIONS
 from lintas_shared.unit_of_work import (
@@ -105,6 +105,10 @@ def _held_by(claim: str | None) -> Document:
     return {} if claim is None else {"claim_id": claim}
 
 
+#: Phones one query of recent sends asks for at most.
+SENT_TIMES_QUERY_SIZE = 50
+
+
 class MongoMessageRepository:
     """SMS records on MongoDB (and the local FerretDB); implements `MessageStore`."""
 
@@ -113,6 +117,9 @@ class MongoMessageRepository:
     ) -> None:
         self._collection = collection
         self._inserts = CoalescingInserter(collection)  # a batch's new messages: one command
+        self._sent_times: TurnBatcher[tuple[str, datetime], list[datetime]] = TurnBatcher(
+            self._sent_times_query, SENT_TIMES_QUERY_SIZE
+        )
         #: The versioned documents the outbox relay publishes from.
         self.documents = MongoVersionedDocuments(collection)
         self._on_commit = on_commit
@@ -440,19 +447,27 @@ class MongoMessageRepository:
     async def sent_times(self, phone_hash: str, since: datetime) -> list[datetime]:
         """When notifications to this phone were handed to a provider, or claimed to be
         (`sending`: they may be on their way), since `since`: the messages themselves, by
-        the phone-hash index. A record of the previous version has only `sent_at`."""
+        the phone-hash index. A record of the previous version has only `sent_at`. The
+        sends of a batch's cases ask side by side: one query for their phones."""
+        return await self._sent_times.call((phone_hash, since))
+
+    async def _sent_times_query(self, asks: list[tuple[str, datetime]]) -> list[list[datetime]]:
+        phones = list(dict.fromkeys(phone for phone, _ in asks))
+        earliest = min(since for _, since in asks)
         cursor = self._collection.find(
             {
-                "phone_hash": phone_hash,
+                "phone_hash": phones[0] if len(phones) == 1 else {"$in": phones},
                 "kind": MessageKind.NOTIFICATION.value,
-                "$or": [{"counted_at": {"$gt": since}}, {"sent_at": {"$gt": since}}],
+                "$or": [{"counted_at": {"$gt": earliest}}, {"sent_at": {"$gt": earliest}}],
             },
-            {"counted_at": 1, "sent_at": 1},
+            {"phone_hash": 1, "counted_at": 1, "sent_at": 1},
         )
-        return [
-            max(t for t in (doc.get("counted_at"), doc.get("sent_at")) if t is not None)
-            async for doc in cursor
-        ]
+        times: dict[str, list[datetime]] = {}
+        async for doc in cursor:
+            at = max(t for t in (doc.get("counted_at"), doc.get("sent_at")) if t is not None)
+            times.setdefault(doc["phone_hash"], []).append(at)
+        # Each ask's own window: a message matched it if either time is after its `since`.
+        return [[at for at in times.get(phone, ()) if at > since] for phone, since in asks]
 
     async def by_provider_id(self, provider: str, provider_message_id: str) -> Document | None:
         """The message a provider knows under `provider_message_id`, once its record says
