@@ -6,9 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from lintas_bench import cli
 from lintas_bench.bulk_import import misreported_rows
 from lintas_bench.children import kill_leftovers, reap, spawn
 from lintas_bench.config import from_args
+from lintas_bench.observe import Observer
 
 pytestmark = pytest.mark.unit
 
@@ -42,3 +44,26 @@ async def test_a_child_left_running_is_killed_at_the_end_and_a_collected_one_is_
     left = await spawn(sys.executable, "-c", "import time; time.sleep(60)")
     assert kill_leftovers() == [left.pid]
     assert kill_leftovers() == []
+
+
+async def test_the_import_is_followed_through_the_pipeline_until_its_last_sms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    observer = Observer("127.0.0.1:1")  # never started: the test fills what it saw
+    observer.offered, observer.sms = {"earlier": 1.0}, {"earlier": 2.0}
+    before = (len(observer.offered), len(observer.sms))
+    observer.offered |= {"c1": 101.0, "c2": 103.0}
+    observer.sms |= {"c1": 102.0, "c2": 105.0}
+    imported = {"importer": {"created": 2}}
+
+    found = await cli._import_end_to_end(observer, before, 100.0, imported)
+
+    assert found["offered"] == found["sms"] == 2
+    assert (found["offered_last_after_s"], found["sms_last_after_s"]) == (3.0, 5.0)
+    assert (found["offered_rows_per_second"], found["sms_rows_per_second"]) == (0.7, 0.4)
+
+    # One SMS never comes: the wait ends once nothing has come for a while.
+    monkeypatch.setattr(cli, "IMPORT_QUIET_SECONDS", 0.0)
+    imported = {"importer": {"created": 3}}
+    found = await cli._import_end_to_end(observer, before, 100.0, imported)
+    assert (found["offered"], found["sms"]) == (2, 2)

@@ -22,6 +22,7 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +123,8 @@ async def _phases(
         if "import" not in config.skip and budget.left() > 0:
             lag = await _settle(stack, config.settle_seconds)
             _say(f"bulk import: {config.import_rows} rows through `lintas import`")
+            seen_before = (len(observer.offered), len(observer.sms))
+            import_started = time.time()
             results["import"] = await run_import(
                 intake_url=stack.intake_url,
                 api_key=stack.ngo_api_key,
@@ -136,6 +139,9 @@ async def _phases(
                 time_limit=max(120.0, budget.left() + 120.0),
             )
             results["import"]["consumer_lag_before"] = lag
+            results["import"]["end_to_end"] = await _import_end_to_end(
+                observer, seen_before, import_started, results["import"]
+            )
         if config.ferretdb_log_level == "debug":
             results["full_table_reads"] = _full_table_reads(stack, ctx, results)
         for phase in ("profile", "baselines", "import"):
@@ -144,6 +150,54 @@ async def _phases(
     finally:
         await observer.stop()
         await sampler.stop()
+
+
+#: Seconds without a new offer or SMS after which the import's wait for them ends, and
+#: the longest wait (a 100,000-row import takes the pipeline far longer than the importer).
+IMPORT_QUIET_SECONDS = 60.0
+IMPORT_WAIT_SECONDS = 600.0
+
+
+async def _import_end_to_end(
+    observer: Observer,
+    seen_before: tuple[int, int],
+    started: float,
+    imported: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The import through the whole pipeline: the importer's rate counts the rows intake
+    accepted, while referral and notify may still be behind. Waits (bounded) for the
+    imported cases' offers and SMS on the topics; reports how many came, and when the
+    last one did."""
+    created = int((imported.get("importer") or {}).get("created") or 0)
+    if not created:
+        return {}
+    _say(f"import: waiting for the {created} imported cases' offers and SMS")
+    waited_from = time.time()
+    last_count, last_change = -1, waited_from
+    while True:
+        offered = len(observer.offered) - seen_before[0]
+        sms = len(observer.sms) - seen_before[1]
+        if offered >= created and sms >= created:
+            break
+        now = time.time()
+        if offered + sms != last_count:
+            last_count, last_change = offered + sms, now
+        if now - last_change > IMPORT_QUIET_SECONDS or now - waited_from > IMPORT_WAIT_SECONDS:
+            break
+        await asyncio.sleep(1.0)
+    found: dict[str, Any] = {
+        "cases": created,
+        "offered": offered,
+        "sms": sms,
+        "waited_at_most_s": IMPORT_WAIT_SECONDS,
+    }
+    for name, seen in (("offered", observer.offered), ("sms", observer.sms)):
+        times = [t for t in seen.values() if t >= started]
+        if times:
+            seconds = max(times) - started
+            found[f"{name}_last_after_s"] = round(seconds, 1)
+            found[f"{name}_rows_per_second"] = round(len(times) / seconds, 1) if seconds else None
+    return found
 
 
 async def _calibrate(

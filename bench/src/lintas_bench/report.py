@@ -252,6 +252,17 @@ def _import(results: Mapping[str, Any], lines: list[str]) -> None:
         f"RSS {_n(imp['importer_peak_rss_mib'], 1)} MiB; intake peak RSS "
         f"{_n(imp['services_peak_rss_mib'].get('intake'), 1)} MiB"
     )
+    through = imp.get("end_to_end") or {}
+    if through:
+        lines.append(
+            f"  through the pipeline (the importer's rate counts what intake accepted): "
+            f"{_n(through.get('offered'))} of {_n(through['cases'])} imported cases offered, "
+            f"the last {_n(through.get('offered_last_after_s'))} s after the import began "
+            f"({_n(through.get('offered_rows_per_second'))} rows/s); {_n(through.get('sms'))} "
+            f"SMS sent, the last after {_n(through.get('sms_last_after_s'))} s "
+            f"({_n(through.get('sms_rows_per_second'))} rows/s; waited at most "
+            f"{_n(through.get('waited_at_most_s'))} s)"
+        )
     cpu = dict(imp.get("services_cpu_seconds", {}))
     if "importer_cpu_seconds" in imp:
         cpu = {"importer": imp["importer_cpu_seconds"], **cpu}
