@@ -7,7 +7,7 @@ import asyncio
 import uuid
 
 import pytest
-from lintas_shared.mongo import INSERT_SIZE, CoalescingInserter, make_mongo_client
+from lintas_shared.mongo import COMMAND_SIZE, CoalescingInserter, make_mongo_client
 from prometheus_client import REGISTRY
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
@@ -35,7 +35,7 @@ async def test_inserts_made_side_by_side_are_one_command_each_with_its_own_answe
         await things.create_index([("code", ASCENDING)], unique=True, name="code_unique")
         await things.insert_one({"_id": "taken", "code": "taken-code"})
         inserter = CoalescingInserter(things)
-        fresh = [{"_id": f"t{n}", "code": f"code-{n}"} for n in range(INSERT_SIZE + 3)]
+        fresh = [{"_id": f"t{n}", "code": f"code-{n}"} for n in range(COMMAND_SIZE + 3)]
         refused = [{"_id": "taken", "code": "other"}, {"_id": "new", "code": "taken-code"}]
         before = _inserts(name)
 
@@ -45,6 +45,11 @@ async def test_inserts_made_side_by_side_are_one_command_each_with_its_own_answe
 
         assert got[: len(fresh)] == [None] * len(fresh)
         assert [type(e) for e in got[len(fresh) :]] == [DuplicateKeyError, DuplicateKeyError]
+        # The error names no document: its text goes to logs and dead letters.
+        for error in got[len(fresh) :]:
+            assert isinstance(error, DuplicateKeyError)
+            assert "op" not in (error.details or {})
+            assert "other" not in str(error)
         assert _inserts(name) - before == 2  # 25 and the rest
         stored = {doc["_id"]: doc["code"] async for doc in things.find({})}
         assert stored == {"taken": "taken-code", **{d["_id"]: d["code"] for d in fresh}}

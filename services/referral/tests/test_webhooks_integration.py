@@ -107,28 +107,57 @@ async def test_a_webhook_registered_elsewhere_gets_the_next_event(
     assert [body["id"] for body in receiver.accepted] == [event.id]
 
 
-async def test_an_offer_is_queued_on_the_webhook_answer_its_claim_read(
-    stores: Stores, hooks: Webhooks, receiver: Receiver
-) -> None:
-    # The routing and the webhook queueing in one process, as the service runs them; one
-    # Hong Kong partner takes these cases.
+async def one_partner_here(
+    stores: Stores, hooks: Webhooks, mongo: AsyncMongoClient[Document], database_name: str
+) -> tuple[list[float], Referrals, Webhooks]:
+    """The routing and the webhook queueing of one process (as the service runs them),
+    its directory on a clock the test moves; one Hong Kong partner takes these cases."""
     await stores.partners.upsert(Partner("org-hk-2", "HK two", "HK", frozenset({"other"})))
-    ctx = dataclasses.replace(stores.ctx, partners=hooks.partners)
-    # Counted while the partner had no webhook: its event is not queued, even when the
-    # partner registers before the event comes by (the claim's answer is the decision's).
-    before = await offered_event(stores, "case-w-before", ctx)
-    receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
-    await webhooks.on_referral_event(before, hooks)
-    assert await webhooks.deliver_due(hooks) == 0
+    at = [0.0]
+    here = MongoPartnerDirectory(mongo[database_name]["partners"], ttl=5, clock=lambda: at[0])
+    return (
+        at,
+        dataclasses.replace(stores.ctx, partners=here),
+        dataclasses.replace(hooks, partners=here),
+    )
 
-    # The next referral decided on is counted with the registration in place.
-    after = await offered_event(stores, "case-w-after", ctx)
-    await webhooks.on_referral_event(after, hooks)
+
+async def test_a_referral_event_is_queued_on_its_claims_answer_for_a_few_seconds(
+    stores: Stores,
+    hooks: Webhooks,
+    receiver: Receiver,
+    mongo: AsyncMongoClient[Document],
+    database_name: str,
+) -> None:
+    at, ctx, hooks_here = await one_partner_here(stores, hooks, mongo, database_name)
+    # Both counted while the partner had no webhook; it then registers through another
+    # instance (`hooks`' directory).
+    first = await offered_event(stores, "case-w-first", ctx)
+    second = await offered_event(stores, "case-w-second", ctx)
+    receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
+
+    at[0] = 1.0  # the claim's answer, a second old, stands: not queued
+    await webhooks.on_referral_event(first, hooks_here)
+    assert await webhooks.deliver_due(hooks) == 0
+    at[0] = 6.0  # older than the ttl: read again, and queued
+    await webhooks.on_referral_event(second, hooks_here)
     assert await webhooks.deliver_due(hooks) == 1
-    assert [body["id"] for body in receiver.accepted] == [after.id]
-    # An answer serves its own referral once: a later event of it reads again.
-    await webhooks.on_referral_event(before, hooks)
+    assert [body["id"] for body in receiver.accepted] == [second.id]
+
+
+async def test_a_registration_through_this_instance_counts_at_once(
+    stores: Stores,
+    hooks: Webhooks,
+    receiver: Receiver,
+    mongo: AsyncMongoClient[Document],
+    database_name: str,
+) -> None:
+    _, ctx, hooks_here = await one_partner_here(stores, hooks, mongo, database_name)
+    offered = await offered_event(stores, "case-w-here", ctx)  # counted: no webhook yet
+    receiver.secret = await webhooks.register(hooks_here, "org-hk-1", receiver.url)
+    await webhooks.on_referral_event(offered, hooks_here)
     assert await webhooks.deliver_due(hooks) == 1
+    assert [body["id"] for body in receiver.accepted] == [offered.id]
 
 
 async def test_stale_or_badly_signed_deliveries_are_rejected_by_the_receiver(

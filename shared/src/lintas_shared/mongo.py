@@ -174,8 +174,10 @@ class TurnBatcher(Generic[T, R]):
     A consumer handles a batch's cases side by side, and their handlers reach the same
     step (a read by `_id`, an insert, an update) in the same turn: one store command for
     them all instead of one a case. `run` gets the items in the order they were asked for
-    and returns one result for each, or an exception for that caller alone; an exception
-    it raises fails every call it carried.
+    and returns one result for each, or an exception for that caller alone. When `run`
+    fails as a whole, a store that cannot be reached fails every call it carried (each
+    caller's retry decides); any other failure (one item the driver or the store refused)
+    runs each item again on its own, so it fails its own call only.
     """
 
     def __init__(
@@ -193,7 +195,8 @@ class TurnBatcher(Generic[T, R]):
         self._runs: set[asyncio.Task[None]] = set()
 
     async def call(self, item: T) -> R:
-        """`item`'s result, from the run that carries it."""
+        """`item`'s result, from the run that carries it. A caller cancelled while its
+        item waits does not withdraw it: the run may still write it."""
         loop = asyncio.get_running_loop()
         waiting = self._waiting.get(loop)
         if waiting is None:
@@ -215,23 +218,43 @@ class TurnBatcher(Generic[T, R]):
 
     async def _serve(self, calls: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
-            results = await self._run([item for item, _ in calls])
+            results = await self._results([item for item, _ in calls])
+            for (_, answer), result in zip(calls, results, strict=True):
+                if answer.done():
+                    continue
+                if isinstance(result, BaseException):
+                    answer.set_exception(result)
+                else:
+                    answer.set_result(result)
         except asyncio.CancelledError:
             for _, answer in calls:
                 answer.cancel()
             raise
-        except Exception as exc:
+        except BaseException as exc:
             for _, answer in calls:
                 if not answer.done():
                     answer.set_exception(exc)
-            return
-        for (_, answer), result in zip(calls, results, strict=True):
-            if answer.done():
-                continue
-            if isinstance(result, BaseException):
-                answer.set_exception(result)
-            else:
-                answer.set_result(result)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            # No caller waits for ever, whatever went wrong above.
+            for _, answer in calls:
+                if not answer.done():
+                    answer.set_exception(RuntimeError("the store command gave no answer"))
+
+    async def _results(self, items: list[T]) -> Sequence[R | BaseException]:
+        try:
+            return await self._run(items)
+        except Exception as exc:
+            if len(items) == 1 or isinstance(exc, TRANSIENT_STORE_ERRORS):
+                raise
+        return [await self._alone(item) for item in items]
+
+    async def _alone(self, item: T) -> R | BaseException:
+        try:
+            return (await self._run([item]))[0]
+        except Exception as exc:
+            return exc
 
 
 class CoalescingReader:
@@ -271,8 +294,13 @@ class CoalescingReader:
         return answers
 
 
-#: Documents one coalesced insert carries at most (see `COMMAND_SIZE` in unit_of_work).
-INSERT_SIZE = 25
+#: Documents one bulk command writes at most (a relay's clears, a batch's inserts and
+#: event changes). The local store holds a write lock on the collection for a whole
+#: command (deploy/README.md), so commands of 200-400 held intake's `cases` for 3-4 s each
+#: and the import's inserts waited behind them (2,000 rows: 114 rows/s; 281-304 with 25
+#: a command). A few dozen already save nearly every round trip: alone, the store takes
+#: about 1 ms a document with 20, 50 or 200 a command.
+COMMAND_SIZE = 25
 
 
 async def insert_each(
@@ -286,18 +314,31 @@ async def insert_each(
         await collection.insert_many(docs, ordered=False)
     except BulkWriteError as exc:
         if exc.details.get("writeConcernErrors"):
-            raise
+            raise without_documents(exc) from None
         refused = {error["index"]: error for error in exc.details.get("writeErrors", [])}
         return [None if i not in refused else write_error(refused[i]) for i in range(len(docs))]
     return [None] * len(docs)
 
 
 def write_error(error: Mapping[str, Any]) -> WriteError:
-    """The exception a single write raises for this entry of a bulk write's errors."""
+    """The exception a single write raises for this entry of a bulk write's errors,
+    without the statement (`op`: a document that may hold personal data, and that an
+    error's text would carry into logs and dead letters)."""
     message, code = str(error.get("errmsg", "")), error.get("code")
+    details = {k: v for k, v in error.items() if k != "op"}
     if code == 11000:
-        return DuplicateKeyError(message, code, dict(error))
-    return WriteError(message, code, dict(error))
+        return DuplicateKeyError(message, code, details)
+    return WriteError(message, code, details)
+
+
+def without_documents(exc: BulkWriteError) -> BulkWriteError:
+    """`exc` without the statements its errors name (see `write_error`): raised to every
+    caller of a coalesced command, it must not carry one caller's document to another."""
+    details = dict(exc.details)
+    details["writeErrors"] = [
+        {k: v for k, v in e.items() if k != "op"} for e in details.get("writeErrors", [])
+    ]
+    return BulkWriteError(details)
 
 
 class CoalescingInserter:
@@ -308,7 +349,7 @@ class CoalescingInserter:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
         self._inserts: TurnBatcher[Document, WriteError | None] = TurnBatcher(
-            self._insert, INSERT_SIZE
+            self._insert, COMMAND_SIZE
         )
 
     async def insert_one(self, doc: Document) -> None:

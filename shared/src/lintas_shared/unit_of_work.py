@@ -9,6 +9,12 @@ version moved meanwhile (another instance or request wrote first) the document i
 again and the domain decides again. After a write with events the relay is woken with
 the document's whole outbox, so it publishes at once without reading it back.
 
+Writes of a consumer's batch go to the store together (`TurnBatcher`): new documents as
+one unordered insert, changes an event causes as one unordered update. The store counts
+an update's matches, not which statement matched: when one missed, every change of that
+command reads its document again, and one that was written finds its event key there
+(as a redelivery would) and hands the stored outbox to the relay.
+
 Two implementations of the store port, `VersionedDocuments`, keep the same promises, and
 one contract suite (shared/tests/test_unit_of_work_contract.py) runs against both:
 `MongoVersionedDocuments` (one collection) and `InMemoryVersionedDocuments` (unit tests).
@@ -34,10 +40,12 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import (
+    COMMAND_SIZE,
     Document,
     TurnBatcher,
     copy_document,
     insert_each,
+    without_documents,
     write_error,
 )
 
@@ -124,7 +132,9 @@ class Decision(Generic[A]):
 @dataclass(frozen=True)
 class Committed(Generic[A]):
     """The state after `UnitOfWork.change`; `changed` is False when nothing was written
-    (the event was processed before, or the domain decided nothing)."""
+    (the event was processed before, or the domain decided nothing), and also when the
+    event's change was written in a command the store could not vouch for (see
+    `VersionedDocuments.write`): the state is then as read back."""
 
     aggregate: A
     changed: bool
@@ -319,6 +329,10 @@ class UnitOfWork(Generic[A]):
             # not change `doc` too, which the write compares with (`_stored_as`).
             current = await self._codec.decode(copy_document(doc))
             if event_key is not None and event_key in doc.get(PROCESSED_FIELD, ()):
+                if attempt > 0 and doc.get(OUTBOX_FIELD) and self._on_commit is not None:
+                    # Written in a command that could not say so: hand the stored outbox
+                    # to the relay now rather than leave it to its search.
+                    self._on_commit(doc_id, version, list(doc[OUTBOX_FIELD]))
                 return Committed(current, changed=False)
             if expected_version is not None and version != expected_version:
                 raise VersionConflictError(version)
@@ -517,7 +531,8 @@ class MongoVersionedDocuments:
         return results
 
     async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
-        """One `update_one` whose filter holds the version."""
+        """An update whose filter holds the version: `update_one`, or for a change with
+        an event key one statement of a batch's `update` command (`_write_command`)."""
         update: Document = {"$set": {**write.set, VERSION_FIELD: expected_version + 1}}
         if write.unset:
             update["$unset"] = {name: "" for name in write.unset}
@@ -570,7 +585,7 @@ class MongoVersionedDocuments:
         except BulkWriteError as exc:
             # A statement the store refused fails its own change only.
             if exc.details.get("writeConcernErrors"):
-                raise
+                raise without_documents(exc) from None
             refused = {e["index"]: write_error(e) for e in exc.details.get("writeErrors", [])}
             every = exc.details.get("nMatched", 0) == len(writes) - len(refused)
             return [refused.get(i, every) for i in range(len(writes))]
@@ -657,14 +672,6 @@ def _exactly(doc_id: str, published: Sequence[Document]) -> Document:
         f"{OUTBOX_FIELD}.{len(published)}": {"$exists": False},
     }
 
-
-#: Documents one bulk command writes at most (a relay's clears, a batch's inserts and
-#: event changes). The local store holds a write lock on the collection for a whole
-#: command (deploy/README.md), so commands of 200-400 held intake's `cases` for 3-4 s each
-#: and the import's inserts waited behind them (2,000 rows: 114 rows/s; 281-304 with 25
-#: a command). A few dozen already save nearly every round trip: alone, the store takes
-#: about 1 ms a document with 20, 50 or 200 a command.
-COMMAND_SIZE = 25
 
 _EMPTIED: Document = {"$set": {OUTBOX_FIELD: []}, "$unset": {OUTBOX_SINCE_FIELD: ""}}
 

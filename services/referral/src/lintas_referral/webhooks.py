@@ -86,9 +86,8 @@ class WebhookDirectory(Protocol):
     async def has_webhook(self, partner_id: str, referral_id: str | None = None) -> bool:
         """Whether the partner registered a webhook: whether its referral events are
         queued for delivery. A "yes" may come from a copy a few seconds old (each delivery
-        reads the registration itself); a "no" is read, unless it is the answer read when
-        `referral_id` was counted in the partner's load (a registration counts from the
-        next referral decided on)."""
+        reads the registration itself); a "no" is read, unless it is the answer read a
+        few seconds ago when `referral_id` was counted in the partner's load."""
         ...
 
     async def replace_webhook(

@@ -25,9 +25,9 @@ older `open_cases`) are moved to claim documents at start-up (`migrate_load`).
 Partners rarely change: the routing decision reads them through a short-lived
 in-process cache (`ttl`), which the claims of this process keep up to date. That a
 partner registered a webhook is kept as long, for the queueing of each referral event;
-that it has none is kept only as the answer for the referral whose claim read it (the
-claim's `find_one_and_update` returns it), so a registration counts from the next
-referral decided on.
+the answer a referral's claim read (its `find_one_and_update` returns the partner) serves
+that referral's next event within as long, yes or no: a registration made through this
+instance counts at once, one made through another within `ttl` seconds.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ class MongoPartnerDirectory:
         self._clock = clock
         self._cache: dict[str, tuple[float, list[Partner]]] = {}
         self._hooked: dict[str, float] = {}  # partner id -> when a webhook was seen
-        # referral id -> whether its partner had a webhook when the referral was counted
-        self._claimed_hooks: OrderedDict[str, bool] = OrderedDict()
+        # (partner id, referral id) -> whether the partner had a webhook when the referral
+        # was counted, and when
+        self._claimed_hooks: OrderedDict[tuple[str, str], tuple[bool, float]] = OrderedDict()
 
     async def ensure_indexes(self) -> None:
         """The indexes of the routing decision's, the API key's and the reconciler's
@@ -354,7 +355,7 @@ class MongoPartnerDirectory:
         result = await self._collection.update_one(
             {"_id": partner_id}, {"$set": {"webhook": _webhook_document(registration)}}
         )
-        self._hooked.pop(partner_id, None)
+        self._forget_hooks(partner_id)
         return result.matched_count == 1
 
     async def replace_webhook(
@@ -366,7 +367,7 @@ class MongoPartnerDirectory:
             {"_id": partner_id, "webhook.secret": expected.sealed_secret},
             {"$set": {"webhook": _webhook_document(registration)}},
         )
-        self._hooked.pop(partner_id, None)
+        self._forget_hooks(partner_id)
         return result.modified_count == 1
 
     async def webhook(self, partner_id: str) -> Registration | None:
@@ -380,13 +381,14 @@ class MongoPartnerDirectory:
 
     async def has_webhook(self, partner_id: str, referral_id: str | None = None) -> bool:
         """Whether the active partner registered a webhook. A "yes" is kept `ttl` seconds;
-        a "no" is kept only as the answer for the referral whose claim read it, so a
-        registration made anywhere counts from the next referral decided on."""
-        if referral_id is not None:
-            answer = self._claimed_hooks.pop(referral_id, None)
-            if answer is not None:
-                return answer
+        a "no" only as the answer the claim of `referral_id` read, for one event within
+        `ttl` seconds: a registration made here counts at once, one made through another
+        instance within `ttl` seconds."""
         now = self._clock()
+        if referral_id is not None:
+            answer = self._claimed_hooks.pop((partner_id, referral_id), None)
+            if answer is not None and now - answer[1] < self._ttl:
+                return answer[0]
         seen = self._hooked.get(partner_id)
         if seen is not None and now - seen < self._ttl:
             return True
@@ -409,7 +411,13 @@ class MongoPartnerDirectory:
             if len(self._claimed_hooks) >= MAX_KEPT:
                 # Answers whose events went to another instance are never asked for.
                 self._claimed_hooks.popitem(last=False)
-            self._claimed_hooks[referral_id] = hooked
+            self._claimed_hooks[(partner_id, referral_id)] = (hooked, self._clock())
+
+    def _forget_hooks(self, partner_id: str) -> None:
+        """The partner's registration changed here: read it again from the next event."""
+        self._hooked.pop(partner_id, None)
+        for key in [k for k in self._claimed_hooks if k[0] == partner_id]:
+            del self._claimed_hooks[key]
 
     async def reseal_webhook_secrets(self, box: SecretBox) -> ResealReport:
         """Seal every stored webhook secret (and an overlapping old one) under the current
