@@ -107,55 +107,55 @@ async def test_a_webhook_registered_elsewhere_gets_the_next_event(
     assert [body["id"] for body in receiver.accepted] == [event.id]
 
 
-async def one_partner_here(
-    stores: Stores, hooks: Webhooks, mongo: AsyncMongoClient[Document], database_name: str
-) -> tuple[list[float], Referrals, Webhooks]:
+@dataclasses.dataclass
+class OneProcess:
     """The routing and the webhook queueing of one process (as the service runs them),
-    its directory on a clock the test moves; one Hong Kong partner takes these cases."""
+    its directory on a clock the test moves (`at`)."""
+
+    at: list[float]
+    ctx: Referrals
+    hooks: Webhooks
+
+
+@pytest.fixture
+async def here(
+    stores: Stores, hooks: Webhooks, mongo: AsyncMongoClient[Document], database_name: str
+) -> OneProcess:
+    """One process; one Hong Kong partner (org-hk-1) takes these cases."""
     await stores.partners.upsert(Partner("org-hk-2", "HK two", "HK", frozenset({"other"})))
     at = [0.0]
-    here = MongoPartnerDirectory(mongo[database_name]["partners"], ttl=5, clock=lambda: at[0])
-    return (
+    directory = MongoPartnerDirectory(mongo[database_name]["partners"], ttl=5, clock=lambda: at[0])
+    return OneProcess(
         at,
-        dataclasses.replace(stores.ctx, partners=here),
-        dataclasses.replace(hooks, partners=here),
+        dataclasses.replace(stores.ctx, partners=directory),
+        dataclasses.replace(hooks, partners=directory),
     )
 
 
 async def test_a_referral_event_is_queued_on_its_claims_answer_for_a_few_seconds(
-    stores: Stores,
-    hooks: Webhooks,
-    receiver: Receiver,
-    mongo: AsyncMongoClient[Document],
-    database_name: str,
+    stores: Stores, hooks: Webhooks, receiver: Receiver, here: OneProcess
 ) -> None:
-    at, ctx, hooks_here = await one_partner_here(stores, hooks, mongo, database_name)
     # Both counted while the partner had no webhook; it then registers through another
     # instance (`hooks`' directory).
-    first = await offered_event(stores, "case-w-first", ctx)
-    second = await offered_event(stores, "case-w-second", ctx)
+    first = await offered_event(stores, "case-w-first", here.ctx)
+    second = await offered_event(stores, "case-w-second", here.ctx)
     receiver.secret = await webhooks.register(hooks, "org-hk-1", receiver.url)
 
-    at[0] = 1.0  # the claim's answer, a second old, stands: not queued
-    await webhooks.on_referral_event(first, hooks_here)
+    here.at[0] = 1.0  # the claim's answer, a second old, stands: not queued
+    await webhooks.on_referral_event(first, here.hooks)
     assert await webhooks.deliver_due(hooks) == 0
-    at[0] = 6.0  # older than the ttl: read again, and queued
-    await webhooks.on_referral_event(second, hooks_here)
+    here.at[0] = 6.0  # older than the ttl: read again, and queued
+    await webhooks.on_referral_event(second, here.hooks)
     assert await webhooks.deliver_due(hooks) == 1
     assert [body["id"] for body in receiver.accepted] == [second.id]
 
 
 async def test_a_registration_through_this_instance_counts_at_once(
-    stores: Stores,
-    hooks: Webhooks,
-    receiver: Receiver,
-    mongo: AsyncMongoClient[Document],
-    database_name: str,
+    stores: Stores, hooks: Webhooks, receiver: Receiver, here: OneProcess
 ) -> None:
-    _, ctx, hooks_here = await one_partner_here(stores, hooks, mongo, database_name)
-    offered = await offered_event(stores, "case-w-here", ctx)  # counted: no webhook yet
-    receiver.secret = await webhooks.register(hooks_here, "org-hk-1", receiver.url)
-    await webhooks.on_referral_event(offered, hooks_here)
+    offered = await offered_event(stores, "case-w-here", here.ctx)  # counted: no webhook yet
+    receiver.secret = await webhooks.register(here.hooks, "org-hk-1", receiver.url)
+    await webhooks.on_referral_event(offered, here.hooks)
     assert await webhooks.deliver_due(hooks) == 1
     assert [body["id"] for body in receiver.accepted] == [offered.id]
 

@@ -573,8 +573,8 @@ class MongoVersionedDocuments:
     ) -> list[bool | WriteError]:
         """One `update` command for the event changes asked for side by side. The server
         counts the matches, not which: when one missed, each answers False and its change
-        reads its document again (one that was made finds its event key, and its events
-        are published by the relay's search for entries left behind)."""
+        reads its document again (one that was made finds its event key and hands the
+        stored outbox to the relay)."""
         if len(writes) == 1:
             where, update = writes[0]
             return [(await self._collection.update_one(where, update)).matched_count == 1]
