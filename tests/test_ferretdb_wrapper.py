@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from lintas_deploy.ferretdb import provision_ferretdb, start_ferretdb
+from bson import Binary, ObjectId, Regex, Timestamp
+from lintas_deploy.ferretdb import provision_ferretdb, run_added_go_tests, start_ferretdb
 from lintas_deploy.processes import wait_for_port
 from pymongo import AsyncMongoClient, MongoClient, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -516,3 +517,91 @@ def test_an_ordered_insert_stops_at_its_refused_document(wrapper: tuple[str, Pat
         # A batch of exactly 100 (FerretDB's batch size) is followed by an empty one.
         rows.insert_many([{"_id": n} for n in range(100, 200)], ordered=True)
         assert rows.count_documents({}) == 100
+
+
+def test_stored_documents_are_encoded_and_decoded_in_one_pass_as_ferretdb_does(
+    wrapper: tuple[str, Path],
+) -> None:
+    # The build encodes and decodes stored documents in one pass (deploy/ferretdb/sjson/),
+    # falling back to FerretDB's own code for anything else. The Go tests added beside it
+    # compare the two on random documents of every type (and the decoder on altered
+    # ones); here, through the wire, every BSON type the store keeps comes back as it
+    # went in.
+    cache = Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
+    output = run_added_go_tests(cache)
+    for name in (
+        "TestLintasUnmarshalDecodesWhatMarshalWritesAsBefore",
+        "TestLintasUnmarshalTakesNothingFerretDBWouldDecodeOtherwise",
+        "TestLintasUnmarshalRefusesWhatFerretDBRefuses",
+        "TestLintasMarshalWritesWhatFerretDBWrites",
+    ):
+        assert f"--- PASS: {name}" in output, output[-3000:]
+    uri, _ = wrapper
+    when = datetime(2026, 12, 5, 9, 30, 1, 123000, tzinfo=UTC)
+    document = {
+        "_id": 'quote " back \\ tab \t nul \x00 é 漢 😀 \u2028',
+        "double": -2.5e-7,
+        "big": 1.7976931348623157e308,
+        "int": -(2**31),
+        "long": 2**62,
+        "true": True,
+        "none": None,
+        "when": when,
+        "bytes": Binary(bytes(range(256)), 4),
+        "oid": ObjectId("6751b2c0a1b2c3d4e5f60718"),
+        "regex": Regex("^a.*z$", "im"),
+        "stamp": Timestamp(1_733_390_000, 7),
+        "empty": {},
+        "empties": [{}, {"none": []}],  # FerretDB v1 stores no array directly in an array
+        "nested": {"list": [1, "two", {"three": [3.5, None, {"four": when}]}], "": "blank"},
+    }
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000, tz_aware=True) as client:
+        things = client["wrapper_decode"]["things"]
+        things.insert_one(document)
+        things.update_one({"_id": document["_id"]}, {"$set": {"later": [1, 2]}})
+        stored = things.find_one({"_id": document["_id"]})
+    assert stored == {**document, "later": [1, 2]}
+    assert list(stored) == [*document, "later"]
+
+
+def test_the_drivers_kept_statements_are_used_again_and_follow_the_schema(
+    wrapper: tuple[str, Path],
+) -> None:
+    # The build's SQLite driver keeps each connection's recent statements prepared
+    # (deploy/ferretdb/sqlitedriver/); its Go tests, run on the patched modules, check
+    # reuse, errors, schema changes, the bound and a statement still in use. Here, through
+    # the wire: a collection dropped and made again, a new index, refusals, more query
+    # shapes than a connection keeps.
+    cache = Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
+    output = run_added_go_tests(cache)
+    for name in (
+        "TestLintasStatementsAreKeptAndUsedAgain",
+        "TestLintasAFailedStatementReportsItsErrorAndIsNotKept",
+        "TestLintasKeptStatementsFollowSchemaChanges",
+        "TestLintasAConnectionKeepsItsRecentStatementsOnly",
+        "TestLintasAStatementInUseIsNotSharedBySameText",
+    ):
+        assert f"--- PASS: {name}" in output, output[-3000:]
+    uri, _ = wrapper
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        notes = client["wrapper_statements"]["notes"]
+        for round_ in range(3):
+            notes.insert_many([{"_id": n, "round": round_, "key": f"k{n}"} for n in range(5)])
+            notes.update_one({"_id": 1}, {"$set": {"seen": round_}})
+            assert notes.find_one({"_id": 1}) == {
+                "_id": 1,
+                "round": round_,
+                "key": "k1",
+                "seen": round_,
+            }
+            with pytest.raises(DuplicateKeyError):
+                notes.insert_one({"_id": 1})
+            if round_ == 1:
+                notes.create_index("key")
+            assert [d["_id"] for d in notes.find({"key": "k3"})] == [3]
+            # One shape of insert for each size: more than a connection keeps.
+            for size in range(1, 41):
+                notes.insert_many([{"_id": f"{round_}-{size}-{n}"} for n in range(size)])
+            assert notes.count_documents({}) == 5 + sum(range(1, 41))
+            notes.drop()
+        assert notes.count_documents({}) == 0

@@ -16,6 +16,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 
 from lintas_deploy import deploy_file
 from lintas_deploy.processes import (
@@ -31,6 +32,7 @@ __all__ = [
     "ferretdb_address",
     "ferretdb_process",
     "provision_ferretdb",
+    "run_added_go_tests",
     "start_ferretdb",
 ]
 
@@ -49,6 +51,10 @@ AddedFile = tuple[str, str]
 
 #: How FerretDB's SQLite backend opens a write's transaction.
 _TRANSACTION = "\n\terr := db.InTransaction(ctx, func(tx *fsql.Tx) error {\n"
+
+#: How sjson's Marshal begins.
+_MARSHAL = "func Marshal(d *types.Document) ([]byte, error) {\n"
+_NIL_DOCUMENT = '\tif d == nil {\n\t\tpanic("v is nil")\n\t}\n'
 
 #: Edits to FerretDB's own source, applied to a copy of the module before building:
 #: (file, text, replacement, how often the text must occur), so that a different upstream
@@ -152,6 +158,46 @@ PATCHES: tuple[Patch, ...] = (
         + "\t\tbatchSize := c.r.BatchSize\n",
         1,  # InsertAll
     ),
+    # Stored documents are decoded in one pass guided by their schema
+    # (deploy/ferretdb/sjson/lintas_unmarshal.go.in); whatever that pass does not take
+    # exactly as FerretDB would goes the old way, kept as `lintasUnmarshalAsBefore`.
+    (
+        "internal/handler/sjson/sjson.go",
+        "func Unmarshal(data []byte) (*types.Document, error) {\n",
+        "func Unmarshal(data []byte) (*types.Document, error) {\n"
+        "\tif doc, ok := lintasUnmarshal(data); ok {\n\t\treturn doc, nil\n\t}\n\n"
+        "\treturn lintasUnmarshalAsBefore(data)\n}\n\n"
+        "// lintasUnmarshalAsBefore is FerretDB's own Unmarshal.\n"
+        "func lintasUnmarshalAsBefore(data []byte) (*types.Document, error) {\n",
+        1,
+    ),
+    # ...and encoded into one buffer (deploy/ferretdb/sjson/lintas_marshal.go.in), byte
+    # for byte as before.
+    (
+        "internal/handler/sjson/sjson.go",
+        _MARSHAL + _NIL_DOCUMENT,
+        _MARSHAL
+        + _NIL_DOCUMENT
+        + "\n\tif b, ok := lintasMarshal(d); ok {\n\t\treturn b, nil\n\t}\n\n"
+        "\treturn lintasMarshalAsBefore(d)\n}\n\n"
+        "// lintasMarshalAsBefore is FerretDB's own Marshal.\n"
+        "func lintasMarshalAsBefore(d *types.Document) ([]byte, error) {\n" + _NIL_DOCUMENT,
+        1,
+    ),
+    # Track and Untrack keep no pprof profile of live objects, which took each tracked
+    # object's stack (deploy/ferretdb/resource/lintas_track.go.in); the upstream bodies
+    # stay, unused, under other names.
+    *(
+        (
+            "internal/util/resource/resource.go",
+            f"func {name}(obj any, token *Token) {{\n\tcheckArgs(obj, token)\n",
+            f"func {name}(obj any, token *Token) {{\n\tlintas{name}(obj, token)\n}}\n\n"
+            f"// upstream{name} is FerretDB's own {name}.\n"
+            f"func upstream{name}(obj any, token *Token) {{\n\tcheckArgs(obj, token)\n",
+            1,
+        )
+        for name in ("Track", "Untrack")
+    ),
     # Every SQL statement is logged at debug level through `l.With(fields...)`, and slog's
     # `With` formats its attributes at once, whatever the level: the statement's
     # arguments (whole documents as JSON) were quoted character by character for lines
@@ -180,6 +226,14 @@ ADDED_FILES: tuple[AddedFile, ...] = (
     (
         "sqlite/metadata/lintas_value_index.go.in",
         "internal/backends/sqlite/metadata/lintas_value_index.go",
+    ),
+    ("sjson/lintas_unmarshal.go.in", "internal/handler/sjson/lintas_unmarshal.go"),
+    ("sjson/lintas_marshal.go.in", "internal/handler/sjson/lintas_marshal.go"),
+    ("resource/lintas_track.go.in", "internal/util/resource/lintas_track.go"),
+    ("sjson/lintas_sjson_test.go.in", "internal/handler/sjson/lintas_sjson_test.go"),
+    (
+        "sqlitedriver/lintas_stmt_cache_test.go.in",
+        "internal/lintasdriver/lintas_stmt_cache_test.go",
     ),
 )
 
@@ -227,10 +281,58 @@ MEMORY_PATCHES: tuple[Patch, ...] = (
 
 #: The modules built from patched copies: (module, directory in the build, edits,
 #: added files).
+SQLITE_DRIVER_MODULE = "modernc.org/sqlite"
+
+#: Edits to modernc.org/sqlite, the database/sql driver: each connection keeps its
+#: recent statements prepared (deploy/ferretdb/sqlitedriver/lintas_stmt_cache.go.in)
+#: instead of parsing the same SQL for every use.
+SQLITE_DRIVER_PATCHES: tuple[Patch, ...] = (
+    (
+        "sqlite.go",
+        "type conn struct {\n\tdb  uintptr // *sqlite3.Xsqlite3\n",
+        "type conn struct {\n\tdb  uintptr // *sqlite3.Xsqlite3\n\n\tlintasStmts lintasStmtCache\n",
+        1,
+    ),
+    (
+        "sqlite.go",
+        "func (c *conn) finalize(pstmt uintptr) error {\n",
+        "func (c *conn) finalize(pstmt uintptr) error {\n"
+        "\tif kept, err := c.lintasRelease(pstmt); kept {\n\t\treturn err\n\t}\n\n",
+        1,
+    ),
+    (
+        "sqlite.go",
+        "func (c *conn) prepareV2(zSQL *uintptr) (pstmt uintptr, err error) {\n",
+        "func (c *conn) prepareV2(zSQL *uintptr) (pstmt uintptr, err error) {\n"
+        "\tpstmt, text, ok := c.lintasCached(zSQL)\n\tif ok {\n\t\treturn pstmt, nil\n\t}\n\n",
+        1,
+    ),
+    (
+        "sqlite.go",
+        "\t\tcase sqlite3.SQLITE_OK:\n\t\t\t*zSQL = *(*uintptr)(unsafe.Pointer(pptail))\n"
+        "\t\t\treturn *(*uintptr)(unsafe.Pointer(ppstmt)), nil\n",
+        "\t\tcase sqlite3.SQLITE_OK:\n\t\t\t*zSQL = *(*uintptr)(unsafe.Pointer(pptail))\n"
+        "\t\t\tpstmt = *(*uintptr)(unsafe.Pointer(ppstmt))\n"
+        "\t\t\tc.lintasKeep(text, pstmt, *zSQL)\n\n\t\t\treturn pstmt, nil\n",
+        1,
+    ),
+    (
+        "sqlite.go",
+        "\tif c.db != 0 {\n\t\tif err := c.closeV2(c.db); err != nil {\n",
+        "\tif c.db != 0 {\n\t\tc.lintasFinalizeAll()\n\n"
+        "\t\tif err := c.closeV2(c.db); err != nil {\n",
+        1,
+    ),
+)
+SQLITE_DRIVER_ADDED_FILES: tuple[AddedFile, ...] = (
+    ("sqlitedriver/lintas_stmt_cache.go.in", "lintas_stmt_cache.go"),
+)
+
 PATCHED_MODULES: tuple[tuple[str, str, tuple[Patch, ...], tuple[AddedFile, ...]], ...] = (
     (FERRETDB_MODULE, "ferretdb-module", PATCHES, ADDED_FILES),
     (LIBC_MODULE, "libc-module", LIBC_PATCHES, LIBC_ADDED_FILES),
     (MEMORY_MODULE, "memory-module", MEMORY_PATCHES, ()),
+    (SQLITE_DRIVER_MODULE, "sqlite-module", SQLITE_DRIVER_PATCHES, SQLITE_DRIVER_ADDED_FILES),
 )
 
 
@@ -304,6 +406,7 @@ def _patched_module(
             )
         path.write_text(source.replace(text, replacement))
     for source, destination in added:
+        (into / destination).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src_dir / source, into / destination)
 
 
@@ -366,6 +469,29 @@ def provision_ferretdb(cache_dir: Path, progress: Callable[[str], None] = print)
         stamp_file.write_text(wanted + "\n")
         progress(f"ferretdb: built {binary} ({time.monotonic() - began:.1f}s)")
         return binary
+
+
+#: Go tests of ours added to the patched FerretDB module (``ADDED_FILES``): the packages,
+#: and the tests' name pattern. They run in the build directory, so against every
+#: patched module (``PATCHED_MODULES``), as the binary is built.
+ADDED_GO_TESTS: Final = (
+    f"{FERRETDB_MODULE}/internal/handler/sjson",
+    f"{FERRETDB_MODULE}/internal/lintasdriver",
+)
+ADDED_GO_TESTS_PATTERN: Final = "^TestLintas"
+
+
+def run_added_go_tests(cache_dir: Path) -> str:
+    """Run the Go tests we add (``ADDED_GO_TESTS``) in the build directory
+    ``provision_ferretdb`` left, and return their verbose output; raises RuntimeError
+    with the output's tail when one fails."""
+    build_dir = Path(cache_dir).resolve() / "ferretdb-build"
+    return _run_go(
+        _go(),
+        ["test", "-count=1", "-v", "-run", ADDED_GO_TESTS_PATTERN, *ADDED_GO_TESTS],
+        build_dir,
+        "go test",
+    )
 
 
 def _read(path: Path) -> str | None:
