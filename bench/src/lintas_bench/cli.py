@@ -262,6 +262,23 @@ async def _calibrate(
     results["memory"] = {"idle_rss_mib": ctx.sampler.snapshot_rss()}
 
 
+async def _step_commands(
+    stack: Stack,
+    before: Mapping[str, int],
+    began: float,
+    results: Mapping[str, Any],
+    cases: int,
+) -> dict[str, Any]:
+    """Store commands per case over a load step, as the calibration counts them (the
+    idle rate subtracted): at load, what a batch's cases ask side by side is one
+    command. Counted 3 s after the step's last SMS, when intake has applied its news."""
+    await asyncio.sleep(3.0)
+    work = storeops.diff(await storeops.command_totals(stack.mongodb_uri), before)
+    idle_per_second = results.get("store_commands", {}).get("idle_per_second", {})
+    per_case = storeops.per_case(work, time.monotonic() - began, idle_per_second, 1.0, cases)
+    return {"per_case": per_case, "total_per_case": round(sum(per_case.values()), 1)}
+
+
 async def _settle(stack: Stack, limit: float) -> dict[str, int]:
     """Wait until the services have consumed every record (lag 0), at most `limit` s."""
     deadline = time.monotonic() + limit
@@ -286,6 +303,8 @@ async def _pipeline(
     async def step(rate: float, label: str) -> bool:
         lag = await _settle(stack, config.settle_seconds)
         _say(f"pipeline: {rate:g} cases/s for {config.step_seconds:g}s ({label})")
+        commands_before = await storeops.command_totals(stack.mongodb_uri)
+        began = time.monotonic()
         result = await run_step(
             ctx,
             rate=rate,
@@ -296,6 +315,9 @@ async def _pipeline(
         _say(_step_line(result))
         data = result.public()
         data["consumer_lag_before"] = lag
+        data["store_commands"] = await _step_commands(
+            stack, commands_before, began, results, result.accepted
+        )
         steps.append(data)
         assert result.verdict is not None
         verdicts.append(result.verdict)

@@ -88,6 +88,14 @@ def _pipeline(results: Mapping[str, Any], lines: list[str]) -> None:
                     for name, value in parts.items()
                 )
             )
+        counted = (top_step.get("store_commands") or {}).get("total_per_case")
+        calibrated = (results.get("store_commands") or {}).get("total_per_case")
+        if counted is not None:
+            lines.append(
+                f"Store commands per case at {_n(top)}/s: {_n(counted, 1)}, what a batch's "
+                "cases ask side by side being one command (at 2/s, where a batch holds one "
+                f"case: {_n(calibrated, 1)}, below)"
+            )
     if pipeline.get("stopped"):
         lines.append(f"Ladder stopped: {pipeline['stopped']}")
     lines.append(
