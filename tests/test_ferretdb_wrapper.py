@@ -519,23 +519,34 @@ def test_an_ordered_insert_stops_at_its_refused_document(wrapper: tuple[str, Pat
         assert rows.count_documents({}) == 100
 
 
+@pytest.fixture(scope="module")
+def go_tests(wrapper: tuple[str, Path]) -> str:
+    """The verbose output of the Go tests added to the patched modules, run once on the
+    build the wrapper fixture made (`run_added_go_tests`)."""
+    cache = Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
+    return run_added_go_tests(cache)
+
+
+def _passed(output: str, *names: str) -> None:
+    for name in names:
+        assert f"--- PASS: {name}" in output, output[-3000:]
+
+
 def test_stored_documents_are_encoded_and_decoded_in_one_pass_as_ferretdb_does(
-    wrapper: tuple[str, Path],
+    wrapper: tuple[str, Path], go_tests: str
 ) -> None:
     # The build encodes and decodes stored documents in one pass (deploy/ferretdb/sjson/),
     # falling back to FerretDB's own code for anything else. The Go tests added beside it
     # compare the two on random documents of every type (and the decoder on altered
     # ones); here, through the wire, every BSON type the store keeps comes back as it
     # went in.
-    cache = Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
-    output = run_added_go_tests(cache)
-    for name in (
+    _passed(
+        go_tests,
         "TestLintasUnmarshalDecodesWhatMarshalWritesAsBefore",
         "TestLintasUnmarshalTakesNothingFerretDBWouldDecodeOtherwise",
         "TestLintasUnmarshalRefusesWhatFerretDBRefuses",
         "TestLintasMarshalWritesWhatFerretDBWrites",
-    ):
-        assert f"--- PASS: {name}" in output, output[-3000:]
+    )
     uri, _ = wrapper
     when = datetime(2026, 12, 5, 9, 30, 1, 123000, tzinfo=UTC)
     document = {
@@ -565,23 +576,21 @@ def test_stored_documents_are_encoded_and_decoded_in_one_pass_as_ferretdb_does(
 
 
 def test_the_drivers_kept_statements_are_used_again_and_follow_the_schema(
-    wrapper: tuple[str, Path],
+    wrapper: tuple[str, Path], go_tests: str
 ) -> None:
     # The build's SQLite driver keeps each connection's recent statements prepared
     # (deploy/ferretdb/sqlitedriver/); its Go tests, run on the patched modules, check
     # reuse, errors, schema changes, the bound and a statement still in use. Here, through
     # the wire: a collection dropped and made again, a new index, refusals, more query
     # shapes than a connection keeps.
-    cache = Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
-    output = run_added_go_tests(cache)
-    for name in (
+    _passed(
+        go_tests,
         "TestLintasStatementsAreKeptAndUsedAgain",
         "TestLintasAFailedStatementReportsItsErrorAndIsNotKept",
         "TestLintasKeptStatementsFollowSchemaChanges",
         "TestLintasAConnectionKeepsItsRecentStatementsOnly",
         "TestLintasAStatementInUseIsNotSharedBySameText",
-    ):
-        assert f"--- PASS: {name}" in output, output[-3000:]
+    )
     uri, _ = wrapper
     with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
         notes = client["wrapper_statements"]["notes"]
