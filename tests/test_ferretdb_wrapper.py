@@ -44,12 +44,17 @@ def _plan(database: Path, table: str) -> str:
     return " ".join(str(row[-1]) for row in rows)
 
 
+def _cache_dir() -> Path:
+    """Where the build's binary and sources are (`LINTAS_CACHE_DIR`, else the checkout's)."""
+    return Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
+
+
 @pytest.fixture(scope="module")
 def wrapper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """The wrapper on its own port and data directory: (its URI, the SQLite directory)."""
     state = tmp_path_factory.mktemp("ferretdb-wrapper")
     port = int(os.environ.get("LINTAS_TEST_FERRETDB_WRAPPER_PORT", "27019"))
-    cache = Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
+    cache = _cache_dir()
     # Every command of a millisecond or more is logged (see the slow-command test).
     process = start_ferretdb(state, cache, port=port, progress=lambda _line: None, slow_ms=1)
     try:
@@ -458,7 +463,7 @@ def test_each_sql_statement_is_logged_at_debug_level_and_not_built_at_info(
     _, data = wrapper
     info_log = (data.parent.parent / "logs" / "ferretdb.log").read_text()
     assert ">>> " not in info_log
-    cache = Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
+    cache = _cache_dir()
     binary = provision_ferretdb(cache, progress=lambda _line: None)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -523,7 +528,7 @@ def test_an_ordered_insert_stops_at_its_refused_document(wrapper: tuple[str, Pat
 def go_tests(wrapper: tuple[str, Path]) -> str:
     """The verbose output of the Go tests added to the patched modules, run once on the
     build the wrapper fixture made (`run_added_go_tests`)."""
-    cache = Path(os.environ.get("LINTAS_CACHE_DIR", REPO_ROOT / ".lintas" / "cache"))
+    cache = _cache_dir()
     return run_added_go_tests(cache)
 
 
