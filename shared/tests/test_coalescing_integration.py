@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Coroutine
+from typing import Any
 
 import pytest
-from lintas_shared.mongo import COMMAND_SIZE, CoalescingInserter, make_mongo_client
+from lintas_shared.mongo import (
+    COMMAND_SIZE,
+    CoalescingInserter,
+    CoalescingUpdater,
+    make_mongo_client,
+)
 from prometheus_client import REGISTRY
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from tests.support.servers import Servers
 
@@ -57,6 +64,60 @@ async def test_inserts_made_side_by_side_are_one_command_each_with_its_own_answe
         with pytest.raises(DuplicateKeyError):
             await inserter.insert_one({"_id": "t0", "code": "again"})
         assert _inserts(name) - before == 3
+    finally:
+        await client.drop_database(database)
+        await client.close()
+
+
+def _updates(collection: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "lintas_store_commands_total", {"collection": collection, "command": "update"}
+    )
+    return value or 0.0
+
+
+async def test_updates_made_side_by_side_are_one_command_each_learning_if_it_matched(
+    servers: Servers,
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    database, name = f"coalesced_{run}", f"stages_{run}"
+    client = make_mongo_client(servers.mongodb_uri, app_name="test")
+    try:
+        stages = client[database][name]
+        await stages.insert_many([{"_id": f"c{n}", "at": 1, "stage": "new"} for n in range(6)])
+        updater = CoalescingUpdater(stages)
+
+        def move(doc_id: str, at: int) -> Coroutine[Any, Any, bool]:
+            return updater.update_one(
+                {"_id": doc_id, "at": {"$lte": at}}, {"$set": {"stage": f"at-{at}", "at": at}}
+            )
+
+        before = _updates(name)
+        assert await asyncio.gather(*(move(f"c{n}", 2) for n in range(6))) == [True] * 6
+        assert _updates(name) - before == 1
+
+        # One misses (no such document), one is refused (a condition the store rejects):
+        # each caller gets its own answer, the others' updates are made.
+        before = _updates(name)
+        got = await asyncio.gather(
+            move("c0", 3),
+            move("missing", 3),
+            updater.update_one({"_id": "c1", "$where": "x"}, {"$set": {"stage": "never"}}),
+            move("c2", 3),
+            return_exceptions=True,
+        )
+        assert got[:2] == [True, False]
+        assert isinstance(got[2], OperationFailure)
+        assert got[3] is True
+        stored = {doc["_id"]: doc["stage"] async for doc in stages.find({})}
+        assert stored == {
+            "c0": "at-3",
+            "c1": "at-2",
+            "c2": "at-3",
+            **{f"c{n}": "at-2" for n in range(3, 6)},
+        }
+        # The batch, then each again on its own to learn which matched.
+        assert _updates(name) - before > 1
     finally:
         await client.drop_database(database)
         await client.close()

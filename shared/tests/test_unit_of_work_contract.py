@@ -24,6 +24,7 @@ from lintas_shared.unit_of_work import (
     OUTBOX_SINCE_FIELD,
     PROCESSED_FIELD,
     UNSET,
+    VERSION_FIELD,
     ContentionError,
     Decision,
     DocumentNotFoundError,
@@ -966,6 +967,42 @@ async def test_a_remembering_store_answers_a_change_from_its_last_write(servers:
         forgotten = await documents.read("c0", for_change=True)
         assert forgotten is not None
         assert forgotten["name"] == "behind"
+    finally:
+        await client.drop_database(database_name)
+        await client.close()
+
+
+@pytest.mark.integration
+async def test_a_remembered_document_handed_out_is_never_changed_by_later_writes(
+    servers: Servers,
+) -> None:
+    # A change's read gets the remembered document itself, not a copy: the writes and
+    # clears that follow must remember new documents instead of changing that one.
+    client = make_mongo_client(servers.mongodb_uri, app_name="uow-remember")
+    database_name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        documents = MongoVersionedDocuments(client[database_name]["counters"], remember=2)
+        work = UnitOfWork(documents, CounterCodec())
+        await work.add(Counter("c1", "one"), [event(1)])
+        handed = await documents.read("c1", for_change=True)
+        assert handed is not None
+        before = copy_document(handed)
+
+        await work.change("c1", bump(1, event(2)), event_key="e-1")
+        second = await documents.read("c1", for_change=True)
+        assert second is not None
+        second_before = copy_document(second)
+        assert len(second[OUTBOX_FIELD]) == 2
+        assert await documents.clear_published_many({"c1": second[OUTBOX_FIELD]}) == set()
+        await work.change("c1", bump(1))
+
+        assert handed == before
+        assert second == second_before
+        now = await documents.read("c1", for_change=True)
+        assert now is not None
+        assert (now["count"], now[VERSION_FIELD], now[PROCESSED_FIELD]) == (2, 3, ["e-1"])
+        assert now[OUTBOX_FIELD] == []
+        assert now == await documents.read("c1")
     finally:
         await client.drop_database(database_name)
         await client.close()

@@ -10,7 +10,7 @@ from dataclasses import fields
 from typing import Any, Generic, TypeVar
 
 from prometheus_client import Counter
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient, UpdateOne, monitoring
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import (
     AutoReconnect,
@@ -360,3 +360,37 @@ class CoalescingInserter:
 
     async def _insert(self, docs: list[Document]) -> list[WriteError | None]:
         return await insert_each(self._collection, docs)
+
+
+class CoalescingUpdater:
+    """Updates one document each (`update_one`) of one collection, for updates that are
+    idempotent: made twice, they leave the document as once and match again (a `$set`
+    whose filter still holds after it). Those asked for in the same turn of the event loop
+    go to the store as one unordered `update` command. The store counts the matches, not
+    which: when it matched fewer than it was given, each update is made again on its own
+    (harmless, being idempotent) so that each caller learns whether its document matched."""
+
+    def __init__(self, collection: AsyncCollection[Document]) -> None:
+        self._collection = collection
+        self._updates: TurnBatcher[tuple[Document, Document], bool] = TurnBatcher(
+            self._update, COMMAND_SIZE
+        )
+
+    async def update_one(self, where: Document, update: Document) -> bool:
+        """Apply `update` to the document `where` selects; whether one matched."""
+        return await self._updates.call((where, update))
+
+    async def _update(self, updates: list[tuple[Document, Document]]) -> list[bool]:
+        if len(updates) > 1:
+            try:
+                result = await self._collection.bulk_write(
+                    [UpdateOne(where, update) for where, update in updates], ordered=False
+                )
+            except BulkWriteError as exc:
+                raise without_documents(exc) from None  # each made alone (TurnBatcher)
+            if result.matched_count == len(updates):
+                return [True] * len(updates)
+        return [
+            (await self._collection.update_one(where, update)).matched_count == 1
+            for where, update in updates
+        ]

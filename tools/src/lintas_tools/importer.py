@@ -89,18 +89,42 @@ class Progress:
         self.out.flush()
 
 
-def _idempotency_key(doc: dict[str, Any]) -> str:
-    body = json.dumps(doc, sort_keys=True, separators=(",", ":"))
-    return "import-" + hashlib.sha256(body.encode()).hexdigest()[:40]
+@dataclass(frozen=True)
+class _Row:
+    """A readable row, encoded once: its JSON (sorted keys, ASCII) is both what is sent
+    and what its idempotency key is the hash of."""
+
+    number: int
+    json: str
+
+    @classmethod
+    def of(cls, number: int, doc: dict[str, Any]) -> _Row:
+        """Raises ValueError for a value JSON cannot hold (NaN, Infinity: Python's JSON
+        reader takes them)."""
+        return cls(number, json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False))
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same row gets the same key in every run (re-imports create nothing)."""
+        return "import-" + hashlib.sha256(self.json.encode()).hexdigest()[:40]
+
+
+def _batch_body(rows: list[_Row]) -> bytes:
+    """`{"cases": [{"idempotency_key": ..., "case": ...}, ...]}` from the rows' own JSON
+    (the key is hexadecimal: nothing in it to escape)."""
+    items = ",".join(
+        f'{{"idempotency_key":"{row.idempotency_key}","case":{row.json}}}' for row in rows
+    )
+    return f'{{"cases":[{items}]}}'.encode()
 
 
 #: Most JSON bytes in one batch: inside intake's default request body limit (256,000).
 BATCH_BYTES = 200_000
 
 
-def _fail(report: ImportReport, rows: list[tuple[int, dict[str, Any]]], why: str) -> None:
+def _fail(report: ImportReport, rows: list[_Row], why: str) -> None:
     report.rejected += len(rows)
-    report.errors.extend((number, "", why) for number, _ in rows)
+    report.errors.extend((row.number, "", why) for row in rows)
 
 
 def _record(report: ImportReport, number: int, result: dict[str, Any]) -> None:
@@ -117,15 +141,17 @@ def _record(report: ImportReport, number: int, result: dict[str, Any]) -> None:
 
 async def _submit_batch(
     client: httpx.AsyncClient,
-    rows: list[tuple[int, dict[str, Any]]],
+    rows: list[_Row],
     report: ImportReport,
     attempts: int = 5,
 ) -> None:
     """Send one batch; a batch the server finds too large is sent again in two halves."""
-    body = {"cases": [{"idempotency_key": _idempotency_key(doc), "case": doc} for _, doc in rows]}
+    body = _batch_body(rows)
     for attempt in range(1, attempts + 1):
         try:
-            response = await client.post("/v1/cases/batch", json=body)
+            response = await client.post(
+                "/v1/cases/batch", content=body, headers={"Content-Type": "application/json"}
+            )
         except httpx.TransportError as exc:
             if attempt == attempts:
                 _fail(report, rows, f"network: {type(exc).__name__}")
@@ -147,28 +173,34 @@ async def _submit_batch(
                 detail = f"HTTP {response.status_code}"
             _fail(report, rows, str(detail))
             return
-        for (number, _), result in zip(rows, response.json()["results"], strict=True):
-            _record(report, number, result)
+        for row, result in zip(rows, response.json()["results"], strict=True):
+            _record(report, row.number, result)
         return
 
 
 def _batches(
     items: Iterator[tuple[int, dict[str, Any] | str]], report: ImportReport, size: int
-) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+) -> Iterator[list[_Row]]:
     """Readable rows in batches of at most `size` rows and BATCH_BYTES; unreadable rows
     go straight to the report."""
-    batch: list[tuple[int, dict[str, Any]]] = []
+    batch: list[_Row] = []
     weight = 0
     for number, doc in items:
         if isinstance(doc, str):
             report.rejected += 1
             report.errors.append((number, "", doc))
             continue
-        cost = len(json.dumps(doc)) + 100
+        try:
+            row = _Row.of(number, doc)
+        except ValueError:
+            report.rejected += 1
+            report.errors.append((number, "", "not JSON: NaN and Infinity are not JSON numbers"))
+            continue
+        cost = len(row.json) + 100
         if batch and (len(batch) >= size or weight + cost > BATCH_BYTES):
             yield batch
             batch, weight = [], 0
-        batch.append((number, doc))
+        batch.append(row)
         weight += cost
     if batch:
         yield batch
@@ -189,9 +221,7 @@ async def import_file(
     total = sum(1 for _ in read_rows(path))
     report = ImportReport()
     progress = Progress(total, out)
-    queue: asyncio.Queue[list[tuple[int, dict[str, Any]]] | None] = asyncio.Queue(
-        maxsize=concurrency * 2
-    )
+    queue: asyncio.Queue[list[_Row] | None] = asyncio.Queue(maxsize=concurrency * 2)
 
     async def worker(client: httpx.AsyncClient) -> None:
         while (batch := await queue.get()) is not None:

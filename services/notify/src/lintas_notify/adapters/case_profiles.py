@@ -18,7 +18,7 @@ from datetime import datetime
 
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import CaseSubmitted, WorkerInfo
-from lintas_shared.mongo import CoalescingInserter, Document, update_by_id
+from lintas_shared.mongo import CoalescingInserter, CoalescingUpdater, Document, update_by_id
 from lintas_shared.values import ConsentPurpose
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
@@ -52,6 +52,7 @@ class MongoCaseProfiles:
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
         self._inserts = CoalescingInserter(collection)  # a batch's new cases: one command
+        self._stages = CoalescingUpdater(collection)  # a batch's stage moves: one command
 
     async def ensure_indexes(self) -> None:
         """Lookups by reference (STATUS) and by phone hash (language of a reply)."""
@@ -137,11 +138,10 @@ class MongoCaseProfiles:
     async def set_stage(self, case_id: str, stage: Stage, at: datetime) -> bool:
         """Move the case's stage, unless a later event already moved it (topics interleave);
         False when no live profile was moved."""
-        return await update_by_id(
-            self._collection,
-            case_id,
+        # Idempotent: once made, its filter still holds (`stage_at` is `at`).
+        return await self._stages.update_one(
+            {"_id": case_id, "erased": False, "stage_at": {"$lte": at}},
             {"$set": {"stage": stage.value, "stage_at": at}},
-            where={"erased": False, "stage_at": {"$lte": at}},
         )
 
     async def erase(self, case_id: str) -> None:
