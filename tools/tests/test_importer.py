@@ -9,7 +9,14 @@ import pytest
 from lintas_intake.domain.submission import CaseSubmission
 from lintas_shared.case_rows import csv_row_to_case
 from lintas_tools.import_samples import GOOD_ROW, write_import_csv
-from lintas_tools.importer import ImportReport, _batch_body, _batches, _Row, read_rows
+from lintas_tools.importer import (
+    ImportReport,
+    _batch_body,
+    _batches,
+    _Row,
+    count_rows,
+    read_rows,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -66,3 +73,13 @@ def test_a_jsonl_row_with_nan_is_reported_and_not_sent(tmp_path: Path) -> None:
     assert [[row.number for row in batch] for batch in batches] == [[1]]
     assert report.rejected == 1
     assert report.errors == [(2, "", "not JSON: NaN and Infinity are not JSON numbers")]
+
+
+def test_rows_are_counted_as_they_are_read(tmp_path: Path) -> None:
+    csv_path = tmp_path / "cases.csv"
+    write_import_csv(csv_path, rows=7, bad_every=3, prefix="C")
+    jsonl_path = tmp_path / "cases.jsonl"
+    jsonl_path.write_text('{"external_ref": "A"}\n\n{broken\n[1]\n')
+    for path in (csv_path, jsonl_path):
+        assert count_rows(path) == len(list(read_rows(path)))
+    assert (count_rows(csv_path), count_rows(jsonl_path)) == (7, 3)

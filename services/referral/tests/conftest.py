@@ -15,6 +15,7 @@ from lintas_referral.domain.case_routing import Policy
 from lintas_referral.domain.handoff import load_default_manifests
 from lintas_referral.domain.routing import Partner
 from lintas_referral.domain.rules import load_default_rules
+from lintas_referral.domain.webhooks import RetrySchedule
 from lintas_referral.handlers import Referrals
 from lintas_referral.webhooks import SecretBox, Webhooks
 from lintas_shared.mongo import Document
@@ -99,4 +100,7 @@ async def hooks(stores: Stores, mongo: AsyncMongoClient[Document], database_name
         resolver=FakeResolver(),
         clock=stores.clock,
         allow_loopback=True,  # the receiver is on 127.0.0.1, as on the dev stack
+        # The longest wait of each step, so that tests can step the clock to it (the
+        # jitter's spread has its own unit test).
+        schedule=RetrySchedule(jitter=lambda: 1.0),
     )

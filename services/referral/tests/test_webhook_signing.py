@@ -87,11 +87,25 @@ def test_https_only_except_localhost_on_dev() -> None:
 
 
 def test_backoff_doubles_and_gives_up_after_24_hours() -> None:
+    longest = RetrySchedule(jitter=lambda: 1.0)
+    assert longest.next_attempt(T0, 1, T0) == T0 + timedelta(seconds=30)
+    assert longest.next_attempt(T0, 2, T0) == T0 + timedelta(seconds=60)
+    assert longest.next_attempt(T0, 20, T0) == T0 + timedelta(hours=2)
+    assert longest.next_attempt(T0, 20, T0 + timedelta(hours=23)) is None
+    shortest = RetrySchedule(jitter=lambda: 0.0)
+    assert shortest.next_attempt(T0, 2, T0) == T0 + timedelta(seconds=30)
+    assert shortest.next_attempt(T0, 20, T0) == T0 + timedelta(hours=1)
+
+
+def test_deliveries_that_failed_together_are_not_retried_in_step() -> None:
     schedule = RetrySchedule()
-    assert schedule.next_attempt(T0, 1, T0) == T0 + timedelta(seconds=30)
-    assert schedule.next_attempt(T0, 2, T0) == T0 + timedelta(seconds=60)
-    assert schedule.next_attempt(T0, 20, T0) == T0 + timedelta(hours=2)
-    assert schedule.next_attempt(T0, 20, T0 + timedelta(hours=23)) is None
+    retries = {schedule.next_attempt(T0, 3, T0) for _ in range(20)}
+    assert all(
+        T0 + timedelta(seconds=60) <= at <= T0 + timedelta(seconds=120)
+        for at in retries
+        if at is not None
+    )
+    assert len(retries) > 10
 
 
 def test_the_documented_url_pattern_is_the_rule() -> None:

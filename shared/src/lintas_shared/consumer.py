@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -33,6 +34,7 @@ from faststream.kafka import KafkaBroker, Topic
 from faststream.message import StreamMessage
 from opentelemetry.trace import Span, Tracer
 
+from lintas_shared.backoff import Jitter, backoff_seconds
 from lintas_shared.envelope import CloudEvent, MalformedEventError, from_kafka_record
 from lintas_shared.events import EventPayloadError
 from lintas_shared.logging import get_logger
@@ -109,10 +111,11 @@ class RetryPolicy:
     attempts: int = 3
     base_delay: float = 0.2
     max_delay: float = 5.0
+    jitter: Jitter = random.random
 
     def delay(self, attempt: int) -> float:
-        """Backoff before the next attempt (attempt counts from 1)."""
-        return float(min(self.base_delay * 2 ** (attempt - 1), self.max_delay))
+        """Backoff before the next attempt (attempt counts from 1), with jitter."""
+        return backoff_seconds(self.base_delay, attempt, self.max_delay, self.jitter)
 
 
 class EventConsumer:

@@ -41,10 +41,23 @@ class ImportReport:
         return self.created + self.already_present + self.rejected
 
 
+def _is_json_lines(path: Path) -> bool:
+    return path.suffix.lower() in (".jsonl", ".ndjson", ".json")
+
+
+def count_rows(path: Path) -> int:
+    """How many rows `read_rows` yields, without making documents of them (for the
+    progress bar: converting every row twice was a fifth of the importer's CPU)."""
+    with path.open(encoding="utf-8-sig", newline="") as source:
+        if _is_json_lines(path):
+            return sum(1 for line in source if line.strip())
+        return sum(1 for _ in csv.DictReader(source))
+
+
 def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
     """(row number, case document) for each row; a string where the row cannot be read."""
     with path.open(encoding="utf-8-sig", newline="") as source:
-        if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
+        if _is_json_lines(path):
             for number, line in enumerate(source, 1):
                 if not line.strip():
                     continue
@@ -218,7 +231,7 @@ async def import_file(
 ) -> ImportReport:
     """Submit every row of `path` in batches, `concurrency` batches at a time; returns
     the report, also written to `report_path`."""
-    total = sum(1 for _ in read_rows(path))
+    total = count_rows(path)
     report = ImportReport()
     progress = Progress(total, out)
     queue: asyncio.Queue[list[_Row] | None] = asyncio.Queue(maxsize=concurrency * 2)

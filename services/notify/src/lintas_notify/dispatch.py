@@ -13,11 +13,14 @@ does not send it again (see the README for what remains of that window).
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from lintas_shared.background import BackgroundTask
+from lintas_shared.backoff import Jitter, backoff_seconds
 from lintas_shared.crypto import CaseKeyMissingError
 from lintas_shared.events import SmsSent, make_event
 from lintas_shared.ids import deterministic_id
@@ -57,9 +60,12 @@ class RetryBudget:
     max_inline_wait: float = 10.0
     max_attempts: int = 10
 
+    jitter: Jitter = random.random
+
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (from 1)."""
-        backoff = float(self.base_delay * 2 ** (attempt - 1))
+        """Seconds to wait after failed attempt number `attempt` (from 1): the jittered
+        backoff, or the provider's Retry-After when longer."""
+        backoff = backoff_seconds(self.base_delay, attempt, math.inf, self.jitter)
         return max(backoff, retry_after or 0.0)
 
 

@@ -36,6 +36,7 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
+import random
 import re
 import secrets
 import socket
@@ -44,6 +45,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 from urllib.parse import urlsplit
+
+from lintas_shared.backoff import Jitter, backoff_seconds
 
 #: Standard Webhooks headers.
 WEBHOOK_ID_HEADER: Final = "webhook-id"
@@ -299,9 +302,17 @@ class RetrySchedule:
     first_delay: timedelta = timedelta(seconds=30)
     max_delay: timedelta = timedelta(hours=2)
     give_up_after: timedelta = timedelta(hours=24)
+    #: Spreads the retries of deliveries that failed together (a partner was down).
+    jitter: Jitter = random.random
 
     def next_attempt(self, created_at: datetime, attempts: int, now: datetime) -> datetime | None:
-        """When to try again after `attempts` failures, or None when it is time to give up."""
-        delay = min(self.first_delay * 2 ** (attempts - 1), self.max_delay)
-        at = now + delay
+        """When to try again after `attempts` failures (a jittered backoff), or None when
+        it is time to give up."""
+        seconds = backoff_seconds(
+            self.first_delay.total_seconds(),
+            attempts,
+            self.max_delay.total_seconds(),
+            self.jitter,
+        )
+        at = now + timedelta(seconds=seconds)
         return at if at <= created_at + self.give_up_after else None
