@@ -82,9 +82,9 @@ def test_uuids_stay_whole_even_with_a_run_of_digits(capsys: pytest.CaptureFixtur
     assert "081299990006" not in line["note"]
 
 
-def test_access_lines_carry_the_path_but_never_the_query_string(
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_uvicorns_access_lines_are_not_written(capsys: pytest.CaptureFixture[str]) -> None:
+    # The request's own `request handled` line is the access log; uvicorn's repeated
+    # it with the raw path and its query string (a name searched for, an external_ref).
     configure_logging("test")
     try:
         # As uvicorn's access logger writes a request line (its own format and arguments).
@@ -96,10 +96,9 @@ def test_access_lines_carry_the_path_but_never_the_query_string(
             "1.1",
             200,
         )
-        [line] = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        logging.getLogger("uvicorn.error").info("Application startup complete.")
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     finally:
         structlog.reset_defaults()
         structlog.contextvars.clear_contextvars()
-    assert "GET /v1/cases?[query]" in line["event"]
-    for secret in ("Siti", "harbour", "external_ref"):
-        assert secret not in json.dumps(line)
+    assert [line["event"] for line in lines] == ["Application startup complete."]
