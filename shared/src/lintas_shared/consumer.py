@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-import structlog
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy
@@ -37,7 +36,7 @@ from opentelemetry.trace import Span, Tracer
 from lintas_shared.backoff import Jitter, backoff_seconds
 from lintas_shared.envelope import CloudEvent, MalformedEventError, from_kafka_record
 from lintas_shared.events import EventPayloadError
-from lintas_shared.logging import get_logger
+from lintas_shared.logging import get_logger, log_context
 from lintas_shared.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,
@@ -163,9 +162,7 @@ class EventConsumer:
             return  # another consumer's event on a shared topic
         outcome = OUTCOME_REDELIVERED
         with (
-            structlog.contextvars.bound_contextvars(
-                case_id=event.subject, event_id=event.id, event_type=event.type
-            ),
+            log_context(case_id=event.subject, event_id=event.id, event_type=event.type),
             self._span(record) as span,
         ):
             span.set_attribute("messaging.message.id", event.id)

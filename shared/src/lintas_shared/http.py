@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 import fastapi.routing
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -36,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from lintas_shared import metrics
 from lintas_shared.docs import install_docs
 from lintas_shared.http_guard import HttpLimits, RequestGuard
-from lintas_shared.logging import get_logger
+from lintas_shared.logging import get_logger, log_context
 from lintas_shared.person_tokens import PersonTokenVerifier
 from lintas_shared.problems import PROBLEM_JSON, FieldError, Problem, problem_response
 from lintas_shared.tracing import TRACEPARENT_HEADER, context_from_traceparent, tracer
@@ -246,7 +245,7 @@ class ObserveRequests:
                 return
             ids = _ids_of(params)
             with (
-                structlog.contextvars.bound_contextvars(request_id=rid, **ids),
+                log_context(request_id=rid, **ids),
                 tracer().start_as_current_span(
                     f"{method} {route}",
                     context=context_from_traceparent(headers.get(TRACEPARENT_HEADER)),

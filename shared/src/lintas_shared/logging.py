@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
 from typing import Any, Final
 
 import structlog
@@ -161,3 +162,15 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
     """A logger whose lines carry the service and the current correlation ids."""
     logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
     return logger
+
+
+@contextmanager
+def log_context(**values: Any) -> Iterator[None]:
+    """Every line logged inside carries `values`; what was bound before is restored on
+    the way out. As structlog's `bound_contextvars`, without its copy of the whole
+    context on the way in (a few microseconds for every request and event)."""
+    tokens = structlog.contextvars.bind_contextvars(**values)
+    try:
+        yield
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
