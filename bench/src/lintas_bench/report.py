@@ -100,7 +100,8 @@ def _pipeline(results: Mapping[str, Any], lines: list[str]) -> None:
         lines.append(f"Ladder stopped: {pipeline['stopped']}")
     lines.append(
         "svc / ferret / kafka = CPU ms per case of intake+referral+notify / FerretDB / Kafka "
-        "over the step and its drain, less each one's idle CPU; load = 1-min load average "
+        "over the step and its drain, less each one's idle CPU (measured warm, before the "
+        "first step); load = 1-min load average "
         "of the machine at the step's end; before = cases sent earlier in the run (the "
         "store grows)"
     )
