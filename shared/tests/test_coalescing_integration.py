@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import pytest
@@ -13,10 +13,12 @@ from lintas_shared.mongo import (
     COMMAND_SIZE,
     CoalescingInserter,
     CoalescingUpdater,
+    Document,
     make_mongo_client,
 )
 from prometheus_client import REGISTRY
 from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from tests.support.servers import Servers
@@ -24,100 +26,93 @@ from tests.support.servers import Servers
 pytestmark = pytest.mark.integration
 
 
-def _inserts(collection: str) -> float:
+def _commands(collection: str, command: str) -> float:
     value = REGISTRY.get_sample_value(
-        "lintas_store_commands_total", {"collection": collection, "command": "insert"}
+        "lintas_store_commands_total", {"collection": collection, "command": command}
     )
     return value or 0.0
+
+
+@pytest.fixture
+async def database(servers: Servers) -> AsyncIterator[AsyncDatabase[Document]]:
+    """A database of its own on the real store, dropped afterwards."""
+    client = make_mongo_client(servers.mongodb_uri, app_name="test")
+    name = f"coalesced_{uuid.uuid4().hex[:8]}"
+    try:
+        yield client[name]
+    finally:
+        await client.drop_database(name)
+        await client.close()
 
 
 async def test_inserts_made_side_by_side_are_one_command_each_with_its_own_answer(
-    servers: Servers,
+    database: AsyncDatabase[Document],
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    database, name = f"coalesced_{run}", f"things_{run}"
-    client = make_mongo_client(servers.mongodb_uri, app_name="test")
-    try:
-        things = client[database][name]
-        await things.create_index([("code", ASCENDING)], unique=True, name="code_unique")
-        await things.insert_one({"_id": "taken", "code": "taken-code"})
-        inserter = CoalescingInserter(things)
-        fresh = [{"_id": f"t{n}", "code": f"code-{n}"} for n in range(COMMAND_SIZE + 3)]
-        refused = [{"_id": "taken", "code": "other"}, {"_id": "new", "code": "taken-code"}]
-        before = _inserts(name)
+    name = f"things_{uuid.uuid4().hex[:8]}"
+    things = database[name]
+    await things.create_index([("code", ASCENDING)], unique=True, name="code_unique")
+    await things.insert_one({"_id": "taken", "code": "taken-code"})
+    inserter = CoalescingInserter(things)
+    fresh = [{"_id": f"t{n}", "code": f"code-{n}"} for n in range(COMMAND_SIZE + 3)]
+    refused = [{"_id": "taken", "code": "other"}, {"_id": "new", "code": "taken-code"}]
+    before = _commands(name, "insert")
 
-        got = await asyncio.gather(
-            *(inserter.insert_one(doc) for doc in [*fresh, *refused]), return_exceptions=True
-        )
-
-        assert got[: len(fresh)] == [None] * len(fresh)
-        assert [type(e) for e in got[len(fresh) :]] == [DuplicateKeyError, DuplicateKeyError]
-        # The error names no document: its text goes to logs and dead letters.
-        for error in got[len(fresh) :]:
-            assert isinstance(error, DuplicateKeyError)
-            assert "op" not in (error.details or {})
-            assert "other" not in str(error)
-        assert _inserts(name) - before == 2  # 25 and the rest
-        stored = {doc["_id"]: doc["code"] async for doc in things.find({})}
-        assert stored == {"taken": "taken-code", **{d["_id"]: d["code"] for d in fresh}}
-        # One alone is one command too, and answers as insert_one does.
-        with pytest.raises(DuplicateKeyError):
-            await inserter.insert_one({"_id": "t0", "code": "again"})
-        assert _inserts(name) - before == 3
-    finally:
-        await client.drop_database(database)
-        await client.close()
-
-
-def _updates(collection: str) -> float:
-    value = REGISTRY.get_sample_value(
-        "lintas_store_commands_total", {"collection": collection, "command": "update"}
+    got = await asyncio.gather(
+        *(inserter.insert_one(doc) for doc in [*fresh, *refused]), return_exceptions=True
     )
-    return value or 0.0
+
+    assert got[: len(fresh)] == [None] * len(fresh)
+    assert [type(e) for e in got[len(fresh) :]] == [DuplicateKeyError, DuplicateKeyError]
+    # The error names no document: its text goes to logs and dead letters.
+    for error in got[len(fresh) :]:
+        assert isinstance(error, DuplicateKeyError)
+        assert "op" not in (error.details or {})
+        assert "other" not in str(error)
+    assert _commands(name, "insert") - before == 2  # 25 and the rest
+    stored = {doc["_id"]: doc["code"] async for doc in things.find({})}
+    assert stored == {"taken": "taken-code", **{d["_id"]: d["code"] for d in fresh}}
+    # One alone is one command too, and answers as insert_one does.
+    with pytest.raises(DuplicateKeyError):
+        await inserter.insert_one({"_id": "t0", "code": "again"})
+    assert _commands(name, "insert") - before == 3
 
 
 async def test_updates_made_side_by_side_are_one_command_each_learning_if_it_matched(
-    servers: Servers,
+    database: AsyncDatabase[Document],
 ) -> None:
-    run = uuid.uuid4().hex[:8]
-    database, name = f"coalesced_{run}", f"stages_{run}"
-    client = make_mongo_client(servers.mongodb_uri, app_name="test")
-    try:
-        stages = client[database][name]
-        await stages.insert_many([{"_id": f"c{n}", "at": 1, "stage": "new"} for n in range(6)])
-        updater = CoalescingUpdater(stages)
+    name = f"stages_{uuid.uuid4().hex[:8]}"
+    stages = database[name]
+    await stages.insert_many([{"_id": f"c{n}", "at": 1, "stage": "new"} for n in range(6)])
+    updater = CoalescingUpdater(stages)
 
-        def move(doc_id: str, at: int) -> Coroutine[Any, Any, bool]:
-            return updater.update_one(
-                {"_id": doc_id, "at": {"$lte": at}}, {"$set": {"stage": f"at-{at}", "at": at}}
-            )
-
-        before = _updates(name)
-        assert await asyncio.gather(*(move(f"c{n}", 2) for n in range(6))) == [True] * 6
-        assert _updates(name) - before == 1
-
-        # One misses (no such document), one is refused (a condition the store rejects):
-        # each caller gets its own answer, the others' updates are made.
-        before = _updates(name)
-        got = await asyncio.gather(
-            move("c0", 3),
-            move("missing", 3),
-            updater.update_one({"_id": "c1", "$where": "x"}, {"$set": {"stage": "never"}}),
-            move("c2", 3),
-            return_exceptions=True,
+    def move(doc_id: str, at: int) -> Coroutine[Any, Any, bool]:
+        return updater.update_one(
+            {"_id": doc_id, "at": {"$lte": at}}, {"$set": {"stage": f"at-{at}", "at": at}}
         )
-        assert got[:2] == [True, False]
-        assert isinstance(got[2], OperationFailure)
-        assert got[3] is True
-        stored = {doc["_id"]: doc["stage"] async for doc in stages.find({})}
-        assert stored == {
-            "c0": "at-3",
-            "c1": "at-2",
-            "c2": "at-3",
-            **{f"c{n}": "at-2" for n in range(3, 6)},
-        }
-        # The batch, then each again on its own to learn which matched.
-        assert _updates(name) - before > 1
-    finally:
-        await client.drop_database(database)
-        await client.close()
+
+    before = _commands(name, "update")
+    assert await asyncio.gather(*(move(f"c{n}", 2) for n in range(6))) == [True] * 6
+    assert _commands(name, "update") - before == 1
+
+    # One misses (no such document), one is refused (a condition the store rejects):
+    # each caller gets its own answer, the others' updates are made.
+    before = _commands(name, "update")
+    got = await asyncio.gather(
+        move("c0", 3),
+        move("missing", 3),
+        updater.update_one({"_id": "c1", "$where": "x"}, {"$set": {"stage": "never"}}),
+        move("c2", 3),
+        return_exceptions=True,
+    )
+    assert got[:2] == [True, False]
+    assert isinstance(got[2], OperationFailure)
+    assert got[3] is True
+    stored = {doc["_id"]: doc["stage"] async for doc in stages.find({})}
+    assert stored == {
+        "c0": "at-3",
+        "c1": "at-2",
+        "c2": "at-3",
+        **{f"c{n}": "at-2" for n in range(3, 6)},
+    }
+    # The batch, then each again on its own to learn which matched.
+    assert _commands(name, "update") - before > 1

@@ -297,3 +297,27 @@ async def wire_notify(mongo: AsyncMongoClient[Document], database_name: str) -> 
         database_name,
         reports,
     )
+
+
+def outgoing_sms(
+    message_id: str,
+    reference: str,
+    *,
+    to: str = "+6281234567890",
+    to_sealed: str | None = None,
+) -> OutgoingSms:
+    """A `case received` SMS for the case `reference`, in Indonesian."""
+    return OutgoingSms(
+        id=message_id,
+        case_id=f"case-{message_id}",
+        case_reference=reference,
+        to=to,
+        to_sealed=to_sealed,
+        phone_hash="h",
+        body=f"Lintas: Kasus Anda sudah kami terima. Nomor kasus Anda {reference}.",
+        language="id",
+        template="case_received",
+        encoding="GSM-7",
+        segments=1,
+        causing_event=f"/lintas/intake#{message_id}",
+    )

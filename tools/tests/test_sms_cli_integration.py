@@ -15,6 +15,7 @@ from lintas_notify.domain.message import OutgoingSms, SmsStatus
 from lintas_shared.mongo import make_mongo_client
 from lintas_tools.cli import main
 
+from tests.support.notify import outgoing_sms
 from tests.support.servers import Servers
 
 pytestmark = pytest.mark.integration
@@ -23,20 +24,7 @@ PHONE = "+6281234567890"
 
 
 def _sms(message_id: str, reference: str) -> OutgoingSms:
-    return OutgoingSms(
-        id=message_id,
-        case_id=f"case-{message_id}",
-        case_reference=reference,
-        to=PHONE,
-        to_sealed="enc:v1:sealed",
-        phone_hash="h",
-        body=f"Lintas: Kasus Anda sudah kami terima. Nomor kasus Anda {reference}.",
-        language="id",
-        template="case_received",
-        encoding="GSM-7",
-        segments=1,
-        causing_event=f"/lintas/intake#{message_id}",
-    )
+    return outgoing_sms(message_id, reference, to=PHONE, to_sealed="enc:v1:sealed")
 
 
 async def test_lists_the_sms_waiting_for_quiet_hours_to_end(

@@ -11,24 +11,13 @@ import pytest
 from lintas_notify.adapters.file_provider import FileSmsProvider
 from lintas_notify.domain.message import OutgoingSms
 
+from tests.support.notify import outgoing_sms
+
 pytestmark = pytest.mark.unit
 
 
 def _sms(n: int) -> OutgoingSms:
-    return OutgoingSms(
-        id=f"sms-{n}",
-        case_id=f"case-{n}",
-        case_reference=f"LB-{n:05d}",
-        to=f"+6281234567{n:03d}",
-        to_sealed=None,
-        phone_hash=f"hash-{n}",
-        body=f"Lintas: Kasus Anda sudah kami terima. Nomor kasus Anda LB-{n:05d}.",
-        language="id",
-        template="case_received",
-        encoding="GSM-7",
-        segments=1,
-        causing_event=f"/lintas/intake#e{n}",
-    )
+    return outgoing_sms(f"sms-{n}", f"LB-{n:05d}", to=f"+6281234567{n:03d}")
 
 
 async def test_messages_sent_side_by_side_are_each_one_line_in_fewer_appends(
