@@ -59,7 +59,9 @@ class FileSmsProvider:
                 try:
                     await asyncio.to_thread(self._append, [line for line, _ in group])
                 except BaseException as exc:
-                    failure = exc if isinstance(exc, Exception) else RuntimeError("not appended")
+                    failure = (
+                        exc if isinstance(exc, Exception) else RuntimeError("append interrupted")
+                    )
                     for _, answer in group:
                         if answer is not appended and not answer.done():
                             answer.set_exception(failure)
