@@ -1,12 +1,8 @@
-"""`lintas`: run the whole local stack, and operate it.
+"""`lintas`: run the whole local stack, and operate it (`lintas --help`; the commands
+and their arguments are in `lintas_tools.arguments`).
 
-lintas up        start Kafka, FerretDB, the three services and the console, seed demo data
-lintas down      stop everything `up` started
-lintas status    what is running
-lintas demo-seed (re)create the demo organisations, keys and console people
-lintas user      console people: create, disable, reset-2fa, link (lintas user --help)
-lintas dlq       dead letters: list, show, replay, discard (lintas dlq --help)
-lintas keys rotate  re-wrap case keys and webhook secrets under the current master key
+Each command imports the libraries it needs when it runs: `lintas --help` and `lintas
+import` start without Kafka's, the store's or the console's.
 """
 
 from __future__ import annotations
@@ -20,37 +16,25 @@ import time
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from lintas_console.domain.people import PeopleError
-from lintas_console.settings import ConsoleSettings
 from lintas_deploy.ferretdb import ferretdb_process, start_ferretdb
 from lintas_deploy.kafka import kafka_process, start_kafka
 from lintas_intake.domain.organisation import OrganisationKind
-from lintas_intake.settings import IntakeSettings
-from lintas_referral.settings import ReferralSettings
-from lintas_shared.crypto import MasterKeys
-from lintas_shared.kafka import ensure_topics
-from lintas_shared.kafka_access import apply_acls
-from lintas_shared.kafka_auth import client_auth
 from lintas_shared.person_tokens import Role
 from lintas_shared.topics import ALL_TOPICS
+from pydantic import ValidationError
 
-from lintas_tools import dlq_cli, sms_cli
-from lintas_tools.audit import AuditTarget, verify_audit
-from lintas_tools.demo import (
-    DemoTarget,
-    load_or_create_keys,
-    load_or_create_people,
-    load_or_create_signing_key,
-    seed_demo,
-    seed_demo_people,
-)
-from lintas_tools.importer import run_import
-from lintas_tools.keys import KeysTarget, rotate_keys
-from lintas_tools.organisations import Directories, OrganisationAdmin
-from lintas_tools.people import PeopleCommands, PeopleTarget
-from lintas_tools.services import ServiceSpec, service_specs, start_service, stop_service
+from lintas_tools.arguments import parser
+
+if TYPE_CHECKING:
+    from lintas_tools.audit import AuditTarget
+    from lintas_tools.demo import DemoTarget
+    from lintas_tools.dlq_cli import DlqTarget
+    from lintas_tools.organisations import Directories
+    from lintas_tools.people import PeopleTarget
+    from lintas_tools.services import ServiceSpec
 
 
 def _say(message: str) -> None:
@@ -87,6 +71,11 @@ def _stack_env(state: Path) -> dict[str, str]:
 
 
 def _demo_target(env: dict[str, str]) -> DemoTarget:
+    from lintas_intake.settings import IntakeSettings
+    from lintas_referral.settings import ReferralSettings
+
+    from lintas_tools.demo import DemoTarget
+
     intake = IntakeSettings()
     return DemoTarget(
         mongodb_uri=env["LINTAS_MONGODB_URI"],
@@ -98,6 +87,8 @@ def _demo_target(env: dict[str, str]) -> DemoTarget:
 
 def _console_url(env: Mapping[str, str]) -> str:
     """Where people open the console: its public URL, else where `up` starts it."""
+    from lintas_tools.services import service_specs
+
     spec = next(s for s in service_specs(env) if s.name == "console")
     return env.get("LINTAS_CONSOLE_PUBLIC_URL") or spec.url
 
@@ -105,6 +96,15 @@ def _console_url(env: Mapping[str, str]) -> str:
 def cmd_demo_seed(state: Path, env: dict[str, str]) -> Path:
     """Seed demo organisations and the console's demo people; returns where their keys
     and passwords are."""
+    from lintas_console.settings import ConsoleSettings
+
+    from lintas_tools.demo import (
+        load_or_create_keys,
+        load_or_create_people,
+        seed_demo,
+        seed_demo_people,
+    )
+
     keys_path = state / "demo-keys.json"
     keys = load_or_create_keys(keys_path)
     asyncio.run(seed_demo(_demo_target(env), keys))
@@ -122,6 +122,8 @@ def _console_env(state: Path, env: dict[str, str], specs: list[ServiceSpec]) -> 
     public key, and the console the addresses of intake and referral. Returns whether the
     console asks lawyers and admins for a second factor (off on this dev stack unless
     LINTAS_CONSOLE_REQUIRE_SECOND_FACTOR says otherwise)."""
+    from lintas_tools.demo import load_or_create_signing_key
+
     key_path = Path(
         env.get("LINTAS_CONSOLE_SIGNING_KEY_PATH", str(state / "console-signing-key.pem"))
     ).resolve()
@@ -139,6 +141,12 @@ def _console_env(state: Path, env: dict[str, str], specs: list[ServiceSpec]) -> 
 
 def cmd_up() -> int:
     """Start everything and wait until all of it is healthy."""
+    from lintas_shared.kafka import ensure_topics
+    from lintas_shared.kafka_access import apply_acls
+    from lintas_shared.kafka_auth import client_auth
+
+    from lintas_tools.services import service_specs, start_service
+
     started = time.monotonic()
     _dev_stack()
     state = _state_dir()
@@ -206,6 +214,8 @@ def cmd_up() -> int:
 
 def cmd_down() -> int:
     """Stop the services, then the servers: only processes we started, by pid."""
+    from lintas_tools.services import service_specs, stop_service
+
     state = _state_dir()
     for spec in reversed(service_specs(os.environ)):
         if stop_service(spec.name, state):
@@ -222,6 +232,8 @@ def cmd_status() -> int:
     state = _state_dir()
     from lintas_deploy.processes import ManagedProcess
 
+    from lintas_tools.services import service_specs
+
     names = ["kafka", "ferretdb", *(s.name for s in service_specs(os.environ))]
     status = {name: ManagedProcess(name, state).is_running() for name in names}
     _say(json.dumps(status, indent=2))
@@ -229,6 +241,11 @@ def cmd_status() -> int:
 
 
 def _directories() -> Directories:
+    from lintas_intake.settings import IntakeSettings
+    from lintas_referral.settings import ReferralSettings
+
+    from lintas_tools.organisations import Directories
+
     intake = IntakeSettings()
     return Directories(
         mongodb_uri=_stack_env(_state_dir())["LINTAS_MONGODB_URI"],
@@ -239,6 +256,8 @@ def _directories() -> Directories:
 
 
 async def _org_command(args: argparse.Namespace) -> object:
+    from lintas_tools.organisations import OrganisationAdmin
+
     admin = OrganisationAdmin(_directories())
     try:
         if args.org_command == "create":
@@ -260,6 +279,11 @@ async def _org_command(args: argparse.Namespace) -> object:
 
 
 def _people_target() -> PeopleTarget:
+    from lintas_console.settings import ConsoleSettings
+    from lintas_intake.settings import IntakeSettings
+
+    from lintas_tools.people import PeopleTarget
+
     intake = IntakeSettings()
     console = ConsoleSettings()
     return PeopleTarget(
@@ -273,6 +297,8 @@ def _people_target() -> PeopleTarget:
 
 
 async def _user_command(args: argparse.Namespace) -> object:
+    from lintas_tools.people import PeopleCommands
+
     commands = PeopleCommands(_people_target())
     try:
         if args.user_command == "create":
@@ -289,6 +315,11 @@ async def _user_command(args: argparse.Namespace) -> object:
 
 
 def _audit_target(witness: Path | None) -> AuditTarget:
+    from lintas_intake.settings import IntakeSettings
+    from lintas_referral.settings import ReferralSettings
+
+    from lintas_tools.audit import AuditTarget
+
     intake = IntakeSettings()
     return AuditTarget(
         mongodb_uri=_stack_env(_state_dir())["LINTAS_MONGODB_URI"],
@@ -300,93 +331,13 @@ def _audit_target(witness: Path | None) -> AuditTarget:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="lintas", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the whole local stack with demo data")
-    sub.add_parser("down", help="stop everything `up` started")
-    sub.add_parser("status", help="show which processes are running")
-    sub.add_parser("demo-seed", help="(re)create the demo organisations, keys and people")
-    org = sub.add_parser("org", help="organisations and API keys").add_subparsers(
-        dest="org_command", required=True
-    )
-    create = org.add_parser("create", help="create an organisation; prints its first key")
-    create.add_argument("--name", required=True)
-    create.add_argument("--kind", required=True, choices=[k.value for k in OrganisationKind])
-    create.add_argument("--country", required=True, help="ISO 3166 alpha-2, e.g. ID")
-    create.add_argument("--languages", help="comma-separated ISO 639-1, e.g. id,en")
-    create.add_argument("--claim-types", help="legal partners: comma-separated claim types")
-    create.add_argument("--capacity", type=int, help="legal partners: open referrals at most")
-    org.add_parser("list", help="list organisations and their keys' ids")
-    issue = org.add_parser("issue-key", help="issue another key; prints it once")
-    issue.add_argument("org_id")
-    revoke = org.add_parser("revoke-key", help="revoke a key at once")
-    revoke.add_argument("org_id")
-    revoke.add_argument("key_id")
-    user = sub.add_parser("user", help="people who sign in to the console").add_subparsers(
-        dest="user_command", required=True
-    )
-    user_create = user.add_parser(
-        "create", help="add a person; prints the one-time link that sets their password"
-    )
-    user_create.add_argument("--org", required=True, help="the organisation's id (org-…)")
-    user_create.add_argument("--role", required=True, choices=[r.value for r in Role])
-    user_create.add_argument("--email", required=True)
-    user_create.add_argument("--name", help="the name shown in the console (default: email)")
-    user_create.add_argument("--language", choices=["id", "en"], default="id")
-    for name, text in (
-        ("disable", "stop a person signing in; ends their sessions now"),
-        ("reset-2fa", "forget a person's authenticator (they enrol a new one)"),
-        ("link", "a new one-time link to set a password (earlier links stop working)"),
-    ):
-        user.add_parser(name, help=text).add_argument("--email", required=True)
-    imp = sub.add_parser("import", help="import cases from CSV or JSON Lines")
-    imp.add_argument("file", type=Path)
-    imp.add_argument(
-        "--api-key",
-        default=os.environ.get("LINTAS_API_KEY"),
-        help="the NGO's API key (or LINTAS_API_KEY)",
-    )
-    imp.add_argument("--url", default=os.environ.get("LINTAS_INTAKE_URL", "http://127.0.0.1:8080"))
-    imp.add_argument(
-        "--report", type=Path, help="where refused rows are listed (default: FILE.errors.csv)"
-    )
-    imp.add_argument(
-        "--concurrency", type=int, default=4, help="batches in flight at once (default 4)"
-    )
-    audit = sub.add_parser("audit", help="audit trail").add_subparsers(
-        dest="audit_command", required=True
-    )
-    verify = audit.add_parser(
-        "verify",
-        help="check intake's and referral's keyed chains and their signed checkpoints; "
-        "exit 1 if either is broken",
-    )
-    verify.add_argument(
-        "--witness",
-        type=Path,
-        help="a file (kept off the database host) holding the heads this command last "
-        "found intact: a chain behind or different from them is refused (catches a "
-        "rollback to an old checkpoint); updated after every intact check",
-    )
-    keys = sub.add_parser("keys", help="master keys").add_subparsers(
-        dest="keys_command", required=True
-    )
-    keys.add_parser(
-        "rotate",
-        help="re-wrap every case key and re-seal every webhook secret under the current "
-        "master key (LINTAS_MASTER_KEY_ID), reading the previous ones meanwhile; safe to "
-        "re-run; exit 1 while anything is left under a previous key",
-    )
-    dlq_cli.add_parser(sub)
-    sms_cli.add_parser(sub)
-    return parser
-
-
 def _keys_rotate() -> int:
     """`lintas keys rotate`: progress as it goes, then the counts as JSON."""
+    from lintas_referral.settings import ReferralSettings
+    from lintas_shared.crypto import MasterKeys
+
+    from lintas_tools.keys import KeysTarget, rotate_keys
+
     referral = ReferralSettings()
     common = referral.common
     rotation = asyncio.run(
@@ -404,7 +355,9 @@ def _keys_rotate() -> int:
     return 0 if rotation.complete else 1
 
 
-def _dlq_target() -> dlq_cli.DlqTarget:
+def _dlq_target() -> DlqTarget:
+    from lintas_tools import dlq_cli
+
     env = _stack_env(_state_dir())
     return dlq_cli.DlqTarget(
         kafka_bootstrap=env["LINTAS_KAFKA_BOOTSTRAP"],
@@ -420,7 +373,7 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
     `out` receives the answer of `lintas dlq` (default: stdout), so a test can read it
     apart from the logs of whatever else runs in its process.
     """
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     try:
         if args.command == "up":
             return cmd_up()
@@ -435,6 +388,8 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
             _say(json.dumps(asyncio.run(_user_command(args)), indent=2))
             return 0
         if args.command == "import":
+            from lintas_tools.importer import run_import
+
             if not args.api_key:
                 raise RuntimeError("--api-key (or LINTAS_API_KEY) is required")
             report = run_import(
@@ -446,12 +401,18 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
             )
             return 0 if report.rejected == 0 else 2
         if args.command == "audit":
+            from lintas_tools.audit import verify_audit
+
             result = asyncio.run(verify_audit(_audit_target(args.witness)))
             _say(json.dumps(result, indent=2))
             return 0 if result["intact"] else 1
         if args.command == "dlq":
+            from lintas_tools import dlq_cli
+
             return dlq_cli.run(args, _dlq_target(), out)
         if args.command == "sms":
+            from lintas_tools import sms_cli
+
             return sms_cli.run(args, out or sys.stdout)
         if args.command == "keys":
             return _keys_rotate()
@@ -461,6 +422,12 @@ def main(argv: list[str] | None = None, *, out: TextIO | None = None) -> int:
         return 0
     except (RuntimeError, KeyError, PeopleError) as exc:
         print(f"lintas: {exc}", file=sys.stderr)
+        return 1
+    except ValidationError as exc:
+        # A setting refused (a placeholder secret outside the dev stack, say): its message
+        # names the variable, never its value.
+        for error in exc.errors(include_url=False, include_input=False):
+            print(f"lintas: {error['msg'].removeprefix('Value error, ')}", file=sys.stderr)
         return 1
 
 

@@ -1,27 +1,6 @@
 """`lintas dlq`: look at dead letters, replay them once the cause is fixed, or discard them.
 
-  lintas dlq list [--topic T] [--all-states] [--json]
-  lintas dlq show ENTRY [--json]
-  lintas dlq replay (ENTRY | --all [--topic T]) [--dry-run] [--json]
-  lintas dlq discard (ENTRY | --all [--topic T]) --reason TEXT [--json]
-
-ENTRY is an id as `list` prints it (TOPIC:PARTITION:OFFSET, e.g. lintas.cases.v1.dlq:2:17)
-or TOPIC OFFSET when the offset is in one partition only. A topic may be named by its
-dead-letter name or its source name (lintas.cases.v1 means lintas.cases.v1.dlq).
-
-`list` hides handled (replayed or discarded) entries unless --all-states is given. It
-never prints payloads; `show` prints a payload only when it is not a valid CloudEvent,
-truncated. A replay sends the record back to its source topic with its original key,
-value and headers (without the lintas_dlq_* ones) and records it in the ledger, so a
-second replay does nothing. An entry truncated when parked (its record was too large to
-park whole; `list` and `show` say so, with its original size) is never replayed: that
-would send a cut record; --all skips it. Who acted is --by, else $LINTAS_OPERATOR, else
-the OS user.
-
-Kafka is $LINTAS_KAFKA_BOOTSTRAP; the ledger of handled entries is the collection
-`dead_letters` of database $LINTAS_OPS_DATABASE [lintas_ops] at $LINTAS_MONGODB_URI.
-Exit code 1 when an entry is not found, any replay or discard failed, or the one entry
-named to `replay` is truncated.
+Its usage and rules are `lintas dlq --help` (`lintas_tools.arguments.DLQ_DESCRIPTION`).
 """
 
 from __future__ import annotations
@@ -81,61 +60,6 @@ class DlqTarget:
 def default_operator() -> str:
     """Who acts: $LINTAS_OPERATOR, else the OS user."""
     return os.environ.get("LINTAS_OPERATOR") or getpass.getuser()
-
-
-def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `dlq` and its subcommands to the `lintas` parser."""
-    dlq = commands.add_parser(
-        "dlq",
-        help="dead letters: list, show, replay, discard",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = dlq.add_subparsers(dest="dlq_command", required=True)
-
-    def entry_command(name: str, help_text: str, *, many: bool) -> argparse.ArgumentParser:
-        parser = sub.add_parser(name, help=help_text, description=help_text)
-        parser.add_argument(
-            "entry",
-            nargs="*" if many else "+",
-            metavar="ENTRY",
-            help="TOPIC:PARTITION:OFFSET as `list` prints it, or TOPIC OFFSET",
-        )
-        if many:
-            parser.add_argument("--all", action="store_true", help="every unhandled entry")
-            parser.add_argument(
-                "--topic", action="append", default=[], help="with --all: only this topic"
-            )
-        parser.add_argument("--json", action="store_true", help="machine-readable output")
-        return parser
-
-    listing = sub.add_parser(
-        "list",
-        help="one line per dead letter (never its payload)",
-        description="One line per dead letter: id, state, when and where it failed, "
-        "the event's type and id, and the reason. Handled entries are hidden unless "
-        "--all-states is given.",
-    )
-    listing.add_argument(
-        "--topic",
-        action="append",
-        default=[],
-        help="a DLQ topic or its source topic (repeatable); default: every *.dlq topic",
-    )
-    listing.add_argument(
-        "--all-states", action="store_true", help="also replayed and discarded entries"
-    )
-    listing.add_argument("--json", action="store_true", help="a JSON array instead")
-
-    entry_command("show", "headers, reason and payload size of one dead letter", many=False)
-    replay = entry_command(
-        "replay", "send dead letters back to their source topic, once each", many=True
-    )
-    replay.add_argument("--dry-run", action="store_true", help="say what would be replayed")
-    replay.add_argument("--by", default=None, help="who replays (default: $LINTAS_OPERATOR)")
-    discard = entry_command("discard", "mark dead letters handled without replaying", many=True)
-    discard.add_argument("--reason", required=True, help="why (kept in the ledger)")
-    discard.add_argument("--by", default=None, help="who discards (default: $LINTAS_OPERATOR)")
 
 
 def run(args: argparse.Namespace, target: DlqTarget, out: TextIO | None = None) -> int:

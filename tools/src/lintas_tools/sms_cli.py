@@ -84,16 +84,6 @@ async def list_waiting(mongodb_uri: str, database: str, reference: str | None) -
         await client.close()
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `lintas sms`."""
-    sms = sub.add_parser("sms", help="SMS held back by notify").add_subparsers(
-        dest="sms_command", required=True
-    )
-    waiting = sms.add_parser("waiting", help="SMS waiting to go: when and why (no phones)")
-    waiting.add_argument("--case", dest="reference", help="only this case reference")
-    waiting.add_argument("--json", action="store_true", help="one JSON list")
-
-
 def run(args: argparse.Namespace, out: TextIO) -> int:
     """Run `lintas sms waiting`; prints one line per message, or JSON."""
     found = asyncio.run(
