@@ -29,6 +29,10 @@ from pydantic import ValidationError
 from lintas_tools.arguments import parser
 
 if TYPE_CHECKING:
+    from lintas_console.settings import ConsoleSettings
+    from lintas_intake.settings import IntakeSettings
+    from lintas_referral.settings import ReferralSettings
+
     from lintas_tools.audit import AuditTarget
     from lintas_tools.demo import DemoTarget
     from lintas_tools.dlq_cli import DlqTarget
@@ -70,17 +74,32 @@ def _stack_env(state: Path) -> dict[str, str]:
     return env
 
 
-def _demo_target(env: dict[str, str]) -> DemoTarget:
+def _intake_settings() -> IntakeSettings:
     from lintas_intake.settings import IntakeSettings
+
+    return IntakeSettings()
+
+
+def _referral_settings() -> ReferralSettings:
     from lintas_referral.settings import ReferralSettings
 
+    return ReferralSettings()
+
+
+def _console_settings() -> ConsoleSettings:
+    from lintas_console.settings import ConsoleSettings
+
+    return ConsoleSettings()
+
+
+def _demo_target(env: dict[str, str]) -> DemoTarget:
     from lintas_tools.demo import DemoTarget
 
-    intake = IntakeSettings()
+    intake = _intake_settings()
     return DemoTarget(
         mongodb_uri=env["LINTAS_MONGODB_URI"],
         intake_database=intake.database,
-        referral_database=ReferralSettings().database,
+        referral_database=_referral_settings().database,
         api_key_pepper=intake.common.api_key_pepper.get_secret_value(),
     )
 
@@ -96,8 +115,6 @@ def _console_url(env: Mapping[str, str]) -> str:
 def cmd_demo_seed(state: Path, env: dict[str, str]) -> Path:
     """Seed demo organisations and the console's demo people; returns where their keys
     and passwords are."""
-    from lintas_console.settings import ConsoleSettings
-
     from lintas_tools.demo import (
         load_or_create_keys,
         load_or_create_people,
@@ -109,7 +126,7 @@ def cmd_demo_seed(state: Path, env: dict[str, str]) -> Path:
     keys = load_or_create_keys(keys_path)
     asyncio.run(seed_demo(_demo_target(env), keys))
     people = load_or_create_people(keys_path)
-    asyncio.run(seed_demo_people(env["LINTAS_MONGODB_URI"], ConsoleSettings().database, people))
+    asyncio.run(seed_demo_people(env["LINTAS_MONGODB_URI"], _console_settings().database, people))
     _say(
         f"demo organisations and console people ({', '.join(people)}) seeded; "
         f"keys and passwords in {keys_path}"
@@ -241,16 +258,13 @@ def cmd_status() -> int:
 
 
 def _directories() -> Directories:
-    from lintas_intake.settings import IntakeSettings
-    from lintas_referral.settings import ReferralSettings
-
     from lintas_tools.organisations import Directories
 
-    intake = IntakeSettings()
+    intake = _intake_settings()
     return Directories(
         mongodb_uri=_stack_env(_state_dir())["LINTAS_MONGODB_URI"],
         intake_database=intake.database,
-        referral_database=ReferralSettings().database,
+        referral_database=_referral_settings().database,
         api_key_pepper=intake.common.api_key_pepper.get_secret_value(),
     )
 
@@ -279,13 +293,10 @@ async def _org_command(args: argparse.Namespace) -> object:
 
 
 def _people_target() -> PeopleTarget:
-    from lintas_console.settings import ConsoleSettings
-    from lintas_intake.settings import IntakeSettings
-
     from lintas_tools.people import PeopleTarget
 
-    intake = IntakeSettings()
-    console = ConsoleSettings()
+    intake = _intake_settings()
+    console = _console_settings()
     return PeopleTarget(
         mongodb_uri=_stack_env(_state_dir())["LINTAS_MONGODB_URI"],
         console_database=console.database,
@@ -315,16 +326,13 @@ async def _user_command(args: argparse.Namespace) -> object:
 
 
 def _audit_target(witness: Path | None) -> AuditTarget:
-    from lintas_intake.settings import IntakeSettings
-    from lintas_referral.settings import ReferralSettings
-
     from lintas_tools.audit import AuditTarget
 
-    intake = IntakeSettings()
+    intake = _intake_settings()
     return AuditTarget(
         mongodb_uri=_stack_env(_state_dir())["LINTAS_MONGODB_URI"],
         intake_database=intake.database,
-        referral_database=ReferralSettings().database,
+        referral_database=_referral_settings().database,
         checkpoint_database=intake.common.keyvault_database,
         audit_key=intake.common.audit_key.get_secret_value(),
         witness=witness,
@@ -333,12 +341,11 @@ def _audit_target(witness: Path | None) -> AuditTarget:
 
 def _keys_rotate() -> int:
     """`lintas keys rotate`: progress as it goes, then the counts as JSON."""
-    from lintas_referral.settings import ReferralSettings
     from lintas_shared.crypto import MasterKeys
 
     from lintas_tools.keys import KeysTarget, rotate_keys
 
-    referral = ReferralSettings()
+    referral = _referral_settings()
     common = referral.common
     rotation = asyncio.run(
         rotate_keys(
