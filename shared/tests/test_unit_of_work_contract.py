@@ -518,6 +518,39 @@ async def test_event_writes_asked_in_one_turn_go_in_one_command(servers: Servers
         await client.close()
 
 
+@pytest.mark.integration
+async def test_event_changes_made_side_by_side_read_their_documents_in_one_query(
+    servers: Servers,
+) -> None:
+    # A consumer far behind (an import's events) remembers none of its documents: the
+    # changes of a batch read them together, then write them together.
+    client = make_mongo_client(servers.mongodb_uri, app_name="uow-bulk-read")
+    database_name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        documents = MongoVersionedDocuments(client[database_name]["counters"])
+        work = UnitOfWork(documents, CounterCodec())
+        count = COMMAND_SIZE + 5
+        for n in range(count):
+            await work.add(Counter(f"c{n}", f"n{n}"))
+
+        finds_before, updates_before = _commands_sent("find"), _commands_sent("update")
+        committed = await asyncio.gather(
+            *(work.change(f"c{n}", bump(n + 1), event_key=f"src/e-{n}") for n in range(count))
+        )
+        assert [c.aggregate.count for c in committed] == [n + 1 for n in range(count)]
+        assert _commands_sent("find") - finds_before == 1
+        assert _commands_sent("update") - updates_before == 2  # 25 and 5
+        stored = {d["_id"]: d async for d in documents.collection.find({})}
+        assert [stored[f"c{n}"]["count"] for n in range(count)] == [n + 1 for n in range(count)]
+        # The same document asked for twice in one turn: each caller gets its own copy.
+        first, second = await asyncio.gather(documents.read("c0"), documents.read("c0"))
+        assert first == second
+        assert first is not second
+    finally:
+        await client.drop_database(database_name)
+        await client.close()
+
+
 async def test_inserts_made_side_by_side_are_each_stored_or_refused_on_their_own(
     store: Store,
 ) -> None:

@@ -41,6 +41,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import (
     COMMAND_SIZE,
+    CoalescingReader,
     Document,
     TurnBatcher,
     copy_document,
@@ -418,6 +419,7 @@ class MongoVersionedDocuments:
         self._clock = clock
         self._remember = remember
         # A consumer's batch reaches these steps side by side: one command for them all.
+        self._reads = CoalescingReader(collection)
         self._inserts: TurnBatcher[Document, DuplicateDocumentError | WriteError | None] = (
             TurnBatcher(self._insert_command, COMMAND_SIZE)
         )
@@ -451,15 +453,17 @@ class MongoVersionedDocuments:
 
     async def read(self, doc_id: str, *, for_change: bool = False) -> Document | None:
         """The document by `_id` (for a change: the copy of this object's last write, if
-        it keeps one)."""
+        it keeps one). The reads asked for side by side (a consumer batch's cases) go
+        as one query."""
         if for_change and doc_id in self._recent:
             # Not copied (a few percent of intake's CPU): remembered documents are never
             # changed in place, each write remembers a new one (`applied`).
             self._recent.move_to_end(doc_id)
             return self._recent[doc_id]
-        doc = await self._collection.find_one({"_id": doc_id})
+        doc = await self._reads.find(doc_id)
         if for_change and doc is not None:
-            self._keep(doc_id, doc)
+            # As the store gave it back already; the caller does not change it either.
+            self._keep_stored(doc_id, doc)
         return doc
 
     def _as_stored(self, doc: Document) -> Document:
