@@ -4,6 +4,7 @@ which bucket a person token's requests go to."""
 from __future__ import annotations
 
 import json
+import random
 
 import httpx
 import pytest
@@ -122,6 +123,36 @@ def _nested(depth: int) -> bytes:
 )
 def test_json_nesting_depth(body: bytes, limit: int, expected: bool) -> None:
     assert json_depth_exceeds(body, limit) is expected
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    return 0
+
+
+def _random_json(rnd: random.Random, level: int) -> object:
+    """Values whose strings are full of brackets, quotes and backslashes."""
+    draw = rnd.random()
+    if level > 6 or draw < 0.3:
+        return "".join(rnd.choice('[]{}"\\ab\n') for _ in range(rnd.randint(0, 8)))
+    if draw < 0.65:
+        return [_random_json(rnd, level + 1) for _ in range(rnd.randint(0, 3))]
+    return {
+        str(_random_json(rnd, 7)): _random_json(rnd, level + 1) for _ in range(rnd.randint(0, 3))
+    }
+
+
+def test_json_nesting_depth_is_what_a_json_reader_finds() -> None:
+    rnd = random.Random(20261205)
+    for _ in range(3000):
+        value = _random_json(rnd, 0)
+        body = json.dumps(value).encode()
+        depth = _depth(value)
+        for limit in range(max(depth - 2, 0), depth + 2):
+            assert json_depth_exceeds(body, limit) is (depth > limit), (body, limit)
 
 
 async def test_person_tokens_are_limited_per_person_and_unverified_ones_per_address() -> None:

@@ -28,11 +28,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Final
 
 from starlette.datastructures import Headers
@@ -137,41 +137,28 @@ class KeyedRateLimiter:
         return 0.0
 
 
-#: The only bytes that matter for nesting: brackets, and the quotes and backslashes that
-#: say whether a bracket is inside a string.
-_JSON_TOKENS: Final = re.compile(rb'[\[\]{}"\\]')
+#: Every byte but the brackets (`bytes.translate` deletes them).
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+#: What each byte does to the depth: +1 opens, -1 closes.
+_DEPTH_STEP: Final = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
 
 
 def json_depth_exceeds(body: bytes, limit: int) -> bool:
     """Whether `body` (JSON, or anything) nests arrays and objects deeper than `limit`.
 
-    One pass over the significant bytes (linear whatever the input: a regular expression
-    for strings backtracks quadratically on a hostile unterminated one); brackets inside
-    strings do not count.
+    Linear whatever the input (a regular expression for strings backtracks quadratically
+    on a hostile unterminated one), and at C speed: a loop over the significant bytes in
+    Python was 5% of intake's CPU in an import's batches. Brackets inside strings do not
+    count. The escapes go first, paired left to right as a JSON reader pairs them (an
+    escaped backslash, then an escaped quote), so every quote left opens or closes a
+    string; a backslash outside a string is invalid JSON, refused by its reader there.
     """
     if body.count(b"[") + body.count(b"{") <= limit:
         return False
-    depth = 0
-    in_string = False
-    escaped_at = -1  # the position a backslash inside a string escapes
-    for token in _JSON_TOKENS.finditer(body):
-        at, byte = token.start(), token.group()
-        if in_string:
-            if at == escaped_at:
-                continue
-            if byte == b"\\":
-                escaped_at = at + 1
-            elif byte == b'"':
-                in_string = False
-        elif byte == b'"':
-            in_string = True
-        elif byte in (b"[", b"{"):
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in (b"]", b"}"):
-            depth -= 1
-    return False
+    plain = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    outside = b"".join(plain.split(b'"')[0::2])
+    brackets = outside.translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > limit
 
 
 class _BodyTooLargeError(Exception):
