@@ -30,6 +30,7 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any, Generic, Protocol, TypeVar
 
 import bson
@@ -106,11 +107,12 @@ class Outgoing:
         JSON text: one string to store and read back, where a nested document of a
         dozen fields cost every write of the document more (the local store describes
         each nested field's type in every document it writes)."""
-        return {
-            "id": self.event.id,
-            "topic": self.topic,
-            "event": self.event.model_dump_json(),
-        }
+        return {"id": self.event.id, "topic": self.topic, "event": self._text}
+
+    @cached_property
+    def _text(self) -> str:
+        # Once: a batch's insert stores the entry and its commit hands it to the relay.
+        return self.event.model_dump_json()
 
 
 def entry_event(entry: Mapping[str, Any]) -> CloudEvent:
