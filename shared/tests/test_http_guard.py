@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import tracemalloc
 
 import httpx
 import pytest
@@ -119,6 +120,11 @@ def _nested(depth: int) -> bytes:
         # Hostile: an unterminated string of escaped quotes. A regular expression for
         # strings backtracks quadratically on this (minutes at the body limit).
         (b'{"a": "' + b'\\"' * 100_000 + b"[" * 40, 32, False),
+        # Python's JSON reader takes UTF-16 and UTF-32 too: "∀" is 0x22 0x00 in UTF-16-LE,
+        # a quote byte that is no quote.
+        (("[" + '"∀", ' * 3 + "[" * 40 + "]" * 41).encode("utf-16-le"), 32, True),
+        (("[" + '"∀", ' * 3 + "[" * 30 + "]" * 31).encode("utf-16-le"), 32, False),
+        (("[" + "[" * 40 + "]" * 41).encode("utf-32"), 32, True),
     ],
 )
 def test_json_nesting_depth(body: bytes, limit: int, expected: bool) -> None:
@@ -147,12 +153,25 @@ def _random_json(rnd: random.Random, level: int) -> object:
 
 def test_json_nesting_depth_is_what_a_json_reader_finds() -> None:
     rnd = random.Random(20261205)
-    for _ in range(3000):
-        value = _random_json(rnd, 0)
+    values = [_random_json(rnd, 0) for _ in range(3000)]
+    # Each alone, and all in one body far longer than the check takes at a time.
+    for value in [*values, values]:
         body = json.dumps(value).encode()
         depth = _depth(value)
         for limit in range(max(depth - 2, 0), depth + 2):
             assert json_depth_exceeds(body, limit) is (depth > limit), (body, limit)
+
+
+def test_json_nesting_check_takes_memory_in_proportion_to_the_body() -> None:
+    # One quote after another: a split on quotes made an object of each (45 MB at 1 MB).
+    body = b"[]" * 40 + b'"' * 1_000_000
+    tracemalloc.start()
+    try:
+        assert json_depth_exceeds(body, 32) is False
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(body)
 
 
 async def test_person_tokens_are_limited_per_person_and_unverified_ones_per_address() -> None:
