@@ -996,10 +996,16 @@ async def test_a_remembering_store_answers_a_change_from_its_last_write(servers:
         stored = await documents.read("c2")
         assert stored is not None
         assert stored["name"] == "behind"
-        # Two are kept: the oldest add was let go and is read from the store.
-        forgotten = await documents.read("c0", for_change=True)
+        # Two are kept: the oldest add was let go and is read from the store, together
+        # with a plain read of it in the same query; only the change's copy is kept.
+        plain, forgotten = await asyncio.gather(
+            documents.read("c0"), documents.read("c0", for_change=True)
+        )
         assert forgotten is not None
         assert forgotten["name"] == "behind"
+        assert plain == forgotten
+        assert plain is not forgotten
+        assert await documents.read("c0", for_change=True) is forgotten
     finally:
         await client.drop_database(database_name)
         await client.close()
