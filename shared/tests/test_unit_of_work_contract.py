@@ -39,6 +39,7 @@ from lintas_shared.unit_of_work import (
 )
 from prometheus_client import REGISTRY
 from pymongo import ASCENDING
+from pymongo.asynchronous.collection import AsyncCollection
 
 from tests.support.fixtures import case_submitted
 from tests.support.servers import Servers
@@ -130,6 +131,18 @@ async def store(backend: Backend) -> AsyncIterator[Store]:
         await clients[0].drop_database(database_name)
         for client in clients:
             await client.close()
+
+
+@pytest.fixture
+async def counters(servers: Servers) -> AsyncIterator[AsyncCollection[Document]]:
+    """A collection of its own on the real store, dropped afterwards."""
+    client = make_mongo_client(servers.mongodb_uri, app_name="uow-counters")
+    database_name = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        yield client[database_name]["counters"]
+    finally:
+        await client.drop_database(database_name)
+        await client.close()
 
 
 def event(n: int) -> Outgoing:
@@ -477,78 +490,66 @@ async def test_a_change_written_but_answered_false_is_not_decided_again_and_its_
     assert commits.seen == [("c1", 2, ids)]  # the stored outbox, handed to the relay
 
 
-async def test_event_writes_asked_in_one_turn_go_in_one_command(servers: Servers) -> None:
-    client = make_mongo_client(servers.mongodb_uri, app_name="uow-bulk")
-    database_name = f"test_{uuid.uuid4().hex[:12]}"
-    try:
-        documents = MongoVersionedDocuments(client[database_name]["counters"])
-        work = UnitOfWork(documents, CounterCodec())
-        count = COMMAND_SIZE + 5
-        for n in range(count):
-            await work.add(Counter(f"c{n}", f"n{n}"))
+async def test_event_writes_asked_in_one_turn_go_in_one_command(
+    counters: AsyncCollection[Document],
+) -> None:
+    documents = MongoVersionedDocuments(counters)
+    work = UnitOfWork(documents, CounterCodec())
+    count = COMMAND_SIZE + 5
+    for n in range(count):
+        await work.add(Counter(f"c{n}", f"n{n}"))
 
-        def one(n: int, version: int) -> Write:
-            return Write(set={"count": version}, processed=f"src/v{version}-{n}")
+    def one(n: int, version: int) -> Write:
+        return Write(set={"count": version}, processed=f"src/v{version}-{n}")
 
-        updates_before = _commands_sent("update")
-        wrote = await asyncio.gather(
-            *(documents.write(f"c{n}", 1, one(n, 1)) for n in range(count))
-        )
-        assert wrote == [True] * count
-        assert _commands_sent("update") - updates_before == 2  # 25 and 5
+    updates_before = _commands_sent("update")
+    wrote = await asyncio.gather(*(documents.write(f"c{n}", 1, one(n, 1)) for n in range(count)))
+    assert wrote == [True] * count
+    assert _commands_sent("update") - updates_before == 2  # 25 and 5
 
-        # One of a command's writes misses its version: the store counts the matches, not
-        # which, so each answers False; the others were made all the same.
-        wrote = await asyncio.gather(
-            documents.write("c0", 2, one(0, 2)),
-            documents.write("c1", 1, one(1, 2)),  # stale
-            documents.write("c2", 2, one(2, 2)),
-        )
-        assert wrote == [False, False, False]
-        stored = {d["_id"]: d async for d in documents.collection.find({})}
-        assert [stored[f"c{n}"]["version"] for n in range(3)] == [3, 2, 3]
-        assert stored["c0"][PROCESSED_FIELD] == ["src/v1-0", "src/v2-0"]
-        assert stored["c1"][PROCESSED_FIELD] == ["src/v1-1"]
-        # A write without an event key is never written with others: its answer is exact.
-        assert await documents.write("c3", 2, Write(set={"count": 9}))
-        assert not await documents.write("c4", 1, Write(set={"count": 9}))
-        assert _commands_sent("update") - updates_before == 2 + 1 + 2
-    finally:
-        await client.drop_database(database_name)
-        await client.close()
+    # One of a command's writes misses its version: the store counts the matches, not
+    # which, so each answers False; the others were made all the same.
+    wrote = await asyncio.gather(
+        documents.write("c0", 2, one(0, 2)),
+        documents.write("c1", 1, one(1, 2)),  # stale
+        documents.write("c2", 2, one(2, 2)),
+    )
+    assert wrote == [False, False, False]
+    stored = {d["_id"]: d async for d in documents.collection.find({})}
+    assert [stored[f"c{n}"]["version"] for n in range(3)] == [3, 2, 3]
+    assert stored["c0"][PROCESSED_FIELD] == ["src/v1-0", "src/v2-0"]
+    assert stored["c1"][PROCESSED_FIELD] == ["src/v1-1"]
+    # A write without an event key is never written with others: its answer is exact.
+    assert await documents.write("c3", 2, Write(set={"count": 9}))
+    assert not await documents.write("c4", 1, Write(set={"count": 9}))
+    assert _commands_sent("update") - updates_before == 2 + 1 + 2
 
 
 @pytest.mark.integration
 async def test_event_changes_made_side_by_side_read_their_documents_in_one_query(
-    servers: Servers,
+    counters: AsyncCollection[Document],
 ) -> None:
     # A consumer far behind (an import's events) remembers none of its documents: the
     # changes of a batch read them together, then write them together.
-    client = make_mongo_client(servers.mongodb_uri, app_name="uow-bulk-read")
-    database_name = f"test_{uuid.uuid4().hex[:12]}"
-    try:
-        documents = MongoVersionedDocuments(client[database_name]["counters"])
-        work = UnitOfWork(documents, CounterCodec())
-        count = COMMAND_SIZE + 5
-        for n in range(count):
-            await work.add(Counter(f"c{n}", f"n{n}"))
+    documents = MongoVersionedDocuments(counters)
+    work = UnitOfWork(documents, CounterCodec())
+    count = COMMAND_SIZE + 5
+    for n in range(count):
+        await work.add(Counter(f"c{n}", f"n{n}"))
 
-        finds_before, updates_before = _commands_sent("find"), _commands_sent("update")
-        committed = await asyncio.gather(
-            *(work.change(f"c{n}", bump(n + 1), event_key=f"src/e-{n}") for n in range(count))
-        )
-        assert [c.aggregate.count for c in committed] == [n + 1 for n in range(count)]
-        assert _commands_sent("find") - finds_before == 1
-        assert _commands_sent("update") - updates_before == 2  # 25 and 5
-        stored = {d["_id"]: d async for d in documents.collection.find({})}
-        assert [stored[f"c{n}"]["count"] for n in range(count)] == [n + 1 for n in range(count)]
-        # The same document asked for twice in one turn: each caller gets its own copy.
-        first, second = await asyncio.gather(documents.read("c0"), documents.read("c0"))
-        assert first == second
-        assert first is not second
-    finally:
-        await client.drop_database(database_name)
-        await client.close()
+    finds_before, updates_before = _commands_sent("find"), _commands_sent("update")
+    committed = await asyncio.gather(
+        *(work.change(f"c{n}", bump(n + 1), event_key=f"src/e-{n}") for n in range(count))
+    )
+    assert [c.aggregate.count for c in committed] == [n + 1 for n in range(count)]
+    assert _commands_sent("find") - finds_before == 1
+    assert _commands_sent("update") - updates_before == 2  # 25 and 5
+    stored = {d["_id"]: d async for d in documents.collection.find({})}
+    assert [stored[f"c{n}"]["count"] for n in range(count)] == [n + 1 for n in range(count)]
+    # The same document asked for twice in one turn: each caller gets its own copy.
+    first, second = await asyncio.gather(documents.read("c0"), documents.read("c0"))
+    assert first == second
+    assert first is not second
 
 
 async def test_inserts_made_side_by_side_are_each_stored_or_refused_on_their_own(
@@ -977,74 +978,64 @@ async def test_a_hand_over_listing_entries_already_published_sends_only_the_new_
 
 
 @pytest.mark.integration
-async def test_a_remembering_store_answers_a_change_from_its_last_write(servers: Servers) -> None:
+async def test_a_remembering_store_answers_a_change_from_its_last_write(
+    counters: AsyncCollection[Document],
+) -> None:
     # Proof the copy is used: a write behind its back that bumps no version (which no
     # Lintas writer does) is not seen by a change's read, only by a plain read.
-    client = make_mongo_client(servers.mongodb_uri, app_name="uow-remember")
-    database_name = f"test_{uuid.uuid4().hex[:12]}"
-    try:
-        documents = MongoVersionedDocuments(client[database_name]["counters"], remember=2)
-        work = UnitOfWork(documents, CounterCodec())
-        for n in range(3):
-            await work.add(Counter(f"c{n}", f"n{n}"))
-        await work.change("c2", bump(1))
-        await documents.collection.update_many({}, {"$set": {"name": "behind"}})
+    documents = MongoVersionedDocuments(counters, remember=2)
+    work = UnitOfWork(documents, CounterCodec())
+    for n in range(3):
+        await work.add(Counter(f"c{n}", f"n{n}"))
+    await work.change("c2", bump(1))
+    await documents.collection.update_many({}, {"$set": {"name": "behind"}})
 
-        remembered = await documents.read("c2", for_change=True)
-        assert remembered is not None
-        assert (remembered["name"], remembered["count"]) == ("n2", 1)
-        stored = await documents.read("c2")
-        assert stored is not None
-        assert stored["name"] == "behind"
-        # Two are kept: the oldest add was let go and is read from the store, together
-        # with a plain read of it in the same query; only the change's copy is kept.
-        plain, forgotten = await asyncio.gather(
-            documents.read("c0"), documents.read("c0", for_change=True)
-        )
-        assert forgotten is not None
-        assert forgotten["name"] == "behind"
-        assert plain == forgotten
-        assert plain is not forgotten
-        assert await documents.read("c0", for_change=True) is forgotten
-    finally:
-        await client.drop_database(database_name)
-        await client.close()
+    remembered = await documents.read("c2", for_change=True)
+    assert remembered is not None
+    assert (remembered["name"], remembered["count"]) == ("n2", 1)
+    stored = await documents.read("c2")
+    assert stored is not None
+    assert stored["name"] == "behind"
+    # Two are kept: the oldest add was let go and is read from the store, together
+    # with a plain read of it in the same query; only the change's copy is kept.
+    plain, forgotten = await asyncio.gather(
+        documents.read("c0"), documents.read("c0", for_change=True)
+    )
+    assert forgotten is not None
+    assert forgotten["name"] == "behind"
+    assert plain == forgotten
+    assert plain is not forgotten
+    assert await documents.read("c0", for_change=True) is forgotten
 
 
 @pytest.mark.integration
 async def test_a_remembered_document_handed_out_is_never_changed_by_later_writes(
-    servers: Servers,
+    counters: AsyncCollection[Document],
 ) -> None:
     # A change's read gets the remembered document itself, not a copy: the writes and
     # clears that follow must remember new documents instead of changing that one.
-    client = make_mongo_client(servers.mongodb_uri, app_name="uow-remember")
-    database_name = f"test_{uuid.uuid4().hex[:12]}"
-    try:
-        documents = MongoVersionedDocuments(client[database_name]["counters"], remember=2)
-        work = UnitOfWork(documents, CounterCodec())
-        await work.add(Counter("c1", "one"), [event(1)])
-        handed = await documents.read("c1", for_change=True)
-        assert handed is not None
-        before = copy_document(handed)
+    documents = MongoVersionedDocuments(counters, remember=2)
+    work = UnitOfWork(documents, CounterCodec())
+    await work.add(Counter("c1", "one"), [event(1)])
+    handed = await documents.read("c1", for_change=True)
+    assert handed is not None
+    before = copy_document(handed)
 
-        await work.change("c1", bump(1, event(2)), event_key="e-1")
-        second = await documents.read("c1", for_change=True)
-        assert second is not None
-        second_before = copy_document(second)
-        assert len(second[OUTBOX_FIELD]) == 2
-        assert await documents.clear_published_many({"c1": second[OUTBOX_FIELD]}) == set()
-        await work.change("c1", bump(1))
+    await work.change("c1", bump(1, event(2)), event_key="e-1")
+    second = await documents.read("c1", for_change=True)
+    assert second is not None
+    second_before = copy_document(second)
+    assert len(second[OUTBOX_FIELD]) == 2
+    assert await documents.clear_published_many({"c1": second[OUTBOX_FIELD]}) == set()
+    await work.change("c1", bump(1))
 
-        assert handed == before
-        assert second == second_before
-        now = await documents.read("c1", for_change=True)
-        assert now is not None
-        assert (now["count"], now[VERSION_FIELD], now[PROCESSED_FIELD]) == (2, 3, ["e-1"])
-        assert now[OUTBOX_FIELD] == []
-        assert now == await documents.read("c1")
-    finally:
-        await client.drop_database(database_name)
-        await client.close()
+    assert handed == before
+    assert second == second_before
+    now = await documents.read("c1", for_change=True)
+    assert now is not None
+    assert (now["count"], now[VERSION_FIELD], now[PROCESSED_FIELD]) == (2, 3, ["e-1"])
+    assert now[OUTBOX_FIELD] == []
+    assert now == await documents.read("c1")
 
 
 def test_a_copied_document_shares_no_dict_or_list_with_its_original() -> None:
