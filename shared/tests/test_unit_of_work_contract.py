@@ -490,14 +490,23 @@ async def test_a_change_written_but_answered_false_is_not_decided_again_and_its_
     assert commits.seen == [("c1", 2, ids)]  # the stored outbox, handed to the relay
 
 
+async def _stored_counters(
+    counters: AsyncCollection[Document], count: int
+) -> tuple[MongoVersionedDocuments, UnitOfWork[Counter]]:
+    """`count` counters c0, c1, ... stored at version 1 through a store that remembers
+    none of them."""
+    documents = MongoVersionedDocuments(counters)
+    work = UnitOfWork(documents, CounterCodec())
+    for n in range(count):
+        await work.add(Counter(f"c{n}", f"n{n}"))
+    return documents, work
+
+
 async def test_event_writes_asked_in_one_turn_go_in_one_command(
     counters: AsyncCollection[Document],
 ) -> None:
-    documents = MongoVersionedDocuments(counters)
-    work = UnitOfWork(documents, CounterCodec())
     count = COMMAND_SIZE + 5
-    for n in range(count):
-        await work.add(Counter(f"c{n}", f"n{n}"))
+    documents, _ = await _stored_counters(counters, count)
 
     def one(n: int, version: int) -> Write:
         return Write(set={"count": version}, processed=f"src/v{version}-{n}")
@@ -531,11 +540,8 @@ async def test_event_changes_made_side_by_side_read_their_documents_in_one_query
 ) -> None:
     # A consumer far behind (an import's events) remembers none of its documents: the
     # changes of a batch read them together, then write them together.
-    documents = MongoVersionedDocuments(counters)
-    work = UnitOfWork(documents, CounterCodec())
     count = COMMAND_SIZE + 5
-    for n in range(count):
-        await work.add(Counter(f"c{n}", f"n{n}"))
+    documents, work = await _stored_counters(counters, count)
 
     finds_before, updates_before = _commands_sent("find"), _commands_sent("update")
     committed = await asyncio.gather(
