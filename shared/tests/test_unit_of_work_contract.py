@@ -983,6 +983,170 @@ async def test_a_hand_over_listing_entries_already_published_sends_only_the_new_
     assert raw[OUTBOX_FIELD] == []
 
 
+class HeldRemovals:
+    """A store whose removals of published entries wait at a gate (one in flight), and
+    whose writes can be held too: the relay's removal meeting a writer on one document."""
+
+    def __init__(self, inner: VersionedDocuments) -> None:
+        self.inner = inner
+        self.removals_open = asyncio.Event()
+        self.removal_started = asyncio.Event()
+        self.removals_done = 0
+        self.writes_open = asyncio.Event()
+        self.writes_open.set()
+        self.write_started = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    async def read(self, doc_id: str, *, for_change: bool = False) -> Document | None:
+        return await self.inner.read(doc_id, for_change=for_change)
+
+    async def insert(self, doc: Document, entries: Sequence[Document]) -> None:
+        await self.inner.insert(doc, entries)
+
+    async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
+        self.write_started.set()
+        await self.writes_open.wait()
+        return await self.inner.write(doc_id, expected_version, write)
+
+    async def clear_published(self, doc_id: str, published: Sequence[Document]) -> bool:
+        return await self.inner.clear_published(doc_id, published)
+
+    async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
+        self.removal_started.set()
+        await self.removals_open.wait()
+        missed = await self.inner.clear_published_many(published)
+        self.removals_done += 1
+        return missed
+
+    async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
+        return await self.inner.left_behind(older_than, limit)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    """Let the running relay work until `condition` holds (bounded by the caller)."""
+    while not condition():  # noqa: ASYNC110 - the relay signals nothing a test can await
+        await asyncio.sleep(0.01)
+
+
+async def _emptied(documents: VersionedDocuments, doc_id: str) -> Document:
+    """The document once its outbox and its time are gone (bounded by the caller)."""
+    while True:
+        doc = await documents.read(doc_id)
+        assert doc is not None
+        if not doc[OUTBOX_FIELD] and OUTBOX_SINCE_FIELD not in doc:
+            return doc
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("lands", ["before", "after"])
+async def test_a_change_landing_around_its_documents_removal_in_flight_goes_out_once(
+    store: Store, lands: str
+) -> None:
+    # The relay removes published entries while it goes on publishing: a writer's change
+    # of the same document can land before that removal (the outbox is then longer than
+    # what it removes) or after it (the writer's hand-over lists entries removed since).
+    documents = HeldRemovals(store.documents)
+    publisher = ListPublisher()
+    relay = OutboxRelay(documents, publisher, batch_size=1, clear_delay=0, poll_interval=0.01)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    await work.add(Counter("c0", "n0"), [event(0)])
+    relay.start()
+    try:
+        async with asyncio.timeout(20):
+            await documents.removal_started.wait()  # case-0 published, its removal held
+            if lands == "after":
+                documents.writes_open.clear()
+            change = asyncio.create_task(work.change("c0", bump(1, event(1))))
+            if lands == "before":
+                await change
+                await _until(lambda: len(publisher.sent) == 2)  # published meanwhile
+                documents.removals_open.set()
+            else:
+                await documents.write_started.wait()  # read c0, its write held
+                documents.removals_open.set()
+                await _until(lambda: documents.removals_done >= 1)
+                documents.writes_open.set()
+                await change
+            doc = await _emptied(store.other, "c0")
+    finally:
+        await relay.stop()
+    assert [e.subject for _, e in publisher.sent] == ["case-0", "case-1"]
+    assert doc["count"] == 1
+
+
+async def test_the_running_relay_publishes_on_while_a_removal_waits_but_not_without_bound() -> None:
+    documents = HeldRemovals(InMemoryVersionedDocuments("counters"))
+    publisher = ListPublisher()
+    relay = OutboxRelay(documents, publisher, batch_size=2, clear_delay=0, poll_interval=0.01)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    relay.start()
+    try:
+        async with asyncio.timeout(20):
+            for n in range(2):
+                await work.add(Counter(f"c{n}", f"n{n}"), [event(n)])
+            await documents.removal_started.wait()  # c0 and c1 published, removal held
+            for n in range(2, 20):
+                await work.add(Counter(f"c{n}", f"n{n}"), [event(n)])
+            # Published on while the removal waits: two batches more, then the relay
+            # waits for room (twice a batch noted for removal) instead of running ahead.
+            await _until(lambda: len(publisher.sent) == 6)
+            for _ in range(50):
+                await asyncio.sleep(0)
+            assert len(publisher.sent) == 6
+            assert relay.pending()[0] == 14
+            documents.removals_open.set()
+            await _until(lambda: len(publisher.sent) == 20)
+            for n in range(20):
+                await _emptied(documents, f"c{n}")
+    finally:
+        await relay.stop()
+    assert sorted(e.subject for _, e in publisher.sent) == sorted(f"case-{n}" for n in range(20))
+
+
+class FailingOnce(InMemoryVersionedDocuments):
+    """The in-memory store, whose first removal waits until the test makes it fail (the
+    store went away meanwhile)."""
+
+    def __init__(self) -> None:
+        super().__init__("failing-once")
+        self.first = asyncio.Event()
+        self.fail = asyncio.Event()
+
+    async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
+        if not self.first.is_set():
+            self.first.set()
+            await self.fail.wait()
+            raise ConnectionError("store unavailable")
+        return await super().clear_published_many(published)
+
+
+async def test_a_failed_removal_is_counted_and_tried_again_with_what_was_published_since() -> None:
+    documents = FailingOnce()
+    failures = {"collection": "failing-once"}
+    before = REGISTRY.get_sample_value("lintas_outbox_relay_failures_total", failures) or 0.0
+    publisher = ListPublisher()
+    relay = OutboxRelay(documents, publisher, clear_delay=0, poll_interval=0.01)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    await work.add(Counter("c0", "n0"), [event(0)])
+    relay.start()
+    try:
+        async with asyncio.timeout(20):
+            await documents.first.wait()  # case-0 published, its removal in flight
+            await work.change("c0", bump(1, event(1)))
+            await _until(lambda: len(publisher.sent) == 2)
+            documents.fail.set()
+            # Retried as the outbox's front: both entries, in one exact removal.
+            await _emptied(documents, "c0")
+    finally:
+        await relay.stop()
+    after = REGISTRY.get_sample_value("lintas_outbox_relay_failures_total", failures)
+    assert after == before + 1
+    assert [e.subject for _, e in publisher.sent] == ["case-0", "case-1"]
+
+
 @pytest.mark.integration
 async def test_a_remembering_store_answers_a_change_from_its_last_write(
     counters: AsyncCollection[Document],

@@ -10,7 +10,9 @@ restart; consumers are idempotent on (ce_source, ce_id), so that duplicate chang
 - After a write, the unit of work hands the relay the document's whole outbox
   (`wake(doc_id, version, entries)`): it publishes without reading the document back.
   Published entries are removed a little later (`clear_delay`), many documents' in one
-  command, each by a conditional update that empties an outbox that is exactly them.
+  command, each by a conditional update that empties an outbox that is exactly them. A
+  task of its own removes them while publishing goes on: behind a bulk import, awaiting
+  each removal before publishing more held intake's relay to about 75 events a second.
 - Entries a crashed instance never published are found by a range query on the indexed
   `outbox_since` (the time of a document's oldest unpublished entry), once they are older
   than `grace` seconds, so an instance never races a live writer's own relay for them.
@@ -104,9 +106,16 @@ class OutboxRelay:
         self._clear_due: float | None = None
         self._wake = asyncio.Event()
         self._search_now = asyncio.Event()
+        self._remove_now = asyncio.Event()
+        self._removal_ended = asyncio.Event()
+        self._removal_failed: Exception | None = None
         self._loop = BackgroundTask("outbox-relay", self._run)
         self._searcher = BackgroundTask("outbox-search", self._search_forever)
+        self._remover = BackgroundTask("outbox-removal", self._remove_forever)
         self._lock = asyncio.Lock()
+        # One removal at a time, in the order they were taken: a document's later
+        # removal must not reach the store before its earlier one.
+        self._removal_lock = asyncio.Lock()
         # Entries this relay published and removed: a later write's hand-over still lists
         # them when it read the document before they were removed (removal bumps no
         # version), and they must not go out twice.
@@ -196,14 +205,55 @@ class OutboxRelay:
                     # Far behind, a pass lasts as long as writers hand over more: what it
                     # published is removed as it goes, not held (in memory and in the
                     # outboxes) until the pass ends.
-                    await self._clear()
+                    await self._make_room()
             self.published += count
-            if clear_now or len(self._clearing) >= self._batch_size or self._clear_is_due():
-                await self._clear()
+            if clear_now:
+                async with self._removal_lock:
+                    await self._clear()
             return count
+
+    async def _make_room(self) -> None:
+        """Have what was published removed: by the removal task while this pass goes on
+        publishing, waiting only while twice a pass's batch waits for removal (memory and
+        the stored outboxes stay bounded); inline when the relay is not running."""
+        if not self._remover.started:
+            async with self._removal_lock:
+                await self._clear()
+            return
+        self._remove_now.set()
+        while len(self._clearing) >= 2 * self._batch_size:
+            self._removal_ended.clear()
+            await self._removal_ended.wait()
+            if self._removal_failed is not None:
+                raise self._removal_failed  # the loop backs off; the entries are kept
 
     def _clear_is_due(self) -> bool:
         return self._clear_due is not None and time.monotonic() >= self._clear_due
+
+    async def _remove_forever(self) -> None:
+        """Removes what was published: at once when a batch's worth waits, else once
+        the oldest has waited `clear_delay`; after a failure, again after a back-off."""
+        backoff = self._poll_interval
+        while True:
+            if len(self._clearing) < self._batch_size and not self._clear_is_due():
+                timeout = None if self._clear_due is None else self._clear_due - time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._remove_now.wait(), timeout)
+                self._remove_now.clear()
+                continue
+            try:
+                async with self._removal_lock:
+                    await self._clear()
+                self._removal_failed = None
+                backoff = self._poll_interval
+            except Exception as exc:
+                log.warning("outbox removal failed", error=type(exc).__name__)
+                OUTBOX_RELAY_FAILURES.labels(self.collection_name).inc()
+                self._removal_failed = exc
+            self._removal_ended.set()
+            if self._removal_failed is not None:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
 
     async def _clear(self) -> None:
         """Remove the published entries from their outboxes, in one command; documents
@@ -214,8 +264,11 @@ class OutboxRelay:
         try:
             missed = await self._documents.clear_published_many(clearing)
         except BaseException:
-            for doc_id, entries in clearing.items():  # kept for the next pass
-                self._clearing.setdefault(doc_id, entries)
+            for doc_id, entries in clearing.items():  # kept for the next removal
+                # Entries published since go after them: together, still the front.
+                ids = {e["id"] for e in entries}
+                later = [e for e in self._clearing.get(doc_id, []) if e["id"] not in ids]
+                self._clearing[doc_id] = [*entries, *later]
             self._clear_due = time.monotonic()
             raise
         for doc_id in missed:
@@ -263,7 +316,10 @@ class OutboxRelay:
             front: list[Document] = []  # read as stored: it is the outbox
         else:
             # A writer's hand-over: its outbox as read, so it may list entries removed
-            # since (removal bumps no version); those are among the published ones.
+            # since (removal bumps no version); those are among the published ones. When
+            # the front is being removed right now, what is noted here starts after it:
+            # if that removal misses (this writer's entries made the outbox longer), its
+            # document is read again and noted as stored.
             outbox = waiting.entries
             front = self._clearing.pop(doc_id, [])
         fresh = [e for e in outbox if e["id"] not in self._done]
@@ -283,6 +339,7 @@ class OutboxRelay:
             self._clearing[doc_id] = front
             if self._clear_due is None:
                 self._clear_due = time.monotonic() + self._clear_delay
+                self._remove_now.set()
         else:
             self._clearing.pop(doc_id, None)
         return len(fresh)
@@ -308,11 +365,8 @@ class OutboxRelay:
                 OUTBOX_RELAY_FAILURES.labels(self.collection_name).inc()
                 backoff = min(backoff * 2, 30.0)
             if not self._waiting:
-                timeout = backoff
-                if self._clear_due is not None:
-                    timeout = min(timeout, max(0.0, self._clear_due - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
             else:
                 await asyncio.sleep(0 if backoff == self._poll_interval else backoff)
             self._wake.clear()
@@ -338,6 +392,7 @@ class OutboxRelay:
             OUTBOX.track(self)
             self._loop.start()
             self._searcher.start()
+            self._remover.start()
 
     async def stop(self, *, flush: bool = True) -> None:
         """Stop; by default publish what is pending first (graceful shutdown). What was
@@ -351,6 +406,10 @@ class OutboxRelay:
             async with self._lock:
                 self._loop.cancel()
             await self._loop.stop()
+        if self._remover.started:
+            async with self._removal_lock:  # a removal in flight finishes
+                self._remover.cancel()
+            await self._remover.stop()
         try:
             if flush:
                 # Only what this process's writers handed over: a search now would take
@@ -358,7 +417,7 @@ class OutboxRelay:
                 await self.relay_once(search=False)
             else:
                 # What went out is removed either way: left, it would go out again.
-                async with self._lock:
+                async with self._lock, self._removal_lock:
                     await self._clear()
         except Exception as exc:
             log.warning("outbox flush at shutdown failed", error=type(exc).__name__)
