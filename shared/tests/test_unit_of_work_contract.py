@@ -995,13 +995,16 @@ class HeldRemovals:
         self.writes_open = asyncio.Event()
         self.writes_open.set()
         self.write_started = asyncio.Event()
+        self.reads = 0  # plain reads (the relay's), done
 
     @property
     def name(self) -> str:
         return self.inner.name
 
     async def read(self, doc_id: str, *, for_change: bool = False) -> Document | None:
-        return await self.inner.read(doc_id, for_change=for_change)
+        doc = await self.inner.read(doc_id, for_change=for_change)
+        self.reads += not for_change
+        return doc
 
     async def insert(self, doc: Document, entries: Sequence[Document]) -> None:
         await self.inner.insert(doc, entries)
@@ -1108,18 +1111,24 @@ async def test_the_running_relay_publishes_on_while_a_removal_waits_but_not_with
 
 class FailingOnce(InMemoryVersionedDocuments):
     """The in-memory store, whose first removal waits until the test makes it fail (the
-    store went away meanwhile)."""
+    store went away meanwhile); the next ones wait for `retry`, set unless held."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hold_retry: bool = False) -> None:
         super().__init__("failing-once")
         self.first = asyncio.Event()
         self.fail = asyncio.Event()
+        self.failed = asyncio.Event()
+        self.retry = asyncio.Event()
+        if not hold_retry:
+            self.retry.set()
 
     async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
         if not self.first.is_set():
             self.first.set()
             await self.fail.wait()
+            self.failed.set()
             raise ConnectionError("store unavailable")
+        await self.retry.wait()
         return await super().clear_published_many(published)
 
 
@@ -1145,6 +1154,79 @@ async def test_a_failed_removal_is_counted_and_tried_again_with_what_was_publish
     after = REGISTRY.get_sample_value("lintas_outbox_relay_failures_total", failures)
     assert after == before + 1
     assert [e.subject for _, e in publisher.sent] == ["case-0", "case-1"]
+
+
+class HeldPublisher(ListPublisher):
+    """Publishes at once, except the event of one case, which waits for `go`."""
+
+    def __init__(self, held: str) -> None:
+        super().__init__()
+        self.held = held
+        self.holding = asyncio.Event()
+        self.go = asyncio.Event()
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        if event.subject == self.held:
+            self.holding.set()
+            await self.go.wait()
+        await super().publish(topic, event)
+
+
+async def test_a_removal_failing_while_its_document_is_published_again_keeps_both_in_order() -> (
+    None
+):
+    # The removal of c0's first entry fails while the relay awaits the broker for c0's
+    # second: once published, the second is noted after the first, not instead of it
+    # (else the retry removes "[case-1]" from an outbox starting with case-0, which
+    # reads as emptied already, and both stay stored).
+    documents = FailingOnce(hold_retry=True)
+    publisher = HeldPublisher("case-1")
+    relay = OutboxRelay(documents, publisher, clear_delay=0, poll_interval=0.01, grace=3600)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    await work.add(Counter("c0", "n0"), [event(0)])
+    relay.start()
+    try:
+        async with asyncio.timeout(20):
+            await documents.first.wait()  # case-0 published, its removal in flight
+            await work.change("c0", bump(1, event(1)))
+            await publisher.holding.wait()  # case-1 on its way to the broker
+            documents.fail.set()
+            await documents.failed.wait()
+            publisher.go.set()
+            await _until(lambda: len(publisher.sent) == 2)
+            documents.retry.set()
+            await _emptied(documents, "c0")
+    finally:
+        await relay.stop()
+    assert [e.subject for _, e in publisher.sent] == ["case-0", "case-1"]
+
+
+async def test_a_document_read_while_its_removal_is_under_way_is_noted_from_after_it() -> None:
+    # The relay reads c0 (woken for it) while the removal of c0's published entry is
+    # under way: what it notes must start after that entry, or a later write's entry is
+    # noted behind it, and that removal reads as "emptied already" and leaves it stored.
+    documents = HeldRemovals(InMemoryVersionedDocuments("counters"))
+    publisher = ListPublisher()
+    relay = OutboxRelay(documents, publisher, batch_size=2, clear_delay=3600, grace=3600)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    for n in range(2):
+        await work.add(Counter(f"c{n}", f"n{n}"), [event(n)])
+    relay.start()
+    try:
+        async with asyncio.timeout(20):
+            await documents.removal_started.wait()  # c0 and c1 published, removal held
+            relay.wake("c0")
+            await _until(lambda: documents.reads == 1)  # read with case-0 still stored
+            documents.removals_open.set()
+            await _until(lambda: documents.removals_done == 1)
+            await work.change("c0", bump(1, event(2)))
+            await work.add(Counter("c2", "n2"), [event(3)])  # a batch's worth: removed
+            await _until(lambda: len(publisher.sent) == 4)
+            for n in range(3):
+                await _emptied(documents, f"c{n}")
+    finally:
+        await relay.stop(flush=False)
+    assert sorted(e.subject for _, e in publisher.sent) == [f"case-{n}" for n in range(4)]
 
 
 @pytest.mark.integration

@@ -27,7 +27,7 @@ import contextlib
 import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -120,6 +120,10 @@ class OutboxRelay:
         # them when it read the document before they were removed (removal bumps no
         # version), and they must not go out twice.
         self._done: OrderedDict[str, None] = OrderedDict()
+        # Entries being removed right now, by document, and entries removed lately: a
+        # document read meanwhile still lists them, and they are not its outbox's front.
+        self._removing: dict[str, set[str]] = {}
+        self._removed: OrderedDict[str, None] = OrderedDict()
         self.published = 0
 
     def wake(
@@ -261,18 +265,41 @@ class OutboxRelay:
         clearing, self._clearing, self._clear_due = self._clearing, {}, None
         if not clearing:
             return
+        self._removing = {
+            doc_id: {e["id"] for e in entries} for doc_id, entries in clearing.items()
+        }
         try:
             missed = await self._documents.clear_published_many(clearing)
         except BaseException:
             for doc_id, entries in clearing.items():  # kept for the next removal
-                # Entries published since go after them: together, still the front.
-                ids = {e["id"] for e in entries}
-                later = [e for e in self._clearing.get(doc_id, []) if e["id"] not in ids]
-                self._clearing[doc_id] = [*entries, *later]
+                self._note_front(doc_id, entries, first=True)
             self._clear_due = time.monotonic()
+            self._remove_now.set()
             raise
+        finally:
+            self._removing = {}
+        # Gone from their outboxes now, whether emptied, pulled one by one or gone before.
+        _remember(self._removed, itertools.chain.from_iterable(clearing.values()))
         for doc_id in missed:
             self._waiting.setdefault(doc_id, _Waiting(None, None, time.time()))
+        if missed:
+            self._wake.set()
+
+    def _note_front(self, doc_id: str, entries: list[Document], *, first: bool) -> None:
+        """Note published entries for removal beside those noted already for the document:
+        `first`, ahead of them (a failed removal's, noted before), else after them."""
+        noted = self._clearing.get(doc_id, [])
+        ids = {e["id"] for e in (noted if not first else entries)}
+        if first:
+            front = [*entries, *(e for e in noted if e["id"] not in ids)]
+        else:
+            front = [*noted, *(e for e in entries if e["id"] not in ids)]
+        if not front:
+            return
+        self._clearing[doc_id] = front
+        if self._clear_due is None:
+            self._clear_due = time.monotonic() + self._clear_delay
+            self._remove_now.set()
 
     async def _search(self, older_than: datetime) -> int:
         found = await self._documents.left_behind(older_than, self._batch_size)
@@ -308,20 +335,16 @@ class OutboxRelay:
     async def _publish(self, doc_id: str, waiting: _Waiting) -> int:
         """Publish a document's entries not published yet, in order, and note them for
         removal with the ones already waiting for it: the outbox's front, in order."""
+        noted = self._clearing.pop(doc_id, [])
         if waiting.entries is None:
             doc = await self._documents.read(doc_id)
             outbox = [] if doc is None else list(doc.get(OUTBOX_FIELD) or [])
             if doc is not None and not outbox and doc.get(OUTBOX_SINCE_FIELD) is not None:
                 await self._documents.clear_published(doc_id, [])  # a stale time
-            front: list[Document] = []  # read as stored: it is the outbox
         else:
             # A writer's hand-over: its outbox as read, so it may list entries removed
-            # since (removal bumps no version); those are among the published ones. When
-            # the front is being removed right now, what is noted here starts after it:
-            # if that removal misses (this writer's entries made the outbox longer), its
-            # document is read again and noted as stored.
+            # since (removal bumps no version); those are among the published ones.
             outbox = waiting.entries
-            front = self._clearing.pop(doc_id, [])
         fresh = [e for e in outbox if e["id"] not in self._done]
         for entry in fresh:
             event = entry_event(entry)
@@ -329,26 +352,22 @@ class OutboxRelay:
             # consumer that caused it), however much later this runs.
             with producer_span(entry["topic"], event.type, event.id, event.traceparent):
                 await self._publisher.publish(entry["topic"], event)
-            self._remember_done([entry])
+            _remember(self._done, [entry])
         if waiting.entries is None:
-            front = outbox
+            # As stored, but a removal under way or just ended may have taken entries
+            # out since the read: the front starts after them.
+            removing = self._removing.get(doc_id, set())
+            front = [e for e in outbox if e["id"] not in removing and e["id"] not in self._removed]
         else:
-            noted = {e["id"] for e in front}
-            front = [*front, *(e for e in fresh if e["id"] not in noted)]
-        if front:
-            self._clearing[doc_id] = front
-            if self._clear_due is None:
-                self._clear_due = time.monotonic() + self._clear_delay
-                self._remove_now.set()
-        else:
-            self._clearing.pop(doc_id, None)
+            # What was noted, then what this publish added. Entries being removed right
+            # now are in neither: if that removal misses (this writer's entries made the
+            # outbox longer), the document is read again.
+            ids = {e["id"] for e in noted}
+            front = [*noted, *(e for e in fresh if e["id"] not in ids)]
+        # After what a removal that failed meanwhile put back (publishing awaited the
+        # broker): those entries are ahead of these in the outbox.
+        self._note_front(doc_id, front, first=False)
         return len(fresh)
-
-    def _remember_done(self, entries: Sequence[Document], keep: int = 10_000) -> None:
-        for entry in entries:
-            self._done[entry["id"]] = None
-        while len(self._done) > keep:
-            self._done.popitem(last=False)
 
     async def _run(self) -> None:
         """The publishing loop: what writers hand over and searches find."""
@@ -422,6 +441,14 @@ class OutboxRelay:
         except Exception as exc:
             log.warning("outbox flush at shutdown failed", error=type(exc).__name__)
         OUTBOX.untrack(self)
+
+
+def _remember(ids: OrderedDict[str, None], entries: Iterable[Document], keep: int = 10_000) -> None:
+    """Add the entries' ids to a bounded record, forgetting the oldest."""
+    for entry in entries:
+        ids[entry["id"]] = None
+    while len(ids) > keep:
+        ids.popitem(last=False)
 
 
 def _oldest_entry_time(doc: Document) -> float:
