@@ -1229,6 +1229,83 @@ async def test_a_document_read_while_its_removal_is_under_way_is_noted_from_afte
     assert sorted(e.subject for _, e in publisher.sent) == [f"case-{n}" for n in range(4)]
 
 
+class FailingPublisher(HeldPublisher):
+    """`HeldPublisher`, whose held event then fails once (the broker went away)."""
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        if event.subject == self.held and not self.go.is_set():
+            self.holding.set()
+            await self.go.wait()
+            raise ConnectionError("broker unavailable")
+        await ListPublisher.publish(self, topic, event)
+
+
+async def test_a_publish_failing_while_the_document_is_written_again_still_empties_it() -> None:
+    # case-1 fails at the broker while a second write hands c0 over again: what was
+    # noted for c0 before (case-0) stays noted, ahead, and the removal matches.
+    documents = InMemoryVersionedDocuments("counters")
+    publisher = FailingPublisher("case-1")
+    relay = OutboxRelay(documents, publisher, clear_delay=3600, poll_interval=0.01, grace=3600)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    await work.add(Counter("c0", "n0"), [event(0)])
+    relay.start()
+    try:
+        async with asyncio.timeout(20):
+            await _until(lambda: len(publisher.sent) == 1)  # case-0 noted, not removed
+            await work.change("c0", bump(1, event(1)))
+            await publisher.holding.wait()
+            await work.change("c0", bump(1, event(2)))
+            publisher.go.set()
+            await _until(lambda: len(publisher.sent) == 3)
+    finally:
+        await relay.stop()  # removes what was noted
+    assert [e.subject for _, e in publisher.sent] == ["case-0", "case-1", "case-2"]
+    assert documents.docs["c0"][OUTBOX_FIELD] == []
+    assert OUTBOX_SINCE_FIELD not in documents.docs["c0"]
+
+
+class AppliedThenFailed(InMemoryVersionedDocuments):
+    """The in-memory store, whose first removal takes effect and then fails (its answer
+    lost), when the test says."""
+
+    def __init__(self) -> None:
+        super().__init__("counters")
+        self.applied = asyncio.Event()
+        self.fail = asyncio.Event()
+
+    async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
+        if self.applied.is_set():
+            return await super().clear_published_many(published)
+        await super().clear_published_many(published)
+        self.applied.set()
+        await self.fail.wait()
+        raise ConnectionError("answer lost")
+
+
+async def test_entries_left_by_a_removal_that_took_effect_but_failed_are_found_again() -> None:
+    # case-0's removal took effect but its answer was lost, so case-0 is noted again, now
+    # ahead of case-1, in front of an outbox that holds case-1 alone: that removal reads
+    # as "emptied already". The search for what was left behind reads c0 as stored.
+    documents = AppliedThenFailed()
+    publisher = ListPublisher()
+    relay = OutboxRelay(
+        documents, publisher, clear_delay=0, poll_interval=0.01, grace=0, search_interval=0.05
+    )
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    await work.add(Counter("c0", "n0"), [event(0)])
+    relay.start()
+    try:
+        async with asyncio.timeout(20):
+            await documents.applied.wait()
+            await work.change("c0", bump(1, event(1)))
+            await _until(lambda: len(publisher.sent) == 2)
+            documents.fail.set()
+            await _emptied(documents, "c0")
+    finally:
+        await relay.stop()
+    assert [e.subject for _, e in publisher.sent] == ["case-0", "case-1"]
+
+
 @pytest.mark.integration
 async def test_a_remembering_store_answers_a_change_from_its_last_write(
     counters: AsyncCollection[Document],

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,10 +120,11 @@ class OutboxRelay:
         # them when it read the document before they were removed (removal bumps no
         # version), and they must not go out twice.
         self._done: OrderedDict[str, None] = OrderedDict()
-        # Entries being removed right now, by document, and entries removed lately: a
-        # document read meanwhile still lists them, and they are not its outbox's front.
-        self._removing: dict[str, set[str]] = {}
-        self._removed: OrderedDict[str, None] = OrderedDict()
+        # The last removals' entries by document, by the removal's number: a document
+        # read while one was under way may still list what it took out.
+        self._removals = 0
+        self._removal_under_way = False
+        self._removal_log: deque[tuple[int, dict[str, set[str]]]] = deque(maxlen=64)
         self.published = 0
 
     def wake(
@@ -265,9 +266,14 @@ class OutboxRelay:
         clearing, self._clearing, self._clear_due = self._clearing, {}, None
         if not clearing:
             return
-        self._removing = {
-            doc_id: {e["id"] for e in entries} for doc_id, entries in clearing.items()
-        }
+        self._removals += 1
+        self._removal_under_way = True
+        self._removal_log.append(
+            (
+                self._removals,
+                {doc_id: {e["id"] for e in entries} for doc_id, entries in clearing.items()},
+            )
+        )
         try:
             missed = await self._documents.clear_published_many(clearing)
         except BaseException:
@@ -277,9 +283,7 @@ class OutboxRelay:
             self._remove_now.set()
             raise
         finally:
-            self._removing = {}
-        # Gone from their outboxes now, whether emptied, pulled one by one or gone before.
-        _remember(self._removed, itertools.chain.from_iterable(clearing.values()))
+            self._removal_under_way = False
         for doc_id in missed:
             self._waiting.setdefault(doc_id, _Waiting(None, None, time.time()))
         if missed:
@@ -336,6 +340,8 @@ class OutboxRelay:
         """Publish a document's entries not published yet, in order, and note them for
         removal with the ones already waiting for it: the outbox's front, in order."""
         noted = self._clearing.pop(doc_id, [])
+        # The first removal that may change the document after it is read.
+        since = self._removals + (0 if self._removal_under_way else 1)
         if waiting.entries is None:
             doc = await self._documents.read(doc_id)
             outbox = [] if doc is None else list(doc.get(OUTBOX_FIELD) or [])
@@ -346,18 +352,29 @@ class OutboxRelay:
             # since (removal bumps no version); those are among the published ones.
             outbox = waiting.entries
         fresh = [e for e in outbox if e["id"] not in self._done]
-        for entry in fresh:
-            event = entry_event(entry)
-            # A child of the context the event was created in (the HTTP request or the
-            # consumer that caused it), however much later this runs.
-            with producer_span(entry["topic"], event.type, event.id, event.traceparent):
-                await self._publisher.publish(entry["topic"], event)
-            _remember(self._done, [entry])
+        sent: list[Document] = []
+        try:
+            for entry in fresh:
+                event = entry_event(entry)
+                # A child of the context the event was created in (the HTTP request or
+                # the consumer that caused it), however much later this runs.
+                with producer_span(entry["topic"], event.type, event.id, event.traceparent):
+                    await self._publisher.publish(entry["topic"], event)
+                _remember(self._done, [entry])
+                sent.append(entry)
+        except BaseException:
+            # Still to be removed, after what a failed removal put back meanwhile.
+            self._note_front(doc_id, [*noted, *sent], first=False)
+            raise
         if waiting.entries is None:
-            # As stored, but a removal under way or just ended may have taken entries
-            # out since the read: the front starts after them.
-            removing = self._removing.get(doc_id, set())
-            front = [e for e in outbox if e["id"] not in removing and e["id"] not in self._removed]
+            # As stored, but the removals under way since the read may have taken
+            # entries out: the front starts after them. Too far back to tell (a publish
+            # that waited long): read it again.
+            taken = self._taken_since(doc_id, since)
+            if taken is None:
+                self._waiting.setdefault(doc_id, _Waiting(None, None, waiting.since))
+                return len(fresh)
+            front = [e for e in outbox if e["id"] not in taken]
         else:
             # What was noted, then what this publish added. Entries being removed right
             # now are in neither: if that removal misses (this writer's entries made the
@@ -368,6 +385,19 @@ class OutboxRelay:
         # broker): those entries are ahead of these in the outbox.
         self._note_front(doc_id, front, first=False)
         return len(fresh)
+
+    def _taken_since(self, doc_id: str, since: int) -> set[str] | None:
+        """The document's entries in removals numbered `since` or later; None when the
+        log no longer reaches back that far."""
+        if since > self._removals:
+            return set()
+        if not self._removal_log or self._removal_log[0][0] > since:
+            return None
+        taken: set[str] = set()
+        for number, entries in self._removal_log:
+            if number >= since:
+                taken |= entries.get(doc_id, set())
+        return taken
 
     async def _run(self) -> None:
         """The publishing loop: what writers hand over and searches find."""
