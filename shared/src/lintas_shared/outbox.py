@@ -69,6 +69,10 @@ class _Waiting:
     version: int | None
     entries: list[Document] | None  # None: read the document
     since: float
+    # What was published of it may not be noted for removal (a removal missed it, or a
+    # read of it went stale): a writer's hand-over, which cannot tell, does not replace
+    # the read.
+    must_read: bool = False
 
 
 class OutboxRelay:
@@ -141,11 +145,9 @@ class OutboxRelay:
         else:
             known = self._waiting.get(doc_id)
             since = time.time() if known is None else known.since
-            if (
-                known is None
-                or version is None
-                or known.version is None
-                or version >= known.version
+            if known is None or (
+                not known.must_read
+                and (version is None or known.version is None or version >= known.version)
             ):
                 # A later write's outbox holds every entry of an earlier one not yet published.
                 held = entries
@@ -285,9 +287,16 @@ class OutboxRelay:
         finally:
             self._removal_under_way = False
         for doc_id in missed:
-            self._waiting.setdefault(doc_id, _Waiting(None, None, time.time()))
+            self._read_again(doc_id, time.time())
         if missed:
             self._wake.set()
+
+    def _read_again(self, doc_id: str, since: float) -> None:
+        """Queue the document to be read as stored, whatever waits for it already."""
+        known = self._waiting.get(doc_id)
+        self._waiting[doc_id] = _Waiting(
+            None, None, since if known is None else min(since, known.since), must_read=True
+        )
 
     def _note_front(self, doc_id: str, entries: list[Document], *, first: bool) -> None:
         """Note published entries for removal beside those noted already for the document:
@@ -372,7 +381,7 @@ class OutboxRelay:
             # that waited long): read it again.
             taken = self._taken_since(doc_id, since)
             if taken is None:
-                self._waiting.setdefault(doc_id, _Waiting(None, None, waiting.since))
+                self._read_again(doc_id, waiting.since)
                 return len(fresh)
             front = [e for e in outbox if e["id"] not in taken]
         else:
