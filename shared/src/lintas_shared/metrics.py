@@ -82,7 +82,7 @@ STORE_COMMANDS = Counter(
 )
 OUTBOX_RELAY_FAILURES = Counter(
     "lintas_outbox_relay_failures",
-    "Outbox relay passes or removals that failed (broker or store unavailable); entries are kept.",
+    "Outbox relay passes that failed (broker or store unavailable); entries are kept.",
     ["collection"],
 )
 HTTP_REQUESTS = Counter(

@@ -10,9 +10,7 @@ restart; consumers are idempotent on (ce_source, ce_id), so that duplicate chang
 - After a write, the unit of work hands the relay the document's whole outbox
   (`wake(doc_id, version, entries)`): it publishes without reading the document back.
   Published entries are removed a little later (`clear_delay`), many documents' in one
-  command, each by a conditional update that empties an outbox that is exactly them. A
-  task of its own removes them while publishing goes on: behind a bulk import, awaiting
-  each removal before publishing more held intake's relay to about 75 events a second.
+  command, each by a conditional update that empties an outbox that is exactly them.
 - Entries a crashed instance never published are found by a range query on the indexed
   `outbox_since` (the time of a document's oldest unpublished entry), once they are older
   than `grace` seconds, so an instance never races a live writer's own relay for them.
@@ -26,8 +24,8 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -69,10 +67,6 @@ class _Waiting:
     version: int | None
     entries: list[Document] | None  # None: read the document
     since: float
-    # What was published of it may not be noted for removal (a removal missed it, or a
-    # read of it went stale): a writer's hand-over, which cannot tell, does not replace
-    # the read.
-    must_read: bool = False
 
 
 class OutboxRelay:
@@ -110,25 +104,13 @@ class OutboxRelay:
         self._clear_due: float | None = None
         self._wake = asyncio.Event()
         self._search_now = asyncio.Event()
-        self._remove_now = asyncio.Event()
-        self._removal_ended = asyncio.Event()
-        self._removal_failed: Exception | None = None
         self._loop = BackgroundTask("outbox-relay", self._run)
         self._searcher = BackgroundTask("outbox-search", self._search_forever)
-        self._remover = BackgroundTask("outbox-removal", self._remove_forever)
         self._lock = asyncio.Lock()
-        # One removal at a time, in the order they were taken: a document's later
-        # removal must not reach the store before its earlier one.
-        self._removal_lock = asyncio.Lock()
         # Entries this relay published and removed: a later write's hand-over still lists
         # them when it read the document before they were removed (removal bumps no
         # version), and they must not go out twice.
         self._done: OrderedDict[str, None] = OrderedDict()
-        # The last removals' entries by document, by the removal's number: a document
-        # read while one was under way may still list what it took out.
-        self._removals = 0
-        self._removal_under_way = False
-        self._removal_log: deque[tuple[int, dict[str, set[str]]]] = deque(maxlen=64)
         self.published = 0
 
     def wake(
@@ -145,9 +127,11 @@ class OutboxRelay:
         else:
             known = self._waiting.get(doc_id)
             since = time.time() if known is None else known.since
-            if known is None or (
-                not known.must_read
-                and (version is None or known.version is None or version >= known.version)
+            if (
+                known is None
+                or version is None
+                or known.version is None
+                or version >= known.version
             ):
                 # A later write's outbox holds every entry of an earlier one not yet published.
                 held = entries
@@ -212,55 +196,14 @@ class OutboxRelay:
                     # Far behind, a pass lasts as long as writers hand over more: what it
                     # published is removed as it goes, not held (in memory and in the
                     # outboxes) until the pass ends.
-                    await self._make_room()
-            self.published += count
-            if clear_now:
-                async with self._removal_lock:
                     await self._clear()
-            return count
-
-    async def _make_room(self) -> None:
-        """Have what was published removed: by the removal task while this pass goes on
-        publishing, waiting only while twice a pass's batch waits for removal (memory and
-        the stored outboxes stay bounded); inline when the relay is not running."""
-        if not self._remover.started:
-            async with self._removal_lock:
+            self.published += count
+            if clear_now or len(self._clearing) >= self._batch_size or self._clear_is_due():
                 await self._clear()
-            return
-        self._remove_now.set()
-        while len(self._clearing) >= 2 * self._batch_size:
-            self._removal_ended.clear()
-            await self._removal_ended.wait()
-            if self._removal_failed is not None:
-                raise self._removal_failed  # the loop backs off; the entries are kept
+            return count
 
     def _clear_is_due(self) -> bool:
         return self._clear_due is not None and time.monotonic() >= self._clear_due
-
-    async def _remove_forever(self) -> None:
-        """Removes what was published: at once when a batch's worth waits, else once
-        the oldest has waited `clear_delay`; after a failure, again after a back-off."""
-        backoff = self._poll_interval
-        while True:
-            if len(self._clearing) < self._batch_size and not self._clear_is_due():
-                timeout = None if self._clear_due is None else self._clear_due - time.monotonic()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._remove_now.wait(), timeout)
-                self._remove_now.clear()
-                continue
-            try:
-                async with self._removal_lock:
-                    await self._clear()
-                self._removal_failed = None
-                backoff = self._poll_interval
-            except Exception as exc:
-                log.warning("outbox removal failed", error=type(exc).__name__)
-                OUTBOX_RELAY_FAILURES.labels(self.collection_name).inc()
-                self._removal_failed = exc
-            self._removal_ended.set()
-            if self._removal_failed is not None:
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
 
     async def _clear(self) -> None:
         """Remove the published entries from their outboxes, in one command; documents
@@ -268,51 +211,15 @@ class OutboxRelay:
         clearing, self._clearing, self._clear_due = self._clearing, {}, None
         if not clearing:
             return
-        self._removals += 1
-        self._removal_under_way = True
-        self._removal_log.append(
-            (
-                self._removals,
-                {doc_id: {e["id"] for e in entries} for doc_id, entries in clearing.items()},
-            )
-        )
         try:
             missed = await self._documents.clear_published_many(clearing)
         except BaseException:
-            for doc_id, entries in clearing.items():  # kept for the next removal
-                self._note_front(doc_id, entries, first=True)
+            for doc_id, entries in clearing.items():  # kept for the next pass
+                self._clearing.setdefault(doc_id, entries)
             self._clear_due = time.monotonic()
-            self._remove_now.set()
             raise
-        finally:
-            self._removal_under_way = False
         for doc_id in missed:
-            self._read_again(doc_id, time.time())
-        if missed:
-            self._wake.set()
-
-    def _read_again(self, doc_id: str, since: float) -> None:
-        """Queue the document to be read as stored, whatever waits for it already."""
-        known = self._waiting.get(doc_id)
-        self._waiting[doc_id] = _Waiting(
-            None, None, since if known is None else min(since, known.since), must_read=True
-        )
-
-    def _note_front(self, doc_id: str, entries: list[Document], *, first: bool) -> None:
-        """Note published entries for removal beside those noted already for the document:
-        `first`, ahead of them (a failed removal's, noted before), else after them."""
-        noted = self._clearing.get(doc_id, [])
-        ids = {e["id"] for e in (noted if not first else entries)}
-        if first:
-            front = [*entries, *(e for e in noted if e["id"] not in ids)]
-        else:
-            front = [*noted, *(e for e in entries if e["id"] not in ids)]
-        if not front:
-            return
-        self._clearing[doc_id] = front
-        if self._clear_due is None:
-            self._clear_due = time.monotonic() + self._clear_delay
-            self._remove_now.set()
+            self._waiting.setdefault(doc_id, _Waiting(None, None, time.time()))
 
     async def _search(self, older_than: datetime) -> int:
         found = await self._documents.left_behind(older_than, self._batch_size)
@@ -348,65 +255,43 @@ class OutboxRelay:
     async def _publish(self, doc_id: str, waiting: _Waiting) -> int:
         """Publish a document's entries not published yet, in order, and note them for
         removal with the ones already waiting for it: the outbox's front, in order."""
-        noted = self._clearing.pop(doc_id, [])
-        # The first removal that may change the document after it is read.
-        since = self._removals + (0 if self._removal_under_way else 1)
         if waiting.entries is None:
             doc = await self._documents.read(doc_id)
             outbox = [] if doc is None else list(doc.get(OUTBOX_FIELD) or [])
             if doc is not None and not outbox and doc.get(OUTBOX_SINCE_FIELD) is not None:
                 await self._documents.clear_published(doc_id, [])  # a stale time
+            front: list[Document] = []  # read as stored: it is the outbox
         else:
             # A writer's hand-over: its outbox as read, so it may list entries removed
             # since (removal bumps no version); those are among the published ones.
             outbox = waiting.entries
+            front = self._clearing.pop(doc_id, [])
         fresh = [e for e in outbox if e["id"] not in self._done]
-        sent: list[Document] = []
-        try:
-            for entry in fresh:
-                event = entry_event(entry)
-                # A child of the context the event was created in (the HTTP request or
-                # the consumer that caused it), however much later this runs.
-                with producer_span(entry["topic"], event.type, event.id, event.traceparent):
-                    await self._publisher.publish(entry["topic"], event)
-                _remember(self._done, [entry])
-                sent.append(entry)
-        except BaseException:
-            # Still to be removed, after what a failed removal put back meanwhile.
-            self._note_front(doc_id, [*noted, *sent], first=False)
-            raise
+        for entry in fresh:
+            event = entry_event(entry)
+            # A child of the context the event was created in (the HTTP request or the
+            # consumer that caused it), however much later this runs.
+            with producer_span(entry["topic"], event.type, event.id, event.traceparent):
+                await self._publisher.publish(entry["topic"], event)
+            self._remember_done([entry])
         if waiting.entries is None:
-            # As stored, but the removals under way since the read may have taken
-            # entries out: the front starts after them. Too far back to tell (a publish
-            # that waited long): read it again.
-            taken = self._taken_since(doc_id, since)
-            if taken is None:
-                self._read_again(doc_id, waiting.since)
-                return len(fresh)
-            front = [e for e in outbox if e["id"] not in taken]
+            front = outbox
         else:
-            # What was noted, then what this publish added. Entries being removed right
-            # now are in neither: if that removal misses (this writer's entries made the
-            # outbox longer), the document is read again.
-            ids = {e["id"] for e in noted}
-            front = [*noted, *(e for e in fresh if e["id"] not in ids)]
-        # After what a removal that failed meanwhile put back (publishing awaited the
-        # broker): those entries are ahead of these in the outbox.
-        self._note_front(doc_id, front, first=False)
+            noted = {e["id"] for e in front}
+            front = [*front, *(e for e in fresh if e["id"] not in noted)]
+        if front:
+            self._clearing[doc_id] = front
+            if self._clear_due is None:
+                self._clear_due = time.monotonic() + self._clear_delay
+        else:
+            self._clearing.pop(doc_id, None)
         return len(fresh)
 
-    def _taken_since(self, doc_id: str, since: int) -> set[str] | None:
-        """The document's entries in removals numbered `since` or later; None when the
-        log no longer reaches back that far."""
-        if since > self._removals:
-            return set()
-        if not self._removal_log or self._removal_log[0][0] > since:
-            return None
-        taken: set[str] = set()
-        for number, entries in self._removal_log:
-            if number >= since:
-                taken |= entries.get(doc_id, set())
-        return taken
+    def _remember_done(self, entries: Sequence[Document], keep: int = 10_000) -> None:
+        for entry in entries:
+            self._done[entry["id"]] = None
+        while len(self._done) > keep:
+            self._done.popitem(last=False)
 
     async def _run(self) -> None:
         """The publishing loop: what writers hand over and searches find."""
@@ -423,8 +308,11 @@ class OutboxRelay:
                 OUTBOX_RELAY_FAILURES.labels(self.collection_name).inc()
                 backoff = min(backoff * 2, 30.0)
             if not self._waiting:
+                timeout = backoff
+                if self._clear_due is not None:
+                    timeout = min(timeout, max(0.0, self._clear_due - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+                    await asyncio.wait_for(self._wake.wait(), timeout=timeout)
             else:
                 await asyncio.sleep(0 if backoff == self._poll_interval else backoff)
             self._wake.clear()
@@ -450,7 +338,6 @@ class OutboxRelay:
             OUTBOX.track(self)
             self._loop.start()
             self._searcher.start()
-            self._remover.start()
 
     async def stop(self, *, flush: bool = True) -> None:
         """Stop; by default publish what is pending first (graceful shutdown). What was
@@ -464,10 +351,6 @@ class OutboxRelay:
             async with self._lock:
                 self._loop.cancel()
             await self._loop.stop()
-        if self._remover.started:
-            async with self._removal_lock:  # a removal in flight finishes
-                self._remover.cancel()
-            await self._remover.stop()
         try:
             if flush:
                 # Only what this process's writers handed over: a search now would take
@@ -475,19 +358,11 @@ class OutboxRelay:
                 await self.relay_once(search=False)
             else:
                 # What went out is removed either way: left, it would go out again.
-                async with self._lock, self._removal_lock:
+                async with self._lock:
                     await self._clear()
         except Exception as exc:
             log.warning("outbox flush at shutdown failed", error=type(exc).__name__)
         OUTBOX.untrack(self)
-
-
-def _remember(ids: OrderedDict[str, None], entries: Iterable[Document], keep: int = 10_000) -> None:
-    """Add the entries' ids to a bounded record, forgetting the oldest."""
-    for entry in entries:
-        ids[entry["id"]] = None
-    while len(ids) > keep:
-        ids.popitem(last=False)
 
 
 def _oldest_entry_time(doc: Document) -> float:
