@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
+import lintas_intake.adapters.case_repository as repository_module
 import lintas_intake.handlers as handlers_module
 import pytest
 from lintas_intake.adapters.case_repository import CaseCodec, _from_document
@@ -31,7 +32,7 @@ from lintas_intake.handlers import (
 )
 from lintas_shared import events as ev
 from lintas_shared.consumer import PermanentEventError
-from lintas_shared.crypto import CaseKeyMissingError
+from lintas_shared.crypto import CaseKeyMissingError, DataKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import entry_event
@@ -355,6 +356,80 @@ async def test_the_codec_keeps_a_cases_values_a_minute_after_their_last_use_at_m
     now[0] = 61.0
     await svc.add_note(second.id, "org-ngo", "A note", "org-ngo")
     assert (cases.codec.remembers(first.id), cases.codec.remembers(second.id)) == (False, True)
+
+
+class SealingCounts:
+    """How often the codec opened or sealed a submission (AES and validation each time)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.opened = self.sealed = 0
+        real_open, real_seal = repository_module.open_submission, repository_module.seal_submission
+
+        def counted_open(sealed: Document, key: DataKey) -> Document:
+            self.opened += 1
+            return real_open(sealed, key)
+
+        def counted_seal(submission: Document, key: DataKey) -> Document:
+            self.sealed += 1
+            return real_seal(submission, key)
+
+        monkeypatch.setattr(repository_module, "open_submission", counted_open)
+        monkeypatch.setattr(repository_module, "seal_submission", counted_seal)
+
+
+async def test_a_change_leaving_her_submission_alone_neither_opens_nor_seals_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    svc, cases, _ = service()
+    counts = SealingCounts(monkeypatch)
+    case = await submitted(svc)
+    assert (counts.opened, counts.sealed) == (0, 1)
+    stored = cases.documents.docs[case.id]["submission"]
+    await svc.apply_news(news(offer(case.id), case.id))
+    await svc.add_note(case.id, "org-ngo", "Called her", "org-ngo")
+    assert (counts.opened, counts.sealed) == (0, 1)
+    assert cases.documents.docs[case.id]["submission"] == stored
+
+    corrected = await svc.correct(
+        case.id, "org-ngo", case.version + 2, {"worker": {"phone": "+6281298765432"}}, "org-ngo"
+    )
+    assert (counts.opened, counts.sealed) == (0, 2)  # changed: sealed again
+    await svc.apply_news(news(offer(case.id, "r2"), case.id))
+    assert (counts.opened, counts.sealed) == (0, 2)
+    assert cases.documents.docs[case.id]["submission"] != stored
+    # What is stored opens (without the codec's memory) to the corrected submission.
+    assert cases.cases[case.id].submission == corrected.submission
+
+
+async def test_a_submission_another_instance_changed_is_opened_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    svc, cases, vault = service()
+    counts = SealingCounts(monkeypatch)
+    case = await submitted(svc)
+    other = InMemoryCases(vault)  # a second intake process, on the same store
+    other.documents = cases.documents
+    elsewhere = CaseService(other, vault, lambda: NOW, on_commit=other.committed)
+    await elsewhere.correct(
+        case.id, "org-ngo", case.version, {"worker": {"phone": "+6281298765432"}}, "org-ngo"
+    )
+    opened_before = counts.opened
+    await svc.apply_news(news(offer(case.id), case.id))
+    assert counts.opened == opened_before + 1  # what this process remembered is stale
+    after = cases.cases[case.id]
+    assert after.submission is not None
+    assert after.submission.worker.phone == "+6281298765432"
+    assert after.submission.worker.full_name == "Contoh Pekerja"
+
+
+def offer(case_id: str, referral_id: str = "r1") -> ev.ReferralOffered:
+    return ev.ReferralOffered(
+        referral_id=referral_id,
+        case_id=case_id,
+        partner_organisation_id="org-hk",
+        country="HK",
+        offered_at=NOW,
+    )
 
 
 def news(payload: ev.EventPayload, case_id: str) -> CloudEvent:

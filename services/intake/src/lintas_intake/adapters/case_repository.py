@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -82,34 +83,74 @@ def _open_timeline(doc: Document, key: DataKey | None) -> TimelineEntry:
     return TimelineEntry(**fields)
 
 
-def _consent_doc(record: ConsentRecord, key: DataKey | None) -> Document:
-    consent = None if record.consent is None else record.consent.model_dump(mode="json")
-    if consent is not None and key is not None:  # who took it identifies the case's NGO staff
-        consent["taken_by"] = key.encrypt(f"consents.{record.id}.taken_by", consent["taken_by"])
+@dataclass
+class _Opened:
+    """The sealed forms of one case's submission and consents last read or written by
+    the codec, with the models they hold. A change that leaves them alone (news on the
+    timeline, a note) finds the same sealed values again: the same frozen models come
+    back without opening and validating them, and go out as the same sealed values
+    without dumping and sealing them (a fourteenth of intake's CPU at load)."""
+
+    submission: tuple[Document, CaseSubmission] | None = None
+    consents: dict[str, tuple[Document, Consent]] = field(default_factory=dict)
+
+    def open_submission(self, sealed: Document, key: DataKey) -> CaseSubmission:
+        known = self.submission
+        if known is not None and known[0] == sealed:
+            return known[1]
+        submission = CaseSubmission.model_validate(open_submission(sealed, key))
+        self.submission = (sealed, submission)
+        return submission
+
+    def seal_submission(self, submission: CaseSubmission, key: DataKey) -> Document:
+        known = self.submission
+        if known is not None and known[1] is submission:
+            return known[0]
+        sealed = seal_submission(submission.model_dump(mode="json"), key)
+        self.submission = (sealed, submission)
+        return sealed
+
+    def open_consent(self, record_id: str, sealed: Document, key: DataKey | None) -> Consent:
+        known = self.consents.get(record_id)
+        if known is not None and known[0] == sealed:
+            return known[1]
+        opened = sealed
+        if key is not None:
+            name = f"consents.{record_id}.taken_by"
+            opened = {**sealed, "taken_by": open_value(key, name, sealed["taken_by"])}
+        consent = Consent.model_validate(opened)
+        self.consents[record_id] = (sealed, consent)
+        return consent
+
+    def seal_consent(self, record_id: str, consent: Consent, key: DataKey | None) -> Document:
+        known = self.consents.get(record_id)
+        if known is not None and known[1] is consent:
+            return known[0]
+        sealed = consent.model_dump(mode="json")
+        if key is not None:  # who took it identifies the case's NGO staff
+            name = f"consents.{record_id}.taken_by"
+            sealed["taken_by"] = key.encrypt(name, sealed["taken_by"])
+        self.consents[record_id] = (sealed, consent)
+        return sealed
+
+
+def _consent_doc(record: ConsentRecord, key: DataKey | None, opened: _Opened) -> Document:
+    consent = record.consent
     return {
         "id": record.id,
-        "consent": consent,
+        "consent": None if consent is None else opened.seal_consent(record.id, consent, key),
         "recorded_at": record.recorded_at,
         "recorded_by": record.recorded_by,
         "withdrawn_at": record.withdrawn_at,
     }
 
 
-def _open_consent(doc: Document, key: DataKey | None) -> Consent | None:
-    consent = doc.get("consent")
-    if consent is None:
-        return None
-    if key is not None:
-        field = f"consents.{doc['id']}.taken_by"
-        consent = {**consent, "taken_by": open_value(key, field, consent["taken_by"])}
-    return Consent.model_validate(consent)
-
-
-def _to_document(case: Case, key: DataKey | None) -> Document:
+def _to_document(case: Case, key: DataKey | None, opened: _Opened | None = None) -> Document:
+    opened = _Opened() if opened is None else opened
     sealed = None
     if case.submission is not None:
         assert key is not None
-        sealed = seal_submission(case.submission.model_dump(mode="json"), key)
+        sealed = opened.seal_submission(case.submission, key)
     submission = case.submission
     return {
         "_id": case.id,
@@ -132,7 +173,7 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
         "referral": None if case.referral is None else record_fields(case.referral),
         # The referral's deadline (ISO date: sorts as it reads), for the list's order.
         "filing_deadline": None if case.referral is None else case.referral.deadline,
-        "consents": [_consent_doc(c, key) for c in case.consents],
+        "consents": [_consent_doc(c, key, opened) for c in case.consents],
         "notes": [
             {
                 "id": n.id,
@@ -171,11 +212,12 @@ def _to_document(case: Case, key: DataKey | None) -> Document:
     }
 
 
-def _from_document(doc: Document, key: DataKey | None) -> Case:
+def _from_document(doc: Document, key: DataKey | None, opened: _Opened | None = None) -> Case:
+    opened = _Opened() if opened is None else opened
     sealed = doc.get("submission")
     submission = None
     if sealed is not None and key is not None:
-        submission = CaseSubmission.model_validate(open_submission(sealed, key))
+        submission = opened.open_submission(sealed, key)
     referral = doc.get("referral")
     outcome = doc.get("outcome")
     return Case(
@@ -195,7 +237,9 @@ def _from_document(doc: Document, key: DataKey | None) -> Case:
                 recorded_at=c["recorded_at"],
                 recorded_by=c["recorded_by"],
                 withdrawn_at=c.get("withdrawn_at"),
-                consent=_open_consent(c, key),
+                consent=None
+                if c.get("consent") is None
+                else opened.open_consent(c["id"], c["consent"], key),
             )
             for c in doc.get("consents", [])
         ),
@@ -288,27 +332,28 @@ class CaseCodec:
         self._remember = remember
         self._remember_seconds = remember_seconds
         self._clock = clock
-        # case id -> (last used, its key remembering the tokens of its fields; see
-        # RememberingKey), least recently used first: a case changed again soon is
-        # encoded as stored except where it changed.
-        self._remembering: OrderedDict[str, tuple[float, RememberingKey]] = OrderedDict()
+        # case id -> (last used, its key remembering the tokens of its fields, see
+        # RememberingKey; what it opened and sealed, see _Opened), least recently used
+        # first: a case changed again soon is encoded as stored except where it changed.
+        self._remembering: OrderedDict[str, tuple[float, RememberingKey, _Opened]] = OrderedDict()
 
     def id_of(self, aggregate: Case) -> str:
         """The document's `_id`: the case id."""
         return aggregate.id
 
-    async def _key(self, case_id: str) -> DataKey | None:
+    async def _key(self, case_id: str) -> tuple[DataKey, _Opened] | None:
         try:
             key = await self._keys.get(case_id)
         except CaseKeyMissingError:
             self._remembering.pop(case_id, None)
             return None
         now = self._clock()
-        _, known = self._remembering.pop(case_id, (now, None))
-        if known is None or known.key != key.key:
+        remembered = self._remembering.pop(case_id, None)
+        if remembered is None or remembered[1].key != key.key:
             # Every timeline entry's detail is sealed under one name: anew each time.
-            known = RememberingKey.of(key, fresh=frozenset({_DETAIL_FIELD}))
-        self._remembering[case_id] = (now, known)
+            remembered = (now, RememberingKey.of(key, fresh=frozenset({_DETAIL_FIELD})), _Opened())
+        _, known, opened = remembered
+        self._remembering[case_id] = (now, known, opened)
         # Her values stay in memory only while they may serve: an erased case's go at
         # once in this process (`encode`, `decode`), and in any other within the limit.
         while self._remembering and (
@@ -316,7 +361,7 @@ class CaseCodec:
             or next(iter(self._remembering.values()))[0] < now - self._remember_seconds
         ):
             self._remembering.popitem(last=False)
-        return known
+        return known, opened
 
     def remembers(self, case_id: str) -> bool:
         """Whether this process keeps values of the case to seal it again (never once the
@@ -327,8 +372,10 @@ class CaseCodec:
         """The case's fields (the unit of work owns `_id`, version and the outbox)."""
         if aggregate.erased:
             self._remembering.pop(aggregate.id, None)
-        key = None if aggregate.erased else await self._key(aggregate.id)
-        doc = _to_document(aggregate, key)
+        key, opened = (None, None)
+        if not aggregate.erased:
+            key, opened = await self._key(aggregate.id) or (None, None)
+        doc = _to_document(aggregate, key, opened)
         return {k: v for k, v in doc.items() if k not in RESERVED_FIELDS}
 
     async def decode(self, doc: Document) -> Case:
@@ -337,7 +384,8 @@ class CaseCodec:
         erased = doc.get("status") == CaseStatus.ERASED.value
         if erased:
             self._remembering.pop(doc["_id"], None)
-        return _from_document(doc, None if erased else await self._key(doc["_id"]))
+        key, opened = (None, None) if erased else await self._key(doc["_id"]) or (None, None)
+        return _from_document(doc, key, opened)
 
     async def view(self, doc: Document) -> Case:
         """`decode` for reading only: nothing is remembered."""
