@@ -1068,3 +1068,120 @@ def test_a_records_fields_are_what_asdict_gives_with_the_values_shared() -> None
     assert fields == asdict(entry)
     assert list(fields) == ["at", "summary", "pairs", "person"]
     assert fields["at"] is entry.at  # not a copy: asdict's deep copies were the cost
+
+
+class PublishedStub:
+    """The relay's side of `UnitOfWork(published=...)`: so many first entries of each
+    document published and not removed yet."""
+
+    def __init__(self, **fronts: int) -> None:
+        self.fronts = dict(fronts)
+        self.removed: list[tuple[str, list[str]]] = []
+
+    def published_front(self, doc_id: str, outbox: Sequence[Document]) -> int:
+        return min(self.fronts.get(doc_id, 0), len(outbox))
+
+    def removed_by_writer(self, doc_id: str, ids: Sequence[str]) -> None:
+        self.removed.append((doc_id, list(ids)))
+        self.fronts[doc_id] = 0
+
+
+async def _outbox_of(store: Store, doc_id: str) -> tuple[list[str], datetime | None]:
+    raw = await store.documents.read(doc_id)
+    assert raw is not None
+    return [entry_event(e).subject for e in raw[OUTBOX_FIELD]], raw.get(OUTBOX_SINCE_FIELD)
+
+
+async def test_a_change_removes_what_the_relay_published_in_its_own_write(store: Store) -> None:
+    commits, published = Commits(), PublishedStub(c1=1, c2=1, c3=1)
+    work = UnitOfWork(store.documents, CounterCodec(), on_commit=commits, published=published)
+    for n in (1, 2, 3):
+        await work.add(Counter(f"c{n}", f"n{n}"), [event(10 * n), event(10 * n + 1)])
+    published.fronts["c2"] = 2
+    published.fronts["c3"] = 2
+    added_at = store.clock.now
+    store.clock.now += timedelta(seconds=5)
+
+    await work.change("c1", bump(1, event(12)))  # one published, one waiting, one new
+    assert await _outbox_of(store, "c1") == (["case-11", "case-12"], added_at)
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert commits.seen[-1][2] == [e["id"] for e in raw[OUTBOX_FIELD]]  # handed to the relay
+
+    await work.change("c2", bump(1), event_key="k2")  # all published, none new
+    assert await _outbox_of(store, "c2") == ([], None)
+
+    await work.change("c3", bump(1, event(32)))  # all published, one new: its own time
+    assert await _outbox_of(store, "c3") == (["case-32"], store.clock.now)
+
+    assert [doc_id for doc_id, _ in published.removed] == ["c1", "c2", "c3"]
+    assert [len(ids) for _, ids in published.removed] == [1, 2, 2]
+    assert await work.get("c2") == Counter("c2", "n2", 1, None, 2)
+
+
+async def test_a_change_whose_published_entries_were_removed_meanwhile_reads_again(
+    store: Store,
+) -> None:
+    published = PublishedStub(c1=1)
+    work = UnitOfWork(store.documents, CounterCodec(), published=published)
+    await work.add(Counter("c1", "one"), [event(1)])
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    decided = 0
+
+    async def decide(counter: Counter) -> Decision[Counter]:
+        nonlocal decided
+        decided += 1
+        if decided == 1:  # the relay's removal lands between the read and the write
+            assert await store.other.clear_published("c1", raw[OUTBOX_FIELD])
+        return bump(1, event(2))(counter)
+
+    await work.change("c1", decide)
+    assert decided == 2
+    assert await work.get("c1") == Counter("c1", "one", 1, None, 2)
+    assert (await _outbox_of(store, "c1"))[0] == ["case-2"]
+    assert published.removed == []  # its write on the second read removed nothing
+
+    # The store refuses such a write outright: the outbox is not as read.
+    stale = Write(set={}, published=[raw[OUTBOX_FIELD][0]["id"]], unpublished=[])
+    assert not await store.documents.write("c1", 2, stale)
+    assert (await _outbox_of(store, "c1"))[0] == ["case-2"]
+
+
+class CountedSends(ListPublisher):
+    def __init__(self) -> None:
+        super().__init__()
+        self._sent = asyncio.Condition()
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        await super().publish(topic, event)
+        async with self._sent:
+            self._sent.notify_all()
+
+    async def sent_at_least(self, count: int) -> None:
+        async with asyncio.timeout(10), self._sent:
+            await self._sent.wait_for(lambda: len(self.sent) >= count)
+
+
+async def test_a_relay_tells_a_writer_what_it_published_and_then_leaves_it_to_the_writer() -> None:
+    documents = CountedClears()
+    publisher = CountedSends()
+    relay = OutboxRelay(documents, publisher, clear_delay=3600)  # removal held back
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit, published=relay)
+    relay.start()
+    try:
+        await work.add(Counter("c1", "one"), [event(1), event(2)])
+        await work.add(Counter("c2", "two"), [event(3)])
+        await publisher.sent_at_least(3)
+        outbox = documents.docs["c1"][OUTBOX_FIELD]
+        assert relay.published_front("c1", outbox) == 2
+        assert relay.published_front("c1", outbox[1:]) == 0  # not the front it published
+        await work.change("c1", bump(1, event(4)))
+        assert [entry_event(e).subject for e in documents.docs["c1"][OUTBOX_FIELD]] == ["case-4"]
+        await publisher.sent_at_least(4)
+    finally:
+        await relay.stop(flush=False)
+    # The relay removed c2's entry and c1's new one; c1's first two went with the change.
+    assert documents.removals == [{"c1", "c2"}]
+    assert all(doc[OUTBOX_FIELD] == [] for doc in documents.docs.values())
+    assert [e.subject for _, e in publisher.sent] == ["case-1", "case-2", "case-3", "case-4"]

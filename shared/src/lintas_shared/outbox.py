@@ -146,6 +146,28 @@ class OutboxRelay:
         """The unit of work's hook (`UnitOfWork(on_commit=relay.on_commit)`)."""
         self.wake(doc_id, version, entries)
 
+    def published_front(self, doc_id: str, outbox: Sequence[Document]) -> int:
+        """How many of `outbox`'s first entries this relay published and has not removed
+        yet (`UnitOfWork(published=relay)`): a writer may remove them in its own write."""
+        front = self._clearing.get(doc_id)
+        if not front or len(front) > len(outbox):
+            return 0
+        if any(mine["id"] != read["id"] for mine, read in zip(front, outbox, strict=False)):
+            return 0
+        return len(front)
+
+    def removed_by_writer(self, doc_id: str, ids: Sequence[str]) -> None:
+        """A writer's change removed these published entries (the outbox's front as
+        `published_front` gave it): they are no longer this relay's to remove. A removal
+        already under way for them misses and finds the outbox emptied already."""
+        front = self._clearing.get(doc_id)
+        if front is None or [e["id"] for e in front[: len(ids)]] != list(ids):
+            return
+        if len(front) > len(ids):
+            self._clearing[doc_id] = front[len(ids) :]
+        else:
+            del self._clearing[doc_id]
+
     @property
     def collection_name(self) -> str:
         """The collection whose outbox this relay publishes."""

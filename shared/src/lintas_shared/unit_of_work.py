@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Generic, Protocol, TypeVar
@@ -145,12 +145,45 @@ class Committed(Generic[A]):
 
 @dataclass(frozen=True)
 class Write:
-    """One conditional write: fields to set and remove, events, the processed event key."""
+    """One conditional write: fields to set and remove, events, the processed event key.
+
+    With `published` (the ids of the outbox's first entries, as read, which the relay
+    has published and not removed yet) the write also removes those, keeping
+    `unpublished` (the rest of the outbox as read) before `entries`; it then also
+    requires the outbox to be as read, so a removal that got there first makes it miss.
+    """
 
     set: Document
     unset: Sequence[str] = ()
     entries: Sequence[Document] = ()
     processed: str | None = None
+    published: Sequence[str] = ()
+    unpublished: Sequence[Document] = ()
+
+    def outbox_as_read(self) -> Document:
+        """The filter's condition on the outbox when the write removes published entries:
+        entries are only appended (with a new version) and removed from the front, so an
+        outbox that starts with the first of them and is as long as read is as read."""
+        if not self.published:
+            return {}
+        length = len(self.published) + len(self.unpublished)
+        return {
+            f"{OUTBOX_FIELD}.0.id": self.published[0],
+            f"{OUTBOX_FIELD}.{length}": {"$exists": False},
+        }
+
+
+class PublishedFront(Protocol):
+    """What the relay published of a document's outbox and has not removed yet (the
+    relay's side of `UnitOfWork(published=...)`)."""
+
+    def published_front(self, doc_id: str, outbox: Sequence[Document]) -> int:
+        """How many of `outbox`'s first entries were published and wait for removal."""
+        ...
+
+    def removed_by_writer(self, doc_id: str, ids: Sequence[str]) -> None:
+        """A write removed these published entries: the relay need not remove them."""
+        ...
 
 
 class VersionedDocuments(Protocol):
@@ -174,8 +207,9 @@ class VersionedDocuments(Protocol):
         ...
 
     async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
-        """Apply `write` if the document is still at `expected_version` (bumping it); False
-        if it is not (or is gone). A write with an event key may also answer False when it
+        """Apply `write` if the document is still at `expected_version` (bumping it) and,
+        when the write removes published entries, its outbox is as read; False if not
+        (or it is gone). A write with an event key may also answer False when it
         was made but the store could not tell (written in one command with others, one of
         which missed): reading again then finds the event key, as for a redelivery."""
         ...
@@ -235,17 +269,22 @@ class UnitOfWork(Generic[A]):
         codec: DocumentCodec[A],
         *,
         on_commit: OnCommit | None = None,
+        published: PublishedFront | None = None,
         attempts: int = 20,
         first_version: Callable[[], int] | None = None,
     ) -> None:
         """`first_version` gives a new document's version (1 without it). Where documents
         are deleted and made again under the same `_id` (a phone's record after an
         erasure), a random one keeps a change decided on the deleted document's version
-        from matching the new document's."""
+        from matching the new document's. With `published` (the relay), a change also
+        removes the entries the relay published and has not removed yet: a case's next
+        change usually comes before the relay's removal, which is then not needed (one
+        write of the document fewer)."""
         self.documents = documents
         self._first_version = first_version
         self._codec = codec
         self._on_commit = on_commit
+        self._published = published
         self._attempts = attempts
         # doc id -> the change under way and how many wait for their turn after it.
         self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}
@@ -348,6 +387,10 @@ class UnitOfWork(Generic[A]):
             events = () if decision is None else decision.events
             encoded = await self._codec.encode(aggregate) if decision is not None else {}
             entries = [e.entry() for e in events]
+            outbox: list[Document] = list(doc.get(OUTBOX_FIELD) or ())
+            published = 0
+            if outbox and self._published is not None:
+                published = self._published.published_front(doc_id, outbox)
             write = Write(
                 set={
                     k: v
@@ -361,10 +404,14 @@ class UnitOfWork(Generic[A]):
                 ],
                 entries=entries,
                 processed=event_key,
+                published=[e["id"] for e in outbox[:published]],
+                unpublished=outbox[published:],
             )
             if await self.documents.write(doc_id, version, write):
+                if write.published and self._published is not None:
+                    self._published.removed_by_writer(doc_id, write.published)
                 if entries and self._on_commit is not None:
-                    self._on_commit(doc_id, version + 1, [*doc.get(OUTBOX_FIELD, ()), *entries])
+                    self._on_commit(doc_id, version + 1, [*outbox[published:], *entries])
                 return Committed(aggregate, changed=decision is not None)
             if expected_version is not None:
                 raise VersionConflictError(version + 1)
@@ -395,7 +442,17 @@ def applied(doc: Document, expected_version: int, write: Write, now: datetime) -
     for name in write.unset:
         after.pop(name, None)
     after[VERSION_FIELD] = expected_version + 1
-    if write.entries:
+    if write.published:
+        after[OUTBOX_FIELD] = [
+            *map(copy_document, write.unpublished),
+            *map(copy_document, write.entries),
+        ]
+        # With unpublished entries left, the time stays (the oldest one's, or earlier).
+        if not write.unpublished and write.entries:
+            after[OUTBOX_SINCE_FIELD] = now
+        elif not write.unpublished:
+            after.pop(OUTBOX_SINCE_FIELD, None)
+    elif write.entries:
         after[OUTBOX_FIELD] = [*doc.get(OUTBOX_FIELD, ()), *map(copy_document, write.entries)]
         after[OUTBOX_SINCE_FIELD] = min(doc.get(OUTBOX_SINCE_FIELD) or now, now)
     if write.processed is not None:
@@ -543,20 +600,30 @@ class MongoVersionedDocuments:
     async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
         """An update whose filter holds the version: `update_one`, or for a change with
         an event key one statement of a batch's `update` command (`_write_command`)."""
+        now = self._clock()
         update: Document = {"$set": {**write.set, VERSION_FIELD: expected_version + 1}}
         if write.unset:
             update["$unset"] = {name: "" for name in write.unset}
         push: Document = {}
-        if write.entries:
+        if write.published:
+            # The outbox as read less what was published: set whole (one field cannot be
+            # pushed to and pulled from in one update), under `outbox_as_read`.
+            update["$set"][OUTBOX_FIELD] = [*write.unpublished, *write.entries]
+            if not write.unpublished:
+                if write.entries:
+                    update["$set"][OUTBOX_SINCE_FIELD] = now
+                else:
+                    update.setdefault("$unset", {})[OUTBOX_SINCE_FIELD] = ""
+        elif write.entries:
             push[OUTBOX_FIELD] = {"$each": list(write.entries)}
             # Keeps the oldest unpublished entry's time when there is one.
-            update["$min"] = {OUTBOX_SINCE_FIELD: self._clock()}
+            update["$min"] = {OUTBOX_SINCE_FIELD: now}
         if write.processed is not None:
             push[PROCESSED_FIELD] = write.processed
         if push:
             update["$push"] = push
         known = self._recent.pop(doc_id, None)
-        where = {"_id": doc_id, VERSION_FIELD: expected_version}
+        where = {"_id": doc_id, VERSION_FIELD: expected_version, **write.outbox_as_read()}
         if write.processed is None:
             matched = (await self._collection.update_one(where, update)).matched_count == 1
         else:
@@ -567,14 +634,8 @@ class MongoVersionedDocuments:
         if known is not None and known.get(VERSION_FIELD) == expected_version:
             # `known` is as stored: only what the write brings goes through BSON (the
             # whole document's round trip was 4% of intake's CPU).
-            added = self._as_stored(
-                {
-                    "set": write.set,
-                    "entries": list(write.entries),
-                    "now": update.get("$min", {}).get(OUTBOX_SINCE_FIELD, self._clock()),
-                }
-            )
-            as_stored = Write(added["set"], write.unset, added["entries"], write.processed)
+            added = self._as_stored({"set": write.set, "entries": list(write.entries), "now": now})
+            as_stored = replace(write, set=added["set"], entries=added["entries"])
             self._keep_stored(doc_id, applied(known, expected_version, as_stored, added["now"]))
         return True
 
@@ -720,10 +781,17 @@ class InMemoryVersionedDocuments:
         self.writes += 1
 
     async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
-        """Apply the write if the version holds."""
+        """Apply the write if the version holds (and the outbox is as read, when the
+        write removes published entries)."""
         doc = self.docs.get(doc_id)
         if doc is None or doc.get(VERSION_FIELD, 0) != expected_version:
             return False
+        if write.published:
+            as_read = [*write.published, *(e["id"] for e in write.unpublished)]
+            outbox = doc.get(OUTBOX_FIELD) or [{}]
+            # As `Write.outbox_as_read`: the first entry and the length.
+            if outbox[0].get("id") != as_read[0] or len(outbox) != len(as_read):
+                return False
         self.docs[doc_id] = applied(doc, expected_version, write, self.clock())
         self.writes += 1
         return True

@@ -51,7 +51,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     # Recent case keys stay in memory a short while: most reads of the vault go.
     keys = CachedCaseKeys(vault)
     cases = MongoCaseRepository(documents, keys)
-    service = CaseService(cases, keys, on_commit=relay.on_commit)
+    service = CaseService(cases, keys, on_commit=relay.on_commit, published=relay)
     organisations = MongoOrganisationDirectory(
         database["organisations"], common.api_key_pepper.get_secret_value()
     )

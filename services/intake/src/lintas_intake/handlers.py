@@ -33,6 +33,7 @@ from lintas_shared.unit_of_work import (
     DuplicateDocumentError,
     OnCommit,
     Outgoing,
+    PublishedFront,
     UnitOfWork,
     VersionedDocuments,
 )
@@ -406,12 +407,19 @@ class CaseService:
         keys: CaseKeys,
         clock: Clock = utc_now,
         on_commit: OnCommit | None = None,
+        published: PublishedFront | None = None,
     ) -> None:
+        """`on_commit` and `published`: the outbox relay's hooks (see `UnitOfWork`). With
+        `published`, the first news of a case (referral's offer, within a second of the
+        submission) also removes its published `case submitted` entry from the outbox,
+        so the relay's own removal of it, one more write of the case, is not needed."""
         self.cases = cases
         self.keys = keys
         self.clock = clock
         self._on_commit = on_commit
-        self.work: UnitOfWork[Case] = UnitOfWork(cases.documents, cases.codec, on_commit=on_commit)
+        self.work: UnitOfWork[Case] = UnitOfWork(
+            cases.documents, cases.codec, on_commit=on_commit, published=published
+        )
 
     def _new_case(
         self,
