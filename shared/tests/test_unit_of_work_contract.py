@@ -1185,3 +1185,95 @@ async def test_a_relay_tells_a_writer_what_it_published_and_then_leaves_it_to_th
     assert documents.removals == [{"c1", "c2"}]
     assert all(doc[OUTBOX_FIELD] == [] for doc in documents.docs.values())
     assert [e.subject for _, e in publisher.sent] == ["case-1", "case-2", "case-3", "case-4"]
+
+
+async def test_a_write_removing_published_entries_misses_an_outbox_longer_than_read(
+    store: Store,
+) -> None:
+    await UnitOfWork(store.documents, CounterCodec()).add(Counter("c1", "one"), [event(1)])
+    await UnitOfWork(store.documents, CounterCodec()).change("c1", bump(1, event(2)))
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    first = raw[OUTBOX_FIELD][0]["id"]
+    # Read when the outbox held the first entry only: the second came with version 2,
+    # so the version misses too; the outbox's condition must miss on its own as well.
+    shorter = Write(set={}, published=[first], unpublished=[])
+    assert not await store.documents.write("c1", 2, shorter)
+    assert len((await _outbox_of(store, "c1"))[0]) == 2
+
+
+class AnswersFalseOnce(InMemoryVersionedDocuments):
+    """Makes the next event's write and answers False, as a batch's command with a
+    stale neighbour does."""
+
+    def __init__(self) -> None:
+        super().__init__("counters")
+        self.unsure = False
+
+    async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
+        made = await super().write(doc_id, expected_version, write)
+        if made and self.unsure and write.processed is not None:
+            self.unsure = False
+            return False
+        return made
+
+
+async def test_a_write_that_removed_published_entries_but_answered_false_leaves_none() -> None:
+    documents = AnswersFalseOnce()
+    publisher = CountedSends()
+    relay = OutboxRelay(documents, publisher, clear_delay=3600)  # removal held back
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit, published=relay)
+    relay.start()
+    try:
+        await work.add(Counter("c1", "one"), [event(1)])
+        await publisher.sent_at_least(1)
+        documents.unsure = True
+        await work.change("c1", bump(1, event(2)), event_key="k1")  # removes case-1
+        await publisher.sent_at_least(2)
+    finally:
+        await relay.stop(flush=False)
+    assert documents.docs["c1"][OUTBOX_FIELD] == []
+    assert OUTBOX_SINCE_FIELD not in documents.docs["c1"]
+    assert [e.subject for _, e in publisher.sent] == ["case-1", "case-2"]
+
+
+class HeldSends(CountedSends):
+    """Holds the send of one event until released."""
+
+    def __init__(self, subject: str) -> None:
+        super().__init__()
+        self.subject = subject
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        if event.subject == self.subject:
+            self.holding.set()
+            await self.release.wait()
+        await super().publish(topic, event)
+
+
+async def test_a_writer_removing_published_entries_while_the_relay_sends_more_leaves_none() -> None:
+    documents = CountedClears()
+    publisher = HeldSends("case-2")
+    relay = OutboxRelay(documents, publisher, clear_delay=3600)  # removal held back
+    plain = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit, published=relay)
+    relay.start()
+    try:
+        await plain.add(Counter("c1", "one"), [event(1)])
+        await publisher.sent_at_least(1)
+        await plain.change("c1", bump(1, event(2)))  # hands over [case-1, case-2]
+        async with asyncio.timeout(10):
+            await publisher.holding.wait()  # the relay is sending case-2
+        await work.change("c1", bump(1, event(3)))  # removes case-1 meanwhile
+        assert [entry_event(e).subject for e in documents.docs["c1"][OUTBOX_FIELD]] == [
+            "case-2",
+            "case-3",
+        ]
+        publisher.release.set()
+        await publisher.sent_at_least(3)
+    finally:
+        await relay.stop(flush=False)
+    assert documents.docs["c1"][OUTBOX_FIELD] == []
+    assert [e.subject for _, e in publisher.sent] == ["case-1", "case-2", "case-3"]

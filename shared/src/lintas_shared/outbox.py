@@ -287,7 +287,6 @@ class OutboxRelay:
             # A writer's hand-over: its outbox as read, so it may list entries removed
             # since (removal bumps no version); those are among the published ones.
             outbox = waiting.entries
-            front = self._clearing.pop(doc_id, [])
         fresh = [e for e in outbox if e["id"] not in self._done]
         for entry in fresh:
             event = entry_event(entry)
@@ -299,6 +298,11 @@ class OutboxRelay:
         if waiting.entries is None:
             front = outbox
         else:
+            # Taken after the sends, not before: a writer may have removed some of them
+            # meanwhile (`removed_by_writer`). Those the hand-over no longer lists were
+            # gone before its write (a writer's or another relay's removal): not to remove.
+            listed = {e["id"] for e in outbox}
+            front = [e for e in self._clearing.pop(doc_id, []) if e["id"] in listed]
             noted = {e["id"] for e in front}
             front = [*front, *(e for e in fresh if e["id"] not in noted)]
         if front:

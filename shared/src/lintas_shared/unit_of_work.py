@@ -223,8 +223,8 @@ class VersionedDocuments(Protocol):
     async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
         """`clear_published` for many documents at once (one command where the store
         allows); returns the ids whose outbox was not exactly their entries (their
-        entries were then pulled one by one): read those again. An outbox that no longer
-        starts with its first published entry was emptied already and is not named."""
+        entries were then pulled one by one): read those again. An outbox that starts
+        with none of its published entries was emptied of them already and is not named."""
         ...
 
     async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
@@ -360,6 +360,7 @@ class UnitOfWork(Generic[A]):
         event_key: str | None,
         expected_version: int | None,
     ) -> Committed[A]:
+        removed: Sequence[str] = ()  # published entries the last attempt's write removed
         for attempt in range(self._attempts):
             # Only a first attempt may take the store's remembered copy; a client's named
             # version is checked against what is stored.
@@ -372,6 +373,12 @@ class UnitOfWork(Generic[A]):
             # not change `doc` too, which the write compares with (`_stored_as`).
             current = await self._codec.decode(copy_document(doc))
             if event_key is not None and event_key in doc.get(PROCESSED_FIELD, ()):
+                if removed and self._published is not None:
+                    # The last attempt's write was made (its key is stored): what it
+                    # removed is not the relay's to remove any more.
+                    stored = doc.get(OUTBOX_FIELD) or [{}]
+                    if stored[0].get("id") != removed[0]:
+                        self._published.removed_by_writer(doc_id, removed)
                 if attempt > 0 and doc.get(OUTBOX_FIELD) and self._on_commit is not None:
                     # Written in a command that could not say so: hand the stored outbox
                     # to the relay now rather than leave it to its search.
@@ -407,6 +414,7 @@ class UnitOfWork(Generic[A]):
                 published=[e["id"] for e in outbox[:published]],
                 unpublished=outbox[published:],
             )
+            removed = write.published
             if await self.documents.write(doc_id, version, write):
                 if write.published and self._published is not None:
                     self._published.removed_by_writer(doc_id, write.published)
@@ -690,8 +698,8 @@ class MongoVersionedDocuments:
     async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
         """Unordered `update` commands of exact clears, `COMMAND_SIZE` documents
         each. The server counts the matches, not which: when some missed, the outboxes
-        still starting with their first published entry are the ones left, and each goes
-        through `clear_published`."""
+        still starting with one of their published entries (a writer may have removed
+        the first ones) are the ones left, and each goes through `clear_published`."""
         items = [(doc_id, entries) for doc_id, entries in published.items() if entries]
         missed: set[str] = set()
         for start in range(0, len(items), COMMAND_SIZE):
@@ -712,7 +720,7 @@ class MongoVersionedDocuments:
         left = [
             doc["_id"]
             async for doc in cursor
-            if (doc.get(OUTBOX_FIELD) or [{}])[0].get("id") == items[doc["_id"]][0]["id"]
+            if (doc.get(OUTBOX_FIELD) or [{}])[0].get("id") in {e["id"] for e in items[doc["_id"]]}
         ]
         return {doc_id for doc_id in left if not await self.clear_published(doc_id, items[doc_id])}
 
@@ -789,8 +797,8 @@ class InMemoryVersionedDocuments:
         if write.published:
             as_read = [*write.published, *(e["id"] for e in write.unpublished)]
             outbox = doc.get(OUTBOX_FIELD) or [{}]
-            # As `Write.outbox_as_read`: the first entry and the length.
-            if outbox[0].get("id") != as_read[0] or len(outbox) != len(as_read):
+            # As `Write.outbox_as_read`: the first entry, and no longer than read.
+            if outbox[0].get("id") != as_read[0] or len(outbox) > len(as_read):
                 return False
         self.docs[doc_id] = applied(doc, expected_version, write, self.clock())
         self.writes += 1
@@ -817,12 +825,12 @@ class InMemoryVersionedDocuments:
         return False
 
     async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
-        """As the Mongo store: an outbox not starting with its first published entry any
-        more was emptied already; the others go through `clear_published`."""
+        """As the Mongo store: an outbox starting with none of its published entries was
+        emptied of them already; the others go through `clear_published`."""
         missed = set()
         for doc_id, entries in published.items():
             outbox = self.docs.get(doc_id, {}).get(OUTBOX_FIELD) or [{}]
-            starts = bool(entries) and outbox[0].get("id") == entries[0]["id"]
+            starts = outbox[0].get("id") in {e["id"] for e in entries}
             if starts and not await self.clear_published(doc_id, entries):
                 missed.add(doc_id)
         return missed
