@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -1277,3 +1277,39 @@ async def test_a_writer_removing_published_entries_while_the_relay_sends_more_le
         await relay.stop(flush=False)
     assert documents.docs["c1"][OUTBOX_FIELD] == []
     assert [e.subject for _, e in publisher.sent] == ["case-1", "case-2", "case-3"]
+
+
+class FailsOnce(ListPublisher):
+    """Fails the send of one event once, after letting `meanwhile` run."""
+
+    def __init__(self, subject: str, meanwhile: Callable[[], Awaitable[object]]) -> None:
+        super().__init__()
+        self.subject: str | None = subject
+        self.meanwhile = meanwhile
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        if event.subject == self.subject:
+            self.subject = None
+            await self.meanwhile()
+            raise ConnectionError("broker unavailable")
+        await super().publish(topic, event)
+
+
+async def test_a_send_failing_halfway_through_a_document_leaves_nothing_behind() -> None:
+    documents = InMemoryVersionedDocuments("counters")
+    work: UnitOfWork[Counter]
+
+    async def change_meanwhile() -> object:
+        return await work.change("c1", bump(1, event(3)))
+
+    publisher = FailsOnce("case-2", change_meanwhile)
+    relay = OutboxRelay(documents, publisher, clear_delay=3600)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit, published=relay)
+    await work.add(Counter("c1", "one"), [event(1), event(2)])
+    with pytest.raises(ConnectionError):
+        await relay.relay_once(search=False)  # case-1 out, case-2 failed
+    await relay.relay_once(search=False)
+    await work.change("c1", bump(1, event(4)))
+    await relay.relay_once(search=False)
+    assert documents.docs["c1"][OUTBOX_FIELD] == []
+    assert [e.subject for _, e in publisher.sent] == ["case-1", "case-2", "case-3", "case-4"]

@@ -269,7 +269,9 @@ class OutboxRelay:
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         for doc_id in failed:
-            self._waiting.setdefault(doc_id, _Waiting(None, None, batch[doc_id].since))
+            # Read again, not taken from a later hand-over: what went out before the
+            # failure is then noted for removal with the rest of the outbox as stored.
+            self._waiting[doc_id] = _Waiting(None, None, batch[doc_id].since)
         if errors:
             raise errors[0]
         return sum(r for r in results if isinstance(r, int))

@@ -360,7 +360,6 @@ class UnitOfWork(Generic[A]):
         event_key: str | None,
         expected_version: int | None,
     ) -> Committed[A]:
-        removed: Sequence[str] = ()  # published entries the last attempt's write removed
         for attempt in range(self._attempts):
             # Only a first attempt may take the store's remembered copy; a client's named
             # version is checked against what is stored.
@@ -373,12 +372,6 @@ class UnitOfWork(Generic[A]):
             # not change `doc` too, which the write compares with (`_stored_as`).
             current = await self._codec.decode(copy_document(doc))
             if event_key is not None and event_key in doc.get(PROCESSED_FIELD, ()):
-                if removed and self._published is not None:
-                    # The last attempt's write was made (its key is stored): what it
-                    # removed is not the relay's to remove any more.
-                    stored = doc.get(OUTBOX_FIELD) or [{}]
-                    if stored[0].get("id") != removed[0]:
-                        self._published.removed_by_writer(doc_id, removed)
                 if attempt > 0 and doc.get(OUTBOX_FIELD) and self._on_commit is not None:
                     # Written in a command that could not say so: hand the stored outbox
                     # to the relay now rather than leave it to its search.
@@ -414,7 +407,6 @@ class UnitOfWork(Generic[A]):
                 published=[e["id"] for e in outbox[:published]],
                 unpublished=outbox[published:],
             )
-            removed = write.published
             if await self.documents.write(doc_id, version, write):
                 if write.published and self._published is not None:
                     self._published.removed_by_writer(doc_id, write.published)
