@@ -11,6 +11,8 @@ restart; consumers are idempotent on (ce_source, ce_id), so that duplicate chang
   (`wake(doc_id, version, entries)`): it publishes without reading the document back.
   Published entries are removed a little later (`clear_delay`), many documents' in one
   command, each by a conditional update that empties an outbox that is exactly them.
+  A change of the document that comes first (`UnitOfWork(published=relay)`) removes
+  them in its own write instead (`published_front`, `removed_by_writer`).
 - Entries a crashed instance never published are found by a range query on the indexed
   `outbox_since` (the time of a document's oldest unpublished entry), once they are older
   than `grace` seconds, so an instance never races a live writer's own relay for them.
