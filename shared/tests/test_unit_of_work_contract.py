@@ -1313,3 +1313,88 @@ async def test_a_send_failing_halfway_through_a_document_leaves_nothing_behind()
     await relay.relay_once(search=False)
     assert documents.docs["c1"][OUTBOX_FIELD] == []
     assert [e.subject for _, e in publisher.sent] == ["case-1", "case-2", "case-3", "case-4"]
+
+
+class RemovalSignal(CountedClears):
+    """Counted removals, each awaitable in turn."""
+
+    async def nth_removal(self, count: int) -> None:
+        async with asyncio.timeout(10):
+            while len(self.removals) < count:
+                self.removed.clear()
+                await self.removed.wait()
+
+
+async def test_where_writers_remove_each_document_waits_the_whole_delay() -> None:
+    for writers_remove, expected in ((False, [{"c1", "c2"}]), (True, [{"c1"}, {"c2"}])):
+        documents = RemovalSignal()
+        publisher = CountedSends()
+        relay = OutboxRelay(documents, publisher, clear_delay=2.0, writers_remove=writers_remove)
+        work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit, published=relay)
+        relay.start()
+        try:
+            await work.add(Counter("c1", "one"), [event(1)])
+            await publisher.sent_at_least(1)
+            # c2 published a while after c1, within the delay but past the slack (a
+            # fourth of it) that lets documents waiting in full go together.
+            await asyncio.sleep(1.0)
+            await work.add(Counter("c2", "two"), [event(2)])
+            await publisher.sent_at_least(2)
+            await documents.nth_removal(len(expected))
+        finally:
+            await relay.stop(flush=False)
+        assert documents.removals == expected
+        assert all(doc[OUTBOX_FIELD] == [] for doc in documents.docs.values())
+
+
+class FailingClears(InMemoryVersionedDocuments):
+    """A store refusing every removal at once."""
+
+    def __init__(self) -> None:
+        super().__init__("counters")
+        self.attempts = 0
+
+    async def clear_published_many(self, published: Mapping[str, Sequence[Document]]) -> set[str]:
+        self.attempts += 1
+        raise ConnectionError("store unavailable")
+
+
+async def test_a_relay_whose_removals_fail_backs_off_rather_than_retrying_at_once() -> None:
+    documents = FailingClears()
+    publisher = CountedSends()
+    relay = OutboxRelay(
+        documents, publisher, poll_interval=0.1, clear_delay=0.01, writers_remove=True
+    )
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit, published=relay)
+    relay.start()
+    try:
+        await work.add(Counter("c1", "one"), [event(1)])
+        await publisher.sent_at_least(1)
+        await asyncio.sleep(1.0)
+    finally:
+        await relay.stop(flush=False)
+    # Back-off 0.2, 0.4, 0.8 s: a handful of attempts in the second (the due time,
+    # always past after a failure, once made it thousands).
+    assert 1 <= documents.attempts <= 6
+    assert [e.subject for _, e in publisher.sent] == ["case-1"]
+
+
+async def test_where_writers_remove_new_entries_wait_the_whole_delay_again() -> None:
+    documents = RemovalSignal()
+    publisher = CountedSends()
+    relay = OutboxRelay(documents, publisher, clear_delay=2.0, writers_remove=True)
+    plain = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    relay.start()
+    try:
+        await plain.add(Counter("c1", "one"), [event(1)])
+        await publisher.sent_at_least(1)
+        await asyncio.sleep(1.0)
+        await plain.change("c1", bump(1, event(2)))  # no removal by this writer
+        await publisher.sent_at_least(2)
+        await asyncio.sleep(2.0)  # past case-1's own due time, not case-2's
+        assert documents.removals == []
+        await documents.nth_removal(1)
+    finally:
+        await relay.stop(flush=False)
+    assert documents.removals == [{"c1"}]
+    assert documents.docs["c1"][OUTBOX_FIELD] == []

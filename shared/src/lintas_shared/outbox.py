@@ -86,7 +86,13 @@ class OutboxRelay:
         search_interval: float = 10.0,
         clear_delay: float = 1.0,
         keep_entries: int = 5000,
+        writers_remove: bool = False,
     ) -> None:
+        """`writers_remove`: the documents' next change usually comes within
+        `clear_delay` and removes what was published in its own write
+        (`UnitOfWork(published=relay)`), so each document's entries wait `clear_delay`
+        in full before the relay removes them itself (without it, what waits is removed
+        together once the first has waited: one command for many documents)."""
         self._documents = documents
         self._publisher = publisher
         self._poll_interval = poll_interval
@@ -95,14 +101,20 @@ class OutboxRelay:
         self._grace = grace
         self._search_interval = search_interval
         self._clear_delay = clear_delay
+        self._writers_remove = writers_remove
+        # Where each document waits in full, those due within this of each other go in
+        # one removal command, not one command each.
+        self._clear_slack = clear_delay / 4 if writers_remove else 0.0
         # Hand-overs whose entries are kept in memory, at most: beyond it (a bulk import
         # outrunning the relay) only the id is kept and the document is read when its
         # turn comes, so memory stays flat however far behind the relay falls.
         self._keep_entries = keep_entries
         self._waiting: dict[str, _Waiting] = {}
         # Published entries not removed yet, by document, in outbox order (the outbox's
-        # front, as far as this relay knows), and when the oldest of them must go.
+        # front, as far as this relay knows); since when each document's wait (monotonic
+        # time), and when the first of them is due for removal.
         self._clearing: dict[str, list[Document]] = {}
+        self._noted: dict[str, float] = {}
         self._clear_due: float | None = None
         self._wake = asyncio.Event()
         self._search_now = asyncio.Event()
@@ -168,7 +180,7 @@ class OutboxRelay:
         if len(front) > len(ids):
             self._clearing[doc_id] = front[len(ids) :]
         else:
-            del self._clearing[doc_id]
+            self._drop_front(doc_id)
 
     @property
     def collection_name(self) -> str:
@@ -222,24 +234,58 @@ class OutboxRelay:
                     # outboxes) until the pass ends.
                     await self._clear()
             self.published += count
-            if clear_now or len(self._clearing) >= self._batch_size or self._clear_is_due():
+            if clear_now or len(self._clearing) >= self._batch_size:
                 await self._clear()
+            elif self._clear_is_due():
+                await self._clear(waited_only=self._writers_remove)
             return count
 
     def _clear_is_due(self) -> bool:
         return self._clear_due is not None and time.monotonic() >= self._clear_due
 
-    async def _clear(self) -> None:
-        """Remove the published entries from their outboxes, in one command; documents
-        whose outbox was not exactly them are read again (their slow path ran)."""
-        clearing, self._clearing, self._clear_due = self._clearing, {}, None
+    def _note_front(self, doc_id: str, front: list[Document], *, new: bool) -> None:
+        """The document's published entries waiting for removal (none: forget it); with
+        `new` entries among them, the wait starts again (their writer's next change
+        removes them all)."""
+        if not front:
+            self._drop_front(doc_id)
+            return
+        self._clearing[doc_id] = front
+        since = time.monotonic() if new else self._noted.get(doc_id, time.monotonic())
+        self._noted[doc_id] = since
+        if self._clear_due is None:
+            self._clear_due = since + self._clear_delay + self._clear_slack
+
+    def _drop_front(self, doc_id: str) -> None:
+        self._clearing.pop(doc_id, None)
+        self._noted.pop(doc_id, None)
+
+    async def _clear(self, *, waited_only: bool = False) -> None:
+        """Remove the published entries from their outboxes, in one command (with
+        `waited_only`, only those that waited `clear_delay`); documents whose outbox was
+        not exactly them are read again (their slow path ran)."""
+        if waited_only:
+            cutoff = time.monotonic() - self._clear_delay
+            ids = [doc_id for doc_id, since in self._noted.items() if since <= cutoff]
+        else:
+            ids = list(self._clearing)
+        clearing = {
+            doc_id: self._clearing.pop(doc_id) for doc_id in ids if doc_id in self._clearing
+        }
+        for doc_id in ids:
+            self._noted.pop(doc_id, None)
+        sinces = self._noted.values()
+        wait = self._clear_delay + self._clear_slack
+        self._clear_due = min(sinces) + wait if sinces else None
         if not clearing:
             return
         try:
             missed = await self._documents.clear_published_many(clearing)
         except BaseException:
-            for doc_id, entries in clearing.items():  # kept for the next pass
-                self._clearing.setdefault(doc_id, entries)
+            for doc_id, entries in clearing.items():  # kept for the next pass, due now
+                if doc_id not in self._clearing:
+                    self._clearing[doc_id] = entries
+                    self._noted[doc_id] = time.monotonic() - self._clear_delay
             self._clear_due = time.monotonic()
             raise
         for doc_id in missed:
@@ -306,15 +352,10 @@ class OutboxRelay:
             # meanwhile (`removed_by_writer`). Those the hand-over no longer lists were
             # gone before its write (a writer's or another relay's removal): not to remove.
             listed = {e["id"] for e in outbox}
-            front = [e for e in self._clearing.pop(doc_id, []) if e["id"] in listed]
+            front = [e for e in self._clearing.get(doc_id, []) if e["id"] in listed]
             noted = {e["id"] for e in front}
             front = [*front, *(e for e in fresh if e["id"] not in noted)]
-        if front:
-            self._clearing[doc_id] = front
-            if self._clear_due is None:
-                self._clear_due = time.monotonic() + self._clear_delay
-        else:
-            self._clearing.pop(doc_id, None)
+        self._note_front(doc_id, front, new=bool(fresh))
         return len(fresh)
 
     def _remember_done(self, entries: Sequence[Document], keep: int = 10_000) -> None:
@@ -339,7 +380,8 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 30.0)
             if not self._waiting:
                 timeout = backoff
-                if self._clear_due is not None:
+                if self._clear_due is not None and backoff == self._poll_interval:
+                    # (After a failure the back-off decides, a removal's included.)
                     timeout = min(timeout, max(0.0, self._clear_due - time.monotonic()))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=timeout)

@@ -46,7 +46,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     # Every write of a case goes through it, so it may remember each case's last write
     # and skip the read of the next change (an event applied a moment later).
     documents = MongoVersionedDocuments(database["cases"], remember=settings.remember_cases)
-    relay = OutboxRelay(documents, publisher)
+    # A case's first news removes its published `case submitted` entry (see CaseService).
+    relay = OutboxRelay(documents, publisher, writers_remove=True)
     vault = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
     # Recent case keys stay in memory a short while: most reads of the vault go.
     keys = CachedCaseKeys(vault)
