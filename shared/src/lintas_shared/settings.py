@@ -21,6 +21,8 @@ PUBLISHED_PLACEHOLDERS: frozenset[str] = frozenset(
 )
 #: Master key id entries without one were wrapped by (see `MasterKeys`).
 LEGACY_MASTER_KEY_ID = "1"
+#: Seconds an instance remembers who is behind an API key, unless set otherwise.
+DEFAULT_API_KEY_CACHE_SECONDS = 5.0
 
 
 class CommonSettings(BaseSettings):
@@ -80,6 +82,10 @@ class CommonSettings(BaseSettings):
     http_body_timeout_seconds: float = 30.0
     #: Deepest nesting of arrays and objects accepted in a JSON body (400 beyond).
     http_max_json_depth: int = 32
+    #: Seconds an instance remembers who is behind an API key (or a person token's
+    #: organisation): a revoked key is refused by every instance that long after at most
+    #: (`lintas org revoke-key` waits it out). 0 reads the store at every request.
+    api_key_cache_seconds: float = Field(default=DEFAULT_API_KEY_CACHE_SECONDS, ge=0, le=300)
     #: The console's Ed25519 public key (PEM): intake and referral accept the person
     #: tokens it signs (`Authorization: Bearer`). Unset: only API keys are accepted.
     console_public_key: str | None = None

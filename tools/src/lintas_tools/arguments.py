@@ -75,7 +75,9 @@ def parser() -> argparse.ArgumentParser:
     org.add_parser("list", help="list organisations and their keys' ids")
     issue = org.add_parser("issue-key", help="issue another key; prints it once")
     issue.add_argument("org_id")
-    revoke = org.add_parser("revoke-key", help="revoke a key at once")
+    revoke = org.add_parser(
+        "revoke-key", help="revoke a key; answers once no instance can still accept it"
+    )
     revoke.add_argument("org_id")
     revoke.add_argument("key_id")
     user = sub.add_parser("user", help="people who sign in to the console").add_subparsers(

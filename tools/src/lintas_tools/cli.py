@@ -266,6 +266,7 @@ def _directories() -> Directories:
         intake_database=intake.database,
         referral_database=_referral_settings().database,
         api_key_pepper=intake.common.api_key_pepper.get_secret_value(),
+        api_key_cache_seconds=intake.common.api_key_cache_seconds,
     )
 
 

@@ -2,11 +2,13 @@
 
 Keys are printed once and stored only hashed. A legal partner is also registered in
 referral's partner directory (with the same key hashes), because lawyers use
-referral's API; revoking a key removes it from both at once.
+referral's API; revoking a key removes it from both at once, and waits until no service
+instance can still remember it (`LINTAS_API_KEY_CACHE_SECONDS`).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,7 @@ from lintas_referral.adapters.routing_repository import MongoRoutingRepository
 from lintas_referral.domain.routing import Partner
 from lintas_shared.ids import new_id
 from lintas_shared.mongo import make_mongo_client
+from lintas_shared.settings import DEFAULT_API_KEY_CACHE_SECONDS
 
 
 @dataclass(frozen=True)
@@ -27,12 +30,15 @@ class Directories:
     intake_database: str
     referral_database: str
     api_key_pepper: str
+    #: How long a service instance remembers who is behind a key (the services' setting).
+    api_key_cache_seconds: float = DEFAULT_API_KEY_CACHE_SECONDS
 
 
 class OrganisationAdmin:
     """Creates organisations and manages their keys across intake and referral."""
 
     def __init__(self, target: Directories) -> None:
+        self._remembered_for = target.api_key_cache_seconds
         self._client = make_mongo_client(target.mongodb_uri, app_name="lintas-cli")
         self._intake = MongoOrganisationDirectory(
             self._client[target.intake_database]["organisations"], target.api_key_pepper
@@ -84,9 +90,11 @@ class OrganisationAdmin:
         return {"id": organisation_id, "key_id": key_id, "api_key": key}
 
     async def revoke_key(self, organisation_id: str, key_id: str) -> dict[str, str]:
-        """Revoke a key everywhere; it answers 401 from the next request on."""
+        """Revoke a key everywhere; it answers 401 from the next request on (this waits
+        until no instance can still remember it)."""
         await self._intake.revoke_key(organisation_id, key_id)
         await self._sync_partner(organisation_id)
+        await asyncio.sleep(self._remembered_for)
         return {"id": organisation_id, "key_id": key_id, "status": "revoked"}
 
     async def list(self) -> list[dict[str, Any]]:

@@ -53,8 +53,11 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     keys = CachedCaseKeys(vault)
     cases = MongoCaseRepository(documents, keys)
     service = CaseService(cases, keys, on_commit=relay.on_commit, published=relay)
+    # Who is behind a key, remembered a few seconds: not one read a request.
     organisations = MongoOrganisationDirectory(
-        database["organisations"], common.api_key_pepper.get_secret_value()
+        database["organisations"],
+        common.api_key_pepper.get_secret_value(),
+        remember_seconds=common.api_key_cache_seconds,
     )
     # The checkpoint lives beside the case keys, not with the entries it seals.
     audit = AuditTrail(

@@ -85,7 +85,10 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     documents = MongoVersionedDocuments(database["routings"])
     relay = OutboxRelay(documents, publisher)
     routings = MongoRoutingRepository(documents, on_commit=relay.on_commit)
-    partners = MongoPartnerDirectory(database["partners"], routings)
+    # Who is behind a key, remembered a few seconds: not one read a request.
+    partners = MongoPartnerDirectory(
+        database["partners"], routings, callers_ttl=common.api_key_cache_seconds
+    )
     keys = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
     ctx = handlers.Referrals(
         routings=routings, partners=partners, rules=rules, policy=policy, keys=keys

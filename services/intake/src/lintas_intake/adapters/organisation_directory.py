@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from lintas_shared.caller_cache import CallerCache
 from lintas_shared.ids import new_id
 from lintas_shared.mongo import Document
 from lintas_shared.security import hash_api_key, new_api_key
@@ -26,11 +29,24 @@ def _organisation(doc: Document) -> Organisation:
 
 
 class MongoOrganisationDirectory:
-    """Finds the organisation behind an API key; issues and revokes keys."""
+    """Finds the organisation behind an API key; issues and revokes keys.
 
-    def __init__(self, collection: AsyncCollection[Document], pepper: str) -> None:
+    `remember_seconds`: how long the organisation found behind a key, or by id for a
+    person's token, is remembered (`lintas_shared.caller_cache`); 0, the default, reads
+    the store each time (the operator tools)."""
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        pepper: str,
+        *,
+        remember_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._collection = collection
         self._pepper = pepper
+        self._by_key: CallerCache[Organisation] = CallerCache(remember_seconds, clock=clock)
+        self._by_id: CallerCache[Organisation] = CallerCache(remember_seconds, clock=clock)
 
     def hash(self, api_key: str) -> str:
         """The stored form of a key."""
@@ -45,8 +61,13 @@ class MongoOrganisationDirectory:
 
     async def by_api_key(self, api_key: str) -> Organisation | None:
         """The organisation holding this key, or None for an unknown or revoked key."""
-        doc = await self._collection.find_one({"api_key_hashes": self.hash(api_key)})
-        return None if doc is None else _organisation(doc)
+        digest = self.hash(api_key)
+
+        async def find() -> Organisation | None:
+            doc = await self._collection.find_one({"api_key_hashes": digest})
+            return None if doc is None else _organisation(doc)
+
+        return await self._by_key.get(digest, find)
 
     async def active_key_hashes(self, organisation_id: str) -> list[str]:
         """The hashes of an organisation's keys that are not revoked."""
@@ -55,8 +76,12 @@ class MongoOrganisationDirectory:
 
     async def get(self, organisation_id: str) -> Organisation | None:
         """One organisation."""
-        doc = await self._collection.find_one({"_id": organisation_id})
-        return None if doc is None else _organisation(doc)
+
+        async def find() -> Organisation | None:
+            doc = await self._collection.find_one({"_id": organisation_id})
+            return None if doc is None else _organisation(doc)
+
+        return await self._by_id.get(organisation_id, find)
 
     async def all(self) -> list[tuple[Organisation, list[Document]]]:
         """Every organisation with its keys' ids and dates (never the keys)."""
@@ -87,6 +112,8 @@ class MongoOrganisationDirectory:
             },
             upsert=True,
         )
+        self._by_key.clear()  # its former keys, whichever they were
+        self._by_id.forget(organisation.id)
 
     async def create(self, organisation: Organisation) -> tuple[str, str]:
         """A new organisation with a first key; returns (key id, the key, shown once)."""
@@ -124,7 +151,9 @@ class MongoOrganisationDirectory:
         return key_id, key
 
     async def revoke_key(self, organisation_id: str, key_id: str) -> str:
-        """Revoke one key at once; returns its hash (for other services' copies)."""
+        """Revoke one key: refused at once by this directory, by other instances once
+        they forget it (`remember_seconds`); returns its hash (for other services'
+        copies)."""
         doc = await self._collection.find_one({"_id": organisation_id})
         key = next((k for k in (doc or {}).get("api_keys", []) if k["id"] == key_id), None)
         if doc is None or key is None:
@@ -138,6 +167,7 @@ class MongoOrganisationDirectory:
             {"_id": organisation_id},
             {"$set": {"api_keys": keys}, "$pull": {"api_key_hashes": key["hash"]}},
         )
+        self._by_key.forget(str(key["hash"]))
         return str(key["hash"])
 
 

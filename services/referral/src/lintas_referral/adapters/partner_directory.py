@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
+from lintas_shared.caller_cache import CallerCache
 from lintas_shared.logging import get_logger
 from lintas_shared.mongo import CoalescingInserter, Document
 from pymongo import ASCENDING
@@ -73,9 +74,14 @@ class MongoPartnerDirectory:
         *,
         claims: AsyncCollection[Document] | None = None,
         ttl: float = DEFAULT_TTL,
+        callers_ttl: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._collection = collection
+        # The partner behind an API key or a lawyer's token (`lintas_shared.caller_cache`):
+        # `callers_ttl` seconds, 0 (the operator tools) reads the store each time.
+        self._by_key: CallerCache[Partner] = CallerCache(callers_ttl, clock=clock)
+        self._by_id: CallerCache[Partner] = CallerCache(callers_ttl, clock=clock)
         self._claims = claims if claims is not None else collection.database[CLAIMS]
         self._claim_inserts = CoalescingInserter(self._claims)  # a batch's claims: one command
         self._routings = routings
@@ -214,14 +220,22 @@ class MongoPartnerDirectory:
 
     async def by_api_key_hash(self, key_hash: str) -> Partner | None:
         """The partner holding an API key with this hash (see lintas_shared.security)."""
-        doc = await self._collection.find_one({"api_key_hashes": key_hash, "active": True})
-        return None if doc is None else _caller_partner(doc)
+
+        async def find() -> Partner | None:
+            doc = await self._collection.find_one({"api_key_hashes": key_hash, "active": True})
+            return None if doc is None else _caller_partner(doc)
+
+        return await self._by_key.get(key_hash, find)
 
     async def calling(self, partner_id: str) -> Partner | None:
         """An active partner by id, as a caller (a person's token names it); its load is
         not counted."""
-        doc = await self._collection.find_one({"_id": partner_id, "active": True})
-        return None if doc is None else _caller_partner(doc)
+
+        async def find() -> Partner | None:
+            doc = await self._collection.find_one({"_id": partner_id, "active": True})
+            return None if doc is None else _caller_partner(doc)
+
+        return await self._by_id.get(partner_id, find)
 
     async def by_id(self, partner_id: str) -> Partner | None:
         """An active partner by id, with its load (for handing a case on)."""
@@ -348,6 +362,8 @@ class MongoPartnerDirectory:
             upsert=True,
         )
         self._cache.clear()
+        self._by_key.clear()  # its keys may have changed
+        self._by_id.forget(partner.id)
         self._hooked.clear()
 
     async def set_webhook(self, partner_id: str, registration: Registration) -> bool:
