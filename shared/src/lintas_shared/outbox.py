@@ -57,6 +57,13 @@ class EventPublisher(Protocol):
     async def publish(self, topic: str, event: CloudEvent) -> None: ...
 
 
+#: How long published entries wait for their removal where no change of the document
+#: usually follows (referral's routings, notify's messages): at a low rate, the entries
+#: several documents published in that time go in one removal command, not one each; a
+#: crash republishes at most that much (consumers ignore the duplicates).
+SLOW_CLEAR_DELAY = 5.0
+
+
 def outbox_entry(topic: str, event: CloudEvent) -> Document:
     """One outbox entry, as stored inside the changed document."""
     return Outgoing(topic, event).entry()

@@ -18,7 +18,7 @@ from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.kafka_auth import service_auth
 from lintas_shared.logging import configure_logging, get_logger
 from lintas_shared.mongo import make_mongo_client
-from lintas_shared.outbox import OutboxRelay
+from lintas_shared.outbox import SLOW_CLEAR_DELAY, OutboxRelay
 from lintas_shared.runtime import ServiceRuntime
 
 from lintas_notify.adapters.case_profiles import MongoCaseProfiles
@@ -128,10 +128,12 @@ def build(
     publisher = KafkaEventPublisher(broker)
     # Counted as they are stored (lintas_sms_* metrics); otherwise the plain repository.
     messages = MeteredMessageRepository(database["messages"])
-    message_relay = OutboxRelay(messages.documents, publisher)
+    # Nothing changes a message or a preference soon after: published entries wait a
+    # while, so that several documents' go in one removal.
+    message_relay = OutboxRelay(messages.documents, publisher, clear_delay=SLOW_CLEAR_DELAY)
     messages.on_commit(message_relay.on_commit)
     preferences = MongoPreferences(database["preferences"])
-    preference_relay = OutboxRelay(preferences.documents, publisher)
+    preference_relay = OutboxRelay(preferences.documents, publisher, clear_delay=SLOW_CLEAR_DELAY)
     preferences.on_commit(preference_relay.on_commit)
     profiles = MongoCaseProfiles(database["cases"])
     keys = KeyVault(

@@ -17,7 +17,7 @@ from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.kafka_auth import service_auth
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
-from lintas_shared.outbox import OutboxRelay
+from lintas_shared.outbox import SLOW_CLEAR_DELAY, OutboxRelay
 from lintas_shared.person_tokens import REFERRAL_AUDIENCE, PersonTokenVerifier
 from lintas_shared.runtime import ServiceRuntime
 from lintas_shared.unit_of_work import MongoVersionedDocuments
@@ -83,7 +83,9 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     # One routing per case holds all its events: documents can go in parallel. Every
     # write goes through the routings' unit of work, which hands its outbox to the relay.
     documents = MongoVersionedDocuments(database["routings"])
-    relay = OutboxRelay(documents, publisher)
+    # A routing rarely changes soon after its offer: published entries wait a while, so
+    # that several routings' go in one removal.
+    relay = OutboxRelay(documents, publisher, clear_delay=SLOW_CLEAR_DELAY)
     routings = MongoRoutingRepository(documents, on_commit=relay.on_commit)
     # Who is behind a key, remembered a few seconds: not one read a request.
     partners = MongoPartnerDirectory(
