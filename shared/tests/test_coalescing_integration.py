@@ -116,3 +116,56 @@ async def test_updates_made_side_by_side_are_one_command_each_learning_if_it_mat
     }
     # The batch, then each again on its own to learn which matched.
     assert _commands(name, "update") - before > 1
+
+
+async def test_moves_side_by_side_are_one_command_and_learn_by_their_mark_if_made(
+    database: AsyncDatabase[Document],
+) -> None:
+    name = f"moves_{uuid.uuid4().hex[:8]}"
+    messages = database[name]
+    await messages.insert_many([{"_id": f"m{n}", "status": "sending"} for n in range(5)])
+    await messages.update_one({"_id": "m1"}, {"$set": {"status": "failed"}})  # moved before
+    updater = CoalescingUpdater(messages)
+
+    def record_sent(doc_id: str, receipt: str) -> Coroutine[Any, Any, bool]:
+        # Not idempotent: made once, its filter no longer holds.
+        return updater.update_one(
+            {"_id": doc_id, "status": "sending"},
+            {"$set": {"status": "sent", "receipt": receipt}, "$inc": {"n": 1}},
+            made_if={"receipt": receipt},
+        )
+
+    before, read_before = _commands(name, "update"), _commands(name, "find")
+    got = await asyncio.gather(*(record_sent(f"m{n}", f"r{n}") for n in range(5)))
+    assert got == [True, False, True, True, True]
+    # The batch, then one read of the batch's documents to learn which were made: made
+    # again, the moves would have matched nothing.
+    assert _commands(name, "update") - before == 1
+    assert _commands(name, "find") - read_before == 1
+    stored = {d["_id"]: (d["status"], d.get("n")) async for d in messages.find({})}
+    assert stored == {
+        "m0": ("sent", 1),
+        "m1": ("failed", None),
+        **{f"m{n}": ("sent", 1) for n in range(2, 5)},
+    }
+
+    # A refused move fails its own caller; the others learn by their mark.
+    await messages.insert_many([{"_id": f"k{n}", "status": "sending"} for n in range(3)])
+    got = await asyncio.gather(
+        record_sent("k0", "s0"),
+        updater.update_one(
+            {"_id": "k1", "$where": "x"}, {"$set": {"status": "never"}}, made_if={"x": 1}
+        ),
+        record_sent("k2", "s2"),
+        return_exceptions=True,
+    )
+    assert got[0] is True
+    assert isinstance(got[1], OperationFailure)
+    assert got[2] is True
+    assert {
+        d["_id"]: d["status"] async for d in messages.find({"_id": {"$in": ["k0", "k1", "k2"]}})
+    } == {
+        "k0": "sent",
+        "k1": "sending",
+        "k2": "sent",
+    }

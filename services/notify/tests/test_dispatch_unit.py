@@ -170,6 +170,7 @@ class Messages:
         provider_message_id: str | None = None,
         events: Sequence[CloudEvent] = (),
         claim: str | None = None,
+        version: int | None = None,
     ) -> bool:
         self.calls.append(f"finish:{status.value}")
         doc = self.docs[message_id]

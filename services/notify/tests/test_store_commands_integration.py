@@ -7,12 +7,14 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from lintas_notify.domain.message import SmsStatus
+from lintas_shared.events import SmsSent, make_event
 from lintas_shared.mongo import Document
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import case_submitted
-from tests.support.notify import Notify
+from tests.support.notify import Notify, outgoing_sms
 
 pytestmark = pytest.mark.integration
 COLLECTIONS = ("case_keys", "cases", "preferences", "messages", "early_receipts")
@@ -47,8 +49,35 @@ async def test_a_case_costs_notify_six_commands_before_the_relay(
         ("preferences", "find"): 1,  # opt-out
         ("messages", "find"): 1,  # her sends in 24 hours (daily limit)
         ("messages", "insert"): 1,  # the record, born `sending`
-        ("messages", "findAndModify"): 1,  # `sent`, with SmsSent in its outbox
+        ("messages", "update"): 1,  # `sent`, with SmsSent in its outbox
     }
+
+
+async def test_the_sends_of_a_batchs_cases_are_recorded_in_one_update_and_handed_to_the_relay(
+    notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    handed: list[tuple[str, int, list[Document]]] = []
+    notify.messages.on_commit(
+        lambda doc_id, version, entries: handed.append((doc_id, version, entries))
+    )
+    cases = [f"case-batch-{n}" for n in range(4)]
+    events = [case_submitted(c, key=await notify.vault.create(c)) for c in cases]
+    before = counts()
+    await asyncio.gather(*(notify.handlers.on_case_submitted(e) for e in events))
+    after = counts()
+    assert len(notify.provider.sent) == 4
+    assert after["messages", "update"] - before["messages", "update"] == 1
+    assert after["messages", "findAndModify"] == before["messages", "findAndModify"]
+    stored = {
+        d["case_id"]: d
+        async for d in mongo[notify.database]["messages"].find({"case_id": {"$in": cases}})
+    }
+    assert {c: d["status"] for c, d in stored.items()} == {c: "sent" for c in cases}
+    # The relay gets each message's outbox as stored, at its version, without a read.
+    assert sorted(handed, key=lambda h: h[0]) == sorted(
+        ((d["_id"], d["version"], d["outbox"]) for d in stored.values()), key=lambda h: h[0]
+    )
+    assert all(len(entries) == 1 for _, _, entries in handed)
 
 
 async def test_opt_outs_asked_side_by_side_are_one_query(
@@ -99,3 +128,52 @@ async def test_recent_sends_asked_side_by_side_are_one_query(
     assert counts()["messages", "find"] - before["messages", "find"] == 1
     assert [sorted(times) for times in together] == alone
     assert [len(times) for times in alone] == [1, 2, 1, 0]
+
+
+async def test_a_message_changed_since_its_sender_read_it_is_recorded_with_its_outbox_read(
+    notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    handed: list[tuple[str, int, list[Document]]] = []
+    notify.messages.on_commit(
+        lambda doc_id, version, entries: handed.append((doc_id, version, entries))
+    )
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    doc, created = await notify.messages.schedule(
+        outgoing_sms("sms-stale", "LB-STALE"), now, SmsStatus.SENDING
+    )
+    assert created
+    # A failed attempt and the next one, held by the same claim: the version moves on.
+    assert await notify.messages.note_attempt(
+        "sms-stale", now, "timeout", another=True, claim=doc["claim_id"]
+    )
+    sent = make_event(
+        SmsSent(
+            case_id="case-sms-stale",
+            message_id="sms-stale",
+            template="case_received",
+            language="id",
+            sent_at=now,
+        ),
+        source="/lintas/notify",
+        subject="case-sms-stale",
+    )
+    before = counts()
+    assert await notify.messages.finish(
+        "sms-stale",
+        SmsStatus.SENT,
+        now,
+        from_statuses=[SmsStatus.SENDING],
+        provider_message_id="provider-1",
+        events=[sent],
+        version=doc["version"],
+    )
+    after = counts()
+    # Tried at the version read (no match), then recorded with its outbox read back.
+    assert after["messages", "update"] - before["messages", "update"] == 1
+    assert after["messages", "findAndModify"] - before["messages", "findAndModify"] == 1
+    stored = await mongo[notify.database]["messages"].find_one({"_id": "sms-stale"})
+    assert stored is not None
+    assert stored["status"] == "sent"
+    assert stored["version"] == doc["version"] + 2
+    assert handed == [("sms-stale", stored["version"], stored["outbox"])]
+    assert [e["id"] for e in stored["outbox"]] == [sent.id]

@@ -18,6 +18,7 @@ from pymongo.errors import (
     ConnectionFailure,
     DuplicateKeyError,
     NetworkTimeout,
+    OperationFailure,
     ServerSelectionTimeoutError,
     WriteError,
 )
@@ -363,34 +364,88 @@ class CoalescingInserter:
 
 
 class CoalescingUpdater:
-    """Updates one document each (`update_one`) of one collection, for updates that are
-    idempotent: made twice, they leave the document as once and match again (a `$set`
-    whose filter still holds after it). Those asked for in the same turn of the event loop
-    go to the store as one unordered `update` command. The store counts the matches, not
-    which: when it matched fewer than it was given, each update is made again on its own
-    (harmless, being idempotent) so that each caller learns whether its document matched."""
+    """Updates one document each (`update_one`) of one collection; those asked for in the
+    same turn of the event loop go to the store as one unordered `update` command. The
+    store counts the matches, not which: when it matched fewer than it was given, each
+    caller still learns whether its document matched.
+
+    - An idempotent update (made twice, it leaves the document as once and matches
+      again: a `$set` whose filter still holds after it) is simply made again on its own.
+    - An update that moves its document out of what its filter selects (a status
+      change: made again, it would match nothing) names `made_if`, fields and values only
+      it writes; whether it was made is read back by them, one query for the batch."""
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
-        self._updates: TurnBatcher[tuple[Document, Document], bool] = TurnBatcher(
-            self._update, COMMAND_SIZE
+        self._updates: TurnBatcher[tuple[Document, Document, Mapping[str, Any] | None], bool] = (
+            TurnBatcher(self._update, COMMAND_SIZE)
         )
 
-    async def update_one(self, where: Document, update: Document) -> bool:
-        """Apply `update` to the document `where` selects; whether one matched."""
-        return await self._updates.call((where, update))
+    async def update_one(
+        self, where: Document, update: Document, *, made_if: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Apply `update` to the document `where` (which names its `_id`) selects; whether
+        one matched. `made_if`: see the class."""
+        return await self._updates.call((where, update, made_if))
 
-    async def _update(self, updates: list[tuple[Document, Document]]) -> list[bool]:
-        if len(updates) > 1:
-            try:
-                result = await self._collection.bulk_write(
-                    [UpdateOne(where, update) for where, update in updates], ordered=False
-                )
-            except BulkWriteError as exc:
-                raise without_documents(exc) from None  # each made alone (TurnBatcher)
+    async def _update(
+        self, updates: list[tuple[Document, Document, Mapping[str, Any] | None]]
+    ) -> list[bool | BaseException]:
+        if len(updates) == 1:
+            where, update, _ = updates[0]
+            return [(await self._collection.update_one(where, update)).matched_count == 1]
+        marked = {i: (u[0]["_id"], u[2]) for i, u in enumerate(updates) if u[2] is not None}
+        refused = False  # some statement, so the store may not have tried those after it
+        try:
+            result = await self._collection.bulk_write(
+                [UpdateOne(where, update) for where, update, _ in updates], ordered=False
+            )
             if result.matched_count == len(updates):
                 return [True] * len(updates)
-        return [
-            (await self._collection.update_one(where, update)).matched_count == 1
-            for where, update in updates
-        ]
+        except BulkWriteError as exc:
+            if exc.details.get("writeConcernErrors") or not marked:
+                raise without_documents(exc) from None  # each made alone (TurnBatcher)
+            refused = True
+        except OperationFailure:
+            # The local store refuses a whole command at a refused statement, with those
+            # before it made (MongoDB answers each statement): marked ones are read back.
+            if not marked:
+                raise  # each made alone (TurnBatcher)
+            refused = True
+        made = await self._made(marked)
+        answers: list[bool | BaseException] = []
+        for i, (where, update, _) in enumerate(updates):
+            if made.get(i):
+                answers.append(True)
+            elif i in marked and not refused:
+                answers.append(False)  # tried, and it matched nothing
+            else:
+                answers.append(await self._alone(where, update))
+        return answers
+
+    async def _alone(self, where: Document, update: Document) -> bool | BaseException:
+        """An update not made, or not known to be, made on its own: whether it matched,
+        or the error the store gave for it alone."""
+        try:
+            return (await self._collection.update_one(where, update)).matched_count == 1
+        except TRANSIENT_STORE_ERRORS:
+            raise
+        except OperationFailure as exc:
+            return exc
+
+    async def _made(self, marked: Mapping[int, tuple[Any, Mapping[str, Any]]]) -> dict[int, bool]:
+        """Whether each marked update (by its place in the batch) was made: its document
+        holds its mark."""
+        if not marked:
+            return {}
+        projection = {name: 1 for _, mark in marked.values() for name in mark}
+        ids = list({doc_id: None for doc_id, _ in marked.values()})
+        found = {
+            doc["_id"]: doc
+            async for doc in self._collection.find({"_id": {"$in": ids}}, projection)
+        }
+        return {
+            i: doc_id in found
+            and all(found[doc_id].get(name) == value for name, value in mark.items())
+            for i, (doc_id, mark) in marked.items()
+        }

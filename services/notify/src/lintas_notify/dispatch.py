@@ -26,6 +26,7 @@ from lintas_shared.events import SmsSent, make_event
 from lintas_shared.ids import deterministic_id
 from lintas_shared.logging import get_logger
 from lintas_shared.mongo import Document
+from lintas_shared.unit_of_work import VERSION_FIELD
 
 from lintas_notify.domain.message import MessageKind, OutgoingSms, SmsStatus
 from lintas_notify.domain.schedule import ProviderRateLimit, QuietHours, WorkerLimit, worker_zone
@@ -414,6 +415,7 @@ class Dispatcher:
             provider=self._provider.name,
             provider_message_id=provider_message_id,
             events=events,
+            version=doc.get(VERSION_FIELD),
         )
         if self._receipts is not None:
             try:

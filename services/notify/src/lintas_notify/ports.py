@@ -182,9 +182,11 @@ class MessageStore(Protocol):
         provider_message_id: str | None = None,
         events: Sequence[CloudEvent] = (),
         claim: str | None = None,
+        version: int | None = None,
     ) -> bool:
         """Move to a final status with its events; False if it was in none of those (or
-        no longer held by the attempt `claim`, when given)."""
+        no longer held by the attempt `claim`, when given). `version`: the message's as
+        the caller read it, if known (the store may then skip reading it back)."""
         ...
 
     async def record_report(

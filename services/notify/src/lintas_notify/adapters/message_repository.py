@@ -4,7 +4,12 @@ Every transition is one atomic conditional single-document update, as MongoDB 7 
 it: the condition on the current status (and, for a claim, on the lease) is what makes it
 exclusive, and each one bumps the document's `version`, so it also moves any unit of work
 (`lintas_shared.unit_of_work`) that read the message before. Events ride in the document's
-`outbox` and the relay is woken with it (`on_commit`).
+`outbox` and the relay is woken with it (`on_commit`). Only a move to a final status
+carries events, and a message makes that move once, so until then its outbox is empty.
+A `sent` record made at the version its sender read therefore leaves exactly its own
+entries in the outbox, which the relay is handed with no read back; a batch's such
+records go to the store as one `update` (`CoalescingUpdater`). A message changed since
+that version is recorded by `find_one_and_update`, which returns its outbox.
 
 Every question that is not by `_id` is served by a secondary index on the message itself:
 - `due_at` (set while a notification waits in the schedule, and while one is `sending`:
@@ -29,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from lintas_shared.envelope import CloudEvent
-from lintas_shared.mongo import CoalescingInserter, Document, TurnBatcher
+from lintas_shared.mongo import CoalescingInserter, CoalescingUpdater, Document, TurnBatcher
 from lintas_shared.outbox import OUTBOX_FIELD, outbox_entry
 from lintas_shared.topics import NOTIFICATIONS
 from lintas_shared.unit_of_work import (
@@ -117,6 +122,7 @@ class MongoMessageRepository:
     ) -> None:
         self._collection = collection
         self._inserts = CoalescingInserter(collection)  # a batch's new messages: one command
+        self._moves = CoalescingUpdater(collection)  # a batch's `sent` records: one command
         self._sent_times: TurnBatcher[tuple[str, datetime], list[datetime]] = TurnBatcher(
             self._sent_times_query, SENT_TIMES_QUERY_SIZE
         )
@@ -361,10 +367,13 @@ class MongoMessageRepository:
         provider_message_id: str | None = None,
         events: Sequence[CloudEvent] = (),
         claim: str | None = None,
+        version: int | None = None,
     ) -> bool:
         """Move to a final status, with its outbox events, in one update; False if the
         message was no longer in one of `from_statuses` (or, given `claim`, no longer
-        held by that attempt). Only `sent` keeps counting toward her daily limit."""
+        held by that attempt). Only `sent` keeps counting toward her daily limit.
+        `version`: the message's as the caller read it (a `sent` record made at it needs
+        no answer back, and a batch's go together; see the module)."""
         fields: dict[str, Any] = {"status": status.value, "updated_at": now}
         if provider is not None:
             fields["provider"] = provider
@@ -387,6 +396,10 @@ class MongoMessageRepository:
             events,
             now,
             uncount=status is not SmsStatus.SENT,
+            # Only this record writes the provider's id for the message.
+            made_at=(version, {"provider_message_id": provider_message_id})
+            if version is not None and provider_message_id is not None
+            else None,
         )
 
     async def _transition(
@@ -398,7 +411,9 @@ class MongoMessageRepository:
         now: datetime,
         *,
         uncount: bool = False,
+        made_at: tuple[int, Document] | None = None,
     ) -> bool:
+        """`made_at`: the version the caller read, and what only this move writes."""
         unset = {"due_at": "", "lease_until": ""}
         if uncount:
             unset["counted_at"] = ""
@@ -411,8 +426,19 @@ class MongoMessageRepository:
         if not events:
             result = await self._collection.update_one(where, update)
             return result.matched_count == 1
-        update["$push"][OUTBOX_FIELD] = {"$each": [outbox_entry(NOTIFICATIONS, e) for e in events]}
+        entries = [outbox_entry(NOTIFICATIONS, e) for e in events]
+        update["$push"][OUTBOX_FIELD] = {"$each": entries}
         update["$min"] = {OUTBOX_SINCE_FIELD: now}
+        if made_at is not None:
+            version, mark = made_at
+            if await self._moves.update_one(
+                {**where, VERSION_FIELD: version}, update, made_if=mark
+            ):
+                # Its outbox was empty at that version (see the module): now just these.
+                self._committed(
+                    {"_id": where["_id"], VERSION_FIELD: version + 1, OUTBOX_FIELD: entries}
+                )
+                return True
         after = await self._collection.find_one_and_update(
             where,
             update,
