@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from lintas_shared.caller_cache import CallerCache
@@ -93,12 +94,33 @@ async def test_forget_and_clear_drop_what_was_remembered() -> None:
     assert store.reads == 4
 
 
-async def test_at_most_size_callers_are_kept_the_least_recently_found_going_first() -> None:
+async def test_at_most_size_callers_are_kept_the_least_recently_used_going_first() -> None:
     clock, store = Clock(), Store({f"k{i}": f"org-{i}" for i in range(3)})
     cache: CallerCache[str] = CallerCache(5.0, size=2, clock=clock)
-    for key in ("k0", "k1", "k2"):
+    for key in ("k0", "k1", "k0", "k2"):  # k0 used again: k1 is the least recent
         await cache.get(key, store.finder(key))
     store.holders.clear()
-    assert await cache.get("k0", store.finder("k0")) is None  # pushed out
+    assert await cache.get("k0", store.finder("k0")) == "org-0"
     assert await cache.get("k2", store.finder("k2")) == "org-2"
+    assert await cache.get("k1", store.finder("k1")) is None  # pushed out
     assert store.reads == 4
+
+
+async def test_a_read_under_way_when_a_credential_is_forgotten_is_not_kept() -> None:
+    clock, store = Clock(), Store({"k1": "org-a"})
+    cache: CallerCache[str] = CallerCache(5.0, clock=clock)
+    release = asyncio.Event()
+
+    async def slow_find() -> str | None:
+        answer = await store.finder("k1")()  # the store answers before the revocation
+        await release.wait()  # and the answer comes back after it
+        return answer
+
+    reading = asyncio.create_task(cache.get("k1", slow_find))
+    await asyncio.sleep(0)  # the read has begun
+    store.holders.clear()
+    cache.forget("k1")  # revoked through this instance meanwhile
+    release.set()
+    assert await reading == "org-a"  # what the store said when asked
+    assert await cache.get("k1", store.finder("k1")) is None  # but it was not kept
+    assert store.reads == 2

@@ -149,7 +149,17 @@ async def test_moves_side_by_side_are_one_command_and_learn_by_their_mark_if_mad
         **{f"m{n}": ("sent", 1) for n in range(2, 5)},
     }
 
-    # A refused move fails its own caller; the others learn by their mark.
+    # The same move asked twice in one batch: made once, and only one caller says so.
+    await messages.insert_one({"_id": "twice", "status": "sending"})
+    got = await asyncio.gather(record_sent("twice", "t1"), record_sent("twice", "t2"))
+    assert sorted(got) == [False, True]
+    twice = await messages.find_one({"_id": "twice"})
+    assert twice is not None
+    assert twice["n"] == 1
+    assert twice["receipt"] == ("t1" if got[0] else "t2")
+
+    # A refused move fails its own caller; the others learn by their mark (the local
+    # store stops the command at the refusal, MongoDB goes on past it).
     await messages.insert_many([{"_id": f"k{n}", "status": "sending"} for n in range(3)])
     got = await asyncio.gather(
         record_sent("k0", "s0"),
@@ -162,10 +172,8 @@ async def test_moves_side_by_side_are_one_command_and_learn_by_their_mark_if_mad
     assert got[0] is True
     assert isinstance(got[1], OperationFailure)
     assert got[2] is True
-    assert {
-        d["_id"]: d["status"] async for d in messages.find({"_id": {"$in": ["k0", "k1", "k2"]}})
-    } == {
-        "k0": "sent",
-        "k1": "sending",
-        "k2": "sent",
+    stored = {
+        d["_id"]: (d["status"], d.get("n"))
+        async for d in messages.find({"_id": {"$in": ["k0", "k1", "k2"]}})
     }
+    assert stored == {"k0": ("sent", 1), "k1": ("sending", None), "k2": ("sent", 1)}

@@ -4,7 +4,9 @@ recorded as sent), counted by the services' own command counter on the real stor
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from lintas_notify.domain.message import SmsStatus
@@ -177,3 +179,53 @@ async def test_a_message_changed_since_its_sender_read_it_is_recorded_with_its_o
     assert stored["version"] == doc["version"] + 2
     assert handed == [("sms-stale", stored["version"], stored["outbox"])]
     assert [e["id"] for e in stored["outbox"]] == [sent.id]
+
+
+async def test_one_send_recorded_twice_side_by_side_is_recorded_and_handed_over_once(
+    notify: Notify, mongo: AsyncMongoClient[Document]
+) -> None:
+    # Two processes that found the same send at the provider record it with the same
+    # provider id; here both in one batch, with another message beside them.
+    handed: list[tuple[str, int, list[Document]]] = []
+    notify.messages.on_commit(
+        lambda doc_id, version, entries: handed.append((doc_id, version, entries))
+    )
+    now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    docs = [
+        (await notify.messages.schedule(outgoing_sms(m, f"LB-{m}"), now, SmsStatus.SENDING))[0]
+        for m in ("sms-twice", "sms-beside")
+    ]
+
+    def record(doc: Document) -> Coroutine[Any, Any, bool]:
+        event = make_event(
+            SmsSent(
+                case_id=doc["case_id"],
+                message_id=doc["_id"],
+                template="case_received",
+                language="id",
+                sent_at=now,
+            ),
+            source="/lintas/notify",
+            subject=doc["case_id"],
+        )
+        return notify.messages.finish(
+            doc["_id"],
+            SmsStatus.SENT,
+            now,
+            from_statuses=[SmsStatus.SENDING],
+            provider_message_id=f"provider-{doc['_id']}",
+            events=[event],
+            version=doc["version"],
+        )
+
+    got = await asyncio.gather(record(docs[0]), record(docs[0]), record(docs[1]))
+    assert sorted(got[:2]) == [False, True]
+    assert got[2] is True
+    stored = {
+        d["_id"]: d
+        async for d in mongo[notify.database]["messages"].find(
+            {"_id": {"$in": ["sms-twice", "sms-beside"]}}
+        )
+    }
+    assert [h["status"] for h in stored["sms-twice"]["status_history"]].count("sent") == 1
+    assert sorted(handed) == sorted((d["_id"], d["version"], d["outbox"]) for d in stored.values())

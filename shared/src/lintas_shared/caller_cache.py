@@ -29,7 +29,7 @@ MAX_REMEMBERED = 10_000
 
 class CallerCache(Generic[T]):
     """Found callers by credential (a key's hash, an organisation id), for `ttl` seconds,
-    at most `size` of them, least recently found first out."""
+    at most `size` of them, the least recently used first out."""
 
     def __init__(
         self,
@@ -42,19 +42,22 @@ class CallerCache(Generic[T]):
         self._size = size
         self._clock = clock
         self._found: OrderedDict[str, tuple[float, T]] = OrderedDict()
+        # Moved by every `forget` and `clear`: a read begun before one is not kept.
+        self._forgotten = 0
 
     async def get(self, credential: str, find: Callable[[], Awaitable[T | None]]) -> T | None:
         """The caller behind `credential`: remembered while fresh, else `find()`'s."""
         if self._ttl <= 0:
             return await find()
-        started = self._clock()
+        started, forgotten = self._clock(), self._forgotten
         known = self._found.get(credential)
         if known is not None:
             if known[0] > started:
+                self._found.move_to_end(credential)
                 return known[1]
             del self._found[credential]
         found = await find()
-        if found is not None:
+        if found is not None and forgotten == self._forgotten:
             self._found[credential] = (started + self._ttl, found)
             self._found.move_to_end(credential)
             while len(self._found) > self._size:
@@ -62,9 +65,12 @@ class CallerCache(Generic[T]):
         return found
 
     def forget(self, credential: str) -> None:
-        """Drop one credential (revoked through this instance: refused at once here)."""
+        """Drop one credential (revoked through this instance: refused at once here,
+        including by a read of it under way)."""
+        self._forgotten += 1
         self._found.pop(credential, None)
 
     def clear(self) -> None:
         """Drop everything remembered."""
+        self._forgotten += 1
         self._found.clear()

@@ -372,8 +372,9 @@ class CoalescingUpdater:
     - An idempotent update (made twice, it leaves the document as once and matches
       again: a `$set` whose filter still holds after it) is simply made again on its own.
     - An update that moves its document out of what its filter selects (a status
-      change: made again, it would match nothing) names `made_if`, fields and values only
-      it writes; whether it was made is read back by them, one query for the batch."""
+      change: made again, it would match nothing) names `made_if`, fields and values no
+      other write sets (a token drawn for this call); when it matched nothing, or its
+      batch's command failed, whether it was made is read back by them (one query)."""
 
     def __init__(self, collection: AsyncCollection[Document]) -> None:
         self._collection = collection
@@ -392,8 +393,8 @@ class CoalescingUpdater:
         self, updates: list[tuple[Document, Document, Mapping[str, Any] | None]]
     ) -> list[bool | BaseException]:
         if len(updates) == 1:
-            where, update, _ = updates[0]
-            return [(await self._collection.update_one(where, update)).matched_count == 1]
+            # Alone, or again after its batch failed as a whole (which may have made it).
+            return [await self._alone(*updates[0])]
         marked = {i: (u[0]["_id"], u[2]) for i, u in enumerate(updates) if u[2] is not None}
         refused = False  # some statement, so the store may not have tried those after it
         try:
@@ -420,18 +421,24 @@ class CoalescingUpdater:
             elif i in marked and not refused:
                 answers.append(False)  # tried, and it matched nothing
             else:
-                answers.append(await self._alone(where, update))
+                answers.append(await self._alone(where, update, updates[i][2]))
         return answers
 
-    async def _alone(self, where: Document, update: Document) -> bool | BaseException:
-        """An update not made, or not known to be, made on its own: whether it matched,
+    async def _alone(
+        self, where: Document, update: Document, mark: Mapping[str, Any] | None
+    ) -> bool | BaseException:
+        """An update made on its own: whether it matched (or, marked, was made before),
         or the error the store gave for it alone."""
         try:
-            return (await self._collection.update_one(where, update)).matched_count == 1
+            if (await self._collection.update_one(where, update)).matched_count == 1:
+                return True
         except TRANSIENT_STORE_ERRORS:
             raise
         except OperationFailure as exc:
             return exc
+        if mark is None:
+            return False
+        return (await self._made({0: (where["_id"], mark)})).get(0, False)
 
     async def _made(self, marked: Mapping[int, tuple[Any, Mapping[str, Any]]]) -> dict[int, bool]:
         """Whether each marked update (by its place in the batch) was made: its document

@@ -76,7 +76,9 @@ def parser() -> argparse.ArgumentParser:
     issue = org.add_parser("issue-key", help="issue another key; prints it once")
     issue.add_argument("org_id")
     revoke = org.add_parser(
-        "revoke-key", help="revoke a key; answers once no instance can still accept it"
+        "revoke-key",
+        help="revoke a key; answers once services with this LINTAS_API_KEY_CACHE_SECONDS "
+        "can no longer accept it",
     )
     revoke.add_argument("org_id")
     revoke.add_argument("key_id")

@@ -95,7 +95,13 @@ class OrganisationAdmin:
         await self._intake.revoke_key(organisation_id, key_id)
         await self._sync_partner(organisation_id)
         await asyncio.sleep(self._remembered_for)
-        return {"id": organisation_id, "key_id": key_id, "status": "revoked"}
+        return {
+            "id": organisation_id,
+            "key_id": key_id,
+            "status": "revoked",
+            # What the wait covered: services remembering keys longer accept it longer.
+            "waited_seconds": f"{self._remembered_for:g} (LINTAS_API_KEY_CACHE_SECONDS)",
+        }
 
     async def list(self) -> list[dict[str, Any]]:
         """Every organisation with its keys' ids and dates (never the keys)."""

@@ -8,8 +8,10 @@ exclusive, and each one bumps the document's `version`, so it also moves any uni
 carries events, and a message makes that move once, so until then its outbox is empty.
 A `sent` record made at the version its sender read therefore leaves exactly its own
 entries in the outbox, which the relay is handed with no read back; a batch's such
-records go to the store as one `update` (`CoalescingUpdater`). A message changed since
-that version is recorded by `find_one_and_update`, which returns its outbox.
+records go to the store as one `update` (`CoalescingUpdater`), each writing a token of
+its own (`final_move`) by which it learns whether it was made when the batch matched
+fewer. A message changed since that version is recorded by `find_one_and_update`, which
+returns its outbox.
 
 Every question that is not by `_id` is served by a secondary index on the message itself:
 - `due_at` (set while a notification waits in the schedule, and while one is `sending`:
@@ -112,6 +114,10 @@ def _held_by(claim: str | None) -> Document:
 
 #: Phones one query of recent sends asks for at most.
 SENT_TIMES_QUERY_SIZE = 50
+
+
+#: The token of the write that made a message's final move (see `_transition`).
+FINAL_MOVE_FIELD = "final_move"
 
 
 class MongoMessageRepository:
@@ -396,10 +402,7 @@ class MongoMessageRepository:
             events,
             now,
             uncount=status is not SmsStatus.SENT,
-            # Only this record writes the provider's id for the message.
-            made_at=(version, {"provider_message_id": provider_message_id})
-            if version is not None and provider_message_id is not None
-            else None,
+            version=version,
         )
 
     async def _transition(
@@ -411,9 +414,9 @@ class MongoMessageRepository:
         now: datetime,
         *,
         uncount: bool = False,
-        made_at: tuple[int, Document] | None = None,
+        version: int | None = None,
     ) -> bool:
-        """`made_at`: the version the caller read, and what only this move writes."""
+        """`version`: the message's as the caller read it, if known."""
         unset = {"due_at": "", "lease_until": ""}
         if uncount:
             unset["counted_at"] = ""
@@ -429,10 +432,14 @@ class MongoMessageRepository:
         entries = [outbox_entry(NOTIFICATIONS, e) for e in events]
         update["$push"][OUTBOX_FIELD] = {"$each": entries}
         update["$min"] = {OUTBOX_SINCE_FIELD: now}
-        if made_at is not None:
-            version, mark = made_at
+        if version is not None:
+            # Drawn for this call alone: a batch that matched fewer than it held reads it
+            # back to learn whether this move was made (another process recording the
+            # same send writes the same provider id, never this token).
+            token = uuid.uuid4().hex
+            moved = {**update, "$set": {**fields, FINAL_MOVE_FIELD: token}}
             if await self._moves.update_one(
-                {**where, VERSION_FIELD: version}, update, made_if=mark
+                {**where, VERSION_FIELD: version}, moved, made_if={FINAL_MOVE_FIELD: token}
             ):
                 # Its outbox was empty at that version (see the module): now just these.
                 self._committed(
