@@ -26,7 +26,7 @@ from lintas_console.settings import ConsoleSettings
 from lintas_intake.settings import IntakeSettings
 from lintas_notify.settings import NotifySettings
 from lintas_referral.settings import ReferralSettings
-from lintas_shared.http_server import UVICORN_HTTP
+from lintas_shared.http_server import KEEP_ALIVE_SECONDS, UVICORN_HTTP
 from lintas_shared.kafka_access import ACCESS
 from lintas_shared.kafka_auth import ADMIN_PRINCIPAL
 from lintas_shared.person_tokens import (
@@ -395,6 +395,7 @@ def test_dockerfile_runs_the_factory_on_the_default_port(
     assert _option(dockerfile.cmd, "--host") == CONTAINER_HOST
     assert _option(dockerfile.cmd, "--port") == str(port)
     assert _option(dockerfile.cmd, "--http") == UVICORN_HTTP  # the head deadline
+    assert _option(dockerfile.cmd, "--timeout-keep-alive") == str(KEEP_ALIVE_SECONDS)
     assert dockerfile.exposed == [port]
 
 

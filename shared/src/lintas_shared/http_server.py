@@ -23,6 +23,13 @@ from lintas_shared.settings import CommonSettings
 
 #: The `--http` value that selects this protocol.
 UVICORN_HTTP: Final = "lintas_shared.http_server:GuardedH11Protocol"
+#: uvicorn's `--timeout-keep-alive`: how long an idle kept-alive connection stays open.
+#: Its default, 5 s, is also how long httpx (the console's, the importer's) reuses one:
+#: a request sent on a connection the server is closing at that moment fails with no
+#: answer (httpx.ReadError, a few in `make bench` runs, at the start of a step after an
+#: idle gap of about that length). Longer than any client's idle reuse, so the client
+#: always gives a connection up first; a load balancer's idle timeout (60 s on many) too.
+KEEP_ALIVE_SECONDS: Final = 75
 
 
 @functools.cache

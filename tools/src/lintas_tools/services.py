@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 from lintas_deploy.processes import ManagedProcess, port_is_free
-from lintas_shared.http_server import UVICORN_HTTP
+from lintas_shared.http_server import KEEP_ALIVE_SECONDS, UVICORN_HTTP
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,8 @@ def start_service(
                 str(spec.port),
                 "--timeout-graceful-shutdown",
                 "20",
+                "--timeout-keep-alive",
+                str(KEEP_ALIVE_SECONDS),
                 "--http",
                 UVICORN_HTTP,
             ],
