@@ -7,13 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from lintas_shared.caller_cache import CallerCache
 
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clocks import SteppedClock
 
 
 class Store:
@@ -24,7 +18,7 @@ class Store:
         self.reads = 0
 
     def finder(
-        self, credential: str, clock: Clock | None = None, takes: float = 0.0
+        self, credential: str, clock: SteppedClock | None = None, takes: float = 0.0
     ) -> Callable[[], Awaitable[str | None]]:
         async def find() -> str | None:
             self.reads += 1
@@ -36,7 +30,7 @@ class Store:
 
 
 async def test_a_found_caller_is_remembered_for_the_ttl_then_read_again() -> None:
-    clock, store = Clock(), Store({"k1": "org-a"})
+    clock, store = SteppedClock(), Store({"k1": "org-a"})
     cache: CallerCache[str] = CallerCache(5.0, clock=clock)
     assert await cache.get("k1", store.finder("k1")) == "org-a"
     store.holders.clear()  # revoked elsewhere
@@ -49,7 +43,7 @@ async def test_a_found_caller_is_remembered_for_the_ttl_then_read_again() -> Non
 
 
 async def test_the_ttl_counts_from_when_the_read_began() -> None:
-    clock, store = Clock(), Store({"k1": "org-a"})
+    clock, store = SteppedClock(), Store({"k1": "org-a"})
     cache: CallerCache[str] = CallerCache(5.0, clock=clock)
     # A slow read (begun before a revocation, answered after it) keeps its answer no
     # longer than the ttl from its start.
@@ -63,7 +57,7 @@ async def test_the_ttl_counts_from_when_the_read_began() -> None:
 
 
 async def test_no_one_found_is_never_remembered() -> None:
-    clock, store = Clock(), Store({})
+    clock, store = SteppedClock(), Store({})
     cache: CallerCache[str] = CallerCache(5.0, clock=clock)
     assert await cache.get("k2", store.finder("k2")) is None
     store.holders["k2"] = "org-b"  # a key issued a moment later works at once
@@ -72,7 +66,7 @@ async def test_no_one_found_is_never_remembered() -> None:
 
 
 async def test_a_ttl_of_zero_reads_every_time() -> None:
-    clock, store = Clock(), Store({"k1": "org-a"})
+    clock, store = SteppedClock(), Store({"k1": "org-a"})
     cache: CallerCache[str] = CallerCache(0.0, clock=clock)
     assert await cache.get("k1", store.finder("k1")) == "org-a"
     store.holders.clear()
@@ -81,7 +75,7 @@ async def test_a_ttl_of_zero_reads_every_time() -> None:
 
 
 async def test_forget_and_clear_drop_what_was_remembered() -> None:
-    clock, store = Clock(), Store({"k1": "org-a", "k2": "org-b"})
+    clock, store = SteppedClock(), Store({"k1": "org-a", "k2": "org-b"})
     cache: CallerCache[str] = CallerCache(5.0, clock=clock)
     for key in ("k1", "k2"):
         await cache.get(key, store.finder(key))
@@ -95,7 +89,7 @@ async def test_forget_and_clear_drop_what_was_remembered() -> None:
 
 
 async def test_at_most_size_callers_are_kept_the_least_recently_used_going_first() -> None:
-    clock, store = Clock(), Store({f"k{i}": f"org-{i}" for i in range(3)})
+    clock, store = SteppedClock(), Store({f"k{i}": f"org-{i}" for i in range(3)})
     cache: CallerCache[str] = CallerCache(5.0, size=2, clock=clock)
     for key in ("k0", "k1", "k0", "k2"):  # k0 used again: k1 is the least recent
         await cache.get(key, store.finder(key))
@@ -107,7 +101,7 @@ async def test_at_most_size_callers_are_kept_the_least_recently_used_going_first
 
 
 async def test_a_read_under_way_when_a_credential_is_forgotten_is_not_kept() -> None:
-    clock, store = Clock(), Store({"k1": "org-a"})
+    clock, store = SteppedClock(), Store({"k1": "org-a"})
     cache: CallerCache[str] = CallerCache(5.0, clock=clock)
     release = asyncio.Event()
 

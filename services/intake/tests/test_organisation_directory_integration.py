@@ -9,21 +9,15 @@ from lintas_intake.domain.organisation import Organisation, OrganisationKind
 from lintas_shared.mongo import Document
 from pymongo import AsyncMongoClient
 
+from tests.support.clocks import SteppedClock
+
 pytestmark = pytest.mark.integration
 PEPPER = "test-pepper"
 REMEMBERED = 5.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def directories(
-    mongo: AsyncMongoClient[Document], database_name: str, clock: Clock
+    mongo: AsyncMongoClient[Document], database_name: str, clock: SteppedClock
 ) -> tuple[MongoOrganisationDirectory, MongoOrganisationDirectory]:
     """(a service instance's, the operator tool's) directory over one collection."""
     collection = mongo[database_name]["organisations"]
@@ -40,7 +34,7 @@ def ngo(name: str) -> Organisation:
 async def test_a_key_revoked_by_the_tool_is_refused_once_the_instance_forgets_it(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    clock = Clock()
+    clock = SteppedClock()
     service, tool = directories(mongo, database_name, clock)
     await tool.ensure_indexes()
     key_id, key = await tool.create(ngo("desbumi"))
@@ -59,7 +53,7 @@ async def test_a_key_revoked_by_the_tool_is_refused_once_the_instance_forgets_it
 async def test_a_key_revoked_through_the_instance_is_refused_there_at_once(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    service, _ = directories(mongo, database_name, Clock())
+    service, _ = directories(mongo, database_name, SteppedClock())
     key_id, key = await service.create(ngo("kabar"))
     assert await service.by_api_key(key) is not None
     await service.revoke_key("org-kabar", key_id)
@@ -69,7 +63,7 @@ async def test_a_key_revoked_through_the_instance_is_refused_there_at_once(
 async def test_an_unknown_key_is_not_remembered_so_a_new_key_works_at_once(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    service, tool = directories(mongo, database_name, Clock())
+    service, tool = directories(mongo, database_name, SteppedClock())
     assert await service.by_api_key("key-not-yet") is None
     await tool.upsert(ngo("pantau"), ["key-not-yet"])
     found = await service.by_api_key("key-not-yet")
@@ -80,7 +74,7 @@ async def test_an_unknown_key_is_not_remembered_so_a_new_key_works_at_once(
 async def test_an_organisation_by_id_is_remembered_as_long(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    clock = Clock()
+    clock = SteppedClock()
     service, tool = directories(mongo, database_name, clock)
     await tool.create(ngo("serikat"))
     assert await service.get("org-serikat") is not None

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from lintas_notify.domain.message import SmsStatus
+from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import SmsSent, make_event
 from lintas_shared.mongo import Document
 from prometheus_client import REGISTRY
@@ -32,6 +33,23 @@ def counts() -> dict[tuple[str, str], float]:
             )
             found[collection, command] = value or 0.0
     return found
+
+
+def hand_overs(notify: Notify) -> list[tuple[str, int, list[Document]]]:
+    """What the messages' writes hand the outbox relay: (message id, version, outbox)."""
+    handed: list[tuple[str, int, list[Document]]] = []
+    notify.messages.on_commit(
+        lambda doc_id, version, entries: handed.append((doc_id, version, entries))
+    )
+    return handed
+
+
+def sms_sent(message_id: str, case_id: str, at: datetime) -> CloudEvent:
+    """The `sms sent` event of a `case received` SMS."""
+    payload = SmsSent(
+        case_id=case_id, message_id=message_id, template="case_received", language="id", sent_at=at
+    )
+    return make_event(payload, source="/lintas/notify", subject=case_id)
 
 
 async def test_a_case_costs_notify_six_commands_before_the_relay(
@@ -58,10 +76,7 @@ async def test_a_case_costs_notify_six_commands_before_the_relay(
 async def test_the_sends_of_a_batchs_cases_are_recorded_in_one_update_and_handed_to_the_relay(
     notify: Notify, mongo: AsyncMongoClient[Document]
 ) -> None:
-    handed: list[tuple[str, int, list[Document]]] = []
-    notify.messages.on_commit(
-        lambda doc_id, version, entries: handed.append((doc_id, version, entries))
-    )
+    handed = hand_overs(notify)
     cases = [f"case-batch-{n}" for n in range(4)]
     events = [case_submitted(c, key=await notify.vault.create(c)) for c in cases]
     before = counts()
@@ -135,10 +150,7 @@ async def test_recent_sends_asked_side_by_side_are_one_query(
 async def test_a_message_changed_since_its_sender_read_it_is_recorded_with_its_outbox_read(
     notify: Notify, mongo: AsyncMongoClient[Document]
 ) -> None:
-    handed: list[tuple[str, int, list[Document]]] = []
-    notify.messages.on_commit(
-        lambda doc_id, version, entries: handed.append((doc_id, version, entries))
-    )
+    handed = hand_overs(notify)
     now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
     doc, created = await notify.messages.schedule(
         outgoing_sms("sms-stale", "LB-STALE"), now, SmsStatus.SENDING
@@ -148,17 +160,7 @@ async def test_a_message_changed_since_its_sender_read_it_is_recorded_with_its_o
     assert await notify.messages.note_attempt(
         "sms-stale", now, "timeout", another=True, claim=doc["claim_id"]
     )
-    sent = make_event(
-        SmsSent(
-            case_id="case-sms-stale",
-            message_id="sms-stale",
-            template="case_received",
-            language="id",
-            sent_at=now,
-        ),
-        source="/lintas/notify",
-        subject="case-sms-stale",
-    )
+    sent = sms_sent("sms-stale", "case-sms-stale", now)
     before = counts()
     assert await notify.messages.finish(
         "sms-stale",
@@ -186,10 +188,7 @@ async def test_one_send_recorded_twice_side_by_side_is_recorded_and_handed_over_
 ) -> None:
     # Two processes that found the same send at the provider record it with the same
     # provider id; here both in one batch, with another message beside them.
-    handed: list[tuple[str, int, list[Document]]] = []
-    notify.messages.on_commit(
-        lambda doc_id, version, entries: handed.append((doc_id, version, entries))
-    )
+    handed = hand_overs(notify)
     now = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
     docs = [
         (await notify.messages.schedule(outgoing_sms(m, f"LB-{m}"), now, SmsStatus.SENDING))[0]
@@ -197,17 +196,7 @@ async def test_one_send_recorded_twice_side_by_side_is_recorded_and_handed_over_
     ]
 
     def record(doc: Document) -> Coroutine[Any, Any, bool]:
-        event = make_event(
-            SmsSent(
-                case_id=doc["case_id"],
-                message_id=doc["_id"],
-                template="case_received",
-                language="id",
-                sent_at=now,
-            ),
-            source="/lintas/notify",
-            subject=doc["case_id"],
-        )
+        event = sms_sent(doc["_id"], doc["case_id"], now)
         return notify.messages.finish(
             doc["_id"],
             SmsStatus.SENT,

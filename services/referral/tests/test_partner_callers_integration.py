@@ -10,16 +10,10 @@ from lintas_referral.domain.routing import Partner
 from lintas_shared.mongo import Document
 from pymongo import AsyncMongoClient
 
+from tests.support.clocks import SteppedClock
+
 pytestmark = pytest.mark.integration
 REMEMBERED = 5.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 PARTNER = Partner(
@@ -30,7 +24,7 @@ PARTNER = Partner(
 async def test_a_key_dropped_by_the_tool_is_refused_once_the_instance_forgets_it(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    clock = Clock()
+    clock = SteppedClock()
     collection = mongo[database_name]["partners"]
     service = MongoPartnerDirectory(collection, callers_ttl=REMEMBERED, clock=clock)
     tool = MongoPartnerDirectory(collection)
@@ -51,7 +45,7 @@ async def test_an_upsert_through_the_instance_takes_effect_there_at_once(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
     service = MongoPartnerDirectory(
-        mongo[database_name]["partners"], callers_ttl=REMEMBERED, clock=Clock()
+        mongo[database_name]["partners"], callers_ttl=REMEMBERED, clock=SteppedClock()
     )
     await service.upsert(PARTNER, api_key_hashes=["hash-1"])
     assert await service.by_api_key_hash("hash-1") is not None
