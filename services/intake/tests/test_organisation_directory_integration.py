@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from lintas_intake.adapters.organisation_directory import MongoOrganisationDirectory
 from lintas_intake.domain.organisation import Organisation, OrganisationKind
@@ -82,3 +84,44 @@ async def test_an_organisation_by_id_is_remembered_as_long(
     assert await service.get("org-serikat") is not None
     clock.now += REMEMBERED
     assert await service.get("org-serikat") is None
+
+
+class IssuingOnRead:
+    """The organisations collection, where another operator issues a key right after a
+    revocation first reads the organisation (before it writes)."""
+
+    def __init__(self, collection: Any, other: MongoOrganisationDirectory, org_id: str) -> None:
+        self._collection, self._other, self._org_id = collection, other, org_id
+        self.issued: tuple[str, str] | None = None
+
+    async def find_one(self, *args: Any, **kwargs: Any) -> Any:
+        doc = await self._collection.find_one(*args, **kwargs)
+        if self.issued is None:
+            self.issued = await self._other.issue_key(self._org_id)
+        return doc
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+
+async def test_a_key_issued_while_another_is_revoked_is_kept(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    collection = mongo[database_name]["organisations"]
+    tool = MongoOrganisationDirectory(collection, PEPPER)
+    old_id, old_key = await tool.create(ngo("migrant-care"))
+    racing = IssuingOnRead(collection, tool, "org-migrant-care")
+    revoking = MongoOrganisationDirectory(racing, PEPPER)  # type: ignore[arg-type]
+
+    await revoking.revoke_key("org-migrant-care", old_id)
+
+    assert racing.issued is not None
+    new_id, new_key = racing.issued
+    stored = await collection.find_one({"_id": "org-migrant-care"})
+    assert stored is not None
+    revoked = {k["id"]: k["revoked_at"] is not None for k in stored["api_keys"]}
+    assert revoked == {old_id: True, new_id: False}  # the new key's entry not lost
+    assert await tool.by_api_key(old_key) is None
+    found = await tool.by_api_key(new_key)
+    assert found is not None
+    assert found.id == "org-migrant-care"

@@ -28,6 +28,13 @@ def _organisation(doc: Document) -> Organisation:
     )
 
 
+#: Moved by every change of an organisation's key list: a revocation writes the list back
+#: only as it read it.
+KEYS_VERSION = "keys_version"
+#: Reads and writes a revocation tries while other key changes keep coming first.
+REVOKE_ATTEMPTS = 5
+
+
 class MongoOrganisationDirectory:
     """Finds the organisation behind an API key; issues and revokes keys.
 
@@ -108,7 +115,8 @@ class MongoOrganisationDirectory:
                     "api_keys": keys,
                     "api_key_hashes": [k["hash"] for k in keys],
                     "updated_at": now,
-                }
+                },
+                "$inc": {KEYS_VERSION: 1},
             },
             upsert=True,
         )
@@ -143,7 +151,8 @@ class MongoOrganisationDirectory:
                         "revoked_at": None,
                     },
                     "api_key_hashes": digest,
-                }
+                },
+                "$inc": {KEYS_VERSION: 1},
             },
         )
         if result.matched_count != 1:
@@ -153,22 +162,36 @@ class MongoOrganisationDirectory:
     async def revoke_key(self, organisation_id: str, key_id: str) -> str:
         """Revoke one key: refused at once by this directory, by other instances once
         they forget it (`remember_seconds`); returns its hash (for other services'
-        copies)."""
-        doc = await self._collection.find_one({"_id": organisation_id})
-        key = next((k for k in (doc or {}).get("api_keys", []) if k["id"] == key_id), None)
-        if doc is None or key is None:
-            raise KeyError(key_id)
-        keys = [
-            {**k, "revoked_at": k["revoked_at"] or datetime.now(UTC)} if k["id"] == key_id else k
-            for k in doc["api_keys"]
-        ]
-        # $pull of an exact value works on FerretDB v1 too.
-        await self._collection.update_one(
-            {"_id": organisation_id},
-            {"$set": {"api_keys": keys}, "$pull": {"api_key_hashes": key["hash"]}},
-        )
-        self._by_key.forget(str(key["hash"]))
-        return str(key["hash"])
+        copies). The key list is written back only as read (`keys_version`): a key
+        issued meanwhile is kept, and the revocation read again."""
+        for _ in range(REVOKE_ATTEMPTS):
+            doc = await self._collection.find_one({"_id": organisation_id})
+            key = next((k for k in (doc or {}).get("api_keys", []) if k["id"] == key_id), None)
+            if doc is None or key is None:
+                raise KeyError(key_id)
+            keys = [
+                {**k, "revoked_at": k["revoked_at"] or datetime.now(UTC)}
+                if k["id"] == key_id
+                else k
+                for k in doc["api_keys"]
+            ]
+            read = doc.get(KEYS_VERSION)
+            # $pull of an exact value works on FerretDB v1 too.
+            result = await self._collection.update_one(
+                {
+                    "_id": organisation_id,
+                    KEYS_VERSION: read if read is not None else {"$exists": False},
+                },
+                {
+                    "$set": {"api_keys": keys},
+                    "$pull": {"api_key_hashes": key["hash"]},
+                    "$inc": {KEYS_VERSION: 1},
+                },
+            )
+            if result.matched_count == 1:
+                self._by_key.forget(str(key["hash"]))
+                return str(key["hash"])
+        raise RuntimeError(f"the keys of {organisation_id} kept changing; revoke again")
 
 
 def _fields(organisation: Organisation) -> Document:
