@@ -8,6 +8,7 @@ both (the real one on the test stack's FerretDB, built as deploy/ builds it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -1325,14 +1326,27 @@ class RemovalSignal(CountedClears):
                 await self.removed.wait()
 
 
+@contextlib.asynccontextmanager
+async def running_relay(
+    documents: InMemoryVersionedDocuments, publisher: CountedSends, **relay_options: Any
+) -> AsyncIterator[UnitOfWork[Counter]]:
+    """A started relay over `documents` and a unit of work whose writers remove what it
+    published; stopped (without a last flush) on leaving."""
+    relay = OutboxRelay(documents, publisher, **relay_options)
+    relay.start()
+    try:
+        yield UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit, published=relay)
+    finally:
+        await relay.stop(flush=False)
+
+
 async def test_where_writers_remove_each_document_waits_the_whole_delay() -> None:
     for writers_remove, expected in ((False, [{"c1", "c2"}]), (True, [{"c1"}, {"c2"}])):
         documents = RemovalSignal()
         publisher = CountedSends()
-        relay = OutboxRelay(documents, publisher, clear_delay=2.0, writers_remove=writers_remove)
-        work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit, published=relay)
-        relay.start()
-        try:
+        async with running_relay(
+            documents, publisher, clear_delay=2.0, writers_remove=writers_remove
+        ) as work:
             await work.add(Counter("c1", "one"), [event(1)])
             await publisher.sent_at_least(1)
             # c2 published a while after c1, within the delay but past the slack (a
@@ -1341,8 +1355,6 @@ async def test_where_writers_remove_each_document_waits_the_whole_delay() -> Non
             await work.add(Counter("c2", "two"), [event(2)])
             await publisher.sent_at_least(2)
             await documents.nth_removal(len(expected))
-        finally:
-            await relay.stop(flush=False)
         assert documents.removals == expected
         assert all(doc[OUTBOX_FIELD] == [] for doc in documents.docs.values())
 
@@ -1362,17 +1374,12 @@ class FailingClears(InMemoryVersionedDocuments):
 async def test_a_relay_whose_removals_fail_backs_off_rather_than_retrying_at_once() -> None:
     documents = FailingClears()
     publisher = CountedSends()
-    relay = OutboxRelay(
+    async with running_relay(
         documents, publisher, poll_interval=0.1, clear_delay=0.01, writers_remove=True
-    )
-    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit, published=relay)
-    relay.start()
-    try:
+    ) as work:
         await work.add(Counter("c1", "one"), [event(1)])
         await publisher.sent_at_least(1)
         await asyncio.sleep(1.0)
-    finally:
-        await relay.stop(flush=False)
     # Back-off 0.2, 0.4, 0.8 s: a handful of attempts in the second (the due time,
     # always past after a failure, once made it thousands).
     assert 1 <= documents.attempts <= 6
