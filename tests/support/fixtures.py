@@ -114,6 +114,9 @@ class FakeKeyVault:
     async def destroy(self, case_id: str) -> bool:
         return self.keys.pop(case_id, None) is not None
 
+    async def destroy_many(self, case_ids: Sequence[str]) -> int:
+        return sum([await self.destroy(case_id) for case_id in case_ids])
+
 
 def case_submitted(
     case_id: str = "case-1",

@@ -35,6 +35,7 @@ from lintas_shared.person_tokens import (
 from lintas_shared.settings import CommonSettings
 from lintas_shared.topics import CASES
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
+from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
 
 from tests.support.fixtures import EXAMPLE_CASE, example_case
@@ -195,6 +196,40 @@ async def test_idempotent_create_stores_one_case_and_one_event(api: Api, servers
     conflict = await create(api, changed, **{"Idempotency-Key": "import-row-17"})
     assert conflict.status_code == 409
     assert "Idempotency-Key" in conflict.json()["detail"]
+
+
+async def test_an_erased_case_still_answers_its_idempotency_key(
+    api: Api, mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    doc = example_case(external_ref=f"NGO-{uuid.uuid4()}")
+    key = {"Idempotency-Key": f"row-{uuid.uuid4()}"}
+    first = (await create(api, doc, **key)).json()
+    erased = await api.client.post(f"/v1/cases/{first['id']}/erase", headers=api.h())
+    assert erased.status_code == 200, erased.text
+    again = await create(api, doc, **key)
+    assert again.status_code == 201
+    assert (again.json()["id"], again.json()["status"]) == (first["id"], "erased")
+    assert again.headers["idempotent-replayed"] == "true"
+    cases = mongo[database_name]["cases"]
+    assert await cases.count_documents({"idempotency_key": key["Idempotency-Key"]}) == 1
+
+
+async def test_new_cases_keys_are_stored_in_the_vault_ahead_many_to_a_write(
+    api: Api, mongo: AsyncMongoClient[Document]
+) -> None:
+    def vault_inserts() -> float:
+        labels = {"collection": "case_keys", "command": "insert"}
+        return REGISTRY.get_sample_value("lintas_store_commands_total", labels) or 0.0
+
+    before = vault_inserts()
+    made = [
+        (await create(api, example_case(external_ref=f"NGO-{uuid.uuid4()}"))).json()
+        for _ in range(5)
+    ]
+    assert vault_inserts() - before == 1  # was one insert a submission
+    vault = KeyVault(mongo[api.keyvault]["case_keys"], MASTER)
+    for case in made:  # each case's key is in the vault, under the case's id
+        assert (await vault.get(case["id"])).case_id == case["id"]
 
 
 async def test_missing_or_unknown_key_answers_401(api: Api) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -29,12 +30,12 @@ pytestmark = pytest.mark.integration
 PEPPER = "test-pepper"
 
 
-@pytest.fixture
-async def client(
+@asynccontextmanager
+async def running_intake(
     servers: Servers, database_name: str, mongo: AsyncMongoClient[Document]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """Intake in-process; `X-API-Key` of an NGO set, `legal` key in the `legal` header."""
-    keyvault = f"{database_name}_kv"
+    """Intake in-process, from start-up to shutdown; `X-API-Key` of an NGO set, `legal`
+    key in the `legal` header."""
     settings = IntakeSettings(
         common=CommonSettings(
             environment="dev",
@@ -42,7 +43,7 @@ async def client(
             mongodb_uri=servers.mongodb_uri,
             topic_partitions=3,
             api_key_pepper=PEPPER,  # type: ignore[arg-type]
-            keyvault_database=keyvault,
+            keyvault_database=f"{database_name}_kv",
         ),
         database=database_name,
         consumer_group=f"test-intake-{uuid.uuid4()}",
@@ -60,7 +61,16 @@ async def client(
             transport=transport, base_url="http://intake", headers={"X-API-Key": "k-ngo"}
         ) as http:
             yield http
-    await mongo.drop_database(keyvault)
+
+
+@pytest.fixture
+async def client(
+    servers: Servers, database_name: str, mongo: AsyncMongoClient[Document]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A running intake (`running_intake`)."""
+    async with running_intake(servers, database_name, mongo) as http:
+        yield http
+    await mongo.drop_database(f"{database_name}_kv")
 
 
 def _item(key: str, case: dict[str, Any]) -> dict[str, Any]:
@@ -147,7 +157,7 @@ async def test_only_ngos_submit_batches(client: httpx.AsyncClient) -> None:
 
 
 async def test_a_key_repeated_in_a_batch_creates_one_case_and_refused_cases_keep_no_key(
-    client: httpx.AsyncClient, mongo: AsyncMongoClient[Document], database_name: str
+    servers: Servers, mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
     run = uuid.uuid4().hex[:8]
     case = example_case(external_ref=f"R-{run}-1")
@@ -161,7 +171,14 @@ async def test_a_key_repeated_in_a_batch_creates_one_case_and_refused_cases_keep
         ]
     }
 
-    response = await client.post("/v1/cases/batch", json=batch)
+    vault = mongo[f"{database_name}_kv"]["case_keys"]
+    try:
+        async with running_intake(servers, database_name, mongo) as client:
+            response = await client.post("/v1/cases/batch", json=batch)
+            kept = await vault.count_documents({})
+        keys = await vault.find({}, {"_id": 1}).to_list()
+    finally:
+        await mongo.drop_database(f"{database_name}_kv")
 
     assert response.status_code == 200, response.text
     results = response.json()["results"]
@@ -175,6 +192,7 @@ async def test_a_key_repeated_in_a_batch_creates_one_case_and_refused_cases_keep
     assert results[3]["existing_case_id"] == results[0]["id"]
     stored = await mongo[database_name]["cases"].count_documents({"external_ref": f"R-{run}-1"})
     assert stored == 1
-    # Only the created case has a key: the refused one's was destroyed.
-    keys = await mongo[f"{database_name}_kv"]["case_keys"].find({}, {"_id": 1}).to_list()
+    # Keys are stored ahead of the cases that take them (more than one while intake ran);
+    # a refused case's key was not kept for it, and those unused went at shutdown.
+    assert kept > 1
     assert [k["_id"] for k in keys] == [results[0]["id"]]

@@ -169,10 +169,15 @@ async def test_a_batch_insert_stores_or_refuses_each_case_on_its_own(
     raw = await repo.raw("c5")
     assert raw is not None
     assert (raw["version"], raw[OUTBOX_FIELD], raw["idempotency_key"]) == (1, [], "auto:c5")
-    found = await repo.earlier_of(["c1", "c2", "c3"], "org-a")
-    assert sorted(found) == ["c1", "c2"]
-    assert (found["c2"].reference, found["c2"].idempotency.request_hash) == ("LB-CCCCC", "hash")
-    assert await repo.earlier_of(["c1"], "org-b") == {}
+    found = await repo.earlier_of("org-a", ["auto:c1", "auto:c2", "auto:c3"])
+    assert sorted(found) == ["auto:c1", "auto:c2"]
+    earlier = found["auto:c2"]
+    assert (earlier.id, earlier.reference, earlier.idempotency.request_hash) == (
+        "c2",
+        "LB-CCCCC",
+        "hash",
+    )
+    assert await repo.earlier_of("org-b", ["auto:c1"]) == {}
 
 
 async def test_a_change_refuses_a_stale_version(repo: MongoCaseRepository, vault: KeyVault) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 import lintas_intake.adapters.case_repository as repository_module
 import lintas_intake.handlers as handlers_module
 import pytest
+from lintas_intake.adapters.case_keys import CachedCaseKeys
 from lintas_intake.adapters.case_repository import CaseCodec, _from_document
 from lintas_intake.domain.case import Case, CaseStateError, CaseStatus
 from lintas_intake.domain.submission import CaseSubmission, Consent
@@ -123,22 +124,18 @@ class InMemoryCases:
             if d["organisation_id"] == organisation_id and d["external_ref"] in external_refs
         }
 
-    async def idempotency_of(self, case_id: str, organisation_id: str) -> IdempotencyRecord | None:
-        found = await self.earlier_of([case_id], organisation_id)
-        return found[case_id].idempotency if case_id in found else None
-
     async def earlier_of(
-        self, case_ids: Sequence[str], organisation_id: str
+        self, organisation_id: str, idempotency_keys: Sequence[str]
     ) -> dict[str, EarlierCase]:
         return {
-            d["_id"]: EarlierCase(
+            d["idempotency_key"]: EarlierCase(
                 d["_id"],
                 d["reference"],
                 d["external_ref"],
                 IdempotencyRecord(d["idempotency_key"], d.get("request_hash")),
             )
             for d in self.documents.docs.values()
-            if d["_id"] in case_ids and d["organisation_id"] == organisation_id
+            if d["idempotency_key"] in idempotency_keys and d["organisation_id"] == organisation_id
         }
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None:
@@ -217,10 +214,18 @@ def service() -> tuple[CaseService, InMemoryCases, FakeKeyVault]:
     vault = FakeKeyVault()
     cases = InMemoryCases(vault)
     return (
-        CaseService(cases, vault, lambda: NOW, on_commit=cases.committed),
+        CaseService(cases, CachedCaseKeys(vault, ahead=2), lambda: NOW, on_commit=cases.committed),
         cases,
         vault,
     )
+
+
+async def kept_keys(svc: CaseService, vault: FakeKeyVault) -> set[str]:
+    """The vault's keys once those stored ahead and never used are discarded (as at
+    intake's shutdown)."""
+    assert isinstance(svc.keys, CachedCaseKeys)
+    await svc.keys.discard_unused()
+    return set(vault.keys)
 
 
 async def submitted(svc: CaseService, key: str | None = None, body: str = "h1") -> Case:
@@ -347,7 +352,7 @@ async def test_the_codec_keeps_a_cases_values_a_minute_after_their_last_use_at_m
     vault, now = FakeKeyVault(), [0.0]
     cases = InMemoryCases(vault)
     cases.codec = CaseCodec(vault, remember_seconds=60, clock=lambda: now[0])
-    svc = CaseService(cases, vault, lambda: NOW, on_commit=cases.committed)
+    svc = CaseService(cases, CachedCaseKeys(vault), lambda: NOW, on_commit=cases.committed)
     first = await submitted(svc)
     now[0] = 59.0
     other = CaseSubmission.model_validate(example_case(external_ref="EXT-OTHER"))
@@ -409,7 +414,7 @@ async def test_a_submission_another_instance_changed_is_opened_again(
     case = await submitted(svc)
     other = InMemoryCases(vault)  # a second intake process, on the same store
     other.documents = cases.documents
-    elsewhere = CaseService(other, vault, lambda: NOW, on_commit=other.committed)
+    elsewhere = CaseService(other, CachedCaseKeys(vault), lambda: NOW, on_commit=other.committed)
     await elsewhere.correct(
         case.id, "org-ngo", case.version, {"worker": {"phone": "+6281298765432"}}, "org-ngo"
     )
@@ -598,7 +603,7 @@ async def test_external_ref_reuse_frees_the_unused_key() -> None:
     await submitted(svc)
     with pytest.raises(DuplicateExternalRefError):
         await svc.submit(CaseSubmission.model_validate(example_case()), "org-ngo", None, "h")
-    assert len(vault.keys) == 1
+    assert len(await kept_keys(svc, vault)) == 1
     # The first refusal is redrawn as a reference collision; the second one looks.
     assert cases.external_ref_lookups == 1
 
@@ -856,7 +861,7 @@ async def test_a_batch_is_one_read_one_insert_and_each_case_gets_its_own_answer(
     assert (await vault.get(created.id)).decrypt("worker.phone", payload.worker.phone)
     assert stored[third.id].idempotency_key == "k-3"
     # No key is left for a case never stored.
-    assert set(vault.keys) == {earlier.id, created.id, third.id}
+    assert await kept_keys(svc, vault) == {earlier.id, created.id, third.id}
     # The refused external_ref was looked for once, after its redraw was refused again.
     assert cases.external_ref_lookups == 1
 

@@ -358,3 +358,10 @@ class KeyVault:
         """Delete the case's key for good; True if there was one."""
         result = await self._collection.delete_one({"_id": case_id})
         return result.deleted_count == 1
+
+    async def destroy_many(self, case_ids: Sequence[str]) -> int:
+        """Delete these cases' keys for good (one command); how many there were."""
+        if not case_ids:
+            return 0
+        result = await self._collection.delete_many({"_id": {"$in": list(case_ids)}})
+        return result.deleted_count

@@ -49,7 +49,8 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     # A case's first news removes its published `case submitted` entry (see CaseService).
     relay = OutboxRelay(documents, publisher, writers_remove=True)
     vault = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
-    # Recent case keys stay in memory a short while: most reads of the vault go.
+    # New cases' keys are stored ahead, many to a write; recent keys stay in memory a
+    # short while: most writes and reads of the vault go.
     keys = CachedCaseKeys(vault)
     cases = MongoCaseRepository(documents, keys)
     service = CaseService(cases, keys, on_commit=relay.on_commit, published=relay)
@@ -94,7 +95,10 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         await organisations.ensure_indexes()
         await audit.ensure_indexes()
         async with runtime.lifespan(app):
-            yield
+            try:
+                yield
+            finally:
+                await keys.discard_unused()
 
     app = FastAPI(
         title="Lintas intake API",

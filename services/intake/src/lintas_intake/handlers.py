@@ -14,7 +14,7 @@ import base64
 import hashlib
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -204,9 +204,13 @@ class CaseCursor:
 class CaseKeys(Protocol):
     """The key vault, as intake uses it."""
 
-    async def create(self, case_id: str) -> DataKey: ...
+    async def fresh(self, count: int) -> list[DataKey]:
+        """`count` new cases' keys, already in the vault, each under a new case id."""
+        ...
 
-    async def create_many(self, case_ids: Sequence[str]) -> list[DataKey]: ...
+    def give_back(self, keys: Iterable[DataKey]) -> None:
+        """Keys from `fresh` no case was stored under (the cases were refused)."""
+        ...
 
     async def get(self, case_id: str) -> DataKey: ...
 
@@ -258,14 +262,11 @@ class CaseRepository(Protocol):
         """The cases of an organisation holding these external_refs (ref -> case id)."""
         ...
 
-    async def idempotency_of(
-        self, case_id: str, organisation_id: str
-    ) -> IdempotencyRecord | None: ...
-
     async def earlier_of(
-        self, case_ids: Sequence[str], organisation_id: str
+        self, organisation_id: str, idempotency_keys: Sequence[str]
     ) -> dict[str, EarlierCase]:
-        """The organisation's cases among `case_ids` (one read for a whole batch)."""
+        """The organisation's cases made under these Idempotency-Keys, by key (one read
+        for a whole batch)."""
         ...
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None: ...
@@ -463,38 +464,46 @@ class CaseService:
         """Store a new case and its `case submitted` event in one insert.
 
         Returns the case and whether it was created now (False: an earlier request with
-        the same Idempotency-Key and body created it, and nothing happens again). With a
-        key, the case id is derived from it, so a retry collides on the unique `_id`
-        (concurrent retries too) instead of creating two cases. The insert comes first and
-        only a refused one reads the earlier case: a retry is rare, a first request is not.
+        the same Idempotency-Key and body created it, and nothing happens again). The
+        case takes a new id whose key is already in the vault; the unique index on
+        (organisation, Idempotency-Key) refuses a retry's insert (concurrent retries
+        too) instead of creating two cases. The insert comes first and only a refused
+        one reads the earlier case: a retry is rare, a first request is not.
         """
-        case_id = (
-            new_id()
-            if idempotency_key is None
-            else deterministic_id("case", organisation_id, idempotency_key)
-        )
-        key = await self.keys.create(case_id)  # a retry's case has its key: read back
+        [key] = await self.keys.fresh(1)
+        case_id = key.case_id
         idempotency = IdempotencyRecord(idempotency_key or f"auto:{case_id}", body_hash)
-        for attempt in range(REFERENCE_DRAWS):
-            case = self._new_case(case_id, submission, organisation_id, idempotency, person_id)
-            try:
-                await self.work.add(case, [Outgoing(CASES, case_submitted_event(case, key))])
-            except DuplicateDocumentError as exc:
-                if exc.by_id:
-                    return await self._retried(case_id, organisation_id, body_hash), False
-                # The store does not say which unique index refused. The first refusal
-                # is taken for a reference collision and redrawn; a reused external_ref
-                # is refused again, and the second attempt looks (an index read).
-                if attempt > 0:
-                    owners = await self.cases.external_ref_owners(
-                        organisation_id, [case.external_ref]
-                    )
-                    if case.external_ref in owners:
-                        await self.keys.destroy(case_id)  # the key of a case never stored
-                        raise DuplicateExternalRefError(owners[case.external_ref]) from None
-                continue
-            return case, True
-        raise RuntimeError("could not draw a free case reference")
+        stored = False
+        try:
+            for attempt in range(REFERENCE_DRAWS):
+                case = self._new_case(case_id, submission, organisation_id, idempotency, person_id)
+                try:
+                    await self.work.add(case, [Outgoing(CASES, case_submitted_event(case, key))])
+                except DuplicateDocumentError:
+                    # A new random id is nobody's: a unique key refused. An earlier
+                    # request's Idempotency-Key is answered with its case; else the
+                    # first refusal is taken for a reference collision and redrawn, and
+                    # a reused external_ref, refused again, is looked for (an index read).
+                    if idempotency_key is not None:
+                        earlier = await self.cases.earlier_of(organisation_id, [idempotency_key])
+                        if idempotency_key in earlier:
+                            earlier_case = earlier[idempotency_key]
+                            return await self._retried(
+                                earlier_case, organisation_id, body_hash
+                            ), False
+                    if attempt > 0:
+                        owners = await self.cases.external_ref_owners(
+                            organisation_id, [case.external_ref]
+                        )
+                        if case.external_ref in owners:
+                            raise DuplicateExternalRefError(owners[case.external_ref]) from None
+                    continue
+                stored = True
+                return case, True
+            raise RuntimeError("could not draw a free case reference")
+        finally:
+            if not stored:  # refused: no case holds the key (any other failure keeps it)
+                self.keys.give_back([key])
 
     async def submit_many(
         self,
@@ -507,30 +516,33 @@ class CaseService:
         (each accepted or refused on its own), and only the refused ones are looked at
         again. Per item: `Submitted`, or the error `submit` would raise
         (DuplicateExternalRefError, IdempotencyConflictError)."""
-        ids = [deterministic_id("case", organisation_id, i.idempotency_key) for i in items]
         results: dict[int, Submitted | Exception] = {}
-        found = await self.cases.earlier_of(sorted(set(ids)), organisation_id)
+        found = await self.cases.earlier_of(
+            organisation_id, sorted({i.idempotency_key for i in items})
+        )
         pending = []
-        for index, (case_id, item) in enumerate(zip(ids, items, strict=True)):
-            if case_id in found:
-                results[index] = _replayed(found[case_id], item.body_hash)
+        for index, item in enumerate(items):
+            earlier = found.get(item.idempotency_key)
+            if earlier is not None:
+                results[index] = _replayed(earlier, item.body_hash)
             else:
                 pending.append(index)
-        keys = await self._create_keys(sorted({ids[i] for i in pending}))
+        keys = dict(zip(pending, await self.keys.fresh(len(pending)), strict=True))
         for attempt in range(REFERENCE_DRAWS):
             if not pending:
                 break
-            # One insert per case id a round: a key repeated in the batch is an earlier
-            # request's case by the next round.
-            now_ids: set[str] = set()
+            # One insert per Idempotency-Key a round: a key repeated in the batch is an
+            # earlier request's case by the next round.
+            now_keys: set[str] = set()
             this_round: list[int] = []
             later: list[int] = []
             for index in pending:
-                (later if ids[index] in now_ids else this_round).append(index)
-                now_ids.add(ids[index])
+                idempotency_key = items[index].idempotency_key
+                (later if idempotency_key in now_keys else this_round).append(index)
+                now_keys.add(idempotency_key)
             new = {
                 index: self._new_case(
-                    ids[index],
+                    keys[index].case_id,
                     items[index].submission,
                     organisation_id,
                     IdempotencyRecord(items[index].idempotency_key, items[index].body_hash),
@@ -539,36 +551,34 @@ class CaseService:
                 for index in this_round
             }
             events = {
-                index: [Outgoing(CASES, case_submitted_event(case, keys[case.id]))]
+                index: [Outgoing(CASES, case_submitted_event(case, keys[index]))]
                 for index, case in new.items()
             }
             refusals = await self.cases.add_many(
                 [NewCase(new[index], events[index]) for index in this_round]
             )
-            by_id: list[int] = []
-            taken: list[int] = []
+            refused: list[int] = []
             for index, refusal in zip(this_round, refusals, strict=True):
                 case = new[index]
                 if refusal is None:
                     results[index] = Submitted(case.id, case.reference, case.external_ref, True)
                     if self._on_commit is not None:
                         self._on_commit(case.id, 1, [e.entry() for e in events[index]])
-                elif refusal.by_id:
-                    by_id.append(index)
                 else:
+                    refused.append(index)
+            # As `submit`: an earlier request's key, else a unique key taken (the second
+            # refusal looks for the external_ref).
+            earlier_cases = await self.cases.earlier_of(
+                organisation_id, sorted({items[i].idempotency_key for i in refused})
+            )
+            taken: list[int] = []
+            for index in refused:
+                earlier = earlier_cases.get(items[index].idempotency_key)
+                if earlier is None:
                     taken.append(index)
-            if by_id:
-                found = await self.cases.earlier_of(
-                    sorted({ids[i] for i in by_id}), organisation_id
-                )
-                for index in by_id:
-                    earlier = found.get(ids[index])
-                    results[index] = (
-                        CaseNotFoundError(ids[index])
-                        if earlier is None
-                        else _replayed(earlier, items[index].body_hash)
-                    )
-            if taken and attempt > 0:  # as `submit`: the second refusal looks
+                else:
+                    results[index] = _replayed(earlier, items[index].body_hash)
+            if taken and attempt > 0:
                 owners = await self.cases.external_ref_owners(
                     organisation_id, sorted({new[i].external_ref for i in taken})
                 )
@@ -579,34 +589,16 @@ class CaseService:
             pending = [i for i in [*taken, *later] if i not in results]
         for index in pending:
             results[index] = RuntimeError("could not draw a free case reference")
-        # The keys of cases never stored (refused): no case of that id exists.
-        stored = {r.id for r in results.values() if isinstance(r, Submitted)}
-        for case_id in keys.keys() - stored:
-            await self.keys.destroy(case_id)
+        # The keys of cases never stored (refused): no case holds them.
+        self.keys.give_back(key for index, key in keys.items() if not _created(results[index]))
         return [results[index] for index in range(len(items))]
 
-    async def _create_keys(self, case_ids: Sequence[str]) -> dict[str, DataKey]:
-        """The new cases' keys, in one vault write."""
-        return {key.case_id: key for key in await self.keys.create_many(case_ids)}
-
-    async def _retried(self, case_id: str, organisation_id: str, body_hash: str) -> Case:
+    async def _retried(self, earlier: EarlierCase, organisation_id: str, body_hash: str) -> Case:
         """The case an earlier request with this Idempotency-Key created."""
-        earlier = await self.cases.idempotency_of(case_id, organisation_id)
-        if earlier is None:
-            raise CaseNotFoundError(case_id)
-        case = await self._replay(case_id, earlier, organisation_id, body_hash)
-        if case.erased:
-            # Its key went with the worker's data; the retry's `keys.create` made a new one.
-            await self.keys.destroy(case_id)
-        return case
-
-    async def _replay(
-        self, case_id: str, record: IdempotencyRecord, organisation_id: str, body_hash: str
-    ) -> Case:
-        _check_same_body(record, body_hash)
-        case = await self.cases.get(case_id, organisation_id)
+        _check_same_body(earlier.idempotency, body_hash)
+        case = await self.cases.get(earlier.id, organisation_id)
         if case is None:
-            raise CaseNotFoundError(case_id)
+            raise CaseNotFoundError(earlier.id)
         return case
 
     async def get(self, case_id: str, organisation_id: str | None) -> Case:
@@ -901,6 +893,10 @@ def _check_same_body(record: IdempotencyRecord, body_hash: str) -> None:
         raise IdempotencyConflictError(
             "this Idempotency-Key was used with a different request body"
         )
+
+
+def _created(result: Submitted | Exception) -> bool:
+    return isinstance(result, Submitted) and result.created
 
 
 def _replayed(earlier: EarlierCase, body_hash: str) -> Submitted | Exception:

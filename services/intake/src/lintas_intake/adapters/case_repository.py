@@ -469,25 +469,18 @@ class MongoCaseRepository:
         )
         return {d["external_ref"]: d["_id"] async for d in found}
 
-    async def idempotency_of(self, case_id: str, organisation_id: str) -> IdempotencyRecord | None:
-        """The idempotency record of an organisation's case, read by `_id`."""
-        doc = await self._collection.find_one(
-            {"_id": case_id}, {"organisation_id": 1, "idempotency_key": 1, "request_hash": 1}
-        )
-        if doc is None or doc["organisation_id"] != organisation_id:
-            return None
-        return IdempotencyRecord(doc["idempotency_key"], doc.get("request_hash"))
-
     async def earlier_of(
-        self, case_ids: Sequence[str], organisation_id: str
+        self, organisation_id: str, idempotency_keys: Sequence[str]
     ) -> dict[str, EarlierCase]:
-        """One `$in` read by `_id`."""
-        if not case_ids:
+        """One `$in` read on the unique (organisation_id, idempotency_key) index."""
+        if not idempotency_keys:
             return {}
         found = self._collection.find(
-            {"_id": {"$in": list(case_ids)}},
             {
-                "organisation_id": 1,
+                "organisation_id": organisation_id,
+                "idempotency_key": {"$in": list(idempotency_keys)},
+            },
+            {
                 "idempotency_key": 1,
                 "request_hash": 1,
                 "reference": 1,
@@ -495,14 +488,13 @@ class MongoCaseRepository:
             },
         )
         return {
-            d["_id"]: EarlierCase(
+            d["idempotency_key"]: EarlierCase(
                 d["_id"],
                 d["reference"],
                 d["external_ref"],
                 IdempotencyRecord(d["idempotency_key"], d.get("request_hash")),
             )
             async for d in found
-            if d["organisation_id"] == organisation_id
         }
 
     async def get(self, case_id: str, organisation_id: str | None = None) -> Case | None:
