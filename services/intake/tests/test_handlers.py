@@ -598,6 +598,27 @@ async def test_news_about_an_unknown_case_is_a_permanent_error() -> None:
         )
 
 
+async def test_a_key_whose_insert_failed_otherwise_is_never_handed_out_again() -> None:
+    svc, cases, _vault = service()
+    assert isinstance(svc.keys, CachedCaseKeys)
+    handed: list[str] = []
+    insert = cases.documents.insert
+
+    async def lost_answer(doc: Document, entries: Sequence[Document]) -> None:
+        handed.append(doc["_id"])
+        await insert(doc, entries)
+        raise ConnectionError("the answer was lost")  # stored, but nobody knows
+
+    cases.documents.insert = lost_answer  # type: ignore[method-assign]
+    with pytest.raises(ConnectionError):
+        await submitted(svc, key="k-lost")
+    cases.documents.insert = insert  # type: ignore[method-assign]
+    other = CaseSubmission.model_validate(example_case(external_ref="EXT-NEXT"))
+    again, _ = await svc.submit(other, "org-ngo", "k-next", "h2")
+    assert handed[0] in cases.cases
+    assert again.id != handed[0]  # its key stays the stored case's alone
+
+
 async def test_external_ref_reuse_frees_the_unused_key() -> None:
     svc, cases, vault = service()
     await submitted(svc)

@@ -473,37 +473,41 @@ class CaseService:
         [key] = await self.keys.fresh(1)
         case_id = key.case_id
         idempotency = IdempotencyRecord(idempotency_key or f"auto:{case_id}", body_hash)
-        stored = False
-        try:
-            for attempt in range(REFERENCE_DRAWS):
-                case = self._new_case(case_id, submission, organisation_id, idempotency, person_id)
-                try:
-                    await self.work.add(case, [Outgoing(CASES, case_submitted_event(case, key))])
-                except DuplicateDocumentError:
-                    # A new random id is nobody's: a unique key refused. An earlier
-                    # request's Idempotency-Key is answered with its case; else the
-                    # first refusal is taken for a reference collision and redrawn, and
-                    # a reused external_ref, refused again, is looked for (an index read).
-                    if idempotency_key is not None:
-                        earlier = await self.cases.earlier_of(organisation_id, [idempotency_key])
-                        if idempotency_key in earlier:
-                            earlier_case = earlier[idempotency_key]
-                            return await self._retried(
-                                earlier_case, organisation_id, body_hash
-                            ), False
-                    if attempt > 0:
-                        owners = await self.cases.external_ref_owners(
-                            organisation_id, [case.external_ref]
+        for attempt in range(REFERENCE_DRAWS):
+            case = self._new_case(case_id, submission, organisation_id, idempotency, person_id)
+            try:
+                await self.work.add(case, [Outgoing(CASES, case_submitted_event(case, key))])
+            except DuplicateDocumentError:
+                # A new random id is nobody's: a unique key refused. An earlier request's
+                # Idempotency-Key is answered with its case; else the first refusal is
+                # taken for a reference collision and redrawn, and a reused external_ref,
+                # refused again, is looked for (an index read).
+                if idempotency_key is not None:
+                    earlier = await self.cases.earlier_of(organisation_id, [idempotency_key])
+                    if idempotency_key in earlier:
+                        self._unused(key, earlier[idempotency_key].id)
+                        retried = await self._retried(
+                            earlier[idempotency_key], organisation_id, body_hash
                         )
-                        if case.external_ref in owners:
-                            raise DuplicateExternalRefError(owners[case.external_ref]) from None
-                    continue
-                stored = True
-                return case, True
-            raise RuntimeError("could not draw a free case reference")
-        finally:
-            if not stored:  # refused: no case holds the key (any other failure keeps it)
-                self.keys.give_back([key])
+                        return retried, False
+                if attempt > 0:
+                    owners = await self.cases.external_ref_owners(
+                        organisation_id, [case.external_ref]
+                    )
+                    if case.external_ref in owners:
+                        self._unused(key)
+                        raise DuplicateExternalRefError(owners[case.external_ref]) from None
+                continue
+            return case, True
+        self._unused(key)
+        raise RuntimeError("could not draw a free case reference")
+
+    def _unused(self, key: DataKey, *case_ids: str) -> None:
+        """A key from `fresh` whose case every insert refused goes back, unless one of
+        `case_ids` (cases found after a refusal) is its own: only a definite refusal
+        frees a key; any other failure keeps it, as its case may have been stored."""
+        if key.case_id not in case_ids:
+            self.keys.give_back([key])
 
     async def submit_many(
         self,
@@ -589,8 +593,11 @@ class CaseService:
             pending = [i for i in [*taken, *later] if i not in results]
         for index in pending:
             results[index] = RuntimeError("could not draw a free case reference")
-        # The keys of cases never stored (refused): no case holds them.
-        self.keys.give_back(key for index, key in keys.items() if not _created(results[index]))
+        # The keys of cases every insert refused: no case holds them.
+        answered = {r.id for r in results.values() if isinstance(r, Submitted)}
+        for index, key in keys.items():
+            if not _created(results[index]):
+                self._unused(key, *answered)
         return [results[index] for index in range(len(items))]
 
     async def _retried(self, earlier: EarlierCase, organisation_id: str, body_hash: str) -> Case:
