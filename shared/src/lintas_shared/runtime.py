@@ -7,6 +7,7 @@ assignment), and its consumers' lag for `/metrics`.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,8 @@ class ServiceRuntime:
     version: str = "0.1.0"
     #: Who the service logs in to Kafka as; None: as `LINTAS_KAFKA_*` say.
     kafka_auth: KafkaAuth | None = None
+    #: `LINTAS_GC_YOUNG_THRESHOLD` (see `settle_heap`); 0 leaves the collector alone.
+    gc_young_threshold: int = 0
 
     async def start(self) -> None:
         """Create topics, start consuming, start the relays (in that order)."""
@@ -60,6 +63,8 @@ class ServiceRuntime:
         for relay in self.relays:
             relay.start()
         CONSUMER_LAG.track(self.broker)
+        if self.gc_young_threshold:
+            settle_heap(self.gc_young_threshold)
         log.info("service started", service=self.name)
 
     async def stop(self) -> None:
@@ -116,3 +121,13 @@ class ServiceRuntime:
             yield
         finally:
             await self.stop()
+
+
+def settle_heap(young_threshold: int) -> None:
+    """Once start-up is done: set aside from the garbage collector what start-up made
+    (modules, schemas, settings: every later full collection walked them all again, for
+    nothing), and collect the youngest generation every `young_threshold` allocations."""
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, oldest)

@@ -23,6 +23,10 @@ PUBLISHED_PLACEHOLDERS: frozenset[str] = frozenset(
 LEGACY_MASTER_KEY_ID = "1"
 #: Seconds an instance remembers who is behind an API key, unless set otherwise.
 DEFAULT_API_KEY_CACHE_SECONDS = 5.0
+#: Allocations between two collections of Python's youngest generation (Python's own:
+#: 700). Measured at 60 cases/s, back to back: the services' CPU a case 13.3 ms with
+#: Python's collector as it is, 12.2-12.3 with this (and `gc.freeze`), 12.6 with 50,000.
+DEFAULT_GC_YOUNG_THRESHOLD = 10_000
 
 
 class CommonSettings(BaseSettings):
@@ -50,6 +54,10 @@ class CommonSettings(BaseSettings):
     mongodb_uri: str = "mongodb://127.0.0.1:27017/"
     topic_partitions: int = 6
     log_level: str = "INFO"
+    #: After start-up, what start-up made is set aside from Python's garbage collector
+    #: (`gc.freeze`) and the youngest generation is collected every this many
+    #: allocations. 0 leaves the collector as Python sets it (see `ServiceRuntime.start`).
+    gc_young_threshold: int = Field(default=DEFAULT_GC_YOUNG_THRESHOLD, ge=0, le=1_000_000)
     state_dir: Path = Path(".lintas")
     #: Hashes API keys (HMAC): every service verifies keys the same way.
     api_key_pepper: SecretStr = SecretStr(DEV_SECRET_PREFIX + "api-key-pepper")

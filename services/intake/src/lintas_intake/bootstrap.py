@@ -87,6 +87,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         kafka_auth=kafka_auth,
         topic_partitions=common.topic_partitions,
         relays=[relay],
+        gc_young_threshold=common.gc_young_threshold,
     )
 
     @asynccontextmanager

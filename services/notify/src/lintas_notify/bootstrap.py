@@ -194,6 +194,7 @@ def build(
         kafka_auth=kafka_auth,
         topic_partitions=settings.common.topic_partitions,
         relays=[message_relay, preference_relay],
+        gc_young_threshold=settings.common.gc_young_threshold,
     )
     return NotifyService(
         runtime,
