@@ -619,6 +619,28 @@ async def test_a_key_whose_insert_failed_otherwise_is_never_handed_out_again() -
     assert again.id != handed[0]  # its key stays the stored case's alone
 
 
+async def test_an_insert_stored_but_answered_as_taken_by_id_is_this_requests_case() -> None:
+    svc, cases, vault = service()
+    insert = cases.documents.insert
+
+    async def stored_then_refused(doc: Document, entries: Sequence[Document]) -> None:
+        # A batch that failed as a whole after the store applied it, tried again alone.
+        await insert(doc, entries)
+        raise DuplicateDocumentError(by_id=True)
+
+    cases.documents.insert = stored_then_refused  # type: ignore[method-assign]
+    case, created = await svc.submit(
+        CaseSubmission.model_validate(EXAMPLE_CASE), "org-ngo", None, "h"
+    )
+    cases.documents.insert = insert  # type: ignore[method-assign]
+    assert created
+    assert case.id in cases.cases
+    assert case.id in await kept_keys(svc, vault)  # its key was not given back
+    other = CaseSubmission.model_validate(example_case(external_ref="EXT-NEXT"))
+    again, _ = await svc.submit(other, "org-ngo", None, "h2")
+    assert again.id != case.id
+
+
 async def test_external_ref_reuse_frees_the_unused_key() -> None:
     svc, cases, vault = service()
     await submitted(svc)

@@ -123,10 +123,20 @@ class ServiceRuntime:
             await self.stop()
 
 
+_HEAP_SETTLED = False
+
+
 def settle_heap(young_threshold: int) -> None:
     """Once start-up is done: set aside from the garbage collector what start-up made
     (modules, schemas, settings: every later full collection walked them all again, for
-    nothing), and collect the youngest generation every `young_threshold` allocations."""
+    nothing), and collect the youngest generation every `young_threshold` allocations.
+
+    Once a process: what is set aside is never freed, so a process that starts several
+    apps (a test run) sets aside only what the first start left."""
+    global _HEAP_SETTLED
+    if _HEAP_SETTLED:
+        return
+    _HEAP_SETTLED = True
     gc.collect()
     gc.freeze()
     _, middle, oldest = gc.get_threshold()

@@ -477,11 +477,19 @@ class CaseService:
             case = self._new_case(case_id, submission, organisation_id, idempotency, person_id)
             try:
                 await self.work.add(case, [Outgoing(CASES, case_submitted_event(case, key))])
-            except DuplicateDocumentError:
-                # A new random id is nobody's: a unique key refused. An earlier request's
-                # Idempotency-Key is answered with its case; else the first refusal is
-                # taken for a reference collision and redrawn, and a reused external_ref,
-                # refused again, is looked for (an index read).
+            except DuplicateDocumentError as exc:
+                if exc.by_id:
+                    # The id is new and random: the store holds this very insert (a
+                    # batch that failed as a whole is tried again item by item). The
+                    # case is this request's, and so is its key, for good.
+                    stored = await self.cases.get(case_id, organisation_id)
+                    if stored is None:
+                        raise
+                    return stored, True
+                # A unique key refused. An earlier request's Idempotency-Key is answered
+                # with its case; else the first refusal is taken for a reference
+                # collision and redrawn, and a reused external_ref, refused again, is
+                # looked for (an index read).
                 if idempotency_key is not None:
                     earlier = await self.cases.earlier_of(organisation_id, [idempotency_key])
                     if idempotency_key in earlier:
@@ -532,6 +540,7 @@ class CaseService:
             else:
                 pending.append(index)
         keys = dict(zip(pending, await self.keys.fresh(len(pending)), strict=True))
+        stored_ids: set[str] = set()
         for attempt in range(REFERENCE_DRAWS):
             if not pending:
                 break
@@ -570,6 +579,8 @@ class CaseService:
                         self._on_commit(case.id, 1, [e.entry() for e in events[index]])
                 else:
                     refused.append(index)
+                    if refusal.by_id:  # its new random id: the store holds this insert
+                        stored_ids.add(case.id)
             # As `submit`: an earlier request's key, else a unique key taken (the second
             # refusal looks for the external_ref).
             earlier_cases = await self.cases.earlier_of(
@@ -597,7 +608,7 @@ class CaseService:
         answered = {r.id for r in results.values() if isinstance(r, Submitted)}
         for index, key in keys.items():
             if not _created(results[index]):
-                self._unused(key, *answered)
+                self._unused(key, *answered, *stored_ids)
         return [results[index] for index in range(len(items))]
 
     async def _retried(self, earlier: EarlierCase, organisation_id: str, body_hash: str) -> Case:

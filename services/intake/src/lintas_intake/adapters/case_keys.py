@@ -6,9 +6,11 @@ case itself (a case is never stored without its key). Drawn one at a time, that 
 `case_keys.insert` a submission (12% of intake's profile samples at 90 cases/s, where
 requests rarely arrive together). `fresh` hands out ids whose keys were stored ahead, up
 to `ahead` of them in one `insert_many`. A key handed out for a case whose insert was
-refused comes back (`give_back`); those never used are deleted at shutdown
-(`discard_unused`). A crash leaves at most `ahead` of them in the vault: random keys
-under which nothing was ever sealed, with no case of their id.
+definitely refused comes back (`give_back`); those never used are deleted at shutdown
+(`discard_unused`). Left in the vault are the keys a crashed instance held unused (its
+`ahead` and any given back), and the key of a submission whose insert failed without a
+definite answer (the case may have been stored: its key is never handed out again):
+random keys with no case of their id, under which nothing stored was sealed.
 
 Reads: a case's key is read to seal or open its document on every change, and each read
 was one `case_keys` query (five a case on the happy path). The cache keeps the keys this
@@ -98,9 +100,10 @@ class CachedCaseKeys:
 
     async def discard_unused(self) -> int:
         """Delete the keys stored ahead and never handed out (at shutdown)."""
-        unused = [key.case_id for key in self._ready]
-        self._ready.clear()
-        return await self._vault.destroy_many(unused)
+        async with self._storing:  # after a vault write under way, not before it
+            unused = [key.case_id for key in self._ready]
+            self._ready.clear()
+            return await self._vault.destroy_many(unused)
 
     async def get(self, case_id: str) -> DataKey:
         """The case's key, from the cache while fresh; CaseKeyMissingError once erased."""
