@@ -18,9 +18,9 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import httpx
 from lintas_intake.entrypoints.examples import example_submission
 
+from lintas_bench.http_client import HttpClientError, LeanHttpClient
 from lintas_bench.observe import Observer
 from lintas_bench.resources import Sampler, mib
 from lintas_bench.stats import (
@@ -128,21 +128,21 @@ class LoadContext:
 
 
 async def _post(
-    client: httpx.AsyncClient, body: bytes, outcome: Outcome, headers: dict[str, str]
+    client: LeanHttpClient, body: bytes, outcome: Outcome, headers: dict[str, str]
 ) -> None:
     outcome.sent_at = time.time()
     try:
-        response = await client.post("/v1/cases", content=body, headers=headers)
-    except httpx.HTTPError as exc:
+        answer = await client.post("/v1/cases", body, headers)
+    except (HttpClientError, OSError) as exc:
         outcome.answered_at = time.time()
         outcome.error = type(exc).__name__
         return
     outcome.answered_at = time.time()
-    outcome.status = response.status_code
-    if response.status_code == 201:
-        outcome.case_id = str(response.json()["id"])
+    outcome.status = answer.status
+    if answer.status == 201:
+        outcome.case_id = str(json.loads(answer.body)["id"])
     else:
-        outcome.error = f"HTTP {response.status_code}"
+        outcome.error = f"HTTP {answer.status}"
 
 
 async def run_step(
@@ -166,14 +166,11 @@ async def run_step(
     tasks: set[asyncio.Task[None]] = set()
     window = ctx.sampler.open()
     loop = asyncio.get_running_loop()
-    limits = httpx.Limits(
-        max_connections=ctx.max_in_flight, max_keepalive_connections=ctx.max_in_flight
-    )
-    async with httpx.AsyncClient(
-        base_url=ctx.intake_url,
+    async with LeanHttpClient(
+        ctx.intake_url,
         headers={"X-API-Key": ctx.api_key, "Content-Type": "application/json"},
-        limits=limits,
-        timeout=httpx.Timeout(60.0, connect=10.0),
+        max_connections=ctx.max_in_flight,
+        timeout=60.0,
     ) as client:
         began = loop.time() + 0.05
         began_wall = time.time() + 0.05
