@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +26,7 @@ from lintas_shared.logging import get_logger
 from lintas_shared.metrics import CONSUMER_LAG, subscriber_consumers
 from lintas_shared.mongo import Document, ping
 from lintas_shared.outbox import OutboxRelay
+from lintas_shared.settings import DEFAULT_SHUTDOWN_STEP_SECONDS
 from lintas_shared.topics import ALL_TOPICS
 from lintas_shared.tracing import configure_tracing
 
@@ -47,6 +48,8 @@ class ServiceRuntime:
     kafka_auth: KafkaAuth | None = None
     #: `LINTAS_GC_YOUNG_THRESHOLD` (see `settle_heap`); 0 leaves the collector alone.
     gc_young_threshold: int = 0
+    #: `LINTAS_SHUTDOWN_STEP_SECONDS`: the longest each step of `stop` may take.
+    shutdown_step_seconds: float = DEFAULT_SHUTDOWN_STEP_SECONDS
 
     async def start(self) -> None:
         """Create topics, start consuming, start the relays (in that order)."""
@@ -68,14 +71,44 @@ class ServiceRuntime:
         log.info("service started", service=self.name)
 
     async def stop(self) -> None:
-        """Stop consuming (in-flight handlers finish), flush the outbox, then disconnect."""
+        """Stop consuming (in-flight handlers finish), flush the outbox, then disconnect.
+
+        Each step gets at most `shutdown_step_seconds`: a consumer leaving its group in
+        the middle of a rebalance has been seen waiting for minutes, and a service told
+        to stop must stop. Cutting a step short loses nothing: unacknowledged records
+        come again to the group's next member, and what the relays did not publish
+        stays in the outbox for the next start (consumers are idempotent)."""
         CONSUMER_LAG.untrack(self.broker)
         # Subscribers first: the producer must stay open for the relays' final flush.
-        await asyncio.gather(*(subscriber.stop() for subscriber in self.broker.subscribers))
-        await asyncio.gather(*(relay.stop(flush=True) for relay in self.relays))
-        await self.broker.stop()
+        await self._step(
+            "stop consuming", *(subscriber.stop() for subscriber in self.broker.subscribers)
+        )
+        await self._step("flush the outbox", *(relay.stop(flush=True) for relay in self.relays))
+        await self._step("disconnect from Kafka", self.broker.stop())
         await self.mongo.close()
         log.info("service stopped", service=self.name)
+
+    async def _step(self, name: str, *stops: Coroutine[Any, Any, object]) -> None:
+        """Run a step's stops side by side for at most `shutdown_step_seconds`; those
+        still running then are logged (with where they wait) and cancelled."""
+        tasks = [asyncio.ensure_future(stop) for stop in stops]
+        if not tasks:
+            return
+        _done, pending = await asyncio.wait(tasks, timeout=self.shutdown_step_seconds)
+        for task in pending:
+            frames = _waiting_in(task)
+            log.warning(
+                "shutdown step cut short",
+                service=self.name,
+                step=name,
+                seconds=self.shutdown_step_seconds,
+                waiting_in=frames,
+            )
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for task in tasks:
+            if task not in pending:
+                task.result()  # a stop that failed fails the shutdown, as before
 
     async def store_ready(self) -> bool:
         """The store answers a ping."""
@@ -121,6 +154,25 @@ class ServiceRuntime:
             yield
         finally:
             await self.stop()
+
+
+def _waiting_in(task: asyncio.Future[Any], limit: int = 24) -> list[str]:
+    """Where a task waits: the functions (`name:line`) down its chain of awaits, and on
+    into the task it awaits, if it awaits one (`Task.get_stack` shows a coroutine's
+    outermost frame only). For a log line: names and lines, never values."""
+    frames: list[str] = []
+    current: Any = task
+    while isinstance(current, asyncio.Task) and len(frames) < limit:
+        awaited: Any = current.get_coro()
+        while awaited is not None and len(frames) < limit:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+            if frame is None:
+                break
+            frames.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+        # What the task waits on (asyncio's own attribute, in both its implementations).
+        current = getattr(current, "_fut_waiter", None)
+    return frames
 
 
 _HEAP_SETTLED = False

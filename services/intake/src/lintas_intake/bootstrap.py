@@ -88,6 +88,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         topic_partitions=common.topic_partitions,
         relays=[relay],
         gc_young_threshold=common.gc_young_threshold,
+        shutdown_step_seconds=common.shutdown_step_seconds,
     )
 
     @asynccontextmanager

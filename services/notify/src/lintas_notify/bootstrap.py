@@ -195,6 +195,7 @@ def build(
         topic_partitions=settings.common.topic_partitions,
         relays=[message_relay, preference_relay],
         gc_young_threshold=settings.common.gc_young_threshold,
+        shutdown_step_seconds=settings.common.shutdown_step_seconds,
     )
     return NotifyService(
         runtime,

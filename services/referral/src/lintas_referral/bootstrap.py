@@ -135,6 +135,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         topic_partitions=common.topic_partitions,
         relays=[relay],
         gc_young_threshold=common.gc_young_threshold,
+        shutdown_step_seconds=common.shutdown_step_seconds,
     )
 
     @asynccontextmanager
