@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
@@ -49,8 +50,13 @@ class Recorder:
         if event.id in self.sent:
             self.seen.append((event.type, payload))
 
+    async def handle_together(self, events: Sequence[CloudEvent]) -> None:
+        for event in events:
+            await self.handle(event)
+
     # intake's CaseService
     apply_news = handle
+    apply_news_together = handle_together
     apply_sms_preference = handle
 
     def __getattr__(self, name: str) -> Any:  # notify's NotifyHandlers: on_case_submitted, …

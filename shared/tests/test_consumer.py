@@ -196,3 +196,81 @@ async def test_a_batch_with_a_failing_key_raises_after_the_other_keys_are_handle
     with pytest.raises(AutoReconnect):
         await consumer.consume_batch(records)
     assert seen == ["case-up"]
+
+
+OTHER = "org.lintas.test.other"
+UNHANDLED = "org.lintas.test.unhandled"
+
+
+def retyped(event: CloudEvent, type_: str) -> CloudEvent:
+    return event.model_copy(update={"type": type_, "id": f"{event.id}-{type_}"})
+
+
+class Together:
+    """A chain handler and per-event handlers that record what reached them."""
+
+    def __init__(self, *, chain_fails: bool = False) -> None:
+        self.chains: list[list[str]] = []
+        self.one_by_one: list[str] = []
+        self.chain_fails = chain_fails
+
+    async def chain(self, events: object) -> None:
+        assert isinstance(events, list)
+        self.chains.append([e.id for e in events])
+        if self.chain_fails:
+            raise RuntimeError("version conflict, say")
+
+    async def one(self, event: CloudEvent) -> None:
+        self.one_by_one.append(event.id)
+
+    def consumer(self, dlq: DeadLetters | None = None) -> EventConsumer:
+        return EventConsumer(
+            "t",
+            {CaseSubmitted.TYPE: self.one, OTHER: self.one},
+            dlq or DeadLetters(),
+            FAST,
+            chain=self.chain,
+            chain_types=[CaseSubmitted.TYPE],
+        )
+
+
+async def test_a_keys_events_of_the_chain_types_go_to_the_chain_handler_together() -> None:
+    first, second = case_submitted("case-1"), case_submitted("case-1")
+    passed_over = retyped(case_submitted("case-1"), UNHANDLED)
+    alone = case_submitted("case-2")
+    records = [record_of(e, n) for n, e in enumerate([first, passed_over, alone, second])]
+    together = Together()
+    await together.consumer().consume_batch(records)
+    assert together.chains == [[first.id, second.id]]  # in offset order
+    assert together.one_by_one == [alone.id]  # a key's only event: its handler
+
+
+async def test_a_chain_with_an_event_of_another_type_goes_one_by_one() -> None:
+    first = case_submitted("case-1")
+    other = retyped(case_submitted("case-1"), OTHER)
+    together = Together()
+    await together.consumer().consume_batch([record_of(first, 1), record_of(other, 2)])
+    assert together.chains == []
+    assert together.one_by_one == [first.id, other.id]
+
+
+async def test_a_chain_handler_that_fails_hands_each_event_to_its_handler() -> None:
+    first, second = case_submitted("case-1"), case_submitted("case-1")
+    together = Together(chain_fails=True)
+    dlq = DeadLetters()
+    await together.consumer(dlq).consume_batch([record_of(first, 1), record_of(second, 2)])
+    assert together.chains == [[first.id, second.id]]
+    assert together.one_by_one == [first.id, second.id]
+    assert dlq.parked == []
+
+
+async def test_a_malformed_record_in_a_chain_is_parked_and_the_rest_handled_one_by_one() -> None:
+    first = case_submitted("case-1")
+    good = record_of(first, 1)
+    broken = RawRecord(good.topic, 0, 2, good.key, b"{not json", good.headers)
+    together = Together()
+    dlq = DeadLetters()
+    await together.consumer(dlq).consume_batch([good, broken])
+    assert together.chains == []
+    assert together.one_by_one == [first.id]
+    assert [headers[DLQ_SOURCE_OFFSET] for *_, headers in dlq.parked] == ["2"]

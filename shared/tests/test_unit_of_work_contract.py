@@ -299,6 +299,43 @@ async def test_an_event_is_applied_once_however_often_it_is_delivered(store: Sto
     assert raw["version"] == 3
 
 
+async def test_several_events_of_a_document_are_applied_in_order_in_one_write(
+    store: Store,
+) -> None:
+    commits = Commits()
+    work = UnitOfWork(store.documents, CounterCodec(), on_commit=commits)
+    await work.add(Counter("c1", "one"))
+    await work.change("c1", bump(1), event_key="src/e1")
+    second, third = event(2), event(3)
+
+    def label_with_count(counter: Counter) -> Decision[Counter]:
+        return Decision(replace(counter, label=f"at {counter.count}"), [third])
+
+    result = await work.change_each(
+        "c1",
+        [
+            (bump(100), "src/e1"),  # handled before: left out
+            (bump(10, second), "src/e2"),
+            (label_with_count, "src/e3"),  # decides on what e2 decided
+            (bump(1000), "src/e2"),  # twice in one batch: once
+            (lambda counter: None, "src/e4"),  # decides nothing: still recorded
+        ],
+    )
+
+    assert result.changed
+    assert (result.aggregate.count, result.aggregate.label) == (11, "at 11")
+    raw = await store.documents.read("c1")
+    assert raw is not None
+    assert (raw["count"], raw["label"], raw["version"]) == (11, "at 11", 3)  # one write
+    assert raw[PROCESSED_FIELD] == ["src/e1", "src/e2", "src/e3", "src/e4"]
+    assert commits.seen[-1] == ("c1", 3, [second.event.id, third.event.id])
+    again = await work.change_each("c1", [(bump(10), "src/e2"), (bump(10), "src/e4")])
+    assert not again.changed
+    stored = await store.documents.read("c1")
+    assert stored is not None
+    assert (stored["count"], stored["version"]) == (11, 3)
+
+
 async def test_an_event_that_changes_nothing_is_still_recorded_as_processed(
     store: Store,
 ) -> None:
@@ -360,7 +397,7 @@ async def test_a_change_reads_exactly_what_is_stored(store: Store) -> None:
             set={"count": 2, "at": at, "nested": {"a": [1, {"b": "c"}]}},
             unset=["gone"],
             entries=[event(1).entry()],
-            processed="src/e1",
+            processed=("src/e1",),
         ),
     )
     assert written
@@ -510,7 +547,7 @@ async def test_event_writes_asked_in_one_turn_go_in_one_command(
     documents, _ = await _stored_counters(counters, count)
 
     def one(n: int, version: int) -> Write:
-        return Write(set={"count": version}, processed=f"src/v{version}-{n}")
+        return Write(set={"count": version}, processed=(f"src/v{version}-{n}",))
 
     updates_before = _commands_sent("update")
     wrote = await asyncio.gather(*(documents.write(f"c{n}", 1, one(n, 1)) for n in range(count)))
@@ -1213,7 +1250,7 @@ class AnswersFalseOnce(InMemoryVersionedDocuments):
 
     async def write(self, doc_id: str, expected_version: int, write: Write) -> bool:
         made = await super().write(doc_id, expected_version, write)
-        if made and self.unsure and write.processed is not None:
+        if made and self.unsure and write.processed:
             self.unsure = False
             return False
         return made

@@ -25,8 +25,8 @@ HANDLED_TYPE = {
 #: (DLQ consumer name) of each consumer that reads a topic and must park its poison.
 TOPIC_CONSUMERS = {
     CASES: ("notify", "referral"),
-    REFERRALS: ("intake-referrals", "notify", "referral-webhooks"),
-    NOTIFICATIONS: ("intake-notifications",),
+    REFERRALS: ("intake-news", "notify", "referral-webhooks"),
+    NOTIFICATIONS: ("intake-news",),
 }
 POISON_KINDS = ("bad_json", "wrong_schema", "missing_ce_headers", "big_body")
 #: Consumers that never read the payload of the "wrong schema" type, so do not refuse it:

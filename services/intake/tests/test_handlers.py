@@ -520,6 +520,46 @@ async def test_news_writes_only_what_it_changed_and_keeps_the_sealed_fields_as_s
     assert after["timeline"][0] == before["timeline"][0]
 
 
+async def test_a_cases_news_from_one_batch_are_applied_in_order_in_one_write() -> None:
+    svc, cases, _ = service()
+    case = await submitted(svc)
+    writes_before = cases.documents.writes
+    offered = news(offer(case.id), case.id)
+    sent = ev.make_event(
+        ev.SmsSent(
+            case_id=case.id,
+            message_id="m1",
+            template="case_received",
+            language="id",
+            sent_at=NOW,
+        ),
+        source="/lintas/notify",
+        subject=case.id,
+    )
+    await svc.apply_news_together([offered, sent])
+    assert cases.documents.writes == writes_before + 1
+    after = cases.cases[case.id]
+    assert after.status is CaseStatus.REFERRED
+    assert [e.type for e in after.timeline][-2:] == [ev.ReferralOffered.TYPE, ev.SmsSent.TYPE]
+
+    await svc.apply_news_together([offered, sent])  # the batch redelivered
+    await svc.apply_news(sent)
+    assert cases.documents.writes == writes_before + 1
+    assert len(cases.cases[case.id].timeline) == len(after.timeline)
+
+
+async def test_news_of_two_cases_are_never_applied_together() -> None:
+    svc, cases, _ = service()
+    first = await submitted(svc)
+    second, _ = await svc.submit(
+        CaseSubmission.model_validate(example_case(external_ref="NGO-2")), "org-ngo", None, "h2"
+    )
+    together = [news(offer(first.id), first.id), news(offer(second.id), second.id)]
+    with pytest.raises(ValueError, match="more than one case"):
+        await svc.apply_news_together(together)
+    assert {cases.cases[c.id].status for c in (first, second)} == {CaseStatus.SUBMITTED}
+
+
 async def test_news_about_an_old_referral_does_not_move_the_status() -> None:
     svc, cases, _ = service()
     case = await submitted(svc)

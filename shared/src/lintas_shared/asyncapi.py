@@ -91,9 +91,9 @@ _REFERRAL_NEWS = _types(
 #: documents are built from their actual subscriptions; a test checks they equal these.
 RECEIVES: Final[Mapping[str, tuple[Subscription, ...]]] = {
     "intake": (
-        Subscription("intake-referrals", topics.REFERRALS, "lintas-intake", _REFERRAL_NEWS),
+        Subscription("intake-news", topics.REFERRALS, "lintas-intake", _REFERRAL_NEWS),
         Subscription(
-            "intake-notifications",
+            "intake-news",
             topics.NOTIFICATIONS,
             "lintas-intake",
             _types(ev.SmsSent, ev.SmsDeliveryReported, ev.SmsPreferenceTexted),

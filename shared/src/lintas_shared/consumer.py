@@ -21,7 +21,7 @@ import contextlib
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -56,6 +56,8 @@ from lintas_shared.tracing import consumer_span, mark_error, tracer
 log = get_logger(__name__)
 
 EventHandler = Callable[[CloudEvent], Awaitable[None]]
+#: Handles a batch's events of one key (in offset order) together: see `EventConsumer`.
+ChainHandler = Callable[[Sequence[CloudEvent]], Awaitable[None]]
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     *TRANSIENT_STORE_ERRORS,
     KafkaError,
@@ -129,9 +131,18 @@ class EventConsumer:
         *,
         group: str = "",
         tracer_: Tracer | None = None,
+        chain: ChainHandler | None = None,
+        chain_types: Collection[str] = (),
     ) -> None:
+        """With `chain`, a batch's events of one key whose types are all in
+        `chain_types` go to it together, in offset order (one write for a document's
+        several events, say); it must do what their handlers would, one after another.
+        If it raises, the events go to their handlers one by one, as any others (with
+        their retries and dead letters), so it must leave nothing half done."""
         self.name = name
         self._handlers = dict(handlers)
+        self._chain = chain
+        self._chain_types = frozenset(chain_types)
         self._dead_letters = dead_letters
         self._retry = retry or RetryPolicy()
         #: The consumer group, for span attributes (set by `subscribe`).
@@ -195,6 +206,8 @@ class EventConsumer:
 
         async def in_order(chain: list[RawRecord]) -> None:
             async with semaphore:
+                if len(chain) > 1 and self._chain is not None and await self._together(chain):
+                    return
                 for record in chain:
                     await self.consume(record)
 
@@ -204,6 +217,56 @@ class EventConsumer:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+    async def _together(self, chain: list[RawRecord]) -> bool:
+        """Hand one key's records to the chain handler at once; False (nothing done) if
+        they are not all of its types, or if it failed: each then goes on its own."""
+        assert self._chain is not None
+        started = time.perf_counter()
+        handled: list[tuple[RawRecord, CloudEvent]] = []
+        for record in chain:
+            try:
+                event = from_kafka_record(record.value, record.headers)
+            except MalformedEventError:
+                return False
+            if event.type in self._handlers:  # others: another consumer's, passed over
+                if event.type not in self._chain_types:
+                    return False
+                handled.append((record, event))
+        if len(handled) < 2:
+            return False
+        with contextlib.ExitStack() as spans:
+            for record, event in handled:
+                span = spans.enter_context(self._span(record))  # each in its own trace
+                span.set_attribute("messaging.message.id", event.id)
+                span.set_attribute("cloudevents.event_type", event.type)
+                span.set_attribute("cloudevents.event_subject", event.subject)
+                span.set_attribute("messaging.batch.message_count", len(handled))
+            try:
+                await self._chain([event for _, event in handled])
+            except Exception as exc:
+                log.warning(
+                    "events handled together failed; handling them one by one",
+                    consumer=self.name,
+                    events=len(handled),
+                    error=type(exc).__name__,
+                )
+                return False
+        seconds = time.perf_counter() - started
+        for record, event in handled:
+            EVENTS_CONSUMED.labels(self.name, record.topic, event.type, OUTCOME_OK).inc()
+            HANDLER_DURATION.labels(self.name, event.type).observe(seconds / len(handled))
+            with log_context(case_id=event.subject, event_id=event.id, event_type=event.type):
+                log.info(
+                    "event handled",
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    outcome=OUTCOME_OK,
+                    duration_ms=round(seconds * 1000, 1),
+                    together=len(handled),
+                )
+        return True
 
     def _span(self, record: RawRecord) -> contextlib.AbstractContextManager[Span]:
         return consumer_span(
@@ -342,10 +405,35 @@ def subscribe(
     batch_size: int = 100,
     concurrency: int = 16,
 ) -> None:
-    """Attach `consumer` to `topic` in consumer group `group_id`, acknowledging explicitly.
+    """Attach `consumer` to `topic` in consumer group `group_id` (`subscribe_topics`)."""
+    subscribe_topics(
+        broker,
+        {topic: consumer.event_types},
+        group_id=group_id,
+        consumer=consumer,
+        fetch=fetch,
+        batch_size=batch_size,
+        concurrency=concurrency,
+    )
+
+
+def subscribe_topics(
+    broker: KafkaBroker,
+    receives: Mapping[str, Sequence[str]],
+    *,
+    group_id: str,
+    consumer: EventConsumer,
+    fetch: FetchPolicy,
+    batch_size: int = 100,
+    concurrency: int = 16,
+) -> None:
+    """Attach `consumer` to the topics of `receives` (topic -> the event types it takes
+    from there, for the AsyncAPI documents) in consumer group `group_id`, acknowledging
+    explicitly. One subscriber reads them all, so a batch holds a key's records of every
+    topic (a case's news from two services, say: `EventConsumer`'s `chain`).
 
     Records come in batches of up to `batch_size`, gathered by the broker as `fetch`
-    allows. A batch's records with the same key
+    allows (the longest wait of the topics'). A batch's records with the same key
     (the case id) are handled one after another, in offset order; different keys run side
     by side, `concurrency` at a time. Offsets are committed only after the whole batch is
     handled (NACK_ON_ERROR seeks back to its start when one raises: the records already
@@ -354,23 +442,25 @@ def subscribe(
     started is skipped.
     """
     consumer.group = consumer.group or group_id
-    _SUBSCRIPTIONS.setdefault(broker, []).append(
-        Subscription(consumer.name, topic, group_id, consumer.event_types)
-    )
+    for topic, event_types in receives.items():
+        _SUBSCRIPTIONS.setdefault(broker, []).append(
+            Subscription(consumer.name, topic, group_id, tuple(event_types))
+        )
+    names = list(receives)
 
     @broker.subscriber(
         # Not created here: the runtime's ensure_topics does, and a service's Kafka
         # principal may not create a topic it only reads.
-        Topic(topic, declare=False),
+        *(Topic(topic, declare=False) for topic in names),
         group_id=group_id,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         auto_offset_reset="earliest",
         decoder=_kafka_records,
         batch=True,
         max_records=batch_size,
-        fetch_max_wait_ms=fetch.max_wait_for(topic),
+        fetch_max_wait_ms=max(fetch.max_wait_for(topic) for topic in names),
         fetch_min_bytes=fetch.min_bytes,
-        title=f"{consumer.name}:{topic}",
+        title=f"{consumer.name}:{','.join(names)}",
         description=f"Handles {', '.join(consumer.event_types)}",
     )
     # `Any`: FastStream would validate an annotated body; these are the decoder's records.

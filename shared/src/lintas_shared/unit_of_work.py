@@ -145,7 +145,7 @@ class Committed(Generic[A]):
 
 @dataclass(frozen=True)
 class Write:
-    """One conditional write: fields to set and remove, events, the processed event key.
+    """One conditional write: fields to set and remove, events, the processed event keys.
 
     With `published` (the ids of the outbox's first entries, as read, which the relay
     has published and not removed yet) the write also removes those, keeping
@@ -156,7 +156,8 @@ class Write:
     set: Document
     unset: Sequence[str] = ()
     entries: Sequence[Document] = ()
-    processed: str | None = None
+    #: The keys of the events this write handles (recorded as processed).
+    processed: Sequence[str] = ()
     published: Sequence[str] = ()
     unpublished: Sequence[Document] = ()
 
@@ -351,13 +352,23 @@ class UnitOfWork(Generic[A]):
         DocumentNotFoundError, or ContentionError after `attempts` lost races.
         """
         async with self._turn(doc_id):
-            return await self._change(doc_id, decide, event_key, expected_version)
+            return await self._change(doc_id, [(decide, event_key)], expected_version)
+
+    async def change_each(
+        self, doc_id: str, steps: Sequence[tuple[Decide[A], str]]
+    ) -> Committed[A]:
+        """Apply several events' decisions to `doc_id` in one write: each decides on
+        what the ones before it decided, in order, and the write records every event key
+        (a step whose key the document holds already, or an earlier step had, is left
+        out). The same as a `change` per step, one after another, for one write instead
+        of several: a consumer's batch often holds more than one event of a document."""
+        async with self._turn(doc_id):
+            return await self._change(doc_id, steps, None)
 
     async def _change(
         self,
         doc_id: str,
-        decide: Decide[A],
-        event_key: str | None,
+        steps: Sequence[tuple[Decide[A], str | None]],
         expected_version: int | None,
     ) -> Committed[A]:
         for attempt in range(self._attempts):
@@ -371,7 +382,9 @@ class UnitOfWork(Generic[A]):
             # Decoded from a copy: a decision that changes a nested value in place must
             # not change `doc` too, which the write compares with (`_stored_as`).
             current = await self._codec.decode(copy_document(doc))
-            if event_key is not None and event_key in doc.get(PROCESSED_FIELD, ()):
+            done = set(doc.get(PROCESSED_FIELD, ()))
+            due = [(d, key) for d, key in steps if key is None or key not in done]
+            if not due:
                 if attempt > 0 and doc.get(OUTBOX_FIELD) and self._on_commit is not None:
                     # Written in a command that could not say so: hand the stored outbox
                     # to the relay now rather than leave it to its search.
@@ -379,13 +392,23 @@ class UnitOfWork(Generic[A]):
                 return Committed(current, changed=False)
             if expected_version is not None and version != expected_version:
                 raise VersionConflictError(version)
-            decided = decide(current)
-            decision = await decided if inspect.isawaitable(decided) else decided
-            if decision is None and event_key is None:
+            aggregate, decided_any = current, False
+            events: list[Outgoing] = []
+            keys: list[str] = []
+            for decide, key in due:
+                if key is not None and key in done:
+                    continue  # twice in `steps`
+                decided = decide(aggregate)
+                decision = await decided if inspect.isawaitable(decided) else decided
+                if decision is not None:
+                    aggregate, decided_any = decision.aggregate, True
+                    events.extend(decision.events)
+                if key is not None:
+                    keys.append(key)
+                    done.add(key)
+            if not decided_any and not keys:
                 return Committed(current, changed=False)
-            aggregate = current if decision is None else decision.aggregate
-            events = () if decision is None else decision.events
-            encoded = await self._codec.encode(aggregate) if decision is not None else {}
+            encoded = await self._codec.encode(aggregate) if decided_any else {}
             entries = [e.entry() for e in events]
             outbox: list[Document] = list(doc.get(OUTBOX_FIELD) or ())
             published = 0
@@ -403,7 +426,7 @@ class UnitOfWork(Generic[A]):
                     if v is UNSET and k not in RESERVED_FIELDS and k in doc
                 ],
                 entries=entries,
-                processed=event_key,
+                processed=tuple(keys),
                 published=[e["id"] for e in outbox[:published]],
                 unpublished=outbox[published:],
             )
@@ -412,7 +435,7 @@ class UnitOfWork(Generic[A]):
                     self._published.removed_by_writer(doc_id, write.published)
                 if entries and self._on_commit is not None:
                     self._on_commit(doc_id, version + 1, [*outbox[published:], *entries])
-                return Committed(aggregate, changed=decision is not None)
+                return Committed(aggregate, changed=decided_any)
             if expected_version is not None:
                 raise VersionConflictError(version + 1)
         raise ContentionError(f"{self.documents.name} {doc_id} kept changing")
@@ -455,8 +478,8 @@ def applied(doc: Document, expected_version: int, write: Write, now: datetime) -
     elif write.entries:
         after[OUTBOX_FIELD] = [*doc.get(OUTBOX_FIELD, ()), *map(copy_document, write.entries)]
         after[OUTBOX_SINCE_FIELD] = min(doc.get(OUTBOX_SINCE_FIELD) or now, now)
-    if write.processed is not None:
-        after[PROCESSED_FIELD] = [*doc.get(PROCESSED_FIELD, ()), write.processed]
+    if write.processed:
+        after[PROCESSED_FIELD] = [*doc.get(PROCESSED_FIELD, ()), *write.processed]
     return after
 
 
@@ -618,13 +641,13 @@ class MongoVersionedDocuments:
             push[OUTBOX_FIELD] = {"$each": list(write.entries)}
             # Keeps the oldest unpublished entry's time when there is one.
             update["$min"] = {OUTBOX_SINCE_FIELD: now}
-        if write.processed is not None:
-            push[PROCESSED_FIELD] = write.processed
+        if write.processed:
+            push[PROCESSED_FIELD] = {"$each": list(write.processed)}
         if push:
             update["$push"] = push
         known = self._recent.pop(doc_id, None)
         where = {"_id": doc_id, VERSION_FIELD: expected_version, **write.outbox_as_read()}
-        if write.processed is None:
+        if not write.processed:
             matched = (await self._collection.update_one(where, update)).matched_count == 1
         else:
             # An event's change: those of a consumer's batch go in one command.

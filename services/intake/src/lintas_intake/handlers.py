@@ -27,6 +27,7 @@ from lintas_shared.envelope import CloudEvent
 from lintas_shared.ids import deterministic_id, new_case_reference, new_id
 from lintas_shared.topics import CASES
 from lintas_shared.unit_of_work import (
+    Decide,
     Decision,
     DocumentCodec,
     DocumentNotFoundError,
@@ -877,21 +878,38 @@ class CaseService:
 
     async def apply_news(self, event: CloudEvent) -> None:
         """Apply one event from referral or notify to its case, exactly once."""
-        payload_type = ev.EVENT_TYPES.get(event.type)
-        if payload_type is None:
-            return
-        payload = ev.parse_payload(event, payload_type)
-        case_id = str(getattr(payload, "case_id", event.subject))
+        await self.apply_news_together([event])
 
+    async def apply_news_together(self, events: Sequence[CloudEvent]) -> None:
+        """Apply events from referral and notify about one case, in order, each exactly
+        once, in one write of the case (a consumer's batch often holds both news of a new
+        case: its referral offered and its first SMS sent)."""
+        steps: list[tuple[Decide[Case], str]] = []
+        case_ids = set()
+        for event in events:
+            payload_type = ev.EVENT_TYPES.get(event.type)
+            if payload_type is None:
+                continue
+            payload = ev.parse_payload(event, payload_type)
+            case_ids.add(str(getattr(payload, "case_id", event.subject)))
+            steps.append((self._news_decision(event, payload), event.dedupe_key))
+        if not steps:
+            return
+        if len(case_ids) > 1:
+            raise ValueError("news of more than one case cannot be applied together")
+        case_id = case_ids.pop()
+        try:
+            await self.work.change_each(case_id, steps)
+        except DocumentNotFoundError:
+            raise PermanentEventError(f"no case {case_id}") from None
+
+    def _news_decision(self, event: CloudEvent, payload: ev.EventPayload) -> Decide[Case]:
         async def decide(case: Case) -> Decision[Case]:
-            words = await _open_partner_words(self.keys, payload, case_id)
+            words = await _open_partner_words(self.keys, payload, case.id)
             entry = _news_entry(event, payload, case, words)
             return Decision(case.record_news(entry, **_status_change(payload, case)))
 
-        try:
-            await self.work.change(case_id, decide, event_key=event.dedupe_key)
-        except DocumentNotFoundError:
-            raise PermanentEventError(f"no case {case_id}") from None
+        return decide
 
     async def apply_sms_preference(self, event: CloudEvent) -> None:
         """She texted STOP or START to notify: show it on the case, once.

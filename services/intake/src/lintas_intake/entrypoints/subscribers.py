@@ -12,6 +12,7 @@ from lintas_shared.consumer import (
     RawPublisher,
     RawRecord,
     subscribe,
+    subscribe_topics,
 )
 
 from lintas_intake.handlers import NOTIFY_SOURCE, CaseService
@@ -64,18 +65,32 @@ def register_subscribers(
     dead_letters: RawPublisher,
     fetch: FetchPolicy,
 ) -> list[EventConsumer]:
-    """Subscribe intake to referral and notification events; returns the consumers."""
-    consumers = []
-    for name, topic, kinds in (
-        ("intake-referrals", topics.REFERRALS, REFERRAL_NEWS),
-        ("intake-notifications", topics.NOTIFICATIONS, NOTIFY_NEWS),
-    ):
-        handlers = {k.TYPE: service.apply_news for k in kinds}
-        if topic == topics.NOTIFICATIONS:
-            handlers[ev.SmsPreferenceTexted.TYPE] = service.apply_sms_preference
-        consumer = EventConsumer(name, handlers, dead_letters=dead_letters)
-        subscribe(broker, topic, group_id=group_id, consumer=consumer, fetch=fetch)
-        consumers.append(consumer)
+    """Subscribe intake to referral and notification events; returns the consumers.
+
+    One consumer reads both topics: a new case's two news (referral offered, SMS sent)
+    come within a few tens of milliseconds of each other, so a batch usually holds both
+    and the case is written once for them (`CaseService.apply_news_together`)."""
+    news = REFERRAL_NEWS + NOTIFY_NEWS
+    handlers = {k.TYPE: service.apply_news for k in news}
+    handlers[ev.SmsPreferenceTexted.TYPE] = service.apply_sms_preference
+    consumer = EventConsumer(
+        "intake-news",
+        handlers,
+        dead_letters=dead_letters,
+        chain=service.apply_news_together,
+        chain_types=[k.TYPE for k in news],
+    )
+    subscribe_topics(
+        broker,
+        {
+            topics.REFERRALS: [k.TYPE for k in REFERRAL_NEWS],
+            topics.NOTIFICATIONS: [k.TYPE for k in (*NOTIFY_NEWS, ev.SmsPreferenceTexted)],
+        },
+        group_id=group_id,
+        consumer=consumer,
+        fetch=fetch,
+    )
+    consumers = [consumer]
     # Intake's own topic, for an older notify's SmsPreferenceChanged only (its own are
     # skipped);
     # a group of its own, so its rebalances never stall the news above.
