@@ -274,3 +274,23 @@ async def test_a_malformed_record_in_a_chain_is_parked_and_the_rest_handled_one_
     assert together.chains == []
     assert together.one_by_one == [first.id]
     assert [headers[DLQ_SOURCE_OFFSET] for *_, headers in dlq.parked] == ["2"]
+
+
+async def test_a_consumer_of_several_topics_takes_from_each_only_its_types() -> None:
+    seen: list[str] = []
+
+    async def handle(event: CloudEvent) -> None:
+        seen.append(event.id)
+
+    consumer = EventConsumer("t", {CaseSubmitted.TYPE: handle}, DeadLetters(), FAST)
+    consumer.take_from("lintas.cases.v1", [CaseSubmitted.TYPE])
+    consumer.take_from("lintas.referrals.v1", [])
+    on_cases, on_referrals = case_submitted("case-1"), case_submitted("case-2")
+    elsewhere = record_of(on_referrals)
+    await consumer.consume(record_of(on_cases))
+    await consumer.consume(RawRecord("lintas.referrals.v1", 0, 1, *_rest(elsewhere)))
+    assert seen == [on_cases.id]
+
+
+def _rest(record: RawRecord) -> tuple[bytes | None, bytes | None, dict[str, str]]:
+    return record.key, record.value, record.headers

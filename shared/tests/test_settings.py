@@ -57,3 +57,14 @@ def test_the_fetch_policy_comes_from_the_environment_and_referrals_wait_longer(
     monkeypatch.setenv("LINTAS_KAFKA_FETCH_MAX_WAIT_MS", "-1")
     with pytest.raises(ValidationError, match="kafka_fetch_max_wait_ms"):
         CommonSettings()
+
+
+def test_a_shutdown_step_must_outlast_the_handlers_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LINTAS_ENVIRONMENT", "dev")
+    monkeypatch.delenv("LINTAS_SHUTDOWN_STEP_SECONDS", raising=False)
+    assert CommonSettings().shutdown_step_seconds == 20.0
+    monkeypatch.setenv("LINTAS_SHUTDOWN_STEP_SECONDS", "15")  # the handlers' grace: too short
+    with pytest.raises(ValidationError, match="shutdown_step_seconds"):
+        CommonSettings()
+    monkeypatch.setenv("LINTAS_SHUTDOWN_STEP_SECONDS", "45")
+    assert CommonSettings().shutdown_step_seconds == 45.0

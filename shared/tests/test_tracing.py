@@ -277,3 +277,48 @@ def test_with_export_off_spans_record_nothing_but_still_propagate() -> None:
         assert root.get_span_context().is_valid
         assert format_trace_id(root.get_span_context().trace_id) != TRACE_ID
         assert root.get_span_context().trace_flags.sampled  # a new trace, sampled
+
+
+async def test_records_handled_together_each_keep_their_own_trace_and_log_line(
+    spans: tuple[Tracer, InMemorySpanExporter], capsys: pytest.CaptureFixture[str]
+) -> None:
+    tracer, exporter = spans
+
+    async def together(events: object) -> None:
+        return None
+
+    async def one(event: CloudEvent) -> None:
+        raise AssertionError("handled together, not one by one")
+
+    first, second = case_submitted("case-32"), case_submitted("case-32")
+    traced = record(first, traceparent=INCOMING)
+    untraced = record(second, traceparent=None, ce_traceparent=None)
+    consumer = EventConsumer(
+        "t",
+        {CaseSubmitted.TYPE: one},
+        NoDeadLetters(),
+        FAST,
+        tracer_=tracer,
+        chain=together,
+        chain_types=[CaseSubmitted.TYPE],
+    )
+    configure_logging("test")
+    try:
+        await consumer.consume_batch([traced, untraced])
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    finally:
+        structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
+    by_event = {
+        (s.attributes or {})["messaging.message.id"]: s for s in exporter.get_finished_spans()
+    }
+    assert set(by_event) == {first.id, second.id}
+    assert format_trace_id(by_event[first.id].context.trace_id) == TRACE_ID
+    assert by_event[second.id].parent is None  # a trace of its own, not the first's
+    assert by_event[second.id].context.trace_id != by_event[first.id].context.trace_id
+    handled = {line["event_id"]: line for line in lines if line["event"] == "event handled"}
+    for event in (first, second):
+        span = by_event[event.id]
+        assert handled[event.id]["trace_id"] == format_trace_id(span.context.trace_id)
+        assert handled[event.id]["span_id"] == format_span_id(span.context.span_id)
+        assert handled[event.id]["together"] == 2

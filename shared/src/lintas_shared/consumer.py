@@ -31,7 +31,7 @@ from aiokafka.errors import KafkaError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, Topic
 from faststream.message import StreamMessage
-from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace import Span, Tracer, use_span
 
 from lintas_shared.backoff import Jitter, backoff_seconds
 from lintas_shared.envelope import CloudEvent, MalformedEventError, from_kafka_record
@@ -143,6 +143,9 @@ class EventConsumer:
         self._handlers = dict(handlers)
         self._chain = chain
         self._chain_types = frozenset(chain_types)
+        # topic -> the types taken from it, when one consumer reads several topics
+        # (`subscribe_topics`): any other type there is passed over, as on one topic.
+        self._topic_types: dict[str, frozenset[str]] = {}
         self._dead_letters = dead_letters
         self._retry = retry or RetryPolicy()
         #: The consumer group, for span attributes (set by `subscribe`).
@@ -169,7 +172,7 @@ class EventConsumer:
             EVENTS_CONSUMED.labels(self.name, record.topic, MALFORMED_TYPE, OUTCOME_DLQ).inc()
             return
         handler = self._handlers.get(event.type)
-        if handler is None:
+        if handler is None or not self._takes(record.topic, event.type):
             return  # another consumer's event on a shared topic
         outcome = OUTCOME_REDELIVERED
         with (
@@ -218,6 +221,14 @@ class EventConsumer:
             if isinstance(result, BaseException):
                 raise result
 
+    def take_from(self, topic: str, event_types: Collection[str]) -> None:
+        """Take only `event_types` from `topic` (one consumer reading several topics)."""
+        self._topic_types[topic] = frozenset(event_types)
+
+    def _takes(self, topic: str, event_type: str) -> bool:
+        allowed = self._topic_types.get(topic)
+        return allowed is None or event_type in allowed
+
     async def _together(self, chain: list[RawRecord]) -> bool:
         """Hand one key's records to the chain handler at once; False (nothing done) if
         they are not all of its types, or if it failed: each then goes on its own."""
@@ -229,22 +240,27 @@ class EventConsumer:
                 event = from_kafka_record(record.value, record.headers)
             except MalformedEventError:
                 return False
-            if event.type in self._handlers:  # others: another consumer's, passed over
+            # Other types are another consumer's: passed over, as `consume` does.
+            if event.type in self._handlers and self._takes(record.topic, event.type):
                 if event.type not in self._chain_types:
                     return False
                 handled.append((record, event))
         if len(handled) < 2:
             return False
-        with contextlib.ExitStack() as spans:
+        with contextlib.ExitStack() as scope:
+            spans: list[Span] = []
             for record, event in handled:
-                span = spans.enter_context(self._span(record))  # each in its own trace
+                span = scope.enter_context(self._span(record))  # each in its own trace
                 span.set_attribute("messaging.message.id", event.id)
                 span.set_attribute("cloudevents.event_type", event.type)
                 span.set_attribute("cloudevents.event_subject", event.subject)
                 span.set_attribute("messaging.batch.message_count", len(handled))
+                spans.append(span)
             try:
                 await self._chain([event for _, event in handled])
             except Exception as exc:
+                for span in spans:
+                    mark_error(span, f"handled together: {type(exc).__name__}")
                 log.warning(
                     "events handled together failed; handling them one by one",
                     consumer=self.name,
@@ -252,20 +268,23 @@ class EventConsumer:
                     error=type(exc).__name__,
                 )
                 return False
-        seconds = time.perf_counter() - started
-        for record, event in handled:
-            EVENTS_CONSUMED.labels(self.name, record.topic, event.type, OUTCOME_OK).inc()
-            HANDLER_DURATION.labels(self.name, event.type).observe(seconds / len(handled))
-            with log_context(case_id=event.subject, event_id=event.id, event_type=event.type):
-                log.info(
-                    "event handled",
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    outcome=OUTCOME_OK,
-                    duration_ms=round(seconds * 1000, 1),
-                    together=len(handled),
-                )
+            seconds = time.perf_counter() - started
+            for (record, event), span in zip(handled, spans, strict=True):
+                EVENTS_CONSUMED.labels(self.name, record.topic, event.type, OUTCOME_OK).inc()
+                HANDLER_DURATION.labels(self.name, event.type).observe(seconds / len(handled))
+                with (
+                    use_span(span),  # the line carries its own record's trace
+                    log_context(case_id=event.subject, event_id=event.id, event_type=event.type),
+                ):
+                    log.info(
+                        "event handled",
+                        topic=record.topic,
+                        partition=record.partition,
+                        offset=record.offset,
+                        outcome=OUTCOME_OK,
+                        duration_ms=round(seconds * 1000, 1),
+                        together=len(handled),
+                    )
         return True
 
     def _span(self, record: RawRecord) -> contextlib.AbstractContextManager[Span]:
@@ -446,6 +465,8 @@ def subscribe_topics(
         _SUBSCRIPTIONS.setdefault(broker, []).append(
             Subscription(consumer.name, topic, group_id, tuple(event_types))
         )
+        if len(receives) > 1:
+            consumer.take_from(topic, event_types)
     names = list(receives)
 
     @broker.subscriber(

@@ -15,6 +15,7 @@ from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.kafka_auth import KafkaAuth, client_auth
 from lintas_shared.logging import get_logger, library_logger
 from lintas_shared.metrics import EVENTS_PUBLISHED
+from lintas_shared.settings import HANDLER_GRACE_SECONDS
 from lintas_shared.topics import DLQ_TOPIC_CONFIG, is_dead_letter_topic
 from lintas_shared.tracing import TRACEPARENT_HEADER, current_traceparent
 
@@ -36,7 +37,7 @@ def make_broker(bootstrap: str, *, client_id: str, auth: KafkaAuth | None = None
         acks="all",
         enable_idempotence=True,
         max_request_size=MAX_RECORD_BYTES + 64_000,
-        graceful_timeout=15.0,
+        graceful_timeout=HANDLER_GRACE_SECONDS,
         # Through our JSON pipeline (and its redaction), not FastStream's own handler.
         logger=library_logger(f"faststream.{client_id}"),
         # FastStream's "Received"/"Processed" per batch at DEBUG: EventConsumer logs one

@@ -427,8 +427,11 @@ class OutboxRelay:
         if self._loop.started:
             # Let a pass in flight finish: cancelling it between a publish and its removal
             # would publish that entry again at the next start.
-            async with self._lock:
-                self._loop.cancel()
+            try:
+                async with self._lock:
+                    self._loop.cancel()
+            finally:
+                self._loop.cancel()  # also when this stop is itself cut short
             await self._loop.stop()
         try:
             if flush:

@@ -292,10 +292,12 @@ def consumer_span(
     group: str,
     headers: Mapping[str, str],
 ) -> Iterator[Span]:
-    """A span around processing one record, child of the record's trace context."""
+    """A span around processing one record, child of the record's trace context (a new
+    trace without one, whatever span is current: records handled together each keep
+    their own)."""
     with tracer_.start_as_current_span(
         f"process {topic}",
-        context=record_parent(headers),
+        context=record_parent(headers) or Context(),
         kind=SpanKind.CONSUMER,
         attributes={
             "messaging.system": "kafka",
