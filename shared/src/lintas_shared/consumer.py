@@ -185,18 +185,7 @@ class EventConsumer:
             try:
                 outcome = await self._handle(record, event, handler, span)
             finally:
-                seconds = time.perf_counter() - started
-                EVENTS_CONSUMED.labels(self.name, record.topic, event.type, outcome).inc()
-                HANDLER_DURATION.labels(self.name, event.type).observe(seconds)
-                # One line per handled event: it ties the case and event to the trace.
-                log.info(
-                    "event handled",
-                    topic=record.topic,
-                    partition=record.partition,
-                    offset=record.offset,
-                    outcome=outcome,
-                    duration_ms=round(seconds * 1000, 1),
-                )
+                self._handled(record, event, outcome, time.perf_counter() - started)
 
     async def consume_batch(self, records: Sequence[RawRecord], *, concurrency: int = 16) -> None:
         """Process a batch: each key's records in order, different keys side by side.
@@ -270,22 +259,30 @@ class EventConsumer:
                 return False
             seconds = time.perf_counter() - started
             for (record, event), span in zip(handled, spans, strict=True):
-                EVENTS_CONSUMED.labels(self.name, record.topic, event.type, OUTCOME_OK).inc()
-                HANDLER_DURATION.labels(self.name, event.type).observe(seconds / len(handled))
                 with (
                     use_span(span),  # the line carries its own record's trace
                     log_context(case_id=event.subject, event_id=event.id, event_type=event.type),
                 ):
-                    log.info(
-                        "event handled",
-                        topic=record.topic,
-                        partition=record.partition,
-                        offset=record.offset,
-                        outcome=OUTCOME_OK,
-                        duration_ms=round(seconds * 1000, 1),
-                        together=len(handled),
-                    )
+                    self._handled(record, event, OUTCOME_OK, seconds, together=len(handled))
         return True
+
+    def _handled(
+        self, record: RawRecord, event: CloudEvent, outcome: str, seconds: float, together: int = 1
+    ) -> None:
+        """Count a handled event and log its line (one per event: it ties the case and
+        the event to the trace); events handled together share the time."""
+        EVENTS_CONSUMED.labels(self.name, record.topic, event.type, outcome).inc()
+        HANDLER_DURATION.labels(self.name, event.type).observe(seconds / together)
+        extra = {"together": together} if together > 1 else {}
+        log.info(
+            "event handled",
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            outcome=outcome,
+            duration_ms=round(seconds * 1000, 1),
+            **extra,
+        )
 
     def _span(self, record: RawRecord) -> contextlib.AbstractContextManager[Span]:
         return consumer_span(
