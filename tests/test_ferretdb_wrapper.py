@@ -132,6 +132,38 @@ def test_one_update_command_of_many_statements_answers_and_leaves_the_database_u
         assert client["wrapper_check"].list_collection_names()
 
 
+#: A WAL frame: one page of SQLite's default 4 KiB, and the frame's header.
+WAL_FRAME_BYTES = 4096 + 24
+
+
+@pytest.mark.parametrize("how", ["update_one", "find_one_and_update"])
+def test_changes_of_one_document_let_the_wal_start_over(
+    wrapper: tuple[str, Path], how: str
+) -> None:
+    # Unpatched, a change of one document kept its read open over its write: SQLite's
+    # checkpoint after each commit could never finish, so the WAL grew with every write
+    # (~10,000 frames here) and each commit checkpointed again. SQLite checkpoints at
+    # 1,000 frames; once it finishes, the next write starts the WAL over, so its file
+    # stays near that size, whatever the number of writes.
+    uri, data = wrapper
+    database = f"wal_{how}"
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        collection = client[database]["changes"]
+        collection.create_index("case_id")
+        collection.insert_many(
+            [{"_id": f"w{n}", "case_id": f"c{n}", "v": 0, "text": "x" * 2000} for n in range(300)]
+        )
+        for n in range(3000):
+            change = {"_id": f"w{n % 300}", "v": n // 300}, {"$inc": {"v": 1}}
+            if how == "update_one":
+                assert collection.update_one(*change).modified_count == 1
+            else:
+                assert collection.find_one_and_update(*change) is not None
+        assert collection.count_documents({"v": 10}) == 300
+    wal = data / f"{database}.sqlite-wal"
+    assert wal.stat().st_size < 2000 * WAL_FRAME_BYTES
+
+
 def test_an_insert_is_answered_while_a_long_change_of_its_collection_runs(
     wrapper: tuple[str, Path],
 ) -> None:

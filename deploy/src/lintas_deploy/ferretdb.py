@@ -128,6 +128,27 @@ PATCHES: tuple[Patch, ...] = (
         "\t\tcloser := iterator.NewMultiCloser()\n",
         1,
     ),
+    # A change of one document (an update statement without `multi`, a findAndModify)
+    # reads it and ends that read before it writes, as FerretDB's delete does
+    # (deploy/ferretdb/handler/lintas_read_before_write.go.in): a read open over the
+    # write kept SQLite's WAL from ever starting over, and every commit checkpointed.
+    (
+        "internal/handler/msg_update.go",
+        "\t\tif !u.Multi {\n\t\t\titer = common.LimitIterator(iter, closer, 1)\n\t\t}\n",
+        "\t\tif !u.Multi {\n\t\t\titer = common.LimitIterator(iter, closer, 1)\n\n"
+        "\t\t\tif iter, err = common.LintasReadBeforeWrite(iter, closer); err != nil {\n"
+        "\t\t\t\tcloser.Close()\n\t\t\t\treturn 0, 0, nil, lazyerrors.Error(err)\n"
+        "\t\t\t}\n\t\t}\n",
+        1,
+    ),
+    (
+        "internal/handler/msg_findandmodify.go",
+        "\titer = common.LimitIterator(iter, closer, 1)\n",
+        "\titer = common.LimitIterator(iter, closer, 1)\n\n"
+        "\tif iter, err = common.LintasReadBeforeWrite(iter, closer); err != nil {\n"
+        "\t\treturn nil, lazyerrors.Error(err)\n\t}\n",
+        1,
+    ),
     (
         "internal/handler/msg_update.go",
         '\t\tresult, err := common.UpdateDocument(ctx, c, "update", iter, &u)\n',
@@ -230,6 +251,10 @@ ADDED_FILES: tuple[AddedFile, ...] = (
     ("sjson/lintas_unmarshal.go.in", "internal/handler/sjson/lintas_unmarshal.go"),
     ("sjson/lintas_marshal.go.in", "internal/handler/sjson/lintas_marshal.go"),
     ("resource/lintas_track.go.in", "internal/util/resource/lintas_track.go"),
+    (
+        "handler/lintas_read_before_write.go.in",
+        "internal/handler/common/lintas_read_before_write.go",
+    ),
     ("sjson/lintas_sjson_test.go.in", "internal/handler/sjson/lintas_sjson_test.go"),
     (
         "sqlitedriver/lintas_stmt_cache_test.go.in",
