@@ -25,7 +25,7 @@ import pytest
 from bson import Binary, ObjectId, Regex, Timestamp
 from lintas_deploy.ferretdb import provision_ferretdb, run_added_go_tests, start_ferretdb
 from lintas_deploy.processes import wait_for_port
-from pymongo import AsyncMongoClient, MongoClient, UpdateOne
+from pymongo import AsyncMongoClient, MongoClient, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from tests.support.servers import REPO_ROOT
@@ -142,9 +142,9 @@ def test_changes_of_one_document_let_the_wal_start_over(
 ) -> None:
     # Unpatched, a change of one document kept its read open over its write: SQLite's
     # checkpoint after each commit could never finish, so the WAL grew with every write
-    # (~10,000 frames here) and each commit checkpointed again. SQLite checkpoints at
-    # 1,000 frames; once it finishes, the next write starts the WAL over, so its file
-    # stays near that size, whatever the number of writes.
+    # (about 12,000 frames, 50 MB, here) and each commit checkpointed again. SQLite
+    # checkpoints at 1,000 frames; once it finishes, the next write starts the WAL over,
+    # so its file stays near that size, whatever the number of writes.
     uri, data = wrapper
     database = f"wal_{how}"
     with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
@@ -162,6 +162,40 @@ def test_changes_of_one_document_let_the_wal_start_over(
         assert collection.count_documents({"v": 10}) == 300
     wal = data / f"{database}.sqlite-wal"
     assert wal.stat().st_size < 2000 * WAL_FRAME_BYTES
+
+
+def test_changes_of_one_document_answer_as_mongodb_does(wrapper: tuple[str, Path]) -> None:
+    # The paths that now read their document before writing it: a sort picks which one,
+    # the answer is the document before or after, a remove returns what it removed, an
+    # upsert that matches nothing inserts, a filter that matches nothing changes nothing.
+    uri, _ = wrapper
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        collection = client["wrapper_check"]["one_document"]
+        collection.insert_many([{"_id": f"d{n}", "group": "g", "rank": n} for n in range(5)])
+        before = collection.find_one_and_update(
+            {"group": "g"}, {"$set": {"picked": True}}, sort=[("rank", -1)]
+        )
+        assert before == {"_id": "d4", "group": "g", "rank": 4}
+        after = collection.find_one_and_update(
+            {"group": "g", "picked": {"$exists": False}},
+            {"$inc": {"rank": 10}},
+            sort=[("rank", 1)],
+            return_document=ReturnDocument.AFTER,
+        )
+        assert after == {"_id": "d0", "group": "g", "rank": 10}
+        removed = collection.find_one_and_delete({"group": "g"}, sort=[("rank", -1)])
+        assert removed == {"_id": "d0", "group": "g", "rank": 10}
+        assert collection.find_one({"_id": "d0"}) is None
+        assert collection.find_one_and_update({"_id": "none"}, {"$set": {"x": 1}}) is None
+        upserted = collection.find_one_and_update(
+            {"_id": "new"}, {"$set": {"x": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+        )
+        assert upserted == {"_id": "new", "x": 1}
+        result = collection.update_one({"_id": "d1", "rank": 99}, {"$set": {"x": 2}})
+        assert (result.matched_count, result.modified_count) == (0, 0)
+        result = collection.update_one({"_id": "other"}, {"$set": {"x": 3}}, upsert=True)
+        assert (result.matched_count, result.upserted_id) == (0, "other")
+        assert collection.count_documents({}) == 6
 
 
 def test_an_insert_is_answered_while_a_long_change_of_its_collection_runs(
