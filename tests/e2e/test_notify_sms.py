@@ -55,10 +55,25 @@ def unique_phone() -> str:
     return "+62812" + str(uuid.uuid4().int)[:7]
 
 
+async def offered(stack: Stack, case: dict[str, Any]) -> None:
+    """Wait until referral's offer of the case is on the referrals topic (intake shows the
+    case referred): a partner's answer published before it would precede the offer it
+    answers, and notify rightly keeps the later of two stages."""
+    headers = {"X-API-Key": stack.keys["ngo_id"]}
+    async with httpx.AsyncClient(base_url=stack.urls["intake"], timeout=10) as client:
+
+        async def referred() -> bool:
+            body = (await client.get(f"/v1/cases/{case['id']}", headers=headers)).json()
+            return bool(body["status"] == "referred")
+
+        await eventually(referred, timeout=120)
+
+
 async def test_handed_to_a_lawyer_and_status_by_sms(stack: Stack, servers: Servers) -> None:
     phone = unique_phone()
     case = await submit_case(stack, phone)
     await eventually(lambda: phone_lines(stack, phone), timeout=120)
+    await offered(stack, case)
     await publish(servers, referral_accepted(case["id"], at=datetime.now(UTC)))
     await eventually(lambda: len(phone_lines(stack, phone)) == 2, timeout=120)
     accepted = phone_lines(stack, phone)[1]
