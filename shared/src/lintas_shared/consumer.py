@@ -144,7 +144,7 @@ class EventConsumer:
         self._chain = chain
         self._chain_types = frozenset(chain_types)
         # topic -> the types taken from it, when one consumer reads several topics
-        # (`subscribe_topics`): any other type there is passed over, as on one topic.
+        # (`subscribe` to several): any other type there is passed over, as on one topic.
         self._topic_types: dict[str, frozenset[str]] = {}
         self._dead_letters = dead_letters
         self._retry = retry or RetryPolicy()
@@ -413,7 +413,7 @@ class FetchPolicy:
 
 def subscribe(
     broker: KafkaBroker,
-    topic: str,
+    topics: str | Mapping[str, Sequence[str]],
     *,
     group_id: str,
     consumer: EventConsumer,
@@ -421,32 +421,11 @@ def subscribe(
     batch_size: int = 100,
     concurrency: int = 16,
 ) -> None:
-    """Attach `consumer` to `topic` in consumer group `group_id` (`subscribe_topics`)."""
-    subscribe_topics(
-        broker,
-        {topic: consumer.event_types},
-        group_id=group_id,
-        consumer=consumer,
-        fetch=fetch,
-        batch_size=batch_size,
-        concurrency=concurrency,
-    )
-
-
-def subscribe_topics(
-    broker: KafkaBroker,
-    receives: Mapping[str, Sequence[str]],
-    *,
-    group_id: str,
-    consumer: EventConsumer,
-    fetch: FetchPolicy,
-    batch_size: int = 100,
-    concurrency: int = 16,
-) -> None:
-    """Attach `consumer` to the topics of `receives` (topic -> the event types it takes
-    from there, for the AsyncAPI documents) in consumer group `group_id`, acknowledging
-    explicitly. One subscriber reads them all, so a batch holds a key's records of every
-    topic (a case's news from two services, say: `EventConsumer`'s `chain`).
+    """Attach `consumer` to `topics` in consumer group `group_id`, acknowledging
+    explicitly: one topic, from which it takes all its event types, or several (topic ->
+    the event types it takes from there, for the AsyncAPI documents). One subscriber
+    reads them all, so a batch holds a key's records of every topic (a case's news from
+    two services, say: `EventConsumer`'s `chain`).
 
     Records come in batches of up to `batch_size`, gathered by the broker as `fetch`
     allows (the longest wait of the topics'). A batch's records with the same key
@@ -457,6 +436,7 @@ def subscribe_topics(
     group starts from the earliest record, so nothing published before the service first
     started is skipped.
     """
+    receives = {topics: consumer.event_types} if isinstance(topics, str) else topics
     consumer.group = consumer.group or group_id
     for topic, event_types in receives.items():
         _SUBSCRIPTIONS.setdefault(broker, []).append(

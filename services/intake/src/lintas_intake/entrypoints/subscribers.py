@@ -12,7 +12,6 @@ from lintas_shared.consumer import (
     RawPublisher,
     RawRecord,
     subscribe,
-    subscribe_topics,
 )
 
 from lintas_intake.handlers import NOTIFY_SOURCE, CaseService
@@ -80,7 +79,7 @@ def register_subscribers(
         chain=service.apply_news_together,
         chain_types=[k.TYPE for k in news],
     )
-    subscribe_topics(
+    subscribe(
         broker,
         {
             topics.REFERRALS: [k.TYPE for k in REFERRAL_NEWS],
