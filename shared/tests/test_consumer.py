@@ -10,9 +10,11 @@ from lintas_shared.consumer import (
     DLQ_REASON,
     DLQ_SOURCE_OFFSET,
     EventConsumer,
+    Lead,
     PermanentEventError,
     RawRecord,
     RetryPolicy,
+    wait_for_lead,
 )
 from lintas_shared.envelope import CloudEvent, to_kafka_record
 from lintas_shared.events import CaseSubmitted
@@ -294,3 +296,47 @@ async def test_a_consumer_of_several_topics_takes_from_each_only_its_types() -> 
 
 def _rest(record: RawRecord) -> tuple[bytes | None, bytes | None, dict[str, str]]:
     return record.key, record.value, record.headers
+
+
+# --- waiting for a lead group ------------------------------------------------------------
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_a_batch_waits_until_the_lead_group_is_within_its_backlog() -> None:
+    clock = ManualClock()
+    left = iter([900, 600, 350, 200, 0])
+    waited = await wait_for_lead(
+        Lead("lead", records=200, poll=0.25), lambda: next(left), clock=clock, sleep=clock.sleep
+    )
+    assert clock.slept == [0.25, 0.25, 0.25]
+    assert waited == 0.75
+
+
+async def test_a_batch_does_not_wait_when_the_lead_group_is_not_behind() -> None:
+    clock = ManualClock()
+    waited = await wait_for_lead(Lead("lead"), lambda: 200, clock=clock, sleep=clock.sleep)
+    assert (waited, clock.slept) == (0.0, [])
+
+
+async def test_a_batch_waits_at_most_the_longest_wait_however_far_behind_the_lead_is() -> None:
+    clock = ManualClock()
+    waited = await wait_for_lead(
+        Lead("lead", records=10, longest=1.0, poll=0.4),
+        lambda: 10_000,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    assert clock.slept == [0.4, 0.4, pytest.approx(0.2)]
+    assert waited == pytest.approx(1.0)

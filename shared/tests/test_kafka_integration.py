@@ -11,7 +11,14 @@ from typing import Any
 import anyio.to_thread
 import pytest
 from faststream.kafka import KafkaBroker
-from lintas_shared.consumer import DLQ_REASON, EventConsumer, FetchPolicy, RetryPolicy, subscribe
+from lintas_shared.consumer import (
+    DLQ_REASON,
+    EventConsumer,
+    FetchPolicy,
+    Lead,
+    RetryPolicy,
+    subscribe,
+)
 from lintas_shared.envelope import CloudEvent, from_kafka_record, to_kafka_record
 from lintas_shared.events import CaseSubmitted
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
@@ -244,3 +251,56 @@ async def test_faststream_logs_each_batch_at_debug_and_the_consumer_each_event(
     ]
     assert {r.getMessage() for r in batch_lines} == {"Received", "Processed"}
     assert {r.levelno for r in batch_lines} == {logging.DEBUG}
+
+
+async def test_a_following_group_waits_while_its_lead_group_has_a_backlog(
+    servers: Servers,
+) -> None:
+    # Notify's referrals consumer follows its cases consumer: while the cases group has
+    # more than `records` records left, a referrals batch waits.
+    lead_topic = await private_topic(servers.kafka_bootstrap)
+    follow_topic = await private_topic(servers.kafka_bootstrap)
+    lead_group, follow_group = f"lead-{uuid.uuid4()}", f"follow-{uuid.uuid4()}"
+    backlog = [case_submitted("case-backlog") for _ in range(60)]  # one key: in order
+    publisher = make_broker(servers.kafka_bootstrap, client_id="test-lead")
+    await publisher.connect()
+    for event in backlog:
+        await KafkaEventPublisher(publisher).publish(lead_topic, event)
+
+    lead_handled: list[str] = []
+    seen_by_follower: list[int] = []
+
+    async def slowly(event: CloudEvent) -> None:
+        await asyncio.sleep(0.05)
+        lead_handled.append(event.id)
+
+    async def follower(event: CloudEvent) -> None:
+        seen_by_follower.append(len(lead_handled))
+
+    broker = make_broker(servers.kafka_bootstrap, client_id="test-lead-follow")
+    lead = EventConsumer("lead", {CaseSubmitted.TYPE: slowly}, KafkaEventPublisher(broker))
+    follow = EventConsumer("follow", {CaseSubmitted.TYPE: follower}, KafkaEventPublisher(broker))
+    subscribe(
+        broker, lead_topic, group_id=lead_group, consumer=lead, fetch=FetchPolicy(), batch_size=10
+    )
+    subscribe(
+        broker,
+        follow_topic,
+        group_id=follow_group,
+        consumer=follow,
+        fetch=FetchPolicy(),
+        after=Lead(lead_group, records=5, longest=60.0, poll=0.05),
+    )
+    await broker.start()
+    try:
+        # Once the lead has handled a batch of 10 (it is on its next), its backlog is
+        # known: 50 left, above 5.
+        await eventually(lambda: len(lead_handled) > 10, timeout=60)
+        await KafkaEventPublisher(publisher).publish(follow_topic, case_submitted("case-f"))
+        await eventually(lambda: seen_by_follower, timeout=60)
+        await eventually(lambda: len(lead_handled) == len(backlog), timeout=60)
+    finally:
+        await broker.stop()
+        await publisher.stop()
+    # Handled only when at most 5 of the lead's 60 records were left.
+    assert seen_by_follower[0] >= len(backlog) - 5

@@ -106,6 +106,44 @@ class RawRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Lead:
+    """Another consumer group of the same process whose records go first.
+
+    A service reading one case's events from two topics, in two groups, handles an event
+    that overtook its case's first one the long way (notify keeps it in the store until
+    the case arrives: several writes more). When the first topic has a backlog (a bulk
+    import), the second group runs ahead and nearly every case takes that way. With a
+    lead, a batch of the following group waits while the lead group's members in this
+    process have more than `records` records left to handle, `longest` seconds at most
+    (well below Kafka's poll interval, past which a member loses its partitions). It only
+    makes overtaking rarer: an event that still overtakes is handled as before.
+    """
+
+    group_id: str
+    records: int = 200
+    longest: float = 60.0
+    poll: float = 0.25
+
+
+async def wait_for_lead(
+    lead: Lead,
+    behind: Callable[[], int],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> float:
+    """Wait while `behind()` (the lead group's records left) is above `lead.records`, at
+    most `lead.longest` seconds; returns the seconds waited."""
+    started = clock()
+    while behind() > lead.records:
+        waited = clock() - started
+        if waited >= lead.longest:
+            break
+        await sleep(min(lead.poll, lead.longest - waited))
+    return clock() - started
+
+
+@dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How often and how patiently a failing event is retried before it is parked."""
 
@@ -420,6 +458,7 @@ def subscribe(
     fetch: FetchPolicy,
     batch_size: int = 100,
     concurrency: int = 16,
+    after: Lead | None = None,
 ) -> None:
     """Attach `consumer` to `topics` in consumer group `group_id`, acknowledging
     explicitly: one topic, from which it takes all its event types, or several (topic ->
@@ -434,7 +473,7 @@ def subscribe(
     handled (NACK_ON_ERROR seeks back to its start when one raises: the records already
     handled come again and are dropped by their handlers' processed-event keys). A new
     group starts from the earliest record, so nothing published before the service first
-    started is skipped.
+    started is skipped. With `after`, each batch first waits for that lead group (`Lead`).
     """
     receives = {topics: consumer.event_types} if isinstance(topics, str) else topics
     consumer.group = consumer.group or group_id
@@ -463,6 +502,15 @@ def subscribe(
     )
     # `Any`: FastStream would validate an annotated body; these are the decoder's records.
     async def on_records(records: Any) -> None:
+        if after is not None:
+            waited = await wait_for_lead(after, lambda: CONSUMER_LAG.behind(broker, after.group_id))
+            if waited >= 1.0:
+                log.info(
+                    "batch waited for the lead group",
+                    group=group_id,
+                    lead=after.group_id,
+                    seconds=round(waited, 1),
+                )
         await consumer.consume_batch(
             [
                 RawRecord(

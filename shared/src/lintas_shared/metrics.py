@@ -181,6 +181,22 @@ class _LagCollector(Collector):
     def processed(self, group: str, topic: str, partition: int, offset: int) -> None:
         self._next_offset[(group, topic, partition)] = offset + 1
 
+    def behind(self, broker: Any, group: str) -> int:
+        """Records `group`'s members in this process have still to handle, as far as is
+        known without asking the broker: the high watermark of each assigned partition's
+        last fetch less the next offset handled there. A partition not fetched yet, or on
+        which nothing was handled yet, counts nothing."""
+        total = 0
+        for member_group, consumer in subscriber_consumers(broker):
+            if member_group != group or consumer is None:
+                continue
+            for tp in consumer.assignment():
+                highwater = consumer.highwater(tp)
+                handled = self._next_offset.get((group, tp.topic, tp.partition))
+                if highwater is not None and handled is not None:
+                    total += max(0, highwater - handled)
+        return total
+
     async def refresh(self) -> None:
         """Recompute lag from every tracked broker's consumers (called before a scrape)."""
         highwaters: dict[tuple[str, str, int], int] = {}

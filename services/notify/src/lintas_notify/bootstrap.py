@@ -185,6 +185,7 @@ def build(
         handlers=handlers,
         dead_letters=publisher,
         fetch=FetchPolicy.from_settings(settings.common),
+        cases_first_backlog=settings.cases_first_backlog,
     )
     runtime = ServiceRuntime(
         name="notify",

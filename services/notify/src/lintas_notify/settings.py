@@ -39,6 +39,10 @@ class NotifySettings(BaseSettings):
     reply_window_minutes: int = Field(default=60, ge=1)
     #: At most this many messages a second through the provider; more wait.
     provider_rate_per_second: float = Field(default=10.0, gt=0)
+    #: While the cases consumer has more than this many records left to handle, the
+    #: referrals consumer waits for it (at most a minute a batch), so that a case's
+    #: referral events rarely overtake its `submitted` (a bulk import's backlog); 0: never.
+    cases_first_backlog: int = Field(default=200, ge=0)
     #: How often the schedule of deferred messages is checked, in seconds.
     dispatch_interval: float = Field(default=1.0, gt=0)
     #: The http provider: a Twilio-shaped Messages API.

@@ -7,6 +7,7 @@ from lintas_shared import topics
 from lintas_shared.consumer import (
     EventConsumer,
     FetchPolicy,
+    Lead,
     RawPublisher,
     RetryPolicy,
     subscribe,
@@ -66,8 +67,12 @@ def register_subscribers(
     dead_letters: RawPublisher,
     fetch: FetchPolicy,
     retry: RetryPolicy | None = None,
+    cases_first_backlog: int = 200,
 ) -> tuple[EventConsumer, EventConsumer]:
-    """Subscribe notify to both topics, each in its own consumer group."""
+    """Subscribe notify to both topics, each in its own consumer group. While the cases
+    consumer has more than `cases_first_backlog` records left (0: no wait), the referrals
+    consumer's batches wait for it (`Lead`): a referral event that overtakes its case's
+    `submitted` waits in the store, several writes more for that case."""
     cases, referrals = build_consumers(handlers, dead_letters, retry)
     subscribe(broker, topics.CASES, group_id=group_id, consumer=cases, fetch=fetch)
     # A group per topic: one group's rebalance on one topic never stalls the other.
@@ -77,5 +82,6 @@ def register_subscribers(
         group_id=f"{group_id}.referrals",
         consumer=referrals,
         fetch=fetch,
+        after=Lead(group_id, records=cases_first_backlog) if cases_first_backlog else None,
     )
     return cases, referrals
