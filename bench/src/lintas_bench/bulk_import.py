@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import itertools
 import json
 import os
 import resource
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,14 @@ from lintas_shared.mongo import make_mongo_client
 from lintas_tools.import_samples import write_import_csv
 
 from lintas_bench.children import reap, spawn
+from lintas_bench.http_client import HttpClientError, LeanHttpClient
+from lintas_bench.load import case_document
 from lintas_bench.resources import MIB, Sampler, mib, rss_bytes
+from lintas_bench.stats import summarise
+
+#: One live case submitted every this many seconds while the import runs: what a
+#: caseworker's `POST /v1/cases` meets during an import.
+LIVE_INTERVAL = 0.5
 
 
 async def run_import(
@@ -53,7 +62,14 @@ async def run_import(
     try:
         result: dict[str, Any] = {"rows": rows, "broken_rows": len(bad), "concurrency": concurrency}
         result |= await _import_once(
-            source, intake_url, api_key, report_path, concurrency, sampler, time_limit
+            source,
+            intake_url,
+            api_key,
+            report_path,
+            concurrency,
+            sampler,
+            time_limit,
+            live_run=run,
         )
         good = rows - len(bad)
         checks = {
@@ -128,8 +144,11 @@ async def _import_once(
     concurrency: int,
     sampler: Sampler,
     time_limit: float,
+    live_run: str | None = None,
 ) -> dict[str, Any]:
-    """One `lintas import` run as its own process, its peak RSS sampled from outside."""
+    """One `lintas import` run as its own process, its peak RSS sampled from outside;
+    with `live_run`, live cases submitted one by one meanwhile (`live`, their answers'
+    latency; `live_case_ids`)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LINTAS_")}
     env["LINTAS_API_KEY"] = api_key
     with (report_path.parent / "import-progress.log").open("ab") as progress:
@@ -155,6 +174,8 @@ async def _import_once(
         )
         peak = 0
         stdout_task = asyncio.create_task(process.stdout.read())  # type: ignore[union-attr]
+        live = LiveProbe(intake_url, api_key, live_run) if live_run else None
+        live_task = asyncio.create_task(live.run()) if live else None
         timed_out = False
         try:
             while process.returncode is None:
@@ -168,6 +189,9 @@ async def _import_once(
                     pass
         finally:
             await reap(process)  # past the limit, or the run was interrupted
+            if live_task is not None:
+                live_task.cancel()
+                await asyncio.gather(live_task, return_exceptions=True)
         stdout = await stdout_task
         elapsed = time.monotonic() - began
         sampler.close(window)
@@ -182,7 +206,10 @@ async def _import_once(
         except json.JSONDecodeError:
             summary = {}
     summary.pop("report", None)
-    return {
+    extra: dict[str, Any] = {}
+    if live is not None:
+        extra = {"live": live.summary(), "live_case_ids": live.case_ids}
+    return extra | {
         "exit_code": process.returncode,
         "timed_out": timed_out,
         "seconds": round(elapsed, 1),
@@ -192,3 +219,48 @@ async def _import_once(
         "services_cpu_seconds": window.cpu,
         "importer_cpu_seconds": round(importer_cpu, 2),
     }
+
+
+class LiveProbe:
+    """Submits one case every `LIVE_INTERVAL` seconds (`POST /v1/cases`, its own key),
+    as a caseworker would while an import runs, and keeps each answer's latency."""
+
+    def __init__(self, intake_url: str, api_key: str, run: str) -> None:
+        self._url = intake_url
+        self._api_key = api_key
+        self._run = f"{run}-LIVE"
+        self.latencies: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.case_ids: list[str] = []
+
+    async def run(self) -> None:
+        """Until cancelled."""
+        async with LeanHttpClient(
+            self._url,
+            headers={"X-API-Key": self._api_key, "Content-Type": "application/json"},
+            max_connections=4,
+            timeout=60.0,
+        ) as client:
+            for n in itertools.count():
+                body = json.dumps(case_document(self._run, n)).encode()
+                began = time.monotonic()
+                try:
+                    answer = await client.post(
+                        "/v1/cases", body, {"Idempotency-Key": f"live-{self._run}-{n}"}
+                    )
+                except (HttpClientError, OSError) as exc:
+                    self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
+                else:
+                    if answer.status == 201:
+                        self.latencies.append(time.monotonic() - began)
+                        self.case_ids.append(str(json.loads(answer.body)["id"]))
+                    else:
+                        name = f"HTTP {answer.status}"
+                        self.errors[name] = self.errors.get(name, 0) + 1
+                await asyncio.sleep(max(0.0, LIVE_INTERVAL - (time.monotonic() - began)))
+
+    def summary(self) -> dict[str, Any]:
+        """How many were accepted, their latencies, the errors."""
+        return {"interval_s": LIVE_INTERVAL, "errors": self.errors} | asdict(
+            summarise(self.latencies)
+        )

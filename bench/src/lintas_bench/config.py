@@ -72,7 +72,7 @@ class BenchConfig:
     profile: bool = True
     #: Bulk import through `lintas import`.
     import_rows: int = 2000
-    import_concurrency: int = 4  # batches in flight, as `lintas import` by default
+    import_concurrency: int = 8  # batches in flight, as `lintas import` by default
     #: Every n-th import row is broken on purpose (0: none; 33 is the 3% of issue 3).
     import_bad_every: int = 0
     #: Import the same file a second time: it must create nothing.

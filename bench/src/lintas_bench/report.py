@@ -261,6 +261,15 @@ def _import(results: Mapping[str, Any], lines: list[str]) -> None:
         f"RSS {_n(imp['importer_peak_rss_mib'], 1)} MiB; intake peak RSS "
         f"{_n(imp['services_peak_rss_mib'].get('intake'), 1)} MiB"
     )
+    live = imp.get("live")
+    if live:
+        errors = ", ".join(f"{name} {count}" for name, count in live["errors"].items())
+        lines.append(
+            f"  live cases meanwhile (one `POST /v1/cases` every {live['interval_s']:g} s, as "
+            f"a caseworker's): {_n(live['count'])} accepted, p50 {_n(live['p50_ms'], 1)} ms, "
+            f"p99 {_n(live['p99_ms'], 1)} ms, max {_n(live['max_ms'], 1)} ms; errors: "
+            f"{errors or 'none'}"
+        )
     through = imp.get("end_to_end") or {}
     if through:
         lines.append(

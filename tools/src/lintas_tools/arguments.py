@@ -111,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
         "--report", type=Path, help="where refused rows are listed (default: FILE.errors.csv)"
     )
     imp.add_argument(
-        "--concurrency", type=int, default=4, help="batches in flight at once (default 4)"
+        "--concurrency", type=int, default=8, help="batches in flight at once (default 8)"
     )
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(
         dest="audit_command", required=True

@@ -225,7 +225,7 @@ async def import_file(
     url: str,
     api_key: str,
     report_path: Path,
-    concurrency: int = 4,
+    concurrency: int = 8,
     batch_size: int = 100,
     out: TextIO = sys.stderr,
 ) -> ImportReport:
