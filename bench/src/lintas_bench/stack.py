@@ -11,6 +11,7 @@ import asyncio
 import os
 import secrets
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -120,6 +121,19 @@ async def _seed(uri: str, pepper: str) -> str:
     return str(ngo["api_key"])
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM are ignored inside the block (then handled as before): a second
+    signal while everything is being stopped (Ctrl-C reaches `uv run` and the bench, and
+    `uv run` passes it on) would cut the stop short and leave servers running."""
+    held = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
+
+
 def _stop_leftovers(state: Path) -> None:
     """Stop what an interrupted earlier run under this state dir left running (by pid)."""
     for name in SERVICES:
@@ -177,7 +191,8 @@ def running_stack(config: BenchConfig, say: Callable[[str], None]) -> Iterator[S
         )
     finally:
         say("stopping the services, FerretDB and Kafka")
-        _stop_leftovers(state)
+        with signals_held():
+            _stop_leftovers(state)
         # The data is only this run's load; the logs stay for a look afterwards.
         for data in (state / "kafka" / "data", state / "ferretdb" / "data"):
             shutil.rmtree(data, ignore_errors=True)
