@@ -304,3 +304,55 @@ async def test_a_following_group_waits_while_its_lead_group_has_a_backlog(
         await publisher.stop()
     # Handled only when at most 5 of the lead's 60 records were left.
     assert seen_by_follower[0] >= len(backlog) - 5
+
+
+async def test_a_batch_waiting_for_its_lead_goes_on_when_its_consumer_stops(
+    servers: Servers,
+) -> None:
+    # The service stops its subscribers together: once the lead's consumer has stopped
+    # it counts nothing left, so a waiting batch is handled then, not a minute later.
+    lead_topic = await private_topic(servers.kafka_bootstrap)
+    follow_topic = await private_topic(servers.kafka_bootstrap)
+    lead_group, follow_group = f"lead-{uuid.uuid4()}", f"follow-{uuid.uuid4()}"
+    backlog = [case_submitted("case-backlog") for _ in range(60)]
+    publisher = make_broker(servers.kafka_bootstrap, client_id="test-lead-stop")
+    await publisher.connect()
+    for event in backlog:
+        await KafkaEventPublisher(publisher).publish(lead_topic, event)
+
+    lead_handled: list[str] = []
+    seen_by_follower: list[int] = []
+
+    async def slowly(event: CloudEvent) -> None:
+        await asyncio.sleep(0.1)
+        lead_handled.append(event.id)
+
+    async def follower(event: CloudEvent) -> None:
+        seen_by_follower.append(len(lead_handled))
+
+    broker = make_broker(servers.kafka_bootstrap, client_id="test-lead-stop-follow")
+    lead = EventConsumer("lead", {CaseSubmitted.TYPE: slowly}, KafkaEventPublisher(broker))
+    follow = EventConsumer("follow", {CaseSubmitted.TYPE: follower}, KafkaEventPublisher(broker))
+    subscribe(
+        broker, lead_topic, group_id=lead_group, consumer=lead, fetch=FetchPolicy(), batch_size=10
+    )
+    subscribe(
+        broker,
+        follow_topic,
+        group_id=follow_group,
+        consumer=follow,
+        fetch=FetchPolicy(),
+        after=Lead(lead_group, records=5, longest=60.0, poll=0.05),
+    )
+    await broker.start()
+    try:
+        await eventually(lambda: len(lead_handled) > 10, timeout=60)
+        await KafkaEventPublisher(publisher).publish(follow_topic, case_submitted("case-f"))
+        # Held: the lead has about 50 records left, each a tenth of a second.
+        await eventually(lambda: len(lead_handled) > 20, timeout=60)
+        assert seen_by_follower == []
+    finally:
+        await broker.stop()
+        await publisher.stop()
+    assert len(seen_by_follower) == 1
+    assert seen_by_follower[0] < len(backlog) - 5
