@@ -253,57 +253,86 @@ async def test_faststream_logs_each_batch_at_debug_and_the_consumer_each_event(
     assert {r.levelno for r in batch_lines} == {logging.DEBUG}
 
 
+class LeadAndFollower:
+    """A lead group with a backlog of 60 records of one key, each handled in `pace`
+    seconds (10 a batch), and a following group on another topic that waits while the
+    lead has more than 5 left."""
+
+    BACKLOG = 60
+    RECORDS = 5
+
+    def __init__(self, servers: Servers, pace: float) -> None:
+        self.servers = servers
+        self.pace = pace
+        self.lead_handled: list[str] = []
+        #: How many records the lead had handled when the follower handled its one.
+        self.seen_by_follower: list[int] = []
+
+    async def start(self) -> None:
+        bootstrap = self.servers.kafka_bootstrap
+        lead_topic = await private_topic(bootstrap)
+        self.follow_topic = await private_topic(bootstrap)
+        lead_group = f"lead-{uuid.uuid4()}"
+        self.publisher = make_broker(bootstrap, client_id="test-lead-publisher")
+        await self.publisher.connect()
+        for _ in range(self.BACKLOG):
+            await KafkaEventPublisher(self.publisher).publish(
+                lead_topic, case_submitted("case-backlog")
+            )
+        self.broker = make_broker(bootstrap, client_id="test-lead-follow")
+        publisher = KafkaEventPublisher(self.broker)
+        lead = EventConsumer("lead", {CaseSubmitted.TYPE: self._lead}, publisher)
+        follow = EventConsumer("follow", {CaseSubmitted.TYPE: self._follow}, publisher)
+        subscribe(
+            self.broker,
+            lead_topic,
+            group_id=lead_group,
+            consumer=lead,
+            fetch=FetchPolicy(),
+            batch_size=10,
+        )
+        subscribe(
+            self.broker,
+            self.follow_topic,
+            group_id=f"follow-{uuid.uuid4()}",
+            consumer=follow,
+            fetch=FetchPolicy(),
+            after=Lead(lead_group, records=self.RECORDS, longest=60.0, poll=0.05),
+        )
+        await self.broker.start()
+        # Once the lead has handled a batch of 10 (it is on its next), its backlog is
+        # known: 50 left, above 5. Then the follower's record comes.
+        await eventually(lambda: len(self.lead_handled) > 10, timeout=60)
+        await KafkaEventPublisher(self.publisher).publish(
+            self.follow_topic, case_submitted("case-f")
+        )
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        await self.publisher.stop()
+
+    async def _lead(self, event: CloudEvent) -> None:
+        await asyncio.sleep(self.pace)
+        self.lead_handled.append(event.id)
+
+    async def _follow(self, event: CloudEvent) -> None:
+        self.seen_by_follower.append(len(self.lead_handled))
+
+
 async def test_a_following_group_waits_while_its_lead_group_has_a_backlog(
     servers: Servers,
 ) -> None:
     # Notify's referrals consumer follows its cases consumer: while the cases group has
     # more than `records` records left, a referrals batch waits.
-    lead_topic = await private_topic(servers.kafka_bootstrap)
-    follow_topic = await private_topic(servers.kafka_bootstrap)
-    lead_group, follow_group = f"lead-{uuid.uuid4()}", f"follow-{uuid.uuid4()}"
-    backlog = [case_submitted("case-backlog") for _ in range(60)]  # one key: in order
-    publisher = make_broker(servers.kafka_bootstrap, client_id="test-lead")
-    await publisher.connect()
-    for event in backlog:
-        await KafkaEventPublisher(publisher).publish(lead_topic, event)
-
-    lead_handled: list[str] = []
-    seen_by_follower: list[int] = []
-
-    async def slowly(event: CloudEvent) -> None:
-        await asyncio.sleep(0.05)
-        lead_handled.append(event.id)
-
-    async def follower(event: CloudEvent) -> None:
-        seen_by_follower.append(len(lead_handled))
-
-    broker = make_broker(servers.kafka_bootstrap, client_id="test-lead-follow")
-    lead = EventConsumer("lead", {CaseSubmitted.TYPE: slowly}, KafkaEventPublisher(broker))
-    follow = EventConsumer("follow", {CaseSubmitted.TYPE: follower}, KafkaEventPublisher(broker))
-    subscribe(
-        broker, lead_topic, group_id=lead_group, consumer=lead, fetch=FetchPolicy(), batch_size=10
-    )
-    subscribe(
-        broker,
-        follow_topic,
-        group_id=follow_group,
-        consumer=follow,
-        fetch=FetchPolicy(),
-        after=Lead(lead_group, records=5, longest=60.0, poll=0.05),
-    )
-    await broker.start()
+    pair = LeadAndFollower(servers, pace=0.05)
     try:
-        # Once the lead has handled a batch of 10 (it is on its next), its backlog is
-        # known: 50 left, above 5.
-        await eventually(lambda: len(lead_handled) > 10, timeout=60)
-        await KafkaEventPublisher(publisher).publish(follow_topic, case_submitted("case-f"))
-        await eventually(lambda: seen_by_follower, timeout=60)
-        await eventually(lambda: len(lead_handled) == len(backlog), timeout=60)
+        await pair.start()
+        await eventually(lambda: pair.seen_by_follower, timeout=60)
+        await eventually(lambda: len(pair.lead_handled) == pair.BACKLOG, timeout=60)
     finally:
-        await broker.stop()
-        await publisher.stop()
+        await pair.stop()
     # Handled only when at most 5 of the lead's 60 records were left.
-    assert seen_by_follower[0] >= len(backlog) - 5
+    assert pair.seen_by_follower[0] >= pair.BACKLOG - pair.RECORDS
 
 
 async def test_a_batch_waiting_for_its_lead_goes_on_when_its_consumer_stops(
@@ -311,48 +340,13 @@ async def test_a_batch_waiting_for_its_lead_goes_on_when_its_consumer_stops(
 ) -> None:
     # The service stops its subscribers together: once the lead's consumer has stopped
     # it counts nothing left, so a waiting batch is handled then, not a minute later.
-    lead_topic = await private_topic(servers.kafka_bootstrap)
-    follow_topic = await private_topic(servers.kafka_bootstrap)
-    lead_group, follow_group = f"lead-{uuid.uuid4()}", f"follow-{uuid.uuid4()}"
-    backlog = [case_submitted("case-backlog") for _ in range(60)]
-    publisher = make_broker(servers.kafka_bootstrap, client_id="test-lead-stop")
-    await publisher.connect()
-    for event in backlog:
-        await KafkaEventPublisher(publisher).publish(lead_topic, event)
-
-    lead_handled: list[str] = []
-    seen_by_follower: list[int] = []
-
-    async def slowly(event: CloudEvent) -> None:
-        await asyncio.sleep(0.1)
-        lead_handled.append(event.id)
-
-    async def follower(event: CloudEvent) -> None:
-        seen_by_follower.append(len(lead_handled))
-
-    broker = make_broker(servers.kafka_bootstrap, client_id="test-lead-stop-follow")
-    lead = EventConsumer("lead", {CaseSubmitted.TYPE: slowly}, KafkaEventPublisher(broker))
-    follow = EventConsumer("follow", {CaseSubmitted.TYPE: follower}, KafkaEventPublisher(broker))
-    subscribe(
-        broker, lead_topic, group_id=lead_group, consumer=lead, fetch=FetchPolicy(), batch_size=10
-    )
-    subscribe(
-        broker,
-        follow_topic,
-        group_id=follow_group,
-        consumer=follow,
-        fetch=FetchPolicy(),
-        after=Lead(lead_group, records=5, longest=60.0, poll=0.05),
-    )
-    await broker.start()
+    pair = LeadAndFollower(servers, pace=0.1)
     try:
-        await eventually(lambda: len(lead_handled) > 10, timeout=60)
-        await KafkaEventPublisher(publisher).publish(follow_topic, case_submitted("case-f"))
+        await pair.start()
         # Held: the lead has about 50 records left, each a tenth of a second.
-        await eventually(lambda: len(lead_handled) > 20, timeout=60)
-        assert seen_by_follower == []
+        await eventually(lambda: len(pair.lead_handled) > 20, timeout=60)
+        assert pair.seen_by_follower == []
     finally:
-        await broker.stop()
-        await publisher.stop()
-    assert len(seen_by_follower) == 1
-    assert seen_by_follower[0] < len(backlog) - 5
+        await pair.stop()
+    assert len(pair.seen_by_follower) == 1
+    assert pair.seen_by_follower[0] < pair.BACKLOG - pair.RECORDS
