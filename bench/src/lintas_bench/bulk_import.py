@@ -18,6 +18,7 @@ import os
 import resource
 import sys
 import time
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -230,7 +231,7 @@ class LiveProbe:
         self._api_key = api_key
         self._run = f"{run}-LIVE"
         self.latencies: list[float] = []
-        self.errors: dict[str, int] = {}
+        self.errors: Counter[str] = Counter()
         self.case_ids: list[str] = []
 
     async def run(self) -> None:
@@ -249,18 +250,17 @@ class LiveProbe:
                         "/v1/cases", body, {"Idempotency-Key": f"live-{self._run}-{n}"}
                     )
                 except (HttpClientError, OSError) as exc:
-                    self.errors[type(exc).__name__] = self.errors.get(type(exc).__name__, 0) + 1
+                    self.errors[type(exc).__name__] += 1
                 else:
                     if answer.status == 201:
                         self.latencies.append(time.monotonic() - began)
                         self.case_ids.append(str(json.loads(answer.body)["id"]))
                     else:
-                        name = f"HTTP {answer.status}"
-                        self.errors[name] = self.errors.get(name, 0) + 1
+                        self.errors[f"HTTP {answer.status}"] += 1
                 await asyncio.sleep(max(0.0, LIVE_INTERVAL - (time.monotonic() - began)))
 
     def summary(self) -> dict[str, Any]:
         """How many were accepted, their latencies, the errors."""
-        return {"interval_s": LIVE_INTERVAL, "errors": self.errors} | asdict(
+        return {"interval_s": LIVE_INTERVAL, "errors": dict(self.errors)} | asdict(
             summarise(self.latencies)
         )
