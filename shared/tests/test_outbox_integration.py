@@ -152,6 +152,25 @@ async def test_started_the_relay_finds_and_publishes_what_a_crashed_writer_left_
     assert len(set(publisher.published)) == 7
 
 
+async def test_far_behind_the_relay_holds_few_documents_and_still_publishes_each_once(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    # The search that finds what was not kept is a range read stopped by its limit on
+    # this store (unsorted): its pass takes four documents of the thirty at a time.
+    docs = await documents(mongo, database_name)
+    publisher = RecordingPublisher()
+    relay = OutboxRelay(docs, publisher, batch_size=4, keep_entries=2, keep_ids=5)
+    work = UnitOfWork(docs, ThingCodec(), on_commit=relay.on_commit)
+    events = [case_submitted(f"case-{n}") for n in range(30)]
+    for n, event in enumerate(events):
+        await work.add(Thing(f"thing-{n}", "new"), [Outgoing("t", event)])
+    assert relay.kept == 5
+    assert await relay.relay_once(search=False) == 30
+    assert sorted(publisher.published) == sorted(e.id for e in events)
+    assert await docs.collection.count_documents({OUTBOX_SINCE_FIELD: {"$exists": True}}) == 0
+    assert relay.pending() == (0, None)
+
+
 async def test_documents_written_before_outbox_times_get_one_at_start_up(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:

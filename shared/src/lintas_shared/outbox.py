@@ -16,6 +16,10 @@ restart; consumers are idempotent on (ce_source, ce_id), so that duplicate chang
 - Entries a crashed instance never published are found by a range query on the indexed
   `outbox_since` (the time of a document's oldest unpublished entry), once they are older
   than `grace` seconds, so an instance never races a live writer's own relay for them.
+- Memory stays flat however far behind the relay falls (a bulk import outruns it): past
+  `keep_ids` documents waiting, a hand-over is not kept at all, and once what is kept
+  has gone out the relay finds those documents again with the same range query, without
+  the grace (they are its own writers'), a pass at a time.
 - A document's entries are published in order, one document at a time; up to
   `concurrency` documents are published at once, so the broker's acknowledgements overlap.
 """
@@ -93,6 +97,7 @@ class OutboxRelay:
         search_interval: float = 10.0,
         clear_delay: float = 1.0,
         keep_entries: int = 5000,
+        keep_ids: int = 20_000,
         writers_remove: bool = False,
     ) -> None:
         """`writers_remove`: the documents' next change usually comes within
@@ -116,6 +121,13 @@ class OutboxRelay:
         # outrunning the relay) only the id is kept and the document is read when its
         # turn comes, so memory stays flat however far behind the relay falls.
         self._keep_entries = keep_entries
+        # Documents kept waiting, at most (each ~250 bytes): a 100,000-row import left
+        # 86,000 hand-overs waiting, 21 MiB of intake's growth. Beyond it, a hand-over is
+        # counted (`_overflowed`) and its document found again in the store.
+        self._keep_ids = max(keep_ids, keep_entries)
+        self._overflowed = 0
+        self._overflow_since: float | None = None  # the first hand-over not kept
+        self._overflow_epoch = 0  # bumped by each hand-over not kept
         self._waiting: dict[str, _Waiting] = {}
         # Published entries not removed yet, by document, in outbox order (the outbox's
         # front, as far as this relay knows); since when each document's wait (monotonic
@@ -148,7 +160,9 @@ class OutboxRelay:
         else:
             known = self._waiting.get(doc_id)
             since = time.time() if known is None else known.since
-            if (
+            if known is None and len(self._waiting) >= self._keep_ids:
+                self._overflow(since)
+            elif (
                 known is None
                 or version is None
                 or known.version is None
@@ -162,6 +176,13 @@ class OutboxRelay:
                     version, None if held is None else list(held), since
                 )
         self._wake.set()
+
+    def _overflow(self, since: float) -> None:
+        """A hand-over not kept: its document is found again in the store (`_take_overflow`)."""
+        self._overflowed += 1
+        self._overflow_epoch += 1
+        if self._overflow_since is None:
+            self._overflow_since = since
 
     def on_commit(self, doc_id: str, version: int, entries: list[Document]) -> None:
         """The unit of work's hook (`UnitOfWork(on_commit=relay.on_commit)`)."""
@@ -210,9 +231,18 @@ class OutboxRelay:
             return 0
         return await self._search(datetime.now(UTC) - timedelta(seconds=self._grace))
 
+    @property
+    def kept(self) -> int:
+        """Documents this relay holds in memory as waiting (at most `keep_ids`)."""
+        return len(self._waiting)
+
     def pending(self) -> tuple[int, float | None]:
-        """Documents known to hold unpublished entries, and the oldest one's Unix time."""
-        return len(self._waiting), min((w.since for w in self._waiting.values()), default=None)
+        """Documents known to hold unpublished entries, and the oldest one's Unix time
+        (with hand-overs not kept: about as many, and at most as old)."""
+        sinces = [w.since for w in self._waiting.values()]
+        if self._overflow_since is not None:
+            sinces.append(self._overflow_since)
+        return len(self._waiting) + self._overflowed, min(sinces, default=None)
 
     async def relay_once(self, *, search: bool = True) -> int:
         """Publish what writers handed over, and with `search` what was left behind
@@ -225,7 +255,11 @@ class OutboxRelay:
             if search:
                 await self._search(older_than=datetime.now(UTC))
             count = 0
-            while self._waiting:
+            while True:
+                if self._overflow_since is not None and len(self._waiting) < self._batch_size:
+                    await self._take_overflow()
+                if not self._waiting:
+                    break
                 batch = dict(itertools.islice(self._waiting.items(), self._batch_size))
                 for doc_id in batch:
                     del self._waiting[doc_id]
@@ -297,6 +331,21 @@ class OutboxRelay:
             raise
         for doc_id in missed:
             self._waiting.setdefault(doc_id, _Waiting(None, None, time.time()))
+
+    async def _take_overflow(self) -> None:
+        """Queue a pass's worth of the documents whose hand-overs were not kept: what
+        went out is removed first, so the search finds only entries still to publish
+        (and other instances' fresh ones, rarely: published twice, consumers ignore the
+        second). Done when a search finds fewer than it asked for and no hand-over was
+        dropped since it began."""
+        epoch = self._overflow_epoch
+        await self._clear()
+        before = len(self._waiting)
+        found = await self._search(older_than=datetime.now(UTC))
+        self._overflowed = max(0, self._overflowed - (len(self._waiting) - before))
+        if found < self._batch_size and epoch == self._overflow_epoch:
+            self._overflowed = 0
+            self._overflow_since = None
 
     async def _search(self, older_than: datetime) -> int:
         found = await self._documents.left_behind(older_than, self._batch_size)

@@ -229,8 +229,9 @@ class VersionedDocuments(Protocol):
         ...
 
     async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
-        """Documents (`_id` and outbox) whose oldest unpublished entry is older than
-        `older_than`, oldest first: what a crashed writer's relay never published."""
+        """At most `limit` documents (`_id` and outbox) whose oldest unpublished entry is
+        older than `older_than`: what a crashed writer's relay never published. In no
+        promised order: a document's entries go out in order, documents independently."""
         ...
 
 
@@ -746,14 +747,12 @@ class MongoVersionedDocuments:
             self._keep_stored(doc_id, emptied)
 
     async def left_behind(self, older_than: datetime, limit: int) -> list[Document]:
-        """A range query on the `outbox_since` index."""
-        cursor = (
-            self._collection.find(
-                {OUTBOX_SINCE_FIELD: {"$lte": older_than}}, {OUTBOX_FIELD: 1, OUTBOX_SINCE_FIELD: 1}
-            )
-            .sort(OUTBOX_SINCE_FIELD, ASCENDING)
-            .limit(limit)
-        )
+        """A range query on the `outbox_since` index, in the index's order on MongoDB.
+        Not sorted: FerretDB v1 sorts only after reading every match, where the limit
+        stops its read (deploy/README.md, the outbox search)."""
+        cursor = self._collection.find(
+            {OUTBOX_SINCE_FIELD: {"$lte": older_than}}, {OUTBOX_FIELD: 1, OUTBOX_SINCE_FIELD: 1}
+        ).limit(limit)
         return [doc async for doc in cursor]
 
 
