@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from lintas_bench.bulk_import import MemoryOverTime
 from lintas_bench.report import render
 
 pytestmark = pytest.mark.unit
@@ -45,3 +46,30 @@ def test_the_live_cases_during_the_import_are_reported_with_their_latency() -> N
 
 def test_an_import_without_live_cases_prints_no_such_line() -> None:
     assert "live cases meanwhile" not in render(results(None))
+
+
+def test_the_memory_through_the_import_is_reported_by_quarter() -> None:
+    imported = results(None)
+    imported["import"]["rss_mib_by_quarter"] = {
+        "importer": [60.0, 61.5, 61.5, 62.0],
+        "intake": [150.0, 170.25, 180.0, 181.0],
+    }
+    assert (
+        "  memory at a quarter, half, three quarters and the end of the import (RSS, MiB): "
+        "importer 60.0, 61.5, 61.5, 62.0; intake 150.0, 170.2, 180.0, 181.0"
+    ) in render(imported)
+    assert (
+        "  memory over the import's second half: importer +0.5 MiB (+0.8%), "
+        "intake +10.8 MiB (+6.3%)"
+    ) in render(imported)
+
+
+def test_memory_over_time_takes_the_last_sample_at_or_before_each_quarter() -> None:
+    mib = 1024 * 1024
+    grown = iter(range(1, 100))
+    memory = MemoryOverTime({"intake": 1}, every=1.0, rss=lambda _pid: next(grown) * mib)
+    for elapsed in (0.0, 0.5, 1.0, 2.5, 3.0, 4.0):  # 0.5 and 3.0: within a second of the last
+        memory.sample(elapsed)
+    # Kept: 0.0 -> 1, 1.0 -> 2, 2.5 -> 3, 4.0 -> 4 MiB; the quarters are at 1, 2, 3 and 4 s.
+    assert memory.quarters() == {"intake": [2.0, 2.0, 3.0, 4.0]}
+    assert MemoryOverTime({"intake": 1}).quarters() == {}

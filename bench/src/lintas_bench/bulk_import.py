@@ -19,6 +19,7 @@ import resource
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,8 @@ async def _import_once(
             stderr=progress,
         )
         peak = 0
+        watched = {"importer": process.pid, "intake": sampler.pids.get("intake")}
+        memory = MemoryOverTime({name: pid for name, pid in watched.items() if pid})
         stdout_task = asyncio.create_task(process.stdout.read())  # type: ignore[union-attr]
         live = LiveProbe(intake_url, api_key, live_run) if live_run else None
         live_task = asyncio.create_task(live.run()) if live else None
@@ -181,6 +184,7 @@ async def _import_once(
         try:
             while process.returncode is None:
                 peak = max(peak, rss_bytes(process.pid))
+                memory.sample(time.monotonic() - began)
                 if time.monotonic() - began > time_limit:
                     timed_out = True
                     break
@@ -216,10 +220,42 @@ async def _import_once(
         "seconds": round(elapsed, 1),
         "importer": summary,
         "importer_peak_rss_mib": round(peak / MIB, 1),
+        "rss_mib_by_quarter": memory.quarters(),
         "services_peak_rss_mib": mib(window),
         "services_cpu_seconds": window.cpu,
         "importer_cpu_seconds": round(importer_cpu, 2),
     }
+
+
+class MemoryOverTime:
+    """RSS of some processes through the import, a sample a second: whether their memory
+    stays flat, not only its peak."""
+
+    def __init__(
+        self, pids: Mapping[str, int], every: float = 1.0, rss: Callable[[int], int] = rss_bytes
+    ) -> None:
+        self._pids = dict(pids)
+        self._every = every
+        self._rss = rss
+        self._series: list[tuple[float, dict[str, int]]] = []
+
+    def sample(self, elapsed: float) -> None:
+        """Note each process's RSS, at most once in `every` seconds."""
+        if self._series and elapsed - self._series[-1][0] < self._every:
+            return
+        self._series.append((elapsed, {name: self._rss(pid) for name, pid in self._pids.items()}))
+
+    def quarters(self) -> dict[str, list[float]]:
+        """Per process, its RSS in MiB at a quarter, half, three quarters and the end of
+        the time sampled (the last sample at or before each point)."""
+        if not self._series:
+            return {}
+        end = self._series[-1][0]
+        points = [end * n / 4 for n in (1, 2, 3, 4)]
+        picked = [max((s for s in self._series if s[0] <= p), key=lambda s: s[0]) for p in points]
+        return {
+            name: [round(rss.get(name, 0) / MIB, 1) for _, rss in picked] for name in self._pids
+        }
 
 
 class LiveProbe:

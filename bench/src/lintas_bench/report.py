@@ -261,6 +261,14 @@ def _import(results: Mapping[str, Any], lines: list[str]) -> None:
         f"RSS {_n(imp['importer_peak_rss_mib'], 1)} MiB; intake peak RSS "
         f"{_n(imp['services_peak_rss_mib'].get('intake'), 1)} MiB"
     )
+    quarters = imp.get("rss_mib_by_quarter")
+    if quarters:
+        lines.append(
+            "  memory at a quarter, half, three quarters and the end of the import (RSS, MiB): "
+            + "; ".join(
+                f"{name} {', '.join(_n(v, 1) for v in values)}" for name, values in quarters.items()
+            )
+        )
     live = imp.get("live")
     if live:
         errors = ", ".join(f"{name} {count}" for name, count in live["errors"].items())
@@ -388,6 +396,15 @@ def target_lines(results: Mapping[str, Any]) -> list[str]:
             f"({figure / target:.2f} of the target)"
         )
         lines.append(f"  {what}: {_n(figure, 1)}{unit}, target {_n(target)}{unit}: {verdict}")
+    quarters = (results.get("import") or {}).get("rss_mib_by_quarter") or {}
+    grown = [
+        f"{name} {values[3] - values[1]:+.1f} MiB ({(values[3] / values[1] - 1) * 100:+.1f}%)"
+        for name, values in quarters.items()
+        if len(values) == 4 and values[1] > 0
+    ]
+    if grown:
+        # A figure, not a verdict: a short import ends while the caches still fill.
+        lines.append(f"  memory over the import's second half: {', '.join(grown)}")
     closed = ((results.get("baselines") or {}).get("minimal_closed") or {}).get(
         "completed_per_second_in_window"
     )
