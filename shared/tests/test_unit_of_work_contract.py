@@ -920,6 +920,52 @@ async def test_beyond_its_bound_a_relay_keeps_no_hand_over_and_finds_those_docum
     assert relay.pending() == (0, None)
 
 
+class WritesWhilePublishing(ListPublisher):
+    """Calls `write` once, when the first event goes out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.write: Callable[[], Awaitable[None]] | None = None
+
+    async def publish(self, topic: str, event: CloudEvent) -> None:
+        await super().publish(topic, event)
+        write, self.write = self.write, None
+        if write is not None:
+            await write()
+
+
+async def test_once_a_relay_kept_no_hand_over_the_store_sets_the_order_first_in_first_out() -> None:
+    documents = InMemoryVersionedDocuments("counters")
+    publisher = WritesWhilePublishing()
+    relay = OutboxRelay(documents, publisher, keep_entries=2, keep_ids=2, batch_size=2)
+    work = UnitOfWork(documents, CounterCodec(), on_commit=relay.on_commit)
+    for n in range(5):
+        await work.add(Counter(f"c{n}", f"n{n}"), [event(n)])
+
+    async def write() -> None:  # room in memory again, but c2-c4 wait in the store
+        await work.add(Counter("c5", "n5"), [event(5)])
+
+    publisher.write = write
+    assert await relay.relay_once(search=False) == 6
+    assert [e.subject for _, e in publisher.sent] == [f"case-{n}" for n in range(6)]
+
+
+async def test_a_relay_catching_up_takes_no_entry_written_after_its_last_hand_over_not_kept() -> (
+    None
+):
+    # Another instance's later writes are its relay's to publish: not searched for.
+    documents = InMemoryVersionedDocuments("counters")
+    relay, publisher, _ = await _relay_over_counters(documents, 3, keep_entries=1, keep_ids=1)
+    elsewhere = UnitOfWork(documents, CounterCodec())  # no hand-over to this relay
+    await asyncio.sleep(0.002)  # a later time than the last hand-over not kept
+    await elsewhere.add(Counter("other", "o"), [event(9)])
+    assert await relay.relay_once(search=False) == 3
+    assert sorted(e.subject for _, e in publisher.sent) == ["case-0", "case-1", "case-2"]
+    other = await documents.read("other")
+    assert other is not None
+    assert [entry_event(e).subject for e in other[OUTBOX_FIELD]] == ["case-9"]
+
+
 class WritesDuringSearch(CountedSearches):
     """The first search finds what is stored, then a writer hands over two more."""
 

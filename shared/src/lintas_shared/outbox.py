@@ -17,9 +17,11 @@ restart; consumers are idempotent on (ce_source, ce_id), so that duplicate chang
   `outbox_since` (the time of a document's oldest unpublished entry), once they are older
   than `grace` seconds, so an instance never races a live writer's own relay for them.
 - Memory stays flat however far behind the relay falls (a bulk import outruns it): past
-  `keep_ids` documents waiting, a hand-over is not kept at all, and once what is kept
-  has gone out the relay finds those documents again with the same range query, without
-  the grace (they are its own writers'), a pass at a time.
+  `keep_ids` documents waiting, a hand-over is not kept (nor is any later one, until the
+  relay has caught up: first in, first out), and once what is kept has gone out the
+  relay finds those documents again with the same range query, without the grace but
+  only up to the last hand-over it did not keep (written by this process before it), a
+  pass at a time.
 - A document's entries are published in order, one document at a time; up to
   `concurrency` documents are published at once, so the broker's acknowledgements overlap.
 """
@@ -127,6 +129,7 @@ class OutboxRelay:
         self._keep_ids = max(keep_ids, keep_entries)
         self._overflowed = 0
         self._overflow_since: float | None = None  # the first hand-over not kept
+        self._overflow_until: datetime | None = None  # the last one, by the store's clock
         self._overflow_epoch = 0  # bumped by each hand-over not kept
         self._waiting: dict[str, _Waiting] = {}
         # Published entries not removed yet, by document, in outbox order (the outbox's
@@ -160,7 +163,11 @@ class OutboxRelay:
         else:
             known = self._waiting.get(doc_id)
             since = time.time() if known is None else known.since
-            if known is None and len(self._waiting) >= self._keep_ids:
+            if known is None and (
+                self._overflow_since is not None or len(self._waiting) >= self._keep_ids
+            ):
+                # Once one is not kept, none is until the relay caught up: what the store
+                # holds goes first, in its index's order.
                 self._overflow(since)
             elif (
                 known is None
@@ -181,6 +188,10 @@ class OutboxRelay:
         """A hand-over not kept: its document is found again in the store (`_take_overflow`)."""
         self._overflowed += 1
         self._overflow_epoch += 1
+        # The writer set the document's `outbox_since` before this (the same clock as
+        # `MongoVersionedDocuments`'), so a search up to now finds it, and not what other
+        # instances write later (their relays publish that themselves).
+        self._overflow_until = datetime.now(UTC)
         if self._overflow_since is None:
             self._overflow_since = since
 
@@ -334,18 +345,21 @@ class OutboxRelay:
 
     async def _take_overflow(self) -> None:
         """Queue a pass's worth of the documents whose hand-overs were not kept: what
-        went out is removed first, so the search finds only entries still to publish
-        (and other instances' fresh ones, rarely: published twice, consumers ignore the
-        second). Done when a search finds fewer than it asked for and no hand-over was
-        dropped since it began."""
+        went out is removed first, so the search finds only entries still to publish,
+        up to the last hand-over not kept (older entries of other instances too, which
+        they may be publishing: a copy, which consumers ignore). Done when a search finds
+        fewer than it asked for and no hand-over was dropped since it began; the set it
+        reads only shrinks meanwhile, so it ends."""
         epoch = self._overflow_epoch
+        until = self._overflow_until or datetime.now(UTC)
         await self._clear()
         before = len(self._waiting)
-        found = await self._search(older_than=datetime.now(UTC))
+        found = await self._search(older_than=until)
         self._overflowed = max(0, self._overflowed - (len(self._waiting) - before))
         if found < self._batch_size and epoch == self._overflow_epoch:
             self._overflowed = 0
             self._overflow_since = None
+            self._overflow_until = None
 
     async def _search(self, older_than: datetime) -> int:
         found = await self._documents.left_behind(older_than, self._batch_size)
@@ -484,8 +498,9 @@ class OutboxRelay:
             await self._loop.stop()
         try:
             if flush:
-                # Only what this process's writers handed over: a search now would take
-                # other instances' fresh entries too (they publish them themselves).
+                # Only what this process's writers handed over (those it did not keep are
+                # searched for up to the last of them): a search now would take other
+                # instances' fresh entries too (they publish them themselves).
                 await self.relay_once(search=False)
             else:
                 # What went out is removed either way: left, it would go out again.
