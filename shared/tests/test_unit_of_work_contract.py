@@ -966,6 +966,21 @@ async def test_a_relay_catching_up_takes_no_entry_written_after_its_last_hand_ov
     assert [entry_event(e).subject for e in other[OUTBOX_FIELD]] == ["case-9"]
 
 
+@pytest.mark.parametrize("writers_remove", [False, True])
+async def test_stopped_far_behind_a_relay_publishes_each_hand_over_it_did_not_keep_once(
+    writers_remove: bool,
+) -> None:
+    documents = InMemoryVersionedDocuments("counters")
+    relay, publisher, work = await _relay_over_counters(
+        documents, 6, keep_entries=2, keep_ids=2, batch_size=2, writers_remove=writers_remove
+    )
+    await work.change("c4", bump(1, event(40)))  # a second event of one not kept
+    await relay.stop()  # flushes: what it kept, then what it did not
+    sent = sorted(e.subject for _, e in publisher.sent)
+    assert sent == sorted([f"case-{n}" for n in range(6)] + ["case-40"])
+    assert all(doc[OUTBOX_FIELD] == [] for doc in documents.docs.values())
+
+
 class WritesDuringSearch(CountedSearches):
     """The first search finds what is stored, then a writer hands over two more."""
 
