@@ -72,4 +72,5 @@ def test_memory_over_time_takes_the_last_sample_at_or_before_each_quarter() -> N
         memory.sample(elapsed)
     # Kept: 0.0 -> 1, 1.0 -> 2, 2.5 -> 3, 4.0 -> 4 MiB; the quarters are at 1, 2, 3 and 4 s.
     assert memory.quarters() == {"intake": [2.0, 2.0, 3.0, 4.0]}
+    assert memory.peak("intake") == 4.0
     assert MemoryOverTime({"intake": 1}, rss=lambda _pid: mib).quarters() == {}

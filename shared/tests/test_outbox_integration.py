@@ -155,8 +155,8 @@ async def test_started_the_relay_finds_and_publishes_what_a_crashed_writer_left_
 async def test_far_behind_the_relay_holds_few_documents_and_still_publishes_each_once(
     mongo: AsyncMongoClient[Document], database_name: str
 ) -> None:
-    # The search that finds what was not kept is a range read stopped by its limit on
-    # this store (unsorted): its pass takes four documents of the thirty at a time.
+    # What was not kept is found again by the range read on `outbox_since`, four
+    # documents of the thirty a pass, on the real store.
     docs = await documents(mongo, database_name)
     publisher = RecordingPublisher()
     relay = OutboxRelay(docs, publisher, batch_size=4, keep_entries=2, keep_ids=5)

@@ -174,7 +174,6 @@ async def _import_once(
             stdout=asyncio.subprocess.PIPE,
             stderr=progress,
         )
-        peak = 0
         watched = {"importer": process.pid, "intake": sampler.pids.get("intake")}
         memory = MemoryOverTime({name: pid for name, pid in watched.items() if pid})
         stdout_task = asyncio.create_task(process.stdout.read())  # type: ignore[union-attr]
@@ -183,7 +182,6 @@ async def _import_once(
         timed_out = False
         try:
             while process.returncode is None:
-                peak = max(peak, rss_bytes(process.pid))
                 memory.sample(time.monotonic() - began)
                 if time.monotonic() - began > time_limit:
                     timed_out = True
@@ -219,7 +217,7 @@ async def _import_once(
         "timed_out": timed_out,
         "seconds": round(elapsed, 1),
         "importer": summary,
-        "importer_peak_rss_mib": round(peak / MIB, 1),
+        "importer_peak_rss_mib": memory.peak("importer"),
         "rss_mib_by_quarter": memory.quarters(),
         "services_peak_rss_mib": mib(window),
         "services_cpu_seconds": window.cpu,
@@ -245,6 +243,10 @@ class MemoryOverTime:
         if self._series and elapsed - self._series[-1][0] < self._every:
             return
         self._series.append((elapsed, {name: self._rss(pid) for name, pid in self._pids.items()}))
+
+    def peak(self, name: str) -> float:
+        """The highest RSS sampled of one process, in MiB."""
+        return round(max((rss.get(name, 0) for _, rss in self._series), default=0) / MIB, 1)
 
     def quarters(self) -> dict[str, list[float]]:
         """Per process, its RSS in MiB at a quarter, half, three quarters and the end of
