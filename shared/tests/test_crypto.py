@@ -15,6 +15,7 @@ from lintas_shared.crypto import (
     RememberingKey,
     phone_lookup_hash,
 )
+from lintas_shared.key_cache import KeyCache
 from lintas_shared.mongo import CoalescingReader, Document
 from prometheus_client import REGISTRY
 from pymongo import AsyncMongoClient
@@ -191,3 +192,48 @@ def test_a_fresh_field_is_sealed_anew_so_equal_entries_never_share_a_token() -> 
     first = key.encrypt("timeline.detail", "Tidak bisa")
     assert key.decrypt("timeline.detail", first) == "Tidak bisa"
     assert key.encrypt("timeline.detail", "Tidak bisa") != first
+
+
+@pytest.mark.integration
+async def test_keys_stored_in_one_write_are_read_back_as_one_batch_by_its_index(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    name = f"case_keys_{uuid.uuid4().hex[:8]}"
+    collection = mongo[database_name][name]
+    vault = KeyVault(collection, "master-secret")
+    await vault.ensure_indexes()
+    first = await vault.create_many(["b1", "b2", "b3"])
+    second = await vault.create_many(["b4"])
+    alone = await vault.create("b5")
+    assert await vault.destroy("b2")
+
+    key, batch = await vault.get_in_batch("b1")
+    assert key.key == first[0].key
+    assert batch is not None
+    assert (await vault.get_in_batch("b4"))[1] not in (None, batch)
+    assert await vault.get_in_batch("b5") == (alone, None)  # stored alone: no batch
+    finds = _finds(name)
+    siblings = await vault.batch(batch)
+    assert _finds(name) - finds == 1
+    assert {k.case_id: k.key for k in siblings} == {"b1": first[0].key, "b3": first[2].key}
+    assert (await vault.batch(str((await vault.get_in_batch("b4"))[1]))) == second
+    assert await vault.batch("no-such-batch") == []
+    indexes = await collection.index_information()
+    assert indexes["batch"]["key"] == [("batch", 1)]
+
+
+@pytest.mark.integration
+async def test_a_key_cache_on_the_store_reads_a_batch_once_for_all_its_cases(
+    mongo: AsyncMongoClient[Document], database_name: str
+) -> None:
+    name = f"case_keys_{uuid.uuid4().hex[:8]}"
+    writer = KeyVault(mongo[database_name][name], "master-secret")
+    await writer.ensure_indexes()
+    made = await writer.create_many([f"k{n}" for n in range(5)])
+    cache = KeyCache(KeyVault(mongo[database_name][name], "master-secret"), ttl=30)
+    finds = _finds(name)
+
+    got = [await cache.get(key.case_id) for key in made]
+
+    assert [k.key for k in got] == [k.key for k in made]
+    assert _finds(name) - finds == 2  # the first case's key, then its batch

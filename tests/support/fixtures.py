@@ -95,21 +95,33 @@ def fixture_key(case_id: str) -> DataKey:
 
 
 class FakeKeyVault:
-    """The key vault in memory: create, get, destroy."""
+    """The key vault in memory: create (one or a batch), get (with its batch), destroy."""
 
     def __init__(self) -> None:
         self.keys: dict[str, DataKey] = {}
+        #: case id -> the batch its key was stored in (`create_many`).
+        self.batches: dict[str, str] = {}
 
     async def create(self, case_id: str) -> DataKey:
         return self.keys.setdefault(case_id, fixture_key(case_id))
 
     async def create_many(self, case_ids: Sequence[str]) -> list[DataKey]:
+        batch = f"batch-{len(set(self.batches.values())) + 1}"
+        for case_id in case_ids:
+            if case_id not in self.keys:
+                self.batches[case_id] = batch
         return [await self.create(case_id) for case_id in case_ids]
 
     async def get(self, case_id: str) -> DataKey:
+        return (await self.get_in_batch(case_id))[0]
+
+    async def get_in_batch(self, case_id: str) -> tuple[DataKey, str | None]:
         if case_id not in self.keys:
             raise CaseKeyMissingError(case_id)
-        return self.keys[case_id]
+        return self.keys[case_id], self.batches.get(case_id)
+
+    async def batch(self, batch_id: str) -> list[DataKey]:
+        return [key for case_id, key in self.keys.items() if self.batches.get(case_id) == batch_id]
 
     async def destroy(self, case_id: str) -> bool:
         return self.keys.pop(case_id, None) is not None

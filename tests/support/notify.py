@@ -33,6 +33,7 @@ from lintas_shared.events import (
     SmsPreferenceChanged,
     make_event,
 )
+from lintas_shared.key_cache import KeyCache
 from lintas_shared.mongo import Document
 from pymongo import AsyncMongoClient
 
@@ -234,6 +235,8 @@ class Notify:
     sleeps: Sleeps
     database: str
     reports: DeliveryReports
+    #: The vault as the services read it (kept a while, as `bootstrap` wires it).
+    keys: KeyCache
 
     def rewire(self, provider: SmsProvider, rules: SendRules | None = None) -> None:
         """Swap the provider (and rules), as a restarted process would have them."""
@@ -241,7 +244,7 @@ class Notify:
             self.messages,
             self.preferences,
             provider,
-            self.vault,
+            self.keys,
             rules=rules or SendRules(),
             retry=RetryBudget(),
             clock=self.clock,
@@ -262,12 +265,13 @@ async def wire_notify(mongo: AsyncMongoClient[Document], database_name: str) -> 
     await messages.ensure_indexes()
     await profiles.ensure_indexes()
     vault = KeyVault(db["case_keys"], "test-master-key")
+    keys = KeyCache(vault)
     reports = DeliveryReports(messages, MongoEarlyReceipts(db["early_receipts"]), clock)
     dispatcher = Dispatcher(
-        messages, preferences, provider, vault, clock=clock, sleep=sleeps, receipts=reports
+        messages, preferences, provider, keys, clock=clock, sleep=sleeps, receipts=reports
     )
     catalogue, _ = load_catalogue("en")
-    phones = PhoneLookup(vault, PHONE_HASH_SECRET)
+    phones = PhoneLookup(keys, PHONE_HASH_SECRET)
     budget = MongoReplyBudget(db["reply_budget"], limit=REPLY_LIMIT, window=timedelta(hours=1))
     handlers = NotifyHandlers(
         messages, profiles, preferences, dispatcher, catalogue, clock, phones, budget
@@ -296,6 +300,7 @@ async def wire_notify(mongo: AsyncMongoClient[Document], database_name: str) -> 
         sleeps,
         database_name,
         reports,
+        keys,
     )
 
 

@@ -24,9 +24,9 @@ class CountingVault(FakeKeyVault):
         #: Whether a write gives way to other tasks, as a real store's does.
         self.pause = False
 
-    async def get(self, case_id: str) -> DataKey:
+    async def get_in_batch(self, case_id: str) -> tuple[DataKey, str | None]:
         self.gets += 1
-        return await super().get(case_id)
+        return await super().get_in_batch(case_id)
 
     async def create_many(self, case_ids: Sequence[str]) -> list[DataKey]:
         self.writes.append(len(case_ids))

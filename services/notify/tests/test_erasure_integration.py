@@ -54,8 +54,10 @@ async def test_erasure_leaves_no_phone_hash_linked_to_the_case(
 
     # The first case erased: what is left of it names no hash; her other case still
     # keeps her STOP (a worker's STOP applies to her phone).
+    assert len(notify.keys) == 2  # read when each case came in
     await notify.vault.destroy("case-one")
     await notify.handlers.on_case_erased(case_erased("case-one"))
+    assert len(notify.keys) == 1  # the erased case's key is kept no longer
     for doc in await raw_documents(mongo, notify.database):
         if "case-one" in doc or "LB-AC347" in doc:
             assert lookup not in doc, doc

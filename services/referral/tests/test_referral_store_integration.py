@@ -21,6 +21,7 @@ from lintas_shared.events import (
     ReferralOffered,
     ReferralWithdrawn,
 )
+from lintas_shared.key_cache import KeyCache
 from lintas_shared.mongo import Document
 from lintas_shared.outbox import OUTBOX_FIELD, entry_event
 from lintas_shared.settings import CommonSettings
@@ -215,7 +216,8 @@ async def test_erasure_withdraws_and_drops_every_sealed_field(
     from lintas_shared.events import CaseErased, make_event
 
     vault = KeyVault(mongo[database_name]["case_keys"], MasterKeys.from_settings(CommonSettings()))
-    ctx = dataclasses.replace(stores.ctx, keys=vault)
+    keys = KeyCache(vault)
+    ctx = dataclasses.replace(stores.ctx, keys=keys)
     key = await vault.create("case-e")
     await handlers.on_case_submitted(submitted(case("case-e", key=key)), ctx)
     # Partners' free text: a decline's reason and a progress note may name the worker.
@@ -252,8 +254,10 @@ async def test_erasure_withdraws_and_drops_every_sealed_field(
         source="/lintas/intake",
         subject="case-e",
     )
+    assert len(keys) == 1  # kept since the first offer was sealed
     assert await vault.destroy("case-e")  # intake destroys the key, then announces it
     await handlers.on_case_erased(erased, ctx)
+    assert len(keys) == 0  # and referral keeps it no longer either
     await handlers.on_case_erased(erased, ctx)
     doc = await stores.routings.raw("case-e")
     assert doc is not None

@@ -33,6 +33,7 @@ from pydantic import StringConstraints
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from lintas_shared.ids import new_id
 from lintas_shared.mongo import CoalescingReader, Document
 from lintas_shared.settings import LEGACY_MASTER_KEY_ID, CommonSettings
 
@@ -223,6 +224,11 @@ class RotationReport:
     current: int = 0
 
 
+#: The field naming the keys stored in one write (`KeyVault.create_many`): a reader of
+#: one of them takes the others in the same query (`lintas_shared.key_cache`).
+BATCH_FIELD: Final = "batch"
+
+
 class KeyVault:
     """Per-case data keys, stored wrapped by the current master key with its id."""
 
@@ -248,6 +254,11 @@ class KeyVault:
         except InvalidTag:
             raise ValueError("the vault entry does not unwrap with this master key") from None
 
+    async def ensure_indexes(self) -> None:
+        """The index `batch` searches; made by intake, the vault's writer, before it
+        stores a key with a batch (so no reader ever searches a batch without it)."""
+        await self._collection.create_index(BATCH_FIELD, name=BATCH_FIELD)
+
     async def create(self, case_id: str) -> DataKey:
         """The case's key, created on first use (idempotent)."""
         key = AESGCM.generate_key(bit_length=256)
@@ -265,12 +276,14 @@ class KeyVault:
         return DataKey(case_id, key)
 
     async def create_many(self, case_ids: Sequence[str]) -> list[DataKey]:
-        """The keys of many cases (in their order) with one unordered insert; idempotent
-        like `create`: a case that has a key already keeps it, read back."""
+        """The keys of many cases (in their order) with one unordered insert, named as
+        one batch; idempotent like `create`: a case that has a key already keeps it,
+        read back."""
         fresh = {case_id: AESGCM.generate_key(bit_length=256) for case_id in case_ids}
         if not fresh:
             return []
         ids, now, taken = list(fresh), datetime.now(UTC), set[str]()
+        batch = new_id()
         try:
             await self._collection.insert_many(
                 [
@@ -279,6 +292,7 @@ class KeyVault:
                         "wrapped": self._wrap(case_id, key),
                         "key_id": self._keys.current_id,
                         "created_at": now,
+                        BATCH_FIELD: batch,
                     }
                     for case_id, key in fresh.items()
                 ],
@@ -296,10 +310,29 @@ class KeyVault:
 
     async def get(self, case_id: str) -> DataKey:
         """The case's key; raises CaseKeyMissingError after erasure."""
+        return (await self.get_in_batch(case_id))[0]
+
+    async def get_in_batch(self, case_id: str) -> tuple[DataKey, str | None]:
+        """The case's key and the batch it was stored in (None: stored alone, or before
+        batches were named); raises CaseKeyMissingError after erasure."""
         doc = await self._reads.find(case_id)
         if doc is None:
             raise CaseKeyMissingError(case_id)
-        return DataKey(case_id, self._unwrap(case_id, doc))
+        return DataKey(case_id, self._unwrap(case_id, doc)), doc.get(BATCH_FIELD)
+
+    async def batch(self, batch_id: str) -> list[DataKey]:
+        """The keys of one batch still in the vault (the erased ones are gone), in one
+        query; an entry that does not unwrap with the configured master keys is left
+        out (its own `get` says why)."""
+        keys = []
+        async for doc in self._collection.find(
+            {BATCH_FIELD: batch_id}, {"wrapped": 1, "key_id": 1}
+        ):
+            try:
+                keys.append(DataKey(doc["_id"], self._unwrap(doc["_id"], doc)))
+            except ValueError:
+                continue
+        return keys
 
     async def rewrap_all(
         self,

@@ -23,6 +23,8 @@ PUBLISHED_PLACEHOLDERS: frozenset[str] = frozenset(
 LEGACY_MASTER_KEY_ID = "1"
 #: Seconds an instance remembers who is behind an API key, unless set otherwise.
 DEFAULT_API_KEY_CACHE_SECONDS = 5.0
+#: Seconds a service keeps a case key it read, unless set otherwise.
+DEFAULT_CASE_KEY_CACHE_SECONDS = 30.0
 #: Allocations between two collections of Python's youngest generation (Python's own:
 #: 700). Measured at 60 cases/s, back to back: the services' CPU a case 13.3 ms with
 #: Python's collector as it is, 12.2-12.3 with this (and `gc.freeze`), 12.6 with 50,000.
@@ -105,6 +107,10 @@ class CommonSettings(BaseSettings):
     #: organisation): a revoked key is refused by every instance that long after at most
     #: (`lintas org revoke-key` waits it out). 0 reads the store at every request.
     api_key_cache_seconds: float = Field(default=DEFAULT_API_KEY_CACHE_SECONDS, ge=0, le=300)
+    #: Seconds a service keeps a case key it read from the vault, with the keys stored
+    #: in the same write (`lintas_shared.key_cache`): after an erasure, an event handled
+    #: late may still open the case's data that long. 0 reads the vault every time.
+    case_key_cache_seconds: float = Field(default=DEFAULT_CASE_KEY_CACHE_SECONDS, ge=0, le=300)
     #: The console's Ed25519 public key (PEM): intake and referral accept the person
     #: tokens it signs (`Authorization: Bearer`). Unset: only API keys are accepted.
     console_public_key: str | None = None

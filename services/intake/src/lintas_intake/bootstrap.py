@@ -51,7 +51,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
     vault = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
     # New cases' keys are stored ahead, many to a write; recent keys stay in memory a
     # short while: most writes and reads of the vault go.
-    keys = CachedCaseKeys(vault)
+    keys = CachedCaseKeys(vault, ttl=common.case_key_cache_seconds)
     cases = MongoCaseRepository(documents, keys)
     service = CaseService(cases, keys, on_commit=relay.on_commit, published=relay)
     # Who is behind a key, remembered a few seconds: not one read a request.
@@ -93,6 +93,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await vault.ensure_indexes()  # before a key with a batch is stored
         await cases.ensure_indexes()
         await organisations.ensure_indexes()
         await audit.ensure_indexes()

@@ -16,6 +16,7 @@ from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.http_guard import HttpLimits
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.kafka_auth import service_auth
+from lintas_shared.key_cache import KeyCache
 from lintas_shared.logging import configure_logging, get_logger
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import SLOW_CLEAR_DELAY, OutboxRelay
@@ -136,10 +137,12 @@ def build(
     preference_relay = OutboxRelay(preferences.documents, publisher, clear_delay=SLOW_CLEAR_DELAY)
     preferences.on_commit(preference_relay.on_commit)
     profiles = MongoCaseProfiles(database["cases"])
-    keys = KeyVault(
+    vault = KeyVault(
         mongo[settings.common.keyvault_database]["case_keys"],
         MasterKeys.from_settings(settings.common),
     )
+    # A key read brings the keys stored with it: the next cases' are at hand.
+    keys = KeyCache(vault, ttl=settings.common.case_key_cache_seconds)
     provider = provider or make_provider(settings)
     reports = DeliveryReports(messages, MongoEarlyReceipts(database["early_receipts"]), clock)
     dispatcher = Dispatcher(

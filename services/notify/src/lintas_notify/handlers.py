@@ -144,6 +144,7 @@ class NotifyHandlers:
         a crash in between finds the hash and finishes the job."""
         erased = parse_payload(event, CaseErased)
         case_id = erased.case_id
+        self.phones.forget(case_id)
         profile = await self.profiles.state(case_id)
         reference = profile.reference if isinstance(profile, CaseProfile) else None
         forgotten = await self.messages.forget_case(case_id, reference, self.clock())

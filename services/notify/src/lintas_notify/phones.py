@@ -37,6 +37,10 @@ class PhoneLookup:
         key = await self.keys.get(case_id)
         return self.of(key.decrypt(PHONE_FIELD, sealed_phone))
 
+    def forget(self, case_id: str) -> None:
+        """The case was erased: its key is kept nowhere here either."""
+        self.keys.forget(case_id)
+
     async def reveal(self, case_id: str, sealed_phone: str) -> tuple[str, str]:
         """The phone and its look-up hash, from one read of the case key (the phone is
         kept in memory only, for the SMS sent at once); raises CaseKeyMissingError."""

@@ -74,6 +74,10 @@ class CaseKeyReader(Protocol):
         """The case's data key."""
         ...
 
+    def forget(self, case_id: str) -> None:
+        """Drop the case's key from memory (its case was erased)."""
+        ...
+
 
 class ReceiptSettler(Protocol):
     """Applies delivery receipts that arrived before their message's `sent` record."""

@@ -15,6 +15,7 @@ from lintas_shared.http import NATIVE_TELEMETRY_OFF, install_conventions
 from lintas_shared.http_guard import HttpLimits
 from lintas_shared.kafka import KafkaEventPublisher, make_broker
 from lintas_shared.kafka_auth import service_auth
+from lintas_shared.key_cache import KeyCache
 from lintas_shared.logging import configure_logging
 from lintas_shared.mongo import make_mongo_client
 from lintas_shared.outbox import SLOW_CLEAR_DELAY, OutboxRelay
@@ -91,7 +92,9 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     partners = MongoPartnerDirectory(
         database["partners"], routings, callers_ttl=common.api_key_cache_seconds
     )
-    keys = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
+    vault = KeyVault(mongo[common.keyvault_database]["case_keys"], MasterKeys.from_settings(common))
+    # A key read brings the keys stored with it: the next cases' are at hand.
+    keys = KeyCache(vault, ttl=common.case_key_cache_seconds)
     ctx = handlers.Referrals(
         routings=routings, partners=partners, rules=rules, policy=policy, keys=keys
     )

@@ -102,7 +102,15 @@ class KeyReader(Protocol):
     """Reads a case's data key (the key vault); raises CaseKeyMissingError after erasure."""
 
     async def get(self, case_id: str) -> DataKey:
-        """The case's key."""
+        """The case's key (kept a while once read: for sealing)."""
+        ...
+
+    async def current(self, case_id: str) -> DataKey:
+        """The case's key as the vault holds it now (for what a partner is given)."""
+        ...
+
+    def forget(self, case_id: str) -> None:
+        """Drop the case's key from memory (its case was erased)."""
         ...
 
 
@@ -463,6 +471,8 @@ async def on_case_closed(event: CloudEvent, ctx: Referrals) -> None:
 async def on_case_erased(event: CloudEvent, ctx: Referrals) -> None:
     """The worker's data was erased: withdraw everything and drop the sealed fields."""
     payload = parse_payload(event, CaseErased)
+    if ctx.keys is not None:
+        ctx.keys.forget(payload.case_id)  # gone from the vault: kept nowhere here either
     await _on_case_event(
         event, ctx, payload.case_id, lambda r, now, _p: r.erase(now), countries=None
     )

@@ -5,7 +5,8 @@ New cases: a case's id is drawn at random and its key stored in the vault before
 case itself (a case is never stored without its key). Drawn one at a time, that was one
 `case_keys.insert` a submission (12% of intake's profile samples at 90 cases/s, where
 requests rarely arrive together). `fresh` hands out ids whose keys were stored ahead, up
-to `ahead` of them in one `insert_many`. A key handed out for a case whose insert was
+to `ahead` of them in one `insert_many`, named as one batch (referral and notify read a
+batch's keys together: `lintas_shared.key_cache`). A key handed out for a case whose insert was
 definitely refused comes back (`give_back`); those never used are deleted at shutdown
 (`discard_unused`). Left in the vault are the keys a crashed instance held unused (its
 `ahead` and any given back), and the key of a submission whose insert failed without a
@@ -13,39 +14,37 @@ definite answer (the case may have been stored: its key is never handed out agai
 random keys with no case of their id, under which nothing stored was sealed.
 
 Reads: a case's key is read to seal or open its document on every change, and each read
-was one `case_keys` query (five a case on the happy path). The cache keeps the keys this
-process created or read, for `ttl` seconds, at most `size` of them (least recently used
-go first).
+was one `case_keys` query (five a case on the happy path). The keys this process created
+or read are kept a while (`lintas_shared.key_cache`, shared with referral and notify).
 
 Erasure: `destroy` drops the key from this process's cache before the vault deletes it,
 so this process never uses it again. Another intake instance may still hold it for up to
-`ttl` seconds; that is harmless, because an erased case's document no longer holds
+the cache's `ttl`; that is harmless, because an erased case's document no longer holds
 anything sealed to open and nothing is sealed for it again (the codec seals nothing for
-an erased case), and it stops after `ttl`. Keys the vault does not have (erased) are
-never cached: the next read asks the vault again.
+an erased case), and it stops after `ttl`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from lintas_shared.crypto import DataKey
 from lintas_shared.ids import new_id
+from lintas_shared.key_cache import DEFAULT_SIZE, BatchedKeySource, KeyCache
+from lintas_shared.settings import DEFAULT_CASE_KEY_CACHE_SECONDS
 
 #: New cases' keys stored ahead, in one vault write (the setting's default).
 DEFAULT_AHEAD = 64
 
 
-class KeyStore(Protocol):
+class KeyStore(BatchedKeySource, Protocol):
     """The vault's calls (`lintas_shared.crypto.KeyVault`)."""
 
     async def create_many(self, case_ids: Sequence[str]) -> list[DataKey]: ...
-
-    async def get(self, case_id: str) -> DataKey: ...
 
     async def destroy(self, case_id: str) -> bool: ...
 
@@ -59,27 +58,17 @@ class CachedCaseKeys:
         self,
         vault: KeyStore,
         *,
-        ttl: float = 30.0,
-        size: int = 10_000,
+        ttl: float = DEFAULT_CASE_KEY_CACHE_SECONDS,
+        size: int = DEFAULT_SIZE,
         ahead: int = DEFAULT_AHEAD,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._vault = vault
-        self._ttl = ttl
-        self._size = size
+        self._cache = KeyCache(vault, ttl=ttl, size=size, clock=clock)
         self._ahead = ahead
-        self._clock = clock
-        self._keys: OrderedDict[str, tuple[float, DataKey]] = OrderedDict()
         #: Stored in the vault, handed to no case yet.
         self._ready: deque[DataKey] = deque()
         self._storing = asyncio.Lock()
-
-    def _remember(self, key: DataKey) -> DataKey:
-        self._keys[key.case_id] = (self._clock() + self._ttl, key)
-        self._keys.move_to_end(key.case_id)
-        while len(self._keys) > self._size:
-            self._keys.popitem(last=False)
-        return key
 
     async def fresh(self, count: int) -> list[DataKey]:
         """`count` new cases' keys, each already in the vault under a new random case
@@ -90,12 +79,12 @@ class CachedCaseKeys:
                 if missing > 0:
                     ids = [new_id() for _ in range(missing + self._ahead)]
                     self._ready.extend(await self._vault.create_many(ids))
-        return [self._remember(self._ready.popleft()) for _ in range(count)]
+        return [self._cache.remember(self._ready.popleft()) for _ in range(count)]
 
     def give_back(self, keys: Iterable[DataKey]) -> None:
         """Keys from `fresh` whose case was refused (no case was stored under their id)."""
         for key in keys:  # handed out first, next
-            self._keys.pop(key.case_id, None)
+            self._cache.forget(key.case_id)
             self._ready.appendleft(key)
 
     async def discard_unused(self) -> int:
@@ -107,20 +96,13 @@ class CachedCaseKeys:
 
     async def get(self, case_id: str) -> DataKey:
         """The case's key, from the cache while fresh; CaseKeyMissingError once erased."""
-        known = self._keys.get(case_id)
-        if known is not None:
-            expires, key = known
-            if expires > self._clock():
-                self._keys.move_to_end(case_id)
-                return key
-            del self._keys[case_id]
-        return self._remember(await self._vault.get(case_id))
+        return await self._cache.get(case_id)
 
     async def destroy(self, case_id: str) -> bool:
         """Forget the key here first, then delete it for good."""
-        self._keys.pop(case_id, None)
+        self._cache.forget(case_id)
         return await self._vault.destroy(case_id)
 
     def forget(self, case_id: str) -> None:
         """Drop a key from the cache only (a case that was never stored)."""
-        self._keys.pop(case_id, None)
+        self._cache.forget(case_id)

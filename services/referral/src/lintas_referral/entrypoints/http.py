@@ -386,9 +386,10 @@ async def get_referral(
 
 
 async def _case_key(ctx: Referrals, case_id: str) -> DataKey:
+    # From the vault, not memory: a partner is refused the moment the case is erased.
     if ctx.keys is None:
         raise CaseKeyMissingError(case_id)
-    return await ctx.keys.get(case_id)
+    return await ctx.keys.current(case_id)
 
 
 class ContentKey(BaseModel):
