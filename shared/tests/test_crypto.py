@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
@@ -12,6 +13,7 @@ from lintas_shared.crypto import (
     CaseKeyMissingError,
     DataKey,
     KeyVault,
+    MasterKeys,
     RememberingKey,
     phone_lookup_hash,
 )
@@ -207,19 +209,34 @@ async def test_keys_stored_in_one_write_are_read_back_as_one_batch_by_its_index(
     alone = await vault.create("b5")
     assert await vault.destroy("b2")
 
-    key, batch = await vault.get_in_batch("b1")
-    assert key.key == first[0].key
-    assert batch is not None
-    assert (await vault.get_in_batch("b4"))[1] not in (None, batch)
-    assert await vault.get_in_batch("b5") == (alone, None)  # stored alone: no batch
+    entry = await vault.entry("b1")
+    assert entry.key.key == first[0].key
+    assert entry.batch is not None
+    assert entry.created_at is not None
+    assert abs(entry.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+    other = (await vault.entry("b4")).batch
+    assert other not in (None, entry.batch)
+    assert (await vault.entry("b5")).batch is None  # stored alone: no batch
+    assert (await vault.entry("b5")).key == alone
     finds = _finds(name)
-    siblings = await vault.batch(batch)
+    mates = await vault.batch(entry.batch)
     assert _finds(name) - finds == 1
-    assert {k.case_id: k.key for k in siblings} == {"b1": first[0].key, "b3": first[2].key}
-    assert (await vault.batch(str((await vault.get_in_batch("b4"))[1]))) == second
+    assert {k.case_id: k.key for k in mates} == {"b1": first[0].key, "b3": first[2].key}
+    assert await vault.batch(str(other)) == second
     assert await vault.batch("no-such-batch") == []
     indexes = await collection.index_information()
     assert indexes["batch"]["key"] == [("batch", 1)]
+
+    # A master key rotation keeps each entry's batch: its keys still come back together.
+    rotated = KeyVault(collection, MasterKeys("2", {"2": "new-secret", "1": "master-secret"}))
+    report = await rotated.rewrap_all()
+    assert report.rewrapped == 4  # b1, b3, b4 and b5
+    assert {k.case_id: k.key for k in await rotated.batch(entry.batch)} == {
+        "b1": first[0].key,
+        "b3": first[2].key,
+    }
+    # An entry the configured keys cannot unwrap is left out of its batch, not fatal.
+    assert await KeyVault(collection, MasterKeys.single("x", "3")).batch(entry.batch) == []
 
 
 @pytest.mark.integration

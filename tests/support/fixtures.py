@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from lintas_shared.crypto import CaseKeyMissingError, DataKey
+from lintas_shared.crypto import CaseKeyMissingError, DataKey, StoredKey
 from lintas_shared.envelope import CloudEvent
 from lintas_shared.events import (
     CaseSubmitted,
@@ -101,6 +101,8 @@ class FakeKeyVault:
         self.keys: dict[str, DataKey] = {}
         #: case id -> the batch its key was stored in (`create_many`).
         self.batches: dict[str, str] = {}
+        #: When every key was stored, as `entry` says.
+        self.created_at = datetime.now(UTC)
 
     async def create(self, case_id: str) -> DataKey:
         return self.keys.setdefault(case_id, fixture_key(case_id))
@@ -113,12 +115,12 @@ class FakeKeyVault:
         return [await self.create(case_id) for case_id in case_ids]
 
     async def get(self, case_id: str) -> DataKey:
-        return (await self.get_in_batch(case_id))[0]
+        return (await self.entry(case_id)).key
 
-    async def get_in_batch(self, case_id: str) -> tuple[DataKey, str | None]:
+    async def entry(self, case_id: str) -> StoredKey:
         if case_id not in self.keys:
             raise CaseKeyMissingError(case_id)
-        return self.keys[case_id], self.batches.get(case_id)
+        return StoredKey(self.keys[case_id], self.batches.get(case_id), self.created_at)
 
     async def batch(self, batch_id: str) -> list[DataKey]:
         return [key for case_id, key in self.keys.items() if self.batches.get(case_id) == batch_id]

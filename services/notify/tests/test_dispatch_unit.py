@@ -238,6 +238,9 @@ class NoKeys:
     async def get(self, case_id: str) -> DataKey:
         raise AssertionError("the phone was handed over: no key read")
 
+    async def current(self, case_id: str) -> DataKey:
+        raise AssertionError("the phone was handed over: no key read")
+
 
 class _PlainKey:
     def decrypt(self, field: str, sealed: str) -> str:
@@ -248,6 +251,9 @@ class Keys:
     """The vault, for a send that was not handed the phone (the schedule loop's)."""
 
     async def get(self, case_id: str) -> DataKey:
+        raise AssertionError("a send reads the key from the vault (current)")
+
+    async def current(self, case_id: str) -> DataKey:
         return cast(DataKey, _PlainKey())
 
 

@@ -203,6 +203,25 @@ async def test_no_sms_without_consent_or_after_erasure(notify: Notify) -> None:
     assert await notify.profiles.state("case-e") is False
 
 
+async def test_a_deferred_sms_is_not_sent_once_the_key_is_destroyed_though_notify_kept_it(
+    notify: Notify,
+) -> None:
+    await submit(notify, "case-d")
+    slow = RecordingProvider(
+        [ProviderUnavailableError("HTTP 429", retry_after=3600, maybe_accepted=False)]
+    )
+    notify.rewire(slow)
+    await notify.handlers.on_deadline_approaching(deadline_approaching("case-d"))
+    assert len(notify.keys) == 1  # read when the case came in, and kept
+    # Intake erases the case; its `case erased` has not reached notify yet.
+    assert await notify.vault.destroy("case-d")
+    notify.clock.advance(seconds=3600)
+    assert await notify.dispatcher.run_due() == 0
+    assert slow.sent == []
+    [deferred] = [r for r in await notify.messages.for_case("case-d") if r["status"] != "sent"]
+    assert (deferred["status"], deferred["reason"]) == ("suppressed", "case erased")
+
+
 async def test_an_event_that_overtakes_its_case_is_handled_when_the_case_arrives(
     notify: Notify,
 ) -> None:

@@ -224,6 +224,17 @@ class RotationReport:
     current: int = 0
 
 
+@dataclass(frozen=True)
+class StoredKey:
+    """A case's key as the vault holds it."""
+
+    key: DataKey
+    #: The write it was stored in (`KeyVault.create_many`); None: stored alone, or
+    #: before batches were named.
+    batch: str | None = None
+    created_at: datetime | None = None
+
+
 #: The field naming the keys stored in one write (`KeyVault.create_many`): a reader of
 #: one of them takes the others in the same query (`lintas_shared.key_cache`).
 BATCH_FIELD: Final = "batch"
@@ -310,15 +321,22 @@ class KeyVault:
 
     async def get(self, case_id: str) -> DataKey:
         """The case's key; raises CaseKeyMissingError after erasure."""
-        return (await self.get_in_batch(case_id))[0]
+        return (await self.entry(case_id)).key
 
-    async def get_in_batch(self, case_id: str) -> tuple[DataKey, str | None]:
-        """The case's key and the batch it was stored in (None: stored alone, or before
-        batches were named); raises CaseKeyMissingError after erasure."""
+    async def entry(self, case_id: str) -> StoredKey:
+        """The case's key with its batch and age; raises CaseKeyMissingError after
+        erasure."""
         doc = await self._reads.find(case_id)
         if doc is None:
             raise CaseKeyMissingError(case_id)
-        return DataKey(case_id, self._unwrap(case_id, doc)), doc.get(BATCH_FIELD)
+        created = doc.get("created_at")
+        if isinstance(created, datetime) and created.tzinfo is None:
+            created = created.replace(tzinfo=UTC)
+        return StoredKey(
+            DataKey(case_id, self._unwrap(case_id, doc)),
+            doc.get(BATCH_FIELD),
+            created if isinstance(created, datetime) else None,
+        )
 
     async def batch(self, batch_id: str) -> list[DataKey]:
         """The keys of one batch still in the vault (the erased ones are gone), in one

@@ -297,7 +297,8 @@ class Dispatcher:
         sealed = doc.get("to")
         if not sealed or not doc.get("case_id"):
             raise CaseKeyMissingError(doc["_id"])
-        key = await self._keys.get(doc["case_id"])
+        # From the vault, not memory: no SMS goes out once the case is erased.
+        key = await self._keys.current(doc["case_id"])
         return key.decrypt("worker.phone", sealed)
 
     async def _send(self, doc: Document, sms: OutgoingSms, raise_unavailable: bool) -> SmsStatus:

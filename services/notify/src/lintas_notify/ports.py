@@ -71,7 +71,11 @@ class CaseKeyReader(Protocol):
     """Reads a case's data key from the vault; raises CaseKeyMissingError after erasure."""
 
     async def get(self, case_id: str) -> DataKey:
-        """The case's data key."""
+        """The case's data key (kept a while once read)."""
+        ...
+
+    async def current(self, case_id: str) -> DataKey:
+        """The case's data key as the vault holds it now (to send an SMS with)."""
         ...
 
     def forget(self, case_id: str) -> None:

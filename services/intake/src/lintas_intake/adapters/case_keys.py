@@ -15,7 +15,8 @@ random keys with no case of their id, under which nothing stored was sealed.
 
 Reads: a case's key is read to seal or open its document on every change, and each read
 was one `case_keys` query (five a case on the happy path). The keys this process created
-or read are kept a while (`lintas_shared.key_cache`, shared with referral and notify).
+or read, and those read with them (their batch), are kept a while
+(`lintas_shared.key_cache`, as referral and notify keep theirs).
 
 Erasure: `destroy` drops the key from this process's cache before the vault deletes it,
 so this process never uses it again. Another intake instance may still hold it for up to
