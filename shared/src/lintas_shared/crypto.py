@@ -331,7 +331,7 @@ class KeyVault:
             raise CaseKeyMissingError(case_id)
         created = doc.get("created_at")
         if isinstance(created, datetime) and created.tzinfo is None:
-            created = created.replace(tzinfo=UTC)
+            created = created.replace(tzinfo=UTC)  # a client not tz_aware: naive UTC
         return StoredKey(
             DataKey(case_id, self._unwrap(case_id, doc)),
             doc.get(BATCH_FIELD),
